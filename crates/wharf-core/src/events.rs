@@ -1,0 +1,305 @@
+//! The audit trail's vocabulary: the event catalogue, the event record, and the bus.
+//!
+//! Every event has a stable numeric id and a dotted name, grouped by *what happened*, not by
+//! protocol: the protocol is a field, so "every upload" is one query. Ids are never reused
+//! or renumbered; `docs/events.md` is generated from [`EventKind::ALL`] and a test fails when
+//! the two differ.
+//!
+//! The bus only hands records to the audit writer (which numbers them, chains their hashes
+//! and persists them). It never blocks a session and never drops a record: if the writer is
+//! gone, the record goes to the process log instead.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use wharf_types::Protocol;
+
+macro_rules! catalogue {
+    ($( $variant:ident = $id:literal, $name:literal, $doc:literal; )*) => {
+        /// Every kind of audit event, with its stable id.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum EventKind {
+            $( #[doc = $doc] $variant, )*
+        }
+
+        impl EventKind {
+            /// The whole catalogue, in id order.
+            pub const ALL: &'static [EventKind] = &[ $( EventKind::$variant, )* ];
+
+            /// The stable numeric id.
+            pub fn id(self) -> u32 {
+                match self { $( EventKind::$variant => $id, )* }
+            }
+
+            /// The stable dotted name.
+            pub fn name(self) -> &'static str {
+                match self { $( EventKind::$variant => $name, )* }
+            }
+
+            /// What the event means, for the generated catalogue.
+            pub fn description(self) -> &'static str {
+                match self { $( EventKind::$variant => $doc, )* }
+            }
+        }
+    };
+}
+
+catalogue! {
+    ServerStarted = 10001, "server.started", "The wharf process started serving; `message` names the version.";
+    ServerStopped = 10002, "server.stopped", "The wharf process stopped serving (signal or fatal error).";
+    ServiceStarted = 10010, "service.started", "A service began listening; `message` lists its addresses.";
+    ServiceStopped = 10011, "service.stopped", "A service stopped listening.";
+    ServiceFailed = 10012, "service.failed", "A service could not start or stopped on an error; `message` says why.";
+    ConnectionOpened = 20001, "connection.opened", "A client connected; `remote` holds its address and port (IPv4 or IPv6).";
+    ConnectionClosed = 20002, "connection.closed", "A connection ended; `duration_ms` is its length and `message` the reason.";
+    ConnectionRefused = 20003, "connection.refused", "A connection was refused before authentication (limits); `message` says which.";
+    LoginSucceeded = 20010, "login.succeeded", "An account authenticated; `attrs.method` is password or publickey (with the key fingerprint).";
+    LoginFailed = 20011, "login.failed", "An authentication attempt failed; `attrs.method` and `message` give the method and the reason. Never holds a password.";
+    SessionStarted = 20020, "session.started", "A file session (SFTP subsystem, SCP command) started for an authenticated account.";
+    SessionEnded = 20021, "session.ended", "A file session ended.";
+    CommandRefused = 20030, "command.refused", "A request was refused by policy (an exec command, a shell, a forwarding request); `message` names it.";
+    ProtocolError = 20031, "protocol.error", "A client sent something the protocol forbids (oversized packet, malformed record, lying size); the session was answered with an error or closed.";
+    UploadStarted = 30001, "upload.started", "A file was opened for writing; `attrs.mode` is create, overwrite, append or resume.";
+    UploadFinished = 30002, "upload.finished", "An upload was committed under its final name; `bytes`, `duration_ms` and `sha256` of the whole file.";
+    UploadFailed = 30003, "upload.failed", "An upload ended without being committed (disconnect, error, abort); the partial data was removed, or kept under its final name in resumable mode (`attrs.kept`).";
+    DownloadStarted = 30010, "download.started", "A file was opened for reading.";
+    DownloadFinished = 30011, "download.finished", "A download ended; `bytes` sent and `duration_ms`.";
+    DownloadFailed = 30012, "download.failed", "A download ended on an error.";
+    FileDeleted = 30020, "file.deleted", "A file was removed.";
+    EntryRenamed = 30021, "entry.renamed", "A file or folder was renamed; `path` is the source and `path2` the destination.";
+    FolderCreated = 30022, "folder.created", "A folder was created.";
+    FolderRemoved = 30023, "folder.removed", "A folder was removed.";
+    AttributesChanged = 30024, "attributes.changed", "Attributes of an entry changed; `attrs` lists what (mode, times, size).";
+    LinkCreated = 30025, "link.created", "A symbolic or hard link was created; `path` is the link, `path2` its target.";
+    FileCopied = 30026, "file.copied", "A file was copied on the server; `path` is the source and `path2` the copy.";
+    FolderListed = 30027, "folder.listed", "A folder's entries were listed.";
+    PermissionDenied = 30030, "permission.denied", "An operation was refused by a permission rule or the home-folder jail; `attrs.verb` is the refused verb.";
+    AccountCreated = 50001, "account.created", "An account was created.";
+    AccountUpdated = 50002, "account.updated", "An account changed; `message` says what (password, key, groups, enabled). Never holds a password.";
+    AccountRemoved = 50003, "account.removed", "An account was removed.";
+    GroupCreated = 50010, "group.created", "A group was created.";
+    GroupUpdated = 50011, "group.updated", "A group changed.";
+    GroupRemoved = 50012, "group.removed", "A group was removed.";
+    ConfigurationApplied = 50020, "configuration.applied", "`wharf apply` imported accounts and groups; `message` counts the changes.";
+}
+
+impl EventKind {
+    /// Looks a kind up by id.
+    pub fn from_id(id: u32) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.id() == id)
+    }
+
+    /// Renders the catalogue as the Markdown page `docs/events.md`.
+    pub fn catalogue_markdown() -> String {
+        let mut out = String::from(
+            "# Audit event catalogue\n\n\
+             Generated from `crates/wharf-core/src/events.rs`; a test fails when this page and \
+             the code differ. Regenerate with `cargo run -- events --catalogue > docs/events.md`.\n\n\
+             Every record has: `seq` (gap-free number), `id`, `name`, `time` (UTC, microseconds), \
+             `node`, `service`, `protocol`, `session`, `account`, `remote` (address and port, IPv6-aware), \
+             `path`, `path2`, `bytes`, `sha256`, `duration_ms`, `outcome` (`success` or `failure`), \
+             `message`, `attrs` (kind-specific text fields), and the hash-chain fields `prev` and `hash`.\n\n\
+             | range | what |\n|---|---|\n\
+             | 1xxxx | server and service lifecycle |\n\
+             | 2xxxx | connections, authentication, sessions |\n\
+             | 3xxxx | file and folder operations |\n\
+             | 4xxxx | event handlers and data-loss prevention |\n\
+             | 5xxxx | administration |\n\
+             | 6xxxx | client-side transfers |\n\n\
+             | id | name | meaning |\n|---:|---|---|\n",
+        );
+        for kind in EventKind::ALL {
+            out.push_str(&format!(
+                "| {} | `{}` | {} |\n",
+                kind.id(),
+                kind.name(),
+                kind.description()
+            ));
+        }
+        out
+    }
+}
+
+/// Whether the operation an event records succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It worked.
+    Success,
+    /// It did not.
+    Failure,
+}
+
+impl Outcome {
+    /// The outcome's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// One audit record before the writer numbers and chains it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// When, in UTC.
+    pub time: OffsetDateTime,
+    /// The service name from the configuration.
+    pub service: Option<String>,
+    /// The protocol spoken.
+    pub protocol: Option<Protocol>,
+    /// The session (or connection) id.
+    pub session: Option<String>,
+    /// The account name (as authenticated, or as attempted for failed logins).
+    pub account: Option<String>,
+    /// The client's address and port.
+    pub remote: Option<SocketAddr>,
+    /// The client-visible path.
+    pub path: Option<String>,
+    /// The second path (rename destination, link target, copy destination).
+    pub path2: Option<String>,
+    /// Bytes moved.
+    pub bytes: Option<u64>,
+    /// SHA-256 of the whole file, lowercase hex.
+    pub sha256: Option<String>,
+    /// How long the operation or connection took.
+    pub duration_ms: Option<u64>,
+    /// Success or failure.
+    pub outcome: Outcome,
+    /// A human-readable explanation.
+    pub message: Option<String>,
+    /// Kind-specific fields (auth method, verb, upload mode...).
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// A new event of `kind`, now, successful, with no fields set.
+    pub fn new(kind: EventKind) -> Self {
+        Event {
+            kind,
+            time: OffsetDateTime::now_utc(),
+            service: None,
+            protocol: None,
+            session: None,
+            account: None,
+            remote: None,
+            path: None,
+            path2: None,
+            bytes: None,
+            sha256: None,
+            duration_ms: None,
+            outcome: Outcome::Success,
+            message: None,
+            attrs: BTreeMap::new(),
+        }
+    }
+
+    /// Marks the event as a failure with `message`.
+    pub fn failed(mut self, message: impl Into<String>) -> Self {
+        self.outcome = Outcome::Failure;
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Sets the message.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Sets one kind-specific field.
+    pub fn attr(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.attrs.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets the path.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Sets the second path.
+    pub fn path2(mut self, path: impl Into<String>) -> Self {
+        self.path2 = Some(path.into());
+        self
+    }
+}
+
+/// Where sessions send their events. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+struct BusInner {
+    sender: mpsc::UnboundedSender<Event>,
+}
+
+impl EventBus {
+    /// A bus and the receiving end the audit writer drains.
+    pub fn new() -> (EventBus, mpsc::UnboundedReceiver<Event>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (
+            EventBus {
+                inner: Arc::new(BusInner { sender }),
+            },
+            receiver,
+        )
+    }
+
+    /// Hands `event` to the audit writer.
+    pub fn emit(&self, event: Event) {
+        if let Err(mpsc::error::SendError(event)) = self.inner.sender.send(event) {
+            // The writer is gone (shutdown); the record still reaches the process log.
+            tracing::warn!(
+                id = event.kind.id(),
+                name = event.kind.name(),
+                account = ?event.account,
+                path = ?event.path,
+                "audit writer unavailable; event not persisted"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_sorted_and_in_their_range() {
+        let mut last = 0;
+        for kind in EventKind::ALL {
+            assert!(kind.id() > last, "{} out of order", kind.name());
+            last = kind.id();
+            let range = kind.id() / 10000;
+            assert!((1..=6).contains(&range), "{} outside 1xxxx-6xxxx", kind.name());
+            assert_eq!(EventKind::from_id(kind.id()), Some(*kind));
+        }
+    }
+
+    #[test]
+    fn docs_catalogue_matches_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.md");
+        let expected = EventKind::catalogue_markdown();
+        if std::env::var_os("WHARF_BLESS").is_some() {
+            std::fs::write(path, &expected).expect("write docs/events.md");
+        }
+        let actual = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            actual == expected,
+            "docs/events.md differs from the catalogue in events.rs; regenerate it with \
+             `WHARF_BLESS=1 cargo test -p wharf-core docs_catalogue` or \
+             `cargo run -- events --catalogue > docs/events.md`"
+        );
+    }
+}

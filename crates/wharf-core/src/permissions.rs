@@ -1,0 +1,261 @@
+//! Path-rule permissions: what an account may do where.
+//!
+//! A rule is a pattern on the client-visible path plus the verbs it allows and the verbs it
+//! denies. Rules are evaluated in order (the account's own rules first, then each group's in
+//! the account's group order); the **first rule whose pattern matches and which names the
+//! verb** decides. A path and verb that no rule names is denied.
+//!
+//! So `{ pattern = 're:\.(exe|js)$', deny = ["write"] }` followed by
+//! `{ pattern = "/**", allow = ["all"] }` lets a partner do everything except upload
+//! executables: reading an `.exe` is not decided by the first rule (it does not name
+//! `read`), and falls through to the second.
+//!
+//! Patterns: `re:` followed by a regular expression (unanchored, matched against the whole
+//! virtual path such as `/in/a.exe`), or a glob where `*` stays within one name and `**`
+//! crosses folders. A glob that does not start with `/` matches at any depth (`*.txt` is
+//! `**/*.txt`). Both engines match in linear time, so a hostile path cannot stall a check.
+
+use globset::{Glob, GlobBuilder, GlobMatcher};
+use regex::Regex;
+use wharf_types::{Verb, VirtualPath};
+
+/// A rule's pattern or verb list was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+/// The decision a rule gives for a verb it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The operation may proceed.
+    Allow,
+    /// The operation is refused.
+    Deny,
+}
+
+/// The written form of a rule, as stored and as written in TOML.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// A glob, or `re:` followed by a regular expression.
+    pub pattern: String,
+    /// Verbs this rule allows (`all` for every verb).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Verbs this rule denies (`all` for every verb). Deny wins over allow in one rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl Rule {
+    /// A rule that allows every verb under `/`.
+    pub fn allow_all() -> Rule {
+        Rule {
+            pattern: "/**".to_owned(),
+            allow: vec!["all".to_owned()],
+            deny: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Glob(GlobMatcher),
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn is_match(&self, path: &str) -> bool {
+        match self {
+            Matcher::Glob(g) => g.is_match(path),
+            Matcher::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    matcher: Matcher,
+    allow: u16,
+    deny: u16,
+}
+
+/// Rules compiled for evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+}
+
+fn verb_bit(verb: Verb) -> u16 {
+    let index = Verb::ALL.iter().position(|v| *v == verb).unwrap_or(0);
+    1 << index
+}
+
+fn parse_verbs(names: &[String]) -> Result<u16, RuleError> {
+    let mut bits = 0;
+    for name in names {
+        if name == "all" || name == "*" {
+            bits |= (1 << Verb::ALL.len()) - 1;
+        } else {
+            let verb: Verb = name.parse().map_err(|e| RuleError(format!("{e}")))?;
+            bits |= verb_bit(verb);
+        }
+    }
+    Ok(bits)
+}
+
+/// Compiles one pattern; exposed so configuration checks can report errors early.
+fn compile_pattern(pattern: &str) -> Result<Matcher, RuleError> {
+    if pattern.len() > 1024 {
+        return Err(RuleError("pattern longer than 1024 characters".to_owned()));
+    }
+    if let Some(re) = pattern.strip_prefix("re:") {
+        let regex = regex::RegexBuilder::new(re)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| RuleError(format!("invalid regular expression {re:?}: {e}")))?;
+        return Ok(Matcher::Regex(regex));
+    }
+    if pattern.is_empty() {
+        return Err(RuleError("empty pattern".to_owned()));
+    }
+    let anchored = if pattern.starts_with('/') {
+        pattern.to_owned()
+    } else {
+        format!("/**/{pattern}")
+    };
+    let glob: Glob = GlobBuilder::new(&anchored)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| RuleError(format!("invalid glob {pattern:?}: {e}")))?;
+    Ok(Matcher::Glob(glob.compile_matcher()))
+}
+
+impl RuleSet {
+    /// Compiles `rules` in order.
+    pub fn compile<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Result<RuleSet, RuleError> {
+        let mut compiled = Vec::new();
+        for rule in rules {
+            let matcher = compile_pattern(&rule.pattern)?;
+            let allow = parse_verbs(&rule.allow)?;
+            let deny = parse_verbs(&rule.deny)?;
+            if allow == 0 && deny == 0 {
+                return Err(RuleError(format!(
+                    "rule {:?} names no verb in allow or deny",
+                    rule.pattern
+                )));
+            }
+            compiled.push(CompiledRule {
+                matcher,
+                allow,
+                deny,
+            });
+        }
+        Ok(RuleSet { rules: compiled })
+    }
+
+    /// Checks one rule's written form without keeping it.
+    pub fn validate(rule: &Rule) -> Result<(), RuleError> {
+        RuleSet::compile(std::iter::once(rule)).map(|_| ())
+    }
+
+    /// The decision for `verb` on `path`: the first rule that matches and names the verb.
+    pub fn decide(&self, verb: Verb, path: &VirtualPath) -> Effect {
+        let bit = verb_bit(verb);
+        let text = path.as_str();
+        for rule in &self.rules {
+            if (rule.allow | rule.deny) & bit == 0 {
+                continue;
+            }
+            if rule.matcher.is_match(text) {
+                return if rule.deny & bit != 0 {
+                    Effect::Deny
+                } else {
+                    Effect::Allow
+                };
+            }
+        }
+        Effect::Deny
+    }
+
+    /// True when `verb` is allowed on `path`.
+    pub fn allows(&self, verb: Verb, path: &VirtualPath) -> bool {
+        self.decide(verb, path) == Effect::Allow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(pattern: &str, allow: &[&str], deny: &[&str]) -> Rule {
+        Rule {
+            pattern: pattern.to_owned(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn p(s: &str) -> VirtualPath {
+        VirtualPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn default_is_deny() {
+        let rules = RuleSet::compile(&[]).unwrap();
+        assert!(!rules.allows(Verb::Read, &p("/a")));
+    }
+
+    #[test]
+    fn regex_deny_falls_through_for_other_verbs() {
+        let rules = [
+            rule(r"re:\.(exe|js)$", &[], &["write", "overwrite"]),
+            rule("/**", &["all"], &[]),
+        ];
+        let set = RuleSet::compile(&rules).unwrap();
+        assert!(!set.allows(Verb::Write, &p("/in/tool.exe")));
+        assert!(set.allows(Verb::Read, &p("/in/tool.exe")));
+        assert!(set.allows(Verb::Write, &p("/in/tool.txt")));
+        assert!(set.allows(Verb::Write, &p("/in/tool.exe.txt")));
+    }
+
+    #[test]
+    fn read_only_group() {
+        let set = RuleSet::compile(&[rule("/**", &["list", "read"], &[])]).unwrap();
+        assert!(set.allows(Verb::List, &p("/")));
+        assert!(set.allows(Verb::Read, &p("/x/y")));
+        assert!(!set.allows(Verb::Write, &p("/x/y")));
+        assert!(!set.allows(Verb::Delete, &p("/x/y")));
+    }
+
+    #[test]
+    fn globs_respect_separators() {
+        let set = RuleSet::compile(&[
+            rule("/outbox/*", &["read"], &[]),
+            rule("*.log", &["delete"], &[]),
+        ])
+        .unwrap();
+        assert!(set.allows(Verb::Read, &p("/outbox/a")));
+        assert!(!set.allows(Verb::Read, &p("/outbox/sub/a")));
+        assert!(set.allows(Verb::Delete, &p("/deep/er/x.log")));
+        assert!(set.allows(Verb::Delete, &p("/x.log")));
+    }
+
+    #[test]
+    fn bad_rules_are_reported() {
+        assert!(RuleSet::compile(&[rule("re:(", &["read"], &[])]).is_err());
+        assert!(RuleSet::compile(&[rule("/x", &["fly"], &[])]).is_err());
+        assert!(RuleSet::compile(&[rule("/x", &[], &[])]).is_err());
+    }
+
+    #[test]
+    fn pathological_pattern_is_linear() {
+        let pattern = format!("re:{}b", "a*".repeat(40));
+        let set = RuleSet::compile(&[rule(&pattern, &["read"], &[])]).unwrap();
+        let path = p(&format!("/{}", "a".repeat(200)));
+        let start = std::time::Instant::now();
+        assert!(!set.allows(Verb::Read, &path));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,361 @@
+//! Transfers through the core: uploads that hash while they stream and commit atomically,
+//! and downloads that count what they send. Both emit their audit events themselves, so
+//! no front-end can forget one.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use aws_lc_rs::digest;
+use wharf_types::VirtualPath;
+
+use crate::error::CoreError;
+use crate::events::{Event, EventBus, EventKind};
+use crate::vfs::{ReadFile, WriteFile};
+
+/// How the client opened a file for writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// A new file, or an existing one replaced from byte 0.
+    Create,
+    /// Keep the existing content; the client writes at offsets it chooses (SFTP open
+    /// without truncate, FTP `REST` + `STOR`).
+    Resume,
+    /// Keep the existing content; every write lands at the end (FTP `APPE`, SFTP append).
+    Append,
+}
+
+impl WriteMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Create => "create",
+            WriteMode::Resume => "resume",
+            WriteMode::Append => "append",
+        }
+    }
+}
+
+/// Bytes read back at a time when hashing data that did not arrive in order.
+const REHASH_CHUNK: usize = 1 << 20;
+
+struct HashState {
+    context: digest::Context,
+    /// Every byte before this offset has been fed to `context`, in order.
+    hashed_upto: u64,
+    /// False once a write skipped ahead or went back: the hash is recomputed at commit.
+    in_order: bool,
+}
+
+/// A file being uploaded. Created by [`crate::Session::open_upload`].
+pub struct Upload {
+    file: Box<dyn WriteFile>,
+    path: VirtualPath,
+    mode: WriteMode,
+    template: Event,
+    events: EventBus,
+    hash: Mutex<HashState>,
+    received: AtomicU64,
+    end: AtomicU64,
+    started: Instant,
+    closed: AtomicBool,
+}
+
+/// What a committed upload produced.
+#[derive(Debug, Clone)]
+pub struct UploadSummary {
+    /// Size of the committed file.
+    pub size: u64,
+    /// SHA-256 of the whole committed file, lowercase hex.
+    pub sha256: String,
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl Upload {
+    pub(crate) async fn start(
+        file: Box<dyn WriteFile>,
+        path: VirtualPath,
+        mode: WriteMode,
+        template: Event,
+        events: EventBus,
+    ) -> Result<Upload, CoreError> {
+        let existing = if mode == WriteMode::Create {
+            0
+        } else {
+            file.len().await?
+        };
+        let upload = Upload {
+            file,
+            path,
+            mode,
+            template,
+            events,
+            hash: Mutex::new(HashState {
+                context: digest::Context::new(&digest::SHA256),
+                hashed_upto: 0,
+                in_order: true,
+            }),
+            received: AtomicU64::new(0),
+            end: AtomicU64::new(existing),
+            started: Instant::now(),
+            closed: AtomicBool::new(false),
+        };
+        if existing > 0 {
+            // Resumed content was written earlier; hash it now so later writes stream on.
+            upload.hash_existing(existing).await?;
+        }
+        let mut event = upload.event(EventKind::UploadStarted);
+        event = event.attr("mode", mode.as_str());
+        if existing > 0 {
+            event = event.attr("offset", existing.to_string());
+        }
+        upload.events.emit(event);
+        Ok(upload)
+    }
+
+    async fn hash_existing(&self, upto: u64) -> Result<(), CoreError> {
+        let mut offset = 0;
+        let mut context = digest::Context::new(&digest::SHA256);
+        while offset < upto {
+            let want = usize::try_from((upto - offset).min(REHASH_CHUNK as u64)).unwrap_or(REHASH_CHUNK);
+            let chunk = self.file.read_at(offset, want).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            context.update(&chunk);
+            offset += chunk.len() as u64;
+        }
+        if let Ok(mut state) = self.hash.lock() {
+            state.context = context;
+            state.hashed_upto = offset;
+        }
+        Ok(())
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        let mut event = self.template.clone();
+        event.kind = kind;
+        event.time = time::OffsetDateTime::now_utc();
+        event.path = Some(self.path.to_string());
+        event
+    }
+
+    /// The client-visible path being written.
+    pub fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
+    /// How the file was opened.
+    pub fn mode(&self) -> WriteMode {
+        self.mode
+    }
+
+    /// The offset just past the last byte written (the file's length so far).
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::SeqCst)
+    }
+
+    /// Writes `data` at `offset` (ignored for [`WriteMode::Append`], which always appends).
+    pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        let offset = if self.mode == WriteMode::Append {
+            self.end()
+        } else {
+            offset
+        };
+        let len = data.len() as u64;
+        if let Ok(mut state) = self.hash.lock() {
+            if state.in_order && offset == state.hashed_upto {
+                state.context.update(&data);
+                state.hashed_upto += len;
+            } else if offset + len > state.hashed_upto || offset < state.hashed_upto {
+                state.in_order = false;
+            }
+        }
+        self.file.write_at(offset, data).await?;
+        self.received.fetch_add(len, Ordering::SeqCst);
+        self.end.fetch_max(offset + len, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Flushes to stable storage without closing (SFTP `fsync@openssh.com`).
+    pub async fn sync(&self) -> Result<(), CoreError> {
+        self.file.sync().await
+    }
+
+    async fn final_digest(&self) -> Result<String, CoreError> {
+        let (in_order, upto) = match self.hash.lock() {
+            Ok(state) => (state.in_order, state.hashed_upto),
+            Err(_) => (false, 0),
+        };
+        let size = self.file.len().await?;
+        if in_order && upto == size {
+            let context = match self.hash.lock() {
+                Ok(state) => state.context.clone(),
+                Err(_) => digest::Context::new(&digest::SHA256),
+            };
+            return Ok(hex(context.finish().as_ref()));
+        }
+        let mut context = digest::Context::new(&digest::SHA256);
+        let mut offset = 0;
+        while offset < size {
+            let chunk = self.file.read_at(offset, REHASH_CHUNK).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            context.update(&chunk);
+            offset += chunk.len() as u64;
+        }
+        Ok(hex(context.finish().as_ref()))
+    }
+
+    /// Commits the upload under its final name, durably, and records `upload.finished`.
+    pub async fn commit(&self) -> Result<UploadSummary, CoreError> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Err(CoreError::new(
+                crate::ErrorKind::Failure,
+                "upload already closed",
+            ));
+        }
+        let result = async {
+            let sha256 = self.final_digest().await?;
+            let size = self.file.len().await?;
+            self.file.commit().await?;
+            Ok::<_, CoreError>(UploadSummary { size, sha256 })
+        }
+        .await;
+        match result {
+            Ok(summary) => {
+                let mut event = self.event(EventKind::UploadFinished);
+                event.bytes = Some(self.received.load(Ordering::SeqCst));
+                event.sha256 = Some(summary.sha256.clone());
+                event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+                event = event
+                    .attr("mode", self.mode.as_str())
+                    .attr("size", summary.size.to_string());
+                self.events.emit(event);
+                Ok(summary)
+            }
+            Err(e) => {
+                let _ = self.file.abort().await;
+                self.emit_failed(&e.message, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the upload up (error, client abort, disconnect) and records `upload.failed`.
+    pub async fn abort(&self, reason: &str) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let kept = self.file.abort().await.unwrap_or(false);
+        self.emit_failed(reason, kept);
+    }
+
+    fn emit_failed(&self, reason: &str, kept: bool) {
+        let mut event = self.event(EventKind::UploadFailed).failed(reason);
+        event.bytes = Some(self.received.load(Ordering::SeqCst));
+        event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        event = event.attr("kept", if kept { "true" } else { "false" });
+        self.events.emit(event);
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            // The backend's own drop removes (or keeps) the data; the trail must still say
+            // the upload did not finish.
+            self.emit_failed("session ended before the upload was closed", false);
+        }
+    }
+}
+
+/// A file being downloaded. Created by [`crate::Session::open_download`].
+pub struct Download {
+    file: Box<dyn ReadFile>,
+    path: VirtualPath,
+    template: Event,
+    events: EventBus,
+    sent: AtomicU64,
+    started: Instant,
+    closed: AtomicBool,
+}
+
+impl Download {
+    pub(crate) fn start(
+        file: Box<dyn ReadFile>,
+        path: VirtualPath,
+        template: Event,
+        events: EventBus,
+    ) -> Download {
+        let download = Download {
+            file,
+            path,
+            template,
+            events,
+            sent: AtomicU64::new(0),
+            started: Instant::now(),
+            closed: AtomicBool::new(false),
+        };
+        download.events.emit(download.event(EventKind::DownloadStarted));
+        download
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        let mut event = self.template.clone();
+        event.kind = kind;
+        event.time = time::OffsetDateTime::now_utc();
+        event.path = Some(self.path.to_string());
+        event
+    }
+
+    /// The client-visible path being read.
+    pub fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
+    /// Reads up to `len` bytes at `offset`; empty at end of file.
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
+        let data = self.file.read_at(offset, len).await?;
+        self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
+        Ok(data)
+    }
+
+    /// The open file's attributes.
+    pub async fn metadata(&self) -> Result<crate::vfs::Metadata, CoreError> {
+        self.file.metadata().await
+    }
+
+    /// Ends the download and records `download.finished`.
+    pub fn finish(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let mut event = self.event(EventKind::DownloadFinished);
+            event.bytes = Some(self.sent.load(Ordering::SeqCst));
+            event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+            self.events.emit(event);
+        }
+    }
+
+    /// Ends the download on an error and records `download.failed`.
+    pub fn fail(&self, reason: &str) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let mut event = self.event(EventKind::DownloadFailed).failed(reason);
+            event.bytes = Some(self.sent.load(Ordering::SeqCst));
+            event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+            self.events.emit(event);
+        }
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        self.fail("session ended before the download was closed");
+    }
+}

@@ -1,0 +1,702 @@
+//! The local-filesystem backend, jailed by the kernel.
+//!
+//! Every path is opened relative to a descriptor of the home folder with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`: the kernel refuses any resolution
+//! that would leave the home, whether through `..`, an absolute symlink, a relative symlink
+//! pointing out, or a folder swapped for a link between a check and the open. Operations on
+//! a name (`unlinkat`, `renameat`, `mkdirat`...) act on a parent folder opened that way, so
+//! no second path resolution happens outside the jail.
+//!
+//! Blocking system calls run on tokio's blocking pool.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps};
+use wharf_types::VirtualPath;
+
+use super::{
+    Attrs, DirEntry, FileKind, Metadata, OpenWrite, ReadFile, TEMP_PREFIX, Vfs, VfsStats,
+    WriteFile, WriteTarget,
+};
+use crate::error::{CoreError, ErrorKind};
+
+/// A home folder on the local filesystem.
+#[derive(Clone)]
+pub struct LocalFs {
+    root: Arc<OwnedFd>,
+}
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+impl LocalFs {
+    /// Opens `home` (which must exist and be a folder) as the root of the jail.
+    pub fn open(home: &Path) -> io::Result<LocalFs> {
+        let fd = rustix::fs::open(
+            home,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(LocalFs { root: Arc::new(fd) })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, CoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Jail) -> Result<T, CoreError> + Send + 'static,
+    {
+        let jail = Jail {
+            root: Arc::clone(&self.root),
+        };
+        tokio::task::spawn_blocking(move || f(&jail))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, format!("storage task failed: {e}")))?
+    }
+}
+
+/// The synchronous half: every helper resolves beneath `root`.
+struct Jail {
+    root: Arc<OwnedFd>,
+}
+
+fn rel(path: &VirtualPath) -> &str {
+    if path.is_root() { "." } else { path.relative() }
+}
+
+fn name_of(path: &VirtualPath) -> Result<&str, CoreError> {
+    path.file_name()
+        .ok_or_else(|| CoreError::denied("the home folder itself cannot be changed"))
+}
+
+impl Jail {
+    fn open(&self, path: &VirtualPath, flags: OFlags, mode: Mode) -> Result<OwnedFd, CoreError> {
+        Ok(rustix::fs::openat2(
+            self.root.as_fd(),
+            rel(path),
+            flags | OFlags::CLOEXEC,
+            mode,
+            RESOLVE,
+        )?)
+    }
+
+    /// The parent folder of `path`, opened for directory operations, and the last name.
+    fn parent<'p>(&self, path: &'p VirtualPath) -> Result<(OwnedFd, &'p str), CoreError> {
+        let name = name_of(path)?;
+        let dir = self.open(
+            &path.parent(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )?;
+        Ok((dir, name))
+    }
+
+    fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
+        if follow || path.is_root() {
+            let fd = self.open(path, OFlags::PATH, Mode::empty())?;
+            return Ok(metadata(&rustix::fs::fstat(&fd)?));
+        }
+        let (dir, name) = self.parent(path)?;
+        Ok(metadata(&rustix::fs::statat(
+            &dir,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?))
+    }
+}
+
+fn metadata(st: &rustix::fs::Stat) -> Metadata {
+    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::RegularFile => FileKind::File,
+        rustix::fs::FileType::Directory => FileKind::Dir,
+        rustix::fs::FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    Metadata {
+        kind,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        permissions: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        atime: st.st_atime as i64,
+        mtime: st.st_mtime as i64,
+    }
+}
+
+fn temp_name() -> String {
+    format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple())
+}
+
+fn mode_bits(permissions: Option<u32>, default: u32) -> Mode {
+    Mode::from_raw_mode(permissions.map_or(default, |p| p & 0o777))
+}
+
+#[async_trait]
+impl Vfs for LocalFs {
+    async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| j.stat(&path, follow)).await
+    }
+
+    async fn read_dir(
+        &self,
+        path: &VirtualPath,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>, CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| {
+            let fd = j.open(&path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+            let mut dir = rustix::fs::Dir::read_from(&fd)?;
+            let mut entries = Vec::new();
+            while let Some(entry) = dir.next() {
+                let entry = entry?;
+                let Ok(name) = entry.file_name().to_str() else {
+                    continue;
+                };
+                if name == "." || name == ".." || name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let Ok(st) = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                    continue;
+                };
+                entries.push(DirEntry {
+                    name: name.to_owned(),
+                    metadata: metadata(&st),
+                });
+                if entries.len() >= limit {
+                    return Err(CoreError::new(
+                        ErrorKind::LimitReached,
+                        format!("folder has more than {limit} entries"),
+                    ));
+                }
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn open_read(&self, path: &VirtualPath) -> Result<Box<dyn ReadFile>, CoreError> {
+        let path = path.clone();
+        let file = self
+            .blocking(move |j| {
+                let fd = j.open(&path, OFlags::RDONLY, Mode::empty())?;
+                let file = File::from(fd);
+                if file.metadata()?.is_dir() {
+                    return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+                }
+                Ok(file)
+            })
+            .await?;
+        Ok(Box::new(LocalRead {
+            file: Arc::new(file),
+        }))
+    }
+
+    async fn open_write(
+        &self,
+        path: &VirtualPath,
+        target: WriteTarget,
+    ) -> Result<Box<dyn WriteFile>, CoreError> {
+        let path = path.clone();
+        let write = self
+            .blocking(move |j| {
+                let (dir, name) = j.parent(&path)?;
+                if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::empty())
+                    && metadata(&st).kind == FileKind::Dir
+                {
+                    return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+                }
+                let keep = target.open == OpenWrite::Keep;
+                if keep && target.in_place {
+                    let fd = j.open(
+                        &path,
+                        OFlags::RDWR | OFlags::CREATE,
+                        mode_bits(target.permissions, 0o644),
+                    )?;
+                    return Ok(WriteState {
+                        file: Arc::new(File::from(fd)),
+                        dir: Arc::new(dir),
+                        final_name: name.to_owned(),
+                        temp_name: None,
+                        keep_partial: true,
+                        done: AtomicBool::new(false),
+                    });
+                }
+                let temp = temp_name();
+                let fd = rustix::fs::openat(
+                    &dir,
+                    temp.as_str(),
+                    OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                    mode_bits(target.permissions, 0o644),
+                )?;
+                let mut file = File::from(fd);
+                let write = WriteState {
+                    file: Arc::new(File::from(rustix::io::dup(&file)?)),
+                    dir: Arc::new(dir),
+                    final_name: name.to_owned(),
+                    temp_name: Some(temp),
+                    keep_partial: target.keep_partial,
+                    done: AtomicBool::new(false),
+                };
+                if keep {
+                    // Resume or append through a temporary file: start it with a copy of
+                    // what is committed (copy_file_range, in the kernel).
+                    match j.open(&path, OFlags::RDONLY, Mode::empty()) {
+                        Ok(fd) => {
+                            let mut existing = File::from(fd);
+                            if let Err(e) = io::copy(&mut existing, &mut file) {
+                                write.discard();
+                                return Err(e.into());
+                            }
+                        }
+                        Err(e) if e.kind == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            write.discard();
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(write)
+            })
+            .await?;
+        Ok(Box::new(LocalWrite {
+            state: Arc::new(write),
+        }))
+    }
+
+    async fn mkdir(&self, path: &VirtualPath, permissions: Option<u32>) -> Result<(), CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| {
+            let (dir, name) = j.parent(&path)?;
+            rustix::fs::mkdirat(&dir, name, mode_bits(permissions, 0o755))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rmdir(&self, path: &VirtualPath) -> Result<(), CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| {
+            let (dir, name) = j.parent(&path)?;
+            rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| {
+            let (dir, name) = j.parent(&path)?;
+            rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rename(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        replace: bool,
+    ) -> Result<(), CoreError> {
+        let (from, to) = (from.clone(), to.clone());
+        self.blocking(move |j| {
+            let (from_dir, from_name) = j.parent(&from)?;
+            let (to_dir, to_name) = j.parent(&to)?;
+            let flags = if replace {
+                RenameFlags::empty()
+            } else {
+                RenameFlags::NOREPLACE
+            };
+            rustix::fs::renameat_with(&from_dir, from_name, &to_dir, to_name, flags)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_attrs(&self, path: &VirtualPath, attrs: &Attrs) -> Result<(), CoreError> {
+        let (path, attrs) = (path.clone(), attrs.clone());
+        self.blocking(move |j| {
+            if attrs.owner.is_some() {
+                return Err(CoreError::new(
+                    ErrorKind::Unsupported,
+                    "changing the owner is not supported",
+                ));
+            }
+            if let Some(size) = attrs.size {
+                let fd = j.open(&path, OFlags::WRONLY, Mode::empty())?;
+                rustix::fs::ftruncate(&fd, size)?;
+            }
+            if let Some(perm) = attrs.permissions {
+                // fchmod needs a real descriptor; opening refuses a final symlink, so the
+                // mode of something outside the home can never change.
+                let fd = j.open(&path, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(perm & 0o7777))?;
+            }
+            if let Some((atime, mtime)) = attrs.times {
+                let (dir, name) = j.parent(&path)?;
+                let stamps = Timestamps {
+                    last_access: Timespec {
+                        tv_sec: atime,
+                        tv_nsec: 0,
+                    },
+                    last_modification: Timespec {
+                        tv_sec: mtime,
+                        tv_nsec: 0,
+                    },
+                };
+                rustix::fs::utimensat(&dir, name, &stamps, AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn symlink(&self, target: &str, link: &VirtualPath) -> Result<(), CoreError> {
+        let (target, link) = (target.to_owned(), link.clone());
+        self.blocking(move |j| {
+            let (dir, name) = j.parent(&link)?;
+            rustix::fs::symlinkat(target.as_str(), &dir, name)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| {
+            let (dir, name) = j.parent(&path)?;
+            let target = rustix::fs::readlinkat(&dir, name, Vec::new())?;
+            target
+                .into_string()
+                .map_err(|_| CoreError::new(ErrorKind::InvalidPath, "link target is not UTF-8"))
+        })
+        .await
+    }
+
+    async fn hard_link(
+        &self,
+        existing: &VirtualPath,
+        link: &VirtualPath,
+    ) -> Result<(), CoreError> {
+        let (existing, link) = (existing.clone(), link.clone());
+        self.blocking(move |j| {
+            let (from_dir, from_name) = j.parent(&existing)?;
+            let (to_dir, to_name) = j.parent(&link)?;
+            rustix::fs::linkat(&from_dir, from_name, &to_dir, to_name, AtFlags::empty())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &VirtualPath, to: &VirtualPath) -> Result<u64, CoreError> {
+        let (from, to) = (from.clone(), to.clone());
+        self.blocking(move |j| {
+            let mut source = File::from(j.open(&from, OFlags::RDONLY, Mode::empty())?);
+            if source.metadata()?.is_dir() {
+                return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+            }
+            let (dir, name) = j.parent(&to)?;
+            let temp = temp_name();
+            let fd = rustix::fs::openat(
+                &dir,
+                temp.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?;
+            let mut dest = File::from(fd);
+            let write = WriteState {
+                file: Arc::new(File::from(rustix::io::dup(&dest)?)),
+                dir: Arc::new(dir),
+                final_name: name.to_owned(),
+                temp_name: Some(temp),
+                keep_partial: false,
+                done: AtomicBool::new(false),
+            };
+            match io::copy(&mut source, &mut dest) {
+                Ok(n) => {
+                    write.commit_sync()?;
+                    Ok(n)
+                }
+                Err(e) => {
+                    write.discard();
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<VfsStats, CoreError> {
+        self.blocking(|j| {
+            let fd = j.open(&VirtualPath::root(), OFlags::RDONLY, Mode::empty())?;
+            let s = rustix::fs::fstatvfs(&fd)?;
+            Ok(VfsStats {
+                block_size: s.f_bsize,
+                fragment_size: s.f_frsize,
+                blocks: s.f_blocks,
+                blocks_free: s.f_bfree,
+                blocks_available: s.f_bavail,
+                files: s.f_files,
+                files_free: s.f_ffree,
+                files_available: s.f_favail,
+                fsid: s.f_fsid,
+                flags: s.f_flag.bits(),
+                name_max: s.f_namemax,
+            })
+        })
+        .await
+    }
+}
+
+struct LocalRead {
+    file: Arc<File>,
+}
+
+#[async_trait]
+impl ReadFile for LocalRead {
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || read_full_at(&file, offset, len))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn metadata(&self) -> Result<Metadata, CoreError> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || Ok(metadata(&rustix::fs::fstat(&*file)?)))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+}
+
+/// Reads until `len` bytes or end of file, so short reads never look like EOF to clients.
+fn read_full_at(file: &File, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// An upload in progress; the state lives behind an `Arc` so that commit and abort can
+/// run on the blocking pool, and so that the last owner's `Drop` cleans up.
+struct LocalWrite {
+    state: Arc<WriteState>,
+}
+
+struct WriteState {
+    file: Arc<File>,
+    dir: Arc<OwnedFd>,
+    final_name: String,
+    /// `None` when writing in place.
+    temp_name: Option<String>,
+    keep_partial: bool,
+    done: AtomicBool,
+}
+
+impl WriteState {
+    fn commit_sync(&self) -> Result<(), CoreError> {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return Err(CoreError::new(ErrorKind::Failure, "upload already closed"));
+        }
+        let result = (|| -> Result<(), CoreError> {
+            self.file.sync_all()?;
+            if let Some(temp) = &self.temp_name {
+                rustix::fs::renameat(&*self.dir, temp.as_str(), &*self.dir, self.final_name.as_str())?;
+                // The rename is durable only once its folder is.
+                rustix::fs::fsync(&*self.dir)?;
+            }
+            Ok(())
+        })();
+        if result.is_err()
+            && let Some(temp) = &self.temp_name
+        {
+            let _ = rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty());
+        }
+        result
+    }
+
+    fn abort_sync(&self) -> Result<bool, CoreError> {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return Ok(false);
+        }
+        match &self.temp_name {
+            None => {
+                let _ = self.file.sync_all();
+                Ok(true)
+            }
+            Some(temp) if self.keep_partial => {
+                self.file.sync_all()?;
+                rustix::fs::renameat(&*self.dir, temp.as_str(), &*self.dir, self.final_name.as_str())?;
+                rustix::fs::fsync(&*self.dir)?;
+                Ok(true)
+            }
+            Some(temp) => {
+                rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty())?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Removes the temporary file whatever the mode (used when opening fails half-way).
+    fn discard(&self) {
+        if !self.done.swap(true, Ordering::SeqCst)
+            && let Some(temp) = &self.temp_name
+        {
+            let _ = rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+impl Drop for WriteState {
+    fn drop(&mut self) {
+        // A handle dropped without commit or abort (a task cancelled mid-upload) must not
+        // leave its temporary file behind.
+        if !self.done.load(Ordering::SeqCst) {
+            let _ = self.abort_sync();
+        }
+    }
+}
+
+#[async_trait]
+impl WriteFile for LocalWrite {
+    async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        let file = Arc::clone(&self.state.file);
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))??;
+        Ok(())
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
+        let file = Arc::clone(&self.state.file);
+        tokio::task::spawn_blocking(move || read_full_at(&file, offset, len))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn len(&self) -> Result<u64, CoreError> {
+        Ok(self.state.file.metadata()?.len())
+    }
+
+    async fn sync(&self) -> Result<(), CoreError> {
+        let file = Arc::clone(&self.state.file);
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))??;
+        Ok(())
+    }
+
+    async fn commit(&self) -> Result<(), CoreError> {
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || state.commit_sync())
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn abort(&self) -> Result<bool, CoreError> {
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || state.abort_sync())
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vp(s: &str) -> VirtualPath {
+        VirtualPath::parse(s).unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, LocalFs) {
+        let top = tempfile::tempdir().unwrap();
+        let home = top.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::write(top.path().join("secret.txt"), b"outside").unwrap();
+        std::fs::create_dir(top.path().join("outside-dir")).unwrap();
+        std::fs::write(home.join("inside.txt"), b"inside").unwrap();
+        std::os::unix::fs::symlink(top.path().join("secret.txt"), home.join("abs-link")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", home.join("rel-link")).unwrap();
+        std::os::unix::fs::symlink("../outside-dir", home.join("dir-link")).unwrap();
+        std::os::unix::fs::symlink("inside.txt", home.join("ok-link")).unwrap();
+        let fs = LocalFs::open(&home).unwrap();
+        (top, fs)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn symlinks_out_of_home_are_never_followed() {
+        let (top, fs) = setup();
+        for link in ["/abs-link", "/rel-link"] {
+            let err = match fs.open_read(&vp(link)).await {
+                Err(e) => e,
+                Ok(_) => panic!("{link} was followed"),
+            };
+            assert_eq!(err.kind, ErrorKind::PermissionDenied, "{link}");
+            assert!(fs.stat(&vp(link), true).await.is_err());
+            // Not following the link itself is fine: it is an entry of the home.
+            assert_eq!(fs.stat(&vp(link), false).await.unwrap().kind, FileKind::Symlink);
+        }
+        // Writing through a linked folder must not create anything outside.
+        let target = WriteTarget {
+            open: OpenWrite::Truncate,
+            in_place: false,
+            keep_partial: false,
+            permissions: None,
+        };
+        assert!(fs.open_write(&vp("/dir-link/x"), target).await.is_err());
+        assert!(fs.mkdir(&vp("/dir-link/sub"), None).await.is_err());
+        assert!(fs.read_dir(&vp("/dir-link"), 100).await.is_err());
+        assert!(!top.path().join("outside-dir/x").exists());
+        assert!(!top.path().join("outside-dir/sub").exists());
+        // A link that stays inside works.
+        let f = fs.open_read(&vp("/ok-link")).await.unwrap();
+        assert_eq!(f.read_at(0, 100).await.unwrap(), b"inside");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn atomic_upload_appears_only_on_commit() {
+        let (top, fs) = setup();
+        let home = top.path().join("home");
+        let target = WriteTarget {
+            open: OpenWrite::Truncate,
+            in_place: false,
+            keep_partial: false,
+            permissions: None,
+        };
+        let w = fs.open_write(&vp("/new.bin"), target).await.unwrap();
+        w.write_at(0, b"hello".to_vec()).await.unwrap();
+        assert!(!home.join("new.bin").exists());
+        let listed = fs.read_dir(&VirtualPath::root(), 100).await.unwrap();
+        assert!(listed.iter().all(|e| !e.name.starts_with(TEMP_PREFIX)));
+        w.commit().await.unwrap();
+        assert_eq!(std::fs::read(home.join("new.bin")).unwrap(), b"hello");
+
+        let w = fs.open_write(&vp("/gone.bin"), target).await.unwrap();
+        w.write_at(0, b"partial".to_vec()).await.unwrap();
+        drop(w);
+        assert!(!home.join("gone.bin").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}

@@ -1,0 +1,200 @@
+//! The storage interface under every session, and its backends.
+//!
+//! A [`Vfs`] is opened for one account's home and sees only [`VirtualPath`]s: paths that are
+//! already normalised and permission-checked by [`crate::Session`]. A backend's job is to
+//! keep every operation inside the home (whatever symlinks or races say) and to make uploads
+//! atomic; it never checks permission rules and never emits events.
+
+mod local;
+
+use async_trait::async_trait;
+use wharf_types::VirtualPath;
+
+pub use local::LocalFs;
+
+use crate::error::CoreError;
+
+/// Names starting with this are the backends' own in-flight uploads: hidden from listings
+/// and refused as client paths.
+pub const TEMP_PREFIX: &str = ".wharf-part-";
+
+/// What kind of entry a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symbolic link (only reported when links are not followed).
+    Symlink,
+    /// Anything else (device, socket, fifo).
+    Other,
+}
+
+/// An entry's attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// Entry kind.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`0o7777` part of the mode).
+    pub permissions: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Last access, seconds since the epoch.
+    pub atime: i64,
+    /// Last modification, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// One folder entry with its attributes (links not followed).
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// The entry's name (UTF-8; other names are not listed).
+    pub name: String,
+    /// Its attributes.
+    pub metadata: Metadata,
+}
+
+/// Attribute changes; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attrs {
+    /// New size (truncate or extend).
+    pub size: Option<u64>,
+    /// New permission bits.
+    pub permissions: Option<u32>,
+    /// New access and modification times, seconds since the epoch.
+    pub times: Option<(i64, i64)>,
+    /// New owner and group ids.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Attrs {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        *self == Attrs::default()
+    }
+}
+
+/// Space figures for `statvfs`-style requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VfsStats {
+    /// Block size.
+    pub block_size: u64,
+    /// Fragment size.
+    pub fragment_size: u64,
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub blocks_free: u64,
+    /// Blocks available to unprivileged users.
+    pub blocks_available: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub files_free: u64,
+    /// Inodes available to unprivileged users.
+    pub files_available: u64,
+    /// Filesystem id.
+    pub fsid: u64,
+    /// Mount flags.
+    pub flags: u64,
+    /// Longest name.
+    pub name_max: u64,
+}
+
+/// How an upload treats what already exists at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenWrite {
+    /// Start from an empty file (create or replace).
+    Truncate,
+    /// Keep the existing content; writes land at the offsets the client gives.
+    Keep,
+}
+
+/// Parameters of [`Vfs::open_write`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTarget {
+    /// Keep or discard existing content.
+    pub open: OpenWrite,
+    /// Write in place instead of through a temporary file (resumable mode, existing file).
+    pub in_place: bool,
+    /// On abort, keep what was written under the final name.
+    pub keep_partial: bool,
+    /// Permission bits for a new file.
+    pub permissions: Option<u32>,
+}
+
+/// A file open for reading.
+#[async_trait]
+pub trait ReadFile: Send + Sync {
+    /// Reads up to `len` bytes at `offset`; an empty result means end of file.
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError>;
+    /// The open file's attributes.
+    async fn metadata(&self) -> Result<Metadata, CoreError>;
+}
+
+/// A file open for writing. Nothing reaches the final name until [`WriteFile::commit`].
+#[async_trait]
+pub trait WriteFile: Send + Sync {
+    /// Writes `data` at `offset`.
+    async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError>;
+    /// Reads back what is written so far (for hashing after out-of-order writes).
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError>;
+    /// The current length of the data being written.
+    async fn len(&self) -> Result<u64, CoreError>;
+    /// Flushes written data to stable storage.
+    async fn sync(&self) -> Result<(), CoreError>;
+    /// Makes the upload visible under its final name, durably.
+    async fn commit(&self) -> Result<(), CoreError>;
+    /// Gives the upload up: removes it, or keeps it under its final name when the target
+    /// asked for `keep_partial`. Returns true when data was kept.
+    async fn abort(&self) -> Result<bool, CoreError>;
+}
+
+/// Storage for one account's home.
+#[async_trait]
+pub trait Vfs: Send + Sync {
+    /// Attributes of `path`; `follow` resolves a final symlink (never outside the home).
+    async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError>;
+    /// The entries of a folder, at most `limit` of them.
+    async fn read_dir(&self, path: &VirtualPath, limit: usize)
+    -> Result<Vec<DirEntry>, CoreError>;
+    /// Opens a file for reading.
+    async fn open_read(&self, path: &VirtualPath) -> Result<Box<dyn ReadFile>, CoreError>;
+    /// Opens a file for writing.
+    async fn open_write(
+        &self,
+        path: &VirtualPath,
+        target: WriteTarget,
+    ) -> Result<Box<dyn WriteFile>, CoreError>;
+    /// Creates a folder.
+    async fn mkdir(&self, path: &VirtualPath, permissions: Option<u32>) -> Result<(), CoreError>;
+    /// Removes an empty folder.
+    async fn rmdir(&self, path: &VirtualPath) -> Result<(), CoreError>;
+    /// Removes a file or link.
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), CoreError>;
+    /// Renames `from` to `to`; with `replace` false an existing `to` is an error.
+    async fn rename(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        replace: bool,
+    ) -> Result<(), CoreError>;
+    /// Changes attributes.
+    async fn set_attrs(&self, path: &VirtualPath, attrs: &Attrs) -> Result<(), CoreError>;
+    /// Creates a symbolic link at `link` whose content is `target` (relative text).
+    async fn symlink(&self, target: &str, link: &VirtualPath) -> Result<(), CoreError>;
+    /// Reads a symbolic link's content.
+    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError>;
+    /// Creates a hard link `link` to `existing`.
+    async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath)
+    -> Result<(), CoreError>;
+    /// Copies a file server-side, atomically; returns the bytes copied.
+    async fn copy(&self, from: &VirtualPath, to: &VirtualPath) -> Result<u64, CoreError>;
+    /// Space figures for the filesystem holding the home.
+    async fn stats(&self) -> Result<VfsStats, CoreError>;
+}

@@ -1,0 +1,18 @@
+//! Wharf's shared nouns: the values every other crate agrees on.
+//!
+//! This crate owns the *meaning* of a client-visible path ([`VirtualPath`]), of an account
+//! name ([`AccountName`]), of a permission verb ([`Verb`]) and of a protocol name
+//! ([`Protocol`]). Each is validated once, when it is built from untrusted input, so code
+//! that holds one never re-checks it.
+//!
+//! It must never do I/O, depend on tokio, or know about any protocol's wire format.
+
+#![forbid(unsafe_code)]
+
+mod account;
+mod path;
+mod verb;
+
+pub use account::{AccountName, AccountNameError};
+pub use path::{PathError, VirtualPath};
+pub use verb::{Protocol, Verb, VerbParseError};
