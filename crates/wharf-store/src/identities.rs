@@ -1,0 +1,265 @@
+//! Accounts, groups and Manager administrators.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use wharf_core::{Rule, UploadMode};
+use wharf_types::{AccountName, Protocol};
+
+use crate::{Store, StoreError, now_us};
+
+/// An account as stored. The password is only ever an Argon2id (or imported) hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// Login name.
+    pub name: AccountName,
+    /// PHC-format password hash; `None` means password login is off.
+    pub password_hash: Option<String>,
+    /// Home folder; `None` means "from the first group with a home template".
+    pub home: Option<String>,
+    /// Disabled accounts cannot log in.
+    pub enabled: bool,
+    /// Group names, in rule-evaluation order.
+    pub groups: Vec<String>,
+    /// OpenSSH-format public keys (`type base64 [comment]`).
+    pub keys: Vec<String>,
+    /// The account's own rules, evaluated before its groups' rules.
+    pub rules: Vec<Rule>,
+}
+
+/// A group as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Group name.
+    pub name: String,
+    /// Home folder template; `${USER}` is replaced by the account name.
+    pub home_template: Option<String>,
+    /// Create members' home folders at their first login.
+    pub create_home: bool,
+    /// Permission rules for members.
+    pub rules: Vec<Rule>,
+    /// Protocols members may use; empty means all.
+    pub protocols: Vec<Protocol>,
+    /// Upload policy for members; `None` means the default (atomic).
+    pub upload_mode: Option<UploadMode>,
+}
+
+/// A Manager administrator.
+#[derive(Debug, Clone)]
+pub struct AdminRecord {
+    /// Login name.
+    pub name: String,
+    /// PHC-format password hash.
+    pub password_hash: String,
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+fn account_from_row(row: &SqliteRow) -> Result<AccountRecord, StoreError> {
+    let name: String = row.try_get("name")?;
+    Ok(AccountRecord {
+        name: AccountName::new(&name).map_err(|e| StoreError::Corrupt {
+            what: "accounts.name",
+            source: serde::de::Error::custom(e),
+        })?,
+        password_hash: row.try_get("password_hash")?,
+        home: row.try_get("home")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        groups: parse(&row.try_get::<String, _>("groups_json")?, "accounts.groups")?,
+        keys: parse(&row.try_get::<String, _>("keys_json")?, "accounts.keys")?,
+        rules: parse(&row.try_get::<String, _>("rules_json")?, "accounts.rules")?,
+    })
+}
+
+fn group_from_row(row: &SqliteRow) -> Result<GroupRecord, StoreError> {
+    let upload_mode: Option<String> = row.try_get("upload_mode")?;
+    Ok(GroupRecord {
+        name: row.try_get("name")?,
+        home_template: row.try_get("home_template")?,
+        create_home: row.try_get::<i64, _>("create_home")? != 0,
+        rules: parse(&row.try_get::<String, _>("rules_json")?, "groups.rules")?,
+        protocols: parse(&row.try_get::<String, _>("protocols_json")?, "groups.protocols")?,
+        upload_mode: match upload_mode {
+            Some(text) => Some(parse(&format!("{text:?}"), "groups.upload_mode")?),
+            None => None,
+        },
+    })
+}
+
+fn upload_mode_text(mode: Option<UploadMode>) -> Option<&'static str> {
+    mode.map(|m| match m {
+        UploadMode::Atomic => "atomic",
+        UploadMode::Resumable => "resumable",
+    })
+}
+
+impl Store {
+    /// Creates an account; fails if the name is taken.
+    pub async fn create_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        let now = now_us();
+        let result = sqlx::query(
+            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(account.name.as_str())
+        .bind(&account.password_hash)
+        .bind(&account.home)
+        .bind(i64::from(account.enabled))
+        .bind(json(&account.groups))
+        .bind(json(&account.keys))
+        .bind(json(&account.rules))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Exists(format!("account {}", account.name)));
+        }
+        Ok(())
+    }
+
+    /// Replaces an existing account's fields.
+    pub async fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
+             keys_json = $6, rules_json = $7, updated_us = $8 WHERE name = $1",
+        )
+        .bind(account.name.as_str())
+        .bind(&account.password_hash)
+        .bind(&account.home)
+        .bind(i64::from(account.enabled))
+        .bind(json(&account.groups))
+        .bind(json(&account.keys))
+        .bind(json(&account.rules))
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Missing(format!("account {}", account.name)));
+        }
+        Ok(())
+    }
+
+    /// One account by name.
+    pub async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// Every account, by name.
+    pub async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// Removes an account; false if there was none.
+    pub async fn remove_account(&self, name: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM accounts WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Creates a group; fails if the name is taken.
+    pub async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
+        let now = now_us();
+        let result = sqlx::query(
+            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&group.name)
+        .bind(&group.home_template)
+        .bind(i64::from(group.create_home))
+        .bind(json(&group.rules))
+        .bind(json(&group.protocols))
+        .bind(upload_mode_text(group.upload_mode))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Exists(format!("group {}", group.name)));
+        }
+        Ok(())
+    }
+
+    /// Replaces an existing group's fields.
+    pub async fn update_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
+             upload_mode = $6, updated_us = $7 WHERE name = $1",
+        )
+        .bind(&group.name)
+        .bind(&group.home_template)
+        .bind(i64::from(group.create_home))
+        .bind(json(&group.rules))
+        .bind(json(&group.protocols))
+        .bind(upload_mode_text(group.upload_mode))
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Missing(format!("group {}", group.name)));
+        }
+        Ok(())
+    }
+
+    /// One group by name.
+    pub async fn group(&self, name: &str) -> Result<Option<GroupRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM groups WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    /// Every group, by name.
+    pub async fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM groups ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    /// Removes a group; false if there was none.
+    pub async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM groups WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Creates a Manager administrator; fails if the name is taken.
+    pub async fn create_admin(&self, admin: &AdminRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO admins (name, password_hash, created_us) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&admin.name)
+        .bind(&admin.password_hash)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Exists(format!("administrator {}", admin.name)));
+        }
+        Ok(())
+    }
+
+    /// How many Manager administrators exist.
+    pub async fn admin_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM admins")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
