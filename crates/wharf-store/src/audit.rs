@@ -135,7 +135,9 @@ impl Store {
         node: &str,
         events: &[Event],
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock before reading the chain's head, so a CLI command
+        // and the server appending at once cannot both claim the same number.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let last = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;

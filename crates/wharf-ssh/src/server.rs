@@ -1,0 +1,519 @@
+//! The SSH listener and the per-connection russh handler.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::keys::PrivateKey;
+use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPublicKey};
+use russh::server::ChannelOpenHandle;
+use russh::{Channel, ChannelId, Disconnect};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use wharf_auth::{Credential, LocalAuthenticator, fingerprint};
+use wharf_core::{Account, Event, EventBus, EventKind, Session, SessionInfo};
+use wharf_types::Protocol;
+
+use crate::algorithms::Algorithms;
+use crate::exec::{self, Command};
+use crate::input::{self, InputSender};
+
+/// One SSH service's settings.
+#[derive(Clone)]
+pub struct SshConfig {
+    /// Service name (for events).
+    pub name: String,
+    /// Addresses to listen on.
+    pub addresses: Vec<SocketAddr>,
+    /// Text shown before authentication.
+    pub banner: Option<String>,
+    /// Close a connection idle this long.
+    pub idle_timeout: Duration,
+    /// Close a connection not authenticated within this time.
+    pub login_grace_time: Duration,
+    /// Connections served at once; more are refused.
+    pub max_connections: usize,
+    /// Authentication attempts per connection.
+    pub max_auth_tries: usize,
+    /// Algorithm policy.
+    pub algorithms: Algorithms,
+    /// Host keys.
+    pub host_keys: Vec<PrivateKey>,
+}
+
+/// A bound SSH service, ready to run.
+pub struct SshService {
+    config: SshConfig,
+    listeners: Vec<TcpListener>,
+}
+
+struct Shared {
+    service: String,
+    auth: LocalAuthenticator,
+    events: EventBus,
+    banner: Option<String>,
+}
+
+impl SshService {
+    /// Binds every configured address.
+    pub async fn bind(config: SshConfig) -> std::io::Result<SshService> {
+        let mut listeners = Vec::new();
+        for address in &config.addresses {
+            listeners.push(TcpListener::bind(address).await?);
+        }
+        Ok(SshService { config, listeners })
+    }
+
+    /// The addresses actually bound (ports resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(
+        self,
+        auth: LocalAuthenticator,
+        events: EventBus,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let config = Arc::new(russh::server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-Wharf".into()),
+            methods: {
+                let mut m = russh::MethodSet::empty();
+                m.push(russh::MethodKind::Password);
+                m.push(russh::MethodKind::PublicKey);
+                m
+            },
+            auth_rejection_time: Duration::from_millis(500),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: self.config.host_keys.clone(),
+            inactivity_timeout: Some(self.config.idle_timeout),
+            max_auth_attempts: self.config.max_auth_tries,
+            preferred: self.config.algorithms.preferred(),
+            window_size: 8 * 1024 * 1024,
+            maximum_packet_size: 65535,
+            channel_buffer_size: 64,
+            nodelay: true,
+            ..Default::default()
+        });
+        let shared = Arc::new(Shared {
+            service: self.config.name.clone(),
+            auth,
+            events,
+            banner: self.config.banner.clone(),
+        });
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut accepts = tokio::task::JoinSet::new();
+        for listener in self.listeners {
+            let (config, shared, limit, grace) = (
+                Arc::clone(&config),
+                Arc::clone(&shared),
+                Arc::clone(&limit),
+                self.config.login_grace_time,
+            );
+            let mut stop = shutdown.clone();
+            accepts.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, remote)) => accept(socket, remote, &config, &shared, &limit, grace),
+                            Err(e) => {
+                                // Out of descriptors and similar: back off, keep listening.
+                                tracing::warn!(error = %e, "ssh accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        },
+                    }
+                }
+            });
+        }
+        let _ = shutdown.changed().await;
+        accepts.shutdown().await;
+    }
+}
+
+fn accept(
+    socket: TcpStream,
+    remote: SocketAddr,
+    config: &Arc<russh::server::Config>,
+    shared: &Arc<Shared>,
+    limit: &Arc<Semaphore>,
+    grace: Duration,
+) {
+    // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; record them as IPv4.
+    let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
+    let connection_id = uuid_like();
+    let event = |kind: EventKind| {
+        let mut e = Event::new(kind);
+        e.service = Some(shared.service.clone());
+        e.protocol = Some(Protocol::Ssh);
+        e.session = Some(connection_id.clone());
+        e.remote = Some(remote);
+        e
+    };
+    let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
+        shared
+            .events
+            .emit(event(EventKind::ConnectionRefused).failed("too many connections"));
+        return;
+    };
+    shared.events.emit(event(EventKind::ConnectionOpened));
+    let started = Instant::now();
+    let account_name = Arc::new(Mutex::new(None::<String>));
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let handler = Connection {
+        shared: Arc::clone(shared),
+        remote,
+        id: connection_id.clone(),
+        account: None,
+        account_name: Arc::clone(&account_name),
+        authenticated: Arc::clone(&authenticated),
+        channels: HashMap::new(),
+        channel_seq: 0,
+    };
+    let closed = event(EventKind::ConnectionClosed);
+    let config = Arc::clone(config);
+    let events = shared.events.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _ = socket.set_nodelay(true);
+        let reason = match russh::server::run_stream(config, socket, handler).await {
+            Ok(running) => {
+                let handle = running.handle();
+                let grace_timer = tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    if !authenticated.load(Ordering::SeqCst) {
+                        let _ = handle
+                            .disconnect(
+                                Disconnect::ByApplication,
+                                "login grace time exceeded".into(),
+                                "en".into(),
+                            )
+                            .await;
+                    }
+                });
+                let result = running.await;
+                grace_timer.abort();
+                match result {
+                    Ok(()) => "closed".to_owned(),
+                    Err(e) => format!("closed: {e}"),
+                }
+            }
+            Err(e) => format!("handshake failed: {e}"),
+        };
+        let mut closed = closed.message(reason);
+        closed.time = time::OffsetDateTime::now_utc();
+        closed.account = account_name.lock().ok().and_then(|a| a.clone());
+        closed.duration_ms = Some(started.elapsed().as_millis() as u64);
+        events.emit(closed);
+    });
+}
+
+fn uuid_like() -> String {
+    let n: u128 = rand::random();
+    format!("{:032x}", n)[..16].to_owned()
+}
+
+enum Chan {
+    Open(Channel<Msg>),
+    Running(InputSender),
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    id: String,
+    account: Option<Arc<Account>>,
+    account_name: Arc<Mutex<Option<String>>>,
+    authenticated: Arc<AtomicBool>,
+    channels: HashMap<ChannelId, Chan>,
+    channel_seq: u32,
+}
+
+impl Connection {
+    fn event(&self, kind: EventKind, account: Option<&str>) -> Event {
+        let mut e = Event::new(kind);
+        e.service = Some(self.shared.service.clone());
+        e.protocol = Some(Protocol::Ssh);
+        e.session = Some(self.id.clone());
+        e.remote = Some(self.remote);
+        e.account = account.map(str::to_owned);
+        e
+    }
+
+    fn account_str(&self) -> Option<String> {
+        self.account.as_ref().map(|a| a.name.to_string())
+    }
+
+    async fn login(&mut self, user: &str, credential: Credential<'_>, detail: Option<String>) -> Auth {
+        let method = credential.method();
+        let result = self
+            .shared
+            .auth
+            .authenticate(user, credential, &[Protocol::Sftp, Protocol::Scp])
+            .await;
+        let shown_user: String = user.chars().take(64).collect();
+        match result {
+            Ok(account) => {
+                let mut e = self.event(EventKind::LoginSucceeded, Some(&shown_user)).attr("method", method);
+                if let Some(d) = detail {
+                    e = e.attr("key", d);
+                }
+                self.shared.events.emit(e);
+                if let Ok(mut name) = self.account_name.lock() {
+                    *name = Some(account.name.to_string());
+                }
+                self.account = Some(account);
+                self.authenticated.store(true, Ordering::SeqCst);
+                Auth::Accept
+            }
+            Err(failure) => {
+                let mut e = self
+                    .event(EventKind::LoginFailed, Some(&shown_user))
+                    .failed(failure.reason())
+                    .attr("method", method);
+                if let Some(d) = detail {
+                    e = e.attr("key", d);
+                }
+                self.shared.events.emit(e);
+                Auth::reject()
+            }
+        }
+    }
+
+    /// Starts a session for `protocol` on `channel`, or says why not.
+    async fn open_session(&mut self, protocol: Protocol) -> Result<Session, String> {
+        let account = self.account.clone().ok_or("not authenticated")?;
+        if !account.may_use(protocol) {
+            return Err(format!("{protocol} is not allowed for this account"));
+        }
+        self.channel_seq += 1;
+        let info = SessionInfo {
+            id: format!("{}-{}", self.id, self.channel_seq),
+            service: self.shared.service.clone(),
+            protocol,
+            remote: Some(self.remote),
+        };
+        Session::open(account, info, self.shared.events.clone())
+            .await
+            .map_err(|e| e.message)
+    }
+
+    /// Refuses a request with exit status 1 and a message on stderr, and records it.
+    fn refuse(&mut self, channel: ChannelId, what: &str, session: &mut SshSession) {
+        let account = self.account_str();
+        self.shared.events.emit(
+            self.event(EventKind::CommandRefused, account.as_deref())
+                .failed(what.to_owned()),
+        );
+        let _ = session.channel_success(channel);
+        let _ = session.extended_data(channel, 1, format!("wharf: {what}\r\n").into_bytes());
+        let _ = session.exit_status_request(channel, 1);
+        let _ = session.eof(channel);
+        let _ = session.close(channel);
+        self.channels.remove(&channel);
+    }
+
+    /// Hands the channel to an engine task; `run` gets the session, the input and the
+    /// channel writer, and returns the exit status.
+    fn start<F, Fut>(&mut self, channel: ChannelId, session: Session, ssh: &mut SshSession, run: F)
+    where
+        F: FnOnce(Session, input::Input, Box<dyn tokio::io::AsyncWrite + Unpin + Send>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = u32> + Send,
+    {
+        let Some(Chan::Open(chan)) = self.channels.remove(&channel) else {
+            let _ = ssh.channel_failure(channel);
+            return;
+        };
+        // The read half is dropped: input arrives through `Handler::data` into our own
+        // budgeted queue, so russh's loop never waits on the engine.
+        let (_read, write) = chan.split();
+        let (sender, input) = input::channel();
+        self.channels.insert(channel, Chan::Running(sender));
+        let _ = ssh.channel_success(channel);
+        tokio::spawn(async move {
+            let writer = Box::new(write.make_writer());
+            let code = run(session, input, writer).await;
+            let _ = write.exit_status(code).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok(self.shared.banner.clone())
+    }
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.login(user, Credential::Password(password), None).await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Only keys the account holds proceed to a signature; this probe is not an attempt.
+        if self.shared.auth.has_key(user, offer.public_key).await {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let print = fingerprint(key.public_key);
+        Ok(self
+            .login(user, Credential::PublicKey(key.public_key), Some(print))
+            .await)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if self.channels.len() >= 10 {
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), Chan::Open(channel));
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if name != "sftp" {
+            self.refuse(channel, &format!("subsystem {name:?} is not offered"), session);
+            return Ok(());
+        }
+        match self.open_session(Protocol::Sftp).await {
+            Ok(core) => self.start(channel, core, session, |core, input, writer| async move {
+                crate::sftp::run(core, input, writer).await
+            }),
+            Err(why) => self.refuse(channel, &why, session),
+        }
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        let command = match exec::parse(data) {
+            Ok(c) => c,
+            Err(why) => {
+                self.refuse(channel, &why, session);
+                return Ok(());
+            }
+        };
+        let protocol = match command {
+            Command::Sha256Sum { .. } => Protocol::Sftp,
+            _ => Protocol::Scp,
+        };
+        let core = match self.open_session(protocol).await {
+            Ok(core) => core,
+            Err(why) => {
+                self.refuse(channel, &why, session);
+                return Ok(());
+            }
+        };
+        self.start(channel, core, session, move |core, mut input, mut writer| async move {
+            match command {
+                Command::ScpSink { target, recursive, target_is_dir } => {
+                    crate::scp::sink(&core, &mut input, &mut writer, &target, recursive, target_is_dir).await
+                }
+                Command::ScpSource { source, recursive, preserve } => {
+                    crate::scp::source(&core, &mut input, &mut writer, &source, recursive, preserve).await
+                }
+                Command::Sha256Sum { paths } => sha256sum(&core, &mut writer, &paths).await,
+            }
+        });
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut SshSession) -> Result<(), Self::Error> {
+        self.refuse(channel, "this service offers SFTP and SCP only; no shell", session);
+        Ok(())
+    }
+
+    async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut SshSession) -> Result<(), Self::Error> {
+        if let Some(Chan::Running(sender)) = self.channels.get(&channel)
+            && !sender.send(data).await
+        {
+            self.channels.remove(&channel);
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(&mut self, channel: ChannelId, _session: &mut SshSession) -> Result<(), Self::Error> {
+        if matches!(self.channels.get(&channel), Some(Chan::Running(_))) {
+            self.channels.remove(&channel);
+        }
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut SshSession) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+
+    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut SshSession) -> Result<bool, Self::Error> {
+        let account = self.account_str();
+        self.shared.events.emit(
+            self.event(EventKind::CommandRefused, account.as_deref())
+                .failed(format!("port forwarding refused ({address}:{port})")),
+        );
+        Ok(false)
+    }
+}
+
+async fn sha256sum<W: tokio::io::AsyncWrite + Unpin>(core: &Session, out: &mut W, paths: &[String]) -> u32 {
+    use tokio::io::AsyncWriteExt;
+    let mut status = 0;
+    for raw in paths {
+        let line = match core.resolve(&wharf_types::VirtualPath::root(), raw.as_bytes()) {
+            Ok(path) => match core.sha256(&path).await {
+                Ok(hex) => format!("{hex}  {raw}\n"),
+                Err(e) => {
+                    status = 1;
+                    format!("sha256sum: {raw}: {}\n", e.message)
+                }
+            },
+            Err(e) => {
+                status = 1;
+                format!("sha256sum: {raw}: {}\n", e.message)
+            }
+        };
+        if out.write_all(line.as_bytes()).await.is_err() {
+            return 1;
+        }
+    }
+    let _ = out.flush().await;
+    status
+}

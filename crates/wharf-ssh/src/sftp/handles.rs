@@ -1,0 +1,81 @@
+//! The open handles of one SFTP session.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wharf_core::vfs::Attrs;
+use wharf_core::{DirEntry, Download, Upload};
+use wharf_types::VirtualPath;
+
+/// What a handle refers to.
+pub(crate) enum Handle {
+    /// A file open for reading.
+    Read(Download),
+    /// A file open for writing, with attributes to apply once it is committed.
+    Write {
+        upload: Upload,
+        pending: Mutex<Attrs>,
+    },
+    /// A folder being listed.
+    Dir {
+        path: VirtualPath,
+        entries: Mutex<Option<VecDeque<DirEntry>>>,
+    },
+}
+
+/// Handle table with a size cap.
+pub(crate) struct Handles {
+    map: Mutex<HashMap<Vec<u8>, Arc<Handle>>>,
+    next: AtomicU64,
+    max: usize,
+}
+
+impl Handles {
+    pub(crate) fn new(max: usize) -> Self {
+        Handles {
+            map: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            max,
+        }
+    }
+
+    /// Registers `handle`; `None` when the session has too many open.
+    pub(crate) fn insert(&self, handle: Handle) -> Option<Vec<u8>> {
+        let mut map = self.map.lock().ok()?;
+        if map.len() >= self.max {
+            return None;
+        }
+        let key = self.next.fetch_add(1, Ordering::SeqCst).to_string().into_bytes();
+        map.insert(key.clone(), Arc::new(handle));
+        Some(key)
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Handle>> {
+        self.map.lock().ok()?.get(key).cloned()
+    }
+
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        self.map.lock().map(|m| m.contains_key(key)).unwrap_or(false)
+    }
+
+    pub(crate) fn remove(&self, key: &[u8]) -> Option<Arc<Handle>> {
+        self.map.lock().ok()?.remove(key)
+    }
+
+    /// Gives up every handle still open (client gone): uploads are aborted, never committed.
+    pub(crate) async fn close_all(&self, reason: &str) {
+        let all: Vec<Arc<Handle>> = match self.map.lock() {
+            Ok(mut map) => map.drain().map(|(_, h)| h).collect(),
+            Err(_) => Vec::new(),
+        };
+        for handle in all {
+            match &*handle {
+                Handle::Write { upload, .. } => upload.abort(reason).await,
+                Handle::Read(download) => download.fail(reason),
+                Handle::Dir { .. } => {}
+            }
+        }
+    }
+}

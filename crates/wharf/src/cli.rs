@@ -1,0 +1,201 @@
+//! The command line (DESIGN.md §1).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Wharf managed file transfer server.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "wharf.toml", env = "WHARF_CONFIG")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every configured service (creates a default configuration on first run).
+    Serve,
+    /// Write a default configuration and data folder without starting anything.
+    Init {
+        /// Folder to create them in.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Validate the configuration; errors name file, line and key.
+    CheckConfig,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Import accounts and groups from a TOML file (creates and updates; idempotent).
+    Apply {
+        /// File written by `wharf export` or by hand.
+        file: PathBuf,
+    },
+    /// Export accounts and groups as TOML (to standard output).
+    Export,
+    /// Query the audit trail.
+    Events(EventsArgs),
+    /// Audit trail maintenance.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `wharf account ...`.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account.
+    Add {
+        /// Account name.
+        name: String,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// OpenSSH public key file (may repeat).
+        #[arg(long = "ssh-key")]
+        ssh_keys: Vec<PathBuf>,
+        /// Home folder (absolute); default: the first group's template.
+        #[arg(long)]
+        home: Option<String>,
+        /// Group (may repeat; order is rule order). Default: users.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Create the account disabled.
+        #[arg(long)]
+        disabled: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List accounts.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account.
+    Show {
+        /// Account name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account (its files stay).
+    Remove {
+        /// Account name.
+        name: String,
+    },
+    /// Set the password, read from standard input.
+    SetPassword {
+        /// Account name.
+        name: String,
+        /// Read the password from standard input (the default; kept for symmetry with add).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Add an OpenSSH public key.
+    AddKey {
+        /// Account name.
+        name: String,
+        /// Public key file.
+        file: PathBuf,
+    },
+    /// Allow logins.
+    Enable {
+        /// Account name.
+        name: String,
+    },
+    /// Refuse logins.
+    Disable {
+        /// Account name.
+        name: String,
+    },
+}
+
+/// `wharf group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group.
+    Add {
+        /// Group name.
+        name: String,
+        /// Home folder template, such as /srv/wharf/${USER}.
+        #[arg(long)]
+        home_template: Option<String>,
+        /// Create members' home folders at first login.
+        #[arg(long)]
+        create_home: bool,
+        /// Rule PATTERN=VERBS allowing VERBS (comma-separated, or "all"); may repeat.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Rule PATTERN=VERBS denying VERBS; may repeat. Rules keep command-line order.
+        #[arg(long = "deny")]
+        deny: Vec<String>,
+        /// Allowed protocols (comma-separated; default all).
+        #[arg(long)]
+        protocols: Option<String>,
+        /// Upload mode: atomic (default) or resumable.
+        #[arg(long)]
+        upload_mode: Option<String>,
+    },
+    /// List groups.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one group.
+    Show {
+        /// Group name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a group (refused while accounts are members).
+    Remove {
+        /// Group name.
+        name: String,
+    },
+}
+
+/// `wharf events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only records since this time: RFC 3339 (2026-11-25T10:00:00Z) or an age (90s, 15m, 2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this event id.
+    #[arg(long)]
+    pub id: Option<u32>,
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Most records shown (the newest).
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// Keep printing new records as they arrive.
+    #[arg(long)]
+    pub follow: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the event catalogue (Markdown) instead.
+    #[arg(long)]
+    pub catalogue: bool,
+}
+
+/// `wharf audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken record.
+    Verify,
+}

@@ -1,0 +1,165 @@
+//! `wharf account ...`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use wharf_core::EventKind;
+use wharf_store::AccountRecord;
+use wharf_types::AccountName;
+
+use crate::cli::AccountCommand;
+use crate::context::Context;
+
+/// Reads one password line from standard input.
+pub fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("empty password on standard input");
+    }
+    Ok(password)
+}
+
+fn read_key(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("");
+    wharf_auth::parse_public_key(line).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(line.trim().to_owned())
+}
+
+async fn load(ctx: &Context, name: &str) -> Result<AccountRecord> {
+    ctx.store.account(name).await?.with_context(|| format!("no account named {name:?}"))
+}
+
+fn show(record: &AccountRecord) -> String {
+    let keys: Vec<String> = record
+        .keys
+        .iter()
+        .filter_map(|k| wharf_auth::parse_public_key(k).ok())
+        .map(|k| wharf_auth::fingerprint(&k))
+        .collect();
+    format!(
+        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}",
+        record.name,
+        record.enabled,
+        if record.password_hash.is_some() { "set" } else { "none" },
+        record.home.as_deref().unwrap_or("(from group template)"),
+        record.groups.join(", "),
+        if keys.is_empty() { "none".to_owned() } else { keys.join(", ") },
+        record.rules.len(),
+    )
+}
+
+fn json_view(record: &AccountRecord) -> serde_json::Value {
+    // Never print the hash: it is a secret too.
+    serde_json::json!({
+        "name": record.name,
+        "enabled": record.enabled,
+        "password": record.password_hash.is_some(),
+        "home": record.home,
+        "groups": record.groups,
+        "keys": record.keys,
+        "rules": record.rules,
+    })
+}
+
+/// Runs one account command.
+pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
+    match command {
+        AccountCommand::Add { name, password_stdin, ssh_keys, home, groups, disabled, json } => {
+            let name = AccountName::new(&name)?;
+            let groups = if groups.is_empty() { vec!["users".to_owned()] } else { groups };
+            for group in &groups {
+                if ctx.store.group(group).await?.is_none() {
+                    bail!("group {group:?} does not exist; create it with `wharf group add {group}`");
+                }
+            }
+            if let Some(home) = &home
+                && !Path::new(home).is_absolute()
+            {
+                bail!("--home must be an absolute path");
+            }
+            let password_hash = if password_stdin {
+                Some(wharf_auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?)
+            } else {
+                None
+            };
+            let keys = ssh_keys.iter().map(|p| read_key(p)).collect::<Result<Vec<_>>>()?;
+            if password_hash.is_none() && keys.is_empty() {
+                eprintln!("note: {name} has no password and no key yet; add one with set-password or add-key");
+            }
+            let record = AccountRecord { name: name.clone(), password_hash, home, enabled: !disabled, groups, keys, rules: Vec::new() };
+            // Resolving now reports a missing home template before anyone tries to log in.
+            wharf_auth::resolve_account(&ctx.store, &record).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            ctx.store.create_account(&record).await?;
+            ctx.record(EventKind::AccountCreated, name.as_str(), "account created").await?;
+            if json {
+                println!("{}", json_view(&record));
+            } else {
+                println!("created account {name}");
+            }
+        }
+        AccountCommand::List { json } => {
+            let accounts = ctx.store.accounts().await?;
+            if json {
+                for a in &accounts {
+                    println!("{}", json_view(a));
+                }
+            } else {
+                println!("{:<24} {:<8} {:<8} {:<5} groups", "name", "enabled", "password", "keys");
+                for a in &accounts {
+                    println!("{:<24} {:<8} {:<8} {:<5} {}", a.name.as_str(), a.enabled, a.password_hash.is_some(), a.keys.len(), a.groups.join(","));
+                }
+            }
+        }
+        AccountCommand::Show { name, json } => {
+            let record = load(ctx, &name).await?;
+            if json {
+                println!("{}", json_view(&record));
+            } else {
+                println!("{}", show(&record));
+            }
+        }
+        AccountCommand::Remove { name } => {
+            if !ctx.store.remove_account(&name).await? {
+                bail!("no account named {name:?}");
+            }
+            ctx.record(EventKind::AccountRemoved, &name, "account removed").await?;
+            println!("removed account {name}");
+        }
+        AccountCommand::SetPassword { name, .. } => {
+            let mut record = load(ctx, &name).await?;
+            record.password_hash = Some(wharf_auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?);
+            ctx.store.update_account(&record).await?;
+            ctx.record(EventKind::AccountUpdated, &name, "password changed").await?;
+            println!("password changed for {name}");
+        }
+        AccountCommand::AddKey { name, file } => {
+            let mut record = load(ctx, &name).await?;
+            let key = read_key(&file)?;
+            if !record.keys.contains(&key) {
+                record.keys.push(key.clone());
+                ctx.store.update_account(&record).await?;
+            }
+            let print = wharf_auth::parse_public_key(&key).map(|k| wharf_auth::fingerprint(&k)).unwrap_or_default();
+            ctx.record(EventKind::AccountUpdated, &name, format!("key added {print}")).await?;
+            println!("key {print} added to {name}");
+        }
+        AccountCommand::Enable { name } => set_enabled(ctx, &name, true).await?,
+        AccountCommand::Disable { name } => set_enabled(ctx, &name, false).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_enabled(ctx: &Context, name: &str, enabled: bool) -> Result<()> {
+    let mut record = load(ctx, name).await?;
+    record.enabled = enabled;
+    ctx.store.update_account(&record).await?;
+    let what = if enabled { "enabled" } else { "disabled" };
+    ctx.record(EventKind::AccountUpdated, name, format!("account {what}")).await?;
+    println!("{what} {name}");
+    Ok(())
+}

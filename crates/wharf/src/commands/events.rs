@@ -1,0 +1,106 @@
+//! `wharf events` and `wharf audit verify`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use time::OffsetDateTime;
+use wharf_core::EventKind;
+use wharf_store::{AuditRecord, EventFilter};
+
+use crate::cli::EventsArgs;
+use crate::context::Context;
+
+/// Parses `--since`: RFC 3339, or an age such as 90s, 15m, 2h, 7d.
+fn since_us(text: &str) -> Result<i64> {
+    let now = OffsetDateTime::now_utc();
+    let at = if let Ok(t) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        t
+    } else {
+        let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
+        let n: i64 = number.parse().map_err(|_| anyhow::anyhow!("--since {text:?}: use RFC 3339 (2026-11-25T10:00:00Z) or an age such as 15m, 2h, 7d"))?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86400,
+            _ => bail!("--since {text:?}: the unit must be s, m, h or d"),
+        };
+        now - time::Duration::seconds(secs)
+    };
+    Ok(i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(0))
+}
+
+fn human(r: &AuditRecord) -> String {
+    let mut line = format!("{:>6} {} {} {:<20} {:<7}", r.seq, r.time, r.id, r.name, r.outcome);
+    for (label, value) in [
+        ("account", r.account.as_deref()),
+        ("protocol", r.protocol.as_deref()),
+        ("remote", r.remote.as_deref()),
+        ("path", r.path.as_deref()),
+        ("to", r.path2.as_deref()),
+        ("sha256", r.sha256.as_deref()),
+        ("message", r.message.as_deref()),
+    ] {
+        if let Some(v) = value {
+            line.push_str(&format!(" {label}={}", v.escape_debug()));
+        }
+    }
+    if let Some(b) = r.bytes {
+        line.push_str(&format!(" bytes={b}"));
+    }
+    for (k, v) in &r.attrs {
+        line.push_str(&format!(" {k}={}", v.escape_debug()));
+    }
+    line
+}
+
+/// `wharf events`.
+pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
+    if args.catalogue {
+        print!("{}", EventKind::catalogue_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ctx = Context::open(config).await?;
+    let mut filter = EventFilter {
+        since_us: args.since.as_deref().map(since_us).transpose()?,
+        id: args.id,
+        account: args.account.clone(),
+        after_seq: None,
+        limit: args.limit,
+    };
+    let mut last = 0;
+    loop {
+        let records = ctx.store.events(&filter).await?;
+        for r in &records {
+            if args.json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                println!("{}", human(r));
+            }
+            last = r.seq;
+        }
+        if !args.follow {
+            break;
+        }
+        filter.after_seq = Some(last);
+        filter.limit = 1000;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wharf audit verify`.
+pub async fn verify(ctx: &Context) -> Result<ExitCode> {
+    match ctx.store.verify_chain().await? {
+        Ok(count) => {
+            println!("audit trail intact: {count} records");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((seq, why)) => {
+            eprintln!("audit trail broken at record {seq}: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `wharf apply` and `wharf export`: accounts and groups as TOML, for configuration as code,
+//! backups and migrations. Applying the same file twice changes nothing the second time.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use wharf_core::{EventKind, Rule, RuleSet, UploadMode};
+use wharf_store::{AccountRecord, GroupRecord};
+use wharf_types::{AccountName, Protocol};
+
+use crate::context::Context;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<GroupEntry>,
+    #[serde(default, rename = "account", skip_serializing_if = "Vec::is_empty")]
+    accounts: Vec<AccountEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    home_template: Option<String>,
+    #[serde(default)]
+    create_home: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    protocols: Vec<Protocol>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload_mode: Option<UploadMode>,
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountEntry {
+    name: AccountName,
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// An Argon2id (PHC) hash, as exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
+    /// A password given as `env:NAME` or `file:PATH` (never literally).
+    #[serde(default, skip_serializing)]
+    password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    home: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<String>,
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<Rule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn secret(spec: &str, base: &Path) -> Result<String> {
+    if let Some(name) = spec.strip_prefix("env:") {
+        return std::env::var(name).with_context(|| format!("environment variable {name} is not set"));
+    }
+    if let Some(path) = spec.strip_prefix("file:") {
+        let path = base.join(path);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    bail!("passwords must be given as env:NAME or file:PATH, or as password_hash; a literal password in a file is refused")
+}
+
+/// `wharf apply FILE`.
+pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let doc: Document = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(0);
+        anyhow::anyhow!("{}:{}: {}", file.display(), line, e.message().trim())
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for g in &doc.groups {
+        AccountName::new(&g.name).map_err(|e| anyhow::anyhow!("{}: group: {e}", file.display()))?;
+        for rule in &g.rules {
+            RuleSet::validate(rule).map_err(|e| anyhow::anyhow!("{}: group {}: {e}", file.display(), g.name))?;
+        }
+        let record = GroupRecord {
+            name: g.name.clone(),
+            home_template: g.home_template.clone(),
+            create_home: g.create_home,
+            rules: g.rules.clone(),
+            protocols: g.protocols.clone(),
+            upload_mode: g.upload_mode,
+        };
+        match ctx.store.group(&g.name).await? {
+            None => {
+                ctx.store.create_group(&record).await?;
+                ctx.record(EventKind::GroupCreated, &g.name, "group created by apply").await?;
+                created += 1;
+            }
+            Some(existing) if existing == record => unchanged += 1,
+            Some(_) => {
+                ctx.store.update_group(&record).await?;
+                ctx.record(EventKind::GroupUpdated, &g.name, "group updated by apply").await?;
+                updated += 1;
+            }
+        }
+    }
+    for a in &doc.accounts {
+        for rule in &a.rules {
+            RuleSet::validate(rule).map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+        }
+        for key in &a.keys {
+            wharf_auth::parse_public_key(key).map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+        }
+        let existing = ctx.store.account(a.name.as_str()).await?;
+        let password_hash = match (&a.password_hash, &a.password) {
+            (Some(hash), _) => Some(hash.clone()),
+            (None, Some(spec)) => {
+                let password = secret(spec, base)?;
+                // Keep the stored hash when it already matches, so re-applying is a no-op.
+                match existing.as_ref().and_then(|e| e.password_hash.clone()) {
+                    Some(hash) if wharf_auth::verify_password(&hash, &password).await => Some(hash),
+                    _ => Some(wharf_auth::hash_password(&password).map_err(anyhow::Error::msg)?),
+                }
+            }
+            (None, None) => existing.as_ref().and_then(|e| e.password_hash.clone()),
+        };
+        let record = AccountRecord {
+            name: a.name.clone(),
+            password_hash,
+            home: a.home.clone(),
+            enabled: a.enabled,
+            groups: if a.groups.is_empty() { vec!["users".to_owned()] } else { a.groups.clone() },
+            keys: a.keys.clone(),
+            rules: a.rules.clone(),
+        };
+        wharf_auth::resolve_account(&ctx.store, &record)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+        match existing {
+            None => {
+                ctx.store.create_account(&record).await?;
+                ctx.record(EventKind::AccountCreated, a.name.as_str(), "account created by apply").await?;
+                created += 1;
+            }
+            Some(existing) if existing == record => unchanged += 1,
+            Some(_) => {
+                ctx.store.update_account(&record).await?;
+                ctx.record(EventKind::AccountUpdated, a.name.as_str(), "account updated by apply").await?;
+                updated += 1;
+            }
+        }
+    }
+    let summary = format!("{created} created, {updated} updated, {unchanged} unchanged");
+    ctx.record(EventKind::ConfigurationApplied, "-", format!("{}: {summary}", file.display())).await?;
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wharf export`.
+pub async fn export(ctx: &Context) -> Result<ExitCode> {
+    let doc = Document {
+        groups: ctx
+            .store
+            .groups()
+            .await?
+            .into_iter()
+            .map(|g| GroupEntry {
+                name: g.name,
+                home_template: g.home_template,
+                create_home: g.create_home,
+                protocols: g.protocols,
+                upload_mode: g.upload_mode,
+                rules: g.rules,
+            })
+            .collect(),
+        accounts: ctx
+            .store
+            .accounts()
+            .await?
+            .into_iter()
+            .map(|a| AccountEntry {
+                name: a.name,
+                enabled: a.enabled,
+                password_hash: a.password_hash,
+                password: None,
+                home: a.home,
+                groups: a.groups,
+                keys: a.keys,
+                rules: a.rules,
+            })
+            .collect(),
+    };
+    print!("# Wharf accounts and groups; re-import with `wharf apply FILE`.\n{}", toml::to_string(&doc)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! One module per command family; `run` dispatches.
+
+mod accounts;
+mod events;
+mod groups;
+mod io;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::config::Loaded;
+use crate::context::Context;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve => crate::serve::serve(&cli.config).await,
+        Command::Init { dir } => {
+            let (path, password) = crate::init::init(&dir).await?;
+            crate::init::announce(&path, password.as_deref());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => match Loaded::load(&cli.config) {
+            Ok(_) => {
+                println!("{}: OK", cli.config.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(issues) => {
+                eprintln!("{issues}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Account(command) => accounts::run(&Context::open(&cli.config).await?, command).await,
+        Command::Group(command) => groups::run(&Context::open(&cli.config).await?, command).await,
+        Command::Apply { file } => io::apply(&Context::open(&cli.config).await?, &file).await,
+        Command::Export => io::export(&Context::open(&cli.config).await?).await,
+        Command::Events(args) => events::events(&cli.config, args).await,
+        Command::Audit(crate::cli::AuditCommand::Verify) => events::verify(&Context::open(&cli.config).await?).await,
+    }
+}

@@ -1,0 +1,429 @@
+//! `wharf.toml`: node-level settings, loaded strictly.
+//!
+//! Unknown keys are errors, and every error names the file, the line and the key, with what
+//! to do about it. Relative paths are relative to the folder holding the configuration file.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use wharf_ssh::Algorithms;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: AuditSection,
+    /// `[[service]]`.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceSection>,
+    /// `[tls]`.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Node name in audit records.
+    #[serde(default = "default_node")]
+    pub name: String,
+    /// Data folder.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            name: default_node(),
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+fn default_node() -> String {
+    "wharf-1".to_owned()
+}
+
+fn default_data_dir() -> String {
+    "wharf-data".to_owned()
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite:PATH`.
+    #[serde(default = "default_store_url")]
+    pub url: Spanned<String>,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: Spanned::new(0..0, default_store_url_text()),
+        }
+    }
+}
+
+fn default_store_url_text() -> String {
+    "sqlite:wharf-data/wharf.db".to_owned()
+}
+
+fn default_store_url() -> Spanned<String> {
+    Spanned::new(0..0, default_store_url_text())
+}
+
+/// `[audit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// JSON-lines file receiving every record; empty to disable.
+    #[serde(default = "default_jsonl")]
+    pub jsonl: String,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            jsonl: default_jsonl(),
+        }
+    }
+}
+
+fn default_jsonl() -> String {
+    "wharf-data/audit.jsonl".to_owned()
+}
+
+/// `[tls]`: the certificate shared by the TLS services.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain.
+    pub certificate: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+/// An address: one literal, or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Addresses {
+    /// One address.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// `ssh` (others arrive with their services).
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// IPv4 or IPv6 literal, or a list; `::` listens on both families.
+    #[serde(default = "default_address")]
+    pub address: Spanned<Addresses>,
+    /// TCP port.
+    pub port: Spanned<u16>,
+    /// SSH: banner shown before login.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Seconds a connection may stay idle.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: Spanned<u64>,
+    /// Seconds to authenticate.
+    #[serde(default = "default_grace")]
+    pub login_grace_time: Spanned<u64>,
+    /// Connections at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
+    /// SSH: authentication attempts per connection.
+    #[serde(default = "default_auth_tries")]
+    pub max_auth_tries: Spanned<usize>,
+    /// SSH: host key files (OpenSSH format).
+    #[serde(default = "no_keys")]
+    pub host_keys: Spanned<Vec<String>>,
+    /// SSH: key exchange algorithms.
+    #[serde(default)]
+    pub kex: Option<Spanned<Vec<String>>>,
+    /// SSH: ciphers.
+    #[serde(default)]
+    pub ciphers: Option<Spanned<Vec<String>>>,
+    /// SSH: MACs.
+    #[serde(default)]
+    pub macs: Option<Spanned<Vec<String>>>,
+    /// SSH: host key algorithms.
+    #[serde(default)]
+    pub host_key_algorithms: Option<Spanned<Vec<String>>>,
+}
+
+fn default_address() -> Spanned<Addresses> {
+    Spanned::new(0..0, Addresses::One("::".to_owned()))
+}
+fn no_keys() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_idle() -> Spanned<u64> {
+    Spanned::new(0..0, 600)
+}
+fn default_grace() -> Spanned<u64> {
+    Spanned::new(0..0, 120)
+}
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 256)
+}
+fn default_auth_tries() -> Spanned<usize> {
+    Spanned::new(0..0, 6)
+}
+
+/// One problem found in the file.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}: {}", self.file.display(), line, self.key, self.message),
+            None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
+        }
+    }
+}
+
+/// All problems found.
+#[derive(Debug)]
+pub struct Issues(pub Vec<Issue>);
+
+impl fmt::Display for Issues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Issues {}
+
+/// A loaded, validated configuration with its location.
+pub struct Loaded {
+    /// The parsed file.
+    pub config: Config,
+    /// The file's path.
+    pub path: PathBuf,
+    /// Folder relative paths start from.
+    pub base: PathBuf,
+}
+
+fn line_of(text: &str, offset: usize) -> Option<usize> {
+    if offset == 0 && text.is_empty() {
+        return None;
+    }
+    Some(text[..offset.min(text.len())].matches('\n').count() + 1)
+}
+
+impl Loaded {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Loaded, Issues> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Issues(vec![Issue {
+                file: path.to_owned(),
+                line: None,
+                key: "(file)".to_owned(),
+                message: format!("cannot read: {e}; run `wharf init` to create one"),
+            }])
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            let line = e.span().and_then(|s| line_of(&text, s.start));
+            Issues(vec![Issue {
+                file: path.to_owned(),
+                line,
+                key: e
+                    .message()
+                    .split('`')
+                    .nth(1)
+                    .unwrap_or("(syntax)")
+                    .to_owned(),
+                message: format!(
+                    "{}; see docs/configuration.md for the allowed keys",
+                    e.message().trim()
+                ),
+            }])
+        })?;
+        let base = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let loaded = Loaded {
+            config,
+            path: path.to_owned(),
+            base,
+        };
+        let issues = loaded.validate(&text);
+        if issues.is_empty() {
+            Ok(loaded)
+        } else {
+            Err(Issues(issues))
+        }
+    }
+
+    /// Resolves a configured path against the configuration's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() { p.to_owned() } else { self.base.join(p) }
+    }
+
+    fn validate(&self, text: &str) -> Vec<Issue> {
+        let mut issues = Vec::new();
+        let mut issue = |span: std::ops::Range<usize>, key: String, message: String| {
+            issues.push(Issue {
+                file: self.path.clone(),
+                line: if span == (0..0) { None } else { line_of(text, span.start) },
+                key,
+                message,
+            });
+        };
+        if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
+            issue(self.config.store.url.span(), "store.url".into(), e.to_string());
+        }
+        if !self.resolve(&self.config.server.data_dir).is_dir() {
+            issue(0..0, "server.data_dir".into(), format!("{:?} is not a folder; create it or run `wharf init`", self.config.server.data_dir));
+        }
+        if let Some(tls) = &self.config.tls {
+            for (key, file) in [("tls.certificate", &tls.certificate), ("tls.key", &tls.key)] {
+                if !self.resolve(file).is_file() {
+                    issue(0..0, key.into(), format!("{file:?} does not exist; give a PEM file or remove [tls]"));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, service) in self.config.services.iter().enumerate() {
+            let key = |k: &str| format!("service[{i}].{k}");
+            if !names.insert(service.name.get_ref().clone()) {
+                issue(service.name.span(), key("name"), format!("duplicate service name {:?}; names must be unique", service.name.get_ref()));
+            }
+            match service.kind.get_ref().as_str() {
+                "ssh" => {}
+                "ftp" | "ftps-implicit" | "http" | "https" | "manager" => issue(
+                    service.kind.span(),
+                    key("type"),
+                    format!("service type {:?} is not available in this version yet; remove this [[service]] or change it to \"ssh\"", service.kind.get_ref()),
+                ),
+                other => issue(
+                    service.kind.span(),
+                    key("type"),
+                    format!("unknown service type {other:?}; use ssh, ftp, ftps-implicit, http, https or manager"),
+                ),
+            }
+            if let Err(e) = parse_addresses(service.address.get_ref(), 1) {
+                issue(service.address.span(), key("address"), e);
+            }
+            if *service.port.get_ref() == 0 {
+                issue(service.port.span(), key("port"), "port 0 is not allowed; choose a port such as 2222".into());
+            }
+            for (field, value) in [
+                ("idle_timeout", &service.idle_timeout),
+                ("login_grace_time", &service.login_grace_time),
+            ] {
+                if *value.get_ref() == 0 {
+                    issue(value.span(), key(field), "must be at least 1 second".into());
+                }
+            }
+            if *service.max_connections.get_ref() == 0 {
+                issue(service.max_connections.span(), key("max_connections"), "must be at least 1".into());
+            }
+            if *service.max_auth_tries.get_ref() == 0 {
+                issue(service.max_auth_tries.span(), key("max_auth_tries"), "must be at least 1".into());
+            }
+            if service.kind.get_ref() == "ssh" {
+                if service.host_keys.get_ref().is_empty() {
+                    issue(service.host_keys.span(), key("host_keys"), "an SSH service needs at least one host key file".into());
+                }
+                for file in service.host_keys.get_ref() {
+                    if !self.resolve(file).exists() {
+                        issue(service.host_keys.span(), key("host_keys"), format!("host key {file:?} does not exist; generate one with `ssh-keygen -t ed25519 -N '' -f {file}`"));
+                    }
+                }
+                let algorithms = self.algorithms(service);
+                if let Err(e) = algorithms.validate() {
+                    let (span, field) = match e.what {
+                        "kex" => (service.kex.as_ref().map(Spanned::span), "kex"),
+                        "cipher" => (service.ciphers.as_ref().map(Spanned::span), "ciphers"),
+                        "mac" => (service.macs.as_ref().map(Spanned::span), "macs"),
+                        _ => (service.host_key_algorithms.as_ref().map(Spanned::span), "host_key_algorithms"),
+                    };
+                    issue(span.unwrap_or(0..0), key(field), e.to_string());
+                }
+            }
+        }
+        issues
+    }
+
+    /// The algorithm policy of an SSH service.
+    pub fn algorithms(&self, service: &ServiceSection) -> Algorithms {
+        let defaults = Algorithms::default();
+        let pick = |v: &Option<Spanned<Vec<String>>>, d: Vec<String>| {
+            v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(d)
+        };
+        Algorithms {
+            kex: pick(&service.kex, defaults.kex),
+            ciphers: pick(&service.ciphers, defaults.ciphers),
+            macs: pick(&service.macs, defaults.macs),
+            host_keys: pick(&service.host_key_algorithms, defaults.host_keys),
+        }
+    }
+}
+
+/// Socket addresses for `addresses` on `port`.
+pub fn parse_addresses(addresses: &Addresses, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let list = match addresses {
+        Addresses::One(a) => vec![a.clone()],
+        Addresses::Many(v) => v.clone(),
+    };
+    if list.is_empty() {
+        return Err("give at least one address, such as \"::\" or \"127.0.0.1\"".into());
+    }
+    list.iter()
+        .map(|a| {
+            let trimmed = a.trim_start_matches('[').trim_end_matches(']');
+            trimmed
+                .parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
+                .map_err(|_| format!("{a:?} is not an IPv4 or IPv6 literal (host names are not accepted)"))
+        })
+        .collect()
+}
+
+/// Seconds as a duration.
+pub fn secs(value: &Spanned<u64>) -> Duration {
+    Duration::from_secs(*value.get_ref())
+}

@@ -1,0 +1,58 @@
+//! What every command needs: the loaded configuration, the store, and a way to record
+//! administrative events.
+
+use anyhow::{Context as _, Result};
+use wharf_core::{Event, EventKind};
+use wharf_store::Store;
+use wharf_types::Protocol;
+
+use crate::audit::AuditSink;
+use crate::config::Loaded;
+
+/// A command's context.
+pub struct Context {
+    /// Configuration.
+    pub loaded: Loaded,
+    /// Store.
+    pub store: Store,
+    /// Audit sink.
+    pub audit: AuditSink,
+}
+
+impl Context {
+    /// Loads the configuration at `path` and opens its store.
+    pub async fn open(path: &std::path::Path) -> Result<Context> {
+        let loaded = Loaded::load(path)?;
+        let store_url = loaded.config.store.url.get_ref().clone();
+        let store = Store::open_url(&store_url, &loaded.base)
+            .await
+            .with_context(|| format!("cannot open the store {store_url}"))?;
+        let jsonl = match loaded.config.audit.jsonl.as_str() {
+            "" => None,
+            p => Some(loaded.resolve(p)),
+        };
+        let audit = AuditSink {
+            store: store.clone(),
+            node: loaded.config.server.name.clone(),
+            jsonl,
+        };
+        Ok(Context {
+            loaded,
+            store,
+            audit,
+        })
+    }
+
+    /// Records an administrative event made from the command line.
+    pub async fn record(&self, kind: EventKind, subject: &str, message: impl Into<String>) -> Result<()> {
+        let mut event = Event::new(kind).message(message);
+        event.protocol = Some(Protocol::Admin);
+        event.service = Some("cli".to_owned());
+        event.account = Some(subject.to_owned());
+        let operator = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        event = event.attr("operator", operator);
+        self.audit.write(&[event]).await
+    }
+}

@@ -1,0 +1,101 @@
+//! `wharf serve`: the store, the audit writer and every configured service, until a signal.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use wharf_auth::LocalAuthenticator;
+use wharf_core::{Event, EventBus, EventKind};
+use wharf_ssh::{PrivateKey, SshConfig, SshService};
+
+use crate::config::{parse_addresses, secs};
+use crate::context::Context;
+
+/// Runs the server.
+pub async fn serve(config_path: &Path) -> Result<ExitCode> {
+    if !config_path.exists() {
+        let dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let (path, password) = crate::init::init(dir).await?;
+        crate::init::announce(&path, password.as_deref());
+    }
+    let ctx = Context::open(config_path).await?;
+    let (bus, receiver) = EventBus::new();
+    let writer = tokio::spawn(ctx.audit.clone().run(receiver));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut services = tokio::task::JoinSet::new();
+    let auth = LocalAuthenticator::new(ctx.store.clone());
+
+    for service in &ctx.loaded.config.services {
+        let name = service.name.get_ref().clone();
+        let addresses = parse_addresses(service.address.get_ref(), *service.port.get_ref()).map_err(anyhow::Error::msg)?;
+        let mut host_keys = Vec::new();
+        for file in service.host_keys.get_ref() {
+            let path = ctx.loaded.resolve(file);
+            let key = PrivateKey::read_openssh_file(&path).with_context(|| format!("cannot read host key {}", path.display()))?;
+            host_keys.push(key);
+        }
+        let config = SshConfig {
+            name: name.clone(),
+            addresses,
+            banner: service.banner.clone(),
+            idle_timeout: secs(&service.idle_timeout),
+            login_grace_time: secs(&service.login_grace_time),
+            max_connections: *service.max_connections.get_ref(),
+            max_auth_tries: *service.max_auth_tries.get_ref(),
+            algorithms: ctx.loaded.algorithms(service),
+            host_keys,
+        };
+        let bound = match SshService::bind(config).await {
+            Ok(b) => b,
+            Err(e) => {
+                let mut event = Event::new(EventKind::ServiceFailed).failed(format!("cannot listen: {e}"));
+                event.service = Some(name.clone());
+                bus.emit(event);
+                drop(bus);
+                let _ = writer.await;
+                anyhow::bail!("service {name}: cannot listen on port {}: {e}", service.port.get_ref());
+            }
+        };
+        let addrs: Vec<String> = bound.local_addrs().iter().map(|a| a.to_string()).collect();
+        let mut event = Event::new(EventKind::ServiceStarted).message(format!("listening on {}", addrs.join(", ")));
+        event.service = Some(name.clone());
+        bus.emit(event);
+        eprintln!("wharf: {name} (ssh: SFTP, SCP) listening on {}", addrs.join(", "));
+        services.spawn(bound.run(auth.clone(), bus.clone(), stop_rx.clone()));
+    }
+    bus.emit(Event::new(EventKind::ServerStarted).message(format!("wharf {}", env!("CARGO_PKG_VERSION"))));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                // Accounts and groups are read from the store at each login, so they need no
+                // reload; listener changes still need a restart.
+                match crate::config::Loaded::load(config_path) {
+                    Ok(_) => tracing::info!("configuration checked on SIGHUP; listener changes take effect at restart"),
+                    Err(issues) => tracing::warn!("configuration has errors, keeping the running one:\n{issues}"),
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    while services.join_next().await.is_some() {}
+    for service in &ctx.loaded.config.services {
+        let mut event = Event::new(EventKind::ServiceStopped);
+        event.service = Some(service.name.get_ref().clone());
+        bus.emit(event);
+    }
+    bus.emit(Event::new(EventKind::ServerStopped).message("signal"));
+    drop(bus);
+    drop(auth);
+    // Sessions still running hold bus clones; give them a moment, then flush what we have.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    ctx.store.close().await;
+    eprintln!("wharf: stopped");
+    Ok(ExitCode::SUCCESS)
+}
