@@ -355,7 +355,8 @@ fn decode_extended(r: &mut Reader<'_>) -> Result<Extended, DecodeError> {
             length: r.u64()?,
             block_size: r.u32()?,
         },
-        b"check-file-handle" => Extended::CheckFileHandle {
+        // paramiko and others send the handle form under the plain name.
+        b"check-file-handle" | b"check-file" => Extended::CheckFileHandle {
             handle: r.string()?,
             algorithms: r.string()?,
             start: r.u64()?,

@@ -506,8 +506,8 @@ fn check_file_reply(id: u32, hex_digest: &str) -> Response {
     let raw: Vec<u8> = (0..hex_digest.len() / 2)
         .filter_map(|i| u8::from_str_radix(hex_digest.get(i * 2..i * 2 + 2)?, 16).ok())
         .collect();
-    Response::ExtendedReply {
-        id,
-        data: put_str_then_raw(b"sha256", &raw),
-    }
+    // draft-ietf-secsh-filexfer-extensions: string "check-file", string algorithm, hash.
+    let mut data = put_str_then_raw(b"check-file", &[]);
+    data.extend(put_str_then_raw(b"sha256", &raw));
+    Response::ExtendedReply { id, data }
 }

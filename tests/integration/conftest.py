@@ -1,0 +1,186 @@
+"""Shared fixtures: a real `wharf serve` on free loopback ports, and real clients.
+
+Every test gets its own server, data folder and accounts, so tests run in any order. The
+binary is the one `cargo build` produced (WHARF_BIN overrides it).
+"""
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "debug" / "wharf"))
+
+
+def free_port() -> int:
+    """A port free on both 127.0.0.1 and ::1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
+            s4.bind(("127.0.0.1", 0))
+            port = s4.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                    s6.bind(("::1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 and ::1")
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class WharfServer:
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.proc = None
+        self.log = root / "serve.log"
+        out = self.wharf("init", str(root), check=True)
+        self.admin_output = out.stderr
+        config = (root / "wharf.toml").read_text()
+        config = config.replace('address = "::"', 'address = ["127.0.0.1", "::1"]')
+        config = config.replace("port = 2222", f"port = {self.port}")
+        config = config.replace("login_grace_time = 120", "login_grace_time = 5")
+        (root / "wharf.toml").write_text(config)
+        self.homes = root / "wharf-data" / "homes"
+        self.key = root / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+
+    # -- CLI --------------------------------------------------------------
+    def wharf(self, *args, input=None, check=False):
+        cmd = [str(BIN), "--config", str(self.root / "wharf.toml"), *args]
+        if args and args[0] == "init":
+            cmd = [str(BIN), *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{cmd} failed: {result.stderr}")
+        return result
+
+    def add_account(self, name, password=None, groups=(), key=True, home=None):
+        args = ["account", "add", name]
+        if password is not None:
+            args.append("--password-stdin")
+        if key:
+            args += ["--ssh-key", str(self.key) + ".pub"]
+        for g in groups:
+            args += ["--group", g]
+        if home:
+            args += ["--home", str(home)]
+        self.wharf(*args, input=(password + "\n") if password else None, check=True)
+        return self.homes / name
+
+    def events(self, *filters):
+        out = self.wharf("events", "--json", "--limit", "100000", *filters, check=True).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_event(self, name, timeout=10, **fields):
+        """Waits until an event with `name` and matching fields is persisted."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for e in self.events():
+                if e["name"] == name and all(e.get(k) == v for k, v in fields.items()):
+                    return e
+            time.sleep(0.2)
+        raise AssertionError(f"no {name} event with {fields}; have: {[e['name'] for e in self.events()][-30:]}")
+
+    # -- process ----------------------------------------------------------
+    def start(self):
+        self.proc = subprocess.Popen(
+            [str(BIN), "--config", str(self.root / "wharf.toml"), "serve"],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"wharf exited: {self.log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"wharf did not listen: {self.log.read_text()}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    # -- clients ----------------------------------------------------------
+    def ssh_opts(self, key=None):
+        return [
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            "-i", str(key or self.key),
+        ]
+
+    def sftp(self, user, script, host="127.0.0.1", extra=(), check=True):
+        batch = self.root / f"batch-{time.time_ns()}"
+        batch.write_text(script)
+        cmd = ["sftp", *self.ssh_opts(), "-P", str(self.port), *extra, "-b", str(batch), f"{user}@[{host}]"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
+        if check and result.returncode != 0:
+            raise AssertionError(f"sftp failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def scp(self, *args, legacy=False, check=True):
+        cmd = ["scp", *self.ssh_opts(), "-P", str(self.port)]
+        if legacy:
+            cmd.append("-O")
+        cmd += list(args)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
+        if check and result.returncode != 0:
+            raise AssertionError(f"scp failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def ssh(self, user, command, stdin=None, host="127.0.0.1"):
+        cmd = ["ssh", *self.ssh_opts(), "-p", str(self.port), f"{user}@{host}", command]
+        return subprocess.run(cmd, input=stdin, capture_output=True, timeout=60,
+                              stdin=None if stdin is not None else subprocess.DEVNULL)
+
+    def paramiko(self, user, password=None, host="127.0.0.1"):
+        import paramiko
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        kwargs = {"password": password} if password else {"key_filename": str(self.key)}
+        client.connect(host, port=self.port, username=user, allow_agent=False,
+                       look_for_keys=False, timeout=10, **kwargs)
+        return client
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = WharfServer(tmp_path)
+    yield s
+    s.stop()
+
+
+def random_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        remaining = size
+        while remaining:
+            n = min(remaining, 1 << 20)
+            f.write(os.urandom(n))
+            remaining -= n
+    return path
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
