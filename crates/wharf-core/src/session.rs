@@ -146,6 +146,22 @@ impl Session {
         Err(CoreError::denied(format!("permission denied: {verb} {path}")))
     }
 
+    /// Records a refusal by the backend's jail (a link or a race leading out of the home) as
+    /// `permission.denied`, like a rule refusal.
+    fn jailed<T>(&self, verb: Verb, path: &VirtualPath, result: Result<T, CoreError>) -> Result<T, CoreError> {
+        if let Err(e) = &result
+            && e.kind == ErrorKind::PermissionDenied
+        {
+            self.emit(
+                self.event(EventKind::PermissionDenied)
+                    .failed("refused by the home-folder jail")
+                    .path(path.to_string())
+                    .attr("verb", verb.as_str()),
+            );
+        }
+        result
+    }
+
     /// Records the outcome of a simple operation.
     fn record<T>(&self, result: &Result<T, CoreError>, event: Event) {
         match result {
@@ -157,13 +173,15 @@ impl Session {
     /// Attributes of `path`. Needs `list` on its folder (or on `/` for the home itself).
     pub async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
         self.check(Verb::List, &path.parent())?;
-        self.vfs.stat(path, follow).await
+        let result = self.vfs.stat(path, follow).await;
+        self.jailed(Verb::List, path, result)
     }
 
     /// Entries of a folder. Needs `list`. Records `folder.listed`.
     pub async fn list(&self, path: &VirtualPath) -> Result<Vec<DirEntry>, CoreError> {
         self.check(Verb::List, path)?;
         let result = self.vfs.read_dir(path, MAX_LISTING).await;
+        let result = self.jailed(Verb::List, path, result);
         let mut event = self.event(EventKind::FolderListed).path(path.to_string());
         if let Ok(entries) = &result {
             event = event.attr("entries", entries.len().to_string());
@@ -175,7 +193,8 @@ impl Session {
     /// Opens a file for download. Needs `read`.
     pub async fn open_download(&self, path: &VirtualPath) -> Result<Download, CoreError> {
         self.check(Verb::Read, path)?;
-        match self.vfs.open_read(path).await {
+        let opened = self.vfs.open_read(path).await;
+        match self.jailed(Verb::Read, path, opened) {
             Ok(file) => Ok(Download::start(
                 file,
                 path.clone(),
@@ -204,7 +223,7 @@ impl Session {
         if path.is_root() {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
-        let existing = match self.vfs.stat(path, true).await {
+        let existing = match self.jailed(Verb::Write, path, self.vfs.stat(path, true).await) {
             Ok(meta) => Some(meta),
             Err(e) if e.kind == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -230,7 +249,8 @@ impl Session {
             permissions,
         };
         let template = self.event(EventKind::UploadStarted);
-        match self.vfs.open_write(path, target).await {
+        let opened = self.vfs.open_write(path, target).await;
+        match self.jailed(verb, path, opened) {
             Ok(file) => {
                 Upload::start(file, path.clone(), mode, template, self.events.clone()).await
             }
@@ -253,6 +273,7 @@ impl Session {
     ) -> Result<(), CoreError> {
         self.check(Verb::Mkdir, path)?;
         let result = self.vfs.mkdir(path, permissions).await;
+        let result = self.jailed(Verb::Mkdir, path, result);
         self.record(
             &result,
             self.event(EventKind::FolderCreated).path(path.to_string()),
@@ -264,6 +285,7 @@ impl Session {
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::Rmdir, path)?;
         let result = self.vfs.rmdir(path).await;
+        let result = self.jailed(Verb::Rmdir, path, result);
         self.record(
             &result,
             self.event(EventKind::FolderRemoved).path(path.to_string()),
@@ -275,6 +297,7 @@ impl Session {
     pub async fn remove(&self, path: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::Delete, path)?;
         let result = self.vfs.remove_file(path).await;
+        let result = self.jailed(Verb::Delete, path, result);
         self.record(
             &result,
             self.event(EventKind::FileDeleted).path(path.to_string()),
@@ -296,6 +319,7 @@ impl Session {
             self.check(Verb::Overwrite, to)?;
         }
         let result = self.vfs.rename(from, to, replace).await;
+        let result = self.jailed(Verb::Rename, from, result);
         self.record(
             &result,
             self.event(EventKind::EntryRenamed)
@@ -312,6 +336,7 @@ impl Session {
         }
         self.check(Verb::Setattr, path)?;
         let result = self.vfs.set_attrs(path, attrs).await;
+        let result = self.jailed(Verb::Setattr, path, result);
         let mut event = self
             .event(EventKind::AttributesChanged)
             .path(path.to_string());
@@ -336,6 +361,7 @@ impl Session {
         self.check(Verb::Read, target)?;
         let relative = relative_target(&link.parent(), target);
         let result = self.vfs.symlink(&relative, link).await;
+        let result = self.jailed(Verb::Write, link, result);
         self.record(
             &result,
             self.event(EventKind::LinkCreated)
@@ -368,6 +394,7 @@ impl Session {
         self.check(Verb::Read, existing)?;
         self.check(Verb::Write, link)?;
         let result = self.vfs.hard_link(existing, link).await;
+        let result = self.jailed(Verb::Write, link, result);
         self.record(
             &result,
             self.event(EventKind::LinkCreated)
@@ -389,6 +416,7 @@ impl Session {
         };
         self.check(verb, to)?;
         let result = self.vfs.copy(from, to).await;
+        let result = self.jailed(Verb::Write, to, result);
         let mut event = self
             .event(EventKind::FileCopied)
             .path(from.to_string())
@@ -403,7 +431,7 @@ impl Session {
     /// SHA-256 of a whole file, lowercase hex. Needs `read`.
     pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
         self.check(Verb::Read, path)?;
-        let file = self.vfs.open_read(path).await?;
+        let file = self.jailed(Verb::Read, path, self.vfs.open_read(path).await)?;
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut offset = 0;
         loop {

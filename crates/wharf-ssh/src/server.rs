@@ -183,11 +183,21 @@ fn accept(
     tokio::spawn(async move {
         let _permit = permit;
         let _ = socket.set_nodelay(true);
-        let reason = match russh::server::run_stream(config, socket, handler).await {
-            Ok(running) => {
+        // The grace period covers everything before authentication, including a client
+        // that connects and never sends its identification line.
+        let deadline = tokio::time::Instant::now() + grace;
+        let started_stream = tokio::time::timeout_at(
+            deadline,
+            russh::server::run_stream(config, socket, handler),
+        )
+        .await;
+        let reason = match started_stream {
+            Err(_) => "login grace time exceeded before the handshake".to_owned(),
+            Ok(Err(e)) => format!("handshake failed: {e}"),
+            Ok(Ok(running)) => {
                 let handle = running.handle();
                 let grace_timer = tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
+                    tokio::time::sleep_until(deadline).await;
                     if !authenticated.load(Ordering::SeqCst) {
                         let _ = handle
                             .disconnect(
@@ -205,7 +215,6 @@ fn accept(
                     Err(e) => format!("closed: {e}"),
                 }
             }
-            Err(e) => format!("handshake failed: {e}"),
         };
         let mut closed = closed.message(reason);
         closed.time = time::OffsetDateTime::now_utc();
