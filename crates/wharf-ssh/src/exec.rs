@@ -29,6 +29,14 @@ pub enum Command {
     },
 }
 
+/// A leading `~` means the home, as a login shell would expand it; here the home is `/`.
+pub fn home_relative(path: &str) -> &str {
+    match path {
+        "~" => "/",
+        p => p.strip_prefix("~/").unwrap_or(p),
+    }
+}
+
 /// Longest exec command line accepted.
 pub const MAX_COMMAND: usize = 8 * 1024;
 
@@ -45,7 +53,11 @@ pub fn parse(command: &[u8]) -> Result<Command, String> {
     match program.as_str() {
         "scp" => parse_scp(args),
         "sha256sum" => {
-            let paths: Vec<String> = args.iter().filter(|a| *a != "--").cloned().collect();
+            let paths: Vec<String> = args
+                .iter()
+                .filter(|a| *a != "--")
+                .map(|a| home_relative(a).to_owned())
+                .collect();
             if paths.is_empty() || paths.iter().any(|p| p.starts_with('-')) {
                 return Err("sha256sum takes only file names".to_owned());
             }
@@ -90,13 +102,13 @@ fn parse_scp(args: &[String]) -> Result<Command, String> {
     };
     Ok(if sink {
         Command::ScpSink {
-            target: path.clone(),
+            target: home_relative(path).to_owned(),
             recursive,
             target_is_dir: dir,
         }
     } else {
         Command::ScpSource {
-            source: path.clone(),
+            source: home_relative(path).to_owned(),
             recursive,
             preserve,
         }
@@ -117,6 +129,10 @@ mod tests {
                 target_is_dir: false
             }
         );
+        assert!(matches!(
+            parse(b"scp -t ~/in/x").unwrap(),
+            Command::ScpSink { target, .. } if target == "in/x"
+        ));
         assert!(matches!(
             parse(b"scp -pf 'a b.txt'").unwrap(),
             Command::ScpSource { preserve: true, .. }

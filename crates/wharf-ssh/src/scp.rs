@@ -226,7 +226,9 @@ async fn receive_file<W: AsyncWrite + Unpin>(
         }
         received += n;
     }
-    // The sender ends each file with its own status byte.
+    // The sender ends each file with its own status byte. libssh2 (curl's scp://) sends
+    // EOF instead once every announced byte is out; that file is complete, so it commits.
+    let mut ended = false;
     match input.read_byte().await {
         Some(0) => {}
         Some(_) => {
@@ -234,10 +236,7 @@ async fn receive_file<W: AsyncWrite + Unpin>(
             let _ = input.read_line(MAX_RECORD).await;
             return Ok(false);
         }
-        None => {
-            upload.abort("client closed the connection").await;
-            return Err(Fatal::Gone);
-        }
+        None => ended = true,
     }
     if let Some(e) = failure {
         upload.abort(&e.message).await;
@@ -245,6 +244,9 @@ async fn receive_file<W: AsyncWrite + Unpin>(
         return Ok(false);
     }
     if let Err(e) = upload.commit().await {
+        if ended {
+            return Err(Fatal::Gone);
+        }
         warn(out, &e.message).await?;
         return Ok(false);
     }
@@ -254,6 +256,10 @@ async fn receive_file<W: AsyncWrite + Unpin>(
             ..Attrs::default()
         };
         let _ = session.set_attrs(dest, &attrs).await;
+    }
+    if ended {
+        let _ = ok(out).await;
+        return Err(Fatal::Gone);
     }
     ok(out).await?;
     Ok(true)
