@@ -10,7 +10,8 @@ pub fn parse_public_key(line: &str) -> Result<PublicKey, String> {
     if line.len() > 16 * 1024 {
         return Err("key line longer than 16 KiB".to_owned());
     }
-    let key = PublicKey::from_openssh(line).map_err(|e| format!("not an OpenSSH public key: {e}"))?;
+    let key =
+        PublicKey::from_openssh(line).map_err(|e| format!("not an OpenSSH public key: {e}"))?;
     match key.algorithm() {
         Algorithm::Ed25519 | Algorithm::Ecdsa { .. } | Algorithm::Rsa { .. } => Ok(key),
         other => Err(format!("key type {} is not accepted", other.as_str())),

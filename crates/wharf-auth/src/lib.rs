@@ -21,7 +21,7 @@ use wharf_core::Account;
 use wharf_store::{AccountRecord, Store};
 use wharf_types::Protocol;
 
-pub use keys::{fingerprint, parse_public_key, PublicKey};
+pub use keys::{PublicKey, fingerprint, parse_public_key};
 pub use password::{hash_password, verify_password};
 pub use resolve::resolve_account;
 

@@ -9,7 +9,10 @@ use wharf_types::Protocol;
 use crate::AuthFailure;
 
 /// Resolves home, rules, protocols and upload mode for `record`.
-pub async fn resolve_account(store: &Store, record: &AccountRecord) -> Result<Account, AuthFailure> {
+pub async fn resolve_account(
+    store: &Store,
+    record: &AccountRecord,
+) -> Result<Account, AuthFailure> {
     let mut groups = Vec::with_capacity(record.groups.len());
     for name in &record.groups {
         match store.group(name).await? {
@@ -23,10 +26,7 @@ pub async fn resolve_account(store: &Store, record: &AccountRecord) -> Result<Ac
     }
     let template_group = groups.iter().find(|g| g.home_template.is_some());
     let (home, create_home) = match (&record.home, template_group) {
-        (Some(home), _) => (
-            PathBuf::from(home),
-            groups.iter().any(|g| g.create_home),
-        ),
+        (Some(home), _) => (PathBuf::from(home), groups.iter().any(|g| g.create_home)),
         (None, Some(group)) => {
             let template = group.home_template.as_deref().unwrap_or_default();
             (

@@ -282,7 +282,11 @@ mod tests {
             assert!(kind.id() > last, "{} out of order", kind.name());
             last = kind.id();
             let range = kind.id() / 10000;
-            assert!((1..=6).contains(&range), "{} outside 1xxxx-6xxxx", kind.name());
+            assert!(
+                (1..=6).contains(&range),
+                "{} outside 1xxxx-6xxxx",
+                kind.name()
+            );
             assert_eq!(EventKind::from_id(kind.id()), Some(*kind));
         }
     }

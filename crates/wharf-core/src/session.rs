@@ -67,7 +67,10 @@ impl Session {
         .map_err(|e| {
             CoreError::new(
                 ErrorKind::Failure,
-                format!("home folder unavailable: {}", CoreError::from_io(&e).message),
+                format!(
+                    "home folder unavailable: {}",
+                    CoreError::from_io(&e).message
+                ),
             )
         })?;
         Ok(Session::with_vfs(account, info, events, Arc::new(vfs)))
@@ -87,7 +90,9 @@ impl Session {
             events,
             started: Instant::now(),
         };
-        session.events.emit(session.event(EventKind::SessionStarted));
+        session
+            .events
+            .emit(session.event(EventKind::SessionStarted));
         session
     }
 
@@ -143,12 +148,19 @@ impl Session {
                 .path(path.to_string())
                 .attr("verb", verb.as_str()),
         );
-        Err(CoreError::denied(format!("permission denied: {verb} {path}")))
+        Err(CoreError::denied(format!(
+            "permission denied: {verb} {path}"
+        )))
     }
 
     /// Records a refusal by the backend's jail (a link or a race leading out of the home) as
     /// `permission.denied`, like a rule refusal.
-    fn jailed<T>(&self, verb: Verb, path: &VirtualPath, result: Result<T, CoreError>) -> Result<T, CoreError> {
+    fn jailed<T>(
+        &self,
+        verb: Verb,
+        path: &VirtualPath,
+        result: Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
         if let Err(e) = &result
             && e.kind == ErrorKind::PermissionDenied
         {
@@ -344,7 +356,9 @@ impl Session {
             event = event.attr("permissions", format!("{:o}", p & 0o7777));
         }
         if let Some((a, m)) = attrs.times {
-            event = event.attr("atime", a.to_string()).attr("mtime", m.to_string());
+            event = event
+                .attr("atime", a.to_string())
+                .attr("mtime", m.to_string());
         }
         if let Some(size) = attrs.size {
             event = event.attr("size", size.to_string());

@@ -88,7 +88,7 @@ impl Upload {
         let existing = if mode == WriteMode::Create {
             0
         } else {
-            file.len().await?
+            file.size().await?
         };
         let upload = Upload {
             file,
@@ -123,7 +123,8 @@ impl Upload {
         let mut offset = 0;
         let mut context = digest::Context::new(&digest::SHA256);
         while offset < upto {
-            let want = usize::try_from((upto - offset).min(REHASH_CHUNK as u64)).unwrap_or(REHASH_CHUNK);
+            let want =
+                usize::try_from((upto - offset).min(REHASH_CHUNK as u64)).unwrap_or(REHASH_CHUNK);
             let chunk = self.file.read_at(offset, want).await?;
             if chunk.is_empty() {
                 break;
@@ -193,7 +194,7 @@ impl Upload {
             Ok(state) => (state.in_order, state.hashed_upto),
             Err(_) => (false, 0),
         };
-        let size = self.file.len().await?;
+        let size = self.file.size().await?;
         if in_order && upto == size {
             let context = match self.hash.lock() {
                 Ok(state) => state.context.clone(),
@@ -224,7 +225,7 @@ impl Upload {
         }
         let result = async {
             let sha256 = self.final_digest().await?;
-            let size = self.file.len().await?;
+            let size = self.file.size().await?;
             self.file.commit().await?;
             Ok::<_, CoreError>(UploadSummary { size, sha256 })
         }
@@ -304,7 +305,9 @@ impl Download {
             started: Instant::now(),
             closed: AtomicBool::new(false),
         };
-        download.events.emit(download.event(EventKind::DownloadStarted));
+        download
+            .events
+            .emit(download.event(EventKind::DownloadStarted));
         download
     }
 

@@ -248,7 +248,6 @@ pub struct Request {
     pub body: RequestBody,
 }
 
-
 /// Decodes SSH_FXP_INIT; returns the client's version.
 pub fn decode_init(payload: &[u8]) -> Result<u32, DecodeError> {
     let mut r = Reader::new(payload);
@@ -277,7 +276,9 @@ impl Request {
                 flags: OpenFlags(r.u32()?),
                 attrs: FileAttrs::decode(&mut r)?,
             },
-            kind::CLOSE => RequestBody::Close { handle: r.string()? },
+            kind::CLOSE => RequestBody::Close {
+                handle: r.string()?,
+            },
             kind::READ => RequestBody::Read {
                 handle: r.string()?,
                 offset: r.u64()?,
@@ -289,7 +290,9 @@ impl Request {
                 data: r.string()?,
             },
             kind::LSTAT => RequestBody::Lstat { path: r.string()? },
-            kind::FSTAT => RequestBody::Fstat { handle: r.string()? },
+            kind::FSTAT => RequestBody::Fstat {
+                handle: r.string()?,
+            },
             kind::SETSTAT => RequestBody::Setstat {
                 path: r.string()?,
                 attrs: FileAttrs::decode(&mut r)?,
@@ -299,7 +302,9 @@ impl Request {
                 attrs: FileAttrs::decode(&mut r)?,
             },
             kind::OPENDIR => RequestBody::Opendir { path: r.string()? },
-            kind::READDIR => RequestBody::Readdir { handle: r.string()? },
+            kind::READDIR => RequestBody::Readdir {
+                handle: r.string()?,
+            },
             kind::REMOVE => RequestBody::Remove { path: r.string()? },
             kind::MKDIR => RequestBody::Mkdir {
                 path: r.string()?,
@@ -332,12 +337,16 @@ fn decode_extended(r: &mut Reader<'_>) -> Result<Extended, DecodeError> {
             to: r.string()?,
         },
         b"statvfs@openssh.com" => Extended::Statvfs { path: r.string()? },
-        b"fstatvfs@openssh.com" => Extended::Fstatvfs { handle: r.string()? },
+        b"fstatvfs@openssh.com" => Extended::Fstatvfs {
+            handle: r.string()?,
+        },
         b"hardlink@openssh.com" => Extended::Hardlink {
             existing: r.string()?,
             link: r.string()?,
         },
-        b"fsync@openssh.com" => Extended::Fsync { handle: r.string()? },
+        b"fsync@openssh.com" => Extended::Fsync {
+            handle: r.string()?,
+        },
         b"limits@openssh.com" => Extended::Limits,
         b"home-directory" => Extended::HomeDirectory { user: r.string()? },
         b"expand-path@openssh.com" => Extended::ExpandPath { path: r.string()? },

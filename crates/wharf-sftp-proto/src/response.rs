@@ -202,7 +202,20 @@ mod tests {
     #[test]
     fn hostile_lengths_do_not_allocate_or_panic() {
         // OPEN with a path length of 4 GiB but 3 bytes of data.
-        let mut p = vec![kind::OPEN, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, b'a', b'b', b'c'];
+        let mut p = vec![
+            kind::OPEN,
+            0,
+            0,
+            0,
+            1,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            b'a',
+            b'b',
+            b'c',
+        ];
         assert!(Request::decode(&p).is_err());
         p.truncate(3);
         assert!(Request::decode(&p).is_err());
@@ -214,7 +227,12 @@ mod tests {
     fn names_are_bytes() {
         let mut p = vec![kind::STAT, 0, 0, 0, 9, 0, 0, 0, 2, 0xff, 0xfe];
         let r = Request::decode(&p).unwrap();
-        assert_eq!(r.body, RequestBody::Stat { path: vec![0xff, 0xfe] });
+        assert_eq!(
+            r.body,
+            RequestBody::Stat {
+                path: vec![0xff, 0xfe]
+            }
+        );
         p.push(0);
         assert!(Request::decode(&p).is_ok());
     }

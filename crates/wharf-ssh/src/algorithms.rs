@@ -106,11 +106,21 @@ fn check(what: &'static str, names: &[String], allowed: &[&str]) -> Result<(), A
 fn host_key_algorithm(name: &str) -> Option<Algorithm> {
     Some(match name {
         "ssh-ed25519" => Algorithm::Ed25519,
-        "ecdsa-sha2-nistp256" => Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 },
-        "ecdsa-sha2-nistp384" => Algorithm::Ecdsa { curve: EcdsaCurve::NistP384 },
-        "ecdsa-sha2-nistp521" => Algorithm::Ecdsa { curve: EcdsaCurve::NistP521 },
-        "rsa-sha2-512" => Algorithm::Rsa { hash: Some(HashAlg::Sha512) },
-        "rsa-sha2-256" => Algorithm::Rsa { hash: Some(HashAlg::Sha256) },
+        "ecdsa-sha2-nistp256" => Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        },
+        "ecdsa-sha2-nistp384" => Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP384,
+        },
+        "ecdsa-sha2-nistp521" => Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP521,
+        },
+        "rsa-sha2-512" => Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        "rsa-sha2-256" => Algorithm::Rsa {
+            hash: Some(HashAlg::Sha256),
+        },
         _ => return None,
     })
 }

@@ -45,7 +45,10 @@ async fn warn<W: AsyncWrite + Unpin>(out: &mut W, message: &str) -> Result<(), F
 /// Checks a record name: one plain component.
 fn record_name(name: &str) -> Result<&str, String> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(format!("invalid name in record: {:?}", name.chars().take(64).collect::<String>()));
+        return Err(format!(
+            "invalid name in record: {:?}",
+            name.chars().take(64).collect::<String>()
+        ));
     }
     Ok(name)
 }
@@ -85,7 +88,11 @@ pub async fn sink<W: AsyncWrite + Unpin>(
     match sink_inner(session, input, out, target, recursive, target_is_dir).await {
         Ok(code) => code,
         Err(Fatal::Protocol(message)) => {
-            session.emit(session.event(EventKind::ProtocolError).failed(format!("scp: {message}")));
+            session.emit(
+                session
+                    .event(EventKind::ProtocolError)
+                    .failed(format!("scp: {message}")),
+            );
             let _ = send(out, format!("\x02scp: {message}\n").as_bytes()).await;
             1
         }
@@ -117,7 +124,11 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
         let line = match input.read_line(MAX_RECORD).await {
             Ok(Some(line)) => line,
             Ok(None) => break,
-            Err(()) => return Err(Fatal::Protocol(format!("record longer than {MAX_RECORD} bytes"))),
+            Err(()) => {
+                return Err(Fatal::Protocol(format!(
+                    "record longer than {MAX_RECORD} bytes"
+                )));
+            }
         };
         let Some(&first) = line.first() else {
             return Err(Fatal::Protocol("empty record".to_owned()));
@@ -130,7 +141,8 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
             }
             continue;
         }
-        let line = String::from_utf8(line).map_err(|_| Fatal::Protocol("record is not UTF-8".to_owned()))?;
+        let line = String::from_utf8(line)
+            .map_err(|_| Fatal::Protocol("record is not UTF-8".to_owned()))?;
         let folder = stack.last().cloned().unwrap_or_else(|| target.clone());
         match first {
             b'T' => {
@@ -142,7 +154,9 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
                 let dest = if stack.is_empty() && !is_dir {
                     target.clone()
                 } else {
-                    folder.join(name).map_err(|e| Fatal::Protocol(e.to_string()))?
+                    folder
+                        .join(name)
+                        .map_err(|e| Fatal::Protocol(e.to_string()))?
                 };
                 if !receive_file(session, input, out, &dest, mode, size, times.take()).await? {
                     status = 1;
@@ -159,10 +173,17 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
                 let dest = if stack.is_empty() && !is_dir {
                     target.clone()
                 } else {
-                    folder.join(name).map_err(|e| Fatal::Protocol(e.to_string()))?
+                    folder
+                        .join(name)
+                        .map_err(|e| Fatal::Protocol(e.to_string()))?
                 };
-                let exists = matches!(session.stat(&dest, true).await, Ok(m) if m.kind == FileKind::Dir);
-                let made = if exists { Ok(()) } else { session.mkdir(&dest, Some(mode)).await };
+                let exists =
+                    matches!(session.stat(&dest, true).await, Ok(m) if m.kind == FileKind::Dir);
+                let made = if exists {
+                    Ok(())
+                } else {
+                    session.mkdir(&dest, Some(mode)).await
+                };
                 match made {
                     Ok(()) => {
                         stack.push(dest);
@@ -195,7 +216,10 @@ async fn receive_file<W: AsyncWrite + Unpin>(
     size: u64,
     times: Option<(i64, i64)>,
 ) -> Result<bool, Fatal> {
-    let upload = match session.open_upload(dest, WriteMode::Create, Some(mode & 0o777)).await {
+    let upload = match session
+        .open_upload(dest, WriteMode::Create, Some(mode & 0o777))
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             // A warning before the data makes the client skip this file's bytes.
@@ -209,11 +233,15 @@ async fn receive_file<W: AsyncWrite + Unpin>(
     while received < size {
         let want = usize::try_from((size - received).min(CHUNK as u64)).unwrap_or(CHUNK);
         let Some(chunk) = input.read_some(want).await else {
-            upload.abort("client closed the connection mid-file (size in header not sent)").await;
+            upload
+                .abort("client closed the connection mid-file (size in header not sent)")
+                .await;
             session.emit(
                 session
                     .event(EventKind::ProtocolError)
-                    .failed(format!("scp: header announced {size} bytes, {received} arrived"))
+                    .failed(format!(
+                        "scp: header announced {size} bytes, {received} arrived"
+                    ))
                     .path(dest.to_string()),
             );
             return Err(Fatal::Gone);
@@ -232,7 +260,9 @@ async fn receive_file<W: AsyncWrite + Unpin>(
     match input.read_byte().await {
         Some(0) => {}
         Some(_) => {
-            upload.abort("client reported an error after the data").await;
+            upload
+                .abort("client reported an error after the data")
+                .await;
             let _ = input.read_line(MAX_RECORD).await;
             return Ok(false);
         }
@@ -327,11 +357,20 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    async fn send_times<W: AsyncWrite + Unpin>(&self, input: &mut Input, out: &mut W, meta: &Metadata) -> Result<bool, Fatal> {
+    async fn send_times<W: AsyncWrite + Unpin>(
+        &self,
+        input: &mut Input,
+        out: &mut W,
+        meta: &Metadata,
+    ) -> Result<bool, Fatal> {
         if !self.preserve {
             return Ok(true);
         }
-        send(out, format!("T{} 0 {} 0\n", meta.mtime, meta.atime).as_bytes()).await?;
+        send(
+            out,
+            format!("T{} 0 {} 0\n", meta.mtime, meta.atime).as_bytes(),
+        )
+        .await?;
         await_ack(input).await
     }
 
@@ -358,19 +397,27 @@ impl Sender<'_> {
                     if !self.send_times(input, out, meta).await? {
                         return Ok(1);
                     }
-                    send(out, format!("D{:04o} 0 {name}\n", meta.permissions & 0o7777).as_bytes()).await?;
+                    send(
+                        out,
+                        format!("D{:04o} 0 {name}\n", meta.permissions & 0o7777).as_bytes(),
+                    )
+                    .await?;
                     if !await_ack(input).await? {
                         return Ok(1);
                     }
                     let mut status = 0;
                     for entry in entries {
-                        let Ok(child) = path.join(&entry.name) else { continue };
+                        let Ok(child) = path.join(&entry.name) else {
+                            continue;
+                        };
                         // Links are followed only inside the home (the backend enforces it).
                         let Ok(child_meta) = self.session.stat(&child, true).await else {
                             status = 1;
                             continue;
                         };
-                        status |= self.send_entry(input, out, &child, &child_meta, depth + 1).await?;
+                        status |= self
+                            .send_entry(input, out, &child, &child_meta, depth + 1)
+                            .await?;
                     }
                     send(out, b"E\n").await?;
                     await_ack(input).await?;
@@ -402,8 +449,16 @@ impl Sender<'_> {
         if !self.send_times(input, out, meta).await? {
             return Ok(1);
         }
-        let size = download.metadata().await.map(|m| m.size).unwrap_or(meta.size);
-        send(out, format!("C{:04o} {size} {name}\n", meta.permissions & 0o7777).as_bytes()).await?;
+        let size = download
+            .metadata()
+            .await
+            .map(|m| m.size)
+            .unwrap_or(meta.size);
+        send(
+            out,
+            format!("C{:04o} {size} {name}\n", meta.permissions & 0o7777).as_bytes(),
+        )
+        .await?;
         if !await_ack(input).await? {
             download.fail("client refused the file");
             return Ok(1);

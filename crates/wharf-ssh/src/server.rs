@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use russh::keys::PrivateKey;
-use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPublicKey};
 use russh::server::ChannelOpenHandle;
+use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -186,11 +186,9 @@ fn accept(
         // The grace period covers everything before authentication, including a client
         // that connects and never sends its identification line.
         let deadline = tokio::time::Instant::now() + grace;
-        let started_stream = tokio::time::timeout_at(
-            deadline,
-            russh::server::run_stream(config, socket, handler),
-        )
-        .await;
+        let started_stream =
+            tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler))
+                .await;
         let reason = match started_stream {
             Err(_) => "login grace time exceeded before the handshake".to_owned(),
             Ok(Err(e)) => format!("handshake failed: {e}"),
@@ -260,7 +258,12 @@ impl Connection {
         self.account.as_ref().map(|a| a.name.to_string())
     }
 
-    async fn login(&mut self, user: &str, credential: Credential<'_>, detail: Option<String>) -> Auth {
+    async fn login(
+        &mut self,
+        user: &str,
+        credential: Credential<'_>,
+        detail: Option<String>,
+    ) -> Auth {
         let method = credential.method();
         let result = self
             .shared
@@ -270,7 +273,9 @@ impl Connection {
         let shown_user: String = user.chars().take(64).collect();
         match result {
             Ok(account) => {
-                let mut e = self.event(EventKind::LoginSucceeded, Some(&shown_user)).attr("method", method);
+                let mut e = self
+                    .event(EventKind::LoginSucceeded, Some(&shown_user))
+                    .attr("method", method);
                 if let Some(d) = detail {
                     e = e.attr("key", d);
                 }
@@ -333,7 +338,9 @@ impl Connection {
     /// channel writer, and returns the exit status.
     fn start<F, Fut>(&mut self, channel: ChannelId, session: Session, ssh: &mut SshSession, run: F)
     where
-        F: FnOnce(Session, input::Input, Box<dyn tokio::io::AsyncWrite + Unpin + Send>) -> Fut + Send + 'static,
+        F: FnOnce(Session, input::Input, Box<dyn tokio::io::AsyncWrite + Unpin + Send>) -> Fut
+            + Send
+            + 'static,
         Fut: std::future::Future<Output = u32> + Send,
     {
         let Some(Chan::Open(chan)) = self.channels.remove(&channel) else {
@@ -416,7 +423,11 @@ impl russh::server::Handler for Connection {
         session: &mut SshSession,
     ) -> Result<(), Self::Error> {
         if name != "sftp" {
-            self.refuse(channel, &format!("subsystem {name:?} is not offered"), session);
+            self.refuse(
+                channel,
+                &format!("subsystem {name:?} is not offered"),
+                session,
+            );
             return Ok(());
         }
         match self.open_session(Protocol::Sftp).await {
@@ -452,26 +463,68 @@ impl russh::server::Handler for Connection {
                 return Ok(());
             }
         };
-        self.start(channel, core, session, move |core, mut input, mut writer| async move {
-            match command {
-                Command::ScpSink { target, recursive, target_is_dir } => {
-                    crate::scp::sink(&core, &mut input, &mut writer, &target, recursive, target_is_dir).await
+        self.start(
+            channel,
+            core,
+            session,
+            move |core, mut input, mut writer| async move {
+                match command {
+                    Command::ScpSink {
+                        target,
+                        recursive,
+                        target_is_dir,
+                    } => {
+                        crate::scp::sink(
+                            &core,
+                            &mut input,
+                            &mut writer,
+                            &target,
+                            recursive,
+                            target_is_dir,
+                        )
+                        .await
+                    }
+                    Command::ScpSource {
+                        source,
+                        recursive,
+                        preserve,
+                    } => {
+                        crate::scp::source(
+                            &core,
+                            &mut input,
+                            &mut writer,
+                            &source,
+                            recursive,
+                            preserve,
+                        )
+                        .await
+                    }
+                    Command::Sha256Sum { paths } => sha256sum(&core, &mut writer, &paths).await,
                 }
-                Command::ScpSource { source, recursive, preserve } => {
-                    crate::scp::source(&core, &mut input, &mut writer, &source, recursive, preserve).await
-                }
-                Command::Sha256Sum { paths } => sha256sum(&core, &mut writer, &paths).await,
-            }
-        });
+            },
+        );
         Ok(())
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut SshSession) -> Result<(), Self::Error> {
-        self.refuse(channel, "this service offers SFTP and SCP only; no shell", session);
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        self.refuse(
+            channel,
+            "this service offers SFTP and SCP only; no shell",
+            session,
+        );
         Ok(())
     }
 
-    async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut SshSession) -> Result<(), Self::Error> {
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
         if let Some(Chan::Running(sender)) = self.channels.get(&channel)
             && !sender.send(data).await
         {
@@ -480,19 +533,32 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn channel_eof(&mut self, channel: ChannelId, _session: &mut SshSession) -> Result<(), Self::Error> {
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
         if matches!(self.channels.get(&channel), Some(Chan::Running(_))) {
             self.channels.remove(&channel);
         }
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut SshSession) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         Ok(())
     }
 
-    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut SshSession) -> Result<bool, Self::Error> {
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
         let account = self.account_str();
         self.shared.events.emit(
             self.event(EventKind::CommandRefused, account.as_deref())
@@ -502,7 +568,11 @@ impl russh::server::Handler for Connection {
     }
 }
 
-async fn sha256sum<W: tokio::io::AsyncWrite + Unpin>(core: &Session, out: &mut W, paths: &[String]) -> u32 {
+async fn sha256sum<W: tokio::io::AsyncWrite + Unpin>(
+    core: &Session,
+    out: &mut W,
+    paths: &[String],
+) -> u32 {
     use tokio::io::AsyncWriteExt;
     let mut status = 0;
     for raw in paths {

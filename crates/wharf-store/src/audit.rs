@@ -142,7 +142,10 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         let (mut seq, mut prev) = match last {
-            Some(row) => (row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?),
+            Some(row) => (
+                row.try_get::<i64, _>("seq")?,
+                row.try_get::<String, _>("hash")?,
+            ),
             None => (0, GENESIS.to_owned()),
         };
         let mut records = Vec::with_capacity(events.len());
@@ -195,7 +198,11 @@ impl Store {
 
     /// Records matching `filter`, oldest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = if filter.limit <= 0 { 1000 } else { filter.limit };
+        let limit = if filter.limit <= 0 {
+            1000
+        } else {
+            filter.limit
+        };
         let id = filter.id.map(i64::from);
         // With a cursor, read forward from it; without one, the newest `limit` records.
         let sql = if filter.after_seq.is_some() {
@@ -244,7 +251,10 @@ impl Store {
                 let seq: i64 = row.try_get("seq")?;
                 cursor = seq;
                 if seq != expected_seq {
-                    return Ok(Err((expected_seq, format!("record {expected_seq} is missing"))));
+                    return Ok(Err((
+                        expected_seq,
+                        format!("record {expected_seq} is missing"),
+                    )));
                 }
                 let text: String = row.try_get("record_json")?;
                 let stored_hash: String = row.try_get("hash")?;
@@ -279,7 +289,10 @@ mod tests {
             .map(|i| Event::new(EventKind::FileDeleted).path(format!("/f{i}")))
             .collect();
         let records = store.append_events("n1", &events).await.unwrap();
-        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
         assert_eq!(store.verify_chain().await.unwrap(), Ok(5));
 
         let mut edited = records[2].clone();

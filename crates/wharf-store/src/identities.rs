@@ -84,7 +84,10 @@ fn group_from_row(row: &SqliteRow) -> Result<GroupRecord, StoreError> {
         home_template: row.try_get("home_template")?,
         create_home: row.try_get::<i64, _>("create_home")? != 0,
         rules: parse(&row.try_get::<String, _>("rules_json")?, "groups.rules")?,
-        protocols: parse(&row.try_get::<String, _>("protocols_json")?, "groups.protocols")?,
+        protocols: parse(
+            &row.try_get::<String, _>("protocols_json")?,
+            "groups.protocols",
+        )?,
         upload_mode: match upload_mode {
             Some(text) => Some(parse(&format!("{text:?}"), "groups.upload_mode")?),
             None => None,

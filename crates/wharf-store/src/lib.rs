@@ -17,7 +17,9 @@ mod migrate;
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use audit::{AuditRecord, EventFilter, chain_hash};
 pub use identities::{AccountRecord, AdminRecord, GroupRecord};

@@ -26,7 +26,9 @@ pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {
             continue;
         }
         // Migration text is compiled into the binary, never built from input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO wharf_schema (version, applied_us) VALUES ($1, $2)")
             .bind(version)
             .bind(crate::now_us())

@@ -73,7 +73,17 @@ mod tests {
     fn names() {
         assert!(AccountName::new("alice").is_ok());
         assert!(AccountName::new("partner-1.ops@acme").is_ok());
-        for bad in ["", ".x", "-x", "a/b", "a b", "a\0", "..", &"x".repeat(65), "a:)"] {
+        for bad in [
+            "",
+            ".x",
+            "-x",
+            "a/b",
+            "a b",
+            "a\0",
+            "..",
+            &"x".repeat(65),
+            "a:)",
+        ] {
             assert!(AccountName::new(bad).is_err(), "{bad:?}");
         }
     }

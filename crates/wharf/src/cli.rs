@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "wharf", version, about)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, default_value = "wharf.toml", env = "WHARF_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "wharf.toml",
+        env = "WHARF_CONFIG"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,

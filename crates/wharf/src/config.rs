@@ -209,7 +209,14 @@ pub struct Issue {
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}: {}", self.file.display(), line, self.key, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                self.key,
+                self.message
+            ),
             None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
         }
     }
@@ -280,7 +287,13 @@ impl Loaded {
         })?;
         let base = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let loaded = Loaded {
@@ -299,7 +312,11 @@ impl Loaded {
     /// Resolves a configured path against the configuration's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
-        if p.is_absolute() { p.to_owned() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn validate(&self, text: &str) -> Vec<Issue> {
@@ -307,21 +324,40 @@ impl Loaded {
         let mut issue = |span: std::ops::Range<usize>, key: String, message: String| {
             issues.push(Issue {
                 file: self.path.clone(),
-                line: if span == (0..0) { None } else { line_of(text, span.start) },
+                line: if span == (0..0) {
+                    None
+                } else {
+                    line_of(text, span.start)
+                },
                 key,
                 message,
             });
         };
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
-            issue(self.config.store.url.span(), "store.url".into(), e.to_string());
+            issue(
+                self.config.store.url.span(),
+                "store.url".into(),
+                e.to_string(),
+            );
         }
         if !self.resolve(&self.config.server.data_dir).is_dir() {
-            issue(0..0, "server.data_dir".into(), format!("{:?} is not a folder; create it or run `wharf init`", self.config.server.data_dir));
+            issue(
+                0..0,
+                "server.data_dir".into(),
+                format!(
+                    "{:?} is not a folder; create it or run `wharf init`",
+                    self.config.server.data_dir
+                ),
+            );
         }
         if let Some(tls) = &self.config.tls {
             for (key, file) in [("tls.certificate", &tls.certificate), ("tls.key", &tls.key)] {
                 if !self.resolve(file).is_file() {
-                    issue(0..0, key.into(), format!("{file:?} does not exist; give a PEM file or remove [tls]"));
+                    issue(
+                        0..0,
+                        key.into(),
+                        format!("{file:?} does not exist; give a PEM file or remove [tls]"),
+                    );
                 }
             }
         }
@@ -329,26 +365,42 @@ impl Loaded {
         for (i, service) in self.config.services.iter().enumerate() {
             let key = |k: &str| format!("service[{i}].{k}");
             if !names.insert(service.name.get_ref().clone()) {
-                issue(service.name.span(), key("name"), format!("duplicate service name {:?}; names must be unique", service.name.get_ref()));
+                issue(
+                    service.name.span(),
+                    key("name"),
+                    format!(
+                        "duplicate service name {:?}; names must be unique",
+                        service.name.get_ref()
+                    ),
+                );
             }
             match service.kind.get_ref().as_str() {
                 "ssh" => {}
                 "ftp" | "ftps-implicit" | "http" | "https" | "manager" => issue(
                     service.kind.span(),
                     key("type"),
-                    format!("service type {:?} is not available in this version yet; remove this [[service]] or change it to \"ssh\"", service.kind.get_ref()),
+                    format!(
+                        "service type {:?} is not available in this version yet; remove this [[service]] or change it to \"ssh\"",
+                        service.kind.get_ref()
+                    ),
                 ),
                 other => issue(
                     service.kind.span(),
                     key("type"),
-                    format!("unknown service type {other:?}; use ssh, ftp, ftps-implicit, http, https or manager"),
+                    format!(
+                        "unknown service type {other:?}; use ssh, ftp, ftps-implicit, http, https or manager"
+                    ),
                 ),
             }
             if let Err(e) = parse_addresses(service.address.get_ref(), 1) {
                 issue(service.address.span(), key("address"), e);
             }
             if *service.port.get_ref() == 0 {
-                issue(service.port.span(), key("port"), "port 0 is not allowed; choose a port such as 2222".into());
+                issue(
+                    service.port.span(),
+                    key("port"),
+                    "port 0 is not allowed; choose a port such as 2222".into(),
+                );
             }
             for (field, value) in [
                 ("idle_timeout", &service.idle_timeout),
@@ -359,18 +411,36 @@ impl Loaded {
                 }
             }
             if *service.max_connections.get_ref() == 0 {
-                issue(service.max_connections.span(), key("max_connections"), "must be at least 1".into());
+                issue(
+                    service.max_connections.span(),
+                    key("max_connections"),
+                    "must be at least 1".into(),
+                );
             }
             if *service.max_auth_tries.get_ref() == 0 {
-                issue(service.max_auth_tries.span(), key("max_auth_tries"), "must be at least 1".into());
+                issue(
+                    service.max_auth_tries.span(),
+                    key("max_auth_tries"),
+                    "must be at least 1".into(),
+                );
             }
             if service.kind.get_ref() == "ssh" {
                 if service.host_keys.get_ref().is_empty() {
-                    issue(service.host_keys.span(), key("host_keys"), "an SSH service needs at least one host key file".into());
+                    issue(
+                        service.host_keys.span(),
+                        key("host_keys"),
+                        "an SSH service needs at least one host key file".into(),
+                    );
                 }
                 for file in service.host_keys.get_ref() {
                     if !self.resolve(file).exists() {
-                        issue(service.host_keys.span(), key("host_keys"), format!("host key {file:?} does not exist; generate one with `ssh-keygen -t ed25519 -N '' -f {file}`"));
+                        issue(
+                            service.host_keys.span(),
+                            key("host_keys"),
+                            format!(
+                                "host key {file:?} does not exist; generate one with `ssh-keygen -t ed25519 -N '' -f {file}`"
+                            ),
+                        );
                     }
                 }
                 let algorithms = self.algorithms(service);
@@ -379,7 +449,10 @@ impl Loaded {
                         "kex" => (service.kex.as_ref().map(Spanned::span), "kex"),
                         "cipher" => (service.ciphers.as_ref().map(Spanned::span), "ciphers"),
                         "mac" => (service.macs.as_ref().map(Spanned::span), "macs"),
-                        _ => (service.host_key_algorithms.as_ref().map(Spanned::span), "host_key_algorithms"),
+                        _ => (
+                            service.host_key_algorithms.as_ref().map(Spanned::span),
+                            "host_key_algorithms",
+                        ),
                     };
                     issue(span.unwrap_or(0..0), key(field), e.to_string());
                 }
@@ -418,7 +491,9 @@ pub fn parse_addresses(addresses: &Addresses, port: u16) -> Result<Vec<SocketAdd
             trimmed
                 .parse::<IpAddr>()
                 .map(|ip| SocketAddr::new(ip, port))
-                .map_err(|_| format!("{a:?} is not an IPv4 or IPv6 literal (host names are not accepted)"))
+                .map_err(|_| {
+                    format!("{a:?} is not an IPv4 or IPv6 literal (host names are not accepted)")
+                })
         })
         .collect()
 }

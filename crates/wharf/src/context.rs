@@ -44,7 +44,12 @@ impl Context {
     }
 
     /// Records an administrative event made from the command line.
-    pub async fn record(&self, kind: EventKind, subject: &str, message: impl Into<String>) -> Result<()> {
+    pub async fn record(
+        &self,
+        kind: EventKind,
+        subject: &str,
+        message: impl Into<String>,
+    ) -> Result<()> {
         let mut event = Event::new(kind).message(message);
         event.protocol = Some(Protocol::Admin);
         event.service = Some("cli".to_owned());

@@ -72,10 +72,16 @@ fn host_key(path: &Path, algorithm: Algorithm) -> Result<()> {
     if path.exists() {
         return Ok(());
     }
-    let key = PrivateKey::random(&mut rand::rng(), algorithm).context("cannot generate host key")?;
-    let pem = key.to_openssh(LineEnding::LF).context("cannot encode host key")?;
+    let key =
+        PrivateKey::random(&mut rand::rng(), algorithm).context("cannot generate host key")?;
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .context("cannot encode host key")?;
     write_private(path, pem.as_bytes())?;
-    let public = key.public_key().to_openssh().context("cannot encode public key")?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode public key")?;
     fs::write(path.with_extension("pub"), format!("{public}\n"))?;
     Ok(())
 }
@@ -85,9 +91,17 @@ fn certificate(dir: &Path) -> Result<()> {
     if cert_path.exists() {
         return Ok(());
     }
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate certificate")?;
-    write_private(&dir.join("key.pem"), certified.signing_key.serialize_pem().as_bytes())?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).context("cannot generate certificate")?;
+    write_private(
+        &dir.join("key.pem"),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )?;
     fs::write(&cert_path, certified.cert.pem())?;
     Ok(())
 }
@@ -98,7 +112,10 @@ pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let config_path = dir.join("wharf.toml");
     if config_path.exists() {
-        bail!("{} already exists; remove it first to start over", config_path.display());
+        bail!(
+            "{} already exists; remove it first to start over",
+            config_path.display()
+        );
     }
     let data = dir.join("wharf-data");
     for sub in ["", "keys", "tls", "homes"] {
@@ -161,7 +178,10 @@ fn random_password() -> String {
 
 /// Prints what `init` made, the administrator password once.
 pub fn announce(config: &Path, admin_password: Option<&str>) {
-    eprintln!("Created {} and its data folder with working defaults.", config.display());
+    eprintln!(
+        "Created {} and its data folder with working defaults.",
+        config.display()
+    );
     if let Some(password) = admin_password {
         eprintln!("Manager administrator: admin");
         eprintln!("Password (shown once, stored only as a hash): {password}");

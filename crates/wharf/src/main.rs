@@ -27,7 +27,10 @@ fn main() -> ExitCode {
         .init();
     // One crypto provider for every TLS user in the process, chosen before any is built.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wharf: cannot start the runtime: {e}");

@@ -16,7 +16,10 @@ use crate::context::Context;
 /// Runs the server.
 pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     if !config_path.exists() {
-        let dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let (path, password) = crate::init::init(dir).await?;
         crate::init::announce(&path, password.as_deref());
     }
@@ -29,11 +32,13 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
 
     for service in &ctx.loaded.config.services {
         let name = service.name.get_ref().clone();
-        let addresses = parse_addresses(service.address.get_ref(), *service.port.get_ref()).map_err(anyhow::Error::msg)?;
+        let addresses = parse_addresses(service.address.get_ref(), *service.port.get_ref())
+            .map_err(anyhow::Error::msg)?;
         let mut host_keys = Vec::new();
         for file in service.host_keys.get_ref() {
             let path = ctx.loaded.resolve(file);
-            let key = PrivateKey::read_openssh_file(&path).with_context(|| format!("cannot read host key {}", path.display()))?;
+            let key = PrivateKey::read_openssh_file(&path)
+                .with_context(|| format!("cannot read host key {}", path.display()))?;
             host_keys.push(key);
         }
         let config = SshConfig {
@@ -50,22 +55,33 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         let bound = match SshService::bind(config).await {
             Ok(b) => b,
             Err(e) => {
-                let mut event = Event::new(EventKind::ServiceFailed).failed(format!("cannot listen: {e}"));
+                let mut event =
+                    Event::new(EventKind::ServiceFailed).failed(format!("cannot listen: {e}"));
                 event.service = Some(name.clone());
                 bus.emit(event);
                 drop(bus);
                 let _ = writer.await;
-                anyhow::bail!("service {name}: cannot listen on port {}: {e}", service.port.get_ref());
+                anyhow::bail!(
+                    "service {name}: cannot listen on port {}: {e}",
+                    service.port.get_ref()
+                );
             }
         };
         let addrs: Vec<String> = bound.local_addrs().iter().map(|a| a.to_string()).collect();
-        let mut event = Event::new(EventKind::ServiceStarted).message(format!("listening on {}", addrs.join(", ")));
+        let mut event = Event::new(EventKind::ServiceStarted)
+            .message(format!("listening on {}", addrs.join(", ")));
         event.service = Some(name.clone());
         bus.emit(event);
-        eprintln!("wharf: {name} (ssh: SFTP, SCP) listening on {}", addrs.join(", "));
+        eprintln!(
+            "wharf: {name} (ssh: SFTP, SCP) listening on {}",
+            addrs.join(", ")
+        );
         services.spawn(bound.run(auth.clone(), bus.clone(), stop_rx.clone()));
     }
-    bus.emit(Event::new(EventKind::ServerStarted).message(format!("wharf {}", env!("CARGO_PKG_VERSION"))));
+    bus.emit(
+        Event::new(EventKind::ServerStarted)
+            .message(format!("wharf {}", env!("CARGO_PKG_VERSION"))),
+    );
 
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;

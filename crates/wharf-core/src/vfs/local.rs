@@ -123,8 +123,8 @@ fn metadata(st: &rustix::fs::Stat) -> Metadata {
         permissions: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
-        atime: st.st_atime as i64,
-        mtime: st.st_mtime as i64,
+        atime: st.st_atime,
+        mtime: st.st_mtime,
     }
 }
 
@@ -143,17 +143,13 @@ impl Vfs for LocalFs {
         self.blocking(move |j| j.stat(&path, follow)).await
     }
 
-    async fn read_dir(
-        &self,
-        path: &VirtualPath,
-        limit: usize,
-    ) -> Result<Vec<DirEntry>, CoreError> {
+    async fn read_dir(&self, path: &VirtualPath, limit: usize) -> Result<Vec<DirEntry>, CoreError> {
         let path = path.clone();
         self.blocking(move |j| {
             let fd = j.open(&path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-            let mut dir = rustix::fs::Dir::read_from(&fd)?;
+            let dir = rustix::fs::Dir::read_from(&fd)?;
             let mut entries = Vec::new();
-            while let Some(entry) = dir.next() {
+            for entry in dir {
                 let entry = entry?;
                 let Ok(name) = entry.file_name().to_str() else {
                     continue;
@@ -381,11 +377,7 @@ impl Vfs for LocalFs {
         .await
     }
 
-    async fn hard_link(
-        &self,
-        existing: &VirtualPath,
-        link: &VirtualPath,
-    ) -> Result<(), CoreError> {
+    async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError> {
         let (existing, link) = (existing.clone(), link.clone());
         self.blocking(move |j| {
             let (from_dir, from_name) = j.parent(&existing)?;
@@ -517,7 +509,12 @@ impl WriteState {
         let result = (|| -> Result<(), CoreError> {
             self.file.sync_all()?;
             if let Some(temp) = &self.temp_name {
-                rustix::fs::renameat(&*self.dir, temp.as_str(), &*self.dir, self.final_name.as_str())?;
+                rustix::fs::renameat(
+                    &*self.dir,
+                    temp.as_str(),
+                    &*self.dir,
+                    self.final_name.as_str(),
+                )?;
                 // The rename is durable only once its folder is.
                 rustix::fs::fsync(&*self.dir)?;
             }
@@ -542,7 +539,12 @@ impl WriteState {
             }
             Some(temp) if self.keep_partial => {
                 self.file.sync_all()?;
-                rustix::fs::renameat(&*self.dir, temp.as_str(), &*self.dir, self.final_name.as_str())?;
+                rustix::fs::renameat(
+                    &*self.dir,
+                    temp.as_str(),
+                    &*self.dir,
+                    self.final_name.as_str(),
+                )?;
                 rustix::fs::fsync(&*self.dir)?;
                 Ok(true)
             }
@@ -590,7 +592,7 @@ impl WriteFile for LocalWrite {
             .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
     }
 
-    async fn len(&self) -> Result<u64, CoreError> {
+    async fn size(&self) -> Result<u64, CoreError> {
         Ok(self.state.file.metadata()?.len())
     }
 
@@ -651,7 +653,10 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::PermissionDenied, "{link}");
             assert!(fs.stat(&vp(link), true).await.is_err());
             // Not following the link itself is fine: it is an entry of the home.
-            assert_eq!(fs.stat(&vp(link), false).await.unwrap().kind, FileKind::Symlink);
+            assert_eq!(
+                fs.stat(&vp(link), false).await.unwrap().kind,
+                FileKind::Symlink
+            );
         }
         // Writing through a linked folder must not create anything outside.
         let target = WriteTarget {

@@ -144,8 +144,8 @@ pub trait WriteFile: Send + Sync {
     async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError>;
     /// Reads back what is written so far (for hashing after out-of-order writes).
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError>;
-    /// The current length of the data being written.
-    async fn len(&self) -> Result<u64, CoreError>;
+    /// The current size of the data being written.
+    async fn size(&self) -> Result<u64, CoreError>;
     /// Flushes written data to stable storage.
     async fn sync(&self) -> Result<(), CoreError>;
     /// Makes the upload visible under its final name, durably.
@@ -161,8 +161,7 @@ pub trait Vfs: Send + Sync {
     /// Attributes of `path`; `follow` resolves a final symlink (never outside the home).
     async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError>;
     /// The entries of a folder, at most `limit` of them.
-    async fn read_dir(&self, path: &VirtualPath, limit: usize)
-    -> Result<Vec<DirEntry>, CoreError>;
+    async fn read_dir(&self, path: &VirtualPath, limit: usize) -> Result<Vec<DirEntry>, CoreError>;
     /// Opens a file for reading.
     async fn open_read(&self, path: &VirtualPath) -> Result<Box<dyn ReadFile>, CoreError>;
     /// Opens a file for writing.
@@ -191,8 +190,7 @@ pub trait Vfs: Send + Sync {
     /// Reads a symbolic link's content.
     async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError>;
     /// Creates a hard link `link` to `existing`.
-    async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath)
-    -> Result<(), CoreError>;
+    async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
     /// Copies a file server-side, atomically; returns the bytes copied.
     async fn copy(&self, from: &VirtualPath, to: &VirtualPath) -> Result<u64, CoreError>;
     /// Space figures for the filesystem holding the home.

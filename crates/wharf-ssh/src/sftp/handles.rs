@@ -47,7 +47,11 @@ impl Handles {
         if map.len() >= self.max {
             return None;
         }
-        let key = self.next.fetch_add(1, Ordering::SeqCst).to_string().into_bytes();
+        let key = self
+            .next
+            .fetch_add(1, Ordering::SeqCst)
+            .to_string()
+            .into_bytes();
         map.insert(key.clone(), Arc::new(handle));
         Some(key)
     }
@@ -57,7 +61,10 @@ impl Handles {
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.map.lock().map(|m| m.contains_key(key)).unwrap_or(false)
+        self.map
+            .lock()
+            .map(|m| m.contains_key(key))
+            .unwrap_or(false)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Option<Arc<Handle>> {

@@ -70,9 +70,7 @@ fn from_attrs(attrs: &FileAttrs) -> Attrs {
     Attrs {
         size: attrs.size,
         permissions: attrs.permissions.map(|p| p & 0o7777),
-        times: attrs
-            .atime_mtime
-            .map(|(a, m)| (i64::from(a), i64::from(m))),
+        times: attrs.atime_mtime.map(|(a, m)| (i64::from(a), i64::from(m))),
         owner: attrs.uid_gid,
     }
 }
@@ -136,12 +134,23 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
     let root = VirtualPath::root();
     let path = |raw: &[u8]| s.resolve(&root, raw);
     match request.body {
-        RequestBody::Open { path: raw, flags, attrs } => open(engine, id, &path(&raw)?, flags, &attrs).await,
+        RequestBody::Open {
+            path: raw,
+            flags,
+            attrs,
+        } => open(engine, id, &path(&raw)?, flags, &attrs).await,
         RequestBody::Close { handle } => close(engine, id, &handle).await,
-        RequestBody::Read { handle, offset, len } => {
+        RequestBody::Read {
+            handle,
+            offset,
+            len,
+        } => {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
             let Handle::Read(download) = &*h else {
-                return Err(CoreError::new(ErrorKind::Unsupported, "handle not open for reading"));
+                return Err(CoreError::new(
+                    ErrorKind::Unsupported,
+                    "handle not open for reading",
+                ));
             };
             let data = download.read_at(offset, len.min(MAX_DATA) as usize).await?;
             if data.is_empty() {
@@ -149,21 +158,34 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             }
             Ok(Response::Data { id, data })
         }
-        RequestBody::Write { handle, offset, data } => {
+        RequestBody::Write {
+            handle,
+            offset,
+            data,
+        } => {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
             let Handle::Write { upload, .. } = &*h else {
-                return Err(CoreError::new(ErrorKind::Unsupported, "handle not open for writing"));
+                return Err(CoreError::new(
+                    ErrorKind::Unsupported,
+                    "handle not open for writing",
+                ));
             };
             upload.write_at(offset, data).await?;
             Ok(Response::ok(id))
         }
         RequestBody::Lstat { path: raw } => {
             let meta = s.stat(&path(&raw)?, false).await?;
-            Ok(Response::Attrs { id, attrs: to_attrs(&meta) })
+            Ok(Response::Attrs {
+                id,
+                attrs: to_attrs(&meta),
+            })
         }
         RequestBody::Stat { path: raw } => {
             let meta = s.stat(&path(&raw)?, true).await?;
-            Ok(Response::Attrs { id, attrs: to_attrs(&meta) })
+            Ok(Response::Attrs {
+                id,
+                attrs: to_attrs(&meta),
+            })
         }
         RequestBody::Fstat { handle } => {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
@@ -178,7 +200,10 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
                 }
                 Handle::Dir { path, .. } => s.stat(path, true).await?,
             };
-            Ok(Response::Attrs { id, attrs: to_attrs(&meta) })
+            Ok(Response::Attrs {
+                id,
+                attrs: to_attrs(&meta),
+            })
         }
         RequestBody::Setstat { path: raw, attrs } => {
             s.set_attrs(&path(&raw)?, &from_attrs(&attrs)).await?;
@@ -269,7 +294,11 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             Ok(Response::ok(id))
         }
         RequestBody::Extended(ext) => extended(engine, id, ext).await,
-        _ => Ok(Response::status(id, StatusCode::OpUnsupported, "unsupported request")),
+        _ => Ok(Response::status(
+            id,
+            StatusCode::OpUnsupported,
+            "unsupported request",
+        )),
     }
 }
 
@@ -472,7 +501,12 @@ async fn extended(engine: &Engine, id: u32, ext: Extended) -> Result<Response, C
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
             let path = match &*h {
                 Handle::Read(download) => download.path().clone(),
-                _ => return Err(CoreError::new(ErrorKind::Unsupported, "handle not open for reading")),
+                _ => {
+                    return Err(CoreError::new(
+                        ErrorKind::Unsupported,
+                        "handle not open for reading",
+                    ));
+                }
             };
             let digest = s.sha256(&path).await?;
             Ok(check_file_reply(id, &digest))
@@ -482,16 +516,26 @@ async fn extended(engine: &Engine, id: u32, ext: Extended) -> Result<Response, C
             StatusCode::OpUnsupported,
             format!("extension {} not supported", String::from_utf8_lossy(&name)),
         )),
-        _ => Ok(Response::status(id, StatusCode::OpUnsupported, "unsupported extension")),
+        _ => Ok(Response::status(
+            id,
+            StatusCode::OpUnsupported,
+            "unsupported extension",
+        )),
     }
 }
 
-fn check_algorithms(algorithms: &[u8], start: u64, length: u64, block_size: u32) -> Result<(), CoreError> {
-    let wants_sha256 = algorithms
-        .split(|b| *b == b',')
-        .any(|a| a == b"sha256");
+fn check_algorithms(
+    algorithms: &[u8],
+    start: u64,
+    length: u64,
+    block_size: u32,
+) -> Result<(), CoreError> {
+    let wants_sha256 = algorithms.split(|b| *b == b',').any(|a| a == b"sha256");
     if !wants_sha256 {
-        return Err(CoreError::new(ErrorKind::Unsupported, "only sha256 is offered"));
+        return Err(CoreError::new(
+            ErrorKind::Unsupported,
+            "only sha256 is offered",
+        ));
     }
     if start != 0 || length != 0 || block_size != 0 {
         return Err(CoreError::new(

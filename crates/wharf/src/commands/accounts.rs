@@ -15,7 +15,10 @@ use crate::context::Context;
 /// Reads one password line from standard input.
 pub fn read_password() -> Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.is_empty() {
         bail!("empty password on standard input");
@@ -24,14 +27,21 @@ pub fn read_password() -> Result<String> {
 }
 
 fn read_key(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("");
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
     wharf_auth::parse_public_key(line).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(line.trim().to_owned())
 }
 
 async fn load(ctx: &Context, name: &str) -> Result<AccountRecord> {
-    ctx.store.account(name).await?.with_context(|| format!("no account named {name:?}"))
+    ctx.store
+        .account(name)
+        .await?
+        .with_context(|| format!("no account named {name:?}"))
 }
 
 fn show(record: &AccountRecord) -> String {
@@ -45,10 +55,18 @@ fn show(record: &AccountRecord) -> String {
         "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}",
         record.name,
         record.enabled,
-        if record.password_hash.is_some() { "set" } else { "none" },
+        if record.password_hash.is_some() {
+            "set"
+        } else {
+            "none"
+        },
         record.home.as_deref().unwrap_or("(from group template)"),
         record.groups.join(", "),
-        if keys.is_empty() { "none".to_owned() } else { keys.join(", ") },
+        if keys.is_empty() {
+            "none".to_owned()
+        } else {
+            keys.join(", ")
+        },
         record.rules.len(),
     )
 }
@@ -69,12 +87,26 @@ fn json_view(record: &AccountRecord) -> serde_json::Value {
 /// Runs one account command.
 pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
     match command {
-        AccountCommand::Add { name, password_stdin, ssh_keys, home, groups, disabled, json } => {
+        AccountCommand::Add {
+            name,
+            password_stdin,
+            ssh_keys,
+            home,
+            groups,
+            disabled,
+            json,
+        } => {
             let name = AccountName::new(&name)?;
-            let groups = if groups.is_empty() { vec!["users".to_owned()] } else { groups };
+            let groups = if groups.is_empty() {
+                vec!["users".to_owned()]
+            } else {
+                groups
+            };
             for group in &groups {
                 if ctx.store.group(group).await?.is_none() {
-                    bail!("group {group:?} does not exist; create it with `wharf group add {group}`");
+                    bail!(
+                        "group {group:?} does not exist; create it with `wharf group add {group}`"
+                    );
                 }
             }
             if let Some(home) = &home
@@ -87,15 +119,31 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             } else {
                 None
             };
-            let keys = ssh_keys.iter().map(|p| read_key(p)).collect::<Result<Vec<_>>>()?;
+            let keys = ssh_keys
+                .iter()
+                .map(|p| read_key(p))
+                .collect::<Result<Vec<_>>>()?;
             if password_hash.is_none() && keys.is_empty() {
-                eprintln!("note: {name} has no password and no key yet; add one with set-password or add-key");
+                eprintln!(
+                    "note: {name} has no password and no key yet; add one with set-password or add-key"
+                );
             }
-            let record = AccountRecord { name: name.clone(), password_hash, home, enabled: !disabled, groups, keys, rules: Vec::new() };
+            let record = AccountRecord {
+                name: name.clone(),
+                password_hash,
+                home,
+                enabled: !disabled,
+                groups,
+                keys,
+                rules: Vec::new(),
+            };
             // Resolving now reports a missing home template before anyone tries to log in.
-            wharf_auth::resolve_account(&ctx.store, &record).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            wharf_auth::resolve_account(&ctx.store, &record)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             ctx.store.create_account(&record).await?;
-            ctx.record(EventKind::AccountCreated, name.as_str(), "account created").await?;
+            ctx.record(EventKind::AccountCreated, name.as_str(), "account created")
+                .await?;
             if json {
                 println!("{}", json_view(&record));
             } else {
@@ -109,9 +157,19 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                     println!("{}", json_view(a));
                 }
             } else {
-                println!("{:<24} {:<8} {:<8} {:<5} groups", "name", "enabled", "password", "keys");
+                println!(
+                    "{:<24} {:<8} {:<8} {:<5} groups",
+                    "name", "enabled", "password", "keys"
+                );
                 for a in &accounts {
-                    println!("{:<24} {:<8} {:<8} {:<5} {}", a.name.as_str(), a.enabled, a.password_hash.is_some(), a.keys.len(), a.groups.join(","));
+                    println!(
+                        "{:<24} {:<8} {:<8} {:<5} {}",
+                        a.name.as_str(),
+                        a.enabled,
+                        a.password_hash.is_some(),
+                        a.keys.len(),
+                        a.groups.join(",")
+                    );
                 }
             }
         }
@@ -127,14 +185,17 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             if !ctx.store.remove_account(&name).await? {
                 bail!("no account named {name:?}");
             }
-            ctx.record(EventKind::AccountRemoved, &name, "account removed").await?;
+            ctx.record(EventKind::AccountRemoved, &name, "account removed")
+                .await?;
             println!("removed account {name}");
         }
         AccountCommand::SetPassword { name, .. } => {
             let mut record = load(ctx, &name).await?;
-            record.password_hash = Some(wharf_auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?);
+            record.password_hash =
+                Some(wharf_auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?);
             ctx.store.update_account(&record).await?;
-            ctx.record(EventKind::AccountUpdated, &name, "password changed").await?;
+            ctx.record(EventKind::AccountUpdated, &name, "password changed")
+                .await?;
             println!("password changed for {name}");
         }
         AccountCommand::AddKey { name, file } => {
@@ -144,8 +205,15 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 record.keys.push(key.clone());
                 ctx.store.update_account(&record).await?;
             }
-            let print = wharf_auth::parse_public_key(&key).map(|k| wharf_auth::fingerprint(&k)).unwrap_or_default();
-            ctx.record(EventKind::AccountUpdated, &name, format!("key added {print}")).await?;
+            let print = wharf_auth::parse_public_key(&key)
+                .map(|k| wharf_auth::fingerprint(&k))
+                .unwrap_or_default();
+            ctx.record(
+                EventKind::AccountUpdated,
+                &name,
+                format!("key added {print}"),
+            )
+            .await?;
             println!("key {print} added to {name}");
         }
         AccountCommand::Enable { name } => set_enabled(ctx, &name, true).await?,
@@ -159,7 +227,8 @@ async fn set_enabled(ctx: &Context, name: &str, enabled: bool) -> Result<()> {
     record.enabled = enabled;
     ctx.store.update_account(&record).await?;
     let what = if enabled { "enabled" } else { "disabled" };
-    ctx.record(EventKind::AccountUpdated, name, format!("account {what}")).await?;
+    ctx.record(EventKind::AccountUpdated, name, format!("account {what}"))
+        .await?;
     println!("{what} {name}");
     Ok(())
 }

@@ -15,7 +15,9 @@ use crate::context::Context;
 /// Parses `--since`: RFC 3339, or an age such as 90s, 15m, 2h, 7d.
 fn since_us(text: &str) -> Result<i64> {
     let now = OffsetDateTime::now_utc();
-    let at = if let Ok(t) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+    let at = if let Ok(t) =
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
         t
     } else {
         let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
@@ -33,7 +35,10 @@ fn since_us(text: &str) -> Result<i64> {
 }
 
 fn human(r: &AuditRecord) -> String {
-    let mut line = format!("{:>6} {} {} {:<20} {:<7}", r.seq, r.time, r.id, r.name, r.outcome);
+    let mut line = format!(
+        "{:>6} {} {} {:<20} {:<7}",
+        r.seq, r.time, r.id, r.name, r.outcome
+    );
     for (label, value) in [
         ("account", r.account.as_deref()),
         ("protocol", r.protocol.as_deref()),

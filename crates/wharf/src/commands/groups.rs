@@ -12,10 +12,14 @@ use crate::context::Context;
 
 /// Parses `PATTERN=verb,verb`.
 fn rule(spec: &str, allow: bool) -> Result<Rule> {
-    let (pattern, verbs) = spec
-        .rsplit_once('=')
-        .with_context(|| format!("rule {spec:?} must look like PATTERN=VERBS, such as '/**=read,list'"))?;
-    let verbs: Vec<String> = verbs.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+    let (pattern, verbs) = spec.rsplit_once('=').with_context(|| {
+        format!("rule {spec:?} must look like PATTERN=VERBS, such as '/**=read,list'")
+    })?;
+    let verbs: Vec<String> = verbs
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
     let rule = Rule {
         pattern: pattern.to_owned(),
         allow: if allow { verbs.clone() } else { Vec::new() },
@@ -34,7 +38,11 @@ pub fn protocols(list: &str) -> Result<Vec<Protocol>> {
             p.parse::<Protocol>()
                 .ok()
                 .filter(|p| Protocol::FILE_PROTOCOLS.contains(p))
-                .with_context(|| format!("unknown protocol {p:?}; use sftp, scp, ftp, ftps, http, https or webdav"))
+                .with_context(|| {
+                    format!(
+                        "unknown protocol {p:?}; use sftp, scp, ftp, ftps, http, https or webdav"
+                    )
+                })
         })
         .collect()
 }
@@ -95,7 +103,15 @@ fn rules_in_order(allow: &[String], deny: &[String]) -> Result<Vec<Rule>> {
 /// Runs one group command.
 pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
     match command {
-        GroupCommand::Add { name, home_template, create_home, allow, deny, protocols: protos, upload_mode: mode } => {
+        GroupCommand::Add {
+            name,
+            home_template,
+            create_home,
+            allow,
+            deny,
+            protocols: protos,
+            upload_mode: mode,
+        } => {
             AccountName::new(&name)?;
             if let Some(t) = &home_template
                 && !t.starts_with('/')
@@ -114,7 +130,8 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 upload_mode: mode.as_deref().map(upload_mode).transpose()?,
             };
             ctx.store.create_group(&group).await?;
-            ctx.record(EventKind::GroupCreated, &name, "group created").await?;
+            ctx.record(EventKind::GroupCreated, &name, "group created")
+                .await?;
             println!("created group {name}");
         }
         GroupCommand::List { json } => {
@@ -126,24 +143,54 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             } else {
                 println!("{:<24} {:<6} home template", "name", "rules");
                 for g in &groups {
-                    println!("{:<24} {:<6} {}", g.name, g.rules.len(), g.home_template.as_deref().unwrap_or("-"));
+                    println!(
+                        "{:<24} {:<6} {}",
+                        g.name,
+                        g.rules.len(),
+                        g.home_template.as_deref().unwrap_or("-")
+                    );
                 }
             }
         }
         GroupCommand::Show { name, json } => {
-            let g = ctx.store.group(&name).await?.with_context(|| format!("no group named {name:?}"))?;
+            let g = ctx
+                .store
+                .group(&name)
+                .await?
+                .with_context(|| format!("no group named {name:?}"))?;
             if json {
                 println!("{}", serde_json::to_string(&g)?);
             } else {
                 println!("name:          {}", g.name);
-                println!("home template: {}", g.home_template.as_deref().unwrap_or("-"));
+                println!(
+                    "home template: {}",
+                    g.home_template.as_deref().unwrap_or("-")
+                );
                 println!("create home:   {}", g.create_home);
                 let protos: Vec<&str> = g.protocols.iter().map(|p| p.as_str()).collect();
-                println!("protocols:     {}", if protos.is_empty() { "all".to_owned() } else { protos.join(", ") });
-                println!("upload mode:   {}", match g.upload_mode { Some(UploadMode::Resumable) => "resumable", _ => "atomic" });
+                println!(
+                    "protocols:     {}",
+                    if protos.is_empty() {
+                        "all".to_owned()
+                    } else {
+                        protos.join(", ")
+                    }
+                );
+                println!(
+                    "upload mode:   {}",
+                    match g.upload_mode {
+                        Some(UploadMode::Resumable) => "resumable",
+                        _ => "atomic",
+                    }
+                );
                 println!("rules:");
                 for r in &g.rules {
-                    println!("  {:<32} allow [{}] deny [{}]", r.pattern, r.allow.join(","), r.deny.join(","));
+                    println!(
+                        "  {:<32} allow [{}] deny [{}]",
+                        r.pattern,
+                        r.allow.join(","),
+                        r.deny.join(",")
+                    );
                 }
             }
         }
@@ -162,7 +209,8 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             if !ctx.store.remove_group(&name).await? {
                 bail!("no group named {name:?}");
             }
-            ctx.record(EventKind::GroupRemoved, &name, "group removed").await?;
+            ctx.record(EventKind::GroupRemoved, &name, "group removed")
+                .await?;
             println!("removed group {name}");
         }
     }

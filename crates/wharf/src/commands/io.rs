@@ -65,21 +65,29 @@ fn yes() -> bool {
 
 fn secret(spec: &str, base: &Path) -> Result<String> {
     if let Some(name) = spec.strip_prefix("env:") {
-        return std::env::var(name).with_context(|| format!("environment variable {name} is not set"));
+        return std::env::var(name)
+            .with_context(|| format!("environment variable {name} is not set"));
     }
     if let Some(path) = spec.strip_prefix("file:") {
         let path = base.join(path);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
     }
-    bail!("passwords must be given as env:NAME or file:PATH, or as password_hash; a literal password in a file is refused")
+    bail!(
+        "passwords must be given as env:NAME or file:PATH, or as password_hash; a literal password in a file is refused"
+    )
 }
 
 /// `wharf apply FILE`.
 pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let doc: Document = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(0);
+        let line = e
+            .span()
+            .map(|s| text[..s.start].matches('\n').count() + 1)
+            .unwrap_or(0);
         anyhow::anyhow!("{}:{}: {}", file.display(), line, e.message().trim())
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
@@ -87,7 +95,8 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
     for g in &doc.groups {
         AccountName::new(&g.name).map_err(|e| anyhow::anyhow!("{}: group: {e}", file.display()))?;
         for rule in &g.rules {
-            RuleSet::validate(rule).map_err(|e| anyhow::anyhow!("{}: group {}: {e}", file.display(), g.name))?;
+            RuleSet::validate(rule)
+                .map_err(|e| anyhow::anyhow!("{}: group {}: {e}", file.display(), g.name))?;
         }
         let record = GroupRecord {
             name: g.name.clone(),
@@ -100,23 +109,27 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
         match ctx.store.group(&g.name).await? {
             None => {
                 ctx.store.create_group(&record).await?;
-                ctx.record(EventKind::GroupCreated, &g.name, "group created by apply").await?;
+                ctx.record(EventKind::GroupCreated, &g.name, "group created by apply")
+                    .await?;
                 created += 1;
             }
             Some(existing) if existing == record => unchanged += 1,
             Some(_) => {
                 ctx.store.update_group(&record).await?;
-                ctx.record(EventKind::GroupUpdated, &g.name, "group updated by apply").await?;
+                ctx.record(EventKind::GroupUpdated, &g.name, "group updated by apply")
+                    .await?;
                 updated += 1;
             }
         }
     }
     for a in &doc.accounts {
         for rule in &a.rules {
-            RuleSet::validate(rule).map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+            RuleSet::validate(rule)
+                .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
         }
         for key in &a.keys {
-            wharf_auth::parse_public_key(key).map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+            wharf_auth::parse_public_key(key)
+                .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
         }
         let existing = ctx.store.account(a.name.as_str()).await?;
         let password_hash = match (&a.password_hash, &a.password) {
@@ -136,7 +149,11 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
             password_hash,
             home: a.home.clone(),
             enabled: a.enabled,
-            groups: if a.groups.is_empty() { vec!["users".to_owned()] } else { a.groups.clone() },
+            groups: if a.groups.is_empty() {
+                vec!["users".to_owned()]
+            } else {
+                a.groups.clone()
+            },
             keys: a.keys.clone(),
             rules: a.rules.clone(),
         };
@@ -146,19 +163,34 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
         match existing {
             None => {
                 ctx.store.create_account(&record).await?;
-                ctx.record(EventKind::AccountCreated, a.name.as_str(), "account created by apply").await?;
+                ctx.record(
+                    EventKind::AccountCreated,
+                    a.name.as_str(),
+                    "account created by apply",
+                )
+                .await?;
                 created += 1;
             }
             Some(existing) if existing == record => unchanged += 1,
             Some(_) => {
                 ctx.store.update_account(&record).await?;
-                ctx.record(EventKind::AccountUpdated, a.name.as_str(), "account updated by apply").await?;
+                ctx.record(
+                    EventKind::AccountUpdated,
+                    a.name.as_str(),
+                    "account updated by apply",
+                )
+                .await?;
                 updated += 1;
             }
         }
     }
     let summary = format!("{created} created, {updated} updated, {unchanged} unchanged");
-    ctx.record(EventKind::ConfigurationApplied, "-", format!("{}: {summary}", file.display())).await?;
+    ctx.record(
+        EventKind::ConfigurationApplied,
+        "-",
+        format!("{}: {summary}", file.display()),
+    )
+    .await?;
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
 }
@@ -197,6 +229,9 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
             })
             .collect(),
     };
-    print!("# Wharf accounts and groups; re-import with `wharf apply FILE`.\n{}", toml::to_string(&doc)?);
+    print!(
+        "# Wharf accounts and groups; re-import with `wharf apply FILE`.\n{}",
+        toml::to_string(&doc)?
+    );
     Ok(ExitCode::SUCCESS)
 }

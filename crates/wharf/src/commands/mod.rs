@@ -32,11 +32,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Account(command) => accounts::run(&Context::open(&cli.config).await?, command).await,
+        Command::Account(command) => {
+            accounts::run(&Context::open(&cli.config).await?, command).await
+        }
         Command::Group(command) => groups::run(&Context::open(&cli.config).await?, command).await,
         Command::Apply { file } => io::apply(&Context::open(&cli.config).await?, &file).await,
         Command::Export => io::export(&Context::open(&cli.config).await?).await,
         Command::Events(args) => events::events(&cli.config, args).await,
-        Command::Audit(crate::cli::AuditCommand::Verify) => events::verify(&Context::open(&cli.config).await?).await,
+        Command::Audit(crate::cli::AuditCommand::Verify) => {
+            events::verify(&Context::open(&cli.config).await?).await
+        }
     }
 }

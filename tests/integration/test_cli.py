@@ -1,0 +1,196 @@
+"""The command line: first run, check-config, accounts and groups, apply/export, events."""
+
+import json
+import sqlite3
+import subprocess
+
+from conftest import BIN, WharfServer
+
+
+def test_first_run_creates_everything(tmp_path):
+    result = subprocess.run([str(BIN), "init", str(tmp_path / "node")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "node" / "wharf-data"
+    for rel in ["keys/ssh_host_ed25519_key", "keys/ssh_host_ecdsa_key", "tls/certificate.pem", "tls/key.pem", "wharf.db"]:
+        assert (data / rel).exists(), rel
+    assert oct((data / "keys/ssh_host_ed25519_key").stat().st_mode & 0o777) == "0o600"
+    assert oct(data.stat().st_mode & 0o777) == "0o700"
+    assert "Password (shown once" in result.stderr
+    password = result.stderr.split("hash): ")[1].split()[0]
+    db = sqlite3.connect(data / "wharf.db")
+    (stored,) = db.execute("SELECT password_hash FROM admins WHERE name='admin'").fetchone()
+    assert stored.startswith("$argon2id$") and password not in stored
+    again = subprocess.run([str(BIN), "init", str(tmp_path / "node")], capture_output=True, text=True)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    check = subprocess.run([str(BIN), "--config", str(tmp_path / "node" / "wharf.toml"), "check-config"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_check_config_names_file_line_and_key(server):
+    config = server.root / "wharf.toml"
+    text = config.read_text()
+    config.write_text(text.replace("max_auth_tries = 6", "max_auth_tries = 6\nmax_auth_triez = 3"))
+    r = server.wharf("check-config")
+    assert r.returncode == 1
+    line = [i + 1 for i, l in enumerate(config.read_text().splitlines()) if "max_auth_triez" in l][0]
+    assert f"wharf.toml:{line}:" in r.stderr and "max_auth_triez" in r.stderr
+    config.write_text(text.replace('address = ["127.0.0.1", "::1"]', 'address = ["127.0.0.1", "example.com"]'))
+    r = server.wharf("check-config")
+    line = [i + 1 for i, l in enumerate(config.read_text().splitlines()) if "example.com" in l][0]
+    assert r.returncode == 1 and f"wharf.toml:{line}: service[0].address:" in r.stderr
+    config.write_text(text.replace('# ciphers = [', 'ciphers = ["aes128-cbc"]\n# ciphers = ['))
+    r = server.wharf("check-config")
+    assert r.returncode == 1 and "service[0].ciphers" in r.stderr and "aes128-cbc" in r.stderr
+    config.write_text(text.replace('type = "ssh"', 'type = "telnet"'))
+    r = server.wharf("check-config")
+    assert r.returncode == 1 and "service[0].type" in r.stderr
+    # Every command refuses a broken configuration the same way, without a panic.
+    r = server.wharf("account", "list")
+    assert r.returncode == 1 and "panicked" not in r.stderr and "service[0].type" in r.stderr
+
+
+def test_accounts_and_groups(server):
+    server.wharf("group", "add", "ops", "--home-template", "/srv/wharf/${USER}", "--allow", "/**=list,read",
+                 "--protocols", "sftp", check=True)
+    server.add_account("erin", password="pw-erin-123", groups=["ops"])
+    listed = server.wharf("account", "list", "--json", check=True).stdout
+    erin = json.loads(listed.splitlines()[0])
+    assert erin["name"] == "erin" and erin["groups"] == ["ops"] and erin["password"] is True
+    assert "argon2" not in listed
+    shown = server.wharf("account", "show", "erin", check=True).stdout
+    assert "SHA256:" in shown
+    server.wharf("account", "set-password", "erin", input="new-pw-456\n", check=True)
+    db = sqlite3.connect(server.root / "wharf-data" / "wharf.db")
+    (hash_,) = db.execute("SELECT password_hash FROM accounts WHERE name='erin'").fetchone()
+    assert hash_.startswith("$argon2id$") and "new-pw-456" not in hash_
+    r = server.wharf("group", "remove", "ops")
+    assert r.returncode == 1 and "erin" in r.stderr
+    r = server.wharf("account", "add", "bad/name")
+    assert r.returncode == 1 and "invalid name" in r.stderr
+    r = server.wharf("account", "add", "frank", "--group", "nosuch")
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    server.wharf("account", "remove", "erin", check=True)
+    server.wharf("group", "remove", "ops", check=True)
+    names = [e["name"] for e in server.events()]
+    for expected in ["group.created", "account.created", "account.updated", "account.removed", "group.removed"]:
+        assert expected in names
+    assert "new-pw-456" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
+
+
+def test_apply_and_export_are_idempotent(server, monkeypatch):
+    doc = server.root / "partners.toml"
+    doc.write_text(f"""
+[[group]]
+name = "partners"
+home_template = "{server.homes}/${{USER}}"
+create_home = true
+protocols = ["sftp", "scp"]
+
+[[group.rule]]
+pattern = 're:\\.(exe|js)$'
+deny = ["write", "overwrite"]
+
+[[group.rule]]
+pattern = "/**"
+allow = ["all"]
+
+[[account]]
+name = "acme"
+groups = ["partners"]
+password = "env:ACME_PASSWORD"
+keys = ["{(server.key.parent / (server.key.name + '.pub')).read_text().strip()}"]
+""")
+    env_cmd = lambda *a: subprocess.run([str(BIN), "--config", str(server.root / "wharf.toml"), *a],
+                                        capture_output=True, text=True, env={"ACME_PASSWORD": "acme-pw-1", "PATH": "/usr/bin:/bin"})
+    first = env_cmd("apply", str(doc))
+    assert first.returncode == 0, first.stderr
+    assert "2 created, 0 updated, 0 unchanged" in first.stdout
+    second = env_cmd("apply", str(doc))
+    assert "0 created, 0 updated, 2 unchanged" in second.stdout
+    exported = server.wharf("export", check=True).stdout
+    assert "acme" in exported and "$argon2id$" in exported and "acme-pw-1" not in exported
+    (server.root / "export.toml").write_text(exported)
+    third = server.wharf("apply", str(server.root / "export.toml"), check=True)
+    assert "0 created, 0 updated" in third.stdout
+    # The imported account works.
+    server.start()
+    server.sftp("acme", "ls\n")
+    literal = server.root / "literal.toml"
+    literal.write_text('[[account]]\nname = "x"\npassword = "plain"\n')
+    r = server.wharf("apply", str(literal))
+    assert r.returncode == 1 and "env:NAME" in r.stderr
+
+
+def test_events_filters_and_chain_verification(server):
+    server.add_account("alice")
+    server.add_account("bob")
+    server.start()
+    server.sftp("alice", "mkdir one\n")
+    server.sftp("bob", "mkdir two\n")
+    server.wait_event("folder.created", path="/two")
+    only_alice = server.events("--account", "alice")
+    assert only_alice and all(e["account"] == "alice" for e in only_alice)
+    by_id = server.events("--id", "30022")
+    assert {e["path"] for e in by_id} == {"/one", "/two"}
+    assert server.events("--since", "1h")
+    assert not server.events("--since", "2999-01-01T00:00:00Z")
+    seqs = [e["seq"] for e in server.events()]
+    assert seqs == list(range(1, len(seqs) + 1))
+    human = server.wharf("events", "--id", "30022", check=True).stdout
+    assert "folder.created" in human and "path=/one" in human
+    # The JSON-lines file holds the same records.
+    lines = (server.root / "wharf-data" / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(l)["seq"] for l in lines][: len(seqs)] == seqs
+    ok = server.wharf("audit", "verify")
+    assert ok.returncode == 0 and "intact" in ok.stdout
+    server.stop()
+    db = sqlite3.connect(server.root / "wharf-data" / "wharf.db")
+    row = db.execute("SELECT seq, record_json FROM events WHERE name='folder.created' ORDER BY seq LIMIT 1").fetchone()
+    tampered = json.loads(row[1])
+    tampered["path"] = "/innocent"
+    db.execute("UPDATE events SET record_json=? WHERE seq=?", (json.dumps(tampered), row[0]))
+    db.commit()
+    bad = server.wharf("audit", "verify")
+    assert bad.returncode == 1 and f"record {row[0]}" in bad.stderr
+
+
+def test_follow_prints_new_events(server):
+    server.add_account("alice")
+    server.start()
+    follower = subprocess.Popen([str(BIN), "--config", str(server.root / "wharf.toml"), "events", "--follow", "--json", "--id", "30022"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        server.sftp("alice", "mkdir followed\n")
+        line = follower.stdout.readline()
+        assert json.loads(line)["path"] == "/followed"
+    finally:
+        follower.kill()
+
+
+def test_serve_first_run_in_empty_folder(tmp_path):
+    """`wharf serve` with no configuration creates one and serves on 2222 (skipped if taken)."""
+    import socket
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", 2222))
+    except OSError:
+        probe.close()
+        import pytest
+        pytest.skip("port 2222 in use")
+    probe.close()
+    proc = subprocess.Popen([str(BIN), "serve"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for _ in range(10):
+            lines.append(proc.stderr.readline())
+            if "listening" in lines[-1]:
+                break
+        text = "".join(lines)
+        assert "Created" in text and "listening on [::]:2222" in text
+        for host in ["127.0.0.1", "::1"]:
+            with socket.create_connection((host, 2222), timeout=5) as s:
+                assert s.recv(64).startswith(b"SSH-2.0-Wharf")
+        assert (tmp_path / "wharf.toml").exists() and (tmp_path / "wharf-data" / "wharf.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
