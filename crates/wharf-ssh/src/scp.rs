@@ -54,8 +54,8 @@ fn record_name(name: &str) -> Result<&str, String> {
 }
 
 /// Parses `C0644 123 name` / `D0755 0 name`.
-fn parse_entry(line: &str) -> Result<(u32, u64, &str), String> {
-    let body = &line[1..];
+pub fn parse_entry(line: &str) -> Result<(u32, u64, &str), String> {
+    let body = line.get(1..).ok_or_else(|| "malformed record".to_owned())?;
     let mut parts = body.splitn(3, ' ');
     let (Some(mode), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
         return Err("malformed record".to_owned());
@@ -66,8 +66,11 @@ fn parse_entry(line: &str) -> Result<(u32, u64, &str), String> {
 }
 
 /// Parses `T<mtime> 0 <atime> 0`.
-fn parse_times(line: &str) -> Result<(i64, i64), String> {
-    let fields: Vec<&str> = line[1..].split(' ').collect();
+pub fn parse_times(line: &str) -> Result<(i64, i64), String> {
+    let body = line
+        .get(1..)
+        .ok_or_else(|| "malformed time record".to_owned())?;
+    let fields: Vec<&str> = body.split(' ').collect();
     let [mtime, _, atime, _] = fields.as_slice() else {
         return Err("malformed time record".to_owned());
     };
@@ -486,5 +489,27 @@ impl Sender<'_> {
             download.fail("client reported an error");
             Ok(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records() {
+        assert_eq!(parse_entry("C0644 12 a.txt"), Ok((0o644, 12, "a.txt")));
+        assert_eq!(
+            parse_entry("C0644 12 with space.txt"),
+            Ok((0o644, 12, "with space.txt"))
+        );
+        assert!(parse_entry("C0644 12 ../x").is_err());
+        assert!(parse_entry("C0644 12 a/b").is_err());
+        assert!(parse_entry("C0644 -1 a").is_err());
+        assert!(parse_entry("C0644 99999999999999999999 a").is_err());
+        assert!(parse_entry("é").is_err());
+        assert!(parse_entry("").is_err());
+        assert!(parse_times("é").is_err());
+        assert_eq!(parse_times("T1 0 2 0"), Ok((1, 2)));
     }
 }

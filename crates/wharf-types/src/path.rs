@@ -232,3 +232,45 @@ mod tests {
         assert_eq!(p.relative(), "a/b/c.txt");
     }
 }
+
+/// The fuzz target's property on deterministic pseudo-random input (see `fuzz/`).
+#[cfg(test)]
+mod random_input {
+    use super::*;
+
+    #[test]
+    fn resolved_paths_stay_normalised() {
+        let alphabet: &[&[u8]] = &[
+            b"/",
+            b"..",
+            b".",
+            b"a",
+            b"\\",
+            b"\0",
+            b"\n",
+            "é".as_bytes(),
+            b"//",
+            b"\xff",
+            b"~",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let base = VirtualPath::parse("/x/y").unwrap();
+        for _ in 0..100_000 {
+            let mut input = Vec::new();
+            for _ in 0..(state % 12) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                input.extend_from_slice(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            if let Ok(p) = VirtualPath::resolve(&base, &input) {
+                let text = p.as_str();
+                assert!(text.starts_with('/'));
+                assert!(!text.split('/').any(|c| c == ".." || c == "."));
+                assert!(!text.contains('\0') && !text.contains('\\') && !text.contains('\n'));
+                assert!(text == "/" || !text.ends_with('/'));
+                assert_eq!(VirtualPath::parse(text), Ok(p.clone()));
+            }
+        }
+    }
+}
