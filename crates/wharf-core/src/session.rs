@@ -15,7 +15,7 @@ use wharf_types::{Protocol, Verb, VirtualPath};
 use crate::account::{Account, UploadMode};
 use crate::error::{CoreError, ErrorKind};
 use crate::events::{Event, EventBus, EventKind};
-use crate::upload::{Download, Upload, WriteMode, hex};
+use crate::upload::{Download, Upload, WriteMode, hash_prefix, hex};
 use crate::vfs::{
     Attrs, DirEntry, FileKind, LocalFs, Metadata, OpenWrite, TEMP_PREFIX, Vfs, VfsStats,
     WriteTarget,
@@ -446,16 +446,7 @@ impl Session {
     pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
         self.check(Verb::Read, path)?;
         let file = self.jailed(Verb::Read, path, self.vfs.open_read(path).await)?;
-        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        let mut offset = 0;
-        loop {
-            let chunk = file.read_at(offset, 1 << 20).await?;
-            if chunk.is_empty() {
-                break;
-            }
-            context.update(&chunk);
-            offset += chunk.len() as u64;
-        }
+        let (context, _) = hash_prefix(|o, n| file.read_at(o, n), None).await?;
         Ok(hex(context.finish().as_ref()))
     }
 

@@ -69,6 +69,45 @@ pub struct UploadSummary {
     pub sha256: String,
 }
 
+/// A copy of a transfer's event template for `kind`, timed now, about `path`.
+fn stamped(template: &Event, kind: EventKind, path: &VirtualPath) -> Event {
+    let mut event = template.clone();
+    event.kind = kind;
+    event.time = time::OffsetDateTime::now_utc();
+    event.path = Some(path.to_string());
+    event
+}
+
+/// Feeds `[0, upto)` (or to end of file when `upto` is `None`) to a SHA-256 context, reading
+/// with `read_at` in 1 MiB chunks; returns the context and the bytes hashed.
+pub(crate) async fn hash_prefix<F, Fut>(
+    mut read_at: F,
+    upto: Option<u64>,
+) -> Result<(digest::Context, u64), CoreError>
+where
+    F: FnMut(u64, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, CoreError>>,
+{
+    let mut context = digest::Context::new(&digest::SHA256);
+    let mut offset = 0u64;
+    loop {
+        let want = match upto {
+            Some(end) if offset >= end => break,
+            Some(end) => {
+                usize::try_from((end - offset).min(REHASH_CHUNK as u64)).unwrap_or(REHASH_CHUNK)
+            }
+            None => REHASH_CHUNK,
+        };
+        let chunk = read_at(offset, want).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        context.update(&chunk);
+        offset += chunk.len() as u64;
+    }
+    Ok((context, offset))
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
@@ -120,31 +159,16 @@ impl Upload {
     }
 
     async fn hash_existing(&self, upto: u64) -> Result<(), CoreError> {
-        let mut offset = 0;
-        let mut context = digest::Context::new(&digest::SHA256);
-        while offset < upto {
-            let want =
-                usize::try_from((upto - offset).min(REHASH_CHUNK as u64)).unwrap_or(REHASH_CHUNK);
-            let chunk = self.file.read_at(offset, want).await?;
-            if chunk.is_empty() {
-                break;
-            }
-            context.update(&chunk);
-            offset += chunk.len() as u64;
-        }
+        let (context, hashed) = hash_prefix(|o, n| self.file.read_at(o, n), Some(upto)).await?;
         if let Ok(mut state) = self.hash.lock() {
             state.context = context;
-            state.hashed_upto = offset;
+            state.hashed_upto = hashed;
         }
         Ok(())
     }
 
     fn event(&self, kind: EventKind) -> Event {
-        let mut event = self.template.clone();
-        event.kind = kind;
-        event.time = time::OffsetDateTime::now_utc();
-        event.path = Some(self.path.to_string());
-        event
+        stamped(&self.template, kind, &self.path)
     }
 
     /// The client-visible path being written.
@@ -202,16 +226,7 @@ impl Upload {
             };
             return Ok(hex(context.finish().as_ref()));
         }
-        let mut context = digest::Context::new(&digest::SHA256);
-        let mut offset = 0;
-        while offset < size {
-            let chunk = self.file.read_at(offset, REHASH_CHUNK).await?;
-            if chunk.is_empty() {
-                break;
-            }
-            context.update(&chunk);
-            offset += chunk.len() as u64;
-        }
+        let (context, _) = hash_prefix(|o, n| self.file.read_at(o, n), Some(size)).await?;
         Ok(hex(context.finish().as_ref()))
     }
 
@@ -312,11 +327,7 @@ impl Download {
     }
 
     fn event(&self, kind: EventKind) -> Event {
-        let mut event = self.template.clone();
-        event.kind = kind;
-        event.time = time::OffsetDateTime::now_utc();
-        event.path = Some(self.path.to_string());
-        event
+        stamped(&self.template, kind, &self.path)
     }
 
     /// The client-visible path being read.
