@@ -220,12 +220,53 @@ def test_client_that_never_reads_does_not_stall_others(server):
     for i in range(400):
         req = struct.pack(">BI", 5, 100 + i) + struct.pack(">I", len(handle)) + handle + struct.pack(">QI", i * 32768, 32768)
         channel.sendall(struct.pack(">I", len(req)) + req)
+    rss_before = rss_kib(server.proc.pid)
     # Meanwhile another client works normally.
     start = time.time()
     server.sftp("alice", "get big.bin other.bin\n")
     assert sha256(server.root / "other.bin") == sha256(home / "big.bin")
     assert time.time() - start < 30
+    # Unread replies stay bounded (in-flight requests and the reply queue), far below the file.
+    assert rss_kib(server.proc.pid) - rss_before < 64 * 1024
     client.close()
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_protocols_allowed_per_group(server):
+    server.wharf("group", "add", "scponly", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--allow", "/**=all", "--protocols", "scp", check=True)
+    home = server.add_account("sam", groups=["scponly"])
+    server.start()
+    src = random_file(server.root / "s.bin", 1000)
+    server.scp(str(src), "sam@127.0.0.1:/s.bin", legacy=True)
+    assert sha256(home / "s.bin") == sha256(src)
+    r = server.sftp("sam", "ls\n", check=False)
+    assert r.returncode != 0
+    refused = server.wait_event("command.refused", account="sam")
+    assert "sftp is not allowed" in refused["message"]
+
+
+def test_hostile_names_get_errors_not_crashes(server):
+    home = server.add_account("alice")
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    client = server.paramiko("alice")
+    sftp = client.open_sftp()
+    for name in [b"a\x00b", b"..\\..\\secret", b"\xff\xfe", b"line\nbreak", "é".encode() * 200]:
+        with pytest.raises(IOError):
+            sftp.open(name, "wb").write(b"x")
+    # The session survives and still works.
+    sftp.mkdir("fine")
+    assert sftp.listdir(".") == ["fine"]
+    client.close()
+    assert os.listdir(home) == ["fine"]
+    server.wait_event("permission.denied", account="alice")
 
 
 def test_stalled_handshake_is_closed_after_login_grace(server):
