@@ -50,6 +50,57 @@ pub struct Metadata {
     pub mtime: i64,
 }
 
+impl Metadata {
+    /// The entry as an `ls -l` line, the form SFTP long names and FTP LIST use, with
+    /// `owner` shown as owner and group.
+    pub fn ls_line(&self, name: &str, owner: &str) -> String {
+        let kind = match self.kind {
+            FileKind::Dir => 'd',
+            FileKind::Symlink => 'l',
+            FileKind::File => '-',
+            FileKind::Other => '?',
+        };
+        let mut perms = String::with_capacity(9);
+        for shift in [6, 3, 0] {
+            let bits = (self.permissions >> shift) & 7;
+            perms.push(if bits & 4 != 0 { 'r' } else { '-' });
+            perms.push(if bits & 2 != 0 { 'w' } else { '-' });
+            perms.push(if bits & 1 != 0 { 'x' } else { '-' });
+        }
+        let when = time::OffsetDateTime::from_unix_timestamp(self.mtime)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let month = MONTHS
+            .get(usize::from(u8::from(when.month())) - 1)
+            .copied()
+            .unwrap_or("Jan");
+        format!(
+            "{kind}{perms}    1 {owner:<8} {owner:<8} {size:>12} {month} {day:>2} {hour:02}:{minute:02} {name}",
+            size = self.size,
+            day = when.day(),
+            hour = when.hour(),
+            minute = when.minute(),
+        )
+    }
+
+    /// Modification time as `YYYYMMDDHHMMSS` (UTC), the form of FTP MDTM and MLSD.
+    pub fn mtime_compact(&self) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp(self.mtime)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
 /// One folder entry with its attributes (links not followed).
 #[derive(Debug, Clone)]
 pub struct DirEntry {

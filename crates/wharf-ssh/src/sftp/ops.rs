@@ -75,39 +75,6 @@ fn from_attrs(attrs: &FileAttrs) -> Attrs {
     }
 }
 
-/// `ls -l` style line: OpenSSH's `ls -l` prints it as is.
-fn longname(name: &str, meta: &Metadata, owner: &str) -> String {
-    let kind = match meta.kind {
-        FileKind::Dir => 'd',
-        FileKind::Symlink => 'l',
-        FileKind::File => '-',
-        FileKind::Other => '?',
-    };
-    let mut perms = String::with_capacity(9);
-    for shift in [6, 3, 0] {
-        let bits = (meta.permissions >> shift) & 7;
-        perms.push(if bits & 4 != 0 { 'r' } else { '-' });
-        perms.push(if bits & 2 != 0 { 'w' } else { '-' });
-        perms.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    let when = time::OffsetDateTime::from_unix_timestamp(meta.mtime)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = months
-        .get(usize::from(u8::from(when.month())) - 1)
-        .copied()
-        .unwrap_or("Jan");
-    format!(
-        "{kind}{perms}    1 {owner:<8} {owner:<8} {size:>12} {month} {day:>2} {hour:02}:{minute:02} {name}",
-        size = meta.size,
-        day = when.day(),
-        hour = when.hour(),
-        minute = when.minute(),
-    )
-}
-
 fn one_name(id: u32, path: &str) -> Response {
     Response::Name {
         id,
@@ -251,7 +218,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
                 let batch: Vec<Name> = queue
                     .drain(..take)
                     .map(|e| Name {
-                        longname: longname(&e.name, &e.metadata, &owner).into_bytes(),
+                        longname: e.metadata.ls_line(&e.name, &owner).into_bytes(),
                         attrs: to_attrs(&e.metadata),
                         filename: e.name.into_bytes(),
                     })
