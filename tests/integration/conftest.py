@@ -59,6 +59,29 @@ class WharfServer:
         self.key = root / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
 
+    def add_ftp_service(self, extra=""):
+        """Adds a plain FTP service on a free port (both loopback families)."""
+        self.ftp_port = free_port()
+        with open(self.root / "wharf.toml", "a") as f:
+            f.write(f"""
+[[service]]
+name = "ftp"
+type = "ftp"
+tls = "off"
+address = ["127.0.0.1", "::1"]
+port = {self.ftp_port}
+login_grace_time = 10
+{extra}
+""")
+        return self.ftp_port
+
+    def ftp(self, user, password, host="127.0.0.1"):
+        import ftplib
+        client = ftplib.FTP()
+        client.connect(host, self.ftp_port, timeout=15)
+        client.login(user, password)
+        return client
+
     # -- CLI --------------------------------------------------------------
     def wharf(self, *args, input=None, check=False):
         cmd = [str(BIN), "--config", str(self.root / "wharf.toml"), *args]

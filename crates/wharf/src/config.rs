@@ -157,6 +157,21 @@ pub struct ServiceSection {
     /// SSH: authentication attempts per connection.
     #[serde(default = "default_auth_tries")]
     pub max_auth_tries: Spanned<usize>,
+    /// FTP: `off` (plain FTP). `required` and `optional` arrive with FTPS.
+    #[serde(default)]
+    pub tls: Option<Spanned<String>>,
+    /// FTP: passive data port range `[first, last]`.
+    #[serde(default)]
+    pub passive_ports: Option<Spanned<Vec<u16>>>,
+    /// FTP: seconds to wait for a data connection.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: Spanned<u64>,
+    /// FTP: connections at once from one address.
+    #[serde(default = "default_max_per_ip")]
+    pub max_per_ip: Spanned<usize>,
+    /// FTP: allow active mode (PORT/EPRT), to the client's own address only.
+    #[serde(default = "yes")]
+    pub active_mode: bool,
     /// SSH: host key files (OpenSSH format).
     #[serde(default = "no_keys")]
     pub host_keys: Spanned<Vec<String>>,
@@ -176,6 +191,15 @@ pub struct ServiceSection {
 
 fn default_address() -> Spanned<Addresses> {
     Spanned::new(0..0, Addresses::One("::".to_owned()))
+}
+fn default_data_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+fn default_max_per_ip() -> Spanned<usize> {
+    Spanned::new(0..0, 20)
+}
+fn yes() -> bool {
+    true
 }
 fn no_keys() -> Spanned<Vec<String>> {
     Spanned::new(0..0, Vec::new())
@@ -376,7 +400,20 @@ impl Loaded {
             }
             match service.kind.get_ref().as_str() {
                 "ssh" => {}
-                "ftp" | "ftps-implicit" | "http" | "https" | "manager" => issue(
+                "ftp" => match &service.tls {
+                    Some(tls) if tls.get_ref() == "off" => {}
+                    Some(tls) => issue(
+                        tls.span(),
+                        key("tls"),
+                        format!("tls = {:?} is not available yet (FTPS is coming); set tls = \"off\" for plain FTP", tls.get_ref()),
+                    ),
+                    None => issue(
+                        service.kind.span(),
+                        key("tls"),
+                        "FTPS is not available yet, so an ftp service must say tls = \"off\" (plain FTP sends passwords in clear)".into(),
+                    ),
+                },
+                "ftps-implicit" | "http" | "https" | "manager" => issue(
                     service.kind.span(),
                     key("type"),
                     format!(
@@ -421,6 +458,31 @@ impl Loaded {
                 issue(
                     service.max_auth_tries.span(),
                     key("max_auth_tries"),
+                    "must be at least 1".into(),
+                );
+            }
+            if let Some(ports) = &service.passive_ports {
+                match ports.get_ref().as_slice() {
+                    [first, last] if first <= last && *first >= 1024 => {}
+                    _ => issue(
+                        ports.span(),
+                        key("passive_ports"),
+                        "give [first, last] with 1024 <= first <= last, such as [50000, 50100]"
+                            .into(),
+                    ),
+                }
+            }
+            if *service.data_timeout.get_ref() == 0 {
+                issue(
+                    service.data_timeout.span(),
+                    key("data_timeout"),
+                    "must be at least 1 second".into(),
+                );
+            }
+            if *service.max_per_ip.get_ref() == 0 {
+                issue(
+                    service.max_per_ip.span(),
+                    key("max_per_ip"),
                     "must be at least 1".into(),
                 );
             }

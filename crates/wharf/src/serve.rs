@@ -8,6 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use wharf_auth::LocalAuthenticator;
 use wharf_core::{Event, EventBus, EventKind};
+use wharf_ftp::{FtpConfig, FtpService};
 use wharf_ssh::{PrivateKey, SshConfig, SshService};
 
 use crate::config::{parse_addresses, secs};
@@ -34,31 +35,64 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         let name = service.name.get_ref().clone();
         let addresses = parse_addresses(service.address.get_ref(), *service.port.get_ref())
             .map_err(anyhow::Error::msg)?;
-        let mut host_keys = Vec::new();
-        for file in service.host_keys.get_ref() {
-            let path = ctx.loaded.resolve(file);
-            let key = PrivateKey::read_openssh_file(&path)
-                .with_context(|| format!("cannot read host key {}", path.display()))?;
-            host_keys.push(key);
-        }
-        let config = SshConfig {
-            name: name.clone(),
-            addresses,
-            banner: service.banner.clone(),
-            idle_timeout: secs(&service.idle_timeout),
-            login_grace_time: secs(&service.login_grace_time),
-            max_connections: *service.max_connections.get_ref(),
-            max_auth_tries: *service.max_auth_tries.get_ref(),
-            algorithms: ctx.loaded.algorithms(service),
-            host_keys,
+        let bound = match service.kind.get_ref().as_str() {
+            "ftp" => {
+                let config = FtpConfig {
+                    name: name.clone(),
+                    addresses,
+                    passive_ports: service.passive_ports.as_ref().and_then(|p| {
+                        match p.get_ref().as_slice() {
+                            [first, last] => Some(*first..=*last),
+                            _ => None,
+                        }
+                    }),
+                    idle_timeout: secs(&service.idle_timeout),
+                    login_grace_time: secs(&service.login_grace_time),
+                    data_timeout: secs(&service.data_timeout),
+                    max_connections: *service.max_connections.get_ref(),
+                    max_per_ip: *service.max_per_ip.get_ref(),
+                    active_mode: service.active_mode,
+                };
+                FtpService::bind(config).await.map(|b| {
+                    let addrs = b.local_addrs();
+                    services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
+                    (addrs, "ftp: FTP")
+                })
+            }
+            _ => {
+                let mut host_keys = Vec::new();
+                for file in service.host_keys.get_ref() {
+                    let path = ctx.loaded.resolve(file);
+                    let key = PrivateKey::read_openssh_file(&path)
+                        .with_context(|| format!("cannot read host key {}", path.display()))?;
+                    host_keys.push(key);
+                }
+                let config = SshConfig {
+                    name: name.clone(),
+                    addresses,
+                    banner: service.banner.clone(),
+                    idle_timeout: secs(&service.idle_timeout),
+                    login_grace_time: secs(&service.login_grace_time),
+                    max_connections: *service.max_connections.get_ref(),
+                    max_auth_tries: *service.max_auth_tries.get_ref(),
+                    algorithms: ctx.loaded.algorithms(service),
+                    host_keys,
+                };
+                SshService::bind(config).await.map(|b| {
+                    let addrs = b.local_addrs();
+                    services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
+                    (addrs, "ssh: SFTP, SCP")
+                })
+            }
         };
-        let bound = match SshService::bind(config).await {
+        let (addrs, what) = match bound {
             Ok(b) => b,
             Err(e) => {
                 let mut event =
                     Event::new(EventKind::ServiceFailed).failed(format!("cannot listen: {e}"));
                 event.service = Some(name.clone());
                 bus.emit(event);
+                let _ = stop_tx.send(true);
                 drop(bus);
                 let _ = writer.await;
                 anyhow::bail!(
@@ -67,16 +101,12 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 );
             }
         };
-        let addrs: Vec<String> = bound.local_addrs().iter().map(|a| a.to_string()).collect();
+        let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         let mut event = Event::new(EventKind::ServiceStarted)
             .message(format!("listening on {}", addrs.join(", ")));
         event.service = Some(name.clone());
         bus.emit(event);
-        eprintln!(
-            "wharf: {name} (ssh: SFTP, SCP) listening on {}",
-            addrs.join(", ")
-        );
-        services.spawn(bound.run(auth.clone(), bus.clone(), stop_rx.clone()));
+        eprintln!("wharf: {name} ({what}) listening on {}", addrs.join(", "));
     }
     bus.emit(
         Event::new(EventKind::ServerStarted)

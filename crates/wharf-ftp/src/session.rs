@@ -1,0 +1,840 @@
+//! One FTP control connection: read a line, run the command through the core, reply.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use wharf_auth::Credential;
+use wharf_core::vfs::{Attrs, FileKind};
+use wharf_core::{CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode};
+use wharf_ftp_proto::{
+    Command, Line, Reply, TransferType, format_epsv, format_pasv, next_line, parse_eprt, parse_port,
+};
+use wharf_types::{Protocol, VirtualPath};
+
+use crate::data::{self, DataPlan};
+use crate::server::Shared;
+
+/// Bytes moved per read or write on a data connection.
+const CHUNK: usize = 256 * 1024;
+/// Failed logins before the connection is closed.
+const MAX_LOGIN_FAILURES: u32 = 3;
+
+struct State {
+    shared: Arc<Shared>,
+    id: String,
+    remote: SocketAddr,
+    local_ip: IpAddr,
+    user: Option<String>,
+    session: Option<Session>,
+    cwd: VirtualPath,
+    ascii: bool,
+    rest: u64,
+    rename_from: Option<VirtualPath>,
+    plan: DataPlan,
+    epsv_all: bool,
+    failures: u32,
+    out: OwnedWriteHalf,
+}
+
+fn core_reply(e: &CoreError) -> Reply {
+    let code = match e.kind {
+        ErrorKind::NotFound
+        | ErrorKind::PermissionDenied
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory => 550,
+        ErrorKind::AlreadyExists | ErrorKind::NotEmpty => 550,
+        ErrorKind::InvalidPath => 553,
+        ErrorKind::LimitReached => 452,
+        ErrorKind::Unsupported => 504,
+        _ => 451,
+    };
+    Reply::new(code, e.message.clone())
+}
+
+impl State {
+    fn event(&self, kind: EventKind) -> Event {
+        let mut e = Event::new(kind);
+        e.service = Some(self.shared.config.name.clone());
+        e.protocol = Some(Protocol::Ftp);
+        e.session = Some(self.id.clone());
+        e.remote = Some(self.remote);
+        e.account = self.user.clone();
+        e
+    }
+
+    async fn send(&mut self, reply: Reply) -> bool {
+        self.out.write_all(&reply.encode()).await.is_ok()
+    }
+
+    fn path(&self, raw: &[u8]) -> Result<VirtualPath, CoreError> {
+        match &self.session {
+            Some(s) => s.resolve(&self.cwd, raw),
+            None => Err(CoreError::denied("not logged in")),
+        }
+    }
+
+    fn core(&self) -> Result<&Session, CoreError> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| CoreError::denied("not logged in"))
+    }
+}
+
+/// Serves one control connection to its end.
+pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, shared: Arc<Shared>) {
+    let started = Instant::now();
+    let local_ip = socket
+        .local_addr()
+        .map(|a| a.ip().to_canonical())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let (mut input, out) = socket.into_split();
+    let mut st = State {
+        shared: Arc::clone(&shared),
+        id,
+        remote,
+        local_ip,
+        user: None,
+        session: None,
+        cwd: VirtualPath::root(),
+        ascii: false,
+        rest: 0,
+        rename_from: None,
+        plan: DataPlan::None,
+        epsv_all: false,
+        failures: 0,
+        out,
+    };
+    shared.events.emit(st.event(EventKind::ConnectionOpened));
+    let login_deadline = tokio::time::Instant::now() + shared.config.login_grace_time;
+    let mut reason = "client quit".to_owned();
+    if st.send(Reply::new(220, "Wharf FTP service ready")).await {
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        'conn: loop {
+            // Run every complete line already buffered (pipelined commands), in order.
+            loop {
+                match next_line(&buf) {
+                    Line::Complete(line, used) => {
+                        let line = line.to_vec();
+                        buf.drain(..used);
+                        if !handle(&mut st, &line).await {
+                            break 'conn;
+                        }
+                    }
+                    Line::Incomplete => break,
+                    Line::TooLong => {
+                        st.shared.events.emit(
+                            st.event(EventKind::ProtocolError)
+                                .failed("command line longer than 4096 bytes"),
+                        );
+                        st.send(Reply::new(500, "command line too long; closing"))
+                            .await;
+                        reason = "line too long".to_owned();
+                        break 'conn;
+                    }
+                }
+            }
+            let deadline = if st.session.is_some() {
+                tokio::time::Instant::now() + shared.config.idle_timeout
+            } else {
+                login_deadline
+            };
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, input.read(&mut chunk)).await {
+                Err(_) => {
+                    let why = if st.session.is_some() {
+                        "idle timeout"
+                    } else {
+                        "login grace time exceeded"
+                    };
+                    st.send(Reply::new(421, format!("{why}; closing"))).await;
+                    reason = why.to_owned();
+                    break;
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    reason = "client closed the connection".to_owned();
+                    break;
+                }
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    let mut closed = st.event(EventKind::ConnectionClosed).message(reason);
+    closed.duration_ms = Some(started.elapsed().as_millis() as u64);
+    st.session = None;
+    shared.events.emit(closed);
+}
+
+/// Runs one command; false ends the connection.
+async fn handle(st: &mut State, line: &[u8]) -> bool {
+    let command = match Command::parse(line) {
+        Ok(c) => c,
+        // Before login every refusal is 530, so nothing about the server's commands leaks.
+        Err(_) if st.session.is_none() => {
+            return st
+                .send(Reply::new(530, "please log in with USER and PASS"))
+                .await;
+        }
+        Err(e) => return st.send(Reply::new(e.code(), e.to_string())).await,
+    };
+    if st.session.is_none() && !command.allowed_before_login() {
+        return st
+            .send(Reply::new(530, "please log in with USER and PASS"))
+            .await;
+    }
+    // REST applies to the next command only if that command is a transfer.
+    let rest = std::mem::take(&mut st.rest);
+    let reply = match command {
+        Command::User(name) => {
+            if st.session.is_some() {
+                Reply::new(530, "already logged in")
+            } else {
+                st.user = Some(name.chars().take(64).collect());
+                Reply::new(331, "password required")
+            }
+        }
+        Command::Pass(password) => return login(st, &password).await,
+        Command::Quit => {
+            st.send(Reply::new(221, "goodbye")).await;
+            return false;
+        }
+        Command::Noop | Command::Allo | Command::Mode | Command::Stru => Reply::new(200, "OK"),
+        Command::Syst => Reply::new(215, "UNIX Type: L8"),
+        Command::Feat => Reply::multi(
+            211,
+            [
+                "Features:",
+                "EPRT",
+                "EPSV",
+                "MDTM",
+                "MFMT",
+                "MLST type*;size*;modify*;perm*;unique*;",
+                "REST STREAM",
+                "SIZE",
+                "UTF8",
+                "HASH SHA-256*",
+                "End",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        ),
+        Command::Opts(opt) => {
+            let upper = opt.to_ascii_uppercase();
+            if upper.starts_with("UTF8")
+                || upper.starts_with("MLST")
+                || upper.starts_with("HASH SHA-256")
+            {
+                Reply::new(200, "OK")
+            } else {
+                Reply::new(501, "option not recognised")
+            }
+        }
+        Command::Help(_) => Reply::new(214, "see RFC 959; FEAT lists the extensions"),
+        Command::Host(_) => Reply::new(220, "OK"),
+        Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
+            Reply::new(502, "TLS is not enabled on this service")
+        }
+        Command::Pwd => Reply::new(
+            257,
+            format!(
+                "\"{}\" is the current folder",
+                st.cwd.as_str().replace('"', "\"\"")
+            ),
+        ),
+        Command::Cwd(raw) => change_dir(st, &raw).await,
+        Command::Cdup => change_dir(st, b"..").await,
+        Command::Type(t) => {
+            st.ascii = t == TransferType::Ascii;
+            Reply::new(
+                200,
+                if st.ascii {
+                    "type set to A"
+                } else {
+                    "type set to I"
+                },
+            )
+        }
+        Command::Pasv => {
+            if st.epsv_all {
+                Reply::new(501, "EPSV ALL was given; use EPSV")
+            } else {
+                match st.local_ip {
+                    IpAddr::V4(ip) => match data::passive_listener(
+                        IpAddr::V4(ip),
+                        &st.shared.config.passive_ports,
+                    )
+                    .await
+                    {
+                        Ok(l) => {
+                            let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                            st.plan = DataPlan::Passive(l);
+                            Reply::new(227, format_pasv(std::net::SocketAddrV4::new(ip, port)))
+                        }
+                        Err(e) => Reply::new(425, format!("cannot open passive port: {e}")),
+                    },
+                    IpAddr::V6(_) => Reply::new(522, "PASV is IPv4 only; use EPSV (2)"),
+                }
+            }
+        }
+        Command::Epsv { all } => {
+            if all {
+                st.epsv_all = true;
+                Reply::new(200, "EPSV ALL accepted")
+            } else {
+                match data::passive_listener(st.local_ip, &st.shared.config.passive_ports).await {
+                    Ok(l) => {
+                        let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                        st.plan = DataPlan::Passive(l);
+                        Reply::new(229, format_epsv(port))
+                    }
+                    Err(e) => Reply::new(425, format!("cannot open passive port: {e}")),
+                }
+            }
+        }
+        Command::Port(arg) => active(
+            st,
+            parse_port(&arg)
+                .map(SocketAddr::V4)
+                .map_err(|e| e.to_string()),
+        ),
+        Command::Eprt(arg) => active(st, parse_eprt(&arg).map_err(|e| e.to_string())),
+        Command::List(raw) => listing(st, raw, Listing::Long).await,
+        Command::Nlst(raw) => listing(st, raw, Listing::Names).await,
+        Command::Mlsd(raw) => listing(st, raw, Listing::Facts).await,
+        Command::Mlst(raw) => mlst(st, raw).await,
+        Command::Stat(_) => Reply::new(211, "Wharf FTP; use LIST or MLST for files"),
+        Command::Size(raw) => match stat_file(st, &raw).await {
+            Ok(meta) => Reply::new(213, meta.size.to_string()),
+            Err(e) => core_reply(&e),
+        },
+        Command::Mdtm(raw) => match stat_file(st, &raw).await {
+            Ok(meta) => Reply::new(213, meta.mtime_compact()),
+            Err(e) => core_reply(&e),
+        },
+        Command::Mfmt(when, raw) => match path_op(st, &raw, PathOp::Times(when)).await {
+            Ok(()) => Reply::new(213, "modify time set"),
+            Err(e) => core_reply(&e),
+        },
+        Command::SiteChmod(mode, raw) => match path_op(st, &raw, PathOp::Chmod(mode)).await {
+            Ok(()) => Reply::new(200, "permissions changed"),
+            Err(e) => core_reply(&e),
+        },
+        Command::Retr(raw) => retrieve(st, &raw, rest).await,
+        Command::Stor(raw) => {
+            store(
+                st,
+                &raw,
+                if rest > 0 {
+                    WriteMode::Resume
+                } else {
+                    WriteMode::Create
+                },
+                rest,
+            )
+            .await
+        }
+        Command::Appe(raw) => store(st, &raw, WriteMode::Append, 0).await,
+        Command::Stou(raw) => {
+            let base = raw.unwrap_or_else(|| b"file".to_vec());
+            let mut name = base.clone();
+            name.extend_from_slice(format!(".{:08x}", rand::random::<u32>()).as_bytes());
+            store(st, &name, WriteMode::Create, 0).await
+        }
+        Command::Rest(offset) => {
+            st.rest = offset;
+            Reply::new(350, format!("restarting at {offset}; send RETR or STOR"))
+        }
+        Command::Rnfr(raw) => match path_op(st, &raw, PathOp::Exists).await {
+            Ok(()) => {
+                st.rename_from = st.path(&raw).ok();
+                Reply::new(350, "ready for RNTO")
+            }
+            Err(e) => core_reply(&e),
+        },
+        Command::Rnto(raw) => match st.rename_from.take() {
+            None => Reply::new(503, "send RNFR first"),
+            Some(from) => match st.path(&raw) {
+                Ok(to) => match st.core() {
+                    Ok(s) => match s.rename(&from, &to, true).await {
+                        Ok(()) => Reply::new(250, "renamed"),
+                        Err(e) => core_reply(&e),
+                    },
+                    Err(e) => core_reply(&e),
+                },
+                Err(e) => core_reply(&e),
+            },
+        },
+        Command::Dele(raw) => match path_op(st, &raw, PathOp::Delete).await {
+            Ok(()) => Reply::new(250, "deleted"),
+            Err(e) => core_reply(&e),
+        },
+        Command::Mkd(raw) => match st.path(&raw) {
+            Ok(p) => match st.core() {
+                Ok(s) => match s.mkdir(&p, None).await {
+                    Ok(()) => Reply::new(
+                        257,
+                        format!("\"{}\" created", p.as_str().replace('"', "\"\"")),
+                    ),
+                    Err(e) => core_reply(&e),
+                },
+                Err(e) => core_reply(&e),
+            },
+            Err(e) => core_reply(&e),
+        },
+        Command::Rmd(raw) => match path_op(st, &raw, PathOp::Rmdir).await {
+            Ok(()) => Reply::new(250, "folder removed"),
+            Err(e) => core_reply(&e),
+        },
+        Command::Hash(raw) => match st.path(&raw) {
+            Ok(p) => match st.core() {
+                Ok(s) => match s.sha256(&p).await {
+                    Ok(hex) => {
+                        let size = s.stat(&p, true).await.map(|m| m.size).unwrap_or(0);
+                        Reply::new(
+                            213,
+                            format!("SHA-256 0-{size} {hex} {}", p.file_name().unwrap_or("")),
+                        )
+                    }
+                    Err(e) => core_reply(&e),
+                },
+                Err(e) => core_reply(&e),
+            },
+            Err(e) => core_reply(&e),
+        },
+        Command::Abor => Reply::new(226, "no transfer in progress"),
+        _ => Reply::new(502, "command not implemented"),
+    };
+    st.send(reply).await
+}
+
+/// Single-path operations that reply with a plain success.
+enum PathOp {
+    Times(i64),
+    Chmod(u32),
+    Delete,
+    Rmdir,
+    Exists,
+}
+
+async fn path_op(st: &State, raw: &[u8], op: PathOp) -> Result<(), CoreError> {
+    let path = st.path(raw)?;
+    let s = st.core()?;
+    match op {
+        PathOp::Times(t) => {
+            s.set_attrs(
+                &path,
+                &Attrs {
+                    times: Some((t, t)),
+                    ..Attrs::default()
+                },
+            )
+            .await
+        }
+        PathOp::Chmod(mode) => {
+            s.set_attrs(
+                &path,
+                &Attrs {
+                    permissions: Some(mode),
+                    ..Attrs::default()
+                },
+            )
+            .await
+        }
+        PathOp::Delete => s.remove(&path).await,
+        PathOp::Rmdir => s.rmdir(&path).await,
+        PathOp::Exists => s.stat(&path, false).await.map(|_| ()),
+    }
+}
+
+async fn login(st: &mut State, password: &str) -> bool {
+    let Some(user) = st.user.clone() else {
+        return st.send(Reply::new(503, "send USER first")).await;
+    };
+    if st.session.is_some() {
+        return st.send(Reply::new(230, "already logged in")).await;
+    }
+    let result = st
+        .shared
+        .auth
+        .authenticate(&user, Credential::Password(password), &[Protocol::Ftp])
+        .await;
+    match result {
+        Ok(account) => {
+            let info = SessionInfo {
+                id: st.id.clone(),
+                service: st.shared.config.name.clone(),
+                protocol: Protocol::Ftp,
+                remote: Some(st.remote),
+            };
+            st.shared.events.emit(
+                st.event(EventKind::LoginSucceeded)
+                    .attr("method", "password"),
+            );
+            match Session::open(account, info, st.shared.events.clone()).await {
+                Ok(session) => {
+                    st.session = Some(session);
+                    st.send(Reply::new(230, "logged in")).await
+                }
+                Err(e) => {
+                    st.send(Reply::new(
+                        421,
+                        format!("session unavailable: {}", e.message),
+                    ))
+                    .await;
+                    false
+                }
+            }
+        }
+        Err(failure) => {
+            st.shared.events.emit(
+                st.event(EventKind::LoginFailed)
+                    .failed(failure.reason())
+                    .attr("method", "password"),
+            );
+            st.failures += 1;
+            // A pause after each failure slows guessing (vsftpd's delay_failed_login).
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if st.failures >= MAX_LOGIN_FAILURES {
+                st.send(Reply::new(421, "too many failed logins; closing"))
+                    .await;
+                return false;
+            }
+            st.user = None;
+            st.send(Reply::new(530, "login incorrect")).await
+        }
+    }
+}
+
+async fn change_dir(st: &mut State, raw: &[u8]) -> Reply {
+    let target = match st.path(raw) {
+        Ok(p) => p,
+        Err(e) => return core_reply(&e),
+    };
+    let session = match st.core() {
+        Ok(s) => s,
+        Err(e) => return core_reply(&e),
+    };
+    match session.stat(&target, true).await {
+        Ok(meta) if meta.kind == FileKind::Dir => {
+            st.cwd = target;
+            Reply::new(250, format!("folder is now {}", st.cwd))
+        }
+        Ok(_) => Reply::new(550, "not a folder"),
+        Err(e) => core_reply(&e),
+    }
+}
+
+fn active(st: &mut State, addr: Result<SocketAddr, String>) -> Reply {
+    if !st.shared.config.active_mode {
+        return Reply::new(
+            502,
+            "active mode is disabled on this service; use EPSV or PASV",
+        );
+    }
+    if st.epsv_all {
+        return Reply::new(501, "EPSV ALL was given; use EPSV");
+    }
+    let addr = match addr {
+        Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
+        Err(e) => return Reply::new(501, e),
+    };
+    // Only the control connection's own peer, and no privileged port: no FTP bounce.
+    if addr.ip() != st.remote.ip() || addr.port() < 1024 {
+        st.shared
+            .events
+            .emit(st.event(EventKind::CommandRefused).failed(format!(
+                "data connection to {addr} refused (not the client's address, or a privileged port)"
+            )));
+        return Reply::new(
+            501,
+            format!("data connection to {addr} refused: not your address or a privileged port"),
+        );
+    }
+    st.plan = DataPlan::Active(addr);
+    Reply::new(200, "active data connection arranged")
+}
+
+async fn open_data(st: &mut State) -> Result<TcpStream, Reply> {
+    let plan = std::mem::replace(&mut st.plan, DataPlan::None);
+    match data::connect(plan, st.remote.ip(), st.shared.config.data_timeout).await {
+        Ok(stream) => Ok(stream),
+        Err(e) => {
+            st.shared
+                .events
+                .emit(st.event(EventKind::ProtocolError).failed(e.message()));
+            Err(Reply::new(425, e.message()))
+        }
+    }
+}
+
+enum Listing {
+    Long,
+    Names,
+    Facts,
+}
+
+fn facts(meta: &wharf_core::Metadata, name: &str) -> String {
+    let kind = match meta.kind {
+        FileKind::Dir => "dir",
+        _ => "file",
+    };
+    let perm = if meta.kind == FileKind::Dir {
+        "elcdmfp"
+    } else {
+        "radfw"
+    };
+    format!(
+        "type={kind};size={};modify={};perm={perm};unique={:x}; {name}",
+        meta.size,
+        meta.mtime_compact(),
+        meta.size ^ (meta.mtime as u64)
+    )
+}
+
+async fn listing(st: &mut State, raw: Option<Vec<u8>>, kind: Listing) -> Reply {
+    let dir = match raw {
+        Some(r) => match st.path(&r) {
+            Ok(p) => p,
+            Err(e) => return core_reply(&e),
+        },
+        None => st.cwd.clone(),
+    };
+    let session = match st.core() {
+        Ok(s) => s,
+        Err(e) => return core_reply(&e),
+    };
+    let owner = session.account().name.to_string();
+    let entries = match session.list(&dir).await {
+        Ok(e) => e,
+        Err(e) => return core_reply(&e),
+    };
+    let mut text = String::new();
+    for e in &entries {
+        let line = match kind {
+            Listing::Long => e.metadata.ls_line(&e.name, &owner),
+            Listing::Names => e.name.clone(),
+            Listing::Facts => facts(&e.metadata, &e.name),
+        };
+        text.push_str(&line);
+        text.push_str("\r\n");
+    }
+    if !st
+        .send(Reply::new(150, "opening data connection for the listing"))
+        .await
+    {
+        return Reply::new(426, "control connection lost");
+    }
+    let mut stream = match open_data(st).await {
+        Ok(s) => s,
+        Err(reply) => return reply,
+    };
+    if stream.write_all(text.as_bytes()).await.is_err() || stream.shutdown().await.is_err() {
+        return Reply::new(426, "data connection closed; listing incomplete");
+    }
+    Reply::new(226, "listing sent")
+}
+
+async fn mlst(st: &mut State, raw: Option<Vec<u8>>) -> Reply {
+    let path = match raw {
+        Some(r) => match st.path(&r) {
+            Ok(p) => p,
+            Err(e) => return core_reply(&e),
+        },
+        None => st.cwd.clone(),
+    };
+    match st.core() {
+        Ok(s) => match s.stat(&path, true).await {
+            Ok(meta) => Reply::multi(
+                250,
+                vec!["Listing:".into(), facts(&meta, path.as_str()), "End".into()],
+            ),
+            Err(e) => core_reply(&e),
+        },
+        Err(e) => core_reply(&e),
+    }
+}
+
+async fn stat_file(st: &State, raw: &[u8]) -> Result<wharf_core::Metadata, CoreError> {
+    let path = st.path(raw)?;
+    let meta = st.core()?.stat(&path, true).await?;
+    if meta.kind == FileKind::Dir {
+        return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+    }
+    Ok(meta)
+}
+
+/// LF to CRLF for ASCII downloads.
+fn to_crlf(data: &[u8], last_was_cr: &mut bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    for &b in data {
+        if b == b'\n' && !*last_was_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *last_was_cr = b == b'\r';
+    }
+    out
+}
+
+async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
+    let path = match st.path(raw) {
+        Ok(p) => p,
+        Err(e) => return core_reply(&e),
+    };
+    let download = match st.core() {
+        Ok(s) => match s.open_download(&path).await {
+            Ok(d) => d,
+            Err(e) => return core_reply(&e),
+        },
+        Err(e) => return core_reply(&e),
+    };
+    let size = download.metadata().await.map(|m| m.size).unwrap_or(0);
+    if offset > size {
+        download.fail("REST offset past the end of the file");
+        return Reply::new(
+            554,
+            format!("REST offset {offset} is past the end ({size} bytes)"),
+        );
+    }
+    if !st
+        .send(Reply::new(
+            150,
+            format!(
+                "opening data connection for {path} ({} bytes)",
+                size - offset
+            ),
+        ))
+        .await
+    {
+        download.fail("control connection lost");
+        return Reply::new(426, "control connection lost");
+    }
+    let mut stream = match open_data(st).await {
+        Ok(s) => s,
+        Err(reply) => {
+            download.fail("no data connection");
+            return reply;
+        }
+    };
+    let mut position = offset;
+    let mut last_was_cr = false;
+    loop {
+        let chunk = match download.read_at(position, CHUNK).await {
+            Ok(c) => c,
+            Err(e) => {
+                download.fail(&e.message);
+                return Reply::new(451, e.message);
+            }
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        position += chunk.len() as u64;
+        let bytes = if st.ascii {
+            to_crlf(&chunk, &mut last_was_cr)
+        } else {
+            chunk
+        };
+        if stream.write_all(&bytes).await.is_err() {
+            download.fail("data connection closed by the client");
+            return Reply::new(426, "data connection closed; transfer aborted");
+        }
+    }
+    if stream.shutdown().await.is_err() {
+        download.fail("data connection failed at the end");
+        return Reply::new(426, "data connection failed");
+    }
+    download.finish();
+    Reply::new(226, "transfer complete")
+}
+
+async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u64) -> Reply {
+    let path = match st.path(raw) {
+        Ok(p) => p,
+        Err(e) => return core_reply(&e),
+    };
+    let upload = {
+        let session = match st.core() {
+            Ok(s) => s,
+            Err(e) => return core_reply(&e),
+        };
+        if mode == WriteMode::Resume {
+            // REST + STOR continues a file: only from its current end (RFC 3659 §5).
+            let current = session.stat(&path, true).await.map(|m| m.size).unwrap_or(0);
+            if offset != current {
+                return Reply::new(
+                    554,
+                    format!("REST {offset} does not match the file's size {current}"),
+                );
+            }
+        }
+        match session.open_upload(&path, mode, None).await {
+            Ok(u) => u,
+            Err(e) => return core_reply(&e),
+        }
+    };
+    if !st
+        .send(Reply::new(150, format!("ready to receive {path}")))
+        .await
+    {
+        upload.abort("control connection lost").await;
+        return Reply::new(426, "control connection lost");
+    }
+    let mut stream = match open_data(st).await {
+        Ok(s) => s,
+        Err(reply) => {
+            upload.abort("no data connection").await;
+            return reply;
+        }
+    };
+    let mut position = upload.end();
+    let mut buf = vec![0u8; CHUNK];
+    let mut pending_cr = false;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                upload.abort("data connection failed").await;
+                return Reply::new(426, "data connection failed; upload discarded");
+            }
+        };
+        let data = if st.ascii {
+            // CRLF to LF for ASCII uploads; a CR at a chunk's end waits for the next byte.
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if pending_cr && b != b'\n' {
+                    out.push(b'\r');
+                }
+                pending_cr = b == b'\r';
+                if !pending_cr {
+                    out.push(b);
+                }
+            }
+            out
+        } else {
+            buf[..n].to_vec()
+        };
+        let len = data.len() as u64;
+        if let Err(e) = upload.write_at(position, data).await {
+            upload.abort(&e.message).await;
+            return core_reply(&e);
+        }
+        position += len;
+    }
+    if pending_cr && let Err(e) = upload.write_at(position, b"\r".to_vec()).await {
+        upload.abort(&e.message).await;
+        return core_reply(&e);
+    }
+    match upload.commit().await {
+        Ok(summary) => Reply::new(
+            226,
+            format!("transfer complete; SHA-256 {}", summary.sha256),
+        ),
+        Err(e) => core_reply(&e),
+    }
+}
