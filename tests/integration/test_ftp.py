@@ -167,3 +167,22 @@ def test_check_config_requires_tls_off_for_now(server):
     config.write_text(config.read_text().replace('tls = "off"', 'tls = "required"'))
     r = server.wharf("check-config")
     assert r.returncode == 1 and ".tls" in r.stderr and "not available yet" in r.stderr
+
+
+def test_refused_stor_does_not_reveal_existence(server):
+    server.add_ftp_service()
+    server.wharf("group", "add", "listers", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--allow", "/**=read,list", check=True)
+    home = server.add_account("lee", password=PASSWORD, groups=["listers"])
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "exists.txt").write_text("x")
+    c = server.ftp("lee", PASSWORD)
+    replies = []
+    for name in ["exists.txt", "missing.txt"]:
+        with pytest.raises(ftplib.error_perm) as err:
+            c.storbinary(f"STOR {name}", io.BytesIO(b"y"))
+        replies.append(str(err.value).replace(name, "NAME"))
+    c.quit()
+    assert replies[0] == replies[1]
+    assert (home / "exists.txt").read_text() == "x"

@@ -286,3 +286,24 @@ def test_stalled_handshake_is_closed_after_login_grace(server):
         pass
     assert data.startswith(b"SSH-2.0-Wharf")
     assert time.time() - start < 12
+
+
+def test_refused_upload_does_not_reveal_existence(server):
+    server.wharf("group", "add", "listers", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--allow", "/**=read", check=True)
+    home = server.add_account("lee", groups=["listers"])
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "exists.txt").write_text("x")
+    client = server.paramiko("lee")
+    sftp = client.open_sftp()
+    messages = []
+    for name in ["exists.txt", "missing.txt"]:
+        with pytest.raises(IOError) as err:
+            sftp.open(name, "wb")
+        messages.append(str(err.value).replace(name, "NAME"))
+    client.close()
+    assert messages[0] == messages[1]
+    # Both refusals are recorded the same way, whichever check refused first.
+    denied = [e for e in server.events() if e["name"] == "permission.denied"]
+    assert len({e["attrs"]["verb"] for e in denied}) == 1 and len(denied) >= 2

@@ -235,6 +235,16 @@ impl Session {
         if path.is_root() {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
+        // Refuse before looking at the file when no upload verb could apply here, so an
+        // account without write rights cannot learn from the error whether a file exists.
+        let rules = &self.account.rules;
+        if !(rules.allows(Verb::Write, path)
+            || rules.allows(Verb::Overwrite, path)
+            || rules.allows(Verb::Append, path))
+        {
+            // Write is not allowed, so this records permission.denied and returns the error.
+            self.check(Verb::Write, path)?;
+        }
         let existing = match self.jailed(Verb::Write, path, self.vfs.stat(path, true).await) {
             Ok(meta) => Some(meta),
             Err(e) if e.kind == ErrorKind::NotFound => None,
