@@ -157,8 +157,7 @@ def test_extensions_statvfs_hardlink_posix_rename_copy(server):
     # OpenSSH sftp's rename uses posix-rename@openssh.com, which replaces the target.
     assert (home / "a.txt").read_bytes() == b"beta"
     server.wait_event("link.created", path="/hard.txt")
-    # copy-data: server-side copy through the core (events, hashing).
-    out = server.sftp("alice", "copy a.txt c.txt\n", check=False)
-    if out.returncode == 0:
-        assert (home / "c.txt").read_bytes() == b"beta"
-        assert server.wait_event("upload.finished", path="/c.txt")["sha256"] == sha256(home / "c.txt")
+    # copy-data (OpenSSH's `copy`): server-side copy through the core (events, hashing).
+    server.sftp("alice", "copy a.txt c.txt\n")
+    assert (home / "c.txt").read_bytes() == b"beta"
+    assert server.wait_event("upload.finished", path="/c.txt")["sha256"] == sha256(home / "c.txt")
