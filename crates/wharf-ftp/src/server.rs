@@ -5,10 +5,10 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use wharf_auth::LocalAuthenticator;
 use wharf_core::{Event, EventBus, EventKind};
+use wharf_net::Listeners;
 use wharf_types::Protocol;
 
 /// One FTP service's settings.
@@ -37,7 +37,7 @@ pub struct FtpConfig {
 /// A bound FTP service.
 pub struct FtpService {
     config: Arc<FtpConfig>,
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
 }
 
 pub(crate) struct Shared {
@@ -50,10 +50,7 @@ pub(crate) struct Shared {
 impl FtpService {
     /// Binds every configured address.
     pub async fn bind(config: FtpConfig) -> std::io::Result<FtpService> {
-        let mut listeners = Vec::new();
-        for address in &config.addresses {
-            listeners.push(TcpListener::bind(address).await?);
-        }
+        let listeners = Listeners::bind(&config.addresses).await?;
         Ok(FtpService {
             config: Arc::new(config),
             listeners,
@@ -62,10 +59,7 @@ impl FtpService {
 
     /// The addresses actually bound.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// Serves until `shutdown` turns true.
@@ -82,28 +76,11 @@ impl FtpService {
             per_ip: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
-        let mut accepts = tokio::task::JoinSet::new();
-        for listener in self.listeners {
-            let (shared, limit) = (Arc::clone(&shared), Arc::clone(&limit));
-            let mut stop = shutdown.clone();
-            accepts.spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((socket, remote)) => accept(socket, remote, &shared, &limit),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "ftp accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        },
-                    }
-                }
-            });
-        }
-        let mut stop = shutdown;
-        let _ = stop.changed().await;
-        accepts.shutdown().await;
+        self.listeners
+            .serve(shutdown, move |socket, remote| {
+                accept(socket, remote, &shared, &limit)
+            })
+            .await;
     }
 }
 
@@ -113,7 +90,6 @@ fn accept(
     shared: &Arc<Shared>,
     limit: &Arc<Semaphore>,
 ) {
-    let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
     let id = format!("{:016x}", rand::random::<u64>());
     let mut refused = Event::new(EventKind::ConnectionRefused);
     refused.service = Some(shared.config.name.clone());

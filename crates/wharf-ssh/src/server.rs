@@ -10,10 +10,11 @@ use russh::keys::PrivateKey;
 use russh::server::ChannelOpenHandle;
 use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use wharf_auth::{Credential, LocalAuthenticator, fingerprint};
 use wharf_core::{Account, Event, EventBus, EventKind, Session, SessionInfo};
+use wharf_net::Listeners;
 use wharf_types::Protocol;
 
 use crate::algorithms::Algorithms;
@@ -46,7 +47,7 @@ pub struct SshConfig {
 /// A bound SSH service, ready to run.
 pub struct SshService {
     config: SshConfig,
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
 }
 
 struct Shared {
@@ -59,19 +60,13 @@ struct Shared {
 impl SshService {
     /// Binds every configured address.
     pub async fn bind(config: SshConfig) -> std::io::Result<SshService> {
-        let mut listeners = Vec::new();
-        for address in &config.addresses {
-            listeners.push(TcpListener::bind(address).await?);
-        }
+        let listeners = Listeners::bind(&config.addresses).await?;
         Ok(SshService { config, listeners })
     }
 
     /// The addresses actually bound (ports resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// Serves until `shutdown` turns true.
@@ -79,7 +74,7 @@ impl SshService {
         self,
         auth: LocalAuthenticator,
         events: EventBus,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
         let config = Arc::new(russh::server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-Wharf".into()),
@@ -108,33 +103,12 @@ impl SshService {
             banner: self.config.banner.clone(),
         });
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
-        let mut accepts = tokio::task::JoinSet::new();
-        for listener in self.listeners {
-            let (config, shared, limit, grace) = (
-                Arc::clone(&config),
-                Arc::clone(&shared),
-                Arc::clone(&limit),
-                self.config.login_grace_time,
-            );
-            let mut stop = shutdown.clone();
-            accepts.spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((socket, remote)) => accept(socket, remote, &config, &shared, &limit, grace),
-                            Err(e) => {
-                                // Out of descriptors and similar: back off, keep listening.
-                                tracing::warn!(error = %e, "ssh accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        },
-                    }
-                }
-            });
-        }
-        let _ = shutdown.changed().await;
-        accepts.shutdown().await;
+        let grace = self.config.login_grace_time;
+        self.listeners
+            .serve(shutdown, move |socket, remote| {
+                accept(socket, remote, &config, &shared, &limit, grace)
+            })
+            .await;
     }
 }
 
@@ -146,8 +120,6 @@ fn accept(
     limit: &Arc<Semaphore>,
     grace: Duration,
 ) {
-    // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; record them as IPv4.
-    let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
     let connection_id = uuid_like();
     let event = |kind: EventKind| {
         let mut e = Event::new(kind);

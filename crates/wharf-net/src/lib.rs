@@ -1,0 +1,74 @@
+//! Listening sockets shared by the protocol front-ends: bind every configured address,
+//! report what was bound, and accept until shutdown.
+//!
+//! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
+//! so every protocol records and compares client addresses the same way. An accept error
+//! (out of descriptors, say) backs off briefly and never stops the listener.
+//!
+//! This crate must never speak a protocol or decide whether a connection is welcome: the
+//! front-end's callback does that.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The bound sockets of one service.
+pub struct Listeners {
+    listeners: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address; fails on the first that cannot be bound.
+    pub async fn bind(addresses: &[SocketAddr]) -> std::io::Result<Listeners> {
+        let mut listeners = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            listeners.push(TcpListener::bind(address).await?);
+        }
+        Ok(Listeners { listeners })
+    }
+
+    /// The addresses actually bound (ports resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Accepts on every socket until `shutdown` turns true, handing each connection and
+    /// its peer address to `on_accept`, which must not block.
+    pub async fn serve<F>(self, shutdown: watch::Receiver<bool>, on_accept: F)
+    where
+        F: Fn(TcpStream, SocketAddr) + Clone + Send + 'static,
+    {
+        let mut accepts = tokio::task::JoinSet::new();
+        for listener in self.listeners {
+            let on_accept = on_accept.clone();
+            let mut stop = shutdown.clone();
+            accepts.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, remote)) => {
+                                let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
+                                on_accept(socket, remote);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed; retrying");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        },
+                    }
+                }
+            });
+        }
+        let mut stop = shutdown;
+        let _ = stop.changed().await;
+        accepts.shutdown().await;
+    }
+}
