@@ -1,0 +1,295 @@
+//! Data transfers of one FTP session: listings, downloads and uploads over the data
+//! connection, each through the core session (which records the events).
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wharf_core::vfs::FileKind;
+use wharf_core::{CoreError, ErrorKind, EventKind, WriteMode};
+use wharf_ftp_proto::Reply;
+
+use super::{State, core_reply};
+use crate::data::{self, DataPlan};
+
+/// Bytes moved per read or write on a data connection.
+const CHUNK: usize = 256 * 1024;
+
+pub(super) async fn open_data(st: &mut State) -> Result<TcpStream, Reply> {
+    let plan = std::mem::replace(&mut st.plan, DataPlan::None);
+    match data::connect(plan, st.remote.ip(), st.shared.config.data_timeout).await {
+        Ok(stream) => Ok(stream),
+        Err(e) => {
+            st.shared
+                .events
+                .emit(st.event(EventKind::ProtocolError).failed(e.message()));
+            Err(Reply::new(425, e.message()))
+        }
+    }
+}
+
+pub(super) enum Listing {
+    Long,
+    Names,
+    Facts,
+}
+
+pub(super) fn facts(meta: &wharf_core::Metadata, name: &str) -> String {
+    let kind = match meta.kind {
+        FileKind::Dir => "dir",
+        _ => "file",
+    };
+    let perm = if meta.kind == FileKind::Dir {
+        "elcdmfp"
+    } else {
+        "radfw"
+    };
+    format!(
+        "type={kind};size={};modify={};perm={perm};unique={:x}; {name}",
+        meta.size,
+        meta.mtime_compact(),
+        meta.size ^ (meta.mtime as u64)
+    )
+}
+
+pub(super) async fn listing(st: &mut State, raw: Option<Vec<u8>>, kind: Listing) -> Reply {
+    let dir = match raw {
+        Some(r) => match st.path(&r) {
+            Ok(p) => p,
+            Err(e) => return core_reply(&e),
+        },
+        None => st.cwd.clone(),
+    };
+    let session = match st.core() {
+        Ok(s) => s,
+        Err(e) => return core_reply(&e),
+    };
+    let owner = session.account().name.to_string();
+    let entries = match session.list(&dir).await {
+        Ok(e) => e,
+        Err(e) => return core_reply(&e),
+    };
+    let mut text = String::new();
+    for e in &entries {
+        let line = match kind {
+            Listing::Long => e.metadata.ls_line(&e.name, &owner),
+            Listing::Names => e.name.clone(),
+            Listing::Facts => facts(&e.metadata, &e.name),
+        };
+        text.push_str(&line);
+        text.push_str("\r\n");
+    }
+    if !st
+        .send(Reply::new(150, "opening data connection for the listing"))
+        .await
+    {
+        return Reply::new(426, "control connection lost");
+    }
+    let mut stream = match open_data(st).await {
+        Ok(s) => s,
+        Err(reply) => return reply,
+    };
+    if stream.write_all(text.as_bytes()).await.is_err() || stream.shutdown().await.is_err() {
+        return Reply::new(426, "data connection closed; listing incomplete");
+    }
+    Reply::new(226, "listing sent")
+}
+
+pub(super) async fn mlst(st: &mut State, raw: Option<Vec<u8>>) -> Reply {
+    let path = match raw {
+        Some(r) => match st.path(&r) {
+            Ok(p) => p,
+            Err(e) => return core_reply(&e),
+        },
+        None => st.cwd.clone(),
+    };
+    match st.core() {
+        Ok(s) => match s.stat(&path, true).await {
+            Ok(meta) => Reply::multi(
+                250,
+                vec!["Listing:".into(), facts(&meta, path.as_str()), "End".into()],
+            ),
+            Err(e) => core_reply(&e),
+        },
+        Err(e) => core_reply(&e),
+    }
+}
+
+pub(super) async fn stat_file(st: &State, raw: &[u8]) -> Result<wharf_core::Metadata, CoreError> {
+    let path = st.path(raw)?;
+    let meta = st.core()?.stat(&path, true).await?;
+    if meta.kind == FileKind::Dir {
+        return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+    }
+    Ok(meta)
+}
+
+/// LF to CRLF for ASCII downloads.
+pub(super) fn to_crlf(data: &[u8], last_was_cr: &mut bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    for &b in data {
+        if b == b'\n' && !*last_was_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *last_was_cr = b == b'\r';
+    }
+    out
+}
+
+pub(super) async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
+    let path = match st.path(raw) {
+        Ok(p) => p,
+        Err(e) => return core_reply(&e),
+    };
+    let download = match st.core() {
+        Ok(s) => match s.open_download(&path).await {
+            Ok(d) => d,
+            Err(e) => return core_reply(&e),
+        },
+        Err(e) => return core_reply(&e),
+    };
+    let size = download.metadata().await.map(|m| m.size).unwrap_or(0);
+    if offset > size {
+        download.fail("REST offset past the end of the file");
+        return Reply::new(
+            554,
+            format!("REST offset {offset} is past the end ({size} bytes)"),
+        );
+    }
+    if !st
+        .send(Reply::new(
+            150,
+            format!(
+                "opening data connection for {path} ({} bytes)",
+                size - offset
+            ),
+        ))
+        .await
+    {
+        download.fail("control connection lost");
+        return Reply::new(426, "control connection lost");
+    }
+    let mut stream = match open_data(st).await {
+        Ok(s) => s,
+        Err(reply) => {
+            download.fail("no data connection");
+            return reply;
+        }
+    };
+    let mut position = offset;
+    let mut last_was_cr = false;
+    loop {
+        let chunk = match download.read_at(position, CHUNK).await {
+            Ok(c) => c,
+            Err(e) => {
+                download.fail(&e.message);
+                return Reply::new(451, e.message);
+            }
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        position += chunk.len() as u64;
+        let bytes = if st.ascii {
+            to_crlf(&chunk, &mut last_was_cr)
+        } else {
+            chunk
+        };
+        if stream.write_all(&bytes).await.is_err() {
+            download.fail("data connection closed by the client");
+            return Reply::new(426, "data connection closed; transfer aborted");
+        }
+    }
+    if stream.shutdown().await.is_err() {
+        download.fail("data connection failed at the end");
+        return Reply::new(426, "data connection failed");
+    }
+    download.finish();
+    Reply::new(226, "transfer complete")
+}
+
+pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u64) -> Reply {
+    let path = match st.path(raw) {
+        Ok(p) => p,
+        Err(e) => return core_reply(&e),
+    };
+    let upload = {
+        let session = match st.core() {
+            Ok(s) => s,
+            Err(e) => return core_reply(&e),
+        };
+        if mode == WriteMode::Resume {
+            // REST + STOR continues a file: only from its current end (RFC 3659 §5).
+            let current = session.stat(&path, true).await.map(|m| m.size).unwrap_or(0);
+            if offset != current {
+                return Reply::new(
+                    554,
+                    format!("REST {offset} does not match the file's size {current}"),
+                );
+            }
+        }
+        match session.open_upload(&path, mode, None).await {
+            Ok(u) => u,
+            Err(e) => return core_reply(&e),
+        }
+    };
+    if !st
+        .send(Reply::new(150, format!("ready to receive {path}")))
+        .await
+    {
+        upload.abort("control connection lost").await;
+        return Reply::new(426, "control connection lost");
+    }
+    let mut stream = match open_data(st).await {
+        Ok(s) => s,
+        Err(reply) => {
+            upload.abort("no data connection").await;
+            return reply;
+        }
+    };
+    let mut position = upload.end();
+    let mut buf = vec![0u8; CHUNK];
+    let mut pending_cr = false;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                upload.abort("data connection failed").await;
+                return Reply::new(426, "data connection failed; upload discarded");
+            }
+        };
+        let data = if st.ascii {
+            // CRLF to LF for ASCII uploads; a CR at a chunk's end waits for the next byte.
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if pending_cr && b != b'\n' {
+                    out.push(b'\r');
+                }
+                pending_cr = b == b'\r';
+                if !pending_cr {
+                    out.push(b);
+                }
+            }
+            out
+        } else {
+            buf[..n].to_vec()
+        };
+        let len = data.len() as u64;
+        if let Err(e) = upload.write_at(position, data).await {
+            upload.abort(&e.message).await;
+            return core_reply(&e);
+        }
+        position += len;
+    }
+    if pending_cr && let Err(e) = upload.write_at(position, b"\r".to_vec()).await {
+        upload.abort(&e.message).await;
+        return core_reply(&e);
+    }
+    match upload.commit().await {
+        Ok(summary) => Reply::new(
+            226,
+            format!("transfer complete; SHA-256 {}", summary.sha256),
+        ),
+        Err(e) => core_reply(&e),
+    }
+}
