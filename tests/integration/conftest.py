@@ -9,8 +9,10 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import time
+import ftplib
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,8 @@ class WharfServer:
     def __init__(self, root: Path):
         self.root = root
         self.port = free_port()
+        self.ftps_port = free_port()
+        self.implicit_port = free_port()
         self.proc = None
         self.log = root / "serve.log"
         out = self.wharf("init", str(root), check=True)
@@ -53,33 +57,57 @@ class WharfServer:
         config = (root / "wharf.toml").read_text()
         config = config.replace('address = "::"', 'address = ["127.0.0.1", "::1"]')
         config = config.replace("port = 2222", f"port = {self.port}")
+        config = config.replace("port = 2121", f"port = {self.ftps_port}")
+        config = config.replace("port = 2990", f"port = {self.implicit_port}")
         config = config.replace("login_grace_time = 120", "login_grace_time = 5")
         (root / "wharf.toml").write_text(config)
         self.homes = root / "wharf-data" / "homes"
         self.key = root / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
 
-    def add_ftp_service(self, extra=""):
-        """Adds a plain FTP service on a free port (both loopback families)."""
-        self.ftp_port = free_port()
+    def add_ftp_service(self, extra="", tls="off", name="ftp-plain"):
+        """Adds an FTP service with the given TLS policy on a free port (both loopback families).
+
+        The default configuration already has explicit FTPS (`ftps_port`, tls = required) and
+        implicit FTPS (`implicit_port`)."""
+        port = free_port()
+        if name == "ftp-plain":
+            self.ftp_port = port
         with open(self.root / "wharf.toml", "a") as f:
             f.write(f"""
 [[service]]
-name = "ftp"
+name = "{name}"
 type = "ftp"
-tls = "off"
+tls = "{tls}"
 address = ["127.0.0.1", "::1"]
-port = {self.ftp_port}
+port = {port}
 login_grace_time = 10
 {extra}
 """)
-        return self.ftp_port
+        return port
 
     def ftp(self, user, password, host="127.0.0.1"):
-        import ftplib
         client = ftplib.FTP()
         client.connect(host, self.ftp_port, timeout=15)
         client.login(user, password)
+        return client
+
+    def ftp_client(self, mode, user, password, host="127.0.0.1", port=None):
+        """A logged-in ftplib client: `ftp` (plain service), `ftps` (AUTH TLS, PROT P) or
+        `implicit` (TLS from the first byte, PROT P)."""
+        if mode == "ftp":
+            client = ftplib.FTP()
+            default = self.ftp_port
+        elif mode == "ftps":
+            client = ReusingFTP_TLS(context=tls_client_context())
+            default = self.ftps_port
+        else:
+            client = ImplicitFTP_TLS(context=tls_client_context())
+            default = self.implicit_port
+        client.connect(host, port or default, timeout=15)
+        client.login(user, password)
+        if mode != "ftp":
+            client.prot_p()
         return client
 
     # -- CLI --------------------------------------------------------------
@@ -185,6 +213,38 @@ login_grace_time = 10
         client.connect(host, port=self.port, username=user, allow_agent=False,
                        look_for_keys=False, timeout=10, **kwargs)
         return client
+
+
+def tls_client_context():
+    """Accepts the server's generated self-signed certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """FTP_TLS that resumes the control connection's TLS session on data connections,
+    as curl, lftp and FileZilla do (ftplib alone does not)."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+class ImplicitFTP_TLS(ReusingFTP_TLS):
+    """Implicit FTPS: the TLS handshake before the greeting."""
+
+    def connect(self, host="", port=0, timeout=-999, source_address=None):
+        self.host, self.port, self.timeout = host, port, timeout
+        sock = socket.create_connection((host, port), timeout)
+        self.af = sock.family
+        self.sock = self.context.wrap_socket(sock, server_hostname=host)
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Plain FTP (TLS arrives later) through the same core: Python ftplib and curl."""
+"""Plain FTP (a `tls = "off"` service) through the same core: Python ftplib and curl."""
 
 import ftplib
 import io
@@ -161,12 +161,22 @@ def test_escapes_rules_and_login_failures(server):
     assert "wrong-password" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
 
 
-def test_check_config_requires_tls_off_for_now(server):
-    server.add_ftp_service()
+def test_check_config_tls_policies(server):
+    server.add_ftp_service(tls="sometimes")
     config = server.root / "wharf.toml"
-    config.write_text(config.read_text().replace('tls = "off"', 'tls = "required"'))
     r = server.wharf("check-config")
-    assert r.returncode == 1 and ".tls" in r.stderr and "not available yet" in r.stderr
+    assert r.returncode == 1 and "service[3].tls" in r.stderr and "not a policy" in r.stderr
+    text = config.read_text().replace('tls = "sometimes"', 'tls = "optional"')
+    text = text.replace('type = "ftps-implicit"', 'type = "ftps-implicit"\ntls = "off"')
+    config.write_text(text)
+    r = server.wharf("check-config")
+    assert r.returncode == 1 and "service[2].tls" in r.stderr and "always TLS" in r.stderr
+    text = text.replace('type = "ftps-implicit"\ntls = "off"', 'type = "ftps-implicit"')
+    start = text.index("[tls]")
+    text = text[:start] + text[text.index("[[service]]", start):]
+    config.write_text(text)
+    r = server.wharf("check-config")
+    assert r.returncode == 1 and "service[1].tls" in r.stderr and "needs a certificate" in r.stderr
 
 
 def test_refused_stor_does_not_reveal_existence(server):

@@ -114,6 +114,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// True for the commands that open a data connection.
+    pub fn uses_data_connection(&self) -> bool {
+        matches!(
+            self,
+            Command::List(_)
+                | Command::Nlst(_)
+                | Command::Mlsd(_)
+                | Command::Retr(_)
+                | Command::Stor(_)
+                | Command::Stou(_)
+                | Command::Appe(_)
+        )
+    }
+
     /// True for the commands allowed before login (everything else gets 530).
     pub fn allowed_before_login(&self) -> bool {
         matches!(
@@ -132,6 +146,19 @@ impl Command {
                 | Command::Host(_)
         )
     }
+}
+
+/// Finds a complete ABOR line among the lines waiting in `buf` (commands a client sent
+/// during a transfer). Returns the byte range to remove; other lines stay queued in order.
+pub fn find_abort(buf: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut start = 0;
+    while let crate::Line::Complete(line, used) = crate::next_line(&buf[start..]) {
+        if Command::parse(line) == Ok(Command::Abor) {
+            return Some(start..start + used);
+        }
+        start += used;
+    }
+    None
 }
 
 fn text(arg: Option<&[u8]>) -> Result<String, ParseError> {
@@ -209,6 +236,7 @@ fn mdtm_time(text: &[u8]) -> Result<i64, ParseError> {
 impl Command {
     /// Parses one line (without its line ending).
     pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+        let line = crate::line::strip_telnet(line);
         let (verb, arg) = match line.iter().position(|b| *b == b' ') {
             Some(space) => (&line[..space], Some(&line[space + 1..])),
             None => (line, None),
@@ -318,6 +346,15 @@ impl Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abort_is_found_among_queued_lines() {
+        let buf = b"NOOP\r\n\xff\xf4\xff\xf2ABOR\r\nPWD\r\nAB";
+        let range = find_abort(buf);
+        assert_eq!(range, Some(6..16));
+        assert_eq!(find_abort(b"NOOP\r\nABO"), None);
+        assert_eq!(find_abort(b"abor\n"), Some(0..5));
+    }
 
     #[test]
     fn commands() {

@@ -16,6 +16,6 @@ mod line;
 mod reply;
 
 pub use address::{AddressError, format_epsv, format_pasv, parse_eprt, parse_port};
-pub use command::{Command, ParseError, Prot, TransferType};
-pub use line::{Line, MAX_LINE, next_line};
+pub use command::{Command, ParseError, Prot, TransferType, find_abort};
+pub use line::{Line, MAX_LINE, next_line, strip_telnet};
 pub use reply::Reply;

@@ -32,6 +32,19 @@ pub fn next_line(buf: &[u8]) -> Line<'_> {
     }
 }
 
+/// Drops the Telnet "interrupt process" and "synch" sequences (IAC IP, IAC DM) that
+/// clients put before an urgent ABOR or STAT (RFC 959 §4.1.3), and a lone DM left over
+/// when the urgent byte arrives inline.
+pub fn strip_telnet(mut line: &[u8]) -> &[u8] {
+    loop {
+        match line {
+            [0xff, _, rest @ ..] => line = rest,
+            [0xf2, rest @ ..] => line = rest,
+            _ => return line,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +61,14 @@ mod tests {
         let mut ok = vec![b'a'; MAX_LINE];
         ok.extend_from_slice(b"\r\n");
         assert!(matches!(next_line(&ok), Line::Complete(_, _)));
+    }
+
+    #[test]
+    fn telnet_sequences_before_abor() {
+        assert_eq!(strip_telnet(b"\xff\xf4\xff\xf2ABOR"), b"ABOR");
+        assert_eq!(strip_telnet(b"\xff\xf4\xffABOR"), b"BOR");
+        assert_eq!(strip_telnet(b"\xf2ABOR"), b"ABOR");
+        assert_eq!(strip_telnet(b"\xff"), b"\xff");
+        assert_eq!(strip_telnet(b"NOOP"), b"NOOP");
     }
 }

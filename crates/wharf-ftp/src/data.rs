@@ -66,9 +66,11 @@ impl DataError {
 }
 
 /// Opens the data connection the plan describes.
+/// A passive connection must come from `control_peer` unless `allow_foreign`.
 pub(crate) async fn connect(
     plan: DataPlan,
     control_peer: IpAddr,
+    allow_foreign: bool,
     timeout: Duration,
 ) -> Result<TcpStream, DataError> {
     match plan {
@@ -79,7 +81,7 @@ pub(crate) async fn connect(
                 .map_err(|_| DataError::Timeout)?
                 .map_err(DataError::Io)?;
             let (stream, from) = accepted;
-            if from.ip().to_canonical() != control_peer {
+            if !allow_foreign && from.ip().to_canonical() != control_peer {
                 return Err(DataError::Stolen(from));
             }
             Ok(stream)

@@ -1,10 +1,10 @@
 //! Wharf's FTP service: the control-channel state machine and data channels on tokio, every
 //! file operation through the core session.
 //!
-//! This first version serves plain FTP (RFC 959/2428/3659 commands, passive and active
-//! data channels). Explicit and implicit TLS come next; until then a service must say
-//! `tls = "off"`. Data connections must come from (passive) or go to (active) the control
-//! connection's own peer address, so FTP bounce and port stealing are refused.
+//! Plain FTP, explicit FTPS (`AUTH TLS`, RFC 4217) and implicit FTPS, with a per-service TLS
+//! policy. Data connections must come from (passive) or go to (active) the control
+//! connection's own peer address, so FTP bounce and port stealing are refused; a TLS data
+//! connection must resume the control connection's TLS session.
 //!
 //! It must never touch a file or the store except through [`wharf_core::Session`] and
 //! [`wharf_auth::LocalAuthenticator`].
@@ -14,5 +14,7 @@
 mod data;
 mod server;
 mod session;
+mod stream;
+mod tls;
 
-pub use server::{FtpConfig, FtpService};
+pub use server::{FtpConfig, FtpService, TlsMode};

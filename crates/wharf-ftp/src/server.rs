@@ -11,6 +11,19 @@ use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_types::Protocol;
 
+/// How a service uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain FTP only; AUTH is refused.
+    Off,
+    /// AUTH TLS is offered; plain logins and data are allowed too.
+    Optional,
+    /// No login and no data connection before TLS (AUTH TLS, then PROT P).
+    Required,
+    /// TLS from the first byte (implicit FTPS); data connections must be PROT P.
+    Implicit,
+}
+
 /// One FTP service's settings.
 #[derive(Clone)]
 pub struct FtpConfig {
@@ -32,6 +45,29 @@ pub struct FtpConfig {
     pub max_per_ip: usize,
     /// Allow PORT/EPRT (active mode) to the control peer.
     pub active_mode: bool,
+    /// Let data connections go to, or come from, another address than the control
+    /// connection's (server-to-server "FXP" transfers). Off: FTP bounce and port stealing
+    /// are refused.
+    pub allow_foreign_data: bool,
+    /// The IPv4 address announced in PASV replies (a public address behind NAT).
+    pub passive_address: Option<std::net::Ipv4Addr>,
+    /// TLS policy.
+    pub tls: TlsMode,
+    /// The certificate and key, when `tls` is not `Off`.
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// A TLS data connection must resume the control connection's session.
+    pub require_tls_session_reuse: bool,
+}
+
+impl FtpConfig {
+    /// The protocol recorded for a connection that starts on this service.
+    pub(crate) fn initial_protocol(&self) -> Protocol {
+        if self.tls == TlsMode::Implicit {
+            Protocol::Ftps
+        } else {
+            Protocol::Ftp
+        }
+    }
 }
 
 /// A bound FTP service.
@@ -93,7 +129,7 @@ fn accept(
     let id = format!("{:016x}", rand::random::<u64>());
     let mut refused = Event::new(EventKind::ConnectionRefused);
     refused.service = Some(shared.config.name.clone());
-    refused.protocol = Some(Protocol::Ftp);
+    refused.protocol = Some(shared.config.initial_protocol());
     refused.session = Some(id.clone());
     refused.remote = Some(remote);
     let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {

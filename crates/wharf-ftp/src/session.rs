@@ -1,4 +1,9 @@
 //! One FTP control connection: read a line, run the command through the core, reply.
+//!
+//! The connection may turn to TLS (`AUTH TLS`, or from the first byte on an implicit FTPS
+//! service); from then on every event says `ftps`. Commands are read one line at a time,
+//! capped at [`wharf_ftp_proto::MAX_LINE`], and run in order (pipelining); only ABOR is
+//! looked for while a transfer runs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -6,25 +11,26 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use wharf_auth::Credential;
 use wharf_core::vfs::{Attrs, FileKind};
 use wharf_core::{CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode};
-use wharf_ftp_proto::{
-    Command, Line, Reply, TransferType, format_epsv, format_pasv, next_line, parse_eprt, parse_port,
-};
+use wharf_ftp_proto::{Command, Line, Reply, TransferType, next_line};
+use wharf_net::tls::TlsAcceptor;
 use wharf_types::{Protocol, VirtualPath};
 
-use crate::data::{self, DataPlan};
+use crate::data::DataPlan;
+use crate::server::{Shared, TlsMode};
+use crate::stream::MaybeTls;
 
+mod arrange;
+mod secure;
 mod transfer;
-use crate::server::Shared;
 use transfer::{Listing, listing, mlst, retrieve, stat_file, store};
 
 /// Failed logins before the connection is closed.
 const MAX_LOGIN_FAILURES: u32 = 3;
 
-struct State {
+pub(crate) struct State {
     shared: Arc<Shared>,
     id: String,
     remote: SocketAddr,
@@ -38,7 +44,16 @@ struct State {
     plan: DataPlan,
     epsv_all: bool,
     failures: u32,
-    out: OwnedWriteHalf,
+    control: MaybeTls,
+    /// Bytes read from the control connection and not yet run as commands.
+    input: Vec<u8>,
+    /// This connection's TLS acceptor (its own session store), when the service has TLS.
+    acceptor: Option<TlsAcceptor>,
+    /// The control connection is (or is becoming) TLS.
+    tls_on: bool,
+    pbsz: bool,
+    /// PROT P: data connections are TLS.
+    private_data: bool,
 }
 
 fn core_reply(e: &CoreError) -> Reply {
@@ -57,18 +72,35 @@ fn core_reply(e: &CoreError) -> Reply {
 }
 
 impl State {
+    fn protocol(&self) -> Protocol {
+        if self.tls_on {
+            Protocol::Ftps
+        } else {
+            Protocol::Ftp
+        }
+    }
+
     fn event(&self, kind: EventKind) -> Event {
         let mut e = Event::new(kind);
         e.service = Some(self.shared.config.name.clone());
-        e.protocol = Some(Protocol::Ftp);
+        e.protocol = Some(self.protocol());
         e.session = Some(self.id.clone());
         e.remote = Some(self.remote);
         e.account = self.user.clone();
         e
     }
 
+    /// Sends a reply; false when the client is gone or stopped reading for the idle time.
     async fn send(&mut self, reply: Reply) -> bool {
-        self.out.write_all(&reply.encode()).await.is_ok()
+        let bytes = reply.encode();
+        let write = async {
+            self.control.write_all(&bytes).await?;
+            self.control.flush().await
+        };
+        matches!(
+            tokio::time::timeout(self.shared.config.idle_timeout, write).await,
+            Ok(Ok(()))
+        )
     }
 
     fn path(&self, raw: &[u8]) -> Result<VirtualPath, CoreError> {
@@ -92,7 +124,14 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
         .local_addr()
         .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let (mut input, out) = socket.into_split();
+    // The Telnet synch a client sends as urgent data before ABOR stays in the byte stream.
+    let _ = rustix::net::sockopt::set_socket_oobinline(&socket, true);
+    let config = &shared.config;
+    let acceptor = match (&config.tls_config, config.tls) {
+        (_, TlsMode::Off) | (None, _) => None,
+        (Some(tls), _) => Some(crate::tls::connection_acceptor(tls)),
+    };
+    let implicit = config.tls == TlsMode::Implicit;
     let mut st = State {
         shared: Arc::clone(&shared),
         id,
@@ -107,66 +146,89 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
         plan: DataPlan::None,
         epsv_all: false,
         failures: 0,
-        out,
+        control: MaybeTls::Plain(socket),
+        input: Vec::with_capacity(1024),
+        acceptor,
+        tls_on: implicit,
+        pbsz: false,
+        // Implicit FTPS clients expect protected data without asking (the usage before RFC 4217).
+        private_data: implicit,
     };
     shared.events.emit(st.event(EventKind::ConnectionOpened));
     let login_deadline = tokio::time::Instant::now() + shared.config.login_grace_time;
-    let mut reason = "client quit".to_owned();
-    if st.send(Reply::new(220, "Wharf FTP service ready")).await {
-        let mut buf: Vec<u8> = Vec::with_capacity(1024);
-        'conn: loop {
-            // Run every complete line already buffered (pipelined commands), in order.
-            loop {
-                match next_line(&buf) {
-                    Line::Complete(line, used) => {
-                        let line = line.to_vec();
-                        buf.drain(..used);
-                        if !handle(&mut st, &line).await {
-                            break 'conn;
-                        }
-                    }
-                    Line::Incomplete => break,
-                    Line::TooLong => {
-                        st.shared.events.emit(
-                            st.event(EventKind::ProtocolError)
-                                .failed("command line longer than 4096 bytes"),
-                        );
-                        st.send(Reply::new(500, "command line too long; closing"))
-                            .await;
-                        reason = "line too long".to_owned();
-                        break 'conn;
-                    }
-                }
-            }
-            let deadline = if st.session.is_some() {
-                tokio::time::Instant::now() + shared.config.idle_timeout
-            } else {
-                login_deadline
-            };
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(deadline, input.read(&mut chunk)).await {
-                Err(_) => {
-                    let why = if st.session.is_some() {
-                        "idle timeout"
-                    } else {
-                        "login grace time exceeded"
-                    };
-                    st.send(Reply::new(421, format!("{why}; closing"))).await;
-                    reason = why.to_owned();
-                    break;
-                }
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    reason = "client closed the connection".to_owned();
-                    break;
-                }
-                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
+    let reason = match secure_start(&mut st, implicit, login_deadline).await {
+        Ok(()) => serve_commands(&mut st, login_deadline).await,
+        Err(why) => why,
+    };
+    // A TLS client expects close_notify, not a bare TCP close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), st.control.shutdown()).await;
     let mut closed = st.event(EventKind::ConnectionClosed).message(reason);
     closed.duration_ms = Some(started.elapsed().as_millis() as u64);
     st.session = None;
     shared.events.emit(closed);
+}
+
+/// Implicit FTPS: the TLS handshake comes before the greeting.
+async fn secure_start(
+    st: &mut State,
+    implicit: bool,
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
+    if implicit {
+        secure::handshake_control(st, deadline).await?;
+    }
+    if st.send(Reply::new(220, "Wharf FTP service ready")).await {
+        Ok(())
+    } else {
+        Err("client closed the connection".to_owned())
+    }
+}
+
+/// The command loop; returns why the connection ended.
+async fn serve_commands(st: &mut State, login_deadline: tokio::time::Instant) -> String {
+    loop {
+        // Run every complete line already buffered (pipelined commands), in order.
+        loop {
+            match next_line(&st.input) {
+                Line::Complete(line, used) => {
+                    let line = line.to_vec();
+                    st.input.drain(..used);
+                    if !handle(st, &line).await {
+                        return "client quit".to_owned();
+                    }
+                }
+                Line::Incomplete => break,
+                Line::TooLong => {
+                    st.shared.events.emit(
+                        st.event(EventKind::ProtocolError)
+                            .failed("command line longer than 4096 bytes"),
+                    );
+                    st.send(Reply::new(500, "command line too long; closing"))
+                        .await;
+                    return "line too long".to_owned();
+                }
+            }
+        }
+        let deadline = if st.session.is_some() {
+            tokio::time::Instant::now() + st.shared.config.idle_timeout
+        } else {
+            login_deadline
+        };
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, st.control.read(&mut chunk)).await {
+            Err(_) => {
+                let why = if st.session.is_some() {
+                    "idle timeout"
+                } else {
+                    "login grace time exceeded"
+                };
+                st.send(Reply::new(421, format!("{why}; closing"))).await;
+                return why.to_owned();
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return "client closed the connection".to_owned(),
+            Ok(Ok(n)) => st.input.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// Runs one command; false ends the connection.
@@ -186,6 +248,9 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
             .send(Reply::new(530, "please log in with USER and PASS"))
             .await;
     }
+    if let Some(refusal) = secure::policy_refusal(st, &command) {
+        return st.send(refusal).await;
+    }
     // REST applies to the next command only if that command is a transfer.
     let rest = std::mem::take(&mut st.rest);
     let reply = match command {
@@ -204,25 +269,7 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
         }
         Command::Noop | Command::Allo | Command::Mode | Command::Stru => Reply::new(200, "OK"),
         Command::Syst => Reply::new(215, "UNIX Type: L8"),
-        Command::Feat => Reply::multi(
-            211,
-            [
-                "Features:",
-                "EPRT",
-                "EPSV",
-                "MDTM",
-                "MFMT",
-                "MLST type*;size*;modify*;perm*;unique*;",
-                "REST STREAM",
-                "SIZE",
-                "UTF8",
-                "HASH SHA-256*",
-                "End",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
-        ),
+        Command::Feat => features(st),
         Command::Opts(opt) => {
             let upper = opt.to_ascii_uppercase();
             if upper.starts_with("UTF8")
@@ -236,9 +283,10 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
         }
         Command::Help(_) => Reply::new(214, "see RFC 959; FEAT lists the extensions"),
         Command::Host(_) => Reply::new(220, "OK"),
-        Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
-            Reply::new(502, "TLS is not enabled on this service")
-        }
+        Command::Auth(mechanism) => return secure::auth(st, &mechanism).await,
+        Command::Pbsz(_) => secure::pbsz(st),
+        Command::Prot(level) => secure::prot(st, level),
+        Command::Ccc => secure::ccc(st),
         Command::Pwd => Reply::new(
             257,
             format!(
@@ -259,50 +307,10 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
                 },
             )
         }
-        Command::Pasv => {
-            if st.epsv_all {
-                Reply::new(501, "EPSV ALL was given; use EPSV")
-            } else {
-                match st.local_ip {
-                    IpAddr::V4(ip) => match data::passive_listener(
-                        IpAddr::V4(ip),
-                        &st.shared.config.passive_ports,
-                    )
-                    .await
-                    {
-                        Ok(l) => {
-                            let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-                            st.plan = DataPlan::Passive(l);
-                            Reply::new(227, format_pasv(std::net::SocketAddrV4::new(ip, port)))
-                        }
-                        Err(e) => Reply::new(425, format!("cannot open passive port: {e}")),
-                    },
-                    IpAddr::V6(_) => Reply::new(522, "PASV is IPv4 only; use EPSV (2)"),
-                }
-            }
-        }
-        Command::Epsv { all } => {
-            if all {
-                st.epsv_all = true;
-                Reply::new(200, "EPSV ALL accepted")
-            } else {
-                match data::passive_listener(st.local_ip, &st.shared.config.passive_ports).await {
-                    Ok(l) => {
-                        let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-                        st.plan = DataPlan::Passive(l);
-                        Reply::new(229, format_epsv(port))
-                    }
-                    Err(e) => Reply::new(425, format!("cannot open passive port: {e}")),
-                }
-            }
-        }
-        Command::Port(arg) => active(
-            st,
-            parse_port(&arg)
-                .map(SocketAddr::V4)
-                .map_err(|e| e.to_string()),
-        ),
-        Command::Eprt(arg) => active(st, parse_eprt(&arg).map_err(|e| e.to_string())),
+        Command::Pasv => arrange::pasv(st).await,
+        Command::Epsv { all } => arrange::epsv(st, all).await,
+        Command::Port(arg) => arrange::port(st, &arg),
+        Command::Eprt(arg) => arrange::eprt(st, &arg),
         Command::List(raw) => listing(st, raw, Listing::Long).await,
         Command::Nlst(raw) => listing(st, raw, Listing::Names).await,
         Command::Mlsd(raw) => listing(st, raw, Listing::Facts).await,
@@ -412,6 +420,29 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
     st.send(reply).await
 }
 
+fn features(st: &State) -> Reply {
+    let mut lines: Vec<String> = vec!["Features:".into()];
+    if st.acceptor.is_some() {
+        lines.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);
+    }
+    lines.extend(
+        [
+            "EPRT",
+            "EPSV",
+            "HASH SHA-256*",
+            "MDTM",
+            "MFMT",
+            "MLST type*;size*;modify*;perm*;unique*;",
+            "REST STREAM",
+            "SIZE",
+            "UTF8",
+            "End",
+        ]
+        .map(String::from),
+    );
+    Reply::multi(211, lines)
+}
+
 /// Single-path operations that reply with a plain success.
 enum PathOp {
     Times(i64),
@@ -461,14 +492,14 @@ async fn login(st: &mut State, password: &str) -> bool {
     let result = st
         .shared
         .auth
-        .authenticate(&user, Credential::Password(password), &[Protocol::Ftp])
+        .authenticate(&user, Credential::Password(password), &[st.protocol()])
         .await;
     match result {
         Ok(account) => {
             let info = SessionInfo {
                 id: st.id.clone(),
                 service: st.shared.config.name.clone(),
-                protocol: Protocol::Ftp,
+                protocol: st.protocol(),
                 remote: Some(st.remote),
             };
             st.shared.events.emit(
@@ -527,34 +558,4 @@ async fn change_dir(st: &mut State, raw: &[u8]) -> Reply {
         Ok(_) => Reply::new(550, "not a folder"),
         Err(e) => core_reply(&e),
     }
-}
-
-fn active(st: &mut State, addr: Result<SocketAddr, String>) -> Reply {
-    if !st.shared.config.active_mode {
-        return Reply::new(
-            502,
-            "active mode is disabled on this service; use EPSV or PASV",
-        );
-    }
-    if st.epsv_all {
-        return Reply::new(501, "EPSV ALL was given; use EPSV");
-    }
-    let addr = match addr {
-        Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
-        Err(e) => return Reply::new(501, e),
-    };
-    // Only the control connection's own peer, and no privileged port: no FTP bounce.
-    if addr.ip() != st.remote.ip() || addr.port() < 1024 {
-        st.shared
-            .events
-            .emit(st.event(EventKind::CommandRefused).failed(format!(
-                "data connection to {addr} refused (not the client's address, or a privileged port)"
-            )));
-        return Reply::new(
-            501,
-            format!("data connection to {addr} refused: not your address or a privileged port"),
-        );
-    }
-    st.plan = DataPlan::Active(addr);
-    Reply::new(200, "active data connection arranged")
 }

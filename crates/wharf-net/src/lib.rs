@@ -1,5 +1,6 @@
 //! Listening sockets shared by the protocol front-ends: bind every configured address,
-//! report what was bound, and accept until shutdown.
+//! report what was bound, and accept until shutdown; and the TLS server configuration
+//! (`tls`) the TLS front-ends share.
 //!
 //! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
 //! so every protocol records and compares client addresses the same way. An accept error
@@ -9,6 +10,8 @@
 //! front-end's callback does that.
 
 #![forbid(unsafe_code)]
+
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -140,8 +140,9 @@ pub struct ServiceSection {
     /// IPv4 or IPv6 literal, or a list; `::` listens on both families.
     #[serde(default = "default_address")]
     pub address: Spanned<Addresses>,
-    /// TCP port.
-    pub port: Spanned<u16>,
+    /// TCP port; defaults to 2222 (ssh), 2121 (ftp) or 2990 (ftps-implicit).
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
     /// SSH: banner shown before login.
     #[serde(default)]
     pub banner: Option<String>,
@@ -157,9 +158,18 @@ pub struct ServiceSection {
     /// SSH: authentication attempts per connection.
     #[serde(default = "default_auth_tries")]
     pub max_auth_tries: Spanned<usize>,
-    /// FTP: `off` (plain FTP). `required` and `optional` arrive with FTPS.
+    /// FTP: `required` (default), `optional` or `off`.
     #[serde(default)]
     pub tls: Option<Spanned<String>>,
+    /// FTP: a TLS data connection must resume the control connection's TLS session.
+    #[serde(default = "yes")]
+    pub require_tls_session_reuse: bool,
+    /// FTP: IPv4 address announced in PASV replies (the public address behind NAT).
+    #[serde(default)]
+    pub passive_address: Option<Spanned<String>>,
+    /// FTP: allow data connections to or from another address than the client's (FXP).
+    #[serde(default)]
+    pub allow_foreign_data: bool,
     /// FTP: passive data port range `[first, last]`.
     #[serde(default)]
     pub passive_ports: Option<Spanned<Vec<u16>>>,
@@ -187,6 +197,28 @@ pub struct ServiceSection {
     /// SSH: host key algorithms.
     #[serde(default)]
     pub host_key_algorithms: Option<Spanned<Vec<String>>>,
+}
+
+impl ServiceSection {
+    /// The configured port, or the type's default.
+    pub fn port(&self) -> u16 {
+        match &self.port {
+            Some(p) => *p.get_ref(),
+            None => match self.kind.get_ref().as_str() {
+                "ftp" => 2121,
+                "ftps-implicit" => 2990,
+                _ => 2222,
+            },
+        }
+    }
+
+    /// The FTP TLS policy as written (`required` when absent).
+    pub fn tls_policy(&self) -> &str {
+        self.tls
+            .as_ref()
+            .map(|t| t.get_ref().as_str())
+            .unwrap_or("required")
+    }
 }
 
 fn default_address() -> Spanned<Addresses> {
@@ -400,20 +432,41 @@ impl Loaded {
             }
             match service.kind.get_ref().as_str() {
                 "ssh" => {}
-                "ftp" => match &service.tls {
-                    Some(tls) if tls.get_ref() == "off" => {}
-                    Some(tls) => issue(
-                        tls.span(),
-                        key("tls"),
-                        format!("tls = {:?} is not available yet (FTPS is coming); set tls = \"off\" for plain FTP", tls.get_ref()),
-                    ),
-                    None => issue(
-                        service.kind.span(),
-                        key("tls"),
-                        "FTPS is not available yet, so an ftp service must say tls = \"off\" (plain FTP sends passwords in clear)".into(),
-                    ),
-                },
-                "ftps-implicit" | "http" | "https" | "manager" => issue(
+                "ftp" => {
+                    if !matches!(service.tls_policy(), "required" | "optional" | "off") {
+                        issue(
+                            service.tls.as_ref().map(Spanned::span).unwrap_or(0..0),
+                            key("tls"),
+                            format!(
+                                "tls = {:?} is not a policy; use \"required\", \"optional\" or \"off\"",
+                                service.tls_policy()
+                            ),
+                        );
+                    } else if service.tls_policy() != "off" && self.config.tls.is_none() {
+                        issue(
+                            service.kind.span(),
+                            key("tls"),
+                            "FTPS needs a certificate: add a [tls] section, or set tls = \"off\" for plain FTP".into(),
+                        );
+                    }
+                }
+                "ftps-implicit" => {
+                    if let Some(tls) = &service.tls {
+                        issue(
+                            tls.span(),
+                            key("tls"),
+                            "an ftps-implicit service is always TLS; remove this key".into(),
+                        );
+                    }
+                    if self.config.tls.is_none() {
+                        issue(
+                            service.kind.span(),
+                            key("type"),
+                            "implicit FTPS needs a certificate: add a [tls] section".into(),
+                        );
+                    }
+                }
+                "http" | "https" | "manager" => issue(
                     service.kind.span(),
                     key("type"),
                     format!(
@@ -432,9 +485,11 @@ impl Loaded {
             if let Err(e) = parse_addresses(service.address.get_ref(), 1) {
                 issue(service.address.span(), key("address"), e);
             }
-            if *service.port.get_ref() == 0 {
+            if let Some(port) = &service.port
+                && *port.get_ref() == 0
+            {
                 issue(
-                    service.port.span(),
+                    port.span(),
                     key("port"),
                     "port 0 is not allowed; choose a port such as 2222".into(),
                 );
@@ -477,6 +532,18 @@ impl Loaded {
                     service.data_timeout.span(),
                     key("data_timeout"),
                     "must be at least 1 second".into(),
+                );
+            }
+            if let Some(address) = &service.passive_address
+                && address.get_ref().parse::<std::net::Ipv4Addr>().is_err()
+            {
+                issue(
+                    address.span(),
+                    key("passive_address"),
+                    format!(
+                        "{:?} is not an IPv4 address; PASV announces IPv4 only (EPSV needs no address)",
+                        address.get_ref()
+                    ),
                 );
             }
             if *service.max_per_ip.get_ref() == 0 {

@@ -54,6 +54,32 @@ max_auth_tries = 6
 # ciphers = ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com", "aes256-ctr", "aes192-ctr", "aes128-ctr"]
 # macs = ["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"]
 # host_key_algorithms = ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"]
+
+[[service]]
+name = "ftp"
+type = "ftp"                  # FTP with explicit TLS (AUTH TLS)
+address = "::"
+port = 2121
+tls = "required"              # "required": no login and no data in the clear; "optional"; "off"
+require_tls_session_reuse = true  # a TLS data connection must resume the control connection's session
+idle_timeout = 600
+login_grace_time = 120
+data_timeout = 60             # seconds to wait for a data connection
+max_connections = 256
+max_per_ip = 20
+active_mode = true            # PORT/EPRT, to the client's own address only
+# passive_ports = [50000, 50100]
+# passive_address = "203.0.113.10"  # IPv4 announced in PASV replies when behind NAT
+
+[[service]]
+name = "ftps"
+type = "ftps-implicit"        # TLS from the first byte
+address = "::"
+port = 2990
+idle_timeout = 600
+login_grace_time = 120
+max_connections = 256
+max_per_ip = 20
 "#;
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {

@@ -8,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use wharf_auth::LocalAuthenticator;
 use wharf_core::{Event, EventBus, EventKind};
-use wharf_ftp::{FtpConfig, FtpService};
+use wharf_ftp::{FtpConfig, FtpService, TlsMode};
 use wharf_ssh::{PrivateKey, SshConfig, SshService};
 
 use crate::config::{parse_addresses, secs};
@@ -30,13 +30,29 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut services = tokio::task::JoinSet::new();
     let auth = LocalAuthenticator::new(ctx.store.clone());
+    let tls = match &ctx.loaded.config.tls {
+        Some(section) => Some(
+            wharf_net::tls::server_config(
+                &ctx.loaded.resolve(&section.certificate),
+                &ctx.loaded.resolve(&section.key),
+            )
+            .context("[tls]")?,
+        ),
+        None => None,
+    };
 
     for service in &ctx.loaded.config.services {
         let name = service.name.get_ref().clone();
-        let addresses = parse_addresses(service.address.get_ref(), *service.port.get_ref())
+        let addresses = parse_addresses(service.address.get_ref(), service.port())
             .map_err(anyhow::Error::msg)?;
         let bound = match service.kind.get_ref().as_str() {
-            "ftp" => {
+            "ftp" | "ftps-implicit" => {
+                let mode = match (service.kind.get_ref().as_str(), service.tls_policy()) {
+                    ("ftps-implicit", _) => TlsMode::Implicit,
+                    (_, "off") => TlsMode::Off,
+                    (_, "optional") => TlsMode::Optional,
+                    _ => TlsMode::Required,
+                };
                 let config = FtpConfig {
                     name: name.clone(),
                     addresses,
@@ -52,11 +68,25 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     max_connections: *service.max_connections.get_ref(),
                     max_per_ip: *service.max_per_ip.get_ref(),
                     active_mode: service.active_mode,
+                    allow_foreign_data: service.allow_foreign_data,
+                    passive_address: service
+                        .passive_address
+                        .as_ref()
+                        .and_then(|a| a.get_ref().parse().ok()),
+                    tls: mode,
+                    tls_config: tls.clone(),
+                    require_tls_session_reuse: service.require_tls_session_reuse,
+                };
+                let what = match mode {
+                    TlsMode::Off => "ftp: FTP",
+                    TlsMode::Optional => "ftp: FTP, explicit FTPS",
+                    TlsMode::Required => "ftp: explicit FTPS",
+                    TlsMode::Implicit => "ftps-implicit: implicit FTPS",
                 };
                 FtpService::bind(config).await.map(|b| {
                     let addrs = b.local_addrs();
                     services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
-                    (addrs, "ftp: FTP")
+                    (addrs, what)
                 })
             }
             _ => {
@@ -97,7 +127,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 let _ = writer.await;
                 anyhow::bail!(
                     "service {name}: cannot listen on port {}: {e}",
-                    service.port.get_ref()
+                    service.port()
                 );
             }
         };

@@ -1,27 +1,90 @@
 //! Data transfers of one FTP session: listings, downloads and uploads over the data
 //! connection, each through the core session (which records the events).
+//!
+//! While a transfer runs the control connection is watched for ABOR only; other commands
+//! the client sends meanwhile wait in the input buffer (bounded) and run afterwards.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use wharf_core::vfs::FileKind;
 use wharf_core::{CoreError, ErrorKind, EventKind, WriteMode};
-use wharf_ftp_proto::Reply;
+use wharf_ftp_proto::{MAX_LINE, Reply, find_abort};
 
-use super::{State, core_reply};
+use super::{State, core_reply, secure};
 use crate::data::{self, DataPlan};
+use crate::stream::MaybeTls;
 
 /// Bytes moved per read or write on a data connection.
 const CHUNK: usize = 256 * 1024;
 
-pub(super) async fn open_data(st: &mut State) -> Result<TcpStream, Reply> {
+/// Control bytes held during a transfer; past this the control connection is not read
+/// until the transfer ends.
+const MAX_QUEUED: usize = 2 * (MAX_LINE + 2);
+
+/// What stopped a transfer from the control side.
+pub(super) enum Interrupt {
+    /// The client sent ABOR.
+    Abort,
+    /// The control connection closed or failed.
+    ControlLost,
+}
+
+/// Resolves when the client sends ABOR or the control connection ends.
+async fn interrupted(control: &mut MaybeTls, input: &mut Vec<u8>) -> Interrupt {
+    loop {
+        if let Some(range) = find_abort(input) {
+            input.drain(range);
+            return Interrupt::Abort;
+        }
+        if input.len() >= MAX_QUEUED {
+            std::future::pending::<()>().await;
+        }
+        let mut chunk = [0u8; 1024];
+        match control.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Interrupt::ControlLost,
+            Ok(n) => input.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The replies after an interrupted transfer: 426 for the transfer, then 226 for ABOR.
+async fn after_interrupt(st: &mut State, why: Interrupt) -> Reply {
+    match why {
+        Interrupt::Abort => {
+            st.send(Reply::new(426, "transfer aborted; data connection closed"))
+                .await;
+            Reply::new(226, "ABOR done")
+        }
+        Interrupt::ControlLost => Reply::new(426, "control connection lost"),
+    }
+}
+
+fn interrupt_reason(why: &Interrupt) -> &'static str {
+    match why {
+        Interrupt::Abort => "aborted by the client (ABOR)",
+        Interrupt::ControlLost => "control connection lost",
+    }
+}
+
+/// Makes the arranged data connection (TLS under PROT P); an ABOR meanwhile cancels it.
+pub(super) async fn open_data(st: &mut State) -> Result<MaybeTls, Result<Reply, Interrupt>> {
     let plan = std::mem::replace(&mut st.plan, DataPlan::None);
-    match data::connect(plan, st.remote.ip(), st.shared.config.data_timeout).await {
-        Ok(stream) => Ok(stream),
+    let connect = data::connect(
+        plan,
+        st.remote.ip(),
+        st.shared.config.allow_foreign_data,
+        st.shared.config.data_timeout,
+    );
+    let connected = tokio::select! {
+        c = connect => c,
+        why = interrupted(&mut st.control, &mut st.input) => return Err(Err(why)),
+    };
+    match connected {
+        Ok(stream) => secure::protect_data(st, stream).await.map_err(Ok),
         Err(e) => {
             st.shared
                 .events
                 .emit(st.event(EventKind::ProtocolError).failed(e.message()));
-            Err(Reply::new(425, e.message()))
+            Err(Ok(Reply::new(425, e.message())))
         }
     }
 }
@@ -85,9 +148,19 @@ pub(super) async fn listing(st: &mut State, raw: Option<Vec<u8>>, kind: Listing)
     }
     let mut stream = match open_data(st).await {
         Ok(s) => s,
-        Err(reply) => return reply,
+        Err(Ok(reply)) => return reply,
+        Err(Err(why)) => return after_interrupt(st, why).await,
     };
-    if stream.write_all(text.as_bytes()).await.is_err() || stream.shutdown().await.is_err() {
+    let sent = tokio::select! {
+        r = async {
+            stream.write_all(text.as_bytes()).await?;
+            stream.shutdown().await
+        } => r.is_ok(),
+        why = interrupted(&mut st.control, &mut st.input) => {
+            return after_interrupt(st, why).await;
+        }
+    };
+    if !sent {
         return Reply::new(426, "data connection closed; listing incomplete");
     }
     Reply::new(226, "listing sent")
@@ -170,9 +243,13 @@ pub(super) async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
     }
     let mut stream = match open_data(st).await {
         Ok(s) => s,
-        Err(reply) => {
+        Err(Ok(reply)) => {
             download.fail("no data connection");
             return reply;
+        }
+        Err(Err(why)) => {
+            download.fail(interrupt_reason(&why));
+            return after_interrupt(st, why).await;
         }
     };
     let mut position = offset;
@@ -194,7 +271,14 @@ pub(super) async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
         } else {
             chunk
         };
-        if stream.write_all(&bytes).await.is_err() {
+        let written = tokio::select! {
+            r = stream.write_all(&bytes) => r.is_ok(),
+            why = interrupted(&mut st.control, &mut st.input) => {
+                download.fail(interrupt_reason(&why));
+                return after_interrupt(st, why).await;
+            }
+        };
+        if !written {
             download.fail("data connection closed by the client");
             return Reply::new(426, "data connection closed; transfer aborted");
         }
@@ -241,20 +325,31 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
     }
     let mut stream = match open_data(st).await {
         Ok(s) => s,
-        Err(reply) => {
+        Err(Ok(reply)) => {
             upload.abort("no data connection").await;
             return reply;
+        }
+        Err(Err(why)) => {
+            upload.abort(interrupt_reason(&why)).await;
+            return after_interrupt(st, why).await;
         }
     };
     let mut position = upload.end();
     let mut buf = vec![0u8; CHUNK];
     let mut pending_cr = false;
     loop {
-        let n = match stream.read(&mut buf).await {
+        let read = tokio::select! {
+            r = stream.read(&mut buf) => r,
+            why = interrupted(&mut st.control, &mut st.input) => {
+                upload.abort(interrupt_reason(&why)).await;
+                return after_interrupt(st, why).await;
+            }
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
-            Err(_) => {
-                upload.abort("data connection failed").await;
+            Err(e) => {
+                upload.abort(&format!("data connection failed: {e}")).await;
                 return Reply::new(426, "data connection failed; upload discarded");
             }
         };
@@ -285,6 +380,8 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
         upload.abort(&e.message).await;
         return core_reply(&e);
     }
+    // Answer the client's TLS close_notify with ours; a plain socket just closes.
+    let _ = stream.shutdown().await;
     match upload.commit().await {
         Ok(summary) => Reply::new(
             226,
