@@ -120,6 +120,23 @@ impl FtpService {
     }
 }
 
+/// Tells a refused client why (421) before closing; implicit FTPS clients expect TLS first,
+/// so they only see the close.
+fn turn_away(socket: tokio::net::TcpStream, shared: &Shared, why: &'static str) {
+    if shared.config.tls == TlsMode::Implicit {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut socket = socket;
+        let reply = wharf_ftp_proto::Reply::new(421, why).encode();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncWriteExt::write_all(&mut socket, &reply),
+        )
+        .await;
+    });
+}
+
 fn accept(
     socket: tokio::net::TcpStream,
     remote: SocketAddr,
@@ -134,7 +151,7 @@ fn accept(
     refused.remote = Some(remote);
     let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
         shared.events.emit(refused.failed("too many connections"));
-        drop(socket);
+        turn_away(socket, shared, "too many connections; try again later");
         return;
     };
     {
@@ -146,6 +163,8 @@ fn accept(
             shared
                 .events
                 .emit(refused.failed("too many connections from this address"));
+            drop(per_ip);
+            turn_away(socket, shared, "too many connections from your address");
             return;
         }
         *count += 1;
