@@ -3,7 +3,10 @@
 import ftplib
 import io
 import socket
+import struct
 import subprocess
+import time
+import os
 
 import pytest
 
@@ -133,30 +136,41 @@ def test_commands_before_login_and_bad_input(ftp_server):
     assert [f.readline()[:3] for _ in range(4)] == [b"331", b"230", b"257", b"200"]
 
 
-def test_escapes_rules_and_login_failures(server):
+@pytest.mark.parametrize("mode", ["ftp", "ftps", "implicit"])
+def test_escapes_rules_and_login_failures(server, mode):
+    """The same rules, jail and events on plain FTP, explicit FTPS and implicit FTPS."""
     server.add_ftp_service()
+    protocol = "ftp" if mode == "ftp" else "ftps"
     server.wharf("group", "add", "readers", "--home-template", str(server.homes) + "/${USER}",
                  "--create-home", "--allow", "/**=list,read", check=True)
     home = server.add_account("reader", password=PASSWORD, groups=["readers"])
     server.start()
     home.mkdir(parents=True, exist_ok=True)
     (home / "report.txt").write_text("q3\n")
-    c = server.ftp("reader", PASSWORD)
+    (home / "out").symlink_to("/etc")
+    c = server.ftp_client(mode, "reader", PASSWORD)
     c.cwd("../../..")
     assert c.pwd() == "/"
     with pytest.raises(ftplib.error_perm):
         c.retrbinary("RETR ../../../wharf.toml", lambda b: None)
+    with pytest.raises(ftplib.error_perm):
+        c.retrbinary("RETR out/passwd", lambda b: None)
     with pytest.raises(ftplib.error_perm, match="550"):
         c.storbinary("STOR new.txt", io.BytesIO(b"x"))
     with pytest.raises(ftplib.error_perm, match="550"):
         c.delete("report.txt")
+    got = io.BytesIO()
+    c.retrbinary("RETR report.txt", got.write)
+    assert got.getvalue() == b"q3\n"
     c.quit()
-    assert sorted(p.name for p in home.iterdir()) == ["report.txt"]
-    denied = server.wait_event("permission.denied", protocol="ftp", account="reader")
-    assert denied["attrs"]["verb"] in ("write", "delete")
+    assert sorted(p.name for p in home.iterdir()) == ["out", "report.txt"]
+    server.wait_event("download.finished", protocol=protocol, account="reader", path="/report.txt")
+    verbs = {e["attrs"].get("verb") for e in server.events()
+             if e["name"] == "permission.denied" and e["protocol"] == protocol}
+    assert {"write", "delete"} <= verbs
     with pytest.raises(ftplib.error_perm, match="530"):
-        server.ftp("reader", "wrong-password")
-    failed = server.wait_event("login.failed", protocol="ftp", account="reader")
+        server.ftp_client(mode, "reader", "wrong-password")
+    failed = server.wait_event("login.failed", protocol=protocol, account="reader")
     assert failed["message"] == "wrong password"
     assert "wrong-password" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
 
@@ -196,3 +210,133 @@ def test_refused_stor_does_not_reveal_existence(server):
     c.quit()
     assert replies[0] == replies[1]
     assert (home / "exists.txt").read_text() == "x"
+
+
+def test_abor_with_urgent_telnet_synch(ftp_server):
+    """ftplib's abort() sends ABOR as TCP urgent data with the Telnet IP/Synch prefix."""
+    s = ftp_server
+    random_file(s.home / "big.bin", 64_000_000)
+    c = s.ftp("alice", PASSWORD)
+    conn = c.transfercmd("RETR big.bin")
+    assert len(conn.recv(65536)) > 0
+    assert c.abort().startswith("426")
+    assert c.getresp().startswith("226")
+    conn.close()
+    # An upload stopped by ABOR leaves nothing under its name.
+    conn = c.transfercmd("STOR cut.bin")
+    conn.sendall(os.urandom(500_000))
+    assert c.abort().startswith("426")
+    assert c.getresp().startswith("226")
+    conn.close()
+    assert c.sendcmd("NOOP").startswith("200")
+    c.quit()
+    assert not (s.home / "cut.bin").exists()
+    assert "ABOR" in s.wait_event("download.failed", path="/big.bin")["message"]
+    assert "ABOR" in s.wait_event("upload.failed", path="/cut.bin")["message"]
+
+
+def test_resume_after_a_cut_connection(server):
+    server.add_ftp_service()
+    server.wharf("group", "add", "partners", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--allow", "/**=all", "--upload-mode", "resumable", check=True)
+    home = server.add_account("pat", password=PASSWORD, groups=["partners"])
+    server.start()
+    src = random_file(server.root / "whole.bin", 4_000_000)
+    data = src.read_bytes()
+    # The network fails mid-upload: the data connection is reset. (A clean close would be
+    # the end of the file: FTP's stream mode has no other end-of-file marker.)
+    c = server.ftp("pat", PASSWORD)
+    conn = c.transfercmd("STOR whole.bin")
+    conn.sendall(data[:1_500_000])
+    time.sleep(1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    c.sock.close()
+    server.wait_event("upload.failed", path="/whole.bin", account="pat")
+    kept = (home / "whole.bin").stat().st_size
+    assert 0 < kept <= 1_500_000
+    c = server.ftp("pat", PASSWORD)
+    assert c.size("whole.bin") == kept
+    with open(src, "rb") as f:
+        f.seek(kept)
+        c.storbinary("STOR whole.bin", f, rest=kept)
+    assert sha256(home / "whole.bin") == sha256(src)
+    got = io.BytesIO()
+    c.retrbinary("RETR whole.bin", got.write, rest=2_000_000)
+    assert got.getvalue() == data[2_000_000:]
+    c.quit()
+
+
+def test_stolen_passive_connection_refused(ftp_server):
+    """A connection to the passive port from another address than the client's is refused."""
+    s = ftp_server
+    (s.home / "secret.txt").write_text("payroll\n")
+    c = s.ftp("alice", PASSWORD)
+    host, port = ftplib.parse227(c.sendcmd("PASV"))
+    thief = socket.socket()
+    thief.bind(("127.0.0.2", 0))
+    thief.connect((host, port))
+    c.putcmd("RETR secret.txt")
+    assert c.getresp().startswith("150")
+    with pytest.raises(ftplib.error_temp, match="425"):
+        c.getresp()
+    thief.settimeout(5)
+    assert thief.recv(100) == b""
+    c.quit()
+    stolen = s.wait_event("protocol.error", account="alice")
+    assert "127.0.0.2" in stolen["message"]
+
+
+def test_limits(server):
+    server.add_ftp_service(extra="max_per_ip = 2\nidle_timeout = 2\ndata_timeout = 2")
+    server.add_account("alice", password=PASSWORD)
+    server.start()
+    (server.homes / "alice").mkdir(parents=True, exist_ok=True)
+    first = server.ftp("alice", PASSWORD)
+    second = socket.create_connection(("127.0.0.1", server.ftp_port), timeout=10)
+    assert second.recv(100).startswith(b"220")
+    third = socket.create_connection(("127.0.0.1", server.ftp_port), timeout=10)
+    assert third.makefile("rb").readline().startswith(b"421")
+    refused = server.wait_event("connection.refused")
+    assert "from this address" in refused["message"]
+    # A data connection that never comes: 425 after data_timeout, and an event.
+    first.sendcmd("PASV")
+    first.putcmd("LIST")
+    assert first.getresp().startswith("150")
+    started = time.time()
+    with pytest.raises(ftplib.error_temp, match="425"):
+        first.getresp()
+    assert 1.5 < time.time() - started < 10
+    server.wait_event("protocol.error", account="alice")
+    # Idle: closed with 421 after idle_timeout.
+    time.sleep(3)
+    assert first.getline().startswith("421")
+    server.wait_event("connection.closed", message="idle timeout")
+    second.close()
+    third.close()
+
+
+def test_pasv_flood_and_garbage_stay_bounded(ftp_server):
+    s = ftp_server
+    pid = s.proc.pid
+    c = s.ftp("alice", PASSWORD)
+    c.sendcmd("PASV")
+    before = len(os.listdir(f"/proc/{pid}/fd"))
+    for _ in range(300):
+        c.sendcmd("PASV")
+        c.sendcmd("EPSV")
+    # Each PASV/EPSV replaces the last: the flood holds one listening socket, not 600.
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= before + 2
+    # Binary garbage: the line limit closes that connection; others carry on.
+    junk = socket.create_connection(("127.0.0.1", s.ftp_port), timeout=10)
+    junk.recv(100)
+    try:
+        junk.sendall(bytes(b % 255 + 1 for b in os.urandom(200_000)).replace(b"\n", b"x"))
+    except OSError:
+        pass
+    junk.settimeout(10)
+    reply = junk.recv(1000)
+    assert reply.startswith(b"500")
+    assert c.sendcmd("NOOP").startswith("200")
+    assert c.pwd() == "/"
+    c.quit()

@@ -226,7 +226,12 @@ async fn serve_commands(st: &mut State, login_deadline: tokio::time::Instant) ->
                 return why.to_owned();
             }
             Ok(Ok(0)) | Ok(Err(_)) => return "client closed the connection".to_owned(),
-            Ok(Ok(n)) => st.input.extend_from_slice(&chunk[..n]),
+            Ok(Ok(n)) => {
+                st.input.extend_from_slice(&chunk[..n]);
+                if st.input.last() != Some(&b'\n') {
+                    st.control.read_urgent_tail(&mut st.input);
+                }
+            }
         }
     }
 }

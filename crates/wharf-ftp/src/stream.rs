@@ -29,6 +29,25 @@ impl MaybeTls {
     }
 }
 
+impl MaybeTls {
+    /// After a short read on a plain control connection, picks up bytes the readiness
+    /// tracking would not report: the urgent byte of a Telnet synch (`send(.., MSG_OOB)`
+    /// marks the last byte of `ABOR\r\n` urgent) arrives inline (SO_OOBINLINE) but without
+    /// a new readiness event, so without this the ABOR line would wait for the next packet.
+    pub(crate) fn read_urgent_tail(&self, into: &mut Vec<u8>) {
+        let MaybeTls::Plain(tcp) = self else {
+            return;
+        };
+        let mut tail = [0u8; 512];
+        for _ in 0..4 {
+            match rustix::net::recv(tcp, &mut tail, rustix::net::RecvFlags::DONTWAIT) {
+                Ok((n, _)) if n > 0 => into.extend_from_slice(&tail[..n]),
+                _ => return,
+            }
+        }
+    }
+}
+
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection is being upgraded")
 }

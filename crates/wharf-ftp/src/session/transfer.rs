@@ -41,7 +41,12 @@ async fn interrupted(control: &mut MaybeTls, input: &mut Vec<u8>) -> Interrupt {
         let mut chunk = [0u8; 1024];
         match control.read(&mut chunk).await {
             Ok(0) | Err(_) => return Interrupt::ControlLost,
-            Ok(n) => input.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                input.extend_from_slice(&chunk[..n]);
+                if input.last() != Some(&b'\n') {
+                    control.read_urgent_tail(input);
+                }
+            }
         }
     }
 }
