@@ -6,7 +6,6 @@ import ftplib
 import hashlib
 import io
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -108,7 +107,6 @@ def tree(root):
     }
 
 
-@pytest.mark.skipif(shutil.which("lftp") is None, reason="scripts/test installs lftp")
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
 def test_lftp_mirror_up_and_down(ftps_server, host):
     s = ftps_server
