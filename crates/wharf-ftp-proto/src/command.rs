@@ -436,7 +436,7 @@ mod random_input {
         let words: &[&[u8]] = &[
             b"USER", b"PASS", b"LIST", b"MFMT", b"SITE", b"CHMOD", b"REST", b"EPRT", b"PORT",
             b"TYPE", b"PROT", b"EPSV", b" ", b"-", b"|", b",", b"1", b"9", b"\xff", b"\r\n", b"\n",
-            b"x",
+            b"x", b"ABOR", b"\xf4", b"\xf2", b"AUTH",
         ];
         let mut state: u64 = 0x0123_4567_89ab_cdef;
         for _ in 0..100_000 {
@@ -451,6 +451,9 @@ mod random_input {
                 assert!(used <= line.len() && l.len() < used);
             }
             let _ = Command::parse(&line);
+            if let Some(range) = find_abort(&line) {
+                assert!(range.start < range.end && range.end <= line.len());
+            }
             let text = String::from_utf8_lossy(&line);
             let _ = parse_port(&text);
             let _ = parse_eprt(&text);
