@@ -340,3 +340,66 @@ def test_pasv_flood_and_garbage_stay_bounded(ftp_server):
     assert c.sendcmd("NOOP").startswith("200")
     assert c.pwd() == "/"
     c.quit()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_lftp_mirror_plain(ftp_server, host):
+    s = ftp_server
+    local = s.root / "local"
+    random_file(local / "a.bin", 300_000)
+    random_file(local / "sub" / "b.bin", 50_000)
+    settings = "set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 15; "
+    r = subprocess.run(["lftp", "-c", settings + f"open -u alice,{PASSWORD} -p {s.ftp_port} {host}; "
+                        "mirror -R local remote; mirror remote back"],
+                       capture_output=True, text=True, timeout=120, cwd=s.root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for rel in ["a.bin", "sub/b.bin"]:
+        assert sha256(s.home / "remote" / rel) == sha256(local / rel)
+        assert sha256(s.root / "back" / rel) == sha256(local / rel)
+
+
+def test_ascii_mode_and_appe(ftp_server):
+    s = ftp_server
+    c = s.ftp("alice", PASSWORD)
+    # storlines sends TYPE A and CRLF line ends; the file is stored with LF.
+    c.storlines("STOR notes.txt", io.BytesIO(b"one\ntwo\nthree\n"))
+    assert (s.home / "notes.txt").read_bytes() == b"one\ntwo\nthree\n"
+    raw_lines = []
+    c.sendcmd("TYPE A")
+    conn = c.transfercmd("RETR notes.txt")
+    while chunk := conn.recv(4096):
+        raw_lines.append(chunk)
+    conn.close()
+    c.voidresp()
+    assert b"".join(raw_lines) == b"one\r\ntwo\r\nthree\r\n"
+    # APPE continues a file; the 226 reply carries the SHA-256 of the whole file.
+    c.sendcmd("TYPE I")
+    reply = c.storbinary("APPE notes.txt", io.BytesIO(b"four\n"))
+    whole = b"one\ntwo\nthree\nfour\n"
+    import hashlib
+    assert hashlib.sha256(whole).hexdigest() in reply
+    assert (s.home / "notes.txt").read_bytes() == whole
+    c.quit()
+
+
+def test_passive_address_foreign_data_and_connection_limits(server):
+    server.add_ftp_service(extra='passive_address = "198.51.100.7"\nallow_foreign_data = true\n'
+                                 "max_connections = 3\nmax_per_ip = 2")
+    server.add_account("alice", password=PASSWORD)
+    server.start()
+    c = server.ftp("alice", PASSWORD)
+    # PASV announces the configured public address (nothing connects to it here).
+    assert ftplib.parse227(c.sendcmd("PASV"))[0] == "198.51.100.7"
+    # With allow_foreign_data a PORT to another address is accepted (no transfer follows).
+    assert c.sendcmd("PORT 127,0,0,2,195,80").startswith("200")
+    with pytest.raises(ftplib.error_perm, match="501"):
+        c.sendcmd("PORT 127,0,0,2,0,25")
+    c2 = server.ftp("alice", PASSWORD)
+    c3 = server.ftp("alice", PASSWORD, host="::1")
+    # The fourth control connection exceeds max_connections, whatever its address.
+    fourth = socket.create_connection(("::1", server.ftp_port), timeout=10)
+    assert fourth.makefile("rb").readline().startswith(b"421")
+    refused = server.wait_event("connection.refused", message="too many connections")
+    assert refused["remote"].startswith("[::1]")
+    for client in (c, c2, c3):
+        client.quit()
