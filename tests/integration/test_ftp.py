@@ -119,6 +119,8 @@ def test_bounce_and_privileged_ports_refused(ftp_server):
 def test_commands_before_login_and_bad_input(ftp_server):
     replies = raw(ftp_server, b"RETR x", b"CWD /", b"SITE EXEC /bin/sh", b"LIST", login=False)
     assert all(r.startswith("530") for r in replies[1:])
+    refused = ftp_server.wait_event("command.refused", message="command before login")
+    assert refused.get("account") is None
     replies = raw(ftp_server, b"FROB", b"REST -1", b"TYPE E", b"\xff\xfe", b"NOOP")
     assert [r[:3] for r in replies[3:]] == ["500", "501", "504", "500", "200"]
     sock = socket.create_connection(("127.0.0.1", ftp_server.ftp_port), timeout=10)

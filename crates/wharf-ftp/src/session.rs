@@ -15,12 +15,12 @@ use wharf_auth::Credential;
 use wharf_core::vfs::{Attrs, FileKind};
 use wharf_core::{CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode};
 use wharf_ftp_proto::{Command, Line, Reply, TransferType, next_line};
-use wharf_net::tls::TlsAcceptor;
 use wharf_types::{Protocol, VirtualPath};
 
 use crate::data::DataPlan;
 use crate::server::{Shared, TlsMode};
 use crate::stream::MaybeTls;
+use crate::tls::ConnectionTls;
 
 mod arrange;
 mod secure;
@@ -29,6 +29,9 @@ use transfer::{Listing, listing, mlst, retrieve, stat_file, store};
 
 /// Failed logins before the connection is closed.
 const MAX_LOGIN_FAILURES: u32 = 3;
+
+/// Refused commands recorded per connection.
+const MAX_RECORDED_REFUSALS: u32 = 10;
 
 pub(crate) struct State {
     shared: Arc<Shared>,
@@ -44,11 +47,12 @@ pub(crate) struct State {
     plan: DataPlan,
     epsv_all: bool,
     failures: u32,
+    refusals: u32,
     control: MaybeTls,
     /// Bytes read from the control connection and not yet run as commands.
     input: Vec<u8>,
-    /// This connection's TLS acceptor (its own session store), when the service has TLS.
-    acceptor: Option<TlsAcceptor>,
+    /// This connection's TLS acceptors (its own session store), when the service has TLS.
+    acceptor: Option<ConnectionTls>,
     /// The control connection is (or is becoming) TLS.
     tls_on: bool,
     pbsz: bool,
@@ -129,7 +133,7 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
     let config = &shared.config;
     let acceptor = match (&config.tls_config, config.tls) {
         (_, TlsMode::Off) | (None, _) => None,
-        (Some(tls), _) => Some(crate::tls::connection_acceptor(tls)),
+        (Some(tls), _) => Some(crate::tls::connection_acceptors(tls)),
     };
     let implicit = config.tls == TlsMode::Implicit;
     let mut st = State {
@@ -146,6 +150,7 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
         plan: DataPlan::None,
         epsv_all: false,
         failures: 0,
+        refusals: 0,
         control: MaybeTls::Plain(socket),
         input: Vec::with_capacity(1024),
         acceptor,
@@ -236,19 +241,45 @@ async fn serve_commands(st: &mut State, login_deadline: tokio::time::Instant) ->
     }
 }
 
+/// Records a refused command; only the first few per connection, so a client sending
+/// garbage cannot flood the audit trail.
+fn note_refusal(st: &mut State, kind: EventKind, message: &str) {
+    st.refusals += 1;
+    if st.refusals <= MAX_RECORDED_REFUSALS {
+        let mut message = message.to_owned();
+        if st.refusals == MAX_RECORDED_REFUSALS {
+            message.push_str(" (further refusals on this connection are not recorded)");
+        }
+        st.shared.events.emit(st.event(kind).failed(message));
+    }
+}
+
 /// Runs one command; false ends the connection.
 async fn handle(st: &mut State, line: &[u8]) -> bool {
     let command = match Command::parse(line) {
         Ok(c) => c,
         // Before login every refusal is 530, so nothing about the server's commands leaks.
         Err(_) if st.session.is_none() => {
+            note_refusal(
+                st,
+                EventKind::CommandRefused,
+                "unrecognised command before login",
+            );
             return st
                 .send(Reply::new(530, "please log in with USER and PASS"))
                 .await;
         }
-        Err(e) => return st.send(Reply::new(e.code(), e.to_string())).await,
+        Err(e) => {
+            note_refusal(
+                st,
+                EventKind::ProtocolError,
+                &format!("command refused: {e}"),
+            );
+            return st.send(Reply::new(e.code(), e.to_string())).await;
+        }
     };
     if st.session.is_none() && !command.allowed_before_login() {
+        note_refusal(st, EventKind::CommandRefused, "command before login");
         return st
             .send(Reply::new(530, "please log in with USER and PASS"))
             .await;

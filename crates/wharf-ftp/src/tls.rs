@@ -53,13 +53,29 @@ impl StoresServerSessions for ConnectionSessions {
     }
 }
 
-/// The acceptor for one control connection and its data connections.
-pub(crate) fn connection_acceptor(service: &Arc<ServerConfig>) -> TlsAcceptor {
-    let mut config = ServerConfig::clone(service);
-    config.session_storage = Arc::new(ConnectionSessions::default());
+/// TLS acceptors for one control connection and for its data connections, sharing one
+/// session store.
+#[derive(Clone)]
+pub(crate) struct ConnectionTls {
+    pub(crate) control: TlsAcceptor,
+    pub(crate) data: TlsAcceptor,
+}
+
+/// The acceptors for one control connection and its data connections.
+pub(crate) fn connection_acceptors(service: &Arc<ServerConfig>) -> ConnectionTls {
+    let mut control = ServerConfig::clone(service);
+    control.session_storage = Arc::new(ConnectionSessions::default());
     // Stateful resumption only: a ticket from another connection is meaningless here.
-    config.ticketer = Arc::new(NoTickets);
-    TlsAcceptor::from(Arc::new(config))
+    control.ticketer = Arc::new(NoTickets);
+    let mut data = control.clone();
+    // No new tickets on data connections: the client resumes with the control connection's.
+    // A ticket it never reads would also make its close() a TCP reset, which discards the
+    // end of an upload still unread on our side.
+    data.send_tls13_tickets = 0;
+    ConnectionTls {
+        control: TlsAcceptor::from(Arc::new(control)),
+        data: TlsAcceptor::from(Arc::new(data)),
+    }
 }
 
 #[derive(Debug)]

@@ -95,7 +95,7 @@ pub(super) async fn handshake_control(
 ) -> Result<(), String> {
     let (MaybeTls::Plain(tcp), Some(acceptor)) = (
         std::mem::replace(&mut st.control, MaybeTls::Gone),
-        st.acceptor.clone(),
+        st.acceptor.as_ref().map(|a| a.control.clone()),
     ) else {
         return Err("TLS is not available on this connection".to_owned());
     };
@@ -185,7 +185,7 @@ pub(super) async fn protect_data(st: &State, stream: TcpStream) -> Result<MaybeT
     if !st.private_data {
         return Ok(MaybeTls::Plain(stream));
     }
-    let Some(acceptor) = st.acceptor.clone() else {
+    let Some(acceptor) = st.acceptor.as_ref().map(|a| a.data.clone()) else {
         return Err(Reply::new(425, "TLS is not available on this service"));
     };
     let timeout = st.shared.config.data_timeout;
