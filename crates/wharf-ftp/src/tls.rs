@@ -58,8 +58,15 @@ impl StoresServerSessions for ConnectionSessions {
 #[derive(Clone)]
 pub(crate) struct ConnectionTls {
     pub(crate) control: TlsAcceptor,
-    pub(crate) data: TlsAcceptor,
+    /// Downloads and listings: the client reads to the end, new tickets included.
+    pub(crate) download: TlsAcceptor,
+    /// Uploads: no new tickets (see [`connection_acceptors`]).
+    pub(crate) upload: TlsAcceptor,
 }
+
+/// TLS 1.3 tickets sent on the control connection: as many as a rustls client keeps
+/// (OpenSSL and GnuTLS clients reuse one session for every data connection).
+const CONTROL_TICKETS: usize = 8;
 
 /// The acceptors for one control connection and its data connections.
 pub(crate) fn connection_acceptors(service: &Arc<ServerConfig>) -> ConnectionTls {
@@ -67,14 +74,18 @@ pub(crate) fn connection_acceptors(service: &Arc<ServerConfig>) -> ConnectionTls
     control.session_storage = Arc::new(ConnectionSessions::default());
     // Stateful resumption only: a ticket from another connection is meaningless here.
     control.ticketer = Arc::new(NoTickets);
-    let mut data = control.clone();
-    // No new tickets on data connections: the client resumes with the control connection's.
-    // A ticket it never reads would also make its close() a TCP reset, which discards the
-    // end of an upload still unread on our side.
-    data.send_tls13_tickets = 0;
+    let mut download = control.clone();
+    download.send_tls13_tickets = 2;
+    control.send_tls13_tickets = CONTROL_TICKETS;
+    // An uploading client never reads its data connection, and closing a socket with unread
+    // bytes (a ticket) makes a TCP reset that discards the end of the upload still in its
+    // send buffer. So no tickets there; the client resumes with one it already has.
+    let mut upload = download.clone();
+    upload.send_tls13_tickets = 0;
     ConnectionTls {
         control: TlsAcceptor::from(Arc::new(control)),
-        data: TlsAcceptor::from(Arc::new(data)),
+        download: TlsAcceptor::from(Arc::new(download)),
+        upload: TlsAcceptor::from(Arc::new(upload)),
     }
 }
 

@@ -142,6 +142,13 @@ async fn round_trip(ftp: &mut AsyncRustlsFtpStream, ipv6: bool, name: &str, data
     download.finish().await.unwrap();
     assert_eq!(tail, data[700_000..]);
     assert!(ftp.nlst(None).await.unwrap().iter().any(|n| n == name));
+    // Uploads in a row resume with tickets the client already holds.
+    for i in 0..5 {
+        let part = format!("{name}.{i}");
+        let chunk = &data[i * 1000..(i + 1) * 1000];
+        ftp.put_file(&part, &mut Cursor::new(chunk)).await.unwrap();
+        assert_eq!(ftp.size(&part).await.unwrap(), 1000);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

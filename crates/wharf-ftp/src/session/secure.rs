@@ -115,8 +115,7 @@ pub(super) async fn handshake_control(
                 st.event(EventKind::TlsEstablished)
                     .attr("channel", "control")
                     .attr("version", version)
-                    .attr("cipher", cipher)
-                    .attr("resumed", "false"),
+                    .attr("cipher", cipher),
             );
             st.control = MaybeTls::Tls(Box::new(tls));
             Ok(())
@@ -181,11 +180,22 @@ pub(super) fn ccc(st: &State) -> Reply {
 }
 
 /// The TLS handshake on a data connection under PROT P, with the session-reuse check.
-pub(super) async fn protect_data(st: &State, stream: TcpStream) -> Result<MaybeTls, Reply> {
+pub(super) async fn protect_data(
+    st: &State,
+    stream: TcpStream,
+    upload: bool,
+) -> Result<MaybeTls, Reply> {
     if !st.private_data {
         return Ok(MaybeTls::Plain(stream));
     }
-    let Some(acceptor) = st.acceptor.as_ref().map(|a| a.data.clone()) else {
+    let acceptor = st.acceptor.as_ref().map(|a| {
+        if upload {
+            a.upload.clone()
+        } else {
+            a.download.clone()
+        }
+    });
+    let Some(acceptor) = acceptor else {
         return Err(Reply::new(425, "TLS is not available on this service"));
     };
     let timeout = st.shared.config.data_timeout;

@@ -71,7 +71,11 @@ fn interrupt_reason(why: &Interrupt) -> &'static str {
 }
 
 /// Makes the arranged data connection (TLS under PROT P); an ABOR meanwhile cancels it.
-pub(super) async fn open_data(st: &mut State) -> Result<MaybeTls, Result<Reply, Interrupt>> {
+/// `upload`: the client will send (STOR, APPE, STOU) rather than receive.
+pub(super) async fn open_data(
+    st: &mut State,
+    upload: bool,
+) -> Result<MaybeTls, Result<Reply, Interrupt>> {
     let plan = std::mem::replace(&mut st.plan, DataPlan::None);
     let connect = data::connect(
         plan,
@@ -84,7 +88,7 @@ pub(super) async fn open_data(st: &mut State) -> Result<MaybeTls, Result<Reply, 
         why = interrupted(&mut st.control, &mut st.input) => return Err(Err(why)),
     };
     match connected {
-        Ok(stream) => secure::protect_data(st, stream).await.map_err(Ok),
+        Ok(stream) => secure::protect_data(st, stream, upload).await.map_err(Ok),
         Err(e) => {
             st.shared
                 .events
@@ -151,7 +155,7 @@ pub(super) async fn listing(st: &mut State, raw: Option<Vec<u8>>, kind: Listing)
     {
         return Reply::new(426, "control connection lost");
     }
-    let mut stream = match open_data(st).await {
+    let mut stream = match open_data(st, false).await {
         Ok(s) => s,
         Err(Ok(reply)) => return reply,
         Err(Err(why)) => return after_interrupt(st, why).await,
@@ -246,7 +250,7 @@ pub(super) async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
         download.fail("control connection lost");
         return Reply::new(426, "control connection lost");
     }
-    let mut stream = match open_data(st).await {
+    let mut stream = match open_data(st, false).await {
         Ok(s) => s,
         Err(Ok(reply)) => {
             download.fail("no data connection");
@@ -328,7 +332,7 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
         upload.abort("control connection lost").await;
         return Reply::new(426, "control connection lost");
     }
-    let mut stream = match open_data(st).await {
+    let mut stream = match open_data(st, true).await {
         Ok(s) => s,
         Err(Ok(reply)) => {
             upload.abort("no data connection").await;
