@@ -298,3 +298,33 @@ def test_abor_over_tls(ftps_server):
     tls.close()
     failed = s.wait_event("download.failed", path="/big.bin", protocol="ftps")
     assert "ABOR" in failed["message"]
+
+
+def test_stalled_data_handshake_and_abor_while_waiting(server):
+    port = server.add_ftp_service(tls="required", name="ftps-short", extra="data_timeout = 2")
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "f.txt").write_text("x\n")
+    tls, f, cmd = tls_control(server, port=port)
+    # The data connection comes, but its TLS handshake never starts: 425 after data_timeout.
+    reply = cmd(b"EPSV")
+    data_port = int(reply.split("|||")[1].split("|")[0])
+    silent = socket.create_connection(("127.0.0.1", data_port), timeout=10)
+    tls.sendall(b"RETR f.txt\r\n")
+    assert f.readline().startswith(b"150")
+    started = time.time()
+    assert f.readline().startswith(b"425")
+    assert 1.5 < time.time() - started < 10
+    silent.close()
+    stalled = server.wait_event("tls.failed", account="alice")
+    assert "did not finish in time" in stalled["message"]
+    # ABOR while the server waits for the data connection cancels the wait at once.
+    cmd(b"EPSV")
+    tls.sendall(b"RETR f.txt\r\n")
+    assert f.readline().startswith(b"150")
+    tls.sendall(b"ABOR\r\n")
+    assert f.readline().startswith(b"426")
+    assert f.readline().startswith(b"226")
+    assert cmd(b"NOOP").startswith("200")
+    tls.close()
