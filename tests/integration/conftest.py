@@ -50,6 +50,7 @@ class WharfServer:
         self.port = free_port()
         self.ftps_port = free_port()
         self.implicit_port = free_port()
+        self.https_port = free_port()
         self.proc = None
         self.log = root / "serve.log"
         out = self.wharf("init", str(root), check=True)
@@ -59,6 +60,7 @@ class WharfServer:
         config = config.replace("port = 2222", f"port = {self.port}")
         config = config.replace("port = 2121", f"port = {self.ftps_port}")
         config = config.replace("port = 2990", f"port = {self.implicit_port}")
+        config = config.replace("port = 8443", f"port = {self.https_port}")
         config = config.replace("login_grace_time = 120", "login_grace_time = 5")
         (root / "wharf.toml").write_text(config)
         self.homes = root / "wharf-data" / "homes"

@@ -170,6 +170,18 @@ pub struct ServiceSection {
     /// FTP: allow data connections to or from another address than the client's (FXP).
     #[serde(default)]
     pub allow_foreign_data: bool,
+    /// HTTP: largest upload in bytes.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_size: Spanned<u64>,
+    /// HTTP: seconds a logged-in client may stay idle before logging in again.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: Spanned<u64>,
+    /// HTTP: seconds to receive a request's headers (and keep-alive idle time).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Spanned<u64>,
+    /// HTTP: seconds a request body may stall.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Spanned<u64>,
     /// FTP: passive data port range `[first, last]`.
     #[serde(default)]
     pub passive_ports: Option<Spanned<Vec<u16>>>,
@@ -207,6 +219,8 @@ impl ServiceSection {
             None => match self.kind.get_ref().as_str() {
                 "ftp" => 2121,
                 "ftps-implicit" => 2990,
+                "http" => 8080,
+                "https" => 8443,
                 _ => 2222,
             },
         }
@@ -223,6 +237,18 @@ impl ServiceSection {
 
 fn default_address() -> Spanned<Addresses> {
     Spanned::new(0..0, Addresses::One("::".to_owned()))
+}
+fn default_max_upload() -> Spanned<u64> {
+    Spanned::new(0..0, 10 << 30)
+}
+fn default_session_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 900)
+}
+fn default_header_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+fn default_body_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
 }
 fn default_data_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 60)
@@ -466,7 +492,17 @@ impl Loaded {
                         );
                     }
                 }
-                "http" | "https" | "manager" => issue(
+                "http" => {}
+                "https" => {
+                    if self.config.tls.is_none() {
+                        issue(
+                            service.kind.span(),
+                            key("type"),
+                            "HTTPS needs a certificate: add a [tls] section".into(),
+                        );
+                    }
+                }
+                "manager" => issue(
                     service.kind.span(),
                     key("type"),
                     format!(
@@ -545,6 +581,16 @@ impl Loaded {
                         address.get_ref()
                     ),
                 );
+            }
+            for (field, value) in [
+                ("session_timeout", &service.session_timeout),
+                ("header_timeout", &service.header_timeout),
+                ("body_timeout", &service.body_timeout),
+                ("max_upload_size", &service.max_upload_size),
+            ] {
+                if *value.get_ref() == 0 {
+                    issue(value.span(), key(field), "must be at least 1".into());
+                }
             }
             if *service.max_per_ip.get_ref() == 0 {
                 issue(

@@ -80,6 +80,17 @@ idle_timeout = 600
 login_grace_time = 120
 max_connections = 256
 max_per_ip = 20
+
+[[service]]
+name = "https"
+type = "https"                # REST file API under /api/v1/ (OpenAPI: /api/v1/openapi.json)
+address = "::"
+port = 8443
+max_connections = 256
+max_upload_size = 10737418240 # bytes
+session_timeout = 900         # seconds a logged-in client may stay idle
+header_timeout = 30           # seconds to send request headers (slow clients are cut)
+body_timeout = 60             # seconds a request body may stall
 "#;
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use wharf_auth::LocalAuthenticator;
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_ftp::{FtpConfig, FtpService, TlsMode};
+use wharf_http::{HttpConfig, HttpService};
 use wharf_ssh::{PrivateKey, SshConfig, SshService};
 
 use crate::config::{parse_addresses, secs};
@@ -87,6 +88,31 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     let addrs = b.local_addrs();
                     services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
                     (addrs, what)
+                })
+            }
+            "http" | "https" => {
+                let https = service.kind.get_ref() == "https";
+                let config = HttpConfig {
+                    name: name.clone(),
+                    addresses,
+                    tls: if https { tls.clone() } else { None },
+                    max_connections: *service.max_connections.get_ref(),
+                    header_timeout: secs(&service.header_timeout),
+                    body_timeout: secs(&service.body_timeout),
+                    max_upload_size: *service.max_upload_size.get_ref(),
+                    session_timeout: secs(&service.session_timeout),
+                };
+                HttpService::bind(config).await.map(|b| {
+                    let addrs = b.local_addrs();
+                    services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
+                    (
+                        addrs,
+                        if https {
+                            "https: REST file API"
+                        } else {
+                            "http: REST file API"
+                        },
+                    )
                 })
             }
             _ => {

@@ -1,0 +1,464 @@
+//! The REST file API handlers: list, stat, download (Range, ETag, Repr-Digest), streamed
+//! upload, folder creation, rename, delete, and bearer tokens. Every file operation goes
+//! through the caller's core session, which checks the rules and records the events.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use serde::Deserialize;
+use serde_json::json;
+use wharf_core::vfs::FileKind;
+use wharf_core::{CoreError, ErrorKind, EventKind, Metadata, Session, WriteMode};
+use wharf_types::VirtualPath;
+
+use crate::range::{self, RangeRequest};
+use crate::server::{Conn, Shared};
+
+/// The OpenAPI document, served as it is.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Bytes read from a file per body chunk.
+const CHUNK: usize = 256 * 1024;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// An error answer (boxed: responses are large and errors are the rare path).
+pub(crate) struct ApiError(Box<Response>);
+
+impl From<Response> for ApiError {
+    fn from(response: Response) -> ApiError {
+        ApiError(Box::new(response))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    (status, Json(json!({ "error": message.into() })))
+        .into_response()
+        .into()
+}
+
+fn core_error(e: &CoreError) -> ApiError {
+    let status = match e.kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::AlreadyExists | ErrorKind::NotEmpty => StatusCode::CONFLICT,
+        ErrorKind::IsADirectory | ErrorKind::NotADirectory => StatusCode::CONFLICT,
+        ErrorKind::InvalidPath => StatusCode::BAD_REQUEST,
+        ErrorKind::LimitReached => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.message.clone())
+}
+
+/// The file path a request names, after `prefix`, decoded and checked.
+fn request_path(
+    shared: &Shared,
+    conn: &Conn,
+    session: &Session,
+    uri: &axum::http::Uri,
+    prefix: &str,
+) -> Result<VirtualPath, ApiError> {
+    let rest = uri.path().strip_prefix(prefix).unwrap_or("");
+    let decoded = crate::path::decode(rest).map_err(|e| {
+        shared.events.emit(
+            shared
+                .event(EventKind::ProtocolError, conn)
+                .failed(format!("request path refused: {e}")),
+        );
+        error(StatusCode::BAD_REQUEST, format!("path refused: {e}"))
+    })?;
+    session
+        .resolve(&VirtualPath::root(), decoded.as_bytes())
+        .map_err(|e| core_error(&e))
+}
+
+fn entry_json(name: &str, meta: &Metadata) -> serde_json::Value {
+    let modified = time::OffsetDateTime::from_unix_timestamp(meta.mtime)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    json!({
+        "name": name,
+        "type": if meta.kind == FileKind::Dir { "folder" } else { "file" },
+        "size": meta.size,
+        "modified": modified,
+    })
+}
+
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+pub(crate) async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route; see /api/v1/openapi.json",
+    )
+    .into_response()
+}
+
+pub(crate) async fn token_create(
+    State(shared): State<Arc<Shared>>,
+    Extension(session): Extension<Arc<Session>>,
+) -> Response {
+    let token = shared.sessions.insert_token(session);
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "idle_timeout": shared.config.session_timeout.as_secs(),
+        })),
+    )
+        .into_response()
+}
+
+pub(crate) async fn token_delete(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    match crate::auth::bearer(&headers) {
+        Some(token) if shared.sessions.remove_token(token) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "send the token to revoke as a bearer token",
+        )
+        .into_response(),
+    }
+}
+
+pub(crate) async fn stat(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    request: Request,
+) -> ApiResult {
+    let path = request_path(&shared, &conn, &session, request.uri(), "/api/v1/stat")?;
+    let meta = session
+        .stat(&path, true)
+        .await
+        .map_err(|e| core_error(&e))?;
+    let mut body = entry_json(path.file_name().unwrap_or("/"), &meta);
+    body["path"] = json!(path.as_str());
+    Ok(Json(body).into_response())
+}
+
+pub(crate) async fn files_get(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    request: Request,
+) -> ApiResult {
+    let path = request_path(&shared, &conn, &session, request.uri(), "/api/v1/files")?;
+    let meta = session
+        .stat(&path, true)
+        .await
+        .map_err(|e| core_error(&e))?;
+    if meta.kind == FileKind::Dir {
+        let entries = session.list(&path).await.map_err(|e| core_error(&e))?;
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| entry_json(&e.name, &e.metadata))
+            .collect();
+        return Ok(Json(json!({ "path": path.as_str(), "entries": list })).into_response());
+    }
+    download(
+        &shared,
+        &conn,
+        &session,
+        &path,
+        request.method(),
+        request.headers(),
+    )
+    .await
+}
+
+/// RFC 9530 `Repr-Digest` value for a hex SHA-256.
+fn repr_digest(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    Some(format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(bytes?)
+    ))
+}
+
+async fn download(
+    shared: &Shared,
+    conn: &Conn,
+    session: &Session,
+    path: &VirtualPath,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult {
+    let sha = session.sha256(path).await.map_err(|e| core_error(&e))?;
+    let etag = format!("\"sha256-{}\"", &sha[..32.min(sha.len())]);
+    let mut response_headers = HeaderMap::new();
+    let put = |h: &mut HeaderMap, name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    put(&mut response_headers, header::ETAG, &etag);
+    put(&mut response_headers, header::ACCEPT_RANGES, "bytes");
+    if let Some(digest) = repr_digest(&sha) {
+        put(
+            &mut response_headers,
+            header::HeaderName::from_static("repr-digest"),
+            &digest,
+        );
+    }
+    let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if header_text(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
+    let download = session
+        .open_download(path)
+        .await
+        .map_err(|e| core_error(&e))?;
+    let size = download
+        .metadata()
+        .await
+        .map(|m| m.size)
+        .map_err(|e| core_error(&e))?;
+    // If-Range with another version: the whole file, not a piece of a different one.
+    let range_header = match header_text(header::IF_RANGE) {
+        Some(tag) if tag.trim() != etag => None,
+        _ => header_text(header::RANGE),
+    };
+    let (status, start, end) = match range::parse(range_header, size) {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Partial { start, end } => {
+            put(
+                &mut response_headers,
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{size}"),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, end + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            download.fail("unsatisfiable or multiple byte ranges");
+            shared.events.emit(
+                shared
+                    .event(EventKind::ProtocolError, conn)
+                    .failed(format!("Range refused: {:?}", range_header.unwrap_or(""))),
+            );
+            put(
+                &mut response_headers,
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
+            return Err((StatusCode::RANGE_NOT_SATISFIABLE, response_headers)
+                .into_response()
+                .into());
+        }
+    };
+    put(
+        &mut response_headers,
+        header::CONTENT_TYPE,
+        "application/octet-stream",
+    );
+    put(
+        &mut response_headers,
+        header::CONTENT_LENGTH,
+        &(end - start).to_string(),
+    );
+    if method == Method::HEAD {
+        download.finish();
+        return Ok((status, response_headers).into_response());
+    }
+    let stream = futures_util::stream::unfold(
+        (download, start, end),
+        |(download, position, end)| async move {
+            if position >= end {
+                download.finish();
+                return None;
+            }
+            let want = usize::try_from(end - position).unwrap_or(CHUNK).min(CHUNK);
+            match download.read_at(position, want).await {
+                Ok(chunk) if !chunk.is_empty() => {
+                    let next = position + chunk.len() as u64;
+                    Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(chunk)),
+                        (download, next, end),
+                    ))
+                }
+                Ok(_) => {
+                    download.fail("file shrank during the download");
+                    None
+                }
+                Err(e) => {
+                    download.fail(&e.message);
+                    Some((Err(std::io::Error::other(e.message)), (download, end, end)))
+                }
+            }
+        },
+    );
+    Ok((status, response_headers, Body::from_stream(stream)).into_response())
+}
+
+pub(crate) async fn files_put(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    request: Request,
+) -> ApiResult {
+    let path = request_path(&shared, &conn, &session, request.uri(), "/api/v1/files")?;
+    let max = shared.config.max_upload_size;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        shared.events.emit(
+            shared
+                .event(EventKind::CommandRefused, &conn)
+                .failed(format!(
+                    "upload of {path} larger than max_upload_size ({max} bytes)"
+                )),
+        );
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("uploads are limited to {max} bytes"),
+        ));
+    }
+    let upload = session
+        .open_upload(&path, WriteMode::Create, None)
+        .await
+        .map_err(|e| core_error(&e))?;
+    let mut body = request.into_body();
+    let mut position = 0u64;
+    loop {
+        let frame = match tokio::time::timeout(shared.config.body_timeout, body.frame()).await {
+            Err(_) => {
+                upload.abort("request body stalled").await;
+                return Err(error(StatusCode::REQUEST_TIMEOUT, "request body stalled"));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                upload.abort(&format!("request body failed: {e}")).await;
+                return Err(error(StatusCode::BAD_REQUEST, "request body failed"));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = data.len() as u64;
+        if position + len > max {
+            upload.abort("larger than max_upload_size").await;
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("uploads are limited to {max} bytes"),
+            ));
+        }
+        if let Err(e) = upload.write_at(position, data.to_vec()).await {
+            upload.abort(&e.message).await;
+            return Err(core_error(&e));
+        }
+        position += len;
+    }
+    let summary = upload.commit().await.map_err(|e| core_error(&e))?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({ "path": path.as_str(), "size": position, "sha256": summary.sha256 })),
+    )
+        .into_response();
+    if let Some(digest) = repr_digest(&summary.sha256).and_then(|d| HeaderValue::from_str(&d).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("repr-digest"), digest);
+    }
+    Ok(response)
+}
+
+pub(crate) async fn files_delete(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    request: Request,
+) -> ApiResult {
+    let path = request_path(&shared, &conn, &session, request.uri(), "/api/v1/files")?;
+    let meta = session
+        .stat(&path, false)
+        .await
+        .map_err(|e| core_error(&e))?;
+    let result = if meta.kind == FileKind::Dir {
+        session.rmdir(&path).await
+    } else {
+        session.remove(&path).await
+    };
+    result.map_err(|e| core_error(&e))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn folder_create(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    request: Request,
+) -> ApiResult {
+    let path = request_path(&shared, &conn, &session, request.uri(), "/api/v1/folders")?;
+    session
+        .mkdir(&path, None)
+        .await
+        .map_err(|e| core_error(&e))?;
+    Ok((StatusCode::CREATED, Json(json!({ "path": path.as_str() }))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RenameBody {
+    from: String,
+    to: String,
+}
+
+pub(crate) async fn rename(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    Json(body): Json<RenameBody>,
+) -> ApiResult {
+    let mut paths = Vec::with_capacity(2);
+    for raw in [&body.from, &body.to] {
+        // The same checks as a URL path, on the plain text.
+        let checked = crate::path::decode(&crate::path::encode(raw)).map_err(|e| {
+            shared.events.emit(
+                shared
+                    .event(EventKind::ProtocolError, &conn)
+                    .failed(format!("rename path refused: {e}")),
+            );
+            error(StatusCode::BAD_REQUEST, format!("path refused: {e}"))
+        })?;
+        paths.push(
+            session
+                .resolve(&VirtualPath::root(), checked.as_bytes())
+                .map_err(|e| core_error(&e))?,
+        );
+    }
+    session
+        .rename(&paths[0], &paths[1], false)
+        .await
+        .map_err(|e| core_error(&e))?;
+    Ok(Json(json!({ "from": paths[0].as_str(), "to": paths[1].as_str() })).into_response())
+}

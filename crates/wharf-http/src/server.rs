@@ -1,0 +1,218 @@
+//! The listener: TLS (on HTTPS services), hyper's HTTP/1.1 and HTTP/2 connection handling
+//! with header limits and timeouts, and connection events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{Semaphore, watch};
+use wharf_auth::LocalAuthenticator;
+use wharf_core::{Event, EventBus, EventKind};
+use wharf_net::Listeners;
+use wharf_net::tls::TlsAcceptor;
+use wharf_types::Protocol;
+
+use crate::sessions::Sessions;
+
+/// One HTTP or HTTPS service's settings.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// Service name (for events).
+    pub name: String,
+    /// Addresses to listen on.
+    pub addresses: Vec<SocketAddr>,
+    /// TLS (HTTPS) when set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time to receive a request's headers (also the keep-alive idle time).
+    pub header_timeout: Duration,
+    /// Time between two pieces of a request body.
+    pub body_timeout: Duration,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_size: u64,
+    /// A logged-in client idle this long must log in again.
+    pub session_timeout: Duration,
+}
+
+impl HttpConfig {
+    pub(crate) fn protocol(&self) -> Protocol {
+        if self.tls.is_some() {
+            Protocol::Https
+        } else {
+            Protocol::Http
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_config() -> HttpConfig {
+    HttpConfig {
+        name: "http-test".into(),
+        addresses: Vec::new(),
+        tls: None,
+        max_connections: 1,
+        header_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(5),
+        max_upload_size: 1 << 20,
+        session_timeout: Duration::from_secs(60),
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    pub(crate) config: HttpConfig,
+    pub(crate) auth: LocalAuthenticator,
+    pub(crate) events: EventBus,
+    pub(crate) sessions: Sessions,
+}
+
+impl Shared {
+    pub(crate) fn event(&self, kind: EventKind, conn: &Conn) -> Event {
+        let mut e = Event::new(kind);
+        e.service = Some(self.config.name.clone());
+        e.protocol = Some(self.config.protocol());
+        e.session = Some(conn.id.clone());
+        e.remote = Some(conn.remote);
+        e
+    }
+}
+
+/// The connection a request came on (a request extension).
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: String,
+    pub(crate) remote: SocketAddr,
+}
+
+/// A bound HTTP or HTTPS service.
+pub struct HttpService {
+    config: HttpConfig,
+    listeners: Listeners,
+}
+
+impl HttpService {
+    /// Binds every configured address.
+    pub async fn bind(config: HttpConfig) -> std::io::Result<HttpService> {
+        let listeners = Listeners::bind(&config.addresses).await?;
+        Ok(HttpService { config, listeners })
+    }
+
+    /// The addresses actually bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.local_addrs()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(
+        self,
+        auth: LocalAuthenticator,
+        events: EventBus,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let tls = self.config.tls.clone().map(TlsAcceptor::from);
+        let shared = Arc::new(Shared {
+            sessions: Sessions::new(self.config.session_timeout),
+            config: self.config,
+            auth,
+            events,
+        });
+        let router = crate::routes::router(Arc::clone(&shared));
+        self.listeners
+            .serve(shutdown, move |socket, remote| {
+                let id = format!("{:016x}", rand::random::<u64>());
+                let conn = Conn { id, remote };
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    shared.events.emit(
+                        shared
+                            .event(EventKind::ConnectionRefused, &conn)
+                            .failed("too many connections"),
+                    );
+                    return;
+                };
+                let shared = Arc::clone(&shared);
+                let router = router.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_connection(socket, conn, shared, router, tls).await;
+                });
+            })
+            .await;
+    }
+}
+
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    conn: Conn,
+    shared: Arc<Shared>,
+    router: axum::Router,
+    tls: Option<TlsAcceptor>,
+) {
+    let started = Instant::now();
+    shared
+        .events
+        .emit(shared.event(EventKind::ConnectionOpened, &conn));
+    let service = TowerToHyperService::new(router.layer(axum::Extension(conn.clone())));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_timeout)
+        .max_buf_size(64 * 1024)
+        .max_headers(100);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(64)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let reason = match tls {
+        None => match builder
+            .serve_connection(TokioIo::new(socket), service)
+            .await
+        {
+            Ok(()) => "client closed the connection".to_owned(),
+            Err(e) => format!("connection ended: {e}"),
+        },
+        Some(acceptor) => {
+            match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(socket)).await
+            {
+                Ok(Ok(stream)) => match builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    Ok(()) => "client closed the connection".to_owned(),
+                    Err(e) => format!("connection ended: {e}"),
+                },
+                Ok(Err(e)) => {
+                    let why = format!("TLS handshake failed: {e}");
+                    shared.events.emit(
+                        shared
+                            .event(EventKind::TlsFailed, &conn)
+                            .failed(why.clone()),
+                    );
+                    why
+                }
+                Err(_) => {
+                    let why = "TLS handshake did not finish in time".to_owned();
+                    shared.events.emit(
+                        shared
+                            .event(EventKind::TlsFailed, &conn)
+                            .failed(why.clone()),
+                    );
+                    why
+                }
+            }
+        }
+    };
+    let mut closed = shared
+        .event(EventKind::ConnectionClosed, &conn)
+        .message(reason);
+    closed.duration_ms = Some(started.elapsed().as_millis() as u64);
+    shared.events.emit(closed);
+}

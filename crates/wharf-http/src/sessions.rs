@@ -1,0 +1,123 @@
+//! Logged-in HTTP clients: bearer tokens and a short-lived cache of HTTP Basic credentials,
+//! each holding one core session.
+//!
+//! HTTP is stateless, but the core session (home folder, rules, `session.started`/`ended`)
+//! is not: one is opened per login and kept while it is used. Basic credentials are
+//! remembered only as a salted SHA-256, for a short absolute time, so a script making many
+//! requests does not pay Argon2id each time and a changed password takes effect quickly.
+//!
+//! This module must never hold a password in clear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wharf_core::Session;
+
+/// How long a Basic credential is trusted without checking it again.
+const BASIC_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Logged-in clients held at once; the least recently used goes first beyond this.
+const MAX_SESSIONS: usize = 10_000;
+
+struct Entry {
+    session: Arc<Session>,
+    last_used: Instant,
+    created: Instant,
+    basic: bool,
+}
+
+/// The logged-in clients of one service.
+pub(crate) struct Sessions {
+    entries: Mutex<HashMap<String, Entry>>,
+    idle: Duration,
+    salt: [u8; 32],
+}
+
+impl Sessions {
+    pub(crate) fn new(idle: Duration) -> Sessions {
+        Sessions {
+            entries: Mutex::new(HashMap::new()),
+            idle,
+            salt: rand::random(),
+        }
+    }
+
+    /// The cache key of a Basic credential.
+    pub(crate) fn basic_key(&self, user: &str, password: &str) -> String {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(&self.salt);
+        ctx.update(user.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(password.as_bytes());
+        let digest = ctx.finish();
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("basic:{hex}")
+    }
+
+    /// The session for `key`, if it is still valid; refreshes its idle time.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Session>> {
+        let mut entries = self.entries.lock().ok()?;
+        let now = Instant::now();
+        let entry = entries.get_mut(key)?;
+        let expired = now.duration_since(entry.last_used) > self.idle
+            || (entry.basic && now.duration_since(entry.created) > BASIC_LIFETIME);
+        if expired {
+            entries.remove(key);
+            return None;
+        }
+        entry.last_used = now;
+        Some(Arc::clone(&entry.session))
+    }
+
+    /// Remembers a session under a new random token, which it returns.
+    pub(crate) fn insert_token(&self, session: Arc<Session>) -> String {
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        self.insert(format!("token:{token}"), session, false);
+        token
+    }
+
+    /// Remembers a session under a Basic credential key.
+    pub(crate) fn insert_basic(&self, key: String, session: Arc<Session>) {
+        self.insert(key, session, true);
+    }
+
+    fn insert(&self, key: String, session: Arc<Session>, basic: bool) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let idle = self.idle;
+        entries.retain(|_, e| {
+            now.duration_since(e.last_used) <= idle
+                && !(e.basic && now.duration_since(e.created) > BASIC_LIFETIME)
+        });
+        if entries.len() >= MAX_SESSIONS
+            && let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(
+            key,
+            Entry {
+                session,
+                last_used: now,
+                created: now,
+                basic,
+            },
+        );
+    }
+
+    /// Forgets a token (logout). True when it existed.
+    pub(crate) fn remove_token(&self, token: &str) -> bool {
+        self.entries
+            .lock()
+            .map(|mut e| e.remove(&format!("token:{token}")).is_some())
+            .unwrap_or(false)
+    }
+}

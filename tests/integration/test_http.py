@@ -1,0 +1,225 @@
+"""The REST file API over HTTPS (and HTTP) with curl: uploads, downloads with Range, ETag and
+Repr-Digest, folders, renames, deletes, tokens, the route table, and refused input."""
+
+import base64
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from conftest import free_port, random_file, sha256
+
+PASSWORD = "http-pass-123"
+
+
+@pytest.fixture
+def https_server(server):
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    server.home = home
+    server.base = f"https://127.0.0.1:{server.https_port}/api/v1"
+    return server
+
+
+def curl(*args, auth=("alice", PASSWORD), headers=True):
+    cmd = ["curl", "-sS", "-k", "-g", "--path-as-is"]
+    if auth:
+        cmd += ["-u", f"{auth[0]}:{auth[1]}"]
+    if headers:
+        cmd += ["-D", "-"]
+    result = subprocess.run(cmd + list(args), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def split(raw):
+    """(status, headers dict, body bytes) of `curl -D -` output (last response)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    while body.startswith(b"HTTP/"):
+        head, _, body = body.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def digest_of(data):
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(data).digest()).decode() + ":"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_upload_download_range_and_digests(https_server, host):
+    s = https_server
+    base = f"https://{host}:{s.https_port}/api/v1"
+    src = random_file(s.root / "big.bin", 3_000_000)
+    data = src.read_bytes()
+    status, headers, body = split(curl("-T", str(src), f"{base}/files/in%20box/big.bin"))
+    assert status == 409 or status == 404  # the folder does not exist yet
+    status, _, _ = split(curl("-X", "POST", f"{base}/folders/in%20box"))
+    assert status == 201
+    status, headers, body = split(curl("-T", str(src), f"{base}/files/in%20box/big.bin"))
+    assert status == 201, body
+    assert json.loads(body)["sha256"] == sha256(src)
+    assert headers["repr-digest"] == digest_of(data)
+    assert sha256(s.home / "in box" / "big.bin") == sha256(src)
+    # Download: ETag, Repr-Digest, then a Range resume of a cut download.
+    status, headers, body = split(curl(f"{base}/files/in%20box/big.bin"))
+    assert status == 200 and body == data
+    assert headers["repr-digest"] == digest_of(data) and headers["accept-ranges"] == "bytes"
+    etag = headers["etag"]
+    part = s.root / "part.bin"
+    part.write_bytes(data[:1_234_567])
+    curl("-C", "-", "-o", str(part), f"{base}/files/in%20box/big.bin", headers=False)
+    assert sha256(part) == sha256(src)
+    status, headers, body = split(curl("-r", "100-199", f"{base}/files/in%20box/big.bin"))
+    assert status == 206 and body == data[100:200]
+    assert headers["content-range"] == f"bytes 100-199/{len(data)}"
+    status, _, body = split(curl("-H", f"If-None-Match: {etag}", f"{base}/files/in%20box/big.bin"))
+    assert status == 304 and body == b""
+    # If-Range with a stale tag: the whole file.
+    status, _, body = split(curl("-r", "0-9", "-H", 'If-Range: "stale"', f"{base}/files/in%20box/big.bin"))
+    assert status == 200 and len(body) == len(data)
+    # Range abuse: several (overlapping) ranges, or one past the end: 416 and an event.
+    status, headers, _ = split(curl("-r", "0-100,50-150,0-", f"{base}/files/in%20box/big.bin"))
+    assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+    status, _, _ = split(curl("-r", "5000000-", f"{base}/files/in%20box/big.bin"))
+    assert status == 416
+    s.wait_event("protocol.error", protocol="https")
+    up = s.wait_event("upload.finished", path="/in box/big.bin", protocol="https", account="alice")
+    assert up["sha256"] == sha256(src)
+    assert up["remote"].rsplit(":", 1)[0].strip("[]") == host.strip("[]")
+
+
+def test_folders_rename_delete_stat_and_listing(https_server):
+    s = https_server
+    base = s.base
+    (s.home / "a.txt").write_text("alpha\n")
+    status, _, body = split(curl(f"{base}/files"))
+    listing = json.loads(body)
+    assert status == 200 and [e["name"] for e in listing["entries"]] == ["a.txt"]
+    assert listing["entries"][0]["size"] == 6 and listing["entries"][0]["type"] == "file"
+    status, _, body = split(curl("-X", "POST", "-H", "Content-Type: application/json",
+                                 "-d", json.dumps({"from": "/a.txt", "to": "/ü b.txt"}), f"{base}/rename"))
+    assert status == 200, body
+    assert (s.home / "ü b.txt").read_text() == "alpha\n"
+    status, _, body = split(curl(f"{base}/stat/%C3%BC%20b.txt"))
+    assert status == 200 and json.loads(body)["size"] == 6
+    status, _, _ = split(curl("-X", "DELETE", f"{base}/files/%C3%BC%20b.txt"))
+    assert status == 204 and not (s.home / "ü b.txt").exists()
+    status, _, _ = split(curl(f"{base}/stat/nothing-here"))
+    assert status == 404
+    for name in ["entry.renamed", "file.deleted", "folder.listed"]:
+        s.wait_event(name, protocol="https", account="alice")
+
+
+def test_rules_and_login_failures(server):
+    server.wharf("group", "add", "readers", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--allow", "/**=list,read", check=True)
+    home = server.add_account("reader", password=PASSWORD, groups=["readers"])
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "report.txt").write_text("q3\n")
+    base = f"https://127.0.0.1:{server.https_port}/api/v1"
+    auth = ("reader", PASSWORD)
+    status, _, body = split(curl(f"{base}/files/report.txt", auth=auth))
+    assert status == 200 and body == b"q3\n"
+    src = random_file(server.root / "x.bin", 1000)
+    status, _, _ = split(curl("-T", str(src), f"{base}/files/new.bin", auth=auth))
+    assert status == 403
+    status, _, _ = split(curl("-X", "DELETE", f"{base}/files/report.txt", auth=auth))
+    assert status == 403
+    assert sorted(p.name for p in home.iterdir()) == ["report.txt"]
+    verbs = set()
+    for _ in range(50):
+        verbs = {e["attrs"].get("verb") for e in server.events()
+                 if e["name"] == "permission.denied" and e["protocol"] == "https"}
+        if {"write", "delete"} <= verbs:
+            break
+    assert {"write", "delete"} <= verbs
+    status, headers, _ = split(curl(f"{base}/files", auth=("reader", "wrong")))
+    assert status == 401 and headers["www-authenticate"].startswith("Basic")
+    failed = server.wait_event("login.failed", protocol="https", account="reader")
+    assert failed["message"] == "wrong password"
+
+
+def test_tokens(https_server):
+    s = https_server
+    status, _, body = split(curl("-X", "POST", f"{s.base}/token"))
+    assert status == 201
+    token = json.loads(body)["token"]
+    bearer = ["-H", f"Authorization: Bearer {token}"]
+    status, _, _ = split(curl(*bearer, f"{s.base}/files", auth=None))
+    assert status == 200
+    status, _, _ = split(curl("-X", "DELETE", *bearer, f"{s.base}/token", auth=None))
+    assert status == 204
+    status, _, _ = split(curl(*bearer, f"{s.base}/files", auth=None))
+    assert status == 401
+
+
+def test_route_table_walk(https_server):
+    """Every operation of the OpenAPI document: public ones answer without credentials,
+    every other one answers 401 without them and something other than 401/405 with them."""
+    s = https_server
+    status, _, body = split(curl(f"{s.base}/openapi.json", auth=None))
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["paths"]
+    for path, ops in doc["paths"].items():
+        url = f"https://127.0.0.1:{s.https_port}" + path.replace("{path}", "walk.txt")
+        for method, op in ops.items():
+            public = op.get("security") == []
+            extra = ["-X", method.upper()]
+            if method in ("put", "post"):
+                extra += ["-d", "{}", "-H", "Content-Type: application/json"]
+            status, _, _ = split(curl(*extra, url, auth=None))
+            assert (status != 401) if public else (status == 401), (method, path, status)
+            if not public:
+                status, _, _ = split(curl(*extra, url))
+                assert status not in (401, 405), (method, path, status)
+
+
+def test_encoded_traversal_refused(https_server):
+    s = https_server
+    (s.root / "secret.txt").write_text("outside the home\n")
+    for evil in ["../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", "..;/secret.txt",
+                 "%252e%252e/secret.txt", "%c0%ae%c0%ae/secret.txt", "..%5csecret.txt",
+                 "a/%2e%2e/%2e%2e/secret.txt", "%00secret.txt"]:
+        status, _, body = split(curl(f"{s.base}/files/{evil}"))
+        assert status == 400, (evil, status)
+        assert b"outside the home" not in body
+    refused = s.wait_event("protocol.error", protocol="https")
+    assert "path refused" in refused["message"]
+
+
+def test_upload_limit_and_plain_http(server):
+    port = free_port()
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write(f"""
+[[service]]
+name = "http"
+type = "http"
+address = ["127.0.0.1", "::1"]
+port = {port}
+max_upload_size = 100000
+""")
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    base = f"http://[::1]:{port}/api/v1"
+    small = random_file(server.root / "small.bin", 50_000)
+    status, _, body = split(curl("-T", str(small), f"{base}/files/small.bin"))
+    assert status == 201 and json.loads(body)["sha256"] == sha256(small)
+    big = random_file(server.root / "big.bin", 300_000)
+    status, _, _ = split(curl("-T", str(big), f"{base}/files/big.bin"))
+    assert status == 413
+    # Streamed without a length: cut at the limit, nothing kept.
+    status, _, _ = split(curl("--data-binary", f"@{big}", "-X", "PUT", "-H",
+                              "Transfer-Encoding: chunked", f"{base}/files/piped.bin"))
+    assert status == 413
+    assert sorted(p.name for p in home.iterdir()) == ["small.bin"]
+    server.wait_event("upload.finished", protocol="http", path="/small.bin")
