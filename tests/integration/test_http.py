@@ -223,3 +223,59 @@ max_upload_size = 100000
     assert status == 413
     assert sorted(p.name for p in home.iterdir()) == ["small.bin"]
     server.wait_event("upload.finished", protocol="http", path="/small.bin")
+
+
+def test_security_headers_redirect_and_malformed_requests(server):
+    port = free_port()
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write(f"""
+[[service]]
+name = "http-redirect"
+type = "http"
+address = ["127.0.0.1", "::1"]
+port = {port}
+redirect_to_https = {server.https_port}
+header_timeout = 2
+""")
+    server.add_account("alice", password=PASSWORD)
+    server.start()
+    status, headers, _ = split(curl(f"http://[::1]:{port}/api/v1/files/a%20b?x=1", auth=None))
+    assert status == 308
+    assert headers["location"] == f"https://[::1]:{server.https_port}/api/v1/files/a%20b?x=1"
+    status, headers, _ = split(curl(f"https://127.0.0.1:{server.https_port}/api/v1/files"))
+    assert status == 200
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["strict-transport-security"].startswith("max-age=")
+    # Oversized and malformed requests are answered by the HTTP layer and recorded.
+    status, _, _ = split(curl("-H", "X-Big: " + "a" * 70_000, f"https://127.0.0.1:{server.https_port}/api/v1/files"))
+    assert status == 431
+    many = []
+    for i in range(150):
+        many += ["-H", f"X-H{i}: v"]
+    status, _, _ = split(curl(*many, f"https://127.0.0.1:{server.https_port}/api/v1/files"))
+    assert status == 431
+    import socket
+    import ssl
+    from conftest import tls_client_context
+    raw = tls_client_context().wrap_socket(socket.create_connection(("127.0.0.1", server.https_port)),
+                                           server_hostname="localhost")
+    raw.sendall(b"GET /api/v1/files HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    assert raw.recv(100).startswith(b"HTTP/1.1 400")
+    raw.close()
+    refused = server.wait_event("protocol.error", protocol="https")
+    assert "request refused" in refused["message"]
+    # Slowloris: headers that never end are cut at header_timeout.
+    import time
+    slow = socket.create_connection(("127.0.0.1", port), timeout=15)
+    slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    started = time.time()
+    try:
+        while slow.recv(1000):
+            pass
+    except OSError:
+        pass
+    assert time.time() - started < 10
+    slow_event = server.wait_event("protocol.error", protocol="http")
+    assert "timeout" in slow_event["message"] or "timed out" in slow_event["message"]

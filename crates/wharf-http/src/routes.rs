@@ -117,6 +117,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     public
         .merge(account)
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            crate::headers::redirect_to_https,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            crate::headers::security_headers,
+        ))
         .with_state(shared)
 }
 

@@ -36,6 +36,8 @@ pub struct HttpConfig {
     pub max_upload_size: u64,
     /// A logged-in client idle this long must log in again.
     pub session_timeout: Duration,
+    /// HTTP only: answer every request with a redirect to HTTPS on this port.
+    pub redirect_to_https: Option<u16>,
 }
 
 impl HttpConfig {
@@ -59,6 +61,7 @@ pub(crate) fn test_config() -> HttpConfig {
         body_timeout: Duration::from_secs(5),
         max_upload_size: 1 << 20,
         session_timeout: Duration::from_secs(60),
+        redirect_to_https: None,
     }
 }
 
@@ -146,6 +149,28 @@ impl HttpService {
     }
 }
 
+/// Why a connection ended; malformed, oversized or too slow requests (which hyper answers
+/// with 400, 431 or 408 before any route runs) are recorded as `protocol.error`.
+fn ended(
+    shared: &Shared,
+    conn: &Conn,
+    result: Result<(), Box<dyn std::error::Error + Send + Sync>>,
+) -> String {
+    let Err(e) = result else {
+        return "client closed the connection".to_owned();
+    };
+    if let Some(h) = e.downcast_ref::<hyper::Error>()
+        && (h.is_parse() || h.is_parse_too_large() || h.is_timeout())
+    {
+        shared.events.emit(
+            shared
+                .event(EventKind::ProtocolError, conn)
+                .failed(format!("request refused: {h}")),
+        );
+    }
+    format!("connection ended: {e}")
+}
+
 async fn serve_connection(
     socket: tokio::net::TcpStream,
     conn: Conn,
@@ -172,23 +197,23 @@ async fn serve_connection(
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let reason = match tls {
-        None => match builder
-            .serve_connection(TokioIo::new(socket), service)
-            .await
-        {
-            Ok(()) => "client closed the connection".to_owned(),
-            Err(e) => format!("connection ended: {e}"),
-        },
+        None => ended(
+            &shared,
+            &conn,
+            builder
+                .serve_connection(TokioIo::new(socket), service)
+                .await,
+        ),
         Some(acceptor) => {
             match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(socket)).await
             {
-                Ok(Ok(stream)) => match builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    Ok(()) => "client closed the connection".to_owned(),
-                    Err(e) => format!("connection ended: {e}"),
-                },
+                Ok(Ok(stream)) => ended(
+                    &shared,
+                    &conn,
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await,
+                ),
                 Ok(Err(e)) => {
                     let why = format!("TLS handshake failed: {e}");
                     shared.events.emit(

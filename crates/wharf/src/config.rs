@@ -182,6 +182,9 @@ pub struct ServiceSection {
     /// HTTP: seconds a request body may stall.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Spanned<u64>,
+    /// HTTP: redirect every request to HTTPS on this port.
+    #[serde(default)]
+    pub redirect_to_https: Option<Spanned<u16>>,
     /// FTP: passive data port range `[first, last]`.
     #[serde(default)]
     pub passive_ports: Option<Spanned<Vec<u16>>>,
@@ -517,6 +520,15 @@ impl Loaded {
                         "unknown service type {other:?}; use ssh, ftp, ftps-implicit, http, https or manager"
                     ),
                 ),
+            }
+            if let Some(port) = &service.redirect_to_https
+                && service.kind.get_ref() != "http"
+            {
+                issue(
+                    port.span(),
+                    key("redirect_to_https"),
+                    "redirect_to_https applies to an http service only".into(),
+                );
             }
             if let Err(e) = parse_addresses(service.address.get_ref(), 1) {
                 issue(service.address.span(), key("address"), e);

@@ -101,6 +101,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     body_timeout: secs(&service.body_timeout),
                     max_upload_size: *service.max_upload_size.get_ref(),
                     session_timeout: secs(&service.session_timeout),
+                    redirect_to_https: service.redirect_to_https.as_ref().map(|p| *p.get_ref()),
                 };
                 HttpService::bind(config).await.map(|b| {
                     let addrs = b.local_addrs();
