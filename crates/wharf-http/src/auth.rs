@@ -1,11 +1,16 @@
-//! The account layer in front of every account-only route: HTTP Basic or a bearer token,
-//! resolved to a core session, or 401.
+//! The account layer in front of every account-only route: a bearer token, a browser
+//! session cookie, or HTTP Basic, resolved to a core session; or 401 (a redirect to the
+//! login page for browser pages).
+//!
+//! State-changing requests are refused (403 and an event) when they come from another
+//! origin (`Origin` header), and, on a cookie session, when they do not echo the session's
+//! CSRF token in `X-CSRF-Token`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -27,7 +32,70 @@ pub(crate) fn unauthorized(message: &str) -> Response {
         .into_response()
 }
 
-/// Middleware: puts the caller's `Arc<Session>` into the request, or answers 401.
+/// The CSRF token of the browser session a request came with (a request extension).
+#[derive(Clone)]
+pub(crate) struct Csrf(pub(crate) String);
+
+/// The session cookie's name: `__Host-` on HTTPS, so it can only be set by this origin.
+pub(crate) fn cookie_name(https: bool) -> &'static str {
+    if https { "__Host-wharf" } else { "wharf" }
+}
+
+/// The value of cookie `name`, if sent.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// True when a state-changing request names another origin than the one it reached.
+pub(crate) fn cross_origin(shared: &Shared, request: &Request) -> bool {
+    if !changes_state(request.method()) {
+        return false;
+    }
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let scheme = if shared.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    origin != format!("{scheme}://{host}")
+}
+
+fn forbidden(shared: &Shared, conn: &Conn, why: &str) -> Response {
+    shared.events.emit(
+        shared
+            .event(EventKind::CommandRefused, conn)
+            .failed(why.to_owned()),
+    );
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
+}
+
+/// Middleware: puts the caller's `Arc<Session>` into the request, or refuses it.
 pub(crate) async fn require_account(
     State(shared): State<Arc<Shared>>,
     mut request: Request,
@@ -36,12 +104,48 @@ pub(crate) async fn require_account(
     let Some(conn) = request.extensions().get::<Conn>().cloned() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    if cross_origin(&shared, &request) {
+        return forbidden(&shared, &conn, "request from another origin refused");
+    }
+    let name = cookie_name(shared.config.tls.is_some());
+    if bearer(request.headers()).is_none()
+        && let Some(value) = cookie(request.headers(), name)
+    {
+        let Some(browser) = shared.sessions.get_cookie(value) else {
+            return login_again(&request);
+        };
+        let echoed = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok());
+        if changes_state(request.method()) && echoed != Some(browser.csrf.as_str()) {
+            return forbidden(&shared, &conn, "missing or wrong CSRF token");
+        }
+        request.extensions_mut().insert(browser.session);
+        request.extensions_mut().insert(Csrf(browser.csrf));
+        return next.run(request).await;
+    }
     match authenticate(&shared, &conn, request.headers()).await {
         Ok(session) => {
             request.extensions_mut().insert(session);
             next.run(request).await
         }
+        Err(_) if is_page(&request) => login_again(&request),
         Err(response) => response,
+    }
+}
+
+/// Browser pages (as opposed to the API) send people to the login page.
+fn is_page(request: &Request) -> bool {
+    let path = request.uri().path();
+    path.starts_with("/browse") || path == "/logout"
+}
+
+fn login_again(request: &Request) -> Response {
+    if is_page(request) {
+        (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response()
+    } else {
+        unauthorized("session expired; log in again")
     }
 }
 
@@ -53,6 +157,57 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
+}
+
+/// Checks a user name and password: the events, the failure delay, and a new core session.
+pub(crate) async fn log_in(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    user: &str,
+    password: &str,
+) -> Result<Arc<Session>, Response> {
+    let user: String = user.chars().take(64).collect();
+    let protocol = shared.config.protocol();
+    match shared
+        .auth
+        .authenticate(&user, Credential::Password(password), &[protocol])
+        .await
+    {
+        Ok(account) => {
+            let mut ok = shared
+                .event(EventKind::LoginSucceeded, conn)
+                .attr("method", "password");
+            ok.account = Some(user.clone());
+            shared.events.emit(ok);
+            let info = SessionInfo {
+                id: conn.id.clone(),
+                service: shared.config.name.clone(),
+                protocol,
+                remote: Some(conn.remote),
+            };
+            let session = Session::open(account, info, shared.events.clone())
+                .await
+                .map_err(|e| {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({ "error": e.message })),
+                    )
+                        .into_response()
+                })?;
+            Ok(Arc::new(session))
+        }
+        Err(failure) => {
+            let mut failed = shared
+                .event(EventKind::LoginFailed, conn)
+                .failed(failure.reason())
+                .attr("method", "password");
+            failed.account = Some(user);
+            shared.events.emit(failed);
+            // Slows guessing, as the other protocols do.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err(unauthorized("login incorrect"))
+        }
+    }
 }
 
 async fn authenticate(
@@ -97,48 +252,7 @@ async fn authenticate(
     if let Some(session) = shared.sessions.get(&key) {
         return Ok(session);
     }
-    let user: String = user.chars().take(64).collect();
-    let protocol = shared.config.protocol();
-    match shared
-        .auth
-        .authenticate(&user, Credential::Password(password), &[protocol])
-        .await
-    {
-        Ok(account) => {
-            let mut ok = shared
-                .event(EventKind::LoginSucceeded, conn)
-                .attr("method", "password");
-            ok.account = Some(user.clone());
-            shared.events.emit(ok);
-            let info = SessionInfo {
-                id: conn.id.clone(),
-                service: shared.config.name.clone(),
-                protocol,
-                remote: Some(conn.remote),
-            };
-            let session = Session::open(account, info, shared.events.clone())
-                .await
-                .map_err(|e| {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({ "error": e.message })),
-                    )
-                        .into_response()
-                })?;
-            let session = Arc::new(session);
-            shared.sessions.insert_basic(key, Arc::clone(&session));
-            Ok(session)
-        }
-        Err(failure) => {
-            let mut failed = shared
-                .event(EventKind::LoginFailed, conn)
-                .failed(failure.reason())
-                .attr("method", "password");
-            failed.account = Some(user);
-            shared.events.emit(failed);
-            // Slows guessing, as the other protocols do.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Err(unauthorized("login incorrect"))
-        }
-    }
+    let session = log_in(shared, conn, user, password).await?;
+    shared.sessions.insert_basic(key, Arc::clone(&session));
+    Ok(session)
 }

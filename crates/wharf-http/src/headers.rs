@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::server::Shared;
 
-/// Adds the security headers: nothing may be framed, sniffed, or load anything (the API
-/// serves data, never pages); TLS is remembered on HTTPS.
+/// Adds the security headers: nothing may be framed or sniffed; API answers may load
+/// nothing, pages only their own script and style; TLS is remembered on HTTPS.
 pub(crate) async fn security_headers(
     State(shared): State<Arc<Shared>>,
     request: Request,
@@ -18,12 +18,17 @@ pub(crate) async fn security_headers(
 ) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    // Pages set their own policy (their script and style); everything else loads nothing.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        );
+    }
     let fixed = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
         (

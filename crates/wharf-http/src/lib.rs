@@ -1,5 +1,5 @@
-//! Wharf's HTTP and HTTPS file service: the REST file API under `/api/v1/`, every file
-//! operation through the core session.
+//! Wharf's HTTP and HTTPS file service: the browser web client and the REST file API under
+//! `/api/v1/`, every file operation through the core session.
 //!
 //! Routes are declared once in [`routes`], each classed as public or account-only; the
 //! account layer authenticates (HTTP Basic or a bearer token) before any account-only
@@ -20,5 +20,6 @@ pub mod range;
 mod routes;
 mod server;
 mod sessions;
+mod web;
 
 pub use server::{HttpConfig, HttpService};

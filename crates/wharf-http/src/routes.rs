@@ -10,8 +10,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::MethodRouter;
 
-use crate::api;
 use crate::server::Shared;
+use crate::{api, web};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,41 @@ pub(crate) struct Route {
 
 /// The whole surface of the service.
 pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        path: "/",
+        methods: &["GET"],
+        access: Access::Public,
+    },
+    Route {
+        path: "/login",
+        methods: &["GET", "POST"],
+        access: Access::Public,
+    },
+    Route {
+        path: "/static/app.js",
+        methods: &["GET"],
+        access: Access::Public,
+    },
+    Route {
+        path: "/static/app.css",
+        methods: &["GET"],
+        access: Access::Public,
+    },
+    Route {
+        path: "/logout",
+        methods: &["POST"],
+        access: Access::Account,
+    },
+    Route {
+        path: "/browse/",
+        methods: &["GET"],
+        access: Access::Account,
+    },
+    Route {
+        path: "/browse/{path}",
+        methods: &["GET"],
+        access: Access::Account,
+    },
     Route {
         path: "/api/v1/openapi.json",
         methods: &["GET"],
@@ -76,6 +111,12 @@ fn with_handler(
     method: &str,
 ) -> MethodRouter<Arc<Shared>> {
     match (path, method) {
+        ("/", "GET") => methods.get(web::index),
+        ("/login", "GET") => methods.get(web::login_page),
+        ("/login", "POST") => methods.post(web::login_submit),
+        ("/static/app.js" | "/static/app.css", "GET") => methods.get(web::asset),
+        ("/logout", "POST") => methods.post(web::logout),
+        ("/browse/" | "/browse/{path}", "GET") => methods.get(web::browse),
         ("/api/v1/openapi.json", "GET") => methods.get(api::openapi),
         ("/api/v1/token", "POST") => methods.post(api::token_create),
         ("/api/v1/token", "DELETE") => methods.delete(api::token_delete),
@@ -170,14 +211,25 @@ mod tests {
                     .await
                     .expect("response")
                     .status();
-                // Before login an account-only path answers 401 whatever the method, so
-                // nothing about it is revealed.
-                let expected = match route.access {
-                    Access::Account => StatusCode::UNAUTHORIZED,
-                    Access::Public if route.methods.contains(&method) => StatusCode::OK,
-                    Access::Public => StatusCode::METHOD_NOT_ALLOWED,
-                };
-                assert_eq!(status, expected, "{method} {uri}");
+                // Before login an account-only path answers 401 (pages: a redirect to the
+                // login page) whatever the method, so nothing about it is revealed.
+                match route.access {
+                    Access::Account if route.path.starts_with("/api/") => {
+                        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+                    }
+                    Access::Account => {
+                        assert_eq!(status, StatusCode::SEE_OTHER, "{method} {uri}");
+                    }
+                    Access::Public if route.methods.contains(&method) => assert!(
+                        status != StatusCode::UNAUTHORIZED
+                            && status != StatusCode::METHOD_NOT_ALLOWED
+                            && status != StatusCode::NOT_FOUND,
+                        "{method} {uri}: {status}"
+                    ),
+                    Access::Public => {
+                        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                    }
+                }
             }
         }
     }
@@ -199,10 +251,11 @@ mod tests {
             .collect();
         let declared: std::collections::BTreeSet<String> = ROUTES
             .iter()
+            .filter(|r| r.path.starts_with("/api/"))
             .flat_map(|r| r.methods.iter().map(move |m| format!("{m} {}", r.path)))
             .collect();
         assert_eq!(documented, declared);
-        for route in ROUTES {
+        for route in ROUTES.iter().filter(|r| r.path.starts_with("/api/")) {
             for method in route.methods {
                 let op = &paths[route.path][method.to_lowercase()];
                 let public = op["security"].as_array().is_some_and(|s| s.is_empty());

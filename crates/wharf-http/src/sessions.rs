@@ -25,6 +25,20 @@ struct Entry {
     last_used: Instant,
     created: Instant,
     basic: bool,
+    /// Browser sessions: the token every state-changing request must echo.
+    csrf: Option<String>,
+}
+
+/// A browser session found by its cookie.
+pub(crate) struct CookieSession {
+    pub(crate) session: Arc<Session>,
+    pub(crate) csrf: String,
+}
+
+fn random_token() -> String {
+    (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 /// The logged-in clients of one service.
@@ -57,6 +71,19 @@ impl Sessions {
 
     /// The session for `key`, if it is still valid; refreshes its idle time.
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Session>> {
+        self.get_entry(key).map(|(session, _)| session)
+    }
+
+    /// The browser session behind a cookie value.
+    pub(crate) fn get_cookie(&self, cookie: &str) -> Option<CookieSession> {
+        let (session, csrf) = self.get_entry(&format!("cookie:{cookie}"))?;
+        Some(CookieSession {
+            session,
+            csrf: csrf?,
+        })
+    }
+
+    fn get_entry(&self, key: &str) -> Option<(Arc<Session>, Option<String>)> {
         let mut entries = self.entries.lock().ok()?;
         let now = Instant::now();
         let entry = entries.get_mut(key)?;
@@ -67,24 +94,41 @@ impl Sessions {
             return None;
         }
         entry.last_used = now;
-        Some(Arc::clone(&entry.session))
+        Some((Arc::clone(&entry.session), entry.csrf.clone()))
     }
 
     /// Remembers a session under a new random token, which it returns.
     pub(crate) fn insert_token(&self, session: Arc<Session>) -> String {
-        let token: String = (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect();
-        self.insert(format!("token:{token}"), session, false);
+        let token = random_token();
+        self.insert(format!("token:{token}"), session, false, None);
         token
+    }
+
+    /// Starts a browser session; returns the cookie value.
+    pub(crate) fn insert_cookie(&self, session: Arc<Session>) -> String {
+        let cookie = random_token();
+        self.insert(
+            format!("cookie:{cookie}"),
+            session,
+            false,
+            Some(random_token()),
+        );
+        cookie
+    }
+
+    /// Ends a browser session (logout).
+    pub(crate) fn remove_cookie(&self, cookie: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&format!("cookie:{cookie}"));
+        }
     }
 
     /// Remembers a session under a Basic credential key.
     pub(crate) fn insert_basic(&self, key: String, session: Arc<Session>) {
-        self.insert(key, session, true);
+        self.insert(key, session, true, None);
     }
 
-    fn insert(&self, key: String, session: Arc<Session>, basic: bool) {
+    fn insert(&self, key: String, session: Arc<Session>, basic: bool, csrf: Option<String>) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -109,6 +153,7 @@ impl Sessions {
                 last_used: now,
                 created: now,
                 basic,
+                csrf,
             },
         );
     }
