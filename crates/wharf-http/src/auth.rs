@@ -69,17 +69,23 @@ pub(crate) fn cross_origin(shared: &Shared, request: &Request) -> bool {
     else {
         return false;
     };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let host = request_host(request).unwrap_or("");
     let scheme = if shared.config.tls.is_some() {
         "https"
     } else {
         "http"
     };
     origin != format!("{scheme}://{host}")
+}
+
+/// The host (and port) a request was sent to: HTTP/2's `:authority`, or `Host`.
+pub(crate) fn request_host(request: &Request) -> Option<&str> {
+    request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
 }
 
 fn forbidden(shared: &Shared, conn: &Conn, why: &str) -> Response {

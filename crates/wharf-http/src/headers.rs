@@ -30,7 +30,7 @@ pub(crate) async fn security_headers(
     let fixed = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (
             header::HeaderName::from_static("cross-origin-resource-policy"),
             "same-origin",
@@ -64,10 +64,7 @@ pub(crate) async fn redirect_to_https(
     let Some(port) = shared.config.redirect_to_https else {
         return next.run(request).await;
     };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+    let host = crate::auth::request_host(&request)
         .map(host_without_port)
         .filter(|h| {
             !h.is_empty()

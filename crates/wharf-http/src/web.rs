@@ -49,7 +49,7 @@ fn page(status: StatusCode, title: &str, csrf: Option<&str>, body: &str) -> Resp
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         {csrf_meta}<title>{} · Wharf</title>\
+         {csrf_meta}<title>{} · Wharf</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/static/app.css\">\
          <script src=\"/static/app.js\" defer></script></head>\
          <body>{body}</body></html>",

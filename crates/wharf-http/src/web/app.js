@@ -80,6 +80,7 @@
         } else {
           let why = xhr.statusText;
           try { why = JSON.parse(xhr.responseText).error || why; } catch { /* not JSON */ }
+          bar.value = 0;
           state.textContent = "refused: " + why;
           item.className = "refused";
           resolve(false);

@@ -1,0 +1,84 @@
+// Drives the Wharf web client in headless Chromium: log in, upload a file and watch its
+// progress bar, download it back, try a refused upload, log out. Saves a screenshot of
+// each page. Prints one JSON line with what it saw; the pytest caller checks it.
+//
+// usage: node webclient.mjs BASE_URL USER PASSWORD UPLOAD_FILE REFUSED_FILE OUT_DIR
+import { chromium } from "playwright-core";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [base, user, password, uploadFile, refusedFile, out] = process.argv.slice(2);
+const sha256 = (path) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const result = {};
+try {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true,
+                                              viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+
+  await page.goto(base + "/");
+  result.loginUrl = new URL(page.url()).pathname;
+  await page.screenshot({ path: join(out, "1-login.png"), fullPage: true });
+
+  await page.fill("input[name=user]", user);
+  await page.fill("input[name=password]", "wrong-password");
+  await page.click("button[type=submit]");
+  result.badLogin = (await page.textContent(".error")) || "";
+  await page.screenshot({ path: join(out, "2-login-refused.png"), fullPage: true });
+
+  await page.fill("input[name=user]", user);
+  await page.fill("input[name=password]", password);
+  await Promise.all([page.waitForURL("**/browse/"), page.click("button[type=submit]")]);
+  await page.screenshot({ path: join(out, "3-folder.png"), fullPage: true });
+
+  await page.setInputFiles("#picker", uploadFile);
+  const done = page.locator("#uploads li.ok");
+  await done.waitFor({ timeout: 30000 });
+  result.progress = await done.locator("progress").evaluate((p) => [p.value, p.max]);
+  result.uploadState = await done.locator(".state").textContent();
+  const name = uploadFile.split("/").pop();
+  await page.locator(`tr[data-name="${name}"]`).waitFor();
+  await page.screenshot({ path: join(out, "4-uploaded.png"), fullPage: true });
+
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click(`tr[data-name="${name}"] a`),
+  ]);
+  const saved = join(out, "downloaded-" + name);
+  await download.saveAs(saved);
+  result.downloadSha = sha256(saved);
+
+  await page.setInputFiles("#picker", refusedFile);
+  const refused = page.locator("#uploads li.refused");
+  await refused.waitFor({ timeout: 30000 });
+  result.refusedState = await refused.locator(".state").textContent();
+  result.message = await page.textContent("#messages");
+  await page.screenshot({ path: join(out, "5-refused.png"), fullPage: true });
+
+  page.on("dialog", (d) => d.accept("reports"));
+  await page.click("#new-folder");
+  await page.locator('tr[data-name="reports"]').waitFor();
+  await page.click('tr[data-name="reports"] a');
+  await page.waitForURL("**/browse/reports/");
+  await page.screenshot({ path: join(out, "6-subfolder.png"), fullPage: true });
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(out, "7-phone.png"), fullPage: true });
+
+  await Promise.all([page.waitForURL("**/login"), page.click("#logout")]);
+  await page.goto(base + "/browse/");
+  result.afterLogout = new URL(page.url()).pathname;
+  // The wrong password (401) and the refused .exe (403) are expected to fail.
+  result.consoleErrors = errors.filter((e) => !/status of (401|403)/.test(e));
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
