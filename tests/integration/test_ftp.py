@@ -181,7 +181,7 @@ def test_check_config_tls_policies(server):
     server.add_ftp_service(tls="sometimes")
     config = server.root / "wharf.toml"
     r = server.wharf("check-config")
-    assert r.returncode == 1 and "service[3].tls" in r.stderr and "not a policy" in r.stderr
+    assert r.returncode == 1 and "].tls: " in r.stderr and "not a policy" in r.stderr
     text = config.read_text().replace('tls = "sometimes"', 'tls = "optional"')
     text = text.replace('type = "ftps-implicit"', 'type = "ftps-implicit"\ntls = "off"')
     config.write_text(text)
