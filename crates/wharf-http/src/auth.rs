@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use wharf_auth::Credential;
 use wharf_core::{EventKind, Session, SessionInfo};
+use wharf_types::Protocol;
 
 use crate::server::{Conn, Shared};
 
@@ -131,7 +132,13 @@ pub(crate) async fn require_account(
         request.extensions_mut().insert(Csrf(browser.csrf));
         return next.run(request).await;
     }
-    match authenticate(&shared, &conn, request.headers()).await {
+    // WebDAV clients log in with Basic; their sessions record `webdav`.
+    let protocol = if request.uri().path().starts_with(crate::dav::PREFIX) {
+        Protocol::Webdav
+    } else {
+        shared.config.protocol()
+    };
+    match authenticate(&shared, &conn, request.headers(), protocol).await {
         Ok(session) => {
             request.extensions_mut().insert(session);
             next.run(request).await
@@ -171,9 +178,9 @@ pub(crate) async fn log_in(
     conn: &Conn,
     user: &str,
     password: &str,
+    protocol: Protocol,
 ) -> Result<Arc<Session>, Response> {
     let user: String = user.chars().take(64).collect();
-    let protocol = shared.config.protocol();
     match shared
         .auth
         .authenticate(&user, Credential::Password(password), &[protocol])
@@ -184,6 +191,7 @@ pub(crate) async fn log_in(
                 .event(EventKind::LoginSucceeded, conn)
                 .attr("method", "password");
             ok.account = Some(user.clone());
+            ok.protocol = Some(protocol);
             shared.events.emit(ok);
             let info = SessionInfo {
                 id: conn.id.clone(),
@@ -208,6 +216,7 @@ pub(crate) async fn log_in(
                 .failed(failure.reason())
                 .attr("method", "password");
             failed.account = Some(user);
+            failed.protocol = Some(protocol);
             shared.events.emit(failed);
             // Slows guessing, as the other protocols do.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -220,6 +229,7 @@ async fn authenticate(
     shared: &Arc<Shared>,
     conn: &Conn,
     headers: &HeaderMap,
+    protocol: Protocol,
 ) -> Result<Arc<Session>, Response> {
     if let Some(token) = bearer(headers) {
         return shared
@@ -254,11 +264,11 @@ async fn authenticate(
         );
         return Err(unauthorized("malformed Basic credentials"));
     };
-    let key = shared.sessions.basic_key(user, password);
+    let key = shared.sessions.basic_key(protocol, user, password);
     if let Some(session) = shared.sessions.get(&key) {
         return Ok(session);
     }
-    let session = log_in(shared, conn, user, password).await?;
+    let session = log_in(shared, conn, user, password, protocol).await?;
     shared.sessions.insert_basic(key, Arc::clone(&session));
     Ok(session)
 }

@@ -14,6 +14,7 @@
 
 mod api;
 mod auth;
+mod dav;
 mod headers;
 pub mod path;
 pub mod range;

@@ -11,7 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::MethodRouter;
 
 use crate::server::Shared;
-use crate::{api, web};
+use crate::{api, dav, web};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,16 @@ pub(crate) const ROUTES: &[Route] = &[
         access: Access::Account,
     },
     Route {
+        path: "/dav/",
+        methods: &["*"],
+        access: Access::Account,
+    },
+    Route {
+        path: "/dav/{path}",
+        methods: &["*"],
+        access: Access::Account,
+    },
+    Route {
         path: "/api/v1/openapi.json",
         methods: &["GET"],
         access: Access::Public,
@@ -117,6 +127,8 @@ fn with_handler(
         ("/static/app.js" | "/static/app.css", "GET") => methods.get(web::asset),
         ("/logout", "POST") => methods.post(web::logout),
         ("/browse/" | "/browse/{path}", "GET") => methods.get(web::browse),
+        // WebDAV takes every method, its own (PROPFIND, MKCOL, MOVE, LOCK...) included.
+        ("/dav/" | "/dav/{path}", "*") => axum::routing::any(dav::handle),
         ("/api/v1/openapi.json", "GET") => methods.get(api::openapi),
         ("/api/v1/token", "POST") => methods.post(api::token_create),
         ("/api/v1/token", "DELETE") => methods.delete(api::token_delete),
@@ -214,7 +226,9 @@ mod tests {
                 // Before login an account-only path answers 401 (pages: a redirect to the
                 // login page) whatever the method, so nothing about it is revealed.
                 match route.access {
-                    Access::Account if route.path.starts_with("/api/") => {
+                    Access::Account
+                        if route.path.starts_with("/api/") || route.path.starts_with("/dav/") =>
+                    {
                         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
                     }
                     Access::Account => {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wharf_core::Session;
+use wharf_types::Protocol;
 
 /// How long a Basic credential is trusted without checking it again.
 const BASIC_LIFETIME: Duration = Duration::from_secs(120);
@@ -58,9 +59,11 @@ impl Sessions {
     }
 
     /// The cache key of a Basic credential.
-    pub(crate) fn basic_key(&self, user: &str, password: &str) -> String {
+    pub(crate) fn basic_key(&self, protocol: Protocol, user: &str, password: &str) -> String {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(&self.salt);
+        ctx.update(protocol.as_str().as_bytes());
+        ctx.update(&[0]);
         ctx.update(user.as_bytes());
         ctx.update(&[0]);
         ctx.update(password.as_bytes());

@@ -141,7 +141,8 @@ pub(crate) async fn login_submit(
             Some("Give an account and a password."),
         );
     };
-    match crate::auth::log_in(&shared, &conn, &form.user, &form.password).await {
+    let protocol = shared.config.protocol();
+    match crate::auth::log_in(&shared, &conn, &form.user, &form.password, protocol).await {
         Ok(session) => {
             let value = shared.sessions.insert_cookie(session);
             let https = shared.config.tls.is_some();

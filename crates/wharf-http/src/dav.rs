@@ -1,0 +1,393 @@
+//! WebDAV under `/dav/`: dav-server's protocol handling over the caller's core session, so
+//! WebDAV clients get the same rules, jail, atomic uploads and events as every protocol
+//! (events say `webdav`).
+//!
+//! The request path is checked by [`crate::path`] before dav-server sees it. Locks are
+//! accepted but not enforced (`FakeLs`), which Windows and macOS clients need to write.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::{Buf, Bytes};
+use dav_server::DavHandler;
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
+    OpenOptions, ReadDirMeta,
+};
+use wharf_core::vfs::FileKind;
+use wharf_core::{CoreError, Download, ErrorKind, EventKind, Metadata, Session, Upload, WriteMode};
+use wharf_types::VirtualPath;
+
+use crate::server::{Conn, Shared};
+
+/// The URL prefix WebDAV is served under.
+pub(crate) const PREFIX: &str = "/dav";
+
+fn fs_error(e: &CoreError) -> FsError {
+    match e.kind {
+        ErrorKind::NotFound => FsError::NotFound,
+        ErrorKind::PermissionDenied | ErrorKind::InvalidPath => FsError::Forbidden,
+        ErrorKind::AlreadyExists | ErrorKind::NotEmpty => FsError::Exists,
+        ErrorKind::LimitReached => FsError::InsufficientStorage,
+        ErrorKind::Unsupported => FsError::NotImplemented,
+        _ => FsError::GeneralFailure,
+    }
+}
+
+/// The file system dav-server sees: one account's core session.
+#[derive(Clone)]
+struct SessionFs {
+    session: Arc<Session>,
+}
+
+impl SessionFs {
+    fn path(&self, path: &DavPath) -> FsResult<VirtualPath> {
+        self.session
+            .resolve(&VirtualPath::root(), path.as_bytes())
+            .map_err(|e| fs_error(&e))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Meta(Metadata);
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+    fn modified(&self) -> FsResult<SystemTime> {
+        let secs = u64::try_from(self.0.mtime).unwrap_or(0);
+        Ok(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+    fn is_dir(&self) -> bool {
+        self.0.kind == FileKind::Dir
+    }
+}
+
+struct Entry {
+    name: String,
+    meta: Metadata,
+}
+
+impl DavDirEntry for Entry {
+    fn name(&self) -> Vec<u8> {
+        self.name.as_bytes().to_vec()
+    }
+    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta: Box<dyn DavMetaData> = Box::new(Meta(self.meta.clone()));
+        Box::pin(async move { Ok(meta) })
+    }
+}
+
+/// A file opened for reading.
+struct Reader {
+    download: Download,
+    position: u64,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reader({})", self.download.path())
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // A WebDAV GET may read a range only; whatever was sent was sent on purpose.
+        self.download.finish();
+    }
+}
+
+impl DavFile for Reader {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        Box::pin(async move {
+            let meta = self.download.metadata().await.map_err(|e| fs_error(&e))?;
+            Ok(Box::new(Meta(meta)) as Box<dyn DavMetaData>)
+        })
+    }
+    fn write_buf(&mut self, _buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        Box::pin(async { Err(FsError::Forbidden) })
+    }
+    fn write_bytes(&mut self, _buf: Bytes) -> FsFuture<'_, ()> {
+        Box::pin(async { Err(FsError::Forbidden) })
+    }
+    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
+        Box::pin(async move {
+            let data = self
+                .download
+                .read_at(self.position, count.min(256 * 1024))
+                .await
+                .map_err(|e| fs_error(&e))?;
+            self.position += data.len() as u64;
+            Ok(Bytes::from(data))
+        })
+    }
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        Box::pin(async move {
+            let size = self
+                .download
+                .metadata()
+                .await
+                .map_err(|e| fs_error(&e))?
+                .size;
+            self.position = match pos {
+                SeekFrom::Start(n) => n,
+                SeekFrom::End(d) => size.saturating_add_signed(d),
+                SeekFrom::Current(d) => self.position.saturating_add_signed(d),
+            };
+            Ok(self.position)
+        })
+    }
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A file opened for writing: the core's upload, committed at flush.
+struct Writer {
+    upload: Option<Upload>,
+    position: u64,
+    written: u64,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Writer({} bytes)", self.written)
+    }
+}
+
+impl Writer {
+    async fn write(&mut self, data: Vec<u8>) -> FsResult<()> {
+        let upload = self.upload.as_ref().ok_or(FsError::GeneralFailure)?;
+        let len = data.len() as u64;
+        upload
+            .write_at(self.position, data)
+            .await
+            .map_err(|e| fs_error(&e))?;
+        self.position += len;
+        self.written = self.written.max(self.position);
+        Ok(())
+    }
+}
+
+impl DavFile for Writer {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let meta = Metadata {
+            kind: FileKind::File,
+            size: self.written,
+            permissions: 0o644,
+            uid: 0,
+            gid: 0,
+            atime: now,
+            mtime: now,
+        };
+        Box::pin(async move { Ok(Box::new(Meta(meta)) as Box<dyn DavMetaData>) })
+    }
+    fn write_buf(&mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        Box::pin(async move {
+            let data = buf.copy_to_bytes(buf.remaining());
+            self.write(data.to_vec()).await
+        })
+    }
+    fn write_bytes(&mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        Box::pin(async move { self.write(buf.to_vec()).await })
+    }
+    fn read_bytes(&mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        Box::pin(async { Err(FsError::Forbidden) })
+    }
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        Box::pin(async move {
+            self.position = match pos {
+                SeekFrom::Start(n) => n,
+                SeekFrom::End(d) => self.written.saturating_add_signed(d),
+                SeekFrom::Current(d) => self.position.saturating_add_signed(d),
+            };
+            Ok(self.position)
+        })
+    }
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(upload) = self.upload.take() {
+                upload.commit().await.map_err(|e| fs_error(&e))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl DavFileSystem for SessionFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        Box::pin(async move {
+            let path = self.path(path)?;
+            if !options.write {
+                let download = self
+                    .session
+                    .open_download(&path)
+                    .await
+                    .map_err(|e| fs_error(&e))?;
+                return Ok(Box::new(Reader {
+                    download,
+                    position: 0,
+                }) as Box<dyn DavFile>);
+            }
+            if options.create_new && self.session.stat(&path, false).await.is_ok() {
+                return Err(FsError::Exists);
+            }
+            let mode = if options.append {
+                WriteMode::Append
+            } else if options.truncate {
+                WriteMode::Create
+            } else {
+                WriteMode::Resume
+            };
+            let upload = self
+                .session
+                .open_upload(&path, mode, None)
+                .await
+                .map_err(|e| fs_error(&e))?;
+            let position = upload.end();
+            Ok(Box::new(Writer {
+                upload: Some(upload),
+                position: if options.append { position } else { 0 },
+                written: position,
+            }) as Box<dyn DavFile>)
+        })
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        Box::pin(async move {
+            let path = self.path(path)?;
+            let entries = self.session.list(&path).await.map_err(|e| fs_error(&e))?;
+            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = entries
+                .into_iter()
+                .map(|e| {
+                    Ok(Box::new(Entry {
+                        name: e.name,
+                        meta: e.metadata,
+                    }) as Box<dyn DavDirEntry>)
+                })
+                .collect();
+            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+        })
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        Box::pin(async move {
+            let path = self.path(path)?;
+            let meta = self
+                .session
+                .stat(&path, true)
+                .await
+                .map_err(|e| fs_error(&e))?;
+            Ok(Box::new(Meta(meta)) as Box<dyn DavMetaData>)
+        })
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let path = self.path(path)?;
+            self.session
+                .mkdir(&path, None)
+                .await
+                .map_err(|e| fs_error(&e))
+        })
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let path = self.path(path)?;
+            self.session.rmdir(&path).await.map_err(|e| fs_error(&e))
+        })
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let path = self.path(path)?;
+            self.session.remove(&path).await.map_err(|e| fs_error(&e))
+        })
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let (from, to) = (self.path(from)?, self.path(to)?);
+            self.session
+                .rename(&from, &to, false)
+                .await
+                .map_err(|e| fs_error(&e))
+        })
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let (from, to) = (self.path(from)?, self.path(to)?);
+            self.session
+                .copy(&from, &to)
+                .await
+                .map(|_| ())
+                .map_err(|e| fs_error(&e))
+        })
+    }
+}
+
+/// Refuses a request whose path, or `Destination`, is not a plain path in the home.
+fn check_paths(request: &Request) -> Result<(), crate::path::PathError> {
+    let rest = request.uri().path().strip_prefix(PREFIX).unwrap_or("");
+    crate::path::decode(rest)?;
+    if let Some(destination) = request
+        .headers()
+        .get("destination")
+        .and_then(|v| v.to_str().ok())
+    {
+        let path = destination
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or(destination);
+        crate::path::decode(path.strip_prefix(PREFIX).unwrap_or(path))?;
+    }
+    Ok(())
+}
+
+/// Every method under `/dav/`.
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    Extension(session): Extension<Arc<Session>>,
+    request: Request,
+) -> Response {
+    if let Err(e) = check_paths(&request) {
+        shared.events.emit(
+            shared
+                .event(EventKind::ProtocolError, &conn)
+                .failed(format!("WebDAV path refused: {e}")),
+        );
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("path refused: {e}\n"),
+        )
+            .into_response();
+    }
+    let handler = DavHandler::builder()
+        .filesystem(Box::new(SessionFs { session }))
+        .locksystem(dav_server::fakels::FakeLs::new())
+        .strip_prefix(PREFIX)
+        .build_handler();
+    let (parts, body) = handler.handle(request).await.into_parts();
+    Response::from_parts(parts, axum::body::Body::new(body))
+}
