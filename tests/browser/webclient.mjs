@@ -63,7 +63,27 @@ try {
   result.message = await page.textContent("#messages");
   await page.screenshot({ path: join(out, "5-refused.png"), fullPage: true });
 
-  page.on("dialog", (d) => d.accept("reports"));
+  // Drag and drop a file onto the listing.
+  const dropped = await page.evaluateHandle(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(["dropped on the list\n"], "dropped.txt", { type: "text/plain" }));
+    return dt;
+  });
+  await page.dispatchEvent("#drop", "drop", { dataTransfer: dropped });
+  await page.locator('tr[data-name="dropped.txt"]').waitFor();
+
+  // Rename and delete answer dialogs: a prompt for the name, a confirmation.
+  let answer = "renamed.txt";
+  page.on("dialog", (d) => (d.type() === "confirm" ? d.accept() : d.accept(answer)));
+  await page.click('tr[data-name="dropped.txt"] button.rename');
+  await page.locator('tr[data-name="renamed.txt"]').waitFor();
+  result.confirmSeen = false;
+  page.once("dialog", (d) => { result.confirmSeen = d.type() === "confirm"; });
+  await page.click('tr[data-name="renamed.txt"] button.delete');
+  await page.locator('tr[data-name="renamed.txt"]').waitFor({ state: "detached" });
+  await page.screenshot({ path: join(out, "5b-renamed-deleted.png"), fullPage: true });
+
+  answer = "reports";
   await page.click("#new-folder");
   await page.locator('tr[data-name="reports"]').waitFor();
   await page.click('tr[data-name="reports"] a');

@@ -279,3 +279,40 @@ header_timeout = 2
     assert time.time() - started < 10
     slow_event = server.wait_event("protocol.error", protocol="http")
     assert "timeout" in slow_event["message"] or "timed out" in slow_event["message"]
+
+
+def test_browser_session_cookie_and_csrf(https_server):
+    s = https_server
+    base = f"https://127.0.0.1:{s.https_port}"
+    jar = s.root / "jar"
+    r = subprocess.run(["curl", "-sk", "-D", "-", "-o", "/dev/null", "-c", str(jar), "-d", "user=alice",
+                        "-d", f"password={PASSWORD}", f"{base}/login"], capture_output=True, text=True)
+    cookie_line = [l for l in r.stdout.splitlines() if l.lower().startswith("set-cookie")][0]
+    for attribute in ["__Host-wharf=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"]:
+        assert attribute in cookie_line, cookie_line
+    page = subprocess.run(["curl", "-sk", "-b", str(jar), f"{base}/browse/"], capture_output=True,
+                          text=True).stdout
+    token = page.split('name="csrf-token" content="')[1].split('"')[0]
+
+    def post(*extra):
+        r = subprocess.run(["curl", "-sk", "-b", str(jar), "-o", "/dev/null", "-w", "%{http_code}",
+                            "-X", "POST", *extra, f"{base}/api/v1/folders/new"],
+                           capture_output=True, text=True)
+        return int(r.stdout)
+
+    assert post() == 403
+    assert post("-H", "X-CSRF-Token: wrong") == 403
+    assert post("-H", f"X-CSRF-Token: {token}", "-H", "Origin: https://evil.example") == 403
+    assert post("-H", f"X-CSRF-Token: {token}", "-H", f"Origin: {base}") == 201
+    assert (s.home / "new").is_dir()
+    refused = s.wait_event("command.refused", protocol="https")
+    assert "CSRF" in refused["message"] or "origin" in refused["message"]
+    # A login form posted from another site is refused too.
+    r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                        "Origin: https://evil.example", "-d", "user=alice", "-d", f"password={PASSWORD}",
+                        f"{base}/login"], capture_output=True, text=True)
+    assert r.stdout == "403"
+    # A wrong method is answered 405 and recorded.
+    status, _, _ = split(curl("-X", "PATCH", f"{base}/api/v1/files/x"))
+    assert status == 405
+    s.wait_event("protocol.error", protocol="https", message="method PATCH not allowed on /api/v1/files/x")

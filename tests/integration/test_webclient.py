@@ -40,6 +40,12 @@ def test_web_client_in_chromium(server):
     assert seen["consoleErrors"] == []
     assert not (server.homes / "carol" / "setup.exe").exists()
     assert (server.homes / "carol" / "reports").is_dir()
+    assert seen["confirmSeen"] is True
+    assert not (server.homes / "carol" / "dropped.txt").exists()
+    assert not (server.homes / "carol" / "renamed.txt").exists()
+    server.wait_event("upload.finished", protocol="https", account="carol", path="/dropped.txt")
+    server.wait_event("entry.renamed", protocol="https", account="carol", path="/dropped.txt")
+    server.wait_event("file.deleted", protocol="https", account="carol", path="/renamed.txt")
     for shot in ["1-login", "3-folder", "4-uploaded", "5-refused", "6-subfolder", "7-phone"]:
         assert (artifacts / f"{shot}.png").stat().st_size > 5000, shot
     server.wait_event("upload.finished", protocol="https", account="carol", path="/quarterly report.bin")

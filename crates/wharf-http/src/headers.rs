@@ -16,7 +16,19 @@ pub(crate) async fn security_headers(
     request: Request,
     next: Next,
 ) -> Response {
+    let conn = request.extensions().get::<crate::server::Conn>().cloned();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(conn) = conn
+    {
+        shared.events.emit(
+            shared
+                .event(wharf_core::EventKind::ProtocolError, &conn)
+                .failed(format!("method {method} not allowed on {path}")),
+        );
+    }
     let headers = response.headers_mut();
     // Pages set their own policy (their script and style); everything else loads nothing.
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
