@@ -1,11 +1,12 @@
-// Drives the Wharf web client in headless Chromium: log in, upload a file and watch its
-// progress bar, download it back, try a refused upload, log out. Saves a screenshot of
+// Drives the Wharf web client in headless Chromium: log in, upload files (picker and drag
+// and drop) and watch their progress bars, download one back, try a refused upload, sort,
+// rename, delete, make a folder, log out. Saves a screenshot of
 // each page. Prints one JSON line with what it saw; the pytest caller checks it.
 //
 // usage: node webclient.mjs BASE_URL USER PASSWORD UPLOAD_FILE REFUSED_FILE OUT_DIR
 import { chromium } from "playwright-core";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const [base, user, password, uploadFile, refusedFile, out] = process.argv.slice(2);
@@ -39,12 +40,17 @@ try {
   await Promise.all([page.waitForURL("**/browse/"), page.click("button[type=submit]")]);
   await page.screenshot({ path: join(out, "3-folder.png"), fullPage: true });
 
-  await page.setInputFiles("#picker", uploadFile);
-  const done = page.locator("#uploads li.ok");
-  await done.waitFor({ timeout: 30000 });
+  // Two files at once through the picker, each with its own progress bar.
+  const name = uploadFile.split("/").pop();
+  const notes = join(out, "notes.txt");
+  writeFileSync(notes, "second file of a multi-file upload\n");
+  await page.setInputFiles("#picker", [uploadFile, notes]);
+  await page.locator("#uploads li.ok").nth(1).waitFor({ timeout: 30000 });
+  result.pickedOk = await page.locator("#uploads li.ok .file").allTextContents();
+  const done = page.locator("#uploads li.ok", { hasText: name });
   result.progress = await done.locator("progress").evaluate((p) => [p.value, p.max]);
   result.uploadState = await done.locator(".state").textContent();
-  const name = uploadFile.split("/").pop();
+  await page.locator('tr[data-name="notes.txt"]').waitFor();
   await page.locator(`tr[data-name="${name}"]`).waitFor();
   await page.screenshot({ path: join(out, "4-uploaded.png"), fullPage: true });
 
@@ -63,14 +69,24 @@ try {
   result.message = await page.textContent("#messages");
   await page.screenshot({ path: join(out, "5-refused.png"), fullPage: true });
 
-  // Drag and drop a file onto the listing.
+  // Drag and drop two files onto the listing.
   const dropped = await page.evaluateHandle(() => {
     const dt = new DataTransfer();
     dt.items.add(new File(["dropped on the list\n"], "dropped.txt", { type: "text/plain" }));
+    dt.items.add(new File(["x".repeat(3000)], "dropped-too.txt", { type: "text/plain" }));
     return dt;
   });
   await page.dispatchEvent("#drop", "drop", { dataTransfer: dropped });
   await page.locator('tr[data-name="dropped.txt"]').waitFor();
+  await page.locator('tr[data-name="dropped-too.txt"]').waitFor();
+
+  // Sorting by size, then again for the reverse order.
+  const names = () => page.locator("#entries tbody tr[data-kind=file]").evaluateAll(
+    (rows) => rows.map((r) => r.dataset.name));
+  await page.click("button[data-sort=size]");
+  result.bySize = await names();
+  await page.click("button[data-sort=size]");
+  result.bySizeReversed = await names();
 
   // Rename and delete answer dialogs: a prompt for the name, a confirmation.
   let answer = "renamed.txt";

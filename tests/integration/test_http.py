@@ -285,8 +285,22 @@ def test_browser_session_cookie_and_csrf(https_server):
     s = https_server
     base = f"https://127.0.0.1:{s.https_port}"
     jar = s.root / "jar"
-    r = subprocess.run(["curl", "-sk", "-D", "-", "-o", "/dev/null", "-c", str(jar), "-d", "user=alice",
+    # A login post without the form's own token (a forged form on another page) is refused.
+    r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-d", "user=alice",
                         "-d", f"password={PASSWORD}", f"{base}/login"], capture_output=True, text=True)
+    assert r.stdout == "403"
+    forged = s.wait_event("command.refused", protocol="https")
+    assert "login form without its CSRF token" in forged["message"]
+    form = subprocess.run(["curl", "-sk", "-D", "-", "-c", str(jar), f"{base}/login"],
+                          capture_output=True, text=True).stdout
+    login_cookie = [l for l in form.splitlines() if l.lower().startswith("set-cookie")][0]
+    for attribute in ["__Host-wharf-login=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"]:
+        assert attribute in login_cookie, login_cookie
+    form_token = form.split('name="csrf" value="')[1].split('"')[0]
+    r = subprocess.run(["curl", "-sk", "-D", "-", "-o", "/dev/null", "-b", str(jar), "-c", str(jar),
+                        "-d", f"csrf={form_token}", "-d", "user=alice", "-d", f"password={PASSWORD}",
+                        f"{base}/login"], capture_output=True, text=True)
+    assert r.stdout.startswith("HTTP/") and " 303" in r.stdout.splitlines()[0], r.stdout
     cookie_line = [l for l in r.stdout.splitlines() if l.lower().startswith("set-cookie")][0]
     for attribute in ["__Host-wharf=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"]:
         assert attribute in cookie_line, cookie_line

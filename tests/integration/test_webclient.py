@@ -1,7 +1,9 @@
 """The browser web client in headless Chromium (Debian's chromium, driven by playwright-core):
-log in, upload with a progress bar, download back with a matching SHA-256, see a refused
-upload explained, create a folder, log out. Screenshots land in tests/browser/artifacts/."""
+log in, upload two files by the picker and two by drag and drop with a progress bar each,
+download back with a matching SHA-256, see a refused upload explained, sort, rename, delete,
+create a folder, log out. Screenshots land in tests/browser/artifacts/."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -32,7 +34,12 @@ def test_web_client_in_chromium(server):
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen["loginUrl"] == "/login"
     assert "Wrong account or password" in seen["badLogin"]
+    assert sorted(seen["pickedOk"]) == ["notes.txt", "quarterly report.bin"]
     assert seen["progress"] == [100, 100] and seen["uploadState"] == "uploaded"
+    assert (server.homes / "carol" / "notes.txt").read_text() == "second file of a multi-file upload\n"
+    assert sha256(server.homes / "carol" / "dropped-too.txt") == hashlib.sha256(b"x" * 3000).hexdigest()
+    by_size = ["dropped.txt", "notes.txt", "dropped-too.txt", "quarterly report.bin"]
+    assert seen["bySize"] == by_size and seen["bySizeReversed"] == by_size[::-1]
     assert seen["downloadSha"] == sha256(upload)
     assert sha256(server.homes / "carol" / "quarterly report.bin") == sha256(upload)
     assert "refused" in seen["refusedState"] and "not uploaded" in seen["message"]

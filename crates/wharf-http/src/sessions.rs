@@ -36,7 +36,7 @@ pub(crate) struct CookieSession {
     pub(crate) csrf: String,
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     (0..32)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect()

@@ -90,11 +90,22 @@ pub(crate) async fn index(State(shared): State<Arc<Shared>>, request: Request) -
     (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
 }
 
-fn login_form(status: StatusCode, message: Option<&str>) -> Response {
+/// The login form's own CSRF cookie (double submit: the form carries the same value).
+fn login_cookie_name(https: bool) -> &'static str {
+    if https {
+        "__Host-wharf-login"
+    } else {
+        "wharf-login"
+    }
+}
+
+fn login_form(shared: &Shared, status: StatusCode, message: Option<&str>) -> Response {
     let message = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
         .unwrap_or_default();
-    page(
+    let token = crate::sessions::random_token();
+    let https = shared.config.tls.is_some();
+    let mut response = page(
         status,
         "Log in",
         None,
@@ -102,19 +113,32 @@ fn login_form(status: StatusCode, message: Option<&str>) -> Response {
             "<main class=\"login\"><h1>Wharf</h1>\
              <form method=\"post\" action=\"/login\" class=\"card\">\
              <h2>Log in</h2>{message}\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
              <label>Account <input name=\"user\" autocomplete=\"username\" required autofocus></label>\
              <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
              <button type=\"submit\">Log in</button></form></main>"
         ),
-    )
+    );
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        login_cookie_name(https),
+        if https { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
 }
 
-pub(crate) async fn login_page() -> Response {
-    login_form(StatusCode::OK, None)
+pub(crate) async fn login_page(State(shared): State<Arc<Shared>>) -> Response {
+    login_form(&shared, StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
+    /// Missing in a forged post: defaulting lets it reach the CSRF check and its event.
+    #[serde(default)]
+    csrf: String,
     user: String,
     password: String,
 }
@@ -131,16 +155,32 @@ pub(crate) async fn login_submit(
                 .failed("login form posted from another origin"),
         );
         return login_form(
+            &shared,
             StatusCode::FORBIDDEN,
             Some("This form must be sent from this site."),
         );
     }
+    let https = shared.config.tls.is_some();
+    let expected = cookie(request.headers(), login_cookie_name(https)).map(str::to_owned);
     let Ok(Form(form)) = Form::<LoginForm>::from_request(request, &()).await else {
         return login_form(
+            &shared,
             StatusCode::BAD_REQUEST,
             Some("Give an account and a password."),
         );
     };
+    if form.csrf.is_empty() || expected.as_deref() != Some(form.csrf.as_str()) {
+        shared.events.emit(
+            shared
+                .event(EventKind::CommandRefused, &conn)
+                .failed("login form without its CSRF token"),
+        );
+        return login_form(
+            &shared,
+            StatusCode::FORBIDDEN,
+            Some("This form has expired; please log in again."),
+        );
+    }
     let protocol = shared.config.protocol();
     match crate::auth::log_in(&shared, &conn, &form.user, &form.password, protocol).await {
         Ok(session) => {
@@ -158,7 +198,11 @@ pub(crate) async fn login_submit(
             }
             response
         }
-        Err(_) => login_form(StatusCode::UNAUTHORIZED, Some("Wrong account or password.")),
+        Err(_) => login_form(
+            &shared,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong account or password."),
+        ),
     }
 }
 

@@ -45,6 +45,7 @@
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = page.querySelector("#entries tbody");
     if (fresh) document.querySelector("#entries tbody").replaceWith(fresh);
+    applyOrder();
   }
 
   function upload(file) {
@@ -145,15 +146,22 @@
     }
   });
 
-  let order = { key: "name", up: true };
+  // The server lists folders first, by name; a chosen order survives refreshes.
+  let order = null;
   function sortBy(key) {
-    order = { key, up: order.key === key ? !order.up : true };
+    order = { key, up: order && order.key === key ? !order.up : true };
+    applyOrder();
+  }
+  function applyOrder() {
+    if (!order) return;
+    const { key, up } = order;
     const body = document.querySelector("#entries tbody");
     const rows = [...body.querySelectorAll("tr[data-name]")];
+    const folderFirst = (r) => (r.dataset.kind === "folder" ? 0 : 1);
     rows.sort((a, b) => {
       const x = a.dataset[key], y = b.dataset[key];
       const c = key === "name" ? x.localeCompare(y) : Number(x) - Number(y);
-      return order.up ? c : -c;
+      return folderFirst(a) - folderFirst(b) || (up ? c : -c);
     });
     body.append(...rows);
   }
