@@ -109,9 +109,9 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     (
                         addrs,
                         if https {
-                            "https: REST file API"
+                            "https: web client, REST API, WebDAV"
                         } else {
-                            "http: REST file API"
+                            "http: web client, REST API, WebDAV"
                         },
                     )
                 })
