@@ -83,7 +83,7 @@ max_per_ip = 20
 
 [[service]]
 name = "https"
-type = "https"                # REST file API under /api/v1/ (OpenAPI: /api/v1/openapi.json)
+type = "https"                # web client at /, REST API at /api/v1/ (OpenAPI: /api/v1/openapi.json), WebDAV at /dav/
 address = "::"
 port = 8443
 max_connections = 256
