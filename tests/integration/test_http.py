@@ -4,6 +4,7 @@ Repr-Digest, folders, renames, deletes, tokens, the route table, and refused inp
 import base64
 import hashlib
 import json
+import os
 import subprocess
 
 import pytest
@@ -330,3 +331,23 @@ def test_browser_session_cookie_and_csrf(https_server):
     status, _, _ = split(curl("-X", "PATCH", f"{base}/api/v1/files/x"))
     assert status == 405
     s.wait_event("protocol.error", protocol="https", message="method PATCH not allowed on /api/v1/files/x")
+
+
+def test_remembered_digest_follows_changes_made_outside(https_server):
+    """The upload's SHA-256 is remembered with the file; a change made behind Wharf's back
+    (same size, new content) must not be answered with the old digest."""
+    s = https_server
+    src = random_file(s.root / "d.bin", 200_000)
+    status, _, body = split(curl("-T", str(src), f"{s.base}/files/d.bin"))
+    assert status == 201, body
+    status, headers, _ = split(curl(f"{s.base}/files/d.bin"))
+    assert headers["repr-digest"] == digest_of(src.read_bytes())
+    changed = bytes(b ^ 0xFF for b in src.read_bytes())
+    target = s.home / "d.bin"
+    target.write_bytes(changed)
+    os.utime(target, ns=(10**18, 10**18 + 1))  # a different time stamp, as any writer leaves
+    status, headers, body = split(curl(f"{s.base}/files/d.bin"))
+    assert body == changed and headers["repr-digest"] == digest_of(changed)
+    # Asked again, the digest now remembered for the new content is the same.
+    status, headers, _ = split(curl(f"{s.base}/files/d.bin"))
+    assert headers["repr-digest"] == digest_of(changed)

@@ -456,8 +456,14 @@ impl Session {
     pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
         self.check(Verb::Read, path)?;
         let file = self.jailed(Verb::Read, path, self.vfs.open_read(path).await)?;
+        if let Some(known) = file.cached_digest().await {
+            return Ok(known);
+        }
+        let stamp = file.digest_stamp().await;
         let (context, _) = hash_prefix(|o, n| file.read_at(o, n), None).await?;
-        Ok(hex(context.finish().as_ref()))
+        let digest = hex(context.finish().as_ref());
+        file.remember_digest(stamp, &digest).await;
+        Ok(digest)
     }
 
     /// Space figures. Needs `list` on `/`.

@@ -241,6 +241,7 @@ impl Upload {
         let result = async {
             let sha256 = self.final_digest().await?;
             let size = self.file.size().await?;
+            self.file.remember_digest(&sha256).await;
             self.file.commit().await?;
             Ok::<_, CoreError>(UploadSummary { size, sha256 })
         }

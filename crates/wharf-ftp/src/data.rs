@@ -84,6 +84,7 @@ pub(crate) async fn connect(
             if !allow_foreign && from.ip().to_canonical() != control_peer {
                 return Err(DataError::Stolen(from));
             }
+            let _ = stream.set_nodelay(true);
             Ok(stream)
         }
         DataPlan::Active(addr) => {
@@ -93,10 +94,12 @@ pub(crate) async fn connect(
                 TcpSocket::new_v6()
             }
             .map_err(DataError::Io)?;
-            tokio::time::timeout(timeout, socket.connect(addr))
+            let stream = tokio::time::timeout(timeout, socket.connect(addr))
                 .await
                 .map_err(|_| DataError::Timeout)?
-                .map_err(DataError::Io)
+                .map_err(DataError::Io)?;
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
         }
     }
 }

@@ -21,6 +21,9 @@ use wharf_types::VirtualPath;
 use crate::range::{self, RangeRequest};
 use crate::server::{Conn, Shared};
 
+/// Bytes of an upload body gathered before each disk write.
+const WRITE_BATCH: usize = 512 * 1024;
+
 /// The OpenAPI document, served as it is.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
@@ -348,6 +351,10 @@ pub(crate) async fn files_put(
         .map_err(|e| core_error(&e))?;
     let mut body = request.into_body();
     let mut position = 0u64;
+    // Body frames are TLS-record sized (16 KiB); one disk write per frame would cost a
+    // blocking-pool hop each. They are gathered into writes of WRITE_BATCH bytes.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut written = 0u64;
     loop {
         let frame = match tokio::time::timeout(shared.config.body_timeout, body.frame()).await {
             Err(_) => {
@@ -372,11 +379,23 @@ pub(crate) async fn files_put(
                 format!("uploads are limited to {max} bytes"),
             ));
         }
-        if let Err(e) = upload.write_at(position, data.to_vec()).await {
-            upload.abort(&e.message).await;
-            return Err(core_error(&e));
-        }
         position += len;
+        pending.extend_from_slice(&data);
+        if pending.len() >= WRITE_BATCH {
+            let batch = std::mem::replace(&mut pending, Vec::with_capacity(WRITE_BATCH));
+            let batch_len = batch.len() as u64;
+            if let Err(e) = upload.write_at(written, batch).await {
+                upload.abort(&e.message).await;
+                return Err(core_error(&e));
+            }
+            written += batch_len;
+        }
+    }
+    if !pending.is_empty()
+        && let Err(e) = upload.write_at(written, pending).await
+    {
+        upload.abort(&e.message).await;
+        return Err(core_error(&e));
     }
     let summary = upload.commit().await.map_err(|e| core_error(&e))?;
     let mut response = (

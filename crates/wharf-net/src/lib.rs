@@ -58,6 +58,9 @@ impl Listeners {
                         _ = stop.changed() => break,
                         accepted = listener.accept() => match accepted {
                             Ok((socket, remote)) => {
+                                // Replies are small writes that must not wait for the peer's
+                                // delayed ACK (Nagle): 40 ms per FTP command otherwise.
+                                let _ = socket.set_nodelay(true);
                                 let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
                                 on_accept(socket, remote);
                             }

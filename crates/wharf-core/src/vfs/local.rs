@@ -14,8 +14,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps};
@@ -222,6 +222,7 @@ impl Vfs for LocalFs {
                         temp_name: None,
                         keep_partial: true,
                         done: AtomicBool::new(false),
+                        writeback: Writeback::default(),
                     });
                 }
                 let temp = temp_name();
@@ -239,6 +240,7 @@ impl Vfs for LocalFs {
                     temp_name: Some(temp),
                     keep_partial: target.keep_partial,
                     done: AtomicBool::new(false),
+                    writeback: Writeback::default(),
                 };
                 if keep {
                     // Resume or append through a temporary file: start it with a copy of
@@ -411,6 +413,7 @@ impl Vfs for LocalFs {
                 temp_name: Some(temp),
                 keep_partial: false,
                 done: AtomicBool::new(false),
+                writeback: Writeback::default(),
             };
             match io::copy(&mut source, &mut dest) {
                 Ok(n) => {
@@ -467,6 +470,30 @@ impl ReadFile for LocalRead {
             .await
             .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
     }
+
+    async fn digest_stamp(&self) -> Option<String> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || super::digest_cache::stamp(&file))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn cached_digest(&self) -> Option<String> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || super::digest_cache::recall(&file))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn remember_digest(&self, stamp: Option<String>, hex: &str) {
+        let (file, hex) = (Arc::clone(&self.file), hex.to_owned());
+        let _ = tokio::task::spawn_blocking(move || {
+            super::digest_cache::remember(&file, stamp.as_deref(), &hex)
+        })
+        .await;
+    }
 }
 
 /// Reads until `len` bytes or end of file, so short reads never look like EOF to clients.
@@ -481,6 +508,7 @@ fn read_full_at(file: &File, offset: u64, len: usize) -> Result<Vec<u8>, CoreErr
             Err(e) => return Err(e.into()),
         }
     }
+
     buf.truncate(filled);
     Ok(buf)
 }
@@ -499,6 +527,45 @@ struct WriteState {
     temp_name: Option<String>,
     keep_partial: bool,
     done: AtomicBool,
+    writeback: Writeback,
+}
+
+/// Bytes written before the kernel is asked to start writing them to disk.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Early writeback: a large upload's data is flushed in the background as it arrives, so
+/// the fsync that makes the commit durable has only the last few MiB left to write.
+#[derive(Default)]
+struct Writeback {
+    unflushed: AtomicU64,
+    flushing: AtomicBool,
+    /// A failed background flush fails the commit: after an fsync error the kernel may
+    /// drop the dirty pages, and a later fsync would not report it again.
+    failed: Mutex<Option<String>>,
+}
+
+impl WriteState {
+    /// Counts `len` new bytes and starts a background flush when enough are waiting.
+    fn note_written(self: &Arc<Self>, len: u64) {
+        let waiting = self.writeback.unflushed.fetch_add(len, Ordering::SeqCst) + len;
+        if waiting < WRITEBACK_EVERY || self.writeback.flushing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.writeback.unflushed.store(0, Ordering::SeqCst);
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = state.file.sync_data()
+                && let Ok(mut failed) = state.writeback.failed.lock()
+            {
+                *failed = Some(format!("background flush failed: {e}"));
+            }
+            state.writeback.flushing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn flush_failure(&self) -> Option<String> {
+        self.writeback.failed.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 impl WriteState {
@@ -508,6 +575,9 @@ impl WriteState {
         }
         let result = (|| -> Result<(), CoreError> {
             self.file.sync_all()?;
+            if let Some(failure) = self.flush_failure() {
+                return Err(CoreError::new(ErrorKind::Failure, failure));
+            }
             if let Some(temp) = &self.temp_name {
                 rustix::fs::renameat(
                     &*self.dir,
@@ -579,9 +649,11 @@ impl Drop for WriteState {
 impl WriteFile for LocalWrite {
     async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         let file = Arc::clone(&self.state.file);
+        let len = data.len() as u64;
         tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
             .await
             .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))??;
+        self.state.note_written(len);
         Ok(())
     }
 
@@ -602,6 +674,13 @@ impl WriteFile for LocalWrite {
             .await
             .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))??;
         Ok(())
+    }
+
+    async fn remember_digest(&self, hex: &str) {
+        let (file, hex) = (Arc::clone(&self.state.file), hex.to_owned());
+        let _ =
+            tokio::task::spawn_blocking(move || super::digest_cache::remember(&file, None, &hex))
+                .await;
     }
 
     async fn commit(&self) -> Result<(), CoreError> {

@@ -5,6 +5,7 @@
 //! keep every operation inside the home (whatever symlinks or races say) and to make uploads
 //! atomic; it never checks permission rules and never emits events.
 
+mod digest_cache;
 mod local;
 
 use async_trait::async_trait;
@@ -186,6 +187,16 @@ pub trait ReadFile: Send + Sync {
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError>;
     /// The open file's attributes.
     async fn metadata(&self) -> Result<Metadata, CoreError>;
+    /// A stamp of the file's current content (size and time), taken before hashing it.
+    async fn digest_stamp(&self) -> Option<String> {
+        None
+    }
+    /// The file's SHA-256 (lowercase hex) if the storage remembers it for this content.
+    async fn cached_digest(&self) -> Option<String> {
+        None
+    }
+    /// Remembers the SHA-256 computed since `stamp` was taken, if the file is unchanged.
+    async fn remember_digest(&self, _stamp: Option<String>, _hex: &str) {}
 }
 
 /// A file open for writing. Nothing reaches the final name until [`WriteFile::commit`].
@@ -199,6 +210,8 @@ pub trait WriteFile: Send + Sync {
     async fn size(&self) -> Result<u64, CoreError>;
     /// Flushes written data to stable storage.
     async fn sync(&self) -> Result<(), CoreError>;
+    /// Remembers the finished upload's SHA-256 with the file (before [`WriteFile::commit`]).
+    async fn remember_digest(&self, _hex: &str) {}
     /// Makes the upload visible under its final name, durably.
     async fn commit(&self) -> Result<(), CoreError>;
     /// Gives the upload up: removes it, or keeps it under its final name when the target

@@ -346,6 +346,7 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
     let mut position = upload.end();
     let mut buf = vec![0u8; CHUNK];
     let mut pending_cr = false;
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         let read = tokio::select! {
             r = stream.read(&mut buf) => r,
@@ -378,14 +379,31 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
         } else {
             buf[..n].to_vec()
         };
-        let len = data.len() as u64;
-        if let Err(e) = upload.write_at(position, data).await {
-            upload.abort(&e.message).await;
-            return core_reply(&e);
+        // Reads return what one TCP segment or TLS record held; disk writes are gathered
+        // to CHUNK bytes so each costs one blocking-pool hop per quarter MiB, not per read.
+        if pending.is_empty() {
+            pending = data;
+        } else {
+            pending.extend_from_slice(&data);
         }
-        position += len;
+        if pending.len() >= CHUNK {
+            let len = pending.len() as u64;
+            if let Err(e) = upload
+                .write_at(position, std::mem::take(&mut pending))
+                .await
+            {
+                upload.abort(&e.message).await;
+                return core_reply(&e);
+            }
+            position += len;
+        }
     }
-    if pending_cr && let Err(e) = upload.write_at(position, b"\r".to_vec()).await {
+    if pending_cr {
+        pending.push(b'\r');
+    }
+    if !pending.is_empty()
+        && let Err(e) = upload.write_at(position, pending).await
+    {
         upload.abort(&e.message).await;
         return core_reply(&e);
     }
