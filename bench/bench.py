@@ -225,6 +225,13 @@ Host *
         secret = self.scratch.key if proto == "sftp" else self.password
         port = self.port(server, "ssh" if proto == "sftp" else "ftp")
         srv = self.servers[server]
+        # A fresh server that has served one session: the figure is what each further
+        # idle session adds, not heap left over from earlier measurements.
+        srv.relaunch()
+        inproc = str(servers.BENCH / "inproc.py")
+        subprocess.run(["python3", inproc, "logins", proto, str(port), "0.01", USER, str(secret), "1"],
+                       check=True, capture_output=True, timeout=60)
+        time.sleep(1)
         before, procs_before = srv.pss_kib(), srv.processes()
         helper = subprocess.Popen(
             ["python3", str(servers.BENCH / "inproc.py"), "idle", proto, str(port), str(self.args.idle), USER,

@@ -50,11 +50,22 @@ class Server:
 
     def __init__(self, name, cmd, ports, log):
         self.name = name
+        self.cmd = cmd
         self.ports = ports
         self.log = log
+        self.launch()
+
+    def launch(self):
         self.proc = subprocess.Popen(
-            ["python3", str(BENCH / "subreaper.py"), *map(str, cmd)],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            ["python3", str(BENCH / "subreaper.py"), *map(str, self.cmd)],
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def relaunch(self):
+        """A fresh process, for measurements that a grown heap would distort."""
+        self.stop()
+        self.launch()
+        for port in self.ports.values():
+            self.wait_listening(port)
 
     def wait_listening(self, port, timeout=20):
         deadline = time.monotonic() + timeout
