@@ -248,7 +248,8 @@ Host *
         count = int(line[1])
         result = row.results.setdefault(server, Result())
         result.values.append((after - before) / count)
-        result.extra.append(f"{(procs_after - procs_before) / count:g} processes/session, opened in {line[2]} s")
+        result.extra.append(f"{(procs_after - procs_before) / count:g} processes/session")
+        result.extra.append(f"opened in {line[2]} s")
 
     # -- the plan -----------------------------------------------------------
     def plan(self):
@@ -335,7 +336,7 @@ Host *
                     cpu_ratio += f" (≤ {row.cpu_target:g} {'met' if wc / pc <= row.cpu_target else 'NOT met'})"
             lines.append(f"| {row.group} | {row.name} | {row.unit} | {fmt(w)} | {row.peer} | {fmt(p)} | "
                          f"{ratio:.2f} | {target} | {cpu} | {cpu_ratio} |")
-        extras = [f"- {row.name}: {srv}: {'; '.join(sorted(set(r.extra)))}"
+        extras = [f"- {row.name}: {srv}: {'; '.join(dict.fromkeys(r.extra))}"
                   for row in self.rows for srv, r in row.results.items() if r.extra]
         if extras:
             lines += ["", *extras]
