@@ -208,6 +208,15 @@ impl Upload {
         Ok(())
     }
 
+    /// Writes bytes a front-end gathered but had not written yet, before it gives the
+    /// upload up: a resumable upload keeps every received byte, and the failure record
+    /// counts them. A write error here changes nothing about the failure being reported.
+    pub async fn write_gathered(&self, offset: u64, gathered: &mut Vec<u8>) {
+        if !gathered.is_empty() {
+            let _ = self.write_at(offset, std::mem::take(gathered)).await;
+        }
+    }
+
     /// Flushes to stable storage without closing (SFTP `fsync@openssh.com`).
     pub async fn sync(&self) -> Result<(), CoreError> {
         self.file.sync().await

@@ -358,11 +358,13 @@ pub(crate) async fn files_put(
     loop {
         let frame = match tokio::time::timeout(shared.config.body_timeout, body.frame()).await {
             Err(_) => {
+                upload.write_gathered(written, &mut pending).await;
                 upload.abort("request body stalled").await;
                 return Err(error(StatusCode::REQUEST_TIMEOUT, "request body stalled"));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
+                upload.write_gathered(written, &mut pending).await;
                 upload.abort(&format!("request body failed: {e}")).await;
                 return Err(error(StatusCode::BAD_REQUEST, "request body failed"));
             }

@@ -233,9 +233,17 @@ async fn receive_file<W: AsyncWrite + Unpin>(
     ok(out).await?;
     let mut received = 0u64;
     let mut failure: Option<CoreError> = None;
+    // Channel data arrives in SSH packets of 32 KiB or less; disk writes are gathered to
+    // CHUNK bytes so each costs one blocking-pool hop per CHUNK, not per packet.
+    let mut batch: Vec<u8> = Vec::new();
+    let mut batch_at = 0u64;
     while received < size {
         let want = usize::try_from((size - received).min(CHUNK as u64)).unwrap_or(CHUNK);
         let Some(chunk) = input.read_some(want).await else {
+            // What did arrive is written, so the failure record counts it.
+            if failure.is_none() {
+                upload.write_gathered(batch_at, &mut batch).await;
+            }
             upload
                 .abort("client closed the connection mid-file (size in header not sent)")
                 .await;
@@ -249,13 +257,22 @@ async fn receive_file<W: AsyncWrite + Unpin>(
             );
             return Err(Fatal::Gone);
         };
-        let n = chunk.len() as u64;
-        if failure.is_none()
-            && let Err(e) = upload.write_at(received, chunk).await
-        {
-            failure = Some(e);
+        received += chunk.len() as u64;
+        if failure.is_some() {
+            continue;
         }
-        received += n;
+        if batch.is_empty() {
+            batch = chunk;
+        } else {
+            batch.extend_from_slice(&chunk);
+        }
+        if batch.len() >= CHUNK || received == size {
+            let len = batch.len() as u64;
+            if let Err(e) = upload.write_at(batch_at, std::mem::take(&mut batch)).await {
+                failure = Some(e);
+            }
+            batch_at += len;
+        }
     }
     // The sender ends each file with its own status byte. libssh2 (curl's scp://) sends
     // EOF instead once every announced byte is out; that file is complete, so it commits.

@@ -351,6 +351,7 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
         let read = tokio::select! {
             r = stream.read(&mut buf) => r,
             why = interrupted(&mut st.control, &mut st.input) => {
+                upload.write_gathered(position, &mut pending).await;
                 upload.abort(interrupt_reason(&why)).await;
                 return after_interrupt(st, why).await;
             }
@@ -359,6 +360,7 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
+                upload.write_gathered(position, &mut pending).await;
                 upload.abort(&format!("data connection failed: {e}")).await;
                 return Reply::new(426, "data connection failed; upload discarded");
             }
