@@ -63,6 +63,7 @@ class Bench:
 
     # -- set-up -------------------------------------------------------------
     def set_up(self):
+        self.machine = machine_lines()  # before the run: the tree that was built
         s = self.scratch
         s.create_user()
         s.make_keys()
@@ -310,7 +311,7 @@ Host *
     # -- report -------------------------------------------------------------
     def report(self) -> str:
         lines = [f"Wharf benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-                 *(f"- {line}" for line in machine_lines()), "",
+                 *(f"- {line}" for line in getattr(self, "machine", None) or machine_lines()), "",
                  f"Runs per figure: {self.args.runs} (alternating Wharf and peer); medians [min-max]. "
                  f"File: {self.args.size_mib} MiB; small files: {self.args.small} x 4 KiB; "
                  f"idle sessions: {self.args.idle}; login loops: {self.args.login_seconds} s, "

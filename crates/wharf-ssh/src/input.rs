@@ -97,6 +97,21 @@ impl Input {
         true
     }
 
+    /// Reads exactly `len` bytes into a new vector, without zero-filling it first;
+    /// `None` at end of input. The caller bounds `len`.
+    pub async fn read_vec(&mut self, len: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            if !self.fill().await {
+                return None;
+            }
+            let n = (self.pending.len() - self.pos).min(len - out.len());
+            out.extend_from_slice(&self.pending[self.pos..self.pos + n]);
+            self.pos += n;
+        }
+        Some(out)
+    }
+
     /// Reads up to `max` bytes (at least one unless at end of input).
     pub async fn read_some(&mut self, max: usize) -> Option<Vec<u8>> {
         if !self.fill().await {

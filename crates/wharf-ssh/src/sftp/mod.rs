@@ -106,11 +106,7 @@ async fn read_packet(input: &mut Input) -> Result<Option<Vec<u8>>, String> {
     if len == 0 || len > MAX_PACKET {
         return Err(format!("packet length {len} outside 1..={MAX_PACKET}"));
     }
-    let mut payload = vec![0u8; len as usize];
-    if !input.read_exact(&mut payload).await {
-        return Ok(None);
-    }
-    Ok(Some(payload))
+    Ok(input.read_vec(len as usize).await)
 }
 
 async fn serve(engine: &Arc<Engine>, input: &mut Input) -> u32 {
