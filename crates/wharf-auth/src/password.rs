@@ -9,6 +9,7 @@
 use std::sync::{LazyLock, Mutex};
 
 use argon2::password_hash::PasswordHasher;
+use argon2::password_hash::phc::Output;
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::Semaphore;
 
@@ -70,7 +71,7 @@ async fn with_work_area<T: Send + 'static>(
 struct Stored {
     hasher: Argon2<'static>,
     salt: Vec<u8>,
-    expected: Vec<u8>,
+    expected: Output,
     blocks: usize,
 }
 
@@ -89,7 +90,7 @@ fn parse_stored(hash: &str) -> Option<Stored> {
     Some(Stored {
         hasher: Argon2::new(algorithm, version, params),
         salt: parsed.salt?.to_vec(),
-        expected: parsed.hash?.as_bytes().to_vec(),
+        expected: parsed.hash?,
         blocks,
     })
 }
@@ -112,10 +113,8 @@ pub async fn verify_password(hash: &str, password: &str) -> bool {
             &mut out,
             area,
         );
-        // `Output` compares in constant time.
-        hashed.is_ok()
-            && argon2::password_hash::phc::Output::new(&out).ok()
-                == argon2::password_hash::phc::Output::new(&stored.expected).ok()
+        // `Output` compares in constant time; an output that is not one never matches.
+        hashed.is_ok() && Output::new(&out).is_ok_and(|out| out == stored.expected)
     })
     .await
     .unwrap_or(false)

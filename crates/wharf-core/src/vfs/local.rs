@@ -508,7 +508,6 @@ fn read_full_at(file: &File, offset: u64, len: usize) -> Result<Vec<u8>, CoreErr
             Err(e) => return Err(e.into()),
         }
     }
-
     buf.truncate(filled);
     Ok(buf)
 }
@@ -554,8 +553,11 @@ impl WriteState {
         self.writeback.unflushed.store(0, Ordering::SeqCst);
         let state = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = state.file.sync_data()
-                && let Ok(mut failed) = state.writeback.failed.lock()
+            // The lock is held across the flush: an fsync error is reported once per open
+            // file, so if this flush takes it, the commit's own fsync sees success, and the
+            // commit must wait here to learn of it (see `flush_failure`).
+            if let Ok(mut failed) = state.writeback.failed.lock()
+                && let Err(e) = state.file.sync_data()
             {
                 *failed = Some(format!("background flush failed: {e}"));
             }
@@ -563,6 +565,7 @@ impl WriteState {
         });
     }
 
+    /// The failure of a background flush, waiting for one still running.
     fn flush_failure(&self) -> Option<String> {
         self.writeback.failed.lock().ok().and_then(|f| f.clone())
     }
