@@ -38,6 +38,18 @@ impl WriteMode {
 /// Bytes read back at a time when hashing data that did not arrive in order.
 const REHASH_CHUNK: usize = 1 << 20;
 
+/// Bytes [`Upload::write_gathering`] holds before writing them in one vectored write.
+const GATHER: usize = 256 * 1024;
+
+/// Consecutive writes held to be written together.
+#[derive(Default)]
+struct Gathered {
+    /// File offset of the first piece.
+    at: u64,
+    pieces: Vec<Vec<u8>>,
+    len: usize,
+}
+
 struct HashState {
     context: digest::Context,
     /// Every byte before this offset has been fed to `context`, in order.
@@ -54,6 +66,7 @@ pub struct Upload {
     template: Event,
     events: EventBus,
     hash: Mutex<HashState>,
+    gathered: Mutex<Gathered>,
     received: AtomicU64,
     end: AtomicU64,
     started: Instant,
@@ -140,6 +153,7 @@ impl Upload {
                 hashed_upto: 0,
                 in_order: true,
             }),
+            gathered: Mutex::new(Gathered::default()),
             received: AtomicU64::new(0),
             end: AtomicU64::new(existing),
             started: Instant::now(),
@@ -188,6 +202,62 @@ impl Upload {
 
     /// Writes `data` at `offset` (ignored for [`WriteMode::Append`], which always appends).
     pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        self.flush_gathered().await?;
+        let offset = self.accept(offset, &data);
+        self.file.write_at(offset, data).await
+    }
+
+    /// Like [`Upload::write_at`], but a write that continues the previous one may be held
+    /// and written together with the next ones (up to 256 KiB in one vectored write), for
+    /// protocols whose clients send many small in-order writes (SFTP). A failure to write
+    /// held bytes is returned by a later write, [`Upload::sync`] or [`Upload::commit`], so
+    /// the upload still cannot complete without them.
+    pub async fn write_gathering(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        let offset = if self.mode == WriteMode::Append {
+            self.end()
+        } else {
+            offset
+        };
+        let full = {
+            let mut held = self.lock_gathered()?;
+            let continues = held.len == 0 || held.at + held.len as u64 == offset;
+            if !continues || data.len() >= GATHER {
+                Err(data)
+            } else {
+                let offset = self.accept(offset, &data);
+                if held.len == 0 {
+                    held.at = offset;
+                }
+                held.len += data.len();
+                held.pieces.push(data);
+                Ok((held.len >= GATHER).then(|| std::mem::take(&mut *held)))
+            }
+        };
+        match full {
+            Ok(None) => Ok(()),
+            Ok(Some(full)) => self.file.write_pieces_at(full.at, full.pieces).await,
+            Err(data) => self.write_at(offset, data).await,
+        }
+    }
+
+    fn lock_gathered(&self) -> Result<std::sync::MutexGuard<'_, Gathered>, CoreError> {
+        self.gathered
+            .lock()
+            .map_err(|_| CoreError::new(crate::ErrorKind::Failure, "upload state poisoned"))
+    }
+
+    /// Writes the bytes [`Upload::write_gathering`] holds.
+    async fn flush_gathered(&self) -> Result<(), CoreError> {
+        let held = std::mem::take(&mut *self.lock_gathered()?);
+        if held.len == 0 {
+            return Ok(());
+        }
+        self.file.write_pieces_at(held.at, held.pieces).await
+    }
+
+    /// Counts and hashes bytes about to be written at `offset`; returns the offset they
+    /// land at (the end, for [`WriteMode::Append`]).
+    fn accept(&self, offset: u64, data: &[u8]) -> u64 {
         let offset = if self.mode == WriteMode::Append {
             self.end()
         } else {
@@ -196,16 +266,15 @@ impl Upload {
         let len = data.len() as u64;
         if let Ok(mut state) = self.hash.lock() {
             if state.in_order && offset == state.hashed_upto {
-                state.context.update(&data);
+                state.context.update(data);
                 state.hashed_upto += len;
             } else if offset + len > state.hashed_upto || offset < state.hashed_upto {
                 state.in_order = false;
             }
         }
-        self.file.write_at(offset, data).await?;
         self.received.fetch_add(len, Ordering::SeqCst);
         self.end.fetch_max(offset + len, Ordering::SeqCst);
-        Ok(())
+        offset
     }
 
     /// Writes bytes a front-end gathered but had not written yet, before it gives the
@@ -219,6 +288,7 @@ impl Upload {
 
     /// Flushes to stable storage without closing (SFTP `fsync@openssh.com`).
     pub async fn sync(&self) -> Result<(), CoreError> {
+        self.flush_gathered().await?;
         self.file.sync().await
     }
 
@@ -248,6 +318,7 @@ impl Upload {
             ));
         }
         let result = async {
+            self.flush_gathered().await?;
             let sha256 = self.final_digest().await?;
             let size = self.file.size().await?;
             self.file.remember_digest(&sha256).await;
@@ -280,6 +351,8 @@ impl Upload {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Received bytes still held are written first: a resumable upload keeps them.
+        let _ = self.flush_gathered().await;
         let kept = self.file.abort().await.unwrap_or(false);
         self.emit_failed(reason, kept);
     }
@@ -350,6 +423,38 @@ impl Download {
         let data = self.file.read_at(offset, len).await?;
         self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
         Ok(data)
+    }
+
+    /// Sends up to `len` bytes at `offset` from the file straight to a plain TCP socket
+    /// with `sendfile(2)`, so they never pass through user space. `Ok(None)` when the
+    /// storage is not a local file (the caller reads and writes instead); `Ok(Some(0))` at
+    /// end of file. Pages not yet cached are read from disk inside the call, so callers
+    /// keep `len` to one chunk: a cold read then holds a runtime thread for one chunk's
+    /// read-ahead, as a page-cache miss in `read_at` holds a blocking thread.
+    pub async fn send_to(
+        &self,
+        socket: &tokio::net::TcpStream,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Option<usize>> {
+        let Some(file) = self.file.os_file() else {
+            return Ok(None);
+        };
+        loop {
+            socket.writable().await?;
+            let mut at = offset;
+            let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(socket, &*file, Some(&mut at), len).map_err(Into::into)
+            });
+            match sent {
+                Ok(n) => {
+                    self.sent.fetch_add(n as u64, Ordering::SeqCst);
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The open file's attributes.

@@ -494,6 +494,34 @@ impl ReadFile for LocalRead {
         })
         .await;
     }
+
+    fn os_file(&self) -> Option<Arc<File>> {
+        Some(Arc::clone(&self.file))
+    }
+}
+
+/// Writes every piece, consecutively from `offset`, with as few `pwritev` calls as the
+/// kernel allows (it may write less than asked; the rest follows).
+fn write_all_vectored_at(file: &File, pieces: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+    let (mut index, mut within, mut at) = (0usize, 0usize, offset);
+    while index < pieces.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&pieces[index][within..])
+            .chain(pieces[index + 1..].iter().map(|p| &p[..]))
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut written = rustix::io::pwritev(file, &slices, at)?;
+        if written == 0 && slices.iter().any(|s| !s.is_empty()) {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        at += written as u64;
+        while index < pieces.len() && written >= pieces[index].len() - within {
+            written -= pieces[index].len() - within;
+            index += 1;
+            within = 0;
+        }
+        within += written;
+    }
+    Ok(())
 }
 
 /// Reads until `len` bytes or end of file, so short reads never look like EOF to clients.
@@ -660,6 +688,16 @@ impl WriteFile for LocalWrite {
         Ok(())
     }
 
+    async fn write_pieces_at(&self, offset: u64, pieces: Vec<Vec<u8>>) -> Result<(), CoreError> {
+        let file = Arc::clone(&self.state.file);
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        tokio::task::spawn_blocking(move || write_all_vectored_at(&file, &pieces, offset))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))??;
+        self.state.note_written(len);
+        Ok(())
+    }
+
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
         let file = Arc::clone(&self.state.file);
         tokio::task::spawn_blocking(move || read_full_at(&file, offset, len))
@@ -755,6 +793,30 @@ mod tests {
         // A link that stays inside works.
         let f = fs.open_read(&vp("/ok-link")).await.unwrap();
         assert_eq!(f.read_at(0, 100).await.unwrap(), b"inside");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn pieces_land_consecutively() {
+        let (top, fs) = setup();
+        let target = WriteTarget {
+            open: OpenWrite::Truncate,
+            in_place: false,
+            keep_partial: false,
+            permissions: None,
+        };
+        let file = fs.open_write(&vp("/pieces.bin"), target).await.unwrap();
+        let pieces: Vec<Vec<u8>> = [0usize, 5, 300_000, 1, 0, 70_000]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|b| (b * 7 + i) as u8).collect())
+            .collect();
+        let whole = pieces.concat();
+        file.write_at(0, b"head".to_vec()).await.unwrap();
+        file.write_pieces_at(4, pieces).await.unwrap();
+        file.commit().await.unwrap();
+        let got = std::fs::read(top.path().join("home/pieces.bin")).unwrap();
+        assert_eq!(&got[..4], b"head");
+        assert_eq!(&got[4..], &whole[..]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,8 @@
 mod digest_cache;
 mod local;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use wharf_types::VirtualPath;
 
@@ -197,6 +199,11 @@ pub trait ReadFile: Send + Sync {
     }
     /// Remembers the SHA-256 computed since `stamp` was taken, if the file is unchanged.
     async fn remember_digest(&self, _stamp: Option<String>, _hex: &str) {}
+    /// The open operating-system file, when the storage is a local file system, so the
+    /// core can hand its pages to a socket without copying them through user space.
+    fn os_file(&self) -> Option<Arc<std::fs::File>> {
+        None
+    }
 }
 
 /// A file open for writing. Nothing reaches the final name until [`WriteFile::commit`].
@@ -204,6 +211,17 @@ pub trait ReadFile: Send + Sync {
 pub trait WriteFile: Send + Sync {
     /// Writes `data` at `offset`.
     async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError>;
+    /// Writes consecutive pieces starting at `offset`, in one operation where the storage
+    /// allows it.
+    async fn write_pieces_at(&self, offset: u64, pieces: Vec<Vec<u8>>) -> Result<(), CoreError> {
+        let mut at = offset;
+        for piece in pieces {
+            let len = piece.len() as u64;
+            self.write_at(at, piece).await?;
+            at += len;
+        }
+        Ok(())
+    }
     /// Reads back what is written so far (for hashing after out-of-order writes).
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError>;
     /// The current size of the data being written.

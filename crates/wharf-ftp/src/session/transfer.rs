@@ -262,6 +262,28 @@ pub(super) async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
         }
     };
     let mut position = offset;
+    if let (MaybeTls::Plain(tcp), false) = (&stream, st.ascii) {
+        // Image type over plain TCP: the kernel moves the pages (sendfile), no copy here.
+        loop {
+            let sent = tokio::select! {
+                r = download.send_to(tcp, position, CHUNK) => r,
+                why = interrupted(&mut st.control, &mut st.input) => {
+                    download.fail(interrupt_reason(&why));
+                    return after_interrupt(st, why).await;
+                }
+            };
+            match sent {
+                Ok(Some(0)) => return finish_download(&download, stream).await,
+                Ok(Some(n)) => position += n as u64,
+                // Not a local file: read and write below.
+                Ok(None) => break,
+                Err(_) => {
+                    download.fail("data connection closed by the client");
+                    return Reply::new(426, "data connection closed; transfer aborted");
+                }
+            }
+        }
+    }
     let mut last_was_cr = false;
     loop {
         let chunk = match download.read_at(position, CHUNK).await {
@@ -292,6 +314,10 @@ pub(super) async fn retrieve(st: &mut State, raw: &[u8], offset: u64) -> Reply {
             return Reply::new(426, "data connection closed; transfer aborted");
         }
     }
+    finish_download(&download, stream).await
+}
+
+async fn finish_download(download: &wharf_core::Download, mut stream: MaybeTls) -> Reply {
     if stream.shutdown().await.is_err() {
         download.fail("data connection failed at the end");
         return Reply::new(426, "data connection failed");

@@ -137,7 +137,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
                     "handle not open for writing",
                 ));
             };
-            upload.write_at(offset, data).await?;
+            upload.write_gathering(offset, data).await?;
             Ok(Response::ok(id))
         }
         RequestBody::Lstat { path: raw } => {
