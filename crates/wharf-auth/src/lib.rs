@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ban;
 mod keys;
 mod password;
 mod resolve;
@@ -21,6 +22,7 @@ use wharf_core::Account;
 use wharf_store::{AccountRecord, Store};
 use wharf_types::Protocol;
 
+pub use ban::{BanEngine, BanPolicy, MAX_TRACKED, Refusal, rfc3339};
 pub use keys::{PublicKey, fingerprint, parse_public_key};
 pub use password::{hash_password, verify_password};
 pub use resolve::resolve_account;
@@ -79,18 +81,44 @@ impl AuthFailure {
     pub fn reason(&self) -> String {
         self.to_string()
     }
+
+    /// A stable code for events (`attrs.cause`), which the ban engine scores.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthFailure::UnknownAccount => "unknown-account",
+            AuthFailure::Disabled => "disabled",
+            AuthFailure::WrongPassword => "wrong-password",
+            AuthFailure::NoPassword => "no-password",
+            AuthFailure::KeyNotAuthorised => "key-not-authorised",
+            AuthFailure::ProtocolNotAllowed => "protocol-not-allowed",
+            AuthFailure::Misconfigured(_) => "misconfigured",
+            AuthFailure::Store(_) => "store",
+        }
+    }
 }
 
-/// Authenticates against accounts in the store.
+/// Authenticates against accounts in the store, and says which clients are banned.
 #[derive(Clone)]
 pub struct LocalAuthenticator {
     store: Store,
+    bans: Option<Arc<BanEngine>>,
 }
 
 impl LocalAuthenticator {
-    /// An authenticator over `store`.
+    /// An authenticator over `store`, with no ban engine.
     pub fn new(store: Store) -> Self {
-        LocalAuthenticator { store }
+        LocalAuthenticator { store, bans: None }
+    }
+
+    /// The same, refusing the clients `bans` has banned.
+    pub fn with_bans(mut self, bans: Arc<BanEngine>) -> Self {
+        self.bans = Some(bans);
+        self
+    }
+
+    /// Whether a connection from `addr` must be refused at once (before any handshake).
+    pub fn refuses(&self, addr: std::net::IpAddr) -> Option<Refusal> {
+        self.bans.as_ref().and_then(|b| b.refuses(addr))
     }
 
     /// Checks `credential` for `name`, for a service offering `protocols`.

@@ -66,6 +66,8 @@ catalogue! {
     SessionEnded = 20021, "session.ended", "A file session ended.";
     CommandRefused = 20030, "command.refused", "A request was refused by policy (an exec command, a shell, a forwarding request); `message` names it.";
     ProtocolError = 20031, "protocol.error", "A client sent something the protocol forbids (oversized packet, malformed record, lying size); the session was answered with an error or closed.";
+    BanAdded = 20040, "ban.added", "A client network was banned after its failures reached the threshold; `remote` is the address that tipped it, `attrs.network` the banned network, `attrs.until` when the ban ends, `attrs.strikes` how often it was banned, `attrs.score` its score.";
+    BanLifted = 20041, "ban.lifted", "A ban ended when its time ran out (recorded by each node that enforced it); `attrs.network` names it.";
     UploadStarted = 30001, "upload.started", "A file was opened for writing; `attrs.mode` is create, overwrite, append or resume.";
     UploadFinished = 30002, "upload.finished", "An upload was committed under its final name; `bytes`, `duration_ms` and `sha256` of the whole file.";
     UploadFailed = 30003, "upload.failed", "An upload ended without being committed (disconnect, error, abort); the partial data was removed, or kept under its final name in resumable mode (`attrs.kept`).";
@@ -88,6 +90,7 @@ catalogue! {
     GroupUpdated = 50011, "group.updated", "A group changed.";
     GroupRemoved = 50012, "group.removed", "A group was removed.";
     ConfigurationApplied = 50020, "configuration.applied", "`wharf apply` imported accounts and groups; `message` counts the changes.";
+    BanRemoved = 50030, "ban.removed", "An administrator lifted a ban (`wharf ban remove`); `attrs.network` names it.";
 }
 
 impl EventKind {
@@ -108,7 +111,7 @@ impl EventKind {
              `message`, `attrs` (kind-specific text fields), and the hash-chain fields `prev` and `hash`.\n\n\
              | range | what |\n|---|---|\n\
              | 1xxxx | server and service lifecycle |\n\
-             | 2xxxx | connections, authentication, sessions |\n\
+             | 2xxxx | connections, authentication, sessions, bans |\n\
              | 3xxxx | file and folder operations |\n\
              | 4xxxx | event handlers and data-loss prevention |\n\
              | 5xxxx | administration |\n\
@@ -244,22 +247,55 @@ pub struct EventBus {
 
 struct BusInner {
     sender: mpsc::UnboundedSender<Event>,
+    observer: Option<Arc<dyn EventObserver>>,
+}
+
+/// Something that watches every event as it is emitted (the ban engine) and may answer
+/// with events of its own. It runs on the emitting task, so it must be quick and must
+/// never block.
+pub trait EventObserver: Send + Sync {
+    /// Looks at `event`; returns events to record after it.
+    fn observe(&self, event: &Event) -> Vec<Event>;
 }
 
 impl EventBus {
     /// A bus and the receiving end the audit writer drains.
     pub fn new() -> (EventBus, mpsc::UnboundedReceiver<Event>) {
+        EventBus::build(None)
+    }
+
+    /// A bus whose events `observer` sees first.
+    pub fn with_observer(
+        observer: Arc<dyn EventObserver>,
+    ) -> (EventBus, mpsc::UnboundedReceiver<Event>) {
+        EventBus::build(Some(observer))
+    }
+
+    fn build(
+        observer: Option<Arc<dyn EventObserver>>,
+    ) -> (EventBus, mpsc::UnboundedReceiver<Event>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         (
             EventBus {
-                inner: Arc::new(BusInner { sender }),
+                inner: Arc::new(BusInner { sender, observer }),
             },
             receiver,
         )
     }
 
-    /// Hands `event` to the audit writer.
+    /// Hands `event` (and whatever the observer answers) to the audit writer.
     pub fn emit(&self, event: Event) {
+        let answers = match &self.inner.observer {
+            Some(observer) => observer.observe(&event),
+            None => Vec::new(),
+        };
+        self.send(event);
+        for answer in answers {
+            self.send(answer);
+        }
+    }
+
+    fn send(&self, event: Event) {
         if let Err(mpsc::error::SendError(event)) = self.inner.sender.send(event) {
             // The writer is gone (shutdown); the record still reaches the process log.
             tracing::warn!(

@@ -149,6 +149,15 @@ fn accept(
     refused.protocol = Some(shared.config.initial_protocol());
     refused.session = Some(id.clone());
     refused.remote = Some(remote);
+    if let Some(refusal) = shared.auth.refuses(remote.ip()) {
+        if refusal.record {
+            shared
+                .events
+                .emit(refused.failed(refusal.reason()).attr("cause", "banned"));
+        }
+        turn_away(socket, shared, "address banned after too many failures");
+        return;
+    }
     let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
         shared.events.emit(refused.failed("too many connections"));
         turn_away(socket, shared, "too many connections; try again later");

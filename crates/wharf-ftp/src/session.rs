@@ -561,7 +561,8 @@ async fn login(st: &mut State, password: &str) -> bool {
             st.shared.events.emit(
                 st.event(EventKind::LoginFailed)
                     .failed(failure.reason())
-                    .attr("method", "password"),
+                    .attr("method", "password")
+                    .attr("cause", failure.code()),
             );
             st.failures += 1;
             // A pause after each failure slows guessing (vsftpd's delay_failed_login).

@@ -214,7 +214,8 @@ pub(crate) async fn log_in(
             let mut failed = shared
                 .event(EventKind::LoginFailed, conn)
                 .failed(failure.reason())
-                .attr("method", "password");
+                .attr("method", "password")
+                .attr("cause", failure.code());
             failed.account = Some(user);
             failed.protocol = Some(protocol);
             shared.events.emit(failed);

@@ -129,6 +129,17 @@ impl HttpService {
             .serve(shutdown, move |socket, remote| {
                 let id = format!("{:016x}", rand::random::<u64>());
                 let conn = Conn { id, remote };
+                if let Some(refusal) = shared.auth.refuses(remote.ip()) {
+                    if refusal.record {
+                        shared.events.emit(
+                            shared
+                                .event(EventKind::ConnectionRefused, &conn)
+                                .failed(refusal.reason())
+                                .attr("cause", "banned"),
+                        );
+                    }
+                    return;
+                }
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     shared.events.emit(
                         shared

@@ -129,6 +129,16 @@ fn accept(
         e.remote = Some(remote);
         e
     };
+    if let Some(refusal) = shared.auth.refuses(remote.ip()) {
+        if refusal.record {
+            shared.events.emit(
+                event(EventKind::ConnectionRefused)
+                    .failed(refusal.reason())
+                    .attr("cause", "banned"),
+            );
+        }
+        return;
+    }
     let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
         shared
             .events
@@ -263,7 +273,8 @@ impl Connection {
                 let mut e = self
                     .event(EventKind::LoginFailed, Some(&shown_user))
                     .failed(failure.reason())
-                    .attr("method", method);
+                    .attr("method", method)
+                    .attr("cause", failure.code());
                 if let Some(d) = detail {
                     e = e.attr("key", d);
                 }

@@ -1,5 +1,5 @@
 //! Wharf's store: identities (accounts, groups, Manager administrators) and runtime state
-//! (the numbered, hash-chained audit trail) in SQLite, with PostgreSQL for clusters to come.
+//! (the numbered, hash-chained audit trail; bans) in SQLite, with PostgreSQL for clusters to come.
 //!
 //! Queries are runtime-checked sqlx queries with bound parameters only: no SQL is ever built
 //! from input text. Lists (keys, groups, rules) are stored as JSON text so the schema stays
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod bans;
 mod identities;
 mod migrate;
 
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditRecord, EventFilter, chain_hash};
+pub use bans::BanRecord;
 pub use identities::{AccountRecord, AdminRecord, GroupRecord};
 
 /// A store failure.

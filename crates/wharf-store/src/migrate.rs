@@ -7,7 +7,10 @@ use sqlx::SqlitePool;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("migrations/sqlite/0002_bans.sql")),
+];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query(

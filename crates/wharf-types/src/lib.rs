@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod network;
 mod path;
 mod verb;
 
 pub use account::{AccountName, AccountNameError};
+pub use network::{IpNetwork, NetworkParseError};
 pub use path::{PathError, VirtualPath};
 pub use verb::{Protocol, Verb, VerbParseError};

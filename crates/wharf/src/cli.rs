@@ -51,6 +51,25 @@ pub enum Command {
     /// Audit trail maintenance.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Banned client networks.
+    #[command(subcommand)]
+    Ban(BanCommand),
+}
+
+/// `wharf ban ...`.
+#[derive(Debug, Subcommand)]
+pub enum BanCommand {
+    /// List the bans in force.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a ban and forget the network's strikes (running servers follow within seconds).
+    Remove {
+        /// The banned network as listed, or an address inside it.
+        address: String,
+    },
 }
 
 /// `wharf account ...`.

@@ -31,6 +31,9 @@ pub struct Config {
     /// `[tls]`.
     #[serde(default)]
     pub tls: Option<TlsSection>,
+    /// `[ban]`.
+    #[serde(default)]
+    pub ban: crate::ban_config::BanSection,
 }
 
 /// `[server]`.
@@ -418,6 +421,7 @@ impl Loaded {
                 message,
             });
         };
+        self.config.ban.validate(&mut issue);
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
             issue(
                 self.config.store.url.span(),

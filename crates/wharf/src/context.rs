@@ -51,9 +51,14 @@ impl Context {
         message: impl Into<String>,
     ) -> Result<()> {
         let mut event = Event::new(kind).message(message);
+        event.account = Some(subject.to_owned());
+        self.record_event(event).await
+    }
+
+    /// Records `event` as made from the command line, by the operator running it.
+    pub async fn record_event(&self, mut event: Event) -> Result<()> {
         event.protocol = Some(Protocol::Admin);
         event.service = Some("cli".to_owned());
-        event.account = Some(subject.to_owned());
         let operator = std::env::var("SUDO_USER")
             .or_else(|_| std::env::var("USER"))
             .unwrap_or_else(|_| "unknown".to_owned());

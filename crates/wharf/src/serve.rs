@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use wharf_auth::LocalAuthenticator;
+use wharf_auth::{BanEngine, LocalAuthenticator};
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_ftp::{FtpConfig, FtpService, TlsMode};
 use wharf_http::{HttpConfig, HttpService};
@@ -26,11 +26,18 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         crate::init::announce(&path, password.as_deref());
     }
     let ctx = Context::open(config_path).await?;
-    let (bus, receiver) = EventBus::new();
+    let bans = BanEngine::new(
+        ctx.loaded.config.ban.policy(),
+        ctx.store.clone(),
+        ctx.loaded.config.server.name.clone(),
+    );
+    bans.reload().await;
+    let (bus, receiver) = EventBus::with_observer(bans.clone());
     let writer = tokio::spawn(ctx.audit.clone().run(receiver));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
     let mut services = tokio::task::JoinSet::new();
-    let auth = LocalAuthenticator::new(ctx.store.clone());
+    let auth = LocalAuthenticator::new(ctx.store.clone()).with_bans(bans);
     let tls = match &ctx.loaded.config.tls {
         Some(section) => Some(
             wharf_net::tls::server_config(
@@ -151,6 +158,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 bus.emit(event);
                 let _ = stop_tx.send(true);
                 drop(bus);
+                let _ = ban_keeper.await;
                 let _ = writer.await;
                 anyhow::bail!(
                     "service {name}: cannot listen on port {}: {e}",
@@ -188,6 +196,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     }
     let _ = stop_tx.send(true);
     while services.join_next().await.is_some() {}
+    let _ = ban_keeper.await;
     for service in &ctx.loaded.config.services {
         let mut event = Event::new(EventKind::ServiceStopped);
         event.service = Some(service.name.get_ref().clone());

@@ -11,11 +11,11 @@ use wharf_types::VirtualPath;
 
 /// What a handle refers to.
 pub(crate) enum Handle {
-    /// A file open for reading.
-    Read(Download),
+    /// A file open for reading (boxed, as is an upload: both are large next to a folder).
+    Read(Box<Download>),
     /// A file open for writing, with attributes to apply once it is committed.
     Write {
-        upload: Upload,
+        upload: Box<Upload>,
         pending: Mutex<Attrs>,
     },
     /// A folder being listed.

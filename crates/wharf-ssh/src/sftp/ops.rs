@@ -302,7 +302,7 @@ async fn open(
     let s = &engine.session;
     let writing = flags.has(OpenFlags::WRITE) || flags.has(OpenFlags::APPEND);
     let handle = if !writing {
-        Handle::Read(s.open_download(path).await?)
+        Handle::Read(Box::new(s.open_download(path).await?))
     } else {
         let exists = match s.stat(path, true).await {
             Ok(_) => true,
@@ -326,7 +326,7 @@ async fn open(
             .open_upload(path, mode, attrs.permissions.map(|p| p & 0o777))
             .await?;
         Handle::Write {
-            upload,
+            upload: Box::new(upload),
             pending: Mutex::new(Attrs::default()),
         }
     };

@@ -1,6 +1,7 @@
 //! One module per command family; `run` dispatches.
 
 mod accounts;
+mod bans;
 mod events;
 mod groups;
 mod io;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apply { file } => io::apply(&Context::open(&cli.config).await?, &file).await,
         Command::Export => io::export(&Context::open(&cli.config).await?).await,
         Command::Events(args) => events::events(&cli.config, args).await,
+        Command::Ban(command) => bans::run(&Context::open(&cli.config).await?, command).await,
         Command::Audit(crate::cli::AuditCommand::Verify) => {
             events::verify(&Context::open(&cli.config).await?).await
         }
