@@ -5,6 +5,7 @@ grow for repeat offenders, survive a restart and can be lifted by an administrat
 import ftplib
 import json
 import socket
+import subprocess
 import time
 
 import paramiko
@@ -148,3 +149,19 @@ def test_bans_survive_a_restart_and_an_administrator_lifts_them(server):
         time.sleep(0.5)
     served_everywhere(server, "127.0.0.1")
     assert server.wharf("ban", "list", check=True).stdout.strip() == "no bans in force"
+
+
+def test_a_path_traversal_scan_over_https_is_banned(server):
+    configure(server, threshold=6, ban_time=600)
+    # Each refused path is a protocol.error (score 2): the third one bans the scanner.
+    statuses = []
+    for evil in ["%2e%2e/wharf.toml", "..%5cwharf.toml", "%00wharf.toml"]:
+        result = subprocess.run(
+            ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"alice:{PASSWORD}",
+             "--path-as-is", f"https://127.0.0.1:{server.https_port}/api/v1/files/{evil}"],
+            capture_output=True, text=True, timeout=30)
+        statuses.append(result.stdout)
+    assert statuses == ["400", "400", "400"]
+    ban = server.wait_event("ban.added")
+    assert ban["protocol"] == "https" and ban["attrs"]["score"] == "6"
+    refused_everywhere(server, "127.0.0.1")

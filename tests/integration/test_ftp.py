@@ -177,10 +177,10 @@ def test_escapes_rules_and_login_failures(server, mode):
              if e["name"] == "permission.denied" and e["protocol"] == protocol}
     assert {"write", "delete"} <= verbs
     with pytest.raises(ftplib.error_perm, match="530"):
-        server.ftp_client(mode, "reader", "wrong-password")
+        server.ftp_client(mode, "reader", "guessed-Secret-7")
     failed = server.wait_event("login.failed", protocol=protocol, account="reader")
     assert failed["message"] == "wrong password"
-    assert "wrong-password" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
+    assert "guessed-Secret-7" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
 
 
 def test_check_config_tls_policies(server):

@@ -16,6 +16,10 @@ PASSWORD = "http-pass-123"
 
 @pytest.fixture
 def https_server(server):
+    return start_with_alice(server)
+
+
+def start_with_alice(server):
     home = server.add_account("alice", password=PASSWORD)
     server.start()
     home.mkdir(parents=True, exist_ok=True)
@@ -184,8 +188,12 @@ def test_route_table_walk(https_server):
                 assert status not in (401, 405), (method, path, status)
 
 
-def test_encoded_traversal_refused(https_server):
-    s = https_server
+def test_encoded_traversal_refused(server):
+    # Nine refused paths in a row is a scan the ban engine stops (test_bans.py); here every
+    # one must get its own answer, so the threshold is out of reach.
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write("\n[ban]\nthreshold = 1000\n")
+    s = start_with_alice(server)
     (s.root / "secret.txt").write_text("outside the home\n")
     for evil in ["../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", "..;/secret.txt",
                  "%252e%252e/secret.txt", "%c0%ae%c0%ae/secret.txt", "..%5csecret.txt",
