@@ -25,7 +25,7 @@ use wharf_types::Protocol;
 pub use ban::{BanEngine, BanPolicy, MAX_TRACKED, Refusal, rfc3339};
 pub use keys::{PublicKey, fingerprint, parse_public_key};
 pub use password::{hash_password, verify_password};
-pub use resolve::resolve_account;
+pub use resolve::{address_allowed, resolve_account};
 
 /// A proof of identity offered by a client.
 #[derive(Debug)]
@@ -65,6 +65,12 @@ pub enum AuthFailure {
     /// The key is not one of the account's keys.
     #[error("key not authorised for this account")]
     KeyNotAuthorised,
+    /// The account's expiry date has passed.
+    #[error("account expired")]
+    Expired,
+    /// The client's address is denied, or outside the allowed networks, for the account.
+    #[error("address not allowed for this account")]
+    AddressNotAllowed,
     /// None of the protocols this service offers are allowed for the account.
     #[error("protocol not allowed for this account")]
     ProtocolNotAllowed,
@@ -90,6 +96,8 @@ impl AuthFailure {
             AuthFailure::WrongPassword => "wrong-password",
             AuthFailure::NoPassword => "no-password",
             AuthFailure::KeyNotAuthorised => "key-not-authorised",
+            AuthFailure::Expired => "expired",
+            AuthFailure::AddressNotAllowed => "address-not-allowed",
             AuthFailure::ProtocolNotAllowed => "protocol-not-allowed",
             AuthFailure::Misconfigured(_) => "misconfigured",
             AuthFailure::Store(_) => "store",
@@ -121,12 +129,14 @@ impl LocalAuthenticator {
         self.bans.as_ref().and_then(|b| b.refuses(addr))
     }
 
-    /// Checks `credential` for `name`, for a service offering `protocols`.
+    /// Checks `credential` for `name`, for a service offering `protocols`, from a client
+    /// at `from`.
     pub async fn authenticate(
         &self,
         name: &str,
         credential: Credential<'_>,
         protocols: &[Protocol],
+        from: std::net::IpAddr,
     ) -> Result<Arc<Account>, AuthFailure> {
         let record = self.store.account(name).await?;
         let Some(record) = record else {
@@ -140,7 +150,14 @@ impl LocalAuthenticator {
         if !record.enabled {
             return Err(AuthFailure::Disabled);
         }
-        let account = resolve_account(&self.store, &record).await?;
+        if record.expires_us.is_some_and(|at| at <= now_us()) {
+            return Err(AuthFailure::Expired);
+        }
+        let groups = resolve::load_groups(&self.store, &record).await?;
+        if !address_allowed(&record, &groups, from) {
+            return Err(AuthFailure::AddressNotAllowed);
+        }
+        let account = resolve::resolve_with_groups(&record, &groups)?;
         if !protocols.iter().any(|p| account.may_use(*p)) {
             return Err(AuthFailure::ProtocolNotAllowed);
         }
@@ -192,4 +209,9 @@ impl LocalAuthenticator {
             _ => false,
         }
     }
+}
+
+fn now_us() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::net::IpAddr;
+
 use wharf_core::{Account, Rule, RuleSet, UploadMode};
-use wharf_store::{AccountRecord, Store};
+use wharf_store::{AccountRecord, GroupRecord, Store};
 use wharf_types::Protocol;
 
 use crate::AuthFailure;
@@ -13,6 +15,15 @@ pub async fn resolve_account(
     store: &Store,
     record: &AccountRecord,
 ) -> Result<Account, AuthFailure> {
+    let groups = load_groups(store, record).await?;
+    resolve_with_groups(record, &groups)
+}
+
+/// The account's groups, in its order; a missing group is a misconfiguration.
+pub(crate) async fn load_groups(
+    store: &Store,
+    record: &AccountRecord,
+) -> Result<Vec<GroupRecord>, AuthFailure> {
     let mut groups = Vec::with_capacity(record.groups.len());
     for name in &record.groups {
         match store.group(name).await? {
@@ -24,6 +35,35 @@ pub async fn resolve_account(
             }
         }
     }
+    Ok(groups)
+}
+
+/// Whether a client at `addr` may log in as `record`: inside no `deny` network of the
+/// account or its groups, and inside an `allow` network when there are any (the account's
+/// own allow list when it has one, else its groups' lists together).
+pub fn address_allowed(record: &AccountRecord, groups: &[GroupRecord], addr: IpAddr) -> bool {
+    let rules = std::iter::once(&record.addresses).chain(groups.iter().map(|g| &g.addresses));
+    if rules
+        .clone()
+        .any(|r| r.deny.iter().any(|n| n.contains(addr)))
+    {
+        return false;
+    }
+    let allow: Vec<_> = if record.addresses.allow.is_empty() {
+        groups
+            .iter()
+            .flat_map(|g| g.addresses.allow.iter())
+            .collect()
+    } else {
+        record.addresses.allow.iter().collect()
+    };
+    allow.is_empty() || allow.iter().any(|n| n.contains(addr))
+}
+
+pub(crate) fn resolve_with_groups(
+    record: &AccountRecord,
+    groups: &[GroupRecord],
+) -> Result<Account, AuthFailure> {
     let template_group = groups.iter().find(|g| g.home_template.is_some());
     let (home, create_home) = match (&record.home, template_group) {
         (Some(home), _) => (PathBuf::from(home), groups.iter().any(|g| g.create_home)),
@@ -54,7 +94,7 @@ pub async fn resolve_account(
         .collect();
     let rules = RuleSet::compile(rules).map_err(|e| AuthFailure::Misconfigured(e.0))?;
     let mut protocols: Vec<Protocol> = Vec::new();
-    for group in &groups {
+    for group in groups {
         for p in &group.protocols {
             if !protocols.contains(p) {
                 protocols.push(*p);
@@ -73,4 +113,71 @@ pub async fn resolve_account(
         protocols,
         upload_mode,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_types::{AccountName, AddressRules};
+
+    fn rules(allow: &[&str], deny: &[&str]) -> AddressRules {
+        AddressRules {
+            allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
+            deny: deny.iter().map(|s| s.parse().unwrap()).collect(),
+        }
+    }
+
+    fn account(addresses: AddressRules) -> AccountRecord {
+        AccountRecord {
+            name: AccountName::new("a").unwrap(),
+            password_hash: None,
+            home: Some("/srv/a".into()),
+            enabled: true,
+            groups: vec!["g".into()],
+            keys: Vec::new(),
+            rules: Vec::new(),
+            addresses,
+            expires_us: None,
+        }
+    }
+
+    fn group(addresses: AddressRules) -> GroupRecord {
+        GroupRecord {
+            name: "g".into(),
+            home_template: None,
+            create_home: false,
+            rules: Vec::new(),
+            protocols: Vec::new(),
+            upload_mode: None,
+            addresses,
+        }
+    }
+
+    #[test]
+    fn deny_wins_and_the_account_allow_list_replaces_the_groups() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let open = account(AddressRules::default());
+        assert!(address_allowed(&open, &[], ip("198.51.100.1")));
+        // A group's allow list applies when the account has none.
+        let office = [group(rules(&["198.51.100.0/24"], &[]))];
+        assert!(address_allowed(&open, &office, ip("198.51.100.1")));
+        assert!(!address_allowed(&open, &office, ip("203.0.113.1")));
+        // The account's own allow list takes the place of its groups'.
+        let travelling = account(rules(&["203.0.113.0/24"], &[]));
+        assert!(address_allowed(&travelling, &office, ip("203.0.113.1")));
+        assert!(!address_allowed(&travelling, &office, ip("198.51.100.1")));
+        // A deny anywhere refuses, even inside an allowed network; IPv4-mapped counts.
+        let denied = [group(rules(&[], &["203.0.113.128/25"]))];
+        assert!(!address_allowed(&travelling, &denied, ip("203.0.113.200")));
+        assert!(!address_allowed(
+            &travelling,
+            &denied,
+            ip("::ffff:203.0.113.200")
+        ));
+        assert!(address_allowed(&travelling, &denied, ip("203.0.113.5")));
+        let v6 = account(rules(&["2001:db8::/32"], &["2001:db8:bad::/48"]));
+        assert!(address_allowed(&v6, &[], ip("2001:db8:1::1")));
+        assert!(!address_allowed(&v6, &[], ip("2001:db8:bad::1")));
+        assert!(!address_allowed(&v6, &[], ip("192.0.2.1")));
+    }
 }

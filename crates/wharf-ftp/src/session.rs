@@ -528,7 +528,12 @@ async fn login(st: &mut State, password: &str) -> bool {
     let result = st
         .shared
         .auth
-        .authenticate(&user, Credential::Password(password), &[st.protocol()])
+        .authenticate(
+            &user,
+            Credential::Password(password),
+            &[st.protocol()],
+            st.remote.ip(),
+        )
         .await;
     match result {
         Ok(account) => {

@@ -183,7 +183,12 @@ pub(crate) async fn log_in(
     let user: String = user.chars().take(64).collect();
     match shared
         .auth
-        .authenticate(&user, Credential::Password(password), &[protocol])
+        .authenticate(
+            &user,
+            Credential::Password(password),
+            &[protocol],
+            conn.remote.ip(),
+        )
         .await
     {
         Ok(account) => {

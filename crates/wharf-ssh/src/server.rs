@@ -250,7 +250,12 @@ impl Connection {
         let result = self
             .shared
             .auth
-            .authenticate(user, credential, &[Protocol::Sftp, Protocol::Scp])
+            .authenticate(
+                user,
+                credential,
+                &[Protocol::Sftp, Protocol::Scp],
+                self.remote.ip(),
+            )
             .await;
         let shown_user: String = user.chars().take(64).collect();
         match result {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use wharf_core::{Rule, UploadMode};
-use wharf_types::{AccountName, Protocol};
+use wharf_types::{AccountName, AddressRules, Protocol};
 
 use crate::{Store, StoreError, now_us};
 
@@ -25,6 +25,10 @@ pub struct AccountRecord {
     pub keys: Vec<String>,
     /// The account's own rules, evaluated before its groups' rules.
     pub rules: Vec<Rule>,
+    /// Where the account may log in from (with its groups' rules).
+    pub addresses: AddressRules,
+    /// When the account stops working (µs since the Unix epoch); `None`: never.
+    pub expires_us: Option<i64>,
 }
 
 /// A group as stored.
@@ -42,6 +46,8 @@ pub struct GroupRecord {
     pub protocols: Vec<Protocol>,
     /// Upload policy for members; `None` means the default (atomic).
     pub upload_mode: Option<UploadMode>,
+    /// Where members may log in from.
+    pub addresses: AddressRules,
 }
 
 /// A Manager administrator.
@@ -74,6 +80,11 @@ fn account_from_row(row: &SqliteRow) -> Result<AccountRecord, StoreError> {
         groups: parse(&row.try_get::<String, _>("groups_json")?, "accounts.groups")?,
         keys: parse(&row.try_get::<String, _>("keys_json")?, "accounts.keys")?,
         rules: parse(&row.try_get::<String, _>("rules_json")?, "accounts.rules")?,
+        addresses: parse(
+            &row.try_get::<String, _>("addresses_json")?,
+            "accounts.addresses",
+        )?,
+        expires_us: row.try_get("expires_us")?,
     })
 }
 
@@ -92,6 +103,10 @@ fn group_from_row(row: &SqliteRow) -> Result<GroupRecord, StoreError> {
             Some(text) => Some(parse(&format!("{text:?}"), "groups.upload_mode")?),
             None => None,
         },
+        addresses: parse(
+            &row.try_get::<String, _>("addresses_json")?,
+            "groups.addresses",
+        )?,
     })
 }
 
@@ -107,8 +122,8 @@ impl Store {
     pub async fn create_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let now = now_us();
         let result = sqlx::query(
-            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING",
         )
         .bind(account.name.as_str())
         .bind(&account.password_hash)
@@ -117,6 +132,8 @@ impl Store {
         .bind(json(&account.groups))
         .bind(json(&account.keys))
         .bind(json(&account.rules))
+        .bind(json(&account.addresses))
+        .bind(account.expires_us)
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -130,7 +147,8 @@ impl Store {
     pub async fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
-             keys_json = $6, rules_json = $7, updated_us = $8 WHERE name = $1",
+             keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, updated_us = $10 \
+             WHERE name = $1",
         )
         .bind(account.name.as_str())
         .bind(&account.password_hash)
@@ -139,6 +157,8 @@ impl Store {
         .bind(json(&account.groups))
         .bind(json(&account.keys))
         .bind(json(&account.rules))
+        .bind(json(&account.addresses))
+        .bind(account.expires_us)
         .bind(now_us())
         .execute(&self.pool)
         .await?;
@@ -178,8 +198,8 @@ impl Store {
     pub async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let now = now_us();
         let result = sqlx::query(
-            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&group.name)
         .bind(&group.home_template)
@@ -187,6 +207,7 @@ impl Store {
         .bind(json(&group.rules))
         .bind(json(&group.protocols))
         .bind(upload_mode_text(group.upload_mode))
+        .bind(json(&group.addresses))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -200,7 +221,7 @@ impl Store {
     pub async fn update_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
-             upload_mode = $6, updated_us = $7 WHERE name = $1",
+             upload_mode = $6, addresses_json = $7, updated_us = $8 WHERE name = $1",
         )
         .bind(&group.name)
         .bind(&group.home_template)
@@ -208,6 +229,7 @@ impl Store {
         .bind(json(&group.rules))
         .bind(json(&group.protocols))
         .bind(upload_mode_text(group.upload_mode))
+        .bind(json(&group.addresses))
         .bind(now_us())
         .execute(&self.pool)
         .await?;

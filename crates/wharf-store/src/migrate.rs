@@ -10,6 +10,10 @@ use crate::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (2, include_str!("migrations/sqlite/0002_bans.sql")),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_address_rules_expiry.sql"),
+    ),
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {

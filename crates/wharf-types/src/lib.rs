@@ -15,6 +15,6 @@ mod path;
 mod verb;
 
 pub use account::{AccountName, AccountNameError};
-pub use network::{IpNetwork, NetworkParseError};
+pub use network::{AddressRules, IpNetwork, NetworkParseError};
 pub use path::{PathError, VirtualPath};
 pub use verb::{Protocol, Verb, VerbParseError};

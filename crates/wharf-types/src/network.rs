@@ -105,6 +105,38 @@ impl FromStr for IpNetwork {
     }
 }
 
+impl serde::Serialize for IpNetwork {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an account may log in from: a client inside any `deny` network is refused; when
+/// `allow` is not empty, a client must be inside one of its networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AddressRules {
+    /// Networks allowed (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<IpNetwork>,
+    /// Networks refused, whatever `allow` says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<IpNetwork>,
+}
+
+impl AddressRules {
+    /// True when neither list has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,9 +94,18 @@ pub enum AccountCommand {
         /// Create the account disabled.
         #[arg(long)]
         disabled: bool,
+        #[command(flatten)]
+        access: AccessArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Change where an account may log in from, and when it expires.
+    Set {
+        /// Account name.
+        name: String,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// List accounts.
     List {
@@ -144,6 +153,25 @@ pub enum AccountCommand {
     },
 }
 
+/// Where logins may come from, and until when.
+#[derive(Debug, Args, Default)]
+pub struct AccessArgs {
+    /// Only clients in this network may log in (203.0.113.0/24, 2001:db8::/48 or one
+    /// address); may repeat. Replaces the earlier list.
+    #[arg(long = "allow-from", value_name = "NETWORK")]
+    pub allow_from: Vec<String>,
+    /// Clients in this network may not log in; may repeat. Replaces the earlier list.
+    #[arg(long = "deny-from", value_name = "NETWORK")]
+    pub deny_from: Vec<String>,
+    /// Empty both lists (any address may log in).
+    #[arg(long, conflicts_with_all = ["allow_from", "deny_from"])]
+    pub any_address: bool,
+    /// Account only: the date (YYYY-MM-DD, from 00:00 UTC) or time (RFC 3339) from which
+    /// logins are refused, or "never".
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
+}
+
 /// `wharf group ...`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -169,6 +197,15 @@ pub enum GroupCommand {
         /// Upload mode: atomic (default) or resumable.
         #[arg(long)]
         upload_mode: Option<String>,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Change where members may log in from.
+    Set {
+        /// Group name.
+        name: String,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// List groups.
     List {

@@ -179,6 +179,7 @@ pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
                 rules: vec![Rule::allow_all()],
                 protocols: Vec::new(),
                 upload_mode: None,
+                addresses: Default::default(),
             })
             .await?;
     }

@@ -52,7 +52,7 @@ fn show(record: &AccountRecord) -> String {
         .map(|k| wharf_auth::fingerprint(&k))
         .collect();
     format!(
-        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}",
+        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}",
         record.name,
         record.enabled,
         if record.password_hash.is_some() {
@@ -68,6 +68,8 @@ fn show(record: &AccountRecord) -> String {
             keys.join(", ")
         },
         record.rules.len(),
+        super::access::describe(&record.addresses),
+        super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".to_owned()),
     )
 }
 
@@ -81,6 +83,8 @@ fn json_view(record: &AccountRecord) -> serde_json::Value {
         "groups": record.groups,
         "keys": record.keys,
         "rules": record.rules,
+        "addresses": record.addresses,
+        "expires": super::access::expiry_text(record.expires_us),
     })
 }
 
@@ -94,6 +98,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             home,
             groups,
             disabled,
+            access,
             json,
         } => {
             let name = AccountName::new(&name)?;
@@ -136,7 +141,16 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 groups,
                 keys,
                 rules: Vec::new(),
+                addresses: Default::default(),
+                expires_us: access
+                    .expires
+                    .as_deref()
+                    .map(super::access::parse_expiry)
+                    .transpose()?
+                    .flatten(),
             };
+            let mut record = record;
+            super::access::apply(&mut record.addresses, &access)?;
             // Resolving now reports a missing home template before anyone tries to log in.
             wharf_auth::resolve_account(&ctx.store, &record)
                 .await
@@ -215,6 +229,28 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             )
             .await?;
             println!("key {print} added to {name}");
+        }
+        AccountCommand::Set { name, access } => {
+            let mut record = load(ctx, &name).await?;
+            let mut changed = super::access::apply(&mut record.addresses, &access)?;
+            if let Some(text) = &access.expires {
+                record.expires_us = super::access::parse_expiry(text)?;
+                changed = true;
+            }
+            if !changed {
+                bail!(
+                    "nothing to change: give --allow-from, --deny-from, --any-address or --expires"
+                );
+            }
+            ctx.store.update_account(&record).await?;
+            let what = format!(
+                "addresses: {}; expires: {}",
+                super::access::describe(&record.addresses),
+                super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".into())
+            );
+            ctx.record(EventKind::AccountUpdated, &name, what.clone())
+                .await?;
+            println!("{name}: {what}");
         }
         AccountCommand::Enable { name } => set_enabled(ctx, &name, true).await?,
         AccountCommand::Disable { name } => set_enabled(ctx, &name, false).await?,

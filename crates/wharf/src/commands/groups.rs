@@ -111,7 +111,11 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             deny,
             protocols: protos,
             upload_mode: mode,
+            access,
         } => {
+            if access.expires.is_some() {
+                bail!("--expires applies to accounts, not groups");
+            }
             AccountName::new(&name)?;
             if let Some(t) = &home_template
                 && !t.starts_with('/')
@@ -128,7 +132,10 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     None => Vec::new(),
                 },
                 upload_mode: mode.as_deref().map(upload_mode).transpose()?,
+                addresses: Default::default(),
             };
+            let mut group = group;
+            super::access::apply(&mut group.addresses, &access)?;
             ctx.store.create_group(&group).await?;
             ctx.record(EventKind::GroupCreated, &name, "group created")
                 .await?;
@@ -183,6 +190,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                         _ => "atomic",
                     }
                 );
+                println!("from:          {}", super::access::describe(&g.addresses));
                 println!("rules:");
                 for r in &g.rules {
                     println!(
@@ -193,6 +201,24 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     );
                 }
             }
+        }
+        GroupCommand::Set { name, access } => {
+            if access.expires.is_some() {
+                bail!("--expires applies to accounts, not groups");
+            }
+            let mut group = ctx
+                .store
+                .group(&name)
+                .await?
+                .with_context(|| format!("no group named {name:?}"))?;
+            if !super::access::apply(&mut group.addresses, &access)? {
+                bail!("nothing to change: give --allow-from, --deny-from or --any-address");
+            }
+            ctx.store.update_group(&group).await?;
+            let what = format!("addresses: {}", super::access::describe(&group.addresses));
+            ctx.record(EventKind::GroupUpdated, &name, what.clone())
+                .await?;
+            println!("{name}: {what}");
         }
         GroupCommand::Remove { name } => {
             let members: Vec<String> = ctx

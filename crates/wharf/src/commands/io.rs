@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use wharf_core::{EventKind, Rule, RuleSet, UploadMode};
 use wharf_store::{AccountRecord, GroupRecord};
-use wharf_types::{AccountName, Protocol};
+use wharf_types::{AccountName, AddressRules, IpNetwork, Protocol};
 
 use crate::context::Context;
 
@@ -33,6 +33,10 @@ struct GroupEntry {
     protocols: Vec<Protocol>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     upload_mode: Option<UploadMode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allow_from: Vec<IpNetwork>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deny_from: Vec<IpNetwork>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -55,6 +59,13 @@ struct AccountEntry {
     groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allow_from: Vec<IpNetwork>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deny_from: Vec<IpNetwork>,
+    /// RFC 3339 time or YYYY-MM-DD from which logins are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<String>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -105,6 +116,10 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
             rules: g.rules.clone(),
             protocols: g.protocols.clone(),
             upload_mode: g.upload_mode,
+            addresses: AddressRules {
+                allow: g.allow_from.clone(),
+                deny: g.deny_from.clone(),
+            },
         };
         match ctx.store.group(&g.name).await? {
             None => {
@@ -156,6 +171,15 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
             },
             keys: a.keys.clone(),
             rules: a.rules.clone(),
+            addresses: AddressRules {
+                allow: a.allow_from.clone(),
+                deny: a.deny_from.clone(),
+            },
+            expires_us: match &a.expires {
+                Some(text) => super::access::parse_expiry(text)
+                    .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?,
+                None => None,
+            },
         };
         wharf_auth::resolve_account(&ctx.store, &record)
             .await
@@ -209,6 +233,8 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 create_home: g.create_home,
                 protocols: g.protocols,
                 upload_mode: g.upload_mode,
+                allow_from: g.addresses.allow,
+                deny_from: g.addresses.deny,
                 rules: g.rules,
             })
             .collect(),
@@ -225,6 +251,9 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 home: a.home,
                 groups: a.groups,
                 keys: a.keys,
+                allow_from: a.addresses.allow,
+                deny_from: a.addresses.deny,
+                expires: super::access::expiry_text(a.expires_us),
                 rules: a.rules,
             })
             .collect(),

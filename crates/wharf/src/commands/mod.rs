@@ -1,5 +1,6 @@
 //! One module per command family; `run` dispatches.
 
+mod access;
 mod accounts;
 mod bans;
 mod events;
