@@ -3,7 +3,9 @@ when (expiry), enforced the same way on SSH, FTPS and HTTPS."""
 
 import ftplib
 import json
+import socket
 import subprocess
+import time
 
 import paramiko
 import pytest
@@ -112,3 +114,49 @@ def test_cli_and_apply_check_networks_and_dates(server):
     (server.root / "bad.toml").write_text('[[account]]\nname = "gail"\nallow_from = ["10.0.0.300"]\n')
     bad = server.wharf("apply", str(server.root / "bad.toml"))
     assert bad.returncode != 0 and "bad.toml:3" in bad.stderr and "10.0.0.300" in bad.stderr
+
+
+def test_connections_per_address_are_capped_on_ssh_and_https(server):
+    config = (server.root / "wharf.toml").read_text()
+    config = config.replace("max_per_ip = 20               # connections at once from one address",
+                            "max_per_ip = 2")
+    config = config.replace("max_connections = 256\nmax_per_ip = 20\nmax_upload_size",
+                            "max_connections = 256\nmax_per_ip = 2\nmax_upload_size")
+    assert config.count("max_per_ip = 2\n") == 2
+    (server.root / "wharf.toml").write_text(config)
+    server.start()
+
+    def greeting(host, port):
+        s = socket.create_connection((host, port), timeout=5)
+        s.settimeout(2)
+        try:
+            return s, s.recv(100)
+        except socket.timeout:
+            return s, None
+
+    held = []
+    for port, open_reply in [(server.port, b"SSH-2.0-"), (server.https_port, None)]:
+        for _ in range(2):
+            s, first = greeting("127.0.0.1", port)
+            assert first is None if open_reply is None else first.startswith(open_reply)
+            held.append(s)
+        s, first = greeting("127.0.0.1", port)
+        assert first == b"", port  # the third from the same address is closed at once
+        s.close()
+        # Another address is counted on its own.
+        s, first = greeting("::1", port)
+        assert first is None if open_reply is None else first.startswith(open_reply)
+        s.close()
+    refused = [e for e in server.events() if e["name"] == "connection.refused"]
+    assert {e["protocol"] for e in refused} == {"ssh", "https"}
+    assert all(e["message"] == "too many connections from this address" for e in refused)
+    for s in held:
+        s.close()
+    # Closed connections give their slots back.
+    deadline = time.time() + 10
+    while True:
+        s, first = greeting("127.0.0.1", server.port)
+        s.close()
+        if first and first.startswith(b"SSH-2.0-"):
+            break
+        assert time.time() < deadline

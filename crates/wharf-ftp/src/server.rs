@@ -80,7 +80,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<FtpConfig>,
     pub(crate) auth: LocalAuthenticator,
     pub(crate) events: EventBus,
-    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    per_address: wharf_net::AddressSlots,
 }
 
 impl FtpService {
@@ -109,7 +109,7 @@ impl FtpService {
             config: Arc::clone(&self.config),
             auth,
             events,
-            per_ip: std::sync::Mutex::new(std::collections::HashMap::new()),
+            per_address: wharf_net::AddressSlots::new(self.config.max_per_ip),
         });
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
         self.listeners
@@ -163,32 +163,16 @@ fn accept(
         turn_away(socket, shared, "too many connections; try again later");
         return;
     };
-    {
-        let Ok(mut per_ip) = shared.per_ip.lock() else {
-            return;
-        };
-        let count = per_ip.entry(remote.ip()).or_insert(0);
-        if *count >= shared.config.max_per_ip {
-            shared
-                .events
-                .emit(refused.failed("too many connections from this address"));
-            drop(per_ip);
-            turn_away(socket, shared, "too many connections from your address");
-            return;
-        }
-        *count += 1;
-    }
+    let Some(slot) = shared.per_address.take(remote.ip()) else {
+        shared
+            .events
+            .emit(refused.failed("too many connections from this address"));
+        turn_away(socket, shared, "too many connections from your address");
+        return;
+    };
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let _permit = permit;
-        crate::session::run(socket, remote, id, Arc::clone(&shared)).await;
-        if let Ok(mut per_ip) = shared.per_ip.lock()
-            && let Some(count) = per_ip.get_mut(&remote.ip())
-        {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&remote.ip());
-            }
-        }
+        let _held = (permit, slot);
+        crate::session::run(socket, remote, id, shared).await;
     });
 }

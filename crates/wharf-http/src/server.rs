@@ -28,6 +28,8 @@ pub struct HttpConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_per_ip: usize,
     /// Time to receive a request's headers (also the keep-alive idle time).
     pub header_timeout: Duration,
     /// Time between two pieces of a request body.
@@ -57,6 +59,7 @@ pub(crate) fn test_config() -> HttpConfig {
         addresses: Vec::new(),
         tls: None,
         max_connections: 1,
+        max_per_ip: 1,
         header_timeout: Duration::from_secs(5),
         body_timeout: Duration::from_secs(5),
         max_upload_size: 1 << 20,
@@ -117,6 +120,7 @@ impl HttpService {
         shutdown: watch::Receiver<bool>,
     ) {
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let per_address = wharf_net::AddressSlots::new(self.config.max_per_ip);
         let tls = self.config.tls.clone().map(TlsAcceptor::from);
         let shared = Arc::new(Shared {
             sessions: Sessions::new(self.config.session_timeout),
@@ -148,11 +152,19 @@ impl HttpService {
                     );
                     return;
                 };
+                let Some(slot) = per_address.take(remote.ip()) else {
+                    shared.events.emit(
+                        shared
+                            .event(EventKind::ConnectionRefused, &conn)
+                            .failed("too many connections from this address"),
+                    );
+                    return;
+                };
                 let shared = Arc::clone(&shared);
                 let router = router.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _held = (permit, slot);
                     serve_connection(socket, conn, shared, router, tls).await;
                 });
             })

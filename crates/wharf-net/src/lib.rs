@@ -1,6 +1,6 @@
 //! Listening sockets shared by the protocol front-ends: bind every configured address,
 //! report what was bound, and accept until shutdown; and the TLS server configuration
-//! (`tls`) the TLS front-ends share.
+//! (`tls`) the TLS front-ends share; per-address connection counts (`AddressSlots`).
 //!
 //! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
 //! so every protocol records and compares client addresses the same way. An accept error
@@ -11,7 +11,10 @@
 
 #![forbid(unsafe_code)]
 
+mod slots;
 pub mod tls;
+
+pub use slots::{AddressSlot, AddressSlots};
 
 use std::net::SocketAddr;
 use std::time::Duration;

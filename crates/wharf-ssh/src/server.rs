@@ -36,6 +36,8 @@ pub struct SshConfig {
     pub login_grace_time: Duration,
     /// Connections served at once; more are refused.
     pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_per_ip: usize,
     /// Authentication attempts per connection.
     pub max_auth_tries: usize,
     /// Algorithm policy.
@@ -52,6 +54,7 @@ pub struct SshService {
 
 struct Shared {
     service: String,
+    per_address: wharf_net::AddressSlots,
     auth: LocalAuthenticator,
     events: EventBus,
     banner: Option<String>,
@@ -97,6 +100,7 @@ impl SshService {
             ..Default::default()
         });
         let shared = Arc::new(Shared {
+            per_address: wharf_net::AddressSlots::new(self.config.max_per_ip),
             service: self.config.name.clone(),
             auth,
             events,
@@ -145,6 +149,12 @@ fn accept(
             .emit(event(EventKind::ConnectionRefused).failed("too many connections"));
         return;
     };
+    let Some(slot) = shared.per_address.take(remote.ip()) else {
+        shared.events.emit(
+            event(EventKind::ConnectionRefused).failed("too many connections from this address"),
+        );
+        return;
+    };
     shared.events.emit(event(EventKind::ConnectionOpened));
     let started = Instant::now();
     let account_name = Arc::new(Mutex::new(None::<String>));
@@ -163,7 +173,7 @@ fn accept(
     let config = Arc::clone(config);
     let events = shared.events.clone();
     tokio::spawn(async move {
-        let _permit = permit;
+        let _held = (permit, slot);
         let _ = socket.set_nodelay(true);
         // The grace period covers everything before authentication, including a client
         // that connects and never sends its identification line.
