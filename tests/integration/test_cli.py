@@ -52,17 +52,30 @@ def test_check_config_names_file_line_and_key(server):
 def test_accounts_and_groups(server):
     server.wharf("group", "add", "ops", "--home-template", "/srv/wharf/${USER}", "--allow", "/**=list,read",
                  "--protocols", "sftp", check=True)
-    server.add_account("erin", password="pw-erin-123", groups=["ops"])
+    server.add_account("erin", password="plum-orchard-51", groups=["ops"])
     listed = server.wharf("account", "list", "--json", check=True).stdout
     erin = json.loads(listed.splitlines()[0])
     assert erin["name"] == "erin" and erin["groups"] == ["ops"] and erin["password"] is True
     assert "argon2" not in listed
     shown = server.wharf("account", "show", "erin", check=True).stdout
     assert "SHA256:" in shown
-    server.wharf("account", "set-password", "erin", input="new-pw-456\n", check=True)
+    server.wharf("account", "set-password", "erin", input="new-river-stone-456\n", check=True)
     db = sqlite3.connect(server.root / "wharf-data" / "wharf.db")
     (hash_,) = db.execute("SELECT password_hash FROM accounts WHERE name='erin'").fetchone()
-    assert hash_.startswith("$argon2id$") and "new-pw-456" not in hash_
+    assert hash_.startswith("$argon2id$") and "new-river-stone-456" not in hash_
+    # [password_policy]: 12 characters, no common password, not the account name.
+    for weak, why in [("short-pw", "shorter than 12 characters"),
+                      ("Password1234", "it is on the list of common passwords"),
+                      ("erin-is-my-password", "it contains the account name")]:
+        r = server.wharf("account", "set-password", "erin", input=weak + "\n")
+        assert r.returncode == 1 and f"password refused: {why}" in r.stderr, r.stderr
+        r = server.wharf("account", "add", "gus", "--password-stdin", input=weak.replace("erin", "gus") + "\n")
+        assert r.returncode == 1 and "password refused" in r.stderr, r.stderr
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write("\n[password_policy]\nmin_length = 6\nrefuse_common = false\n")
+    server.wharf("account", "set-password", "erin", input="Password1234\n", check=True)
+    r = server.wharf("account", "set-password", "erin", input="erin-2026\n")
+    assert r.returncode == 1 and "contains the account name" in r.stderr
     r = server.wharf("group", "remove", "ops")
     assert r.returncode == 1 and "erin" in r.stderr
     r = server.wharf("account", "add", "bad/name")
@@ -74,7 +87,7 @@ def test_accounts_and_groups(server):
     names = [e["name"] for e in server.events()]
     for expected in ["group.created", "account.created", "account.updated", "account.removed", "group.removed"]:
         assert expected in names
-    assert "new-pw-456" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
+    assert "new-river-stone-456" not in (server.root / "wharf-data" / "audit.jsonl").read_text()
 
 
 def test_apply_and_export_are_idempotent(server, monkeypatch):
@@ -100,15 +113,24 @@ groups = ["partners"]
 password = "env:ACME_PASSWORD"
 keys = ["{(server.key.parent / (server.key.name + '.pub')).read_text().strip()}"]
 """)
+    password = {"value": "acme-pw-1"}
     env_cmd = lambda *a: subprocess.run([str(BIN), "--config", str(server.root / "wharf.toml"), *a],
-                                        capture_output=True, text=True, env={"ACME_PASSWORD": "acme-pw-1", "PATH": "/usr/bin:/bin"})
+                                        capture_output=True, text=True,
+                                        env={"ACME_PASSWORD": password["value"], "PATH": "/usr/bin:/bin"})
+    # A new password must meet [password_policy]; the error names the file and account.
+    weak = env_cmd("apply", str(doc))
+    assert weak.returncode == 1
+    assert "partners.toml: account acme: password refused: shorter than 12 characters" in weak.stderr
+    # Nothing of a refused file is written, not even its valid entries.
+    assert "partners" not in server.wharf("group", "list", check=True).stdout
+    password["value"] = "granite-harbour-88"
     first = env_cmd("apply", str(doc))
     assert first.returncode == 0, first.stderr
     assert "2 created, 0 updated, 0 unchanged" in first.stdout
     second = env_cmd("apply", str(doc))
     assert "0 created, 0 updated, 2 unchanged" in second.stdout
     exported = server.wharf("export", check=True).stdout
-    assert "acme" in exported and "$argon2id$" in exported and "acme-pw-1" not in exported
+    assert "acme" in exported and "$argon2id$" in exported and "granite-harbour-88" not in exported
     (server.root / "export.toml").write_text(exported)
     third = server.wharf("apply", str(server.root / "export.toml"), check=True)
     assert "0 created, 0 updated" in third.stdout

@@ -14,6 +14,7 @@
 mod ban;
 mod keys;
 mod password;
+mod policy;
 mod resolve;
 
 use std::sync::Arc;
@@ -25,7 +26,8 @@ use wharf_types::Protocol;
 pub use ban::{BanEngine, BanPolicy, MAX_TRACKED, Refusal, rfc3339};
 pub use keys::{PublicKey, fingerprint, parse_public_key};
 pub use password::{hash_password, verify_password};
-pub use resolve::{address_allowed, resolve_account};
+pub use policy::{MAX_PASSWORD_CHARS, PasswordPolicy, PasswordRejected};
+pub use resolve::{address_allowed, resolve_account, resolve_account_with};
 
 /// A proof of identity offered by a client.
 #[derive(Debug)]
@@ -157,7 +159,7 @@ impl LocalAuthenticator {
         if !address_allowed(&record, &groups, from) {
             return Err(AuthFailure::AddressNotAllowed);
         }
-        let account = resolve::resolve_with_groups(&record, &groups)?;
+        let account = resolve::resolve_account_with(&record, &groups)?;
         if !protocols.iter().any(|p| account.may_use(*p)) {
             return Err(AuthFailure::ProtocolNotAllowed);
         }

@@ -16,7 +16,7 @@ pub async fn resolve_account(
     record: &AccountRecord,
 ) -> Result<Account, AuthFailure> {
     let groups = load_groups(store, record).await?;
-    resolve_with_groups(record, &groups)
+    resolve_account_with(record, &groups)
 }
 
 /// The account's groups, in its order; a missing group is a misconfiguration.
@@ -60,7 +60,8 @@ pub fn address_allowed(record: &AccountRecord, groups: &[GroupRecord], addr: IpA
     allow.is_empty() || allow.iter().any(|n| n.contains(addr))
 }
 
-pub(crate) fn resolve_with_groups(
+/// Resolves `record` with its groups given (in its order), without the store.
+pub fn resolve_account_with(
     record: &AccountRecord,
     groups: &[GroupRecord],
 ) -> Result<Account, AuthFailure> {

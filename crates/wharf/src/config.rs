@@ -33,7 +33,10 @@ pub struct Config {
     pub tls: Option<TlsSection>,
     /// `[ban]`.
     #[serde(default)]
-    pub ban: crate::ban_config::BanSection,
+    pub ban: crate::policy_config::BanSection,
+    /// `[password_policy]`.
+    #[serde(default)]
+    pub password_policy: crate::policy_config::PasswordSection,
 }
 
 /// `[server]`.
@@ -422,6 +425,7 @@ impl Loaded {
             });
         };
         self.config.ban.validate(&mut issue);
+        self.config.password_policy.validate(&mut issue);
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
             issue(
                 self.config.store.url.span(),

@@ -5,12 +5,12 @@
 #![forbid(unsafe_code)]
 
 mod audit;
-mod ban_config;
 mod cli;
 mod commands;
 mod config;
 mod context;
 mod init;
+mod policy_config;
 mod serve;
 
 use std::process::ExitCode;

@@ -26,6 +26,17 @@ pub fn read_password() -> Result<String> {
     Ok(password)
 }
 
+/// Reads a new password for `account` and checks it against `[password_policy]`.
+fn new_password(ctx: &Context, account: &str) -> Result<String> {
+    let password = read_password()?;
+    ctx.loaded
+        .config
+        .password_policy
+        .policy()
+        .check(account, &password)?;
+    Ok(password)
+}
+
 fn read_key(path: &Path) -> Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -120,7 +131,10 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 bail!("--home must be an absolute path");
             }
             let password_hash = if password_stdin {
-                Some(wharf_auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?)
+                Some(
+                    wharf_auth::hash_password(&new_password(ctx, name.as_str())?)
+                        .map_err(anyhow::Error::msg)?,
+                )
             } else {
                 None
             };
@@ -205,8 +219,10 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
         }
         AccountCommand::SetPassword { name, .. } => {
             let mut record = load(ctx, &name).await?;
-            record.password_hash =
-                Some(wharf_auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?);
+            record.password_hash = Some(
+                wharf_auth::hash_password(&new_password(ctx, &name)?)
+                    .map_err(anyhow::Error::msg)?,
+            );
             ctx.store.update_account(&record).await?;
             ctx.record(EventKind::AccountUpdated, &name, "password changed")
                 .await?;

@@ -1,6 +1,7 @@
 //! `wharf apply` and `wharf export`: accounts and groups as TOML, for configuration as code,
 //! backups and migrations. Applying the same file twice changes nothing the second time.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -90,7 +91,8 @@ fn secret(spec: &str, base: &Path) -> Result<String> {
     )
 }
 
-/// `wharf apply FILE`.
+/// `wharf apply FILE`: every entry is checked (and new passwords hashed) before anything is
+/// written, so a file with one bad entry changes nothing.
 pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -102,14 +104,16 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
         anyhow::anyhow!("{}:{}: {}", file.display(), line, e.message().trim())
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
-    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    let within = |what: String| move |e: String| anyhow::anyhow!("{}: {what}: {e}", file.display());
+
+    let mut groups = Vec::with_capacity(doc.groups.len());
     for g in &doc.groups {
-        AccountName::new(&g.name).map_err(|e| anyhow::anyhow!("{}: group: {e}", file.display()))?;
+        let fail = within(format!("group {}", g.name));
+        AccountName::new(&g.name).map_err(|e| fail(e.to_string()))?;
         for rule in &g.rules {
-            RuleSet::validate(rule)
-                .map_err(|e| anyhow::anyhow!("{}: group {}: {e}", file.display(), g.name))?;
+            RuleSet::validate(rule).map_err(|e| fail(e.to_string()))?;
         }
-        let record = GroupRecord {
+        groups.push(GroupRecord {
             name: g.name.clone(),
             home_template: g.home_template.clone(),
             create_home: g.create_home,
@@ -120,44 +124,51 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
                 allow: g.allow_from.clone(),
                 deny: g.deny_from.clone(),
             },
-        };
-        match ctx.store.group(&g.name).await? {
-            None => {
-                ctx.store.create_group(&record).await?;
-                ctx.record(EventKind::GroupCreated, &g.name, "group created by apply")
-                    .await?;
-                created += 1;
-            }
-            Some(existing) if existing == record => unchanged += 1,
-            Some(_) => {
-                ctx.store.update_group(&record).await?;
-                ctx.record(EventKind::GroupUpdated, &g.name, "group updated by apply")
-                    .await?;
-                updated += 1;
-            }
-        }
+        });
     }
+    // Accounts are checked against the groups as they will be: the store's, with the
+    // file's replacing those of the same name.
+    let mut known: HashMap<String, GroupRecord> = ctx
+        .store
+        .groups()
+        .await?
+        .into_iter()
+        .map(|g| (g.name.clone(), g))
+        .collect();
+    for g in &groups {
+        known.insert(g.name.clone(), g.clone());
+    }
+    let mut accounts = Vec::with_capacity(doc.accounts.len());
     for a in &doc.accounts {
+        let fail = within(format!("account {}", a.name));
         for rule in &a.rules {
-            RuleSet::validate(rule)
-                .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+            RuleSet::validate(rule).map_err(|e| fail(e.to_string()))?;
         }
         for key in &a.keys {
-            wharf_auth::parse_public_key(key)
-                .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
+            wharf_auth::parse_public_key(key).map_err(|e| fail(e.to_string()))?;
         }
         let existing = ctx.store.account(a.name.as_str()).await?;
+        let stored_hash = existing.as_ref().and_then(|e| e.password_hash.clone());
         let password_hash = match (&a.password_hash, &a.password) {
             (Some(hash), _) => Some(hash.clone()),
             (None, Some(spec)) => {
                 let password = secret(spec, base)?;
-                // Keep the stored hash when it already matches, so re-applying is a no-op.
-                match existing.as_ref().and_then(|e| e.password_hash.clone()) {
+                match stored_hash {
+                    // The stored hash already matches: re-applying changes nothing.
                     Some(hash) if wharf_auth::verify_password(&hash, &password).await => Some(hash),
-                    _ => Some(wharf_auth::hash_password(&password).map_err(anyhow::Error::msg)?),
+                    // A new password meets the policy (an exported hash is taken as is).
+                    _ => {
+                        ctx.loaded
+                            .config
+                            .password_policy
+                            .policy()
+                            .check(a.name.as_str(), &password)
+                            .map_err(|e| fail(e.to_string()))?;
+                        Some(wharf_auth::hash_password(&password).map_err(anyhow::Error::msg)?)
+                    }
                 }
             }
-            (None, None) => existing.as_ref().and_then(|e| e.password_hash.clone()),
+            (None, None) => stored_hash,
         };
         let record = AccountRecord {
             name: a.name.clone(),
@@ -176,34 +187,65 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
                 deny: a.deny_from.clone(),
             },
             expires_us: match &a.expires {
-                Some(text) => super::access::parse_expiry(text)
-                    .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?,
+                Some(text) => super::access::parse_expiry(text).map_err(|e| fail(e.to_string()))?,
                 None => None,
             },
         };
-        wharf_auth::resolve_account(&ctx.store, &record)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: account {}: {e}", file.display(), a.name))?;
-        match existing {
+        let mut its_groups = Vec::with_capacity(record.groups.len());
+        for name in &record.groups {
+            let group = known.get(name).with_context(|| {
+                format!(
+                    "{}: account {}: group {name:?} does not exist",
+                    file.display(),
+                    a.name
+                )
+            })?;
+            its_groups.push(group.clone());
+        }
+        wharf_auth::resolve_account_with(&record, &its_groups).map_err(|e| fail(e.to_string()))?;
+        accounts.push((record, existing));
+    }
+
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for record in &groups {
+        match ctx.store.group(&record.name).await? {
             None => {
-                ctx.store.create_account(&record).await?;
+                ctx.store.create_group(record).await?;
                 ctx.record(
-                    EventKind::AccountCreated,
-                    a.name.as_str(),
-                    "account created by apply",
+                    EventKind::GroupCreated,
+                    &record.name,
+                    "group created by apply",
                 )
                 .await?;
                 created += 1;
             }
-            Some(existing) if existing == record => unchanged += 1,
+            Some(existing) if existing == *record => unchanged += 1,
             Some(_) => {
-                ctx.store.update_account(&record).await?;
+                ctx.store.update_group(record).await?;
                 ctx.record(
-                    EventKind::AccountUpdated,
-                    a.name.as_str(),
-                    "account updated by apply",
+                    EventKind::GroupUpdated,
+                    &record.name,
+                    "group updated by apply",
                 )
                 .await?;
+                updated += 1;
+            }
+        }
+    }
+    for (record, existing) in &accounts {
+        let name = record.name.as_str();
+        match existing {
+            None => {
+                ctx.store.create_account(record).await?;
+                ctx.record(EventKind::AccountCreated, name, "account created by apply")
+                    .await?;
+                created += 1;
+            }
+            Some(existing) if existing == record => unchanged += 1,
+            Some(_) => {
+                ctx.store.update_account(record).await?;
+                ctx.record(EventKind::AccountUpdated, name, "account updated by apply")
+                    .await?;
                 updated += 1;
             }
         }

@@ -1,11 +1,12 @@
-//! `[ban]` in `wharf.toml`: the ban engine's policy, checked strictly like every section.
+//! `[ban]` and `[password_policy]` in `wharf.toml`: the security policies, checked strictly
+//! like every section.
 
 use std::ops::Range;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use wharf_auth::BanPolicy;
+use wharf_auth::{BanPolicy, PasswordPolicy};
 use wharf_types::IpNetwork;
 
 /// `[ban]`. Durations are in seconds.
@@ -176,6 +177,58 @@ impl BanSection {
             score_failed_login: self.score_failed_login,
             score_unknown_account: self.score_unknown_account,
             score_protocol_error: self.score_protocol_error,
+        }
+    }
+}
+
+/// `[password_policy]`: what a new password for a local account must be.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSection {
+    /// Fewest characters.
+    #[serde(default = "default_min_length")]
+    pub min_length: Spanned<usize>,
+    /// Refuse the built-in list of common passwords.
+    #[serde(default = "yes")]
+    pub refuse_common: bool,
+    /// Refuse passwords containing the account name.
+    #[serde(default = "yes")]
+    pub refuse_account_name: bool,
+}
+
+impl Default for PasswordSection {
+    fn default() -> Self {
+        PasswordSection {
+            min_length: default_min_length(),
+            refuse_common: true,
+            refuse_account_name: true,
+        }
+    }
+}
+
+fn default_min_length() -> Spanned<usize> {
+    Spanned::new(0..0, PasswordPolicy::default().min_length)
+}
+
+impl PasswordSection {
+    /// Reports what is wrong through `issue(span, key, message)`.
+    pub fn validate(&self, issue: &mut dyn FnMut(Range<usize>, String, String)) {
+        let length = *self.min_length.get_ref();
+        if !(1..=wharf_auth::MAX_PASSWORD_CHARS).contains(&length) {
+            issue(
+                self.min_length.span(),
+                "password_policy.min_length".into(),
+                format!("must be 1 to {}", wharf_auth::MAX_PASSWORD_CHARS),
+            );
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> PasswordPolicy {
+        PasswordPolicy {
+            min_length: *self.min_length.get_ref(),
+            refuse_common: self.refuse_common,
+            refuse_account_name: self.refuse_account_name,
         }
     }
 }
