@@ -7,7 +7,7 @@
 //! connection must resume the control connection's TLS session.
 //!
 //! It must never touch a file or the store except through [`wharf_core::Session`] and
-//! [`wharf_auth::LocalAuthenticator`].
+//! [`wharf_auth::Authenticator`].
 
 #![forbid(unsafe_code)]
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
-use wharf_auth::LocalAuthenticator;
+use wharf_auth::Authenticator;
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_types::Protocol;
@@ -78,7 +78,7 @@ pub struct FtpService {
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<FtpConfig>,
-    pub(crate) auth: LocalAuthenticator,
+    pub(crate) auth: Authenticator,
     pub(crate) events: EventBus,
     per_address: wharf_net::AddressSlots,
 }
@@ -99,12 +99,7 @@ impl FtpService {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(
-        self,
-        auth: LocalAuthenticator,
-        events: EventBus,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
         let shared = Arc::new(Shared {
             config: Arc::clone(&self.config),
             auth,

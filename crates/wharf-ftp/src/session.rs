@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wharf_auth::Credential;
+use wharf_auth::{Attempt, Authenticated, Credential};
 use wharf_core::vfs::{Attrs, FileKind};
 use wharf_core::{CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode};
 use wharf_ftp_proto::{Command, Line, Reply, TransferType, next_line};
@@ -531,12 +531,16 @@ async fn login(st: &mut State, password: &str) -> bool {
         .authenticate(
             &user,
             Credential::Password(password),
-            &[st.protocol()],
-            st.remote.ip(),
+            Attempt {
+                service: &st.shared.config.name,
+                protocol: st.protocol(),
+                offers: &[st.protocol()],
+                remote: st.remote,
+            },
         )
         .await;
     match result {
-        Ok(account) => {
+        Ok(Authenticated { account, by }) => {
             let info = SessionInfo {
                 id: st.id.clone(),
                 service: st.shared.config.name.clone(),
@@ -545,7 +549,8 @@ async fn login(st: &mut State, password: &str) -> bool {
             };
             st.shared.events.emit(
                 st.event(EventKind::LoginSucceeded)
-                    .attr("method", "password"),
+                    .attr("method", "password")
+                    .attr("authenticator", by),
             );
             match Session::open(account, info, st.shared.events.clone()).await {
                 Ok(session) => {
@@ -567,7 +572,8 @@ async fn login(st: &mut State, password: &str) -> bool {
                 st.event(EventKind::LoginFailed)
                     .failed(failure.reason())
                     .attr("method", "password")
-                    .attr("cause", failure.code()),
+                    .attr("cause", failure.code())
+                    .attr("authenticator", failure.by()),
             );
             st.failures += 1;
             // A pause after each failure slows guessing (vsftpd's delay_failed_login).

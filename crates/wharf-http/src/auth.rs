@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use wharf_auth::Credential;
+use wharf_auth::{Attempt, Authenticated, Credential};
 use wharf_core::{EventKind, Session, SessionInfo};
 use wharf_types::Protocol;
 
@@ -186,15 +186,20 @@ pub(crate) async fn log_in(
         .authenticate(
             &user,
             Credential::Password(password),
-            &[protocol],
-            conn.remote.ip(),
+            Attempt {
+                service: &shared.config.name,
+                protocol,
+                offers: &[protocol],
+                remote: conn.remote,
+            },
         )
         .await
     {
-        Ok(account) => {
+        Ok(Authenticated { account, by }) => {
             let mut ok = shared
                 .event(EventKind::LoginSucceeded, conn)
-                .attr("method", "password");
+                .attr("method", "password")
+                .attr("authenticator", by);
             ok.account = Some(user.clone());
             ok.protocol = Some(protocol);
             shared.events.emit(ok);
@@ -220,7 +225,8 @@ pub(crate) async fn log_in(
                 .event(EventKind::LoginFailed, conn)
                 .failed(failure.reason())
                 .attr("method", "password")
-                .attr("cause", failure.code());
+                .attr("cause", failure.code())
+                .attr("authenticator", failure.by());
             failed.account = Some(user);
             failed.protocol = Some(protocol);
             shared.events.emit(failed);

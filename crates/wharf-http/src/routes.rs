@@ -199,7 +199,7 @@ mod tests {
         let (events, _receiver) = wharf_core::EventBus::new();
         let shared = Arc::new(Shared {
             config: crate::server::test_config(),
-            auth: wharf_auth::LocalAuthenticator::new(store),
+            auth: wharf_auth::Authenticator::new(store),
             events,
             sessions: crate::sessions::Sessions::new(std::time::Duration::from_secs(60)),
         });

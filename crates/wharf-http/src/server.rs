@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
-use wharf_auth::LocalAuthenticator;
+use wharf_auth::Authenticator;
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_net::tls::TlsAcceptor;
@@ -71,7 +71,7 @@ pub(crate) fn test_config() -> HttpConfig {
 /// What every handler shares.
 pub(crate) struct Shared {
     pub(crate) config: HttpConfig,
-    pub(crate) auth: LocalAuthenticator,
+    pub(crate) auth: Authenticator,
     pub(crate) events: EventBus,
     pub(crate) sessions: Sessions,
 }
@@ -113,12 +113,7 @@ impl HttpService {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(
-        self,
-        auth: LocalAuthenticator,
-        events: EventBus,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
         let per_address = wharf_net::AddressSlots::new(self.config.max_per_ip);
         let tls = self.config.tls.clone().map(TlsAcceptor::from);

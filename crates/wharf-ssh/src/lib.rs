@@ -8,7 +8,7 @@
 //! and recorded.
 //!
 //! It must never touch a file or the store except through [`wharf_core::Session`] and
-//! [`wharf_auth::LocalAuthenticator`].
+//! [`wharf_auth::Authenticator`].
 
 #![forbid(unsafe_code)]
 

@@ -12,7 +12,7 @@ use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPu
 use russh::{Channel, ChannelId, Disconnect};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
-use wharf_auth::{Credential, LocalAuthenticator, fingerprint};
+use wharf_auth::{Attempt, Authenticated, Authenticator, Credential, fingerprint};
 use wharf_core::{Account, Event, EventBus, EventKind, Session, SessionInfo};
 use wharf_net::Listeners;
 use wharf_types::Protocol;
@@ -55,7 +55,7 @@ pub struct SshService {
 struct Shared {
     service: String,
     per_address: wharf_net::AddressSlots,
-    auth: LocalAuthenticator,
+    auth: Authenticator,
     events: EventBus,
     banner: Option<String>,
 }
@@ -73,12 +73,7 @@ impl SshService {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(
-        self,
-        auth: LocalAuthenticator,
-        events: EventBus,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
         let config = Arc::new(russh::server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-Wharf".into()),
             methods: {
@@ -263,16 +258,21 @@ impl Connection {
             .authenticate(
                 user,
                 credential,
-                &[Protocol::Sftp, Protocol::Scp],
-                self.remote.ip(),
+                Attempt {
+                    service: &self.shared.service,
+                    protocol: Protocol::Ssh,
+                    offers: &[Protocol::Sftp, Protocol::Scp],
+                    remote: self.remote,
+                },
             )
             .await;
         let shown_user: String = user.chars().take(64).collect();
         match result {
-            Ok(account) => {
+            Ok(Authenticated { account, by }) => {
                 let mut e = self
                     .event(EventKind::LoginSucceeded, Some(&shown_user))
-                    .attr("method", method);
+                    .attr("method", method)
+                    .attr("authenticator", by);
                 if let Some(d) = detail {
                     e = e.attr("key", d);
                 }
@@ -289,7 +289,8 @@ impl Connection {
                     .event(EventKind::LoginFailed, Some(&shown_user))
                     .failed(failure.reason())
                     .attr("method", method)
-                    .attr("cause", failure.code());
+                    .attr("cause", failure.code())
+                    .attr("authenticator", failure.by());
                 if let Some(d) = detail {
                     e = e.attr("key", d);
                 }

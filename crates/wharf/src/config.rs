@@ -37,6 +37,9 @@ pub struct Config {
     /// `[password_policy]`.
     #[serde(default)]
     pub password_policy: crate::policy_config::PasswordSection,
+    /// `[[authentication]]`, in chain order.
+    #[serde(default)]
+    pub authentication: Vec<crate::auth_config::AuthenticationSection>,
 }
 
 /// `[server]`.
@@ -426,6 +429,7 @@ impl Loaded {
         };
         self.config.ban.validate(&mut issue);
         self.config.password_policy.validate(&mut issue);
+        crate::auth_config::validate(&self.config.authentication, &mut issue);
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
             issue(
                 self.config.store.url.span(),

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod auth_config;
 mod cli;
 mod commands;
 mod config;

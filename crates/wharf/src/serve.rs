@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use wharf_auth::{BanEngine, LocalAuthenticator};
+use wharf_auth::{Authenticator, BanEngine};
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_ftp::{FtpConfig, FtpService, TlsMode};
 use wharf_http::{HttpConfig, HttpService};
@@ -37,7 +37,9 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
     let mut services = tokio::task::JoinSet::new();
-    let auth = LocalAuthenticator::new(ctx.store.clone()).with_bans(bans);
+    let auth = Authenticator::new(ctx.store.clone())
+        .with_methods(crate::auth_config::methods(&ctx.loaded)?)
+        .with_bans(bans);
     let tls = match &ctx.loaded.config.tls {
         Some(section) => Some(
             wharf_net::tls::server_config(
