@@ -15,21 +15,10 @@ import pytest
 
 from conftest import free_port
 from ftp_clients import ReusingFTP_TLS, tls_client_context
+from tls_certs import make_ca_and_leaf
 
 PASSWORD = "correct horse battery staple"
 HAL_PASSWORD = "hal-9000-open-the-pod-bay"
-
-
-def make_ca_and_leaf(folder):
-    """A CA and a certificate for 127.0.0.1 signed by it."""
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True, cwd=folder)
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Test auth CA")
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1")
-    (folder / "leaf.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-    run("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext")
 
 
 class AuthService:
@@ -229,4 +218,4 @@ def test_chain_configuration_errors_name_the_line(server):
     assert out.returncode == 1
     assert "authentication[0].url" in out.stderr
     assert "authentication[0].bearer_token" in out.stderr and "env:NAME or file:PATH" in out.stderr
-    assert "authentication[1].type" in out.stderr and "not available in this version yet" in out.stderr
+    assert "authentication[1].url" in out.stderr and "authentication[1].bind_dn" in out.stderr

@@ -8,6 +8,7 @@ use wharf_store::{AccountRecord, Store};
 use wharf_types::Protocol;
 
 use crate::http_method::{HttpMethod, HttpVerdict};
+use crate::ldap_method::{LdapMethod, LdapVerdict};
 use crate::{
     AuthFailure, BanEngine, Credential, Refusal, address_allowed, parse_public_key, password,
     resolve, verify_password,
@@ -19,6 +20,8 @@ pub enum Method {
     Local,
     /// An HTTP API (`[[authentication]] type = "http"`).
     Http(HttpMethod),
+    /// An LDAP directory or Active Directory (`type = "ldap"`); boxed, as it is large.
+    Ldap(Box<LdapMethod>),
 }
 
 impl Method {
@@ -27,6 +30,7 @@ impl Method {
         match self {
             Method::Local => "local",
             Method::Http(h) => &h.name,
+            Method::Ldap(l) => &l.name,
         }
     }
 }
@@ -154,6 +158,17 @@ impl Authenticator {
                             return Err(decided(AuthFailure::Refused(message)));
                         }
                         HttpVerdict::Accept(record) => *record,
+                    }
+                }
+                Method::Ldap(ldap) => {
+                    let verdict = ldap
+                        .check(name, &credential)
+                        .await
+                        .map_err(|e| decided(AuthFailure::ServiceFailed(e.to_string())))?;
+                    match verdict {
+                        LdapVerdict::NotMine => continue,
+                        LdapVerdict::Reject(failure) => return Err(decided(failure)),
+                        LdapVerdict::Accept(record) => *record,
                     }
                 }
             };

@@ -292,6 +292,13 @@ where
 }
 
 fn connector(ca_pem: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, HttpMethodError> {
+    Ok(tokio_rustls::TlsConnector::from(client_config(ca_pem)?))
+}
+
+/// A TLS client configuration trusting `ca_pem` only, or the system's CA certificates.
+pub(crate) fn client_config(
+    ca_pem: Option<&[u8]>,
+) -> Result<Arc<rustls::ClientConfig>, HttpMethodError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -321,8 +328,9 @@ fn connector(ca_pem: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, HttpMe
             }
         }
     }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }

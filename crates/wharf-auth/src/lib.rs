@@ -21,6 +21,7 @@ mod ban;
 mod chain;
 mod http_method;
 mod keys;
+mod ldap_method;
 mod password;
 mod policy;
 mod resolve;
@@ -29,6 +30,7 @@ pub use ban::{BanEngine, BanPolicy, MAX_TRACKED, Refusal, rfc3339};
 pub use chain::{Attempt, Authenticated, Authenticator, Denied, Method};
 pub use http_method::{HttpMethod, HttpMethodError};
 pub use keys::{PublicKey, fingerprint, parse_public_key};
+pub use ldap_method::{LdapMethod, LdapMethodError, LdapSettings, normalise_dn};
 pub use password::{hash_password, verify_password};
 pub use policy::{MAX_PASSWORD_CHARS, PasswordPolicy, PasswordRejected};
 pub use resolve::{address_allowed, resolve_account, resolve_account_with};
@@ -86,6 +88,9 @@ pub enum AuthFailure {
     /// An external method refused the login (HTTP 403), with its message if any.
     #[error("refused by the authentication service{}", .0.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Refused(Option<String>),
+    /// The directory knows the user, but in no group Wharf maps (and groups are required).
+    #[error("in no group Wharf maps")]
+    NotInGroup,
     /// An external method could not decide (unreachable, timeout, bad answer): the chain
     /// stops there and the login fails.
     #[error("authentication service failed: {0}")]
@@ -114,6 +119,7 @@ impl AuthFailure {
             AuthFailure::ProtocolNotAllowed => "protocol-not-allowed",
             AuthFailure::Misconfigured(_) => "misconfigured",
             AuthFailure::Refused(_) => "refused",
+            AuthFailure::NotInGroup => "not-in-group",
             AuthFailure::ServiceFailed(_) => "service-failed",
             AuthFailure::Store(_) => "store",
         }

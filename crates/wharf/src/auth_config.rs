@@ -1,5 +1,5 @@
-//! `[[authentication]]` in `wharf.toml`: the ordered authentication chain. Without any
-//! entry the chain is the store's accounts alone (`local`).
+//! `[[authentication]]` in `wharf.toml`: the ordered authentication chain (`local`, `http`,
+//! `ldap`). Without any entry the chain is the store's accounts alone (`local`).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use toml::Spanned;
-use wharf_auth::{HttpMethod, Method};
+use wharf_auth::{HttpMethod, LdapMethod, LdapSettings, Method, normalise_dn};
 
 use crate::config::Loaded;
 
@@ -15,7 +15,7 @@ use crate::config::Loaded;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticationSection {
-    /// `local` or `http` (`ldap` arrives later).
+    /// `local`, `http` or `ldap`.
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     /// Name in events (`attrs.authenticator`); default: the type.
@@ -33,6 +33,48 @@ pub struct AuthenticationSection {
     /// `http`: a token sent as `Authorization: Bearer`, given as `env:NAME` or `file:PATH`.
     #[serde(default)]
     pub bearer_token: Option<Spanned<String>>,
+    /// `ldap`: StartTLS on an `ldap://` URL.
+    #[serde(default)]
+    pub starttls: bool,
+    /// `ldap`: allow binds without TLS (a directory on this machine only).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// `ldap`: the service account that searches (search, then bind).
+    #[serde(default)]
+    pub bind_dn: Option<Spanned<String>>,
+    /// `ldap`: its password, as `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub bind_password: Option<Spanned<String>>,
+    /// `ldap`: where users are searched.
+    #[serde(default)]
+    pub base_dn: Option<Spanned<String>>,
+    /// `ldap`: the user search filter; `{user}` is the escaped login name.
+    #[serde(default)]
+    pub user_filter: Option<Spanned<String>>,
+    /// `ldap`: direct bind to this DN; `{user}` is the DN-escaped login name.
+    #[serde(default)]
+    pub bind_template: Option<Spanned<String>>,
+    /// `ldap`: where groups are searched (else the user's `memberOf`).
+    #[serde(default)]
+    pub group_base_dn: Option<Spanned<String>>,
+    /// `ldap`: the group filter; `{dn}` is the escaped user DN.
+    #[serde(default)]
+    pub group_filter: Option<Spanned<String>>,
+    /// `ldap`: LDAP group DN → Wharf group.
+    #[serde(default)]
+    pub group_map: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    /// `ldap`: Wharf groups of a user in no mapped group.
+    #[serde(default)]
+    pub default_groups: Option<Spanned<Vec<String>>>,
+    /// `ldap`: refuse users in no mapped group.
+    #[serde(default)]
+    pub require_group: bool,
+    /// `ldap`: attribute holding the home folder.
+    #[serde(default)]
+    pub home_attribute: Option<Spanned<String>>,
+    /// `ldap`: attribute holding OpenSSH public keys.
+    #[serde(default)]
+    pub key_attribute: Option<Spanned<String>>,
 }
 
 fn default_timeout() -> Spanned<u64> {
@@ -57,23 +99,72 @@ pub fn validate(
     let mut names = std::collections::HashSet::new();
     for (i, entry) in chain.iter().enumerate() {
         let key = |k: &str| format!("authentication[{i}].{k}");
-        let http_keys = [
-            ("url", entry.url.as_ref().map(|v| v.span())),
-            ("ca", entry.ca.as_ref().map(|v| v.span())),
-            (
-                "bearer_token",
-                entry.bearer_token.as_ref().map(|v| v.span()),
+        let present = |v: Option<Range<usize>>, k: &'static str| v.map(|span| (k, span));
+        let http_only = [present(
+            entry.bearer_token.as_ref().map(|v| v.span()),
+            "bearer_token",
+        )];
+        let ldap_only = [
+            present(entry.bind_dn.as_ref().map(|v| v.span()), "bind_dn"),
+            present(
+                entry.bind_password.as_ref().map(|v| v.span()),
+                "bind_password",
+            ),
+            present(entry.base_dn.as_ref().map(|v| v.span()), "base_dn"),
+            present(entry.user_filter.as_ref().map(|v| v.span()), "user_filter"),
+            present(
+                entry.bind_template.as_ref().map(|v| v.span()),
+                "bind_template",
+            ),
+            present(
+                entry.group_base_dn.as_ref().map(|v| v.span()),
+                "group_base_dn",
+            ),
+            present(
+                entry.group_filter.as_ref().map(|v| v.span()),
+                "group_filter",
+            ),
+            present(entry.group_map.as_ref().map(|v| v.span()), "group_map"),
+            present(
+                entry.default_groups.as_ref().map(|v| v.span()),
+                "default_groups",
+            ),
+            present(
+                entry.home_attribute.as_ref().map(|v| v.span()),
+                "home_attribute",
+            ),
+            present(
+                entry.key_attribute.as_ref().map(|v| v.span()),
+                "key_attribute",
             ),
         ];
+        let shared = [
+            present(entry.url.as_ref().map(|v| v.span()), "url"),
+            present(entry.ca.as_ref().map(|v| v.span()), "ca"),
+        ];
+        let mut misplaced = |list: &[Option<(&'static str, Range<usize>)>], kind: &str| {
+            for (k, span) in list.iter().flatten() {
+                issue(
+                    span.clone(),
+                    key(k),
+                    format!("applies to type \"{kind}\" only"),
+                );
+            }
+        };
         match entry.kind.get_ref().as_str() {
             "local" => {
-                for (k, span) in http_keys {
-                    if let Some(span) = span {
-                        issue(span, key(k), "applies to type \"http\" only".into());
-                    }
+                misplaced(&http_only, "http");
+                misplaced(&ldap_only, "ldap");
+                for (k, span) in shared.iter().flatten() {
+                    issue(
+                        span.clone(),
+                        key(k),
+                        "applies to types \"http\" and \"ldap\" only".into(),
+                    );
                 }
             }
             "http" => {
+                misplaced(&ldap_only, "ldap");
                 match &entry.url {
                     None => issue(
                         entry.kind.span(),
@@ -91,16 +182,7 @@ pub fn validate(
                         }
                     }
                 }
-                if let Some(token) = &entry.bearer_token
-                    && !(token.get_ref().starts_with("env:")
-                        || token.get_ref().starts_with("file:"))
-                {
-                    issue(
-                        token.span(),
-                        key("bearer_token"),
-                        "give the token as env:NAME or file:PATH, never literally".into(),
-                    );
-                }
+                secret_spec(&entry.bearer_token, &key("bearer_token"), issue);
                 if *entry.timeout.get_ref() == 0 {
                     issue(
                         entry.timeout.span(),
@@ -109,16 +191,66 @@ pub fn validate(
                     );
                 }
             }
-            "ldap" => issue(
-                entry.kind.span(),
-                key("type"),
-                "LDAP authentication is not available in this version yet; use local or http"
-                    .into(),
-            ),
+            "ldap" => {
+                misplaced(&http_only, "http");
+                match &entry.url {
+                    None => issue(
+                        entry.kind.span(),
+                        key("url"),
+                        "an ldap method needs url = \"ldaps://host:636\"".into(),
+                    ),
+                    Some(url) => {
+                        let text = url.get_ref();
+                        if !(text.starts_with("ldaps://") || text.starts_with("ldap://")) {
+                            issue(
+                                url.span(),
+                                key("url"),
+                                "must start with ldaps:// (or ldap:// with starttls)".into(),
+                            );
+                        } else if text.starts_with("ldap://")
+                            && !entry.starttls
+                            && !entry.insecure_plaintext
+                        {
+                            issue(
+                                url.span(),
+                                key("url"),
+                                "passwords would cross the network in clear: use ldaps://, or starttls = true".into(),
+                            );
+                        }
+                    }
+                }
+                match (&entry.bind_dn, &entry.bind_template) {
+                    (None, None) => issue(
+                        entry.kind.span(),
+                        key("bind_dn"),
+                        "set bind_dn (with bind_password and base_dn: search, then bind) or bind_template (direct bind)".into(),
+                    ),
+                    (Some(dn), _) => {
+                        if entry.bind_password.is_none() {
+                            issue(dn.span(), key("bind_password"), "bind_dn needs bind_password (env:NAME or file:PATH)".into());
+                        }
+                        if entry.base_dn.is_none() {
+                            issue(dn.span(), key("base_dn"), "bind_dn needs base_dn, where users are searched".into());
+                        }
+                    }
+                    (None, Some(t)) if !t.get_ref().contains("{user}") => {
+                        issue(t.span(), key("bind_template"), "must contain {user}".into());
+                    }
+                    _ => {}
+                }
+                secret_spec(&entry.bind_password, &key("bind_password"), issue);
+                if *entry.timeout.get_ref() == 0 {
+                    issue(
+                        entry.timeout.span(),
+                        key("timeout"),
+                        "must be at least 1 second".into(),
+                    );
+                }
+            }
             other => issue(
                 entry.kind.span(),
                 key("type"),
-                format!("unknown authentication type {other:?}; use local or http"),
+                format!("unknown authentication type {other:?}; use local, http or ldap"),
             ),
         }
         let name = entry.name();
@@ -130,6 +262,22 @@ pub fn validate(
                 format!("the name {name:?} is used twice; give each method its own name"),
             );
         }
+    }
+}
+
+fn secret_spec(
+    value: &Option<Spanned<String>>,
+    key: &str,
+    issue: &mut dyn FnMut(Range<usize>, String, String),
+) {
+    if let Some(v) = value
+        && !(v.get_ref().starts_with("env:") || v.get_ref().starts_with("file:"))
+    {
+        issue(
+            v.span(),
+            key.to_owned(),
+            "give the secret as env:NAME or file:PATH, never literally".into(),
+        );
     }
 }
 
@@ -190,6 +338,66 @@ pub fn methods(loaded: &Loaded) -> Result<Vec<Method>> {
                         )
                         .with_context(|| format!("[[authentication]] {name}"))?,
                     )
+                }
+                "ldap" => {
+                    let text =
+                        |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+                    let ca = match &entry.ca {
+                        Some(path) => {
+                            let path = loaded.resolve(path.get_ref());
+                            Some(std::fs::read(&path).with_context(|| {
+                                format!(
+                                    "[[authentication]] {name}: cannot read ca {}",
+                                    path.display()
+                                )
+                            })?)
+                        }
+                        None => None,
+                    };
+                    let bind_password = entry
+                        .bind_password
+                        .as_ref()
+                        .map(|t| secret(loaded, t.get_ref()))
+                        .transpose()
+                        .with_context(|| format!("[[authentication]] {name}: bind_password"))?;
+                    let settings = LdapSettings {
+                        url: text(&entry.url).unwrap_or_default(),
+                        starttls: entry.starttls,
+                        insecure_plaintext: entry.insecure_plaintext,
+                        ca_pem: ca,
+                        timeout: Duration::from_secs(*entry.timeout.get_ref()),
+                        bind_dn: text(&entry.bind_dn),
+                        bind_password,
+                        base_dn: text(&entry.base_dn).unwrap_or_default(),
+                        user_filter: text(&entry.user_filter)
+                            .unwrap_or_else(|| "(uid={user})".into()),
+                        bind_template: text(&entry.bind_template),
+                        group_base_dn: text(&entry.group_base_dn),
+                        group_filter: text(&entry.group_filter)
+                            .unwrap_or_else(|| "(|(member={dn})(uniqueMember={dn}))".into()),
+                        group_map: entry
+                            .group_map
+                            .as_ref()
+                            .map(|m| {
+                                m.get_ref()
+                                    .iter()
+                                    .map(|(dn, group)| (normalise_dn(dn), group.clone()))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        default_groups: entry
+                            .default_groups
+                            .as_ref()
+                            .map(|g| g.get_ref().clone())
+                            .unwrap_or_else(|| vec!["users".into()]),
+                        require_group: entry.require_group,
+                        home_attribute: text(&entry.home_attribute),
+                        key_attribute: text(&entry.key_attribute),
+                    };
+                    Method::Ldap(Box::new(
+                        LdapMethod::new(name.clone(), settings)
+                            .with_context(|| format!("[[authentication]] {name}"))?,
+                    ))
                 }
                 _ => Method::Local,
             })
