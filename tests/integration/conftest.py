@@ -23,17 +23,25 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "debug" / "wharf"))
 
 
+_HANDED_OUT = set()
+
+
 def free_port() -> int:
-    """A port free on both 127.0.0.1 and ::1."""
-    for _ in range(50):
+    """A port free on both 127.0.0.1 and ::1, never one this test run handed out before (a
+    port handed out is not bound until its server starts, and the kernel may offer it again
+    in the meantime)."""
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
             s4.bind(("127.0.0.1", 0))
             port = s4.getsockname()[1]
+            if port in _HANDED_OUT:
+                continue
             try:
                 with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
                     s6.bind(("::1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port on 127.0.0.1 and ::1")
 
