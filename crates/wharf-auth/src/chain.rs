@@ -9,6 +9,7 @@ use wharf_types::Protocol;
 
 use crate::http_method::{HttpMethod, HttpVerdict};
 use crate::ldap_method::{LdapMethod, LdapVerdict};
+use crate::totp::{CodeCheck, SecondFactor};
 use crate::{
     AuthFailure, BanEngine, Credential, Refusal, address_allowed, parse_public_key, password,
     resolve, verify_password,
@@ -46,6 +47,9 @@ pub struct Attempt<'a> {
     pub offers: &'a [Protocol],
     /// The client.
     pub remote: SocketAddr,
+    /// The protocol has no second step, so a one-time code comes appended to the password
+    /// (FTP, HTTP Basic, the web login form). SSH asks for it separately.
+    pub code_appended: bool,
 }
 
 /// A successful login.
@@ -55,6 +59,11 @@ pub struct Authenticated {
     pub account: Arc<Account>,
     /// The method that vouched for it.
     pub by: String,
+    /// The first factor is good; the session may start only after
+    /// [`Authenticator::verify_code`] accepts a one-time code.
+    pub needs_code: bool,
+    /// A one-time code came with the password and was accepted.
+    pub code_used: bool,
 }
 
 /// A refused login.
@@ -128,6 +137,7 @@ impl Authenticator {
         for method in self.methods.iter() {
             let by = || Some(method.name().to_owned());
             let decided = |failure| Denied { failure, by: by() };
+            let mut code_used = false;
             let record = match method {
                 Method::Local => {
                     let record = self
@@ -138,7 +148,21 @@ impl Authenticator {
                     let Some(record) = record else {
                         continue;
                     };
-                    self.check(&record, &credential).await.map_err(decided)?;
+                    match (&credential, attempt.code_appended, &record.second_factor) {
+                        (Credential::Password(combined), true, Some(_)) => {
+                            let Some((password, code)) = crate::split_appended(combined) else {
+                                // Still spend the password check's time.
+                                let _ = self.check(&record, &Credential::Password(combined)).await;
+                                return Err(decided(AuthFailure::WrongCode));
+                            };
+                            self.check(&record, &Credential::Password(password))
+                                .await
+                                .map_err(decided)?;
+                            self.use_code(&record, code).await.map_err(decided)?;
+                            code_used = true;
+                        }
+                        _ => self.check(&record, &credential).await.map_err(decided)?,
+                    }
                     record
                 }
                 Method::Http(http) => {
@@ -172,10 +196,16 @@ impl Authenticator {
                     }
                 }
             };
-            let account = self.admit(&record, attempt).await.map_err(decided)?;
+            let (account, group_requires) = self.admit(&record, attempt).await.map_err(decided)?;
+            let enrolled = record.second_factor.is_some();
+            if !enrolled && (record.require_second_factor || group_requires) {
+                return Err(decided(AuthFailure::SecondFactorNotEnrolled));
+            }
             return Ok(Authenticated {
                 account: Arc::new(account),
                 by: method.name().to_owned(),
+                needs_code: enrolled && !code_used,
+                code_used,
             });
         }
         if let Credential::Password(password) = credential {
@@ -193,7 +223,7 @@ impl Authenticator {
         &self,
         record: &AccountRecord,
         attempt: Attempt<'_>,
-    ) -> Result<Account, AuthFailure> {
+    ) -> Result<(Account, bool), AuthFailure> {
         if !record.enabled {
             return Err(AuthFailure::Disabled);
         }
@@ -208,7 +238,43 @@ impl Authenticator {
         if !attempt.offers.iter().any(|p| account.may_use(*p)) {
             return Err(AuthFailure::ProtocolNotAllowed);
         }
-        Ok(account)
+        Ok((account, groups.iter().any(|g| g.require_second_factor)))
+    }
+
+    /// Checks the one-time code of an account whose first factor was accepted with
+    /// `needs_code` (SSH keyboard-interactive, the web client's second step).
+    pub async fn verify_code(&self, name: &str, code: &str) -> Result<(), AuthFailure> {
+        let record = self.store.account(name).await?;
+        let Some(record) = record else {
+            return Err(AuthFailure::UnknownAccount);
+        };
+        self.use_code(&record, code).await
+    }
+
+    /// Accepts `code` for `record` once: the step (or recovery code) is recorded in the
+    /// store only if nobody used the factor meanwhile.
+    async fn use_code(&self, record: &AccountRecord, code: &str) -> Result<(), AuthFailure> {
+        let Some(stored) = &record.second_factor else {
+            return Err(AuthFailure::WrongCode);
+        };
+        let factor: SecondFactor = serde_json::from_str(stored)
+            .map_err(|e| AuthFailure::Misconfigured(format!("second factor unreadable: {e}")))?;
+        let now = u64::try_from(crate::now_us() / 1_000_000).unwrap_or(0);
+        let used = factor.check(code, now);
+        if used == CodeCheck::Wrong {
+            return Err(AuthFailure::WrongCode);
+        }
+        let next = serde_json::to_string(&factor.after(&used))
+            .map_err(|e| AuthFailure::Misconfigured(e.to_string()))?;
+        if self
+            .store
+            .swap_second_factor(record.name.as_str(), stored, Some(&next))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AuthFailure::WrongCode)
+        }
     }
 
     async fn check(

@@ -219,6 +219,8 @@ impl HttpMethod {
             rules: d.rules,
             addresses: Default::default(),
             expires_us: None,
+            second_factor: None,
+            require_second_factor: false,
         })
     }
 

@@ -497,6 +497,8 @@ impl LdapMethod {
             rules: Vec::new(),
             addresses: Default::default(),
             expires_us: None,
+            second_factor: None,
+            require_second_factor: false,
         })))
     }
 }

@@ -25,6 +25,7 @@ mod ldap_method;
 mod password;
 mod policy;
 mod resolve;
+mod totp;
 
 pub use ban::{BanEngine, BanPolicy, MAX_TRACKED, Refusal, rfc3339};
 pub use chain::{Attempt, Authenticated, Authenticator, Denied, Method};
@@ -34,6 +35,7 @@ pub use ldap_method::{LdapMethod, LdapMethodError, LdapSettings, normalise_dn};
 pub use password::{hash_password, verify_password};
 pub use policy::{MAX_PASSWORD_CHARS, PasswordPolicy, PasswordRejected};
 pub use resolve::{address_allowed, resolve_account, resolve_account_with};
+pub use totp::{CodeCheck, SecondFactor, split_appended};
 
 /// A proof of identity offered by a client.
 #[derive(Debug)]
@@ -88,6 +90,12 @@ pub enum AuthFailure {
     /// An external method refused the login (HTTP 403), with its message if any.
     #[error("refused by the authentication service{}", .0.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Refused(Option<String>),
+    /// The one-time code (or recovery code) was wrong, already used, or missing.
+    #[error("wrong or reused one-time code")]
+    WrongCode,
+    /// A second factor is required for the account, and none is enrolled.
+    #[error("second factor required but not enrolled")]
+    SecondFactorNotEnrolled,
     /// The directory knows the user, but in no group Wharf maps (and groups are required).
     #[error("in no group Wharf maps")]
     NotInGroup,
@@ -120,6 +128,8 @@ impl AuthFailure {
             AuthFailure::Misconfigured(_) => "misconfigured",
             AuthFailure::Refused(_) => "refused",
             AuthFailure::NotInGroup => "not-in-group",
+            AuthFailure::WrongCode => "wrong-code",
+            AuthFailure::SecondFactorNotEnrolled => "second-factor-not-enrolled",
             AuthFailure::ServiceFailed(_) => "service-failed",
             AuthFailure::Store(_) => "store",
         }

@@ -139,6 +139,8 @@ mod tests {
             rules: Vec::new(),
             addresses,
             expires_us: None,
+            second_factor: None,
+            require_second_factor: false,
         }
     }
 
@@ -151,6 +153,7 @@ mod tests {
             protocols: Vec::new(),
             upload_mode: None,
             addresses,
+            require_second_factor: false,
         }
     }
 

@@ -536,22 +536,31 @@ async fn login(st: &mut State, password: &str) -> bool {
                 protocol: st.protocol(),
                 offers: &[st.protocol()],
                 remote: st.remote,
+                code_appended: true,
             },
         )
         .await;
     match result {
-        Ok(Authenticated { account, by }) => {
+        Ok(Authenticated {
+            account,
+            by,
+            code_used,
+            ..
+        }) => {
             let info = SessionInfo {
                 id: st.id.clone(),
                 service: st.shared.config.name.clone(),
                 protocol: st.protocol(),
                 remote: Some(st.remote),
             };
-            st.shared.events.emit(
-                st.event(EventKind::LoginSucceeded)
-                    .attr("method", "password")
-                    .attr("authenticator", by),
-            );
+            let mut ok = st
+                .event(EventKind::LoginSucceeded)
+                .attr("method", "password")
+                .attr("authenticator", by);
+            if code_used {
+                ok = ok.attr("second_factor", "totp");
+            }
+            st.shared.events.emit(ok);
             match Session::open(account, info, st.shared.events.clone()).await {
                 Ok(session) => {
                     st.session = Some(session);

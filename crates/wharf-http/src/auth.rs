@@ -172,14 +172,30 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// What a password login led to.
+pub(crate) enum LoggedIn {
+    /// A core session.
+    Session(Arc<Session>),
+    /// The password is right; the one-time code is still to come (the web client's second
+    /// step). Nothing is open yet.
+    NeedsCode {
+        account: Arc<wharf_core::Account>,
+        by: String,
+        user: String,
+    },
+}
+
 /// Checks a user name and password: the events, the failure delay, and a new core session.
+/// `code_appended`: a one-time code, if the account has one, follows the password (HTTP
+/// Basic); otherwise it is asked for afterwards ([`LoggedIn::NeedsCode`]).
 pub(crate) async fn log_in(
     shared: &Arc<Shared>,
     conn: &Conn,
     user: &str,
     password: &str,
     protocol: Protocol,
-) -> Result<Arc<Session>, Response> {
+    code_appended: bool,
+) -> Result<LoggedIn, Response> {
     let user: String = user.chars().take(64).collect();
     match shared
         .auth
@@ -191,34 +207,27 @@ pub(crate) async fn log_in(
                 protocol,
                 offers: &[protocol],
                 remote: conn.remote,
+                code_appended,
             },
         )
         .await
     {
-        Ok(Authenticated { account, by }) => {
-            let mut ok = shared
-                .event(EventKind::LoginSucceeded, conn)
-                .attr("method", "password")
-                .attr("authenticator", by);
-            ok.account = Some(user.clone());
-            ok.protocol = Some(protocol);
-            shared.events.emit(ok);
-            let info = SessionInfo {
-                id: conn.id.clone(),
-                service: shared.config.name.clone(),
-                protocol,
-                remote: Some(conn.remote),
-            };
-            let session = Session::open(account, info, shared.events.clone())
+        Ok(Authenticated {
+            account,
+            by,
+            needs_code: true,
+            ..
+        }) => Ok(LoggedIn::NeedsCode { account, by, user }),
+        Ok(Authenticated {
+            account,
+            by,
+            code_used,
+            ..
+        }) => {
+            let second = code_used.then_some("totp");
+            open_session(shared, conn, account, &by, &user, protocol, second)
                 .await
-                .map_err(|e| {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({ "error": e.message })),
-                    )
-                        .into_response()
-                })?;
-            Ok(Arc::new(session))
+                .map(LoggedIn::Session)
         }
         Err(failure) => {
             let mut failed = shared
@@ -235,6 +244,44 @@ pub(crate) async fn log_in(
             Err(unauthorized("login incorrect"))
         }
     }
+}
+
+/// Records a successful login and opens its core session.
+pub(crate) async fn open_session(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    account: Arc<wharf_core::Account>,
+    by: &str,
+    user: &str,
+    protocol: Protocol,
+    second_factor: Option<&str>,
+) -> Result<Arc<Session>, Response> {
+    let mut ok = shared
+        .event(EventKind::LoginSucceeded, conn)
+        .attr("method", "password")
+        .attr("authenticator", by);
+    if let Some(factor) = second_factor {
+        ok = ok.attr("second_factor", factor);
+    }
+    ok.account = Some(user.to_owned());
+    ok.protocol = Some(protocol);
+    shared.events.emit(ok);
+    let info = SessionInfo {
+        id: conn.id.clone(),
+        service: shared.config.name.clone(),
+        protocol,
+        remote: Some(conn.remote),
+    };
+    let session = Session::open(account, info, shared.events.clone())
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": e.message })),
+            )
+                .into_response()
+        })?;
+    Ok(Arc::new(session))
 }
 
 async fn authenticate(
@@ -280,7 +327,11 @@ async fn authenticate(
     if let Some(session) = shared.sessions.get(&key) {
         return Ok(session);
     }
-    let session = log_in(shared, conn, user, password, protocol).await?;
+    let LoggedIn::Session(session) = log_in(shared, conn, user, password, protocol, true).await?
+    else {
+        // With the code appended there is no second step to wait for.
+        return Err(unauthorized("login incorrect"));
+    };
     shared.sessions.insert_basic(key, Arc::clone(&session));
     Ok(session)
 }

@@ -43,6 +43,11 @@ pub(crate) const ROUTES: &[Route] = &[
         access: Access::Public,
     },
     Route {
+        path: "/login/code",
+        methods: &["POST"],
+        access: Access::Public,
+    },
+    Route {
         path: "/static/app.js",
         methods: &["GET"],
         access: Access::Public,
@@ -124,6 +129,7 @@ fn with_handler(
         ("/", "GET") => methods.get(web::index),
         ("/login", "GET") => methods.get(web::login_page),
         ("/login", "POST") => methods.post(web::login_submit),
+        ("/login/code", "POST") => methods.post(web::login_code),
         ("/static/app.js" | "/static/app.css", "GET") => methods.get(web::asset),
         ("/logout", "POST") => methods.post(web::logout),
         ("/browse/" | "/browse/{path}", "GET") => methods.get(web::browse),

@@ -42,8 +42,27 @@ pub(crate) fn random_token() -> String {
         .collect()
 }
 
+/// How long a password-checked login waits for its one-time code.
+const PENDING_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Wrong codes allowed for one password-checked login.
+const PENDING_TRIES: u8 = 3;
+
+/// Logins waiting for their code, held at once.
+const MAX_PENDING: usize = 10_000;
+
+/// A web login whose password was accepted, waiting for the one-time code.
+pub(crate) struct PendingLogin {
+    pub(crate) account: Arc<wharf_core::Account>,
+    pub(crate) by: String,
+    pub(crate) user: String,
+    created: Instant,
+    tries_left: u8,
+}
+
 /// The logged-in clients of one service.
 pub(crate) struct Sessions {
+    pending: Mutex<HashMap<String, PendingLogin>>,
     entries: Mutex<HashMap<String, Entry>>,
     idle: Duration,
     salt: [u8; 32],
@@ -52,6 +71,7 @@ pub(crate) struct Sessions {
 impl Sessions {
     pub(crate) fn new(idle: Duration) -> Sessions {
         Sessions {
+            pending: Mutex::new(HashMap::new()),
             entries: Mutex::new(HashMap::new()),
             idle,
             salt: rand::random(),
@@ -59,6 +79,55 @@ impl Sessions {
     }
 
     /// The cache key of a Basic credential.
+    /// Holds a login until its code arrives; returns the token the code form carries.
+    pub(crate) fn insert_pending(
+        &self,
+        account: Arc<wharf_core::Account>,
+        by: String,
+        user: String,
+    ) -> String {
+        let token = random_token();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.retain(|_, p| p.created.elapsed() < PENDING_LIFETIME);
+            if pending.len() < MAX_PENDING {
+                pending.insert(
+                    token.clone(),
+                    PendingLogin {
+                        account,
+                        by,
+                        user,
+                        created: Instant::now(),
+                        tries_left: PENDING_TRIES,
+                    },
+                );
+            }
+        }
+        token
+    }
+
+    /// Takes a pending login by its token (once; [`Sessions::retry_pending`] puts it back
+    /// after a wrong code while tries are left).
+    pub(crate) fn take_pending(&self, token: &str) -> Option<PendingLogin> {
+        let mut pending = self.pending.lock().ok()?;
+        let login = pending.remove(token)?;
+        (login.created.elapsed() < PENDING_LIFETIME).then_some(login)
+    }
+
+    /// Puts a pending login back after a wrong code; false when no try is left.
+    pub(crate) fn retry_pending(&self, token: &str, mut login: PendingLogin) -> bool {
+        login.tries_left = login.tries_left.saturating_sub(1);
+        if login.tries_left == 0 {
+            return false;
+        }
+        match self.pending.lock() {
+            Ok(mut pending) => {
+                pending.insert(token.to_owned(), login);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     pub(crate) fn basic_key(&self, protocol: Protocol, user: &str, password: &str) -> String {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(&self.salt);

@@ -14,7 +14,7 @@ use wharf_core::vfs::FileKind;
 use wharf_core::{EventKind, Session};
 use wharf_types::VirtualPath;
 
-use crate::auth::{Csrf, cookie, cookie_name, cross_origin};
+use crate::auth::{Csrf, LoggedIn, cookie, cookie_name, cross_origin};
 use crate::path::encode;
 use crate::server::{Conn, Shared};
 
@@ -130,6 +130,32 @@ fn login_form(shared: &Shared, status: StatusCode, message: Option<&str>) -> Res
     response
 }
 
+/// The second step: the one-time code, for a login whose password was accepted. It keeps
+/// the login form's CSRF value (cookie and hidden field) and the pending login's token.
+fn code_form(status: StatusCode, csrf: &str, pending: &str, message: Option<&str>) -> Response {
+    let message = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    page(
+        status,
+        "Verification code",
+        None,
+        &format!(
+            "<main class=\"login\"><h1>Wharf</h1>\
+             <form method=\"post\" action=\"/login/code\" class=\"card\">\
+             <h2>Verification code</h2>{message}\
+             <p>Enter the code from your authenticator app, or a recovery code.</p>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"pending\" value=\"{}\">\
+             <label>Code <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
+             maxlength=\"32\" required autofocus></label>\
+             <button type=\"submit\">Verify</button></form></main>",
+            escape(csrf),
+            escape(pending)
+        ),
+    )
+}
+
 pub(crate) async fn login_page(State(shared): State<Arc<Shared>>) -> Response {
     login_form(&shared, StatusCode::OK, None)
 }
@@ -182,27 +208,125 @@ pub(crate) async fn login_submit(
         );
     }
     let protocol = shared.config.protocol();
-    match crate::auth::log_in(&shared, &conn, &form.user, &form.password, protocol).await {
-        Ok(session) => {
-            let value = shared.sessions.insert_cookie(session);
-            let https = shared.config.tls.is_some();
-            let cookie = format!(
-                "{}={value}; Path=/; HttpOnly; SameSite=Strict{}",
-                cookie_name(https),
-                if https { "; Secure" } else { "" }
-            );
-            let mut response =
-                (StatusCode::SEE_OTHER, [(header::LOCATION, "/browse/")]).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            response
+    let login = crate::auth::log_in(&shared, &conn, &form.user, &form.password, protocol, false);
+    match login.await {
+        Ok(LoggedIn::Session(session)) => browse_with(&shared, session),
+        Ok(LoggedIn::NeedsCode { account, by, user }) => {
+            let token = shared.sessions.insert_pending(account, by, user);
+            code_form(StatusCode::OK, &form.csrf, &token, None)
         }
         Err(_) => login_form(
             &shared,
             StatusCode::UNAUTHORIZED,
             Some("Wrong account or password."),
         ),
+    }
+}
+
+/// Starts the browser session: its cookie, and on to the folder page.
+fn browse_with(shared: &Shared, session: Arc<wharf_core::Session>) -> Response {
+    let value = shared.sessions.insert_cookie(session);
+    let https = shared.config.tls.is_some();
+    let cookie = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict{}",
+        cookie_name(https),
+        if https { "; Secure" } else { "" }
+    );
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/browse/")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    pending: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// The second step's answer: the code for a pending login.
+pub(crate) async fn login_code(
+    State(shared): State<Arc<Shared>>,
+    Extension(conn): Extension<Conn>,
+    request: Request,
+) -> Response {
+    let https = shared.config.tls.is_some();
+    let expected = cookie(request.headers(), login_cookie_name(https)).map(str::to_owned);
+    let cross = cross_origin(&shared, &request);
+    let form = Form::<CodeForm>::from_request(request, &()).await;
+    let Ok(Form(form)) = form else {
+        return login_form(&shared, StatusCode::BAD_REQUEST, Some("Log in again."));
+    };
+    if cross || form.csrf.is_empty() || expected.as_deref() != Some(form.csrf.as_str()) {
+        shared.events.emit(
+            shared
+                .event(EventKind::CommandRefused, &conn)
+                .failed("code form without its CSRF token or from another origin"),
+        );
+        return login_form(
+            &shared,
+            StatusCode::FORBIDDEN,
+            Some("This form has expired; please log in again."),
+        );
+    }
+    let Some(pending) = shared.sessions.take_pending(&form.pending) else {
+        return login_form(
+            &shared,
+            StatusCode::UNAUTHORIZED,
+            Some("This login has expired; please log in again."),
+        );
+    };
+    let protocol = shared.config.protocol();
+    let code: String = form.code.chars().take(32).collect();
+    match shared.auth.verify_code(&pending.user, &code).await {
+        Ok(()) => {
+            let opened = crate::auth::open_session(
+                &shared,
+                &conn,
+                Arc::clone(&pending.account),
+                &pending.by,
+                &pending.user,
+                protocol,
+                Some("totp"),
+            )
+            .await;
+            match opened {
+                Ok(session) => browse_with(&shared, session),
+                Err(response) => response,
+            }
+        }
+        Err(failure) => {
+            let mut failed = shared
+                .event(EventKind::LoginFailed, &conn)
+                .failed(failure.reason())
+                .attr("method", "one-time-code")
+                .attr("cause", failure.code())
+                .attr("authenticator", pending.by.clone());
+            failed.account = Some(pending.user.clone());
+            failed.protocol = Some(protocol);
+            shared.events.emit(failed);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let token = form.pending.clone();
+            if shared.sessions.retry_pending(&token, pending) {
+                code_form(
+                    StatusCode::UNAUTHORIZED,
+                    &form.csrf,
+                    &token,
+                    Some("Wrong code; try again."),
+                )
+            } else {
+                login_form(
+                    &shared,
+                    StatusCode::UNAUTHORIZED,
+                    Some("Too many wrong codes; please log in again."),
+                )
+            }
+        }
     }
 }
 

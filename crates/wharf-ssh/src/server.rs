@@ -163,6 +163,7 @@ fn accept(
         authenticated: Arc::clone(&authenticated),
         channels: HashMap::new(),
         channel_seq: 0,
+        pending: None,
     };
     let closed = event(EventKind::ConnectionClosed);
     let config = Arc::clone(config);
@@ -228,6 +229,17 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     channels: HashMap<ChannelId, Chan>,
     channel_seq: u32,
+    /// A first factor accepted, waiting for the one-time code (keyboard-interactive).
+    pending: Option<Pending>,
+}
+
+/// What a login that needs a one-time code keeps until the code arrives.
+struct Pending {
+    user: String,
+    account: Arc<Account>,
+    by: String,
+    method: &'static str,
+    detail: Option<String>,
 }
 
 impl Connection {
@@ -263,25 +275,36 @@ impl Connection {
                     protocol: Protocol::Ssh,
                     offers: &[Protocol::Sftp, Protocol::Scp],
                     remote: self.remote,
+                    code_appended: false,
                 },
             )
             .await;
         let shown_user: String = user.chars().take(64).collect();
         match result {
-            Ok(Authenticated { account, by }) => {
-                let mut e = self
-                    .event(EventKind::LoginSucceeded, Some(&shown_user))
-                    .attr("method", method)
-                    .attr("authenticator", by);
-                if let Some(d) = detail {
-                    e = e.attr("key", d);
+            Ok(Authenticated {
+                account,
+                by,
+                needs_code: true,
+                ..
+            }) => {
+                // The second factor follows as keyboard-interactive (RFC 4252 §5.1 partial
+                // success); nothing is granted until the code is accepted.
+                self.pending = Some(Pending {
+                    user: user.to_owned(),
+                    account,
+                    by,
+                    method,
+                    detail,
+                });
+                let mut next = russh::MethodSet::empty();
+                next.push(russh::MethodKind::KeyboardInteractive);
+                Auth::Reject {
+                    proceed_with_methods: Some(next),
+                    partial_success: true,
                 }
-                self.shared.events.emit(e);
-                if let Ok(mut name) = self.account_name.lock() {
-                    *name = Some(account.name.to_string());
-                }
-                self.account = Some(account);
-                self.authenticated.store(true, Ordering::SeqCst);
+            }
+            Ok(Authenticated { account, by, .. }) => {
+                self.accept(&shown_user, account, by, method, detail, None);
                 Auth::Accept
             }
             Err(failure) => {
@@ -298,6 +321,34 @@ impl Connection {
                 Auth::reject()
             }
         }
+    }
+
+    /// Records the login and lets the connection use the account.
+    fn accept(
+        &mut self,
+        shown_user: &str,
+        account: Arc<Account>,
+        by: String,
+        method: &str,
+        detail: Option<String>,
+        second_factor: Option<&str>,
+    ) {
+        let mut e = self
+            .event(EventKind::LoginSucceeded, Some(shown_user))
+            .attr("method", method)
+            .attr("authenticator", by);
+        if let Some(d) = detail {
+            e = e.attr("key", d);
+        }
+        if let Some(f) = second_factor {
+            e = e.attr("second_factor", f);
+        }
+        self.shared.events.emit(e);
+        if let Ok(mut name) = self.account_name.lock() {
+            *name = Some(account.name.to_string());
+        }
+        self.account = Some(account);
+        self.authenticated.store(true, Ordering::SeqCst);
     }
 
     /// Starts a session for `protocol` on `channel`, or says why not.
@@ -375,6 +426,60 @@ impl russh::server::Handler for Connection {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         Ok(self.login(user, Credential::Password(password), None).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        // Only the second step of a login whose first factor was accepted, for that user.
+        let Some(pending) = self.pending.as_ref().filter(|p| p.user == user) else {
+            return Ok(Auth::reject());
+        };
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: "Second factor".into(),
+                instructions: "Enter the code from your authenticator app, or a recovery code."
+                    .into(),
+                prompts: vec![("Verification code: ".into(), false)].into(),
+            });
+        };
+        let code_bytes = response.next().unwrap_or_default();
+        let code = String::from_utf8_lossy(&code_bytes[..code_bytes.len().min(64)]).into_owned();
+        let shown_user: String = user.chars().take(64).collect();
+        match self.shared.auth.verify_code(&pending.user, &code).await {
+            Ok(()) => {
+                let Some(p) = self.pending.take() else {
+                    return Ok(Auth::reject());
+                };
+                self.accept(
+                    &shown_user,
+                    p.account,
+                    p.by,
+                    p.method,
+                    p.detail,
+                    Some("totp"),
+                );
+                Ok(Auth::Accept)
+            }
+            Err(failure) => {
+                let e = self
+                    .event(EventKind::LoginFailed, Some(&shown_user))
+                    .failed(failure.reason())
+                    .attr("method", "keyboard-interactive")
+                    .attr("cause", failure.code())
+                    .attr("authenticator", pending.by.clone());
+                self.shared.events.emit(e);
+                let mut next = russh::MethodSet::empty();
+                next.push(russh::MethodKind::KeyboardInteractive);
+                Ok(Auth::Reject {
+                    proceed_with_methods: Some(next),
+                    partial_success: true,
+                })
+            }
+        }
     }
 
     async fn auth_publickey_offered(

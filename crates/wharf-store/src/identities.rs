@@ -29,6 +29,10 @@ pub struct AccountRecord {
     pub addresses: AddressRules,
     /// When the account stops working (µs since the Unix epoch); `None`: never.
     pub expires_us: Option<i64>,
+    /// The enrolled second factor (TOTP secret and recovery-code digests), as JSON.
+    pub second_factor: Option<String>,
+    /// Logins need a second factor (with or without one enrolled: without, they fail).
+    pub require_second_factor: bool,
 }
 
 /// A group as stored.
@@ -48,6 +52,8 @@ pub struct GroupRecord {
     pub upload_mode: Option<UploadMode>,
     /// Where members may log in from.
     pub addresses: AddressRules,
+    /// Members' logins need a second factor.
+    pub require_second_factor: bool,
 }
 
 /// A Manager administrator.
@@ -85,6 +91,8 @@ fn account_from_row(row: &SqliteRow) -> Result<AccountRecord, StoreError> {
             "accounts.addresses",
         )?,
         expires_us: row.try_get("expires_us")?,
+        second_factor: row.try_get("second_factor_json")?,
+        require_second_factor: row.try_get::<i64, _>("require_second_factor")? != 0,
     })
 }
 
@@ -107,6 +115,7 @@ fn group_from_row(row: &SqliteRow) -> Result<GroupRecord, StoreError> {
             &row.try_get::<String, _>("addresses_json")?,
             "groups.addresses",
         )?,
+        require_second_factor: row.try_get::<i64, _>("require_second_factor")? != 0,
     })
 }
 
@@ -122,8 +131,8 @@ impl Store {
     pub async fn create_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let now = now_us();
         let result = sqlx::query(
-            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (name) DO NOTHING",
         )
         .bind(account.name.as_str())
         .bind(&account.password_hash)
@@ -134,6 +143,8 @@ impl Store {
         .bind(json(&account.rules))
         .bind(json(&account.addresses))
         .bind(account.expires_us)
+        .bind(&account.second_factor)
+        .bind(i64::from(account.require_second_factor))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -147,8 +158,8 @@ impl Store {
     pub async fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
-             keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, updated_us = $10 \
-             WHERE name = $1",
+             keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, \
+             second_factor_json = $10, require_second_factor = $11, updated_us = $12 WHERE name = $1",
         )
         .bind(account.name.as_str())
         .bind(&account.password_hash)
@@ -159,6 +170,8 @@ impl Store {
         .bind(json(&account.rules))
         .bind(json(&account.addresses))
         .bind(account.expires_us)
+        .bind(&account.second_factor)
+        .bind(i64::from(account.require_second_factor))
         .bind(now_us())
         .execute(&self.pool)
         .await?;
@@ -166,6 +179,27 @@ impl Store {
             return Err(StoreError::Missing(format!("account {}", account.name)));
         }
         Ok(())
+    }
+
+    /// Replaces an account's second factor only if it is still `expected` (so a code or
+    /// recovery code is used once even when two logins race); true when replaced.
+    pub async fn swap_second_factor(
+        &self,
+        name: &str,
+        expected: &str,
+        next: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE accounts SET second_factor_json = $3, updated_us = $4 \
+             WHERE name = $1 AND second_factor_json = $2",
+        )
+        .bind(name)
+        .bind(expected)
+        .bind(next)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     /// One account by name.
@@ -198,8 +232,8 @@ impl Store {
     pub async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let now = now_us();
         let result = sqlx::query(
-            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&group.name)
         .bind(&group.home_template)
@@ -208,6 +242,7 @@ impl Store {
         .bind(json(&group.protocols))
         .bind(upload_mode_text(group.upload_mode))
         .bind(json(&group.addresses))
+        .bind(i64::from(group.require_second_factor))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -221,7 +256,7 @@ impl Store {
     pub async fn update_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
-             upload_mode = $6, addresses_json = $7, updated_us = $8 WHERE name = $1",
+             upload_mode = $6, addresses_json = $7, require_second_factor = $8, updated_us = $9 WHERE name = $1",
         )
         .bind(&group.name)
         .bind(&group.home_template)
@@ -230,6 +265,7 @@ impl Store {
         .bind(json(&group.protocols))
         .bind(upload_mode_text(group.upload_mode))
         .bind(json(&group.addresses))
+        .bind(i64::from(group.require_second_factor))
         .bind(now_us())
         .execute(&self.pool)
         .await?;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("migrations/sqlite/0003_address_rules_expiry.sql"),
     ),
+    (4, include_str!("migrations/sqlite/0004_second_factor.sql")),
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {

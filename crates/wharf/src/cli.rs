@@ -151,6 +151,32 @@ pub enum AccountCommand {
         /// Account name.
         name: String,
     },
+    /// One-time codes (TOTP, RFC 6238) as a second factor.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+}
+
+/// `wharf account totp ...`.
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Enrol (or re-enrol): prints the secret, an otpauth URI, a QR code and recovery codes.
+    Enable {
+        /// Account name.
+        name: String,
+        /// Machine-readable output (no QR code).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the second factor (logins then fail if one is required).
+    Disable {
+        /// Account name.
+        name: String,
+    },
+    /// Replace the recovery codes (the old ones stop working).
+    RecoveryCodes {
+        /// Account name.
+        name: String,
+    },
 }
 
 /// Where logins may come from, and until when.
@@ -170,6 +196,9 @@ pub struct AccessArgs {
     /// logins are refused, or "never".
     #[arg(long, value_name = "DATE")]
     pub expires: Option<String>,
+    /// Logins need a one-time code (true or false); without one enrolled they fail.
+    #[arg(long, value_name = "BOOL")]
+    pub require_second_factor: Option<bool>,
 }
 
 /// `wharf group ...`.

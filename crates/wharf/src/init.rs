@@ -182,6 +182,7 @@ pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
                 protocols: Vec::new(),
                 upload_mode: None,
                 addresses: Default::default(),
+                require_second_factor: false,
             })
             .await?;
     }

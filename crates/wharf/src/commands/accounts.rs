@@ -63,7 +63,7 @@ fn show(record: &AccountRecord) -> String {
         .map(|k| wharf_auth::fingerprint(&k))
         .collect();
     format!(
-        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}",
+        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}\nsecond factor: {}",
         record.name,
         record.enabled,
         if record.password_hash.is_some() {
@@ -81,6 +81,11 @@ fn show(record: &AccountRecord) -> String {
         record.rules.len(),
         super::access::describe(&record.addresses),
         super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".to_owned()),
+        match (record.second_factor.is_some(), record.require_second_factor) {
+            (true, _) => "TOTP enrolled",
+            (false, true) => "required, not enrolled (logins fail)",
+            (false, false) => "none",
+        },
     )
 }
 
@@ -95,6 +100,8 @@ fn json_view(record: &AccountRecord) -> serde_json::Value {
         "keys": record.keys,
         "rules": record.rules,
         "addresses": record.addresses,
+        "second_factor": record.second_factor.is_some(),
+        "require_second_factor": record.require_second_factor,
         "expires": super::access::expiry_text(record.expires_us),
     })
 }
@@ -156,6 +163,8 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 keys,
                 rules: Vec::new(),
                 addresses: Default::default(),
+                second_factor: None,
+                require_second_factor: access.require_second_factor.unwrap_or(false),
                 expires_us: access
                     .expires
                     .as_deref()
@@ -253,9 +262,13 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 record.expires_us = super::access::parse_expiry(text)?;
                 changed = true;
             }
+            if let Some(required) = access.require_second_factor {
+                record.require_second_factor = required;
+                changed = true;
+            }
             if !changed {
                 bail!(
-                    "nothing to change: give --allow-from, --deny-from, --any-address or --expires"
+                    "nothing to change: give --allow-from, --deny-from, --any-address, --expires or --require-second-factor"
                 );
             }
             ctx.store.update_account(&record).await?;
@@ -268,6 +281,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 .await?;
             println!("{name}: {what}");
         }
+        AccountCommand::Totp(command) => super::totp::run(ctx, command).await?,
         AccountCommand::Enable { name } => set_enabled(ctx, &name, true).await?,
         AccountCommand::Disable { name } => set_enabled(ctx, &name, false).await?,
     }

@@ -133,6 +133,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 },
                 upload_mode: mode.as_deref().map(upload_mode).transpose()?,
                 addresses: Default::default(),
+                require_second_factor: access.require_second_factor.unwrap_or(false),
             };
             let mut group = group;
             super::access::apply(&mut group.addresses, &access)?;
@@ -191,6 +192,14 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     }
                 );
                 println!("from:          {}", super::access::describe(&g.addresses));
+                println!(
+                    "second factor: {}",
+                    if g.require_second_factor {
+                        "required"
+                    } else {
+                        "optional"
+                    }
+                );
                 println!("rules:");
                 for r in &g.rules {
                     println!(
@@ -211,11 +220,22 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 .group(&name)
                 .await?
                 .with_context(|| format!("no group named {name:?}"))?;
-            if !super::access::apply(&mut group.addresses, &access)? {
-                bail!("nothing to change: give --allow-from, --deny-from or --any-address");
+            let mut changed = super::access::apply(&mut group.addresses, &access)?;
+            if let Some(required) = access.require_second_factor {
+                group.require_second_factor = required;
+                changed = true;
+            }
+            if !changed {
+                bail!(
+                    "nothing to change: give --allow-from, --deny-from, --any-address or --require-second-factor"
+                );
             }
             ctx.store.update_group(&group).await?;
-            let what = format!("addresses: {}", super::access::describe(&group.addresses));
+            let what = format!(
+                "addresses: {}; second factor required: {}",
+                super::access::describe(&group.addresses),
+                group.require_second_factor
+            );
             ctx.record(EventKind::GroupUpdated, &name, what.clone())
                 .await?;
             println!("{name}: {what}");

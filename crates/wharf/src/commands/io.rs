@@ -38,8 +38,14 @@ struct GroupEntry {
     allow_from: Vec<IpNetwork>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deny_from: Vec<IpNetwork>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    require_second_factor: bool,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +73,9 @@ struct AccountEntry {
     /// RFC 3339 time or YYYY-MM-DD from which logins are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<String>,
+    /// Enrolment itself (the TOTP secret) is never exported or changed by `apply`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    require_second_factor: bool,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -124,6 +133,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
                 allow: g.allow_from.clone(),
                 deny: g.deny_from.clone(),
             },
+            require_second_factor: g.require_second_factor,
         });
     }
     // Accounts are checked against the groups as they will be: the store's, with the
@@ -149,6 +159,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
         }
         let existing = ctx.store.account(a.name.as_str()).await?;
         let stored_hash = existing.as_ref().and_then(|e| e.password_hash.clone());
+        let second_factor = existing.as_ref().and_then(|e| e.second_factor.clone());
         let password_hash = match (&a.password_hash, &a.password) {
             (Some(hash), _) => Some(hash.clone()),
             (None, Some(spec)) => {
@@ -186,6 +197,8 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
                 allow: a.allow_from.clone(),
                 deny: a.deny_from.clone(),
             },
+            second_factor,
+            require_second_factor: a.require_second_factor,
             expires_us: match &a.expires {
                 Some(text) => super::access::parse_expiry(text).map_err(|e| fail(e.to_string()))?,
                 None => None,
@@ -277,6 +290,7 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 upload_mode: g.upload_mode,
                 allow_from: g.addresses.allow,
                 deny_from: g.addresses.deny,
+                require_second_factor: g.require_second_factor,
                 rules: g.rules,
             })
             .collect(),
@@ -296,6 +310,7 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 allow_from: a.addresses.allow,
                 deny_from: a.addresses.deny,
                 expires: super::access::expiry_text(a.expires_us),
+                require_second_factor: a.require_second_factor,
                 rules: a.rules,
             })
             .collect(),

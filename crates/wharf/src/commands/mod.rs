@@ -6,6 +6,7 @@ mod bans;
 mod events;
 mod groups;
 mod io;
+mod totp;
 
 use std::process::ExitCode;
 
