@@ -89,10 +89,14 @@ member: uid=lara,ou=people,{BASE}
 """)
         subprocess.run(["/usr/sbin/slapadd", "-f", str(folder / "slapd.conf"), "-l",
                         str(folder / "seed.ldif")], check=True, capture_output=True)
+        self.start()
+
+    def start(self):
         urls = (f"ldap://127.0.0.1:{self.ldap_port}/ ldaps://127.0.0.1:{self.ldaps_port}/ "
                 f"ldaps://[::1]:{self.ldaps_port}/")
-        self.proc = subprocess.Popen(["/usr/sbin/slapd", "-f", str(folder / "slapd.conf"), "-h", urls,
-                                      "-d", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(["/usr/sbin/slapd", "-f", str(self.folder / "slapd.conf"), "-h",
+                                      urls, "-d", "0"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while True:
             try:
@@ -206,6 +210,11 @@ def test_ldap_users_on_every_protocol_over_ldaps_on_ipv6(directory):
              and e["protocol"] == "https"]
     assert empty and empty[-1]["attrs"]["cause"] == "wrong-password"
 
+    # The directory restarts: the pooled service connection has gone stale and is replaced.
+    slapd.stop()
+    slapd.start()
+    ftps_login(server, "lara", LARA_PASSWORD).quit()
+
     # Not in the directory: the next method (local) decides.
     sftp_password(server, "alice", PASSWORD).close()
     local = server.wait_event("login.succeeded", account="alice")
@@ -225,6 +234,7 @@ url = "ldap://127.0.0.1:{slapd.ldap_port}"
 starttls = true
 ca = "ldap/ca.pem"
 bind_template = "uid={{user}},ou=people,{BASE}"
+cache_seconds = 60
 group_map = {{ "cn=partners,ou=groups,{BASE}" = "partners" }}
 group_base_dn = "ou=groups,{BASE}"
 """)
@@ -236,10 +246,12 @@ group_base_dn = "ou=groups,{BASE}"
     refused = server.wait_event("login.failed", account="alice")
     assert refused["attrs"]["authenticator"] == "corp-direct" and refused["attrs"]["cause"] == "wrong-password"
 
-    # The directory goes away: logins fail closed, with the reason in the event.
+    # The directory goes away. A login that succeeded within cache_seconds is remembered
+    # (same name, same password); anything else fails closed, with the reason in the event.
     slapd.stop()
+    ftps_login(server, "lara", LARA_PASSWORD).quit()
     with pytest.raises(ftplib.error_perm, match="530"):
-        ftps_login(server, "lara", LARA_PASSWORD)
+        ftps_login(server, "lara", "another-password-1")
     failed = [e for e in server.events() if e["name"] == "login.failed" and e["account"] == "lara"]
     assert failed[-1]["attrs"]["cause"] == "service-failed"
     assert "cannot connect" in failed[-1]["message"]
@@ -248,9 +260,11 @@ group_base_dn = "ou=groups,{BASE}"
 def test_ldap_configuration_is_checked(server):
     with open(server.root / "wharf.toml", "a") as f:
         f.write('\n[[authentication]]\ntype = "ldap"\nurl = "ldap://127.0.0.1:389"\n'
-                'bind_dn = "cn=admin,dc=example,dc=org"\nbind_password = "hunter2"\n')
+                'bind_dn = "cn=admin,dc=example,dc=org"\nbind_password = "hunter2"\n'
+                'cache_seconds = 86400\n')
     out = server.wharf("check-config")
     assert out.returncode == 1
     assert "authentication[0].url" in out.stderr and "in clear" in out.stderr
     assert "authentication[0].bind_password" in out.stderr and "env:NAME or file:PATH" in out.stderr
     assert "authentication[0].base_dn" in out.stderr
+    assert "authentication[0].cache_seconds" in out.stderr

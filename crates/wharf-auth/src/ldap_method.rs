@@ -65,7 +65,13 @@ pub struct LdapSettings {
     pub home_attribute: Option<String>,
     /// Attribute holding OpenSSH public keys.
     pub key_attribute: Option<String>,
+    /// How long a successful password login is remembered (zero: never), so a client
+    /// that logs in again and again does not reach the directory each time.
+    pub cache: Duration,
 }
+
+/// Successful password logins remembered at most.
+const MAX_CACHED: usize = 10_000;
 
 /// What the directory said.
 pub enum LdapVerdict {
@@ -86,6 +92,9 @@ pub struct LdapMethod {
     /// `ldaps://` to this address, with this name for the certificate.
     ldaps: Option<(String, u16, rustls::pki_types::ServerName<'static>)>,
     pool: Mutex<Vec<Ldap>>,
+    /// Salted SHA-256 of name and password → the account and when it was checked.
+    cached: Mutex<HashMap<String, (std::time::Instant, AccountRecord)>>,
+    salt: [u8; 32],
 }
 
 /// A configuration or directory failure.
@@ -158,6 +167,8 @@ impl LdapMethod {
             tls,
             ldaps,
             pool: Mutex::new(Vec::new()),
+            cached: Mutex::new(HashMap::new()),
+            salt: rand_salt()?,
         })
     }
 
@@ -216,11 +227,17 @@ impl LdapMethod {
         Ok(ldap)
     }
 
-    /// A service-bound connection from the pool, or a new one.
-    async fn service(&self) -> Result<Ldap, LdapMethodError> {
+    /// A service-bound connection from the pool (`true`: reused, it may have gone stale),
+    /// or a new one.
+    async fn service(&self) -> Result<(Ldap, bool), LdapMethodError> {
         if let Some(ldap) = self.pool.lock().ok().and_then(|mut p| p.pop()) {
-            return Ok(ldap);
+            return Ok((ldap, true));
         }
+        Ok((self.new_service().await?, false))
+    }
+
+    /// A new service-bound connection.
+    async fn new_service(&self) -> Result<Ldap, LdapMethodError> {
         let mut ldap = self.connect().await?;
         let dn = self.settings.bind_dn.clone().unwrap_or_default();
         let password = self.settings.bind_password.clone().unwrap_or_default();
@@ -280,17 +297,58 @@ impl LdapMethod {
         attrs
     }
 
-    /// Asks the directory about one attempt.
+    /// Asks the directory about one attempt (or remembers a recent success).
     pub async fn check(
         &self,
         username: &str,
         credential: &Credential<'_>,
     ) -> Result<LdapVerdict, LdapMethodError> {
-        if self.settings.bind_dn.is_some() {
+        let key = match credential {
+            Credential::Password(p) if !self.settings.cache.is_zero() && !p.is_empty() => {
+                Some(self.cache_key(username, p))
+            }
+            _ => None,
+        };
+        if let Some(key) = &key
+            && let Some(record) = self.remembered(key)
+        {
+            return Ok(LdapVerdict::Accept(Box::new(record)));
+        }
+        let verdict = if self.settings.bind_dn.is_some() {
             self.search_then_bind(username, credential).await
         } else {
             self.direct_bind(username, credential).await
+        }?;
+        if let (Some(key), LdapVerdict::Accept(record)) = (key, &verdict)
+            && let Ok(mut cached) = self.cached.lock()
+        {
+            let ttl = self.settings.cache;
+            cached.retain(|_, (at, _)| at.elapsed() < ttl);
+            if cached.len() < MAX_CACHED {
+                cached.insert(key, (std::time::Instant::now(), (**record).clone()));
+            }
         }
+        Ok(verdict)
+    }
+
+    fn cache_key(&self, username: &str, password: &str) -> String {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(&self.salt);
+        context.update(username.as_bytes());
+        context.update(&[0]);
+        context.update(password.as_bytes());
+        context
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn remembered(&self, key: &str) -> Option<AccountRecord> {
+        let cached = self.cached.lock().ok()?;
+        let (at, record) = cached.get(key)?;
+        (at.elapsed() < self.settings.cache).then(|| record.clone())
     }
 
     async fn search_then_bind(
@@ -298,23 +356,26 @@ impl LdapMethod {
         username: &str,
         credential: &Credential<'_>,
     ) -> Result<LdapVerdict, LdapMethodError> {
-        let mut service = self.service().await?;
+        let (mut service, reused) = self.service().await?;
         let filter = self
             .settings
             .user_filter
             .replace("{user}", &ldap3::ldap_escape(username));
+        let base = self.settings.base_dn.as_str();
+        let wanted = self.wanted();
         let found = self
-            .search(
-                &mut service,
-                &self.settings.base_dn,
-                Scope::Subtree,
-                &filter,
-                &self.wanted(),
-            )
+            .search(&mut service, base, Scope::Subtree, &filter, &wanted)
             .await;
+        // A failed connection is dropped, not pooled; one that waited in the pool may have
+        // been closed by the directory meanwhile, so the search is tried once more afresh.
         let mut entries = match found {
             Ok(entries) => entries,
-            Err(e) => return Err(e), // the connection is dropped, not pooled
+            Err(_) if reused => {
+                service = self.new_service().await?;
+                self.search(&mut service, base, Scope::Subtree, &filter, &wanted)
+                    .await?
+            }
+            Err(e) => return Err(e),
         };
         if entries.len() > 1 {
             self.give_back(service);
@@ -503,6 +564,13 @@ impl LdapMethod {
     }
 }
 
+fn rand_salt() -> Result<[u8; 32], LdapMethodError> {
+    let mut salt = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut salt)
+        .map_err(|_| LdapMethodError("no randomness available".into()))?;
+    Ok(salt)
+}
+
 /// A DN compared without case and without spaces after separators.
 pub fn normalise_dn(dn: &str) -> String {
     dn.split(',')
@@ -534,6 +602,7 @@ mod tests {
             require_group: false,
             home_attribute: None,
             key_attribute: None,
+            cache: Duration::ZERO,
         }
     }
 

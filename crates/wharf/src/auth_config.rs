@@ -75,6 +75,9 @@ pub struct AuthenticationSection {
     /// `ldap`: attribute holding OpenSSH public keys.
     #[serde(default)]
     pub key_attribute: Option<Spanned<String>>,
+    /// `ldap`: seconds a successful password login is remembered (0: never).
+    #[serde(default)]
+    pub cache_seconds: Option<Spanned<u64>>,
 }
 
 fn default_timeout() -> Spanned<u64> {
@@ -136,6 +139,10 @@ pub fn validate(
             present(
                 entry.key_attribute.as_ref().map(|v| v.span()),
                 "key_attribute",
+            ),
+            present(
+                entry.cache_seconds.as_ref().map(|v| v.span()),
+                "cache_seconds",
             ),
         ];
         let shared = [
@@ -239,6 +246,15 @@ pub fn validate(
                     _ => {}
                 }
                 secret_spec(&entry.bind_password, &key("bind_password"), issue);
+                if let Some(cache) = &entry.cache_seconds
+                    && *cache.get_ref() > 3600
+                {
+                    issue(
+                        cache.span(),
+                        key("cache_seconds"),
+                        "at most 3600: a changed password or group must take effect soon".into(),
+                    );
+                }
                 if *entry.timeout.get_ref() == 0 {
                     issue(
                         entry.timeout.span(),
@@ -393,6 +409,9 @@ pub fn methods(loaded: &Loaded) -> Result<Vec<Method>> {
                         require_group: entry.require_group,
                         home_attribute: text(&entry.home_attribute),
                         key_attribute: text(&entry.key_attribute),
+                        cache: Duration::from_secs(
+                            entry.cache_seconds.as_ref().map_or(0, |s| *s.get_ref()),
+                        ),
                     };
                     Method::Ldap(Box::new(
                         LdapMethod::new(name.clone(), settings)
