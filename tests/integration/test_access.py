@@ -160,3 +160,20 @@ def test_connections_per_address_are_capped_on_ssh_and_https(server):
         if first and first.startswith(b"SSH-2.0-"):
             break
         assert time.time() < deadline
+
+
+def test_failed_logins_per_ftp_connection_are_configurable(server):
+    server.add_ftp_service(extra="max_auth_tries = 1")
+    server.add_account("gina", password=PASSWORD)
+    server.start()
+    c = ftplib.FTP()
+    c.connect("127.0.0.1", server.ftp_port, timeout=15)
+    with pytest.raises(ftplib.error_temp, match="421"):
+        c.login("gina", "not-her-password")
+    c.close()
+    bad = server.wharf("check-config")
+    assert bad.returncode == 0
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write('\n[[service]]\nname = "web2"\ntype = "https"\nport = 1\nmax_auth_tries = 2\n')
+    bad = server.wharf("check-config")
+    assert bad.returncode == 1 and "max_auth_tries" in bad.stderr and "applies to ssh and ftp" in bad.stderr

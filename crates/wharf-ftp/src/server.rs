@@ -43,6 +43,8 @@ pub struct FtpConfig {
     pub max_connections: usize,
     /// Connections at once from one address.
     pub max_per_ip: usize,
+    /// Failed logins before the control connection is closed.
+    pub max_auth_tries: usize,
     /// Allow PORT/EPRT (active mode) to the control peer.
     pub active_mode: bool,
     /// Let data connections go to, or come from, another address than the control

@@ -27,9 +27,6 @@ mod secure;
 mod transfer;
 use transfer::{Listing, listing, mlst, retrieve, stat_file, store};
 
-/// Failed logins before the connection is closed.
-const MAX_LOGIN_FAILURES: u32 = 3;
-
 /// Refused commands recorded per connection.
 const MAX_RECORDED_REFUSALS: u32 = 10;
 
@@ -587,7 +584,7 @@ async fn login(st: &mut State, password: &str) -> bool {
             st.failures += 1;
             // A pause after each failure slows guessing (vsftpd's delay_failed_login).
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if st.failures >= MAX_LOGIN_FAILURES {
+            if st.failures as usize >= st.shared.config.max_auth_tries {
                 st.send(Reply::new(421, "too many failed logins; closing"))
                     .await;
                 return false;

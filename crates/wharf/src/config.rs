@@ -164,9 +164,9 @@ pub struct ServiceSection {
     /// Connections at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: Spanned<usize>,
-    /// SSH: authentication attempts per connection.
-    #[serde(default = "default_auth_tries")]
-    pub max_auth_tries: Spanned<usize>,
+    /// Authentication attempts per connection (SSH: 6, FTP: 3).
+    #[serde(default)]
+    pub max_auth_tries: Option<Spanned<usize>>,
     /// FTP: `required` (default), `optional` or `off`.
     #[serde(default)]
     pub tls: Option<Spanned<String>>,
@@ -282,9 +282,6 @@ fn default_grace() -> Spanned<u64> {
 }
 fn default_max_connections() -> Spanned<usize> {
     Spanned::new(0..0, 256)
-}
-fn default_auth_tries() -> Spanned<usize> {
-    Spanned::new(0..0, 6)
 }
 
 /// One problem found in the file.
@@ -569,12 +566,20 @@ impl Loaded {
                     "must be at least 1".into(),
                 );
             }
-            if *service.max_auth_tries.get_ref() == 0 {
-                issue(
-                    service.max_auth_tries.span(),
-                    key("max_auth_tries"),
-                    "must be at least 1".into(),
-                );
+            if let Some(tries) = &service.max_auth_tries {
+                if *tries.get_ref() == 0 {
+                    issue(
+                        tries.span(),
+                        key("max_auth_tries"),
+                        "must be at least 1".into(),
+                    );
+                } else if matches!(service.kind.get_ref().as_str(), "http" | "https") {
+                    issue(
+                        tries.span(),
+                        key("max_auth_tries"),
+                        "applies to ssh and ftp services (HTTP has no login per connection)".into(),
+                    );
+                }
             }
             if let Some(ports) = &service.passive_ports {
                 match ports.get_ref().as_slice() {

@@ -77,6 +77,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     data_timeout: secs(&service.data_timeout),
                     max_connections: *service.max_connections.get_ref(),
                     max_per_ip: *service.max_per_ip.get_ref(),
+                    max_auth_tries: service.max_auth_tries.as_ref().map_or(3, |t| *t.get_ref()),
                     active_mode: service.active_mode,
                     allow_foreign_data: service.allow_foreign_data,
                     passive_address: service
@@ -142,7 +143,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     login_grace_time: secs(&service.login_grace_time),
                     max_connections: *service.max_connections.get_ref(),
                     max_per_ip: *service.max_per_ip.get_ref(),
-                    max_auth_tries: *service.max_auth_tries.get_ref(),
+                    max_auth_tries: service.max_auth_tries.as_ref().map_or(6, |t| *t.get_ref()),
                     algorithms: ctx.loaded.algorithms(service),
                     host_keys,
                 };
