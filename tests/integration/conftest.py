@@ -9,7 +9,6 @@ import json
 import os
 import re
 import socket
-import ssl
 import subprocess
 import time
 import ftplib

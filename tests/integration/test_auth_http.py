@@ -14,7 +14,7 @@ import paramiko
 import pytest
 
 from conftest import free_port
-from ftp_clients import ReusingFTP_TLS, tls_client_context
+from logins import ftps_login, https_status, sftp_password
 from tls_certs import make_ca_and_leaf
 
 PASSWORD = "correct horse battery staple"
@@ -101,29 +101,6 @@ type = "local"
     server.start()
     yield server, service
     service.close()
-
-
-def sftp_password(server, user, password):
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    client.connect("127.0.0.1", port=server.port, username=user, password=password,
-                   allow_agent=False, look_for_keys=False, timeout=10)
-    return client
-
-
-def ftps_login(server, user, password):
-    c = ReusingFTP_TLS(context=tls_client_context())
-    c.connect("127.0.0.1", server.ftps_port, timeout=15)
-    c.login(user, password)
-    c.prot_p()
-    return c
-
-
-def https_status(server, user, password):
-    r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                        f"{user}:{password}", f"https://127.0.0.1:{server.https_port}/api/v1/files"],
-                       capture_output=True, text=True, timeout=30)
-    return r.stdout
 
 
 def test_http_method_accepts_passes_and_rejects_on_every_protocol(chain):

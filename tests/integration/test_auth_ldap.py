@@ -12,7 +12,7 @@ import paramiko
 import pytest
 
 from conftest import free_port
-from ftp_clients import ReusingFTP_TLS, tls_client_context
+from logins import ftps_login, https_status, sftp_password
 from tls_certs import make_ca_and_leaf
 
 PASSWORD = "correct horse battery staple"
@@ -145,29 +145,6 @@ group_map = {{ "cn=partners, ou=groups, {BASE}" = "partners" }}
 home_attribute = "homeDirectory"
 key_attribute = "description"
 """
-
-
-def sftp_password(server, user, password, host="127.0.0.1"):
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    client.connect(host, port=server.port, username=user, password=password,
-                   allow_agent=False, look_for_keys=False, timeout=10)
-    return client
-
-
-def ftps_login(server, user, password):
-    c = ReusingFTP_TLS(context=tls_client_context())
-    c.connect("127.0.0.1", server.ftps_port, timeout=15)
-    c.login(user, password)
-    c.prot_p()
-    return c
-
-
-def https_status(server, user, password):
-    r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                        f"{user}:{password}", f"https://127.0.0.1:{server.https_port}/api/v1/files"],
-                       capture_output=True, text=True, timeout=30)
-    return r.stdout
 
 
 def test_ldap_users_on_every_protocol_over_ldaps_on_ipv6(directory):

@@ -4,7 +4,7 @@ import json
 import sqlite3
 import subprocess
 
-from conftest import BIN, WharfServer
+from conftest import BIN
 
 
 def test_first_run_creates_everything(tmp_path):

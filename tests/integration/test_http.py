@@ -266,7 +266,6 @@ header_timeout = 2
     status, _, _ = split(curl(*many, f"https://127.0.0.1:{server.https_port}/api/v1/files"))
     assert status == 431
     import socket
-    import ssl
     from conftest import tls_client_context
     raw = tls_client_context().wrap_socket(socket.create_connection(("127.0.0.1", server.https_port)),
                                            server_hostname="localhost")

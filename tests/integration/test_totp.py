@@ -14,7 +14,7 @@ import time
 import paramiko
 import pytest
 
-from ftp_clients import ReusingFTP_TLS, tls_client_context
+from logins import ftps_login, https_status
 
 PASSWORD = "correct horse battery staple"
 
@@ -59,19 +59,6 @@ def scp_up(server, user, password=None, code=None, key=False):
     result = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, timeout=60)
     return result.returncode, [p for p in log.read_text().splitlines() if p]
-
-
-def ftps(server, user, password):
-    c = ReusingFTP_TLS(context=tls_client_context())
-    c.connect("127.0.0.1", server.ftps_port, timeout=15)
-    c.login(user, password)
-    c.quit()
-
-
-def https(server, user, password):
-    return subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                           f"{user}:{password}", f"https://127.0.0.1:{server.https_port}/api/v1/files"],
-                          capture_output=True, text=True, timeout=30).stdout
 
 
 def fresh_code(secret, used):
@@ -135,17 +122,17 @@ def test_ftps_and_https_take_the_code_after_the_password(server):
     server.start()
     secret, used = enrolled["secret"], set()
     with pytest.raises(ftplib.error_perm, match="530"):
-        ftps(server, "uma", PASSWORD)
-    ftps(server, "uma", PASSWORD + fresh_code(secret, used))
+        ftps_login(server, "uma", PASSWORD)
+    ftps_login(server, "uma", PASSWORD + fresh_code(secret, used)).quit()
     ok = server.wait_event("login.succeeded", account="uma", protocol="ftps")
     assert ok["attrs"]["second_factor"] == "totp"
-    assert https(server, "uma", PASSWORD) == "401"
-    assert https(server, "uma", PASSWORD + fresh_code(secret, used)) == "200"
-    assert https(server, "uma", "wrong-password" + fresh_code(secret, used)) == "401"
+    assert https_status(server, "uma", PASSWORD) == "401"
+    assert https_status(server, "uma", PASSWORD + fresh_code(secret, used)) == "200"
+    assert https_status(server, "uma", "wrong-password" + fresh_code(secret, used)) == "401"
     recovery = enrolled["recovery_codes"][1]
-    ftps(server, "uma", PASSWORD + recovery)
+    ftps_login(server, "uma", PASSWORD + recovery).quit()
     with pytest.raises(ftplib.error_perm, match="530"):
-        ftps(server, "uma", PASSWORD + recovery)
+        ftps_login(server, "uma", PASSWORD + recovery)
     causes = [e["attrs"]["cause"] for e in server.events()
               if e["name"] == "login.failed" and e["account"] == "uma"]
     assert causes.count("wrong-code") >= 3 and "wrong-password" in causes
@@ -159,7 +146,7 @@ def test_required_by_group_or_account_and_managed_by_the_cli(server):
     server.start()
     # Required, not enrolled: the password alone is not enough, on any protocol.
     with pytest.raises(ftplib.error_perm, match="530"):
-        ftps(server, "vic", PASSWORD)
+        ftps_login(server, "vic", PASSWORD)
     sock = paramiko.Transport(("127.0.0.1", server.port))
     sock.start_client(timeout=10)
     with pytest.raises(paramiko.AuthenticationException):
@@ -169,22 +156,22 @@ def test_required_by_group_or_account_and_managed_by_the_cli(server):
     assert failed["attrs"]["cause"] == "second-factor-not-enrolled"
     assert "required, not enrolled" not in server.wharf("account", "show", "vic", check=True).stdout
     enrolled = enrol(server, "vic")
-    ftps(server, "vic", PASSWORD + totp(enrolled["secret"]))
+    ftps_login(server, "vic", PASSWORD + totp(enrolled["secret"])).quit()
     # New recovery codes replace the old ones.
     out = server.wharf("account", "totp", "recovery-codes", "vic", check=True).stdout
     fresh = [line.strip() for line in out.splitlines()[1:] if line.strip()]
     assert len(fresh) == 10 and not set(fresh) & set(enrolled["recovery_codes"])
     with pytest.raises(ftplib.error_perm, match="530"):
-        ftps(server, "vic", PASSWORD + enrolled["recovery_codes"][0])
-    ftps(server, "vic", PASSWORD + fresh[0])
+        ftps_login(server, "vic", PASSWORD + enrolled["recovery_codes"][0])
+    ftps_login(server, "vic", PASSWORD + fresh[0]).quit()
     # Without the group requirement, disabling the factor restores password logins.
     server.wharf("group", "set", "users", "--require-second-factor", "false", check=True)
     server.wharf("account", "totp", "disable", "vic", check=True)
-    ftps(server, "vic", PASSWORD)
+    ftps_login(server, "vic", PASSWORD).quit()
     server.wharf("account", "set", "vic", "--require-second-factor", "true", check=True)
     assert "required, not enrolled" in server.wharf("account", "show", "vic", check=True).stdout
     with pytest.raises(ftplib.error_perm, match="530"):
-        ftps(server, "vic", PASSWORD)
+        ftps_login(server, "vic", PASSWORD)
     # The QR code is printed for people.
     human = server.wharf("account", "totp", "enable", "vic", check=True).stdout
     assert "▀" in human or "█" in human or "▄" in human

@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 from conftest import ROOT, random_file, sha256
 

@@ -337,12 +337,7 @@ impl LdapMethod {
         context.update(username.as_bytes());
         context.update(&[0]);
         context.update(password.as_bytes());
-        context
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex(context.finish().as_ref())
     }
 
     fn remembered(&self, key: &str) -> Option<AccountRecord> {

@@ -88,11 +88,7 @@ pub fn code_at(secret: &[u8], step: u64) -> u32 {
 }
 
 fn digest_hex(text: &str) -> String {
-    digest::digest(&digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(digest::digest(&digest::SHA256, text.as_bytes()).as_ref())
 }
 
 impl SecondFactor {
