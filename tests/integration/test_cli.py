@@ -216,3 +216,75 @@ def test_serve_first_run_in_empty_folder(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_audit_verify_finds_each_tampering(server):
+    """Changed, deleted, reordered and cut-off records are each found, in the store and in the
+    JSON-lines copy; `wharf audit verify` names the first record that does not hold."""
+    import shutil
+    server.add_account("alice")
+    server.start()
+    for name in ["one", "two", "three", "four"]:
+        server.sftp("alice", f"mkdir {name}\n")
+    server.wait_event("folder.created", path="/four")
+    server.stop()
+    data = server.root / "wharf-data"
+    backup = server.root / "backup"
+    shutil.copytree(data, backup)
+    ok = server.wharf("audit", "verify")
+    assert ok.returncode == 0 and "the same in the store and" in ok.stdout, ok.stderr
+    total = int(ok.stdout.split(":")[1].split()[0])
+    jsonl = data / "audit.jsonl"
+
+    def tampered(mutate):
+        shutil.rmtree(data)
+        shutil.copytree(backup, data)
+        db = sqlite3.connect(data / "wharf.db")
+        mutate(db, jsonl.read_text().splitlines())
+        db.commit()
+        db.close()
+        result = server.wharf("audit", "verify")
+        assert result.returncode == 1, result.stdout
+        return result.stderr
+
+    def change(db, lines):
+        record = json.loads(db.execute("SELECT record_json FROM events WHERE seq=5").fetchone()[0])
+        record["message"] = "nothing happened here"
+        db.execute("UPDATE events SET record_json=? WHERE seq=5", (json.dumps(record),))
+
+    def delete(db, lines):
+        db.execute("DELETE FROM events WHERE seq=6")
+
+    def reorder(db, lines):
+        a = db.execute("SELECT record_json, prev, hash FROM events WHERE seq=7").fetchone()
+        b = db.execute("SELECT record_json, prev, hash FROM events WHERE seq=8").fetchone()
+        db.execute("UPDATE events SET record_json=?, prev=?, hash=? WHERE seq=7", b)
+        db.execute("UPDATE events SET record_json=?, prev=?, hash=? WHERE seq=8", a)
+
+    def cut_store(db, lines):
+        db.execute("DELETE FROM events WHERE seq > ?", (total - 3,))
+
+    def cut_file(db, lines):
+        jsonl.write_text("\n".join(lines[:-3]) + "\n")
+
+    def change_file(db, lines):
+        record = json.loads(lines[3])
+        record["message"] = "nothing happened here"
+        lines[3] = json.dumps(record)
+        jsonl.write_text("\n".join(lines) + "\n")
+
+    def reorder_file(db, lines):
+        lines[4], lines[5] = lines[5], lines[4]
+        jsonl.write_text("\n".join(lines) + "\n")
+
+    assert "record 5: content does not match its hash" in tampered(change)
+    assert "record 6: record 6 is missing" in tampered(delete)
+    assert "record 7: does not follow the previous record" in tampered(reorder)
+    err = tampered(cut_store)
+    assert f"record {total - 2}:" in err and "but not in the store (cut off)" in err
+    err = tampered(cut_file)
+    assert f"record {total - 2}:" in err and "in the store but not in" in err
+    err = tampered(change_file)
+    assert "record 4 in" in err and "content does not match its hash" in err
+    err = tampered(reorder_file)
+    assert "record 5 in" in err and "out of order" in err

@@ -231,6 +231,14 @@ impl Store {
             .collect()
     }
 
+    /// The stored hash of record `seq`, if there is one.
+    pub async fn event_hash(&self, seq: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT hash FROM events WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Walks the whole chain. `Ok(n)` when all `n` records hold; `Err((seq, why))` names the
     /// first record that does not.
     pub async fn verify_chain(&self) -> Result<Result<i64, (i64, String)>, StoreError> {

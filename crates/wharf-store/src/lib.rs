@@ -22,7 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditRecord, EventFilter, chain_hash};
+pub use audit::{AuditRecord, EventFilter, GENESIS, chain_hash};
 pub use bans::BanRecord;
 pub use identities::{AccountRecord, AdminRecord, GroupRecord};
 

@@ -22,13 +22,22 @@ pub struct AuditSink {
 }
 
 impl AuditSink {
-    /// Persists `events` in order.
+    /// Persists `events` in order. With a JSON-lines file, the file is locked around the
+    /// store append and the file append, so when the server and a CLI command write at
+    /// once the file still holds the records in chain order.
     pub async fn write(&self, events: &[Event]) -> Result<()> {
+        let Some(path) = &self.jsonl else {
+            self.store.append_events(&self.node, events).await?;
+            return Ok(());
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        file.lock()?;
         let records = self.store.append_events(&self.node, events).await?;
-        if let Some(path) = &self.jsonl {
-            append_lines(path, &records)?;
-        }
-        Ok(())
+        append_lines(&mut file, &records)
+        // The lock goes with the file.
     }
 
     /// Drains the bus until every sender is gone, in batches.
@@ -54,17 +63,73 @@ impl AuditSink {
     }
 }
 
-fn append_lines(path: &Path, records: &[wharf_store::AuditRecord]) -> Result<()> {
+fn append_lines(file: &mut std::fs::File, records: &[wharf_store::AuditRecord]) -> Result<()> {
     let mut text = String::new();
     for record in records {
         // serde_json escapes control characters, so one record is always one line.
         text.push_str(&serde_json::to_string(record)?);
         text.push('\n');
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
     file.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// The hash of record `seq` in the JSON-lines copy (line `seq`).
+pub fn verify_file_upto(path: &Path, seq: i64) -> Result<Option<String>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)?;
+    let index = usize::try_from(seq - 1).unwrap_or(usize::MAX);
+    match std::io::BufReader::new(file).lines().nth(index) {
+        Some(line) => {
+            let record: wharf_store::AuditRecord = serde_json::from_str(&line?)?;
+            Ok(Some(record.hash))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Walks the JSON-lines copy of the trail in order: `Ok((last_seq, last_hash))` when every
+/// line parses, follows the one before and matches its hash; `Err((seq, why))` names the
+/// first that does not (by its position: line n holds record n).
+pub fn verify_file(path: &Path) -> Result<Result<(i64, String), (i64, String)>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)?;
+    let mut prev = wharf_store::GENESIS.to_owned();
+    let mut expected = 1i64;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        let record: wharf_store::AuditRecord = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Err((
+                    expected,
+                    format!("line {expected} does not parse: {e}"),
+                )));
+            }
+        };
+        if record.seq != expected {
+            return Ok(Err((
+                expected,
+                format!(
+                    "line {expected} holds record {} (missing or out of order)",
+                    record.seq
+                ),
+            )));
+        }
+        if record.prev != prev {
+            return Ok(Err((
+                expected,
+                "does not follow the previous record".to_owned(),
+            )));
+        }
+        if wharf_store::chain_hash(&record) != record.hash {
+            return Ok(Err((
+                expected,
+                "content does not match its hash".to_owned(),
+            )));
+        }
+        prev = record.hash;
+        expected += 1;
+    }
+    Ok(Ok((expected - 1, prev)))
 }

@@ -98,14 +98,68 @@ pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
 
 /// `wharf audit verify`.
 pub async fn verify(ctx: &Context) -> Result<ExitCode> {
-    match ctx.store.verify_chain().await? {
-        Ok(count) => {
-            println!("audit trail intact: {count} records");
-            Ok(ExitCode::SUCCESS)
-        }
+    let stored = match ctx.store.verify_chain().await? {
+        Ok(count) => count,
         Err((seq, why)) => {
             eprintln!("audit trail broken at record {seq}: {why}");
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // The JSON-lines copy is the second witness: records cut off the end of one copy are
+    // still in the other.
+    let Some(path) = ctx.audit.jsonl.as_deref().filter(|p| p.exists()) else {
+        println!("audit trail intact: {stored} records");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (in_file, file_hash) = match crate::audit::verify_file(path)? {
+        Ok(last) => last,
+        Err((seq, why)) => {
+            eprintln!(
+                "audit trail broken at record {seq} in {}: {why}",
+                path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let common = stored.min(in_file);
+    if common > 0 {
+        let store_hash = ctx.store.event_hash(common).await?;
+        let same = if common == in_file {
+            store_hash.as_deref() == Some(file_hash.as_str())
+        } else {
+            // The file goes on past the store: compare at the store's end.
+            let at = crate::audit::verify_file_upto(path, common)?;
+            store_hash.is_some() && store_hash == at
+        };
+        if !same {
+            eprintln!(
+                "audit trail broken: the store and {} differ at or before record {common}",
+                path.display()
+            );
+            return Ok(ExitCode::FAILURE);
         }
     }
+    if in_file > stored {
+        eprintln!(
+            "audit trail broken at record {}: records {}-{in_file} are in {} but not in the store (cut off)",
+            stored + 1,
+            stored + 1,
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if stored > in_file {
+        eprintln!(
+            "audit trail broken at record {}: records {}-{stored} are in the store but not in {} (cut off)",
+            in_file + 1,
+            in_file + 1,
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "audit trail intact: {stored} records, the same in the store and {}",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
