@@ -30,12 +30,15 @@ impl AuditSink {
             self.store.append_events(&self.node, events).await?;
             return Ok(());
         };
-        let mut file = std::fs::OpenOptions::new()
+        let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)?;
-        file.lock()?;
+            .open(path)
+            .and_then(|file| file.lock().map(|()| file));
+        // The store gets the records even when the file cannot be opened; the error is
+        // reported after.
         let records = self.store.append_events(&self.node, events).await?;
+        let mut file = opened?;
         append_lines(&mut file, &records)
         // The lock goes with the file.
     }
