@@ -32,3 +32,15 @@ def https_status(server, user, password):
                         f"{user}:{password}", f"https://127.0.0.1:{server.https_port}/api/v1/files"],
                        capture_output=True, text=True, timeout=30)
     return r.stdout
+
+
+def assert_read_only_sftp(server, user, password):
+    """Logs in over SFTP with a password and checks the account can list but not write (the
+    read-only group the authentication method mapped it to)."""
+    import pytest
+    client = sftp_password(server, user, password)
+    sftp = client.open_sftp()
+    assert sftp.listdir(".") == []
+    with pytest.raises(PermissionError):
+        sftp.open("upload.txt", "w").write("x")
+    client.close()

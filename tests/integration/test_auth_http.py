@@ -14,7 +14,7 @@ import paramiko
 import pytest
 
 from conftest import free_port
-from logins import ftps_login, https_status, sftp_password
+from logins import assert_read_only_sftp, ftps_login, https_status, sftp_password
 from tls_certs import make_ca_and_leaf
 
 PASSWORD = "correct horse battery staple"
@@ -106,12 +106,7 @@ type = "local"
 def test_http_method_accepts_passes_and_rejects_on_every_protocol(chain):
     server, service = chain
     # Accepted by the service: the group it names gives home and (read-only) permissions.
-    client = sftp_password(server, "hal", HAL_PASSWORD)
-    sftp = client.open_sftp()
-    assert sftp.listdir(".") == []
-    with pytest.raises(PermissionError):
-        sftp.open("upload.txt", "w").write("x")
-    client.close()
+    assert_read_only_sftp(server, "hal", HAL_PASSWORD)
     assert (server.homes / "hal").is_dir()
     server.paramiko("hal").close()  # the key, which the service knows by its fingerprint
     ftps_login(server, "hal", HAL_PASSWORD).quit()

@@ -12,7 +12,7 @@ import paramiko
 import pytest
 
 from conftest import free_port
-from logins import ftps_login, https_status, sftp_password
+from logins import assert_read_only_sftp, ftps_login, https_status, sftp_password
 from tls_certs import make_ca_and_leaf
 
 PASSWORD = "correct horse battery staple"
@@ -152,12 +152,7 @@ def test_ldap_users_on_every_protocol_over_ldaps_on_ipv6(directory):
     use_chain(server, search_then_bind(slapd, f"ldaps://[::1]:{slapd.ldaps_port}"))
     server.start()
     # lara: in cn=partners, mapped to the read-only Wharf group; home from homeDirectory.
-    client = sftp_password(server, "lara", LARA_PASSWORD)
-    sftp = client.open_sftp()
-    assert sftp.listdir(".") == []
-    with pytest.raises(PermissionError):
-        sftp.open("upload.txt", "w").write("x")
-    client.close()
+    assert_read_only_sftp(server, "lara", LARA_PASSWORD)
     assert (server.homes / "lara-from-ldap").is_dir()
     server.paramiko("lara", host="::1").close()  # her key, read from the directory
     ftps_login(server, "lara", LARA_PASSWORD).quit()
