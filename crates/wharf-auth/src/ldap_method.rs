@@ -146,7 +146,7 @@ impl LdapMethod {
         }
         let tls = if tls_wanted {
             Some(
-                crate::http_method::client_config(settings.ca_pem.as_deref())
+                wharf_net::post::client_config(settings.ca_pem.as_deref())
                     .map_err(|e| err("TLS", e))?,
             )
         } else {

@@ -109,6 +109,8 @@ pub fn resolve_account_with(
     Ok(Account {
         name: record.name.clone(),
         home,
+        groups: record.groups.clone(),
+
         create_home,
         rules,
         protocols,

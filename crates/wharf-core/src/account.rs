@@ -29,6 +29,9 @@ pub struct Account {
     pub name: AccountName,
     /// The host folder that is `/` for this account.
     pub home: PathBuf,
+    /// The Wharf groups the account belongs to, in its order.
+    pub groups: Vec<String>,
+
     /// Create `home` at login when it does not exist.
     pub create_home: bool,
     /// The account's rules followed by its groups' rules.

@@ -83,7 +83,18 @@ catalogue! {
     FileCopied = 30026, "file.copied", "A file was copied on the server; `path` is the source and `path2` the copy.";
     FolderListed = 30027, "folder.listed", "A folder's entries were listed.";
     PermissionDenied = 30030, "permission.denied", "An operation was refused by a permission rule or the home-folder jail; `attrs.verb` is the refused verb.";
-    AccountCreated = 50001, "account.created", "An account was created.";
+    HandlerRetrying = 40001, "handler.retrying", "An event handler's action failed and will be tried again; `attrs.handler` names the handler, `attrs.trigger` the `seq` of the event it acts on, `attrs.attempt` the attempt that failed, `attrs.next` when it runs again, and `message` the error. Every 4xxxx record has `attrs.handler` and `attrs.trigger`.";
+    HandlerFailed = 40002, "handler.failed", "An event handler gave up on an event (attempts used up, or an error that retrying cannot mend); `message` says why. The file stays where the last successful step left it.";
+    SignatureValid = 40010, "signature.valid", "A file's detached RSASSA-PSS signature verified; `attrs.key` names the public key that verified it, `attrs.destination` where the file was moved, if anywhere.";
+    SignatureInvalid = 40011, "signature.invalid", "A file's signature did not verify, could not be read, or did not arrive in time; `message` says which. The file (and its signature) went to quarantine (`attrs.quarantine`).";
+    FileDispatched = 40020, "file.dispatched", "A dispatch rule moved or copied a file; `attrs.rule` is the rule's position, `attrs.destination` the server path, `attrs.copy` is true for copies.";
+    DispatchUnmatched = 40021, "dispatch.unmatched", "No dispatch rule matched a file; it was left in place (quarantined files are recorded as `file.quarantined`).";
+    FileQuarantined = 40030, "file.quarantined", "A file was moved to the quarantine folder, with a JSON sidecar saying why; `attrs.quarantine` is its path there, `message` the reason.";
+    FilePrefixed = 40040, "file.prefixed", "An upload was renamed to `<uuid>-<name>`; `path` is the old name and `path2` the new one (both as the account sees them).";
+    ProgramRan = 40050, "program.ran", "An `exec` handler's program exited with status 0; `attrs.program` names it and `message` holds the start of its output.";
+    WebhookDelivered = 40060, "webhook.delivered", "An event was POSTed to a webhook and the receiver answered 2xx; `attrs.status` is the answer's status, `attrs.delivery` the delivery id the receiver can deduplicate on.";
+    AccountCreated = 50001,
+ "account.created", "An account was created.";
     AccountUpdated = 50002, "account.updated", "An account changed; `message` says what (password, key, groups, enabled). Never holds a password.";
     AccountRemoved = 50003, "account.removed", "An account was removed.";
     GroupCreated = 50010, "group.created", "A group was created.";

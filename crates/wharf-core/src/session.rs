@@ -117,6 +117,20 @@ impl Session {
         event
     }
 
+    /// An event about a file that event handlers may act on: it also names the account's
+    /// home folder on the server (`attrs.home`) and its groups (`attrs.groups`), so a
+    /// handler finds the file and filters on groups without asking any directory again.
+    fn file_event(&self, kind: EventKind) -> Event {
+        let event = self
+            .event(kind)
+            .attr("home", self.account.home.to_string_lossy());
+        if self.account.groups.is_empty() {
+            event
+        } else {
+            event.attr("groups", self.account.groups.join(","))
+        }
+    }
+
     /// Records an event built by a front-end (protocol errors, refused commands).
     pub fn emit(&self, event: Event) {
         self.events.emit(event);
@@ -270,7 +284,7 @@ impl Session {
             keep_partial: resumable,
             permissions,
         };
-        let template = self.event(EventKind::UploadStarted);
+        let template = self.file_event(EventKind::UploadStarted);
         let opened = self.vfs.open_write(path, target).await;
         match self.jailed(verb, path, opened) {
             Ok(file) => {
@@ -344,7 +358,7 @@ impl Session {
         let result = self.jailed(Verb::Rename, from, result);
         self.record(
             &result,
-            self.event(EventKind::EntryRenamed)
+            self.file_event(EventKind::EntryRenamed)
                 .path(from.to_string())
                 .path2(to.to_string()),
         );
@@ -442,7 +456,8 @@ impl Session {
         let result = self.vfs.copy(from, to).await;
         let result = self.jailed(Verb::Write, to, result);
         let mut event = self
-            .event(EventKind::FileCopied)
+            .file_event(EventKind::FileCopied)
+
             .path(from.to_string())
             .path2(to.to_string());
         if let Ok(n) = &result {

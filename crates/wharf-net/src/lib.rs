@@ -1,6 +1,7 @@
 //! Listening sockets shared by the protocol front-ends: bind every configured address,
 //! report what was bound, and accept until shutdown; and the TLS server configuration
-//! (`tls`) the TLS front-ends share; per-address connection counts (`AddressSlots`).
+//! (`tls`) the TLS front-ends share; per-address connection counts (`AddressSlots`); and the
+//! one outbound JSON POST (`post`) that the HTTP authentication method and webhooks use.
 //!
 //! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
 //! so every protocol records and compares client addresses the same way. An accept error
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod post;
 mod slots;
 pub mod tls;
 
