@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
-use wharf_net::post::{PostError, Poster};
 use wharf_core::Rule;
+use wharf_net::post::{PostError, Poster};
 use wharf_store::AccountRecord;
 use wharf_types::AccountName;
 

@@ -23,7 +23,7 @@ pub mod vfs;
 pub use account::{Account, UploadMode};
 pub use error::{CoreError, ErrorKind};
 pub use events::{Event, EventBus, EventKind, EventObserver, Outcome};
-pub use permissions::{Effect, Rule, RuleError, RuleSet};
+pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{Session, SessionInfo};
 pub use upload::{Download, Upload, WriteMode};
 pub use vfs::{Attrs, DirEntry, FileKind, Metadata, Vfs, VfsStats};

@@ -104,6 +104,23 @@ fn parse_verbs(names: &[String]) -> Result<u16, RuleError> {
     Ok(bits)
 }
 
+/// A path pattern with the rules' syntax (a glob, or `re:` and a regular expression), for
+/// whoever else matches client-visible paths the way permission rules do (event handlers).
+#[derive(Debug, Clone)]
+pub struct PathPattern(Matcher);
+
+impl PathPattern {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Result<PathPattern, RuleError> {
+        compile_pattern(pattern).map(PathPattern)
+    }
+
+    /// Whether the client-visible `path` matches.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.0.is_match(path)
+    }
+}
+
 /// Compiles one pattern; exposed so configuration checks can report errors early.
 fn compile_pattern(pattern: &str) -> Result<Matcher, RuleError> {
     if pattern.len() > 1024 {

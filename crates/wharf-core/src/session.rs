@@ -457,7 +457,6 @@ impl Session {
         let result = self.jailed(Verb::Write, to, result);
         let mut event = self
             .file_event(EventKind::FileCopied)
-
             .path(from.to_string())
             .path2(to.to_string());
         if let Ok(n) = &result {

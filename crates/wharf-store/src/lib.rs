@@ -12,6 +12,7 @@
 
 mod audit;
 mod bans;
+mod handler_queue;
 mod identities;
 mod migrate;
 
@@ -22,8 +23,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditRecord, EventFilter, GENESIS, chain_hash};
+pub use audit::{AuditRecord, EventFilter, GENESIS, chain_hash, format_time};
 pub use bans::BanRecord;
+pub use handler_queue::{HandlerJob, JobState};
 pub use identities::{AccountRecord, AdminRecord, GroupRecord};
 
 /// A store failure.

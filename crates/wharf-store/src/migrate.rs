@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0003_address_rules_expiry.sql"),
     ),
     (4, include_str!("migrations/sqlite/0004_second_factor.sql")),
+    (5, include_str!("migrations/sqlite/0005_handler_queue.sql")),
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {

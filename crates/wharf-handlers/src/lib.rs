@@ -1,0 +1,58 @@
+//! Event handlers: what Wharf does after an event, on its own, durably.
+//!
+//! The [`Engine`] follows the audit trail in the store. Each new record is matched against
+//! the configured [`Handler`]s, and a match becomes a job in the store's queue in the same
+//! transaction that moves the engine's cursor, so a crash or restart between an upload and
+//! its handler loses nothing. Jobs run with a timeout per attempt, are retried with a
+//! doubling wait, and end `done` or `failed`; every outcome is recorded as a 4xxxx event
+//! before the job is marked, so delivery is at least once, and every action recognises its
+//! own finished work (see [`files`]), so its effect happens once.
+//!
+//! This crate must never serve a client, and never act on a file through anything but the
+//! server path an event names: it does not resolve accounts or read permission rules.
+
+#![forbid(unsafe_code)]
+
+mod actions;
+mod engine;
+mod exec;
+pub mod files;
+pub mod signature;
+pub mod spec;
+pub mod template;
+mod webhook;
+
+pub use engine::{Engine, Recorder};
+pub use signature::{PssDigest, SaltLength, Verifier};
+pub use spec::{
+    Action, DispatchAction, DispatchRule, ExecAction, Filter, Handler, QuarantineAction,
+    SignatureAction, Unmatched, WebhookAction,
+};
+pub use template::{Template, TemplateError};
+
+/// Why an attempt failed, and whether trying again can help.
+#[derive(Debug, Clone)]
+pub struct ActionError {
+    /// What went wrong.
+    pub message: String,
+    /// Retrying cannot mend it (the file is gone, a destination is taken).
+    pub permanent: bool,
+}
+
+impl ActionError {
+    /// A failure worth another attempt.
+    pub fn retry(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure that another attempt would repeat.
+    pub fn permanent(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
