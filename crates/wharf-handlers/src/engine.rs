@@ -99,21 +99,22 @@ impl Handler {
 }
 
 impl<R: Recorder> Engine<R> {
-    /// An engine for `node` running `handlers`.
-    pub fn new(store: Store, node: String, handlers: Vec<Handler>, recorder: R) -> Engine<R> {
+    /// An engine for `node` running `handlers`. `wake` is notified after new records are
+    /// written, so matching starts at once (otherwise the engine looks every second).
+    pub fn new(
+        store: Store,
+        node: String,
+        handlers: Vec<Handler>,
+        recorder: R,
+        wake: Arc<Notify>,
+    ) -> Engine<R> {
         Engine {
             store,
             node,
             handlers: Arc::new(handlers),
             recorder: Arc::new(recorder),
-            wake: Arc::new(Notify::new()),
+            wake,
         }
-    }
-
-    /// Notified after new records are written, so matching starts at once (otherwise the
-    /// engine looks every second).
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
     }
 
     /// Runs until `stop` turns true. Jobs cut off by the stop are queued again at the next

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
@@ -19,6 +20,14 @@ pub struct AuditSink {
     pub node: String,
     /// JSON-lines file, if any.
     pub jsonl: Option<PathBuf>,
+    /// Told after every batch (the event handlers' engine waits on it).
+    pub written: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl wharf_handlers::Recorder for AuditSink {
+    async fn record(&self, events: Vec<Event>) -> std::result::Result<(), String> {
+        self.write(&events).await.map_err(|e| format!("{e:#}"))
+    }
 }
 
 impl AuditSink {
@@ -26,6 +35,14 @@ impl AuditSink {
     /// store append and the file append, so when the server and a CLI command write at
     /// once the file still holds the records in chain order.
     pub async fn write(&self, events: &[Event]) -> Result<()> {
+        let result = self.write_both(events).await;
+        if let Some(notify) = &self.written {
+            notify.notify_one();
+        }
+        result
+    }
+
+    async fn write_both(&self, events: &[Event]) -> Result<()> {
         let Some(path) = &self.jsonl else {
             self.store.append_events(&self.node, events).await?;
             return Ok(());

@@ -281,7 +281,7 @@ pub fn validate(
     }
 }
 
-fn secret_spec(
+pub(crate) fn secret_spec(
     value: &Option<Spanned<String>>,
     key: &str,
     issue: &mut dyn FnMut(Range<usize>, String, String),
@@ -298,7 +298,7 @@ fn secret_spec(
 }
 
 /// Reads a secret given as `env:NAME` or `file:PATH` (relative to the configuration).
-fn secret(loaded: &Loaded, spec: &str) -> Result<String> {
+pub(crate) fn secret(loaded: &Loaded, spec: &str) -> Result<String> {
     if let Some(name) = spec.strip_prefix("env:") {
         return std::env::var(name)
             .with_context(|| format!("environment variable {name} is not set"));

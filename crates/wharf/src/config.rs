@@ -40,6 +40,9 @@ pub struct Config {
     /// `[[authentication]]`, in chain order.
     #[serde(default)]
     pub authentication: Vec<crate::auth_config::AuthenticationSection>,
+    /// `[[handler]]`: event handlers.
+    #[serde(default, rename = "handler")]
+    pub handlers: Vec<crate::handler_config::HandlerSection>,
 }
 
 /// `[server]`.
@@ -427,6 +430,7 @@ impl Loaded {
         self.config.ban.validate(&mut issue);
         self.config.password_policy.validate(&mut issue);
         crate::auth_config::validate(&self.config.authentication, &mut issue);
+        crate::handler_config::validate(self, &mut issue);
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
             issue(
                 self.config.store.url.span(),

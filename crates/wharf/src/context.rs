@@ -35,6 +35,7 @@ impl Context {
             store: store.clone(),
             node: loaded.config.server.name.clone(),
             jsonl,
+            written: None,
         };
         Ok(Context {
             loaded,

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod config;
 mod context;
+mod handler_config;
 mod init;
 mod policy_config;
 mod serve;

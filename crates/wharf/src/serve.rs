@@ -33,8 +33,19 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     );
     bans.reload().await;
     let (bus, receiver) = EventBus::with_observer(bans.clone());
-    let writer = tokio::spawn(ctx.audit.clone().run(receiver));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut audit = ctx.audit.clone();
+    let written = std::sync::Arc::new(tokio::sync::Notify::new());
+    audit.written = Some(written.clone());
+    let handlers = wharf_handlers::Engine::new(
+        ctx.store.clone(),
+        ctx.loaded.config.server.name.clone(),
+        crate::handler_config::handlers(&ctx.loaded)?,
+        audit.clone(),
+        written,
+    );
+    let writer = tokio::spawn(audit.run(receiver));
+    let handler_engine = tokio::spawn(handlers.run(stop_rx.clone()));
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
     let mut services = tokio::task::JoinSet::new();
     let auth = Authenticator::new(ctx.store.clone())
@@ -202,6 +213,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let _ = stop_tx.send(true);
     while services.join_next().await.is_some() {}
     let _ = ban_keeper.await;
+    let _ = handler_engine.await;
     for service in &ctx.loaded.config.services {
         let mut event = Event::new(EventKind::ServiceStopped);
         event.service = Some(service.name.get_ref().clone());
