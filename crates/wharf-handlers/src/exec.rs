@@ -120,3 +120,75 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Template;
+
+    #[tokio::test]
+    async fn arguments_stay_whole_and_the_environment_is_cleared() {
+        let action = ExecAction {
+            program: "/usr/bin/env".into(),
+            args: vec![],
+        };
+        let record: AuditRecord = serde_json::from_str(
+            r#"{"seq":7,"id":30002,"name":"upload.finished","time":"2026-01-01T00:00:00.000000Z","node":"n","outcome":"success","prev":"0"}"#,
+        )
+        .unwrap();
+        let vars = BTreeMap::from([("NAME", "a\nb; $(id)".to_owned())]);
+        let out = run(&action, &record, &vars, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        // `env` prints NAME=value per variable: the newline splits the value over two lines.
+        assert_eq!(
+            lines,
+            [
+                "PATH=/usr/local/bin:/usr/bin:/bin",
+                "WHARF_NAME=a",
+                "b; $(id)"
+            ]
+        );
+
+        let printf = ExecAction {
+            program: "/usr/bin/printf".into(),
+            args: vec![
+                Template::new("[%s][%s]").unwrap(),
+                Template::new("${NAME}").unwrap(),
+                Template::new("-x ${NAME}").unwrap(),
+            ],
+        };
+        let out = run(&printf, &record, &vars, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(out, "[a\nb; $(id)][-x a\nb; $(id)]");
+    }
+
+    #[tokio::test]
+    async fn a_slow_program_is_killed_and_a_failure_reported() {
+        let record: AuditRecord = serde_json::from_str(
+            r#"{"seq":1,"id":30002,"name":"upload.finished","time":"2026-01-01T00:00:00.000000Z","node":"n","outcome":"success","prev":"0"}"#,
+        )
+        .unwrap();
+        let sleep = ExecAction {
+            program: "/usr/bin/sleep".into(),
+            args: vec![Template::new("30").unwrap()],
+        };
+        let started = std::time::Instant::now();
+        let err = run(&sleep, &record, &BTreeMap::new(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("killed"), "{}", err.message);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let fail = ExecAction {
+            program: "/usr/bin/false".into(),
+            args: vec![],
+        };
+        let err = run(&fail, &record, &BTreeMap::new(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("status 1"), "{}", err.message);
+    }
+}

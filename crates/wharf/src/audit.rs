@@ -22,6 +22,9 @@ pub struct AuditSink {
     pub jsonl: Option<PathBuf>,
     /// Told after every batch (the event handlers' engine waits on it).
     pub written: Option<Arc<tokio::sync::Notify>>,
+    /// Orders this process's writers (the bus's writer task, the handlers) so that they
+    /// never wait for each other on the file lock, which blocks a thread.
+    pub turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl wharf_handlers::Recorder for AuditSink {
@@ -43,15 +46,24 @@ impl AuditSink {
     }
 
     async fn write_both(&self, events: &[Event]) -> Result<()> {
+        let _turn = self.turn.lock().await;
         let Some(path) = &self.jsonl else {
             self.store.append_events(&self.node, events).await?;
             return Ok(());
         };
-        let opened = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|file| file.lock().map(|()| file));
+        // Another process (a CLI command) may hold the file lock for a moment: wait for it
+        // on the blocking pool, not on a runtime thread.
+        let path = path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|file| file.lock().map(|()| file))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|opened| opened);
         // The store gets the records even when the file cannot be opened; the error is
         // reported after.
         let records = self.store.append_events(&self.node, events).await?;

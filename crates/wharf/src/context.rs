@@ -36,6 +36,7 @@ impl Context {
             node: loaded.config.server.name.clone(),
             jsonl,
             written: None,
+            turn: Default::default(),
         };
         Ok(Context {
             loaded,

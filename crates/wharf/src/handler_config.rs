@@ -13,8 +13,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use wharf_core::{EventKind, PathPattern};
 use wharf_handlers::{
-    Action, DispatchAction, DispatchRule, ExecAction, Filter, Handler, PssDigest,
-    QuarantineAction, SaltLength, SignatureAction, Template, Unmatched, Verifier, WebhookAction,
+    Action, DispatchAction, DispatchRule, ExecAction, Filter, Handler, PssDigest, QuarantineAction,
+    SaltLength, SignatureAction, Template, Unmatched, Verifier, WebhookAction,
 };
 
 use crate::config::Loaded;
@@ -209,7 +209,11 @@ const PROTOCOLS: &[&str] = &[
 
 impl HandlerSection {
     fn filter(&self, key: &dyn Fn(&str) -> String) -> Result<Filter, Problem> {
-        if let Some(p) = self.protocols.iter().find(|p| !PROTOCOLS.contains(&p.as_str())) {
+        if let Some(p) = self
+            .protocols
+            .iter()
+            .find(|p| !PROTOCOLS.contains(&p.as_str()))
+        {
             return Err((
                 self.name.span(),
                 key("protocols"),
@@ -344,7 +348,11 @@ impl HandlerSection {
                     to: template(&rule.to, &key("to"))?,
                 });
             }
-            let unmatched = match d.unmatched.as_ref().map(|u| (u.span(), u.get_ref().as_str())) {
+            let unmatched = match d
+                .unmatched
+                .as_ref()
+                .map(|u| (u.span(), u.get_ref().as_str()))
+            {
                 None | Some((_, "leave")) => Unmatched::Leave,
                 Some((_, "quarantine")) => Unmatched::Quarantine,
                 Some((span, _)) => {
