@@ -267,6 +267,14 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
     }
 }
 
+/// `signature.invalid` naming where the quarantine put the file.
+fn with_quarantine(invalid: Event, moved: &Event) -> Event {
+    match moved.attrs.get("quarantine") {
+        Some(at) => invalid.attr("quarantine", at.as_str()),
+        None => invalid,
+    }
+}
+
 fn companion(file: &Path, suffix: &str) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(suffix);
@@ -335,14 +343,11 @@ async fn verify_signature(job: &Job<'_>, check: &SignatureAction) -> Result<Step
                     .unwrap_or_default(),
                 check.wait.as_secs()
             );
+            let invalid = job
+                .event(EventKind::SignatureInvalid)
+                .failed(reason.clone());
             let moved = quarantine(job, &subject, Vec::new(), &check.quarantine, &reason).await?;
-            return Ok(Step::Done(vec![
-                job.event(EventKind::SignatureInvalid).failed(reason).attr(
-                    "quarantine",
-                    moved.attrs.get("quarantine").cloned().unwrap_or_default(),
-                ),
-                moved,
-            ]));
+            return Ok(Step::Done(vec![with_quarantine(invalid, &moved), moved]));
         }
     };
     let verdict = match signature {
@@ -389,6 +394,9 @@ async fn verify_signature(job: &Job<'_>, check: &SignatureAction) -> Result<Step
             Ok(Step::Done(vec![valid.attr("file", at.to_string_lossy())]))
         }
         Err(reason) => {
+            let invalid = job
+                .event(EventKind::SignatureInvalid)
+                .failed(reason.clone());
             let moved = quarantine(
                 job,
                 &subject,
@@ -397,13 +405,7 @@ async fn verify_signature(job: &Job<'_>, check: &SignatureAction) -> Result<Step
                 &reason,
             )
             .await?;
-            Ok(Step::Done(vec![
-                job.event(EventKind::SignatureInvalid).failed(reason).attr(
-                    "quarantine",
-                    moved.attrs.get("quarantine").cloned().unwrap_or_default(),
-                ),
-                moved,
-            ]))
+            Ok(Step::Done(vec![with_quarantine(invalid, &moved), moved]))
         }
     }
 }

@@ -232,13 +232,17 @@ impl HandlerSection {
     }
 
     fn action(&self, loaded: &Loaded, key: &dyn Fn(&str) -> String) -> Result<Action, Problem> {
+        // Absolute, so events and sidecars name the place whatever the server's folder.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         let quarantine_default = loaded
             .resolve(&loaded.config.server.data_dir)
             .join("quarantine");
         let folder = |given: &Option<String>| {
-            given
-                .as_deref()
-                .map_or_else(|| quarantine_default.clone(), |f| loaded.resolve(f))
+            absolute(
+                given
+                    .as_deref()
+                    .map_or_else(|| quarantine_default.clone(), |f| loaded.resolve(f)),
+            )
         };
         let set = [
             self.verify_signature.is_some(),
