@@ -18,6 +18,7 @@ mod engine;
 mod exec;
 pub mod files;
 pub mod signature;
+pub mod sinks;
 pub mod spec;
 pub mod template;
 mod webhook;

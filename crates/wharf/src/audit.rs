@@ -2,13 +2,13 @@
 //! JSON-lines file. One writer per process; the store's write lock orders writers across
 //! processes (the server and a CLI command).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
 use wharf_core::Event;
+use wharf_handlers::sinks::{JsonLines, Sink, segments};
 use wharf_store::Store;
 
 /// Where records go.
@@ -18,8 +18,10 @@ pub struct AuditSink {
     pub store: Store,
     /// Node name.
     pub node: String,
-    /// JSON-lines file, if any.
-    pub jsonl: Option<PathBuf>,
+    /// The JSON-lines copy of the whole trail, if any.
+    pub jsonl: Option<JsonLines>,
+    /// Further copies, each with its filter (`[[audit.sink]]`).
+    pub sinks: Arc<Vec<Sink>>,
     /// Told after every batch (the event handlers' engine waits on it).
     pub written: Option<Arc<tokio::sync::Notify>>,
     /// Orders this process's writers (the bus's writer task, the handlers) so that they
@@ -34,42 +36,45 @@ impl wharf_handlers::Recorder for AuditSink {
 }
 
 impl AuditSink {
-    /// Persists `events` in order. With a JSON-lines file, the file is locked around the
-    /// store append and the file append, so when the server and a CLI command write at
-    /// once the file still holds the records in chain order.
+    /// Persists `events` in order, then hands them to the other sinks. With a JSON-lines
+    /// copy, the file is locked around the store append and the file append, so when the
+    /// server and a CLI command write at once the file still holds the records in chain
+    /// order.
     pub async fn write(&self, events: &[Event]) -> Result<()> {
-        let result = self.write_both(events).await;
+        let result = self.write_copies(events).await;
         if let Some(notify) = &self.written {
             notify.notify_one();
         }
-        result
+        let records = result?;
+        for sink in self.sinks.iter() {
+            // Another copy failing never fails the trail: it is reported, and the
+            // store and the JSON-lines copy still hold the records.
+            if let Err(e) = sink.deliver(&records).await {
+                tracing::warn!(sink = %sink.name, error = %e, count = records.len(), "audit sink did not take records");
+            }
+        }
+        Ok(())
     }
 
-    async fn write_both(&self, events: &[Event]) -> Result<()> {
+    async fn write_copies(&self, events: &[Event]) -> Result<Vec<wharf_store::AuditRecord>> {
         let _turn = self.turn.lock().await;
-        let Some(path) = &self.jsonl else {
-            self.store.append_events(&self.node, events).await?;
-            return Ok(());
+        let Some(jsonl) = &self.jsonl else {
+            return Ok(self.store.append_events(&self.node, events).await?);
         };
         // Another process (a CLI command) may hold the file lock for a moment: wait for it
         // on the blocking pool, not on a runtime thread.
-        let path = path.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|file| file.lock().map(|()| file))
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|opened| opened);
+        let file = jsonl.clone();
+        let locked = tokio::task::spawn_blocking(move || file.lock())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|locked| locked);
         // The store gets the records even when the file cannot be opened; the error is
         // reported after.
         let records = self.store.append_events(&self.node, events).await?;
-        let mut file = opened?;
-        append_lines(&mut file, &records)
-        // The lock goes with the file.
+        let mut locked = locked?;
+        locked.write(&records)?;
+        // The lock goes with `locked`.
+        Ok(records)
     }
 
     /// Drains the bus until every sender is gone, in batches.
@@ -95,60 +100,88 @@ impl AuditSink {
     }
 }
 
-fn append_lines(file: &mut std::fs::File, records: &[wharf_store::AuditRecord]) -> Result<()> {
-    let mut text = String::new();
-    for record in records {
-        // serde_json escapes control characters, so one record is always one line.
-        text.push_str(&serde_json::to_string(record)?);
-        text.push('\n');
+/// Every line of the JSON-lines copy, across its rotated segments, in trail order.
+fn file_lines(path: &Path) -> Result<impl Iterator<Item = std::io::Result<String>>> {
+    use std::io::BufRead;
+    let mut readers = Vec::new();
+    for segment in segments(path)? {
+        readers.push(std::io::BufReader::new(std::fs::File::open(segment)?).lines());
     }
-    file.write_all(text.as_bytes())?;
-    Ok(())
+    Ok(readers.into_iter().flatten())
 }
 
-/// The hash of record `seq` in the JSON-lines copy (line `seq`).
+/// The hash of record `seq` in the JSON-lines copy, if the copy holds it.
 pub fn verify_file_upto(path: &Path, seq: i64) -> Result<Option<String>> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path)?;
-    let index = usize::try_from(seq - 1).unwrap_or(usize::MAX);
-    match std::io::BufReader::new(file).lines().nth(index) {
-        Some(line) => {
-            let record: wharf_store::AuditRecord = serde_json::from_str(&line?)?;
-            Ok(Some(record.hash))
+    for line in file_lines(path)? {
+        let record: wharf_store::AuditRecord = serde_json::from_str(&line?)?;
+        if record.seq == seq {
+            return Ok(Some(record.hash));
         }
-        None => Ok(None),
     }
+    Ok(None)
 }
 
-/// Walks the JSON-lines copy of the trail in order: `Ok((last_seq, last_hash))` when every
-/// line parses, follows the one before and matches its hash; `Err((seq, why))` names the
-/// first that does not (by its position: line n holds record n).
-pub fn verify_file(path: &Path) -> Result<Result<(i64, String), (i64, String)>> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path)?;
-    let mut prev = wharf_store::GENESIS.to_owned();
-    let mut expected = 1i64;
-    for line in std::io::BufReader::new(file).lines() {
+/// What a walk of the JSON-lines copy found.
+pub struct FileWalk {
+    /// The first record it holds (1, unless rotated segments were removed by retention).
+    pub first: i64,
+    /// That record's `prev`, to compare with the store's record before it.
+    pub first_prev: String,
+    /// The last record it holds (`first - 1` when empty).
+    pub last: i64,
+    /// That record's hash.
+    pub last_hash: String,
+}
+
+/// Walks the JSON-lines copy (its rotated segments, then the file) in order: `Ok(walk)`
+/// when every line parses, follows the one before and matches its hash; `Err((seq, why))`
+/// names the first that does not. Segments removed by retention shorten the copy at its
+/// start; the walk then starts at the first record kept.
+pub fn verify_file(path: &Path) -> Result<Result<FileWalk, (i64, String)>> {
+    let mut walk: Option<FileWalk> = None;
+    for line in file_lines(path)? {
         let line = line?;
+        let expected = walk.as_ref().map_or(1, |w| w.last + 1);
         let record: wharf_store::AuditRecord = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
                 return Ok(Err((
                     expected,
-                    format!("line {expected} does not parse: {e}"),
+                    format!("the line after record {} does not parse: {e}", expected - 1),
                 )));
             }
         };
+        let w = match walk.as_mut() {
+            None => {
+                if record.seq > 1 && record.prev == wharf_store::GENESIS {
+                    return Ok(Err((
+                        record.seq,
+                        "does not follow the previous record".into(),
+                    )));
+                }
+                if record.seq == 1 && record.prev != wharf_store::GENESIS {
+                    return Ok(Err((1, "does not follow the previous record".into())));
+                }
+                walk.insert(FileWalk {
+                    first: record.seq,
+                    first_prev: record.prev.clone(),
+                    last: record.seq - 1,
+                    last_hash: record.prev.clone(),
+                })
+            }
+            Some(w) => w,
+        };
+        let expected = w.last + 1;
         if record.seq != expected {
             return Ok(Err((
                 expected,
                 format!(
-                    "line {expected} holds record {} (missing or out of order)",
+                    "the line for record {expected} holds record {} (missing or out of order)",
                     record.seq
                 ),
             )));
         }
-        if record.prev != prev {
+        if record.prev != w.last_hash {
             return Ok(Err((
                 expected,
                 "does not follow the previous record".to_owned(),
@@ -160,8 +193,13 @@ pub fn verify_file(path: &Path) -> Result<Result<(i64, String), (i64, String)>> 
                 "content does not match its hash".to_owned(),
             )));
         }
-        prev = record.hash;
-        expected += 1;
+        w.last = record.seq;
+        w.last_hash = record.hash;
     }
-    Ok(Ok((expected - 1, prev)))
+    Ok(Ok(walk.unwrap_or(FileWalk {
+        first: 1,
+        first_prev: wharf_store::GENESIS.to_owned(),
+        last: 0,
+        last_hash: wharf_store::GENESIS.to_owned(),
+    })))
 }

@@ -106,12 +106,28 @@ pub struct AuditSection {
     /// JSON-lines file receiving every record; empty to disable.
     #[serde(default = "default_jsonl")]
     pub jsonl: String,
+    /// Rotate the JSON-lines file at this many bytes (0: never).
+    #[serde(default)]
+    pub rotate_size: u64,
+    /// Rotate it when its first record is this many seconds old (0: never).
+    #[serde(default)]
+    pub rotate_age: u64,
+    /// Rotated files kept (0: all).
+    #[serde(default)]
+    pub keep: usize,
+    /// `[[audit.sink]]`: further copies, each with a filter.
+    #[serde(default)]
+    pub sink: Vec<crate::sink_config::SinkSection>,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
         AuditSection {
             jsonl: default_jsonl(),
+            rotate_size: 0,
+            rotate_age: 0,
+            keep: 0,
+            sink: Vec::new(),
         }
     }
 }
@@ -431,6 +447,7 @@ impl Loaded {
         self.config.password_policy.validate(&mut issue);
         crate::auth_config::validate(&self.config.authentication, &mut issue);
         crate::handler_config::validate(self, &mut issue);
+        crate::sink_config::validate(self, &mut issue);
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
             issue(
                 self.config.store.url.span(),

@@ -27,14 +27,19 @@ impl Context {
         let store = Store::open_url(&store_url, &loaded.base)
             .await
             .with_context(|| format!("cannot open the store {store_url}"))?;
-        let jsonl = match loaded.config.audit.jsonl.as_str() {
+        let section = &loaded.config.audit;
+        let jsonl = match section.jsonl.as_str() {
             "" => None,
-            p => Some(loaded.resolve(p)),
+            p => Some(wharf_handlers::sinks::JsonLines::new(
+                loaded.resolve(p),
+                crate::sink_config::rotation(section.rotate_size, section.rotate_age, section.keep),
+            )),
         };
         let audit = AuditSink {
             store: store.clone(),
             node: loaded.config.server.name.clone(),
             jsonl,
+            sinks: std::sync::Arc::new(crate::sink_config::sinks(&loaded, false)?),
             written: None,
             turn: Default::default(),
         };

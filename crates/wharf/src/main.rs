@@ -14,6 +14,7 @@ mod handler_config;
 mod init;
 mod policy_config;
 mod serve;
+mod sink_config;
 
 use std::process::ExitCode;
 

@@ -35,6 +35,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let (bus, receiver) = EventBus::with_observer(bans.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut audit = ctx.audit.clone();
+    audit.sinks = std::sync::Arc::new(crate::sink_config::sinks(&ctx.loaded, true)?);
     let written = std::sync::Arc::new(tokio::sync::Notify::new());
     audit.written = Some(written.clone());
     let handlers = wharf_handlers::Engine::new(

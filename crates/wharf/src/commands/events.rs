@@ -107,12 +107,18 @@ pub async fn verify(ctx: &Context) -> Result<ExitCode> {
     };
     // The JSON-lines copy is the second witness: records cut off the end of one copy are
     // still in the other.
-    let Some(path) = ctx.audit.jsonl.as_deref().filter(|p| p.exists()) else {
+    let Some(path) = ctx
+        .audit
+        .jsonl
+        .as_ref()
+        .map(|j| j.path())
+        .filter(|p| wharf_handlers::sinks::segments(p).is_ok_and(|s| !s.is_empty()))
+    else {
         println!("audit trail intact: {stored} records");
         return Ok(ExitCode::SUCCESS);
     };
-    let (in_file, file_hash) = match crate::audit::verify_file(path)? {
-        Ok(last) => last,
+    let walk = match crate::audit::verify_file(path)? {
+        Ok(walk) => walk,
         Err((seq, why)) => {
             eprintln!(
                 "audit trail broken at record {seq} in {}: {why}",
@@ -121,11 +127,26 @@ pub async fn verify(ctx: &Context) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let in_file = walk.last;
+    if walk.first > 1 {
+        // Retention removed the oldest segments: the copy must start where the store's
+        // record before it ends.
+        let before = ctx.store.event_hash(walk.first - 1).await?;
+        if before.as_deref() != Some(walk.first_prev.as_str()) {
+            eprintln!(
+                "audit trail broken at record {}: the first record kept in {} does not follow the store's record {}",
+                walk.first,
+                path.display(),
+                walk.first - 1
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let common = stored.min(in_file);
-    if common > 0 {
+    if common >= walk.first {
         let store_hash = ctx.store.event_hash(common).await?;
         let same = if common == in_file {
-            store_hash.as_deref() == Some(file_hash.as_str())
+            store_hash.as_deref() == Some(walk.last_hash.as_str())
         } else {
             // The file goes on past the store: compare at the store's end.
             let at = crate::audit::verify_file_upto(path, common)?;
