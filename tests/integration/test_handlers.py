@@ -86,6 +86,15 @@ path = "/upload/*"
 keys = ["{public}"]
 wait = 4
 move_to = "${{HOME}}/incoming/${{NAME}}"
+
+[[handler]]
+name = "route-valid"
+on = ["signature.valid"]
+
+[handler.dispatch]
+[[handler.dispatch.rule]]
+path = "*.csv"
+to = "{finance}/${{USER}}/${{NAME}}"
 """
 
 
@@ -94,7 +103,8 @@ def test_signed_files_move_on_and_the_rest_is_quarantined(server, protocol):
     private, public = make_key(server.root)
     partners_group(server)
     home = server.add_account("acme", password=PASSWORD, groups=["partners"])
-    configure(server, SIGNATURE_HANDLER.format(public=public))
+    finance = server.root / "finance"
+    configure(server, SIGNATURE_HANDLER.format(public=public, finance=finance))
     server.start()
     outbox = server.root / "outbox"
     outbox.mkdir()
@@ -128,10 +138,15 @@ def test_signed_files_move_on_and_the_rest_is_quarantined(server, protocol):
     incoming = home / "incoming"
     quarantine = server.root / "wharf-data" / "quarantine"
     wait_for(lambda: len(handler_events(server, "file.quarantined")) >= 2, what="two quarantines")
-    wait_for(lambda: len(handler_events(server, "signature.valid")) >= 2, what="two valid")
+    wait_for(lambda: len(handler_events(server, "file.dispatched")) >= 2, what="two dispatched")
 
-    assert names(incoming) == ["good.csv", "good.csv.sig", "text.csv", "text.csv.sig"]
-    assert (incoming / "good.csv").read_bytes() == b"id,amount\n1,100\n"
+    # Valid files moved on with their signatures, then a chained dispatch took the files.
+    assert names(incoming) == ["good.csv.sig", "text.csv.sig"]
+    assert names(finance / "acme") == ["good.csv", "text.csv"]
+    assert (finance / "acme" / "good.csv").read_bytes() == b"id,amount\n1,100\n"
+    dispatched = {e["path"]: e for e in handler_events(server, "file.dispatched")}
+    assert dispatched["/upload/good.csv"]["attrs"]["handler"] == "route-valid"
+    assert dispatched["/upload/good.csv"]["attrs"]["depth"] == "2"
     assert names(home / "upload") == []
     held = names(quarantine)
     assert len(held) == 5, held  # bad.csv, its signature, unsigned.csv, and two sidecars
@@ -179,14 +194,21 @@ to = "{out}/archive/${{UUID}}-${{NAME}}"
 """
 
 
-def test_dispatch_after_kill_9_completes_exactly_once(server):
+@pytest.mark.parametrize("protocol", ["sftp", "ftps"])
+def test_dispatch_after_kill_9_completes_exactly_once(server, protocol):
     server.add_account("acme", password=PASSWORD)
     out = server.root / "dispatched"
     configure(server, DISPATCH_HANDLER.format(out=out))
     server.start()
     local = server.root / "q1.csv"
     local.write_bytes(b"quarter,total\nq1,10\n")
-    server.sftp("acme", f"put {local} q1.csv\n")
+    if protocol == "sftp":
+        server.sftp("acme", f"put {local} q1.csv\n")
+    else:
+        client = server.ftp_client("ftps", "acme", PASSWORD)
+        with open(local, "rb") as f:
+            client.storbinary("STOR q1.csv", f)
+        client.quit()
     server.wait_event("upload.finished", path="/q1.csv")
     # The job is queued and due in 3 s: kill the server before it runs.
     server.proc.send_signal(signal.SIGKILL)
@@ -347,6 +369,8 @@ secret = "file:hook.secret"
     retry = server.wait_event("handler.retrying")
     assert "503" in retry["message"]
     assert delivered["attrs"]["delivery"] == headers["X-Wharf-Delivery"]
+    jobs = [json.loads(l) for l in server.wharf("handler", "jobs", "--json", check=True).stdout.splitlines()]
+    assert [(j["handler"], j["state"], j["attempts"]) for j in jobs] == [("notify", "done", 1)]
 
 
 def test_uuid_prefix_keeps_duplicates_apart(server):

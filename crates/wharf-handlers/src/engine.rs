@@ -21,6 +21,9 @@ pub const MAX_DEPTH: u32 = 8;
 /// Jobs run at once.
 const CONCURRENCY: usize = 8;
 
+/// How long finished jobs stay listed (`wharf handler jobs`); their events stay in the trail.
+const KEEP_FINISHED: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Longest wait between attempts.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
@@ -141,9 +144,17 @@ impl<R: Recorder> Engine<R> {
             }
         };
         let mut running: JoinSet<()> = JoinSet::new();
+        let mut pruned: Option<std::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+                pruned = Some(std::time::Instant::now());
+                let before = now_us().saturating_sub(micros(KEEP_FINISHED));
+                if let Err(e) = self.store.forget_handler_jobs(before).await {
+                    tracing::warn!(error = %e, "cannot forget old handler jobs");
+                }
             }
             if let Err(e) = self.queue_new(&mut cursor).await {
                 tracing::error!(error = %e, "cannot queue handler jobs");

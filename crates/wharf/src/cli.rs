@@ -54,6 +54,26 @@ pub enum Command {
     /// Banned client networks.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Event handlers' queue.
+    #[command(subcommand)]
+    Handler(HandlerCommand),
+}
+
+/// `wharf handler ...`.
+#[derive(Debug, Subcommand)]
+pub enum HandlerCommand {
+    /// List queued, running, done and failed handler jobs (newest first).
+    Jobs {
+        /// Only jobs in this state: queued, running, done or failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `wharf ban ...`.

@@ -5,6 +5,7 @@ mod accounts;
 mod bans;
 mod events;
 mod groups;
+mod handlers;
 mod io;
 mod totp;
 
@@ -43,6 +44,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export => io::export(&Context::open(&cli.config).await?).await,
         Command::Events(args) => events::events(&cli.config, args).await,
         Command::Ban(command) => bans::run(&Context::open(&cli.config).await?, command).await,
+        Command::Handler(command) => {
+            handlers::run(&Context::open(&cli.config).await?, command).await
+        }
         Command::Audit(crate::cli::AuditCommand::Verify) => {
             events::verify(&Context::open(&cli.config).await?).await
         }
