@@ -220,3 +220,38 @@ type = "carrier-pigeon"
     assert "audit.sink[0].url" in result.stderr
     assert "audit.sink[1].events" in result.stderr and "login.faild" in result.stderr
     assert "audit.sink[2].type" in result.stderr
+
+
+def test_a_witness_finds_both_local_copies_cut_alike(server):
+    """Cutting the store and the JSON-lines file at the same record leaves a consistent
+    chain; a copy sent elsewhere (here a filtered JSON-lines sink outside the data folder)
+    still names what was cut."""
+    import sqlite3
+    remote = server.root / "elsewhere" / "witness.jsonl"
+    append(server, f"""
+[[audit.sink]]
+type = "jsonl"
+path = "{remote}"
+events = ["3xxxx"]
+""")
+    server.add_account("acme", password=PASSWORD)
+    server.start()
+    busy_session(server, 3)
+    server.wait_event("session.ended")
+    server.stop()
+    assert server.wharf("audit", "verify", "--witness", str(remote)).returncode == 0
+    records = [json.loads(l) for l in remote.read_text().splitlines()]
+    assert records and all(r["id"] // 10000 == 3 for r in records)
+    cut_at = records[-2]["seq"]
+    db = sqlite3.connect(server.root / "wharf-data" / "wharf.db")
+    db.execute("DELETE FROM events WHERE seq >= ?", (cut_at,))
+    db.commit()
+    db.close()
+    local = server.root / "wharf-data" / "audit.jsonl"
+    kept = [l for l in local.read_text().splitlines() if json.loads(l)["seq"] < cut_at]
+    local.write_text("\n".join(kept) + "\n")
+    alone = server.wharf("audit", "verify")
+    assert alone.returncode == 0, alone.stderr  # the two local copies agree
+    found = server.wharf("audit", "verify", "--witness", str(remote))
+    assert found.returncode == 1
+    assert f"record {cut_at}:" in found.stderr and "cut off" in found.stderr

@@ -307,5 +307,10 @@ pub struct EventsArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; names the first broken record.
-    Verify,
+    Verify {
+        /// A copy kept elsewhere (a syslog server's file, a JSON-lines sink): every record
+        /// in it must be in the store, unchanged. May repeat.
+        #[arg(long)]
+        witness: Vec<std::path::PathBuf>,
+    },
 }

@@ -97,7 +97,7 @@ pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
 }
 
 /// `wharf audit verify`.
-pub async fn verify(ctx: &Context) -> Result<ExitCode> {
+pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<ExitCode> {
     let stored = match ctx.store.verify_chain().await? {
         Ok(count) => count,
         Err((seq, why)) => {
@@ -105,6 +105,15 @@ pub async fn verify(ctx: &Context) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    for witness in witnesses {
+        if let Some((seq, why)) = check_witness(ctx, witness, stored).await? {
+            eprintln!(
+                "audit trail broken at record {seq}: {why} (witness {})",
+                witness.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     // The JSON-lines copy is the second witness: records cut off the end of one copy are
     // still in the other.
     let Some(path) = ctx
@@ -183,4 +192,53 @@ pub async fn verify(ctx: &Context) -> Result<ExitCode> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compares a copy kept elsewhere with the store: each record it holds (a JSON line, or a
+/// syslog line whose message is the record's JSON) must be in the store with the same
+/// hash. This finds what the two local copies cannot: both cut at the same point, or both
+/// rewritten with a recomputed chain. Answers the first record that differs.
+async fn check_witness(
+    ctx: &Context,
+    path: &std::path::Path,
+    stored: i64,
+) -> Result<Option<(i64, String)>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read witness {}: {e}", path.display()))?;
+    let mut seen = 0usize;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        let Some(start) = line.find('{') else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_str::<wharf_store::AuditRecord>(&line[start..]) else {
+            continue;
+        };
+        seen += 1;
+        if wharf_store::chain_hash(&record) != record.hash {
+            // The witness's own line is damaged: it proves nothing either way.
+            continue;
+        }
+        if record.seq > stored {
+            return Ok(Some((
+                stored + 1,
+                format!(
+                    "records up to {} were sent elsewhere but are not in the store (cut off)",
+                    record.seq
+                ),
+            )));
+        }
+        let here = ctx.store.event_hash(record.seq).await?;
+        if here.as_deref() != Some(record.hash.as_str()) {
+            return Ok(Some((
+                record.seq,
+                "the store's record differs from the copy sent elsewhere".to_owned(),
+            )));
+        }
+    }
+    if seen == 0 {
+        anyhow::bail!("witness {} holds no audit records", path.display());
+    }
+    Ok(None)
 }

@@ -47,8 +47,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Handler(command) => {
             handlers::run(&Context::open(&cli.config).await?, command).await
         }
-        Command::Audit(crate::cli::AuditCommand::Verify) => {
-            events::verify(&Context::open(&cli.config).await?).await
+        Command::Audit(crate::cli::AuditCommand::Verify { witness }) => {
+            events::verify(&Context::open(&cli.config).await?, &witness).await
         }
     }
 }
