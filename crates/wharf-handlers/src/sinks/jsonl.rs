@@ -94,11 +94,18 @@ impl JsonLines {
 
     fn open_locked(&self) -> io::Result<File> {
         loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&self.path)?;
+            let mut options = OpenOptions::new();
+            options.create(true).append(true).read(true);
+            let file = match options.open(&self.path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // A sink's folder is made on first use, like the file itself.
+                    if let Some(parent) = self.path.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    options.open(&self.path)?
+                }
+                other => other?,
+            };
             file.lock()?;
             let held = file.metadata()?;
             match fs::metadata(&self.path) {
