@@ -116,8 +116,10 @@ impl Job<'_> {
     }
 
     fn subject(&self) -> Result<Subject, ActionError> {
-        files::subject(self.record)
-            .ok_or_else(|| ActionError::permanent("the event names no file to act on"))
+        let subject = files::subject(self.record)
+            .ok_or_else(|| ActionError::permanent("the event names no file to act on"))?;
+        subject.confined()?;
+        Ok(subject)
     }
 
     fn quarantine_target(&self, folder: &Path, subject: &Subject) -> PathBuf {
@@ -292,6 +294,12 @@ async fn verify_signature(job: &Job<'_>, check: &SignatureAction) -> Result<Step
         ),
         None => None,
     };
+    if std::fs::symlink_metadata(&subject.file).is_ok_and(|m| !m.file_type().is_file()) {
+        return Err(ActionError::permanent(format!(
+            "{} is not a regular file (a link or a folder); left alone",
+            subject.path
+        )));
+    }
     if !subject.file.exists() {
         // An earlier attempt may have finished before the job was marked: say again what
         // it did.

@@ -30,6 +30,31 @@ pub struct Subject {
     pub path: String,
     /// Its name.
     pub name: String,
+    /// Whether `file` was found from the home and the path (not named by a handler).
+    pub in_home: bool,
+}
+
+impl Subject {
+    /// Checks that a file found from the home is still beneath it once links in its
+    /// folders are resolved: the client's folders must not lead a handler elsewhere.
+    pub fn confined(&self) -> Result<(), ActionError> {
+        let (true, Some(home)) = (self.in_home, &self.home) else {
+            return Ok(());
+        };
+        let parent = self.file.parent().unwrap_or(home);
+        let (Ok(home), Ok(parent)) = (fs::canonicalize(home), fs::canonicalize(parent)) else {
+            // Gone: the action finds that out and says so.
+            return Ok(());
+        };
+        if parent.starts_with(&home) {
+            Ok(())
+        } else {
+            Err(ActionError::permanent(format!(
+                "{} leads outside the account's home; left alone",
+                self.path
+            )))
+        }
+    }
 }
 
 /// Events whose file is at `path2` (the destination) rather than `path`.
@@ -55,9 +80,9 @@ pub fn subject(record: &AuditRecord) -> Option<Subject> {
     if !plain {
         return None;
     }
-    let file = match record.attrs.get("file") {
-        Some(file) => PathBuf::from(file),
-        None => home.as_ref()?.join(path.trim_start_matches('/')),
+    let (file, in_home) = match record.attrs.get("file") {
+        Some(file) => (PathBuf::from(file), false),
+        None => (home.as_ref()?.join(path.trim_start_matches('/')), true),
     };
     let name = file.file_name()?.to_string_lossy().into_owned();
     Some(Subject {
@@ -65,6 +90,7 @@ pub fn subject(record: &AuditRecord) -> Option<Subject> {
         home,
         path,
         name,
+        in_home,
     })
 }
 
@@ -343,6 +369,25 @@ mod tests {
         assert!(err.permanent);
         assert_eq!(fs::read(&to).unwrap(), b"old");
         assert_eq!(fs::read(&from).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_folder_link_out_of_the_home_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        std::os::unix::fs::symlink("/etc", home.join("upload")).unwrap();
+        let subject = Subject {
+            file: home.join("upload/passwd"),
+            home: Some(home.clone()),
+            path: "/upload/passwd".into(),
+            name: "passwd".into(),
+            in_home: true,
+        };
+        assert!(subject.confined().unwrap_err().permanent);
+        fs::remove_file(home.join("upload")).unwrap();
+        fs::create_dir(home.join("upload")).unwrap();
+        assert!(subject.confined().is_ok());
     }
 
     #[test]
