@@ -250,7 +250,7 @@ impl Event {
     }
 }
 
-/// Where sessions send their events. Cheap to clone; never blocks.
+/// Where sessions send their events. Cheap to clone; `emit` never blocks.
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<BusInner>,
@@ -259,7 +259,28 @@ pub struct EventBus {
 struct BusInner {
     sender: mpsc::UnboundedSender<Event>,
     observer: Option<Arc<dyn EventObserver>>,
+    /// Records handed to the writer so far; the lock keeps numbering and channel order alike.
+    sent: std::sync::Mutex<u64>,
+    /// Records the writer has dealt with (persisted, or reported as not persisted).
+    written: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Whether [`EventBus::emit_durable`] waits for the writer.
+    durable: std::sync::atomic::AtomicBool,
 }
+
+/// The writer's side of the bus's progress: how many records it has dealt with.
+#[derive(Clone)]
+pub struct WriterProgress(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl WriterProgress {
+    /// Reports `count` more records dealt with, in the order they were received.
+    pub fn advance(&self, count: u64) {
+        self.0.send_modify(|n| *n += count);
+    }
+}
+
+/// How long [`EventBus::emit_durable`] waits at most (a writer that stopped must not hold
+/// a client's answer for ever).
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Something that watches every event as it is emitted (the ban engine) and may answer
 /// with events of its own. It runs on the emitting task, so it must be quick and must
@@ -288,34 +309,92 @@ impl EventBus {
         let (sender, receiver) = mpsc::unbounded_channel();
         (
             EventBus {
-                inner: Arc::new(BusInner { sender, observer }),
+                inner: Arc::new(BusInner {
+                    sender,
+                    observer,
+                    sent: std::sync::Mutex::new(0),
+                    written: Arc::new(tokio::sync::watch::Sender::new(0)),
+                    durable: std::sync::atomic::AtomicBool::new(false),
+                }),
             },
             receiver,
         )
     }
 
+    /// The handle the audit writer reports its progress through.
+    pub fn writer_progress(&self) -> WriterProgress {
+        WriterProgress(self.inner.written.clone())
+    }
+
+    /// Makes [`EventBus::emit_durable`] wait until the writer has dealt with the record
+    /// (the server turns this on when event handlers act on file events, so a file a client
+    /// was told is stored always has its record in the trail).
+    pub fn set_durable(&self, durable: bool) {
+        self.inner
+            .durable
+            .store(durable, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Hands `event` (and whatever the observer answers) to the audit writer.
     pub fn emit(&self, event: Event) {
+        self.emit_counted(event);
+    }
+
+    /// Like [`EventBus::emit`], but when the bus is durable, returns only once the writer
+    /// has dealt with the record (or after a few seconds if it has stopped).
+    pub async fn emit_durable(&self, event: Event) {
+        let mark = self.emit_counted(event);
+        if !self
+            .inner
+            .durable
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Some(mark) = mark {
+            let mut written = self.inner.written.subscribe();
+            let waited = tokio::time::timeout(DURABLE_WAIT, written.wait_for(|n| *n >= mark)).await;
+            if waited.is_err() {
+                tracing::warn!("audit writer did not confirm a record in time");
+            }
+        }
+    }
+
+    /// Sends the event and the observer's answers; the number of the last one sent.
+    fn emit_counted(&self, event: Event) -> Option<u64> {
         let answers = match &self.inner.observer {
             Some(observer) => observer.observe(&event),
             None => Vec::new(),
         };
-        self.send(event);
+        let mut last = self.send(event);
         for answer in answers {
-            self.send(answer);
+            last = self.send(answer).or(last);
         }
+        last
     }
 
-    fn send(&self, event: Event) {
-        if let Err(mpsc::error::SendError(event)) = self.inner.sender.send(event) {
-            // The writer is gone (shutdown); the record still reaches the process log.
-            tracing::warn!(
-                id = event.kind.id(),
-                name = event.kind.name(),
-                account = ?event.account,
-                path = ?event.path,
-                "audit writer unavailable; event not persisted"
-            );
+    fn send(&self, event: Event) -> Option<u64> {
+        let mut sent = self
+            .inner
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.inner.sender.send(event) {
+            Ok(()) => {
+                *sent += 1;
+                Some(*sent)
+            }
+            Err(mpsc::error::SendError(event)) => {
+                // The writer is gone (shutdown); the record still reaches the process log.
+                tracing::warn!(
+                    id = event.kind.id(),
+                    name = event.kind.name(),
+                    account = ?event.account,
+                    path = ?event.path,
+                    "audit writer unavailable; event not persisted"
+                );
+                None
+            }
         }
     }
 }
@@ -338,6 +417,36 @@ mod tests {
             );
             assert_eq!(EventKind::from_id(kind.id()), Some(*kind));
         }
+    }
+
+    #[tokio::test]
+    async fn a_durable_emit_waits_for_the_writer() {
+        let (bus, mut rx) = EventBus::new();
+        let progress = bus.writer_progress();
+        // Not durable: returns at once.
+        bus.emit_durable(Event::new(EventKind::UploadFinished))
+            .await;
+        bus.set_durable(true);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while let Some(_event) = rx.recv().await {
+                    seen += 1;
+                    if seen == 2 {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        done.store(true, std::sync::atomic::Ordering::SeqCst);
+                        progress.advance(2);
+                    }
+                }
+            })
+        };
+        bus.emit_durable(Event::new(EventKind::UploadFinished))
+            .await;
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+        drop(bus);
+        writer.await.unwrap();
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod vfs;
 
 pub use account::{Account, UploadMode};
 pub use error::{CoreError, ErrorKind};
-pub use events::{Event, EventBus, EventKind, EventObserver, Outcome};
+pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress};
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{Session, SessionInfo};
 pub use upload::{Download, Upload, WriteMode};

@@ -196,6 +196,15 @@ impl Session {
         }
     }
 
+    /// Like `record`, for the file events handlers act on: a success is answered once its
+    /// record is written (when the bus is durable).
+    async fn record_durable<T>(&self, result: &Result<T, CoreError>, event: Event) {
+        match result {
+            Ok(_) => self.events.emit_durable(event).await,
+            Err(e) => self.emit(event.failed(e.message.clone())),
+        }
+    }
+
     /// Attributes of `path`. Needs `list` on its folder (or on `/` for the home itself).
     pub async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
         self.check(Verb::List, &path.parent())?;
@@ -356,12 +365,13 @@ impl Session {
         }
         let result = self.vfs.rename(from, to, replace).await;
         let result = self.jailed(Verb::Rename, from, result);
-        self.record(
+        self.record_durable(
             &result,
             self.file_event(EventKind::EntryRenamed)
                 .path(from.to_string())
                 .path2(to.to_string()),
-        );
+        )
+        .await;
         result
     }
 
@@ -462,7 +472,7 @@ impl Session {
         if let Ok(n) = &result {
             event.bytes = Some(*n);
         }
-        self.record(&result, event);
+        self.record_durable(&result, event).await;
         result
     }
 

@@ -335,7 +335,8 @@ impl Upload {
                 event = event
                     .attr("mode", self.mode.as_str())
                     .attr("size", summary.size.to_string());
-                self.events.emit(event);
+                // Handlers act on this record: the client hears of success once it is written.
+                self.events.emit_durable(event).await;
                 Ok(summary)
             }
             Err(e) => {

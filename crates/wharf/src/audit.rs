@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
-use wharf_core::Event;
+use wharf_core::{Event, WriterProgress};
 use wharf_handlers::sinks::{JsonLines, Sink, segments};
 use wharf_store::Store;
 
@@ -77,8 +77,9 @@ impl AuditSink {
         Ok(records)
     }
 
-    /// Drains the bus until every sender is gone, in batches.
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Event>) {
+    /// Drains the bus until every sender is gone, in batches, reporting each batch dealt
+    /// with to `progress` (which durable emits wait on).
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Event>, progress: WriterProgress) {
         let mut batch = Vec::with_capacity(256);
         while let Some(first) = rx.recv().await {
             batch.push(first);
@@ -95,6 +96,7 @@ impl AuditSink {
                     tracing::error!(id = event.kind.id(), name = event.kind.name(), account = ?event.account, path = ?event.path, "unpersisted audit record");
                 }
             }
+            progress.advance(batch.len() as u64);
             batch.clear();
         }
     }

@@ -45,7 +45,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         audit.clone(),
         written,
     );
-    let writer = tokio::spawn(audit.run(receiver));
+    bus.set_durable(!ctx.loaded.config.handlers.is_empty());
+    let writer = tokio::spawn(audit.run(receiver, bus.writer_progress()));
     let handler_engine = tokio::spawn(handlers.run(stop_rx.clone()));
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
     let mut services = tokio::task::JoinSet::new();
