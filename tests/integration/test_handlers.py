@@ -429,3 +429,21 @@ args = ["${NOPE}"]
     text = (server.root / "wharf.toml").read_text().splitlines()
     line = next(i for i, l in enumerate(text, 1) if "upload.finishd" in l)
     assert f"wharf.toml:{line}: handler[0].on" in err
+
+
+def test_a_webhook_secret_is_read_by_the_server_not_by_every_command(server):
+    configure(server, """
+[[handler]]
+name = "notify"
+on = ["upload.finished"]
+
+[handler.webhook]
+url = "http://127.0.0.1:9/hook"
+secret = "env:WHARF_TEST_SECRET_NOT_SET"
+""")
+    env_free = server.wharf("events", "--limit", "1")
+    assert env_free.returncode == 0, env_free.stderr
+    checked = server.wharf("check-config")
+    assert checked.returncode == 1
+    assert "handler[0].webhook.secret" in checked.stderr
+    assert "WHARF_TEST_SECRET_NOT_SET is not set" in checked.stderr

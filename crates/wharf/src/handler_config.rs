@@ -231,7 +231,12 @@ impl HandlerSection {
         })
     }
 
-    fn action(&self, loaded: &Loaded, key: &dyn Fn(&str) -> String) -> Result<Action, Problem> {
+    fn action(
+        &self,
+        loaded: &Loaded,
+        key: &dyn Fn(&str) -> String,
+        resolve_secrets: bool,
+    ) -> Result<Action, Problem> {
         // Absolute, so events and sidecars name the place whatever the server's folder.
         let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         let quarantine_default = loaded
@@ -427,8 +432,14 @@ impl HandlerSection {
                     "give the secret as env:NAME or file:PATH, never literally".into(),
                 ));
             }
-            let secret = crate::auth_config::secret(loaded, spec)
-                .map_err(|e| (w.secret.span(), key("secret"), format!("{e:#}")))?;
+            // Commands other than `serve` check the configuration too, from shells that may
+            // not hold the server's environment: they check the form, `serve` reads it.
+            let secret = if resolve_secrets {
+                crate::auth_config::secret(loaded, spec)
+                    .map_err(|e| (w.secret.span(), key("secret"), format!("{e:#}")))?
+            } else {
+                "(checked when the server starts)".to_owned()
+            };
             if secret.len() < 16 {
                 return Err((
                     w.secret.span(),
@@ -460,7 +471,7 @@ impl HandlerSection {
         Err((self.name.span(), key("action"), "no action".into()))
     }
 
-    fn build(&self, i: usize, loaded: &Loaded) -> Result<Handler, Problem> {
+    fn build(&self, i: usize, loaded: &Loaded, resolve_secrets: bool) -> Result<Handler, Problem> {
         let key = |k: &str| format!("handler[{i}].{k}");
         let name = self.name.get_ref();
         if name.is_empty()
@@ -480,11 +491,15 @@ impl HandlerSection {
             match event_id(event) {
                 Some(id) => on.push(id),
                 None => {
+                    let given = match event {
+                        EventRef::Name(name) => format!("{name:?}"),
+                        EventRef::Id(id) => id.to_string(),
+                    };
                     return Err((
                         self.on.span(),
                         key("on"),
                         format!(
-                            "{event:?} is not in the event catalogue (docs/events.md); give names such as \"upload.finished\" or ids such as 30002"
+                            "{given} is not in the event catalogue (docs/events.md); give names such as \"upload.finished\" or ids such as 30002"
                         ),
                     ));
                 }
@@ -519,7 +534,7 @@ impl HandlerSection {
             retry_wait: Duration::from_secs(self.retry_wait.max(1)),
             delay: Duration::from_secs(self.delay),
             timeout: Duration::from_secs(*self.timeout.get_ref()),
-            action: self.action(loaded, &key)?,
+            action: self.action(loaded, &key, resolve_secrets)?,
         })
     }
 }
@@ -535,7 +550,7 @@ pub fn validate(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String, Str
                 format!("duplicate handler name {:?}", section.name.get_ref()),
             );
         }
-        if let Err((span, key, message)) = section.build(i, loaded) {
+        if let Err((span, key, message)) = section.build(i, loaded, false) {
             issue(span, key, message);
         }
     }
@@ -550,7 +565,7 @@ pub fn handlers(loaded: &Loaded) -> anyhow::Result<Vec<Handler>> {
         .enumerate()
         .map(|(i, section)| {
             section
-                .build(i, loaded)
+                .build(i, loaded, true)
                 .map_err(|(_, key, message)| anyhow::anyhow!("{key}: {message}"))
         })
         .collect()

@@ -27,7 +27,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => match Loaded::load(&cli.config) {
-            Ok(_) => {
+            Ok(loaded) => {
+                // What only `serve` reads (handlers' secrets) is read here too.
+                if let Err(e) = crate::handler_config::handlers(&loaded) {
+                    eprintln!("{}: {e:#}", cli.config.display());
+                    return Ok(ExitCode::FAILURE);
+                }
                 println!("{}: OK", cli.config.display());
                 Ok(ExitCode::SUCCESS)
             }
