@@ -116,6 +116,37 @@ def test_ssh_asks_for_the_code_after_the_password_or_key(server):
     sock.close()
 
 
+def test_wrong_codes_count_towards_max_auth_tries(server):
+    server.add_account("tom", password=PASSWORD)
+    enrol(server, "tom")
+    config = server.root / "wharf.toml"
+    text = config.read_text()
+    assert "max_auth_tries = 6" in text
+    text = text.replace("max_auth_tries = 6", "max_auth_tries = 3", 1)
+    config.write_text(text.replace("login_grace_time = 5", "login_grace_time = 60", 1))
+    server.start()
+    askpass = server.root / "askpass-wrong.sh"
+    askpass.write_text('#!/bin/sh\ncase "$1" in\n  *assword*) printf "%s\\n" "$WHARF_PASSWORD";;\n'
+                       '  *) echo 000000;;\nesac\n')
+    askpass.chmod(0o700)
+    env = {"PATH": "/usr/bin:/bin", "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force",
+           "DISPLAY": ":0", "WHARF_PASSWORD": PASSWORD}
+    # The client would go on guessing (20 prompts); the server ends the connection.
+    result = subprocess.run(
+        ["sftp", "-P", str(server.port), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
+         "-o", "PreferredAuthentications=password,keyboard-interactive",
+         "-o", "NumberOfPasswordPrompts=20", "tom@127.0.0.1"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Too many authentication attempts" in result.stderr, result.stderr
+    wrong = [e for e in server.events()
+             if e["name"] == "login.failed" and e["account"] == "tom"]
+    # At most max_auth_tries codes were tried (the client's first `none` probe counts too).
+    assert 1 <= len(wrong) <= 3
+    assert all(e["attrs"]["cause"] == "wrong-code" for e in wrong)
+
+
 def test_ftps_and_https_take_the_code_after_the_password(server):
     server.add_account("uma", password=PASSWORD)
     enrolled = enrol(server, "uma")

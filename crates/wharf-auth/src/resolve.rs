@@ -110,7 +110,6 @@ pub fn resolve_account_with(
         name: record.name.clone(),
         home,
         groups: record.groups.clone(),
-
         create_home,
         rules,
         protocols,

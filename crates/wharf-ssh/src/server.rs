@@ -472,11 +472,13 @@ impl russh::server::Handler for Connection {
                     .attr("cause", failure.code())
                     .attr("authenticator", pending.by.clone());
                 self.shared.events.emit(e);
+                // A wrong code is a failure, not a partial success (RFC 4252 §5.1), so it
+                // counts towards `max_auth_tries` and the connection ends when they run out.
                 let mut next = russh::MethodSet::empty();
                 next.push(russh::MethodKind::KeyboardInteractive);
                 Ok(Auth::Reject {
                     proceed_with_methods: Some(next),
-                    partial_success: true,
+                    partial_success: false,
                 })
             }
         }
