@@ -78,7 +78,6 @@ impl Sessions {
         }
     }
 
-    /// The cache key of a Basic credential.
     /// Holds a login until its code arrives; returns the token the code form carries.
     pub(crate) fn insert_pending(
         &self,
@@ -128,6 +127,7 @@ impl Sessions {
         }
     }
 
+    /// The cache key of a Basic credential.
     pub(crate) fn basic_key(&self, protocol: Protocol, user: &str, password: &str) -> String {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(&self.salt);
