@@ -169,21 +169,25 @@ pub(crate) struct LoginForm {
     password: String,
 }
 
+/// A login or code form that may be forged: recorded, and the login page again.
+fn forged(shared: &Shared, conn: &Conn, why: &str, shown: &str) -> Response {
+    shared
+        .events
+        .emit(shared.event(EventKind::CommandRefused, conn).failed(why));
+    login_form(shared, StatusCode::FORBIDDEN, Some(shown))
+}
+
 pub(crate) async fn login_submit(
     State(shared): State<Arc<Shared>>,
     Extension(conn): Extension<Conn>,
     request: Request,
 ) -> Response {
     if cross_origin(&shared, &request) {
-        shared.events.emit(
-            shared
-                .event(EventKind::CommandRefused, &conn)
-                .failed("login form posted from another origin"),
-        );
-        return login_form(
+        return forged(
             &shared,
-            StatusCode::FORBIDDEN,
-            Some("This form must be sent from this site."),
+            &conn,
+            "login form posted from another origin",
+            "This form must be sent from this site.",
         );
     }
     let https = shared.config.tls.is_some();
@@ -196,15 +200,11 @@ pub(crate) async fn login_submit(
         );
     };
     if form.csrf.is_empty() || expected.as_deref() != Some(form.csrf.as_str()) {
-        shared.events.emit(
-            shared
-                .event(EventKind::CommandRefused, &conn)
-                .failed("login form without its CSRF token"),
-        );
-        return login_form(
+        return forged(
             &shared,
-            StatusCode::FORBIDDEN,
-            Some("This form has expired; please log in again."),
+            &conn,
+            "login form without its CSRF token",
+            "This form has expired; please log in again.",
         );
     }
     let protocol = shared.config.protocol();
@@ -263,15 +263,11 @@ pub(crate) async fn login_code(
         return login_form(&shared, StatusCode::BAD_REQUEST, Some("Log in again."));
     };
     if cross || form.csrf.is_empty() || expected.as_deref() != Some(form.csrf.as_str()) {
-        shared.events.emit(
-            shared
-                .event(EventKind::CommandRefused, &conn)
-                .failed("code form without its CSRF token or from another origin"),
-        );
-        return login_form(
+        return forged(
             &shared,
-            StatusCode::FORBIDDEN,
-            Some("This form has expired; please log in again."),
+            &conn,
+            "code form without its CSRF token or from another origin",
+            "This form has expired; please log in again.",
         );
     }
     let Some(pending) = shared.sessions.take_pending(&form.pending) else {
