@@ -199,7 +199,8 @@ def test_required_by_group_or_account_and_managed_by_the_cli(server):
     server.wharf("group", "set", "users", "--require-second-factor", "false", check=True)
     server.wharf("account", "totp", "disable", "vic", check=True)
     ftps_login(server, "vic", PASSWORD).quit()
-    server.wharf("account", "set", "vic", "--require-second-factor", "true", check=True)
+    said = server.wharf("account", "set", "vic", "--require-second-factor", "true", check=True)
+    assert "second factor required: true" in said.stdout
     assert "required, not enrolled" in server.wharf("account", "show", "vic", check=True).stdout
     with pytest.raises(ftplib.error_perm, match="530"):
         ftps_login(server, "vic", PASSWORD)

@@ -273,9 +273,10 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             }
             ctx.store.update_account(&record).await?;
             let what = format!(
-                "addresses: {}; expires: {}",
+                "addresses: {}; expires: {}; second factor required: {}",
                 super::access::describe(&record.addresses),
-                super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".into())
+                super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".into()),
+                record.require_second_factor
             );
             ctx.record(EventKind::AccountUpdated, &name, what.clone())
                 .await?;
