@@ -48,7 +48,8 @@ fn read_key(path: &Path) -> Result<String> {
     Ok(line.trim().to_owned())
 }
 
-async fn load(ctx: &Context, name: &str) -> Result<AccountRecord> {
+/// The stored account `name`, or an error naming it.
+pub(super) async fn load(ctx: &Context, name: &str) -> Result<AccountRecord> {
     ctx.store
         .account(name)
         .await?

@@ -19,11 +19,7 @@ fn issuer(ctx: &Context) -> String {
 pub async fn run(ctx: &Context, command: TotpCommand) -> Result<()> {
     match command {
         TotpCommand::Enable { name, json } => {
-            let mut record = ctx
-                .store
-                .account(&name)
-                .await?
-                .with_context(|| format!("no account named {name:?}"))?;
+            let mut record = super::accounts::load(ctx, &name).await?;
             let (factor, codes) = SecondFactor::enrol().map_err(anyhow::Error::msg)?;
             let uri = factor.uri(&issuer(ctx), &name);
             record.second_factor = Some(serde_json::to_string(&factor)?);
@@ -67,11 +63,7 @@ pub async fn run(ctx: &Context, command: TotpCommand) -> Result<()> {
             );
         }
         TotpCommand::Disable { name } => {
-            let mut record = ctx
-                .store
-                .account(&name)
-                .await?
-                .with_context(|| format!("no account named {name:?}"))?;
+            let mut record = super::accounts::load(ctx, &name).await?;
             if record.second_factor.take().is_none() {
                 bail!("{name} has no second factor enrolled");
             }
@@ -81,11 +73,7 @@ pub async fn run(ctx: &Context, command: TotpCommand) -> Result<()> {
             println!("second factor removed from {name}");
         }
         TotpCommand::RecoveryCodes { name } => {
-            let mut record = ctx
-                .store
-                .account(&name)
-                .await?
-                .with_context(|| format!("no account named {name:?}"))?;
+            let mut record = super::accounts::load(ctx, &name).await?;
             let Some(stored) = &record.second_factor else {
                 bail!(
                     "{name} has no second factor enrolled; use `wharf account totp enable {name}`"
