@@ -146,6 +146,17 @@ def test_http_method_accepts_passes_and_rejects_on_every_protocol(chain):
     unknown = server.wait_event("login.failed", account="nobody")
     assert unknown["attrs"]["cause"] == "unknown-account" and unknown["attrs"]["authenticator"] == "none"
 
+    # A name no account can have (a path, or too long) is refused without asking the service.
+    asked = len(service.requests)
+    with pytest.raises(paramiko.AuthenticationException):
+        sftp_password(server, "../hal", HAL_PASSWORD)
+    with pytest.raises(ftplib.error_perm, match="530"):
+        ftps_login(server, "h" * 65, "whatever-it-is")
+    assert https_status(server, "hal hal", HAL_PASSWORD) == "401"
+    causes = [e["attrs"]["cause"] for e in server.events() if e["name"] == "login.failed"][-3:]
+    assert causes == ["unknown-account"] * 3
+    assert [r["username"] for r in service.requests[asked:]] == []
+
 
 def test_a_failing_service_stops_the_chain(chain):
     server, service = chain

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wharf_core::Account;
 use wharf_store::{AccountRecord, Store};
-use wharf_types::Protocol;
+use wharf_types::{AccountName, Protocol};
 
 use crate::http_method::{HttpMethod, HttpVerdict};
 use crate::ldap_method::{LdapMethod, LdapVerdict};
@@ -134,7 +134,14 @@ impl Authenticator {
         credential: Credential<'_>,
         attempt: Attempt<'_>,
     ) -> Result<Authenticated, Denied> {
-        for method in self.methods.iter() {
+        // A name no account can have (too long, or characters account names never hold)
+        // goes to no method: external services see only names that could be accounts.
+        let methods: &[Method] = if AccountName::new(name).is_ok() {
+            &self.methods
+        } else {
+            &[]
+        };
+        for method in methods {
             let by = || Some(method.name().to_owned());
             let decided = |failure| Denied { failure, by: by() };
             let mut code_used = false;

@@ -87,7 +87,8 @@ impl State {
         e.protocol = Some(self.protocol());
         e.session = Some(self.id.clone());
         e.remote = Some(self.remote);
-        e.account = self.user.clone();
+        // Names are kept whole for the login (the line is capped); events show 64 characters.
+        e.account = self.user.as_ref().map(|u| u.chars().take(64).collect());
         e
     }
 
@@ -291,7 +292,7 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
             if st.session.is_some() {
                 Reply::new(530, "already logged in")
             } else {
-                st.user = Some(name.chars().take(64).collect());
+                st.user = Some(name);
                 Reply::new(331, "password required")
             }
         }

@@ -196,11 +196,10 @@ pub(crate) async fn log_in(
     protocol: Protocol,
     code_appended: bool,
 ) -> Result<LoggedIn, Response> {
-    let user: String = user.chars().take(64).collect();
     match shared
         .auth
         .authenticate(
-            &user,
+            user,
             Credential::Password(password),
             Attempt {
                 service: &shared.config.name,
@@ -217,7 +216,11 @@ pub(crate) async fn log_in(
             by,
             needs_code: true,
             ..
-        }) => Ok(LoggedIn::NeedsCode { account, by, user }),
+        }) => Ok(LoggedIn::NeedsCode {
+            account,
+            by,
+            user: user.to_owned(),
+        }),
         Ok(Authenticated {
             account,
             by,
@@ -225,7 +228,7 @@ pub(crate) async fn log_in(
             ..
         }) => {
             let second = code_used.then_some("totp");
-            open_session(shared, conn, account, &by, &user, protocol, second)
+            open_session(shared, conn, account, &by, user, protocol, second)
                 .await
                 .map(LoggedIn::Session)
         }
@@ -236,7 +239,8 @@ pub(crate) async fn log_in(
                 .attr("method", "password")
                 .attr("cause", failure.code())
                 .attr("authenticator", failure.by());
-            failed.account = Some(user);
+            // The whole name went to the check; the event keeps 64 characters of it.
+            failed.account = Some(user.chars().take(64).collect());
             failed.protocol = Some(protocol);
             shared.events.emit(failed);
             // Slows guessing, as the other protocols do.
