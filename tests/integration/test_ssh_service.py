@@ -106,17 +106,43 @@ def test_auth_tries_are_limited(server):
     import paramiko
     transport = paramiko.Transport(("127.0.0.1", server.port))
     transport.start_client(timeout=10)
-    failures = 0
-    with pytest.raises(Exception):
+    client_end = "%s:%d" % transport.sock.getsockname()[:2]
+    started = time.time()
+    with pytest.raises(EOFError):
         for _ in range(5):
             try:
                 transport.auth_password("carol", "wrong")
             except paramiko.AuthenticationException:
-                failures += 1
+                pass
             if not transport.is_active():
                 raise EOFError("disconnected")
-    assert failures <= 2
     transport.close()
+    # Each try was answered (no client waited out its timeout), and the server checked two.
+    assert time.time() - started < 10
+    server.wait_event("connection.closed", remote=client_end)
+    checked = [e for e in server.events() if e["name"] == "login.failed" and e["account"] == "carol"]
+    assert len(checked) == 2
+
+
+def test_a_client_may_try_a_key_then_its_password(server):
+    """paramiko (and what is built on it: Ansible, Airflow, pysftp) asks for the
+    ssh-userauth service again before each method; the server answers each request, so a
+    key that is refused is followed by the password on the same connection."""
+    server.add_account("dora", password="the-right-one", key=False)
+    server.start()
+    import paramiko
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    started = time.time()
+    client.connect("127.0.0.1", port=server.port, username="dora", password="the-right-one",
+                   key_filename=str(server.key), allow_agent=False, look_for_keys=False,
+                   timeout=10, auth_timeout=10)
+    assert time.time() - started < 5
+    sftp = client.open_sftp()
+    assert sftp.listdir(".") == []
+    client.close()
+    ok = server.wait_event("login.succeeded", account="dora")
+    assert ok["attrs"]["method"] == "password"
 
 
 @pytest.mark.parametrize("kind", [["-t", "rsa", "-b", "3072"], ["-t", "ecdsa", "-b", "256"], ["-t", "ed25519"]])

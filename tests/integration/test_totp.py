@@ -86,6 +86,9 @@ def test_ssh_asks_for_the_code_after_the_password_or_key(server):
     sock.start_client(timeout=10)
     assert sock.auth_password("tara", PASSWORD) == ["keyboard-interactive"]
     assert not sock.is_authenticated()
+    # paramiko then asks for the service again and answers the prompt: in.
+    sock.auth_interactive("tara", lambda title, text, prompts: [fresh_code(secret, used)])
+    assert sock.is_authenticated()
     sock.close()
     # Password, then the code (OpenSSH asks for it after the password): in.
     code = fresh_code(secret, used)
