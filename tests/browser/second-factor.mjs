@@ -3,15 +3,11 @@
 // with what it saw; the pytest caller checks it.
 //
 // usage: node second-factor.mjs BASE_URL USER PASSWORD WRONG_CODE CODE OUT_DIR
-import { chromium } from "playwright-core";
+import { launchChromium } from "./launch.mjs";
 import { join } from "node:path";
 
 const [base, user, password, wrongCode, code, out] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const result = {};
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });

@@ -4,7 +4,7 @@
 // each page. Prints one JSON line with what it saw; the pytest caller checks it.
 //
 // usage: node webclient.mjs BASE_URL USER PASSWORD UPLOAD_FILE REFUSED_FILE OUT_DIR
-import { chromium } from "playwright-core";
+import { launchChromium } from "./launch.mjs";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,11 +12,7 @@ import { join } from "node:path";
 const [base, user, password, uploadFile, refusedFile, out] = process.argv.slice(2);
 const sha256 = (path) => createHash("sha256").update(readFileSync(path)).digest("hex");
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const result = {};
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true,
