@@ -310,6 +310,9 @@ impl Upload {
     }
 
     /// Commits the upload under its final name, durably, and records `upload.finished`.
+    /// When the server's [`crate::UploadNaming`] asks for it, the final name is a unique
+    /// one (see [`crate::naming`]): the record's path is then that name, and
+    /// `attrs.uploaded_as` the client's.
     pub async fn commit(&self) -> Result<UploadSummary, CoreError> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(CoreError::new(
@@ -321,20 +324,31 @@ impl Upload {
             self.flush_gathered().await?;
             let sha256 = self.final_digest().await?;
             let size = self.file.size().await?;
+            let mut event = self.event(EventKind::UploadFinished);
+            event.bytes = Some(self.received.load(Ordering::SeqCst));
+            event.sha256 = Some(sha256.clone());
+            event = event
+                .attr("mode", self.mode.as_str())
+                .attr("size", size.to_string());
+            if let Some(identity) = self.file.identity().await {
+                event = event.attr("inode", identity);
+            }
             self.file.remember_digest(&sha256).await;
-            self.file.commit().await?;
-            Ok::<_, CoreError>(UploadSummary { size, sha256 })
+            match self.unique_path(&event) {
+                Some(unique) => {
+                    let name = unique.file_name().unwrap_or_default().to_owned();
+                    self.file.commit_under(&name).await?;
+                    event = event.attr("uploaded_as", self.path.to_string());
+                    event.path = Some(unique.to_string());
+                }
+                None => self.file.commit().await?,
+            }
+            Ok::<_, CoreError>((UploadSummary { size, sha256 }, event))
         }
         .await;
         match result {
-            Ok(summary) => {
-                let mut event = self.event(EventKind::UploadFinished);
-                event.bytes = Some(self.received.load(Ordering::SeqCst));
-                event.sha256 = Some(summary.sha256.clone());
+            Ok((summary, mut event)) => {
                 event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
-                event = event
-                    .attr("mode", self.mode.as_str())
-                    .attr("size", summary.size.to_string());
                 // Handlers act on this record: the client hears of success once it is written.
                 self.events.emit_durable(event).await;
                 Ok(summary)
@@ -345,6 +359,16 @@ impl Upload {
                 Err(e)
             }
         }
+    }
+
+    /// The unique path this upload commits under, when the server's naming asks for one.
+    fn unique_path(&self, finished: &Event) -> Option<VirtualPath> {
+        let naming = self.events.upload_naming()?;
+        if !naming.unique_name(finished) {
+            return None;
+        }
+        let name = crate::naming::unique_form(self.path.file_name()?);
+        self.path.parent().join(&name).ok()
     }
 
     /// Gives the upload up (error, client abort, disconnect) and records `upload.failed`.

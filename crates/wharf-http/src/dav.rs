@@ -189,6 +189,7 @@ impl DavFile for Writer {
             gid: 0,
             atime: now,
             mtime: now,
+            identity: None,
         };
         Box::pin(async move { Ok(Box::new(Meta(meta)) as Box<dyn DavMetaData>) })
     }

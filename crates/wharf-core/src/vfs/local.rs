@@ -125,7 +125,13 @@ fn metadata(st: &rustix::fs::Stat) -> Metadata {
         gid: st.st_gid,
         atime: st.st_atime,
         mtime: st.st_mtime,
+        identity: Some(identity(st)),
     }
+}
+
+/// `DEVICE:INODE`, which tells one file from another put under the same name.
+fn identity(st: &rustix::fs::Stat) -> String {
+    format!("{}:{}", st.st_dev, st.st_ino)
 }
 
 fn temp_name() -> String {
@@ -417,7 +423,7 @@ impl Vfs for LocalFs {
             };
             match io::copy(&mut source, &mut dest) {
                 Ok(n) => {
-                    write.commit_sync()?;
+                    write.commit_sync(None)?;
                     Ok(n)
                 }
                 Err(e) => {
@@ -600,7 +606,8 @@ impl WriteState {
 }
 
 impl WriteState {
-    fn commit_sync(&self) -> Result<(), CoreError> {
+    /// Commits under the final name, or under `unique` (which must not exist yet).
+    fn commit_sync(&self, unique: Option<&str>) -> Result<(), CoreError> {
         if self.done.swap(true, Ordering::SeqCst) {
             return Err(CoreError::new(ErrorKind::Failure, "upload already closed"));
         }
@@ -609,13 +616,13 @@ impl WriteState {
             if let Some(failure) = self.flush_failure() {
                 return Err(CoreError::new(ErrorKind::Failure, failure));
             }
-            if let Some(temp) = &self.temp_name {
-                rustix::fs::renameat(
-                    &*self.dir,
-                    temp.as_str(),
-                    &*self.dir,
-                    self.final_name.as_str(),
-                )?;
+            let from = self.temp_name.as_deref().unwrap_or(&self.final_name);
+            let (to, flags) = match unique {
+                Some(name) => (name, RenameFlags::NOREPLACE),
+                None => (self.final_name.as_str(), RenameFlags::empty()),
+            };
+            if from != to {
+                rustix::fs::renameat_with(&*self.dir, from, &*self.dir, to, flags)?;
                 // The rename is durable only once its folder is.
                 rustix::fs::fsync(&*self.dir)?;
             }
@@ -726,9 +733,22 @@ impl WriteFile for LocalWrite {
 
     async fn commit(&self) -> Result<(), CoreError> {
         let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || state.commit_sync())
+        tokio::task::spawn_blocking(move || state.commit_sync(None))
             .await
             .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn commit_under(&self, name: &str) -> Result<(), CoreError> {
+        let (state, name) = (Arc::clone(&self.state), name.to_owned());
+        tokio::task::spawn_blocking(move || state.commit_sync(Some(&name)))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn identity(&self) -> Option<String> {
+        rustix::fs::fstat(&*self.state.file)
+            .ok()
+            .map(|st| identity(&st))
     }
 
     async fn abort(&self) -> Result<bool, CoreError> {

@@ -6,6 +6,7 @@
 //! atomic; it never checks permission rules and never emits events.
 
 mod digest_cache;
+pub mod jail;
 mod local;
 
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub struct Metadata {
     pub atime: i64,
     /// Last modification, seconds since the epoch.
     pub mtime: i64,
+    /// Which file this is on its storage (`DEVICE:INODE` on a local filesystem), so that
+    /// whoever acts on it later (event handlers) can tell it from a file put in its place.
+    pub identity: Option<String>,
 }
 
 impl Metadata {
@@ -232,6 +236,19 @@ pub trait WriteFile: Send + Sync {
     async fn remember_digest(&self, _hex: &str) {}
     /// Makes the upload visible under its final name, durably.
     async fn commit(&self) -> Result<(), CoreError>;
+    /// Like [`WriteFile::commit`], but under `name` in the same folder, which must not exist
+    /// yet (see [`crate::naming`]).
+    async fn commit_under(&self, name: &str) -> Result<(), CoreError> {
+        let _ = name;
+        Err(CoreError::new(
+            crate::ErrorKind::Unsupported,
+            "this storage cannot choose an upload's name",
+        ))
+    }
+    /// Which file is being written (see [`Metadata::identity`]).
+    async fn identity(&self) -> Option<String> {
+        None
+    }
     /// Gives the upload up: removes it, or keeps it under its final name when the target
     /// asked for `keep_partial`. Returns true when data was kept.
     async fn abort(&self) -> Result<bool, CoreError>;
