@@ -55,6 +55,8 @@ pub struct SessionInfo {
     pub protocol: Protocol,
     /// The client's address and port.
     pub remote: Option<SocketAddr>,
+    /// The service's bound on file sizes, if it sets one (see [`Session::max_file_size`]).
+    pub max_file_size: Option<u64>,
 }
 
 /// An account's file session. Dropping it records `session.ended`.
@@ -128,6 +130,16 @@ impl Session {
     /// The session's identity fields.
     pub fn info(&self) -> &SessionInfo {
         &self.info
+    }
+
+    /// The largest file this session may make: the smallest bound the service, the
+    /// account and its groups set, or [`crate::account::DEFAULT_MAX_FILE_SIZE`].
+    pub fn max_file_size(&self) -> u64 {
+        match (self.info.max_file_size, self.account.max_file_size) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => crate::account::DEFAULT_MAX_FILE_SIZE,
+        }
     }
 
     /// An event of `kind` with this session's fields filled in.
@@ -481,7 +493,17 @@ impl Session {
             other => other,
         };
         match self.jailed(verb, path, opened) {
-            Ok(file) => Upload::start(file, real, mode, template, self.events.clone()).await,
+            Ok(file) => {
+                Upload::start(
+                    file,
+                    real,
+                    mode,
+                    template,
+                    self.events.clone(),
+                    self.max_file_size(),
+                )
+                .await
+            }
             Err(e) => {
                 self.emit(
                     self.event(EventKind::UploadFailed)
@@ -614,6 +636,23 @@ impl Session {
         result
     }
 
+    /// Refuses a size beyond [`Session::max_file_size`], and records it.
+    fn too_large(&self, path: &VirtualPath, size: u64) -> CoreError {
+        let limit = self.max_file_size();
+        self.emit(
+            self.event(EventKind::CommandRefused)
+                .failed(format!(
+                    "file size {size} beyond the maximum of {limit} bytes"
+                ))
+                .path(path.to_string())
+                .attr("limit", limit.to_string()),
+        );
+        CoreError::new(
+            ErrorKind::LimitReached,
+            format!("file size beyond the maximum of {limit} bytes"),
+        )
+    }
+
     /// Adds the identity of the file now at `path` to a record handlers act on, so they can
     /// tell it from a file put in its place later. Only asked when the bus is durable
     /// (handlers are configured), as it costs a look at the file.
@@ -639,6 +678,11 @@ impl Session {
             return Ok(());
         }
         self.check(Verb::Setattr, path)?;
+        if let Some(size) = attrs.size
+            && size > self.max_file_size()
+        {
+            return Err(self.too_large(path, size));
+        }
         let mut attrs = attrs.clone();
         let ignored = attrs
             .permissions
