@@ -38,6 +38,10 @@ impl WriteMode {
 /// Bytes read back at a time when hashing data that did not arrive in order.
 const REHASH_CHUNK: usize = 1 << 20;
 
+/// How far past the bytes received so far a write may start. Clients with many writes in
+/// flight (SFTP pipelines a few MiB; parallel chunked writers more) stay well within it.
+pub const MAX_GAP: u64 = 64 << 20;
+
 /// Bytes moved at a time by [`Upload::copy_from`].
 const COPY_CHUNK: usize = 256 * 1024;
 
@@ -78,6 +82,9 @@ pub struct Upload {
     opened_size: u64,
     /// The largest the file may become (see [`crate::Session::max_file_size`]).
     max_size: u64,
+    /// The first write refused or failed: the upload can then no longer be committed, so
+    /// a client that ignores a write error does not store a file with that write missing.
+    write_failure: Mutex<Option<String>>,
 }
 
 /// What a committed upload produced.
@@ -168,6 +175,7 @@ impl Upload {
             closed: AtomicBool::new(false),
             opened_size: existing,
             max_size,
+            write_failure: Mutex::new(None),
         };
         if existing > 0 {
             // Resumed content was written earlier; hash it now so later writes stream on.
@@ -210,13 +218,26 @@ impl Upload {
         self.end.load(Ordering::SeqCst)
     }
 
-    /// Refuses a write that would make the file larger than its bound.
+    /// Refuses a write that would make the file larger than its bound, or that starts
+    /// more than [`MAX_GAP`] past the bytes received so far: a hole costs the client nothing
+    /// and the server a hash of every byte of it (and a resumable upload keeps its holes).
     fn within_bound(&self, offset: u64, len: usize) -> Result<(), CoreError> {
         let offset = if self.mode == WriteMode::Append {
             self.end()
         } else {
             offset
         };
+        let provided = self
+            .opened_size
+            .saturating_add(self.received.load(Ordering::SeqCst));
+        if offset > provided.saturating_add(MAX_GAP) {
+            return Err(CoreError::new(
+                crate::ErrorKind::LimitReached,
+                format!(
+                    "write at offset {offset} is more than {MAX_GAP} bytes past the data received"
+                ),
+            ));
+        }
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.max_size => Ok(()),
             _ => Err(CoreError::new(
@@ -228,10 +249,26 @@ impl Upload {
 
     /// Writes `data` at `offset` (ignored for [`WriteMode::Append`], which always appends).
     pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        let result = self.write_now(offset, data).await;
+        self.note_failure(result)
+    }
+
+    async fn write_now(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         self.within_bound(offset, data.len())?;
         self.flush_gathered().await?;
         let offset = self.accept(offset, &data);
         self.file.write_at(offset, data).await
+    }
+
+    /// Remembers the first failed write (see `write_failure`).
+    fn note_failure(&self, result: Result<(), CoreError>) -> Result<(), CoreError> {
+        if let Err(e) = &result
+            && let Ok(mut failure) = self.write_failure.lock()
+            && failure.is_none()
+        {
+            *failure = Some(e.message.clone());
+        }
+        result
     }
 
     /// Like [`Upload::write_at`], but a write that continues the previous one may be held
@@ -240,6 +277,11 @@ impl Upload {
     /// held bytes is returned by a later write, [`Upload::sync`] or [`Upload::commit`], so
     /// the upload still cannot complete without them.
     pub async fn write_gathering(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        let result = self.gather(offset, data).await;
+        self.note_failure(result)
+    }
+
+    async fn gather(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         self.within_bound(offset, data.len())?;
         let offset = if self.mode == WriteMode::Append {
             self.end()
@@ -264,7 +306,7 @@ impl Upload {
         match full {
             Ok(None) => Ok(()),
             Ok(Some(full)) => self.file.write_pieces_at(full.at, full.pieces).await,
-            Err(data) => self.write_at(offset, data).await,
+            Err(data) => self.write_now(offset, data).await,
         }
     }
 
@@ -349,6 +391,13 @@ impl Upload {
             ));
         }
         let result = async {
+            let failure = self.write_failure.lock().ok().and_then(|f| f.clone());
+            if let Some(failure) = failure {
+                return Err(CoreError::new(
+                    crate::ErrorKind::Failure,
+                    format!("a write failed: {failure}"),
+                ));
+            }
             self.flush_gathered().await?;
             let size = self.file.size().await?;
             self.refuse_holes(size)?;
@@ -399,7 +448,7 @@ impl Upload {
             .saturating_add(self.received.load(Ordering::SeqCst));
         if size > written {
             return Err(CoreError::new(
-                crate::ErrorKind::Failure,
+                crate::ErrorKind::LimitReached,
                 format!(
                     "upload leaves {} bytes that were never written",
                     size - written

@@ -12,6 +12,7 @@ mod config;
 mod context;
 mod handler_config;
 mod init;
+mod leftovers;
 mod policy_config;
 mod serve;
 mod sink_config;

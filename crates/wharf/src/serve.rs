@@ -49,6 +49,14 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let writer = tokio::spawn(audit.run(receiver, bus.writer_progress()));
     let handler_engine = tokio::spawn(handlers.run(stop_rx.clone()));
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
+    let sweeper = tokio::spawn(crate::leftovers::run(
+        ctx.store.clone(),
+        ctx.loaded
+            .resolve(&ctx.loaded.config.server.data_dir)
+            .join("homes"),
+        bus.clone(),
+        stop_rx.clone(),
+    ));
     let mut services = tokio::task::JoinSet::new();
     let auth = Authenticator::new(ctx.store.clone())
         .with_methods(crate::auth_config::methods(&ctx.loaded)?)
@@ -180,6 +188,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 let _ = stop_tx.send(true);
                 drop(bus);
                 let _ = ban_keeper.await;
+                let _ = sweeper.await;
                 let _ = writer.await;
                 anyhow::bail!(
                     "service {name}: cannot listen on port {}: {e}",
@@ -218,6 +227,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let _ = stop_tx.send(true);
     while services.join_next().await.is_some() {}
     let _ = ban_keeper.await;
+    let _ = sweeper.await;
     let _ = handler_engine.await;
     for service in &ctx.loaded.config.services {
         let mut event = Event::new(EventKind::ServiceStopped);

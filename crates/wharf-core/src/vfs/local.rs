@@ -22,6 +22,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use wharf_types::VirtualPath;
 
 use super::jail::Root;
+use super::leftovers::LiveTemp;
 use super::{
     Attrs, DirEntry, FileKind, Metadata, OpenWrite, ReadFile, TEMP_PREFIX, Vfs, VfsStats,
     WriteFile, WriteTarget,
@@ -204,6 +205,7 @@ impl Vfs for LocalFs {
                         keep_partial: true,
                         done: AtomicBool::new(false),
                         writeback: Writeback::default(),
+                        _live: None,
                     });
                 }
                 let temp = temp_name();
@@ -213,6 +215,7 @@ impl Vfs for LocalFs {
                     OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
                     mode_bits(target.permissions, 0o644),
                 )?;
+                let live = LiveTemp::register(&fd);
                 let mut file = File::from(fd);
                 let write = WriteState {
                     file: Arc::new(File::from(rustix::io::dup(&file)?)),
@@ -222,6 +225,7 @@ impl Vfs for LocalFs {
                     keep_partial: target.keep_partial,
                     done: AtomicBool::new(false),
                     writeback: Writeback::default(),
+                    _live: live,
                 };
                 if keep {
                     // Resume or append through a temporary file: start it with a copy of
@@ -397,6 +401,7 @@ impl Vfs for LocalFs {
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o644),
             )?;
+            let live = LiveTemp::register(&fd);
             let mut dest = File::from(fd);
             let write = WriteState {
                 file: Arc::new(File::from(rustix::io::dup(&dest)?)),
@@ -406,6 +411,7 @@ impl Vfs for LocalFs {
                 keep_partial: false,
                 done: AtomicBool::new(false),
                 writeback: Writeback::default(),
+                _live: live,
             };
             match io::copy(&mut source, &mut dest) {
                 Ok(n) => {
@@ -547,6 +553,8 @@ struct WriteState {
     keep_partial: bool,
     done: AtomicBool,
     writeback: Writeback,
+    /// Keeps the temporary file out of the leftover sweep while the upload lives.
+    _live: Option<LiveTemp>,
 }
 
 /// Bytes written before the kernel is asked to start writing them to disk.

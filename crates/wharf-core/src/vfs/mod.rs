@@ -7,6 +7,7 @@
 
 mod digest_cache;
 pub mod jail;
+pub mod leftovers;
 mod local;
 
 use std::sync::Arc;
