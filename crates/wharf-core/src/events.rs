@@ -339,6 +339,14 @@ impl EventBus {
             .store(durable, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether [`EventBus::emit_durable`] waits for the writer (event handlers act on
+    /// file events).
+    pub fn is_durable(&self) -> bool {
+        self.inner
+            .durable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Registers what decides which uploads are committed under a unique name (see
     /// [`crate::naming`]). Only the first registration counts.
     pub fn set_upload_naming(&self, naming: Arc<dyn crate::naming::UploadNaming>) {

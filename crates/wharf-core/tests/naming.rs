@@ -31,6 +31,7 @@ async fn uploads_to_a_drop_folder_never_replace_each_other() {
         rules: RuleSet::compile(&[Rule::allow_all()]).unwrap(),
         protocols: Vec::new(),
         upload_mode: UploadMode::Atomic,
+        max_file_size: None,
     };
     let (events, mut trail) = EventBus::new();
     events.set_upload_naming(Arc::new(DropFolder));
@@ -39,6 +40,7 @@ async fn uploads_to_a_drop_folder_never_replace_each_other() {
         service: "test".into(),
         protocol: Protocol::Sftp,
         remote: None,
+        max_file_size: None,
     };
     let session = Session::open(Arc::new(account), info, events)
         .await

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -34,6 +34,10 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
 #[derive(Clone, Debug)]
 pub struct Root {
     fd: Arc<OwnedFd>,
+    /// The folder's canonical host path: links the core makes are stored under it (absolute,
+    /// so that no rename inside the root can make one point elsewhere), and an absolute
+    /// link under it leads inside the root.
+    host: Arc<PathBuf>,
 }
 
 /// The text of `path` relative to its root (`.` for the root itself).
@@ -44,12 +48,53 @@ fn relative(path: &VirtualPath) -> &str {
 impl Root {
     /// Opens the host folder `folder` (which must exist) as a root.
     pub fn open(folder: &Path) -> io::Result<Root> {
+        let host = std::fs::canonicalize(folder)?;
         let fd = rustix::fs::open(
-            folder,
+            &host,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Root { fd: Arc::new(fd) })
+        Ok(Root {
+            fd: Arc::new(fd),
+            host: Arc::new(host),
+        })
+    }
+
+    /// The host path a link to `target` stores: absolute, under the root's canonical path.
+    pub fn link_text(&self, target: &VirtualPath) -> PathBuf {
+        if target.is_root() {
+            (*self.host).clone()
+        } else {
+            self.host.join(target.relative())
+        }
+    }
+
+    /// Where a link whose stored text is `text`, found in the folder `folder`, points, as a
+    /// path beneath the root; refused when it points outside (an absolute path elsewhere,
+    /// or `..` above the root).
+    pub fn link_target(&self, folder: &VirtualPath, text: &str) -> Result<VirtualPath, CoreError> {
+        let mut names: Vec<&str> = match self.inside(text) {
+            Some(rest) => {
+                let mut names = Vec::new();
+                push_names(&mut names, rest)?;
+                return Ok(VirtualPath::parse(&format!("/{}", names.join("/")))?);
+            }
+            None if text.starts_with('/') => return Err(outside()),
+            None => folder.components().collect(),
+        };
+        push_names(&mut names, text)?;
+        Ok(VirtualPath::parse(&format!("/{}", names.join("/")))?)
+    }
+
+    /// The part of an absolute link text below the root's host path, if it is below it.
+    fn inside<'t>(&self, text: &'t str) -> Option<&'t str> {
+        let host = self.host.to_str()?;
+        let rest = text.strip_prefix(host)?;
+        if rest.is_empty() || rest.starts_with('/') {
+            Some(rest)
+        } else {
+            None
+        }
     }
 
     /// The root's own descriptor.
@@ -147,7 +192,7 @@ impl Root {
                 "" | "." => continue,
                 ".." => {
                     if names.pop().is_none() {
-                        return Err(CoreError::denied("a link leads outside the home folder"));
+                        return Err(outside());
                     }
                     dirs.pop();
                     continue;
@@ -155,7 +200,7 @@ impl Root {
                 _ => {}
             }
             let Some(dir) = dirs.last() else {
-                return Err(CoreError::denied("a link leads outside the home folder"));
+                return Err(outside());
             };
             let last = pending.is_empty();
             let st = match rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
@@ -182,10 +227,17 @@ impl Root {
                     let target = target.into_string().map_err(|_| {
                         CoreError::new(ErrorKind::InvalidPath, "link target is not UTF-8")
                     })?;
-                    if target.starts_with('/') {
-                        return Err(CoreError::denied("a link leads outside the home folder"));
-                    }
-                    pending.extend(target.split('/').rev().map(str::to_owned));
+                    let relative = match self.inside(&target) {
+                        Some(rest) => {
+                            // Absolute under the root: walk again from the root.
+                            names.clear();
+                            dirs.truncate(1);
+                            rest
+                        }
+                        None if target.starts_with('/') => return Err(outside()),
+                        None => target.as_str(),
+                    };
+                    pending.extend(relative.split('/').rev().map(str::to_owned));
                 }
                 FileType::Directory if !last => {
                     let fd = rustix::fs::openat(
@@ -207,6 +259,25 @@ impl Root {
         let text = format!("/{}", names.join("/"));
         Ok(VirtualPath::parse(&text)?)
     }
+}
+
+fn outside() -> CoreError {
+    CoreError::denied("a link leads outside the home folder")
+}
+
+/// Appends the names of relative `text` to `names`, `..` removing one; refused when `..`
+/// would climb above the root.
+fn push_names<'t>(names: &mut Vec<&'t str>, text: &'t str) -> Result<(), CoreError> {
+    for name in text.split('/') {
+        match name {
+            "" | "." => {}
+            ".." => {
+                names.pop().ok_or_else(outside)?;
+            }
+            _ => names.push(name),
+        }
+    }
+    Ok(())
 }
 
 /// The SHA-256 remembered on `file` (`user.wharf.sha256`) while its stamp (size and
@@ -236,6 +307,8 @@ mod tests {
         std::os::unix::fs::symlink("../../x", home.join("ro/out")).unwrap();
         std::os::unix::fs::symlink("/etc", home.join("abs")).unwrap();
         let root = Root::open(&home).unwrap();
+        std::os::unix::fs::symlink(root.link_text(&vp("/ro")), home.join("ro/deep/home-ro"))
+            .unwrap();
         (top, root)
     }
 
@@ -273,6 +346,27 @@ mod tests {
             root.real_path(&vp("/none/a/b"), true).unwrap(),
             vp("/none/a/b")
         );
+        assert_eq!(
+            root.real_path(&vp("/alias/deep/home-ro/keep.txt"), true)
+                .unwrap(),
+            vp("/ro/keep.txt")
+        );
+    }
+
+    #[test]
+    fn link_targets_as_stored() {
+        let (_top, root) = home();
+        let text = root.link_text(&vp("/ro/keep.txt"));
+        let text = text.to_str().unwrap();
+        assert_eq!(
+            root.link_target(&vp("/a/b"), text).unwrap(),
+            vp("/ro/keep.txt")
+        );
+        assert_eq!(root.link_target(&vp("/a/b"), "../c").unwrap(), vp("/a/c"));
+        assert!(root.link_target(&vp("/a/b"), "../../../c").is_err());
+        assert!(root.link_target(&vp("/a"), "/etc/passwd").is_err());
+        let sibling = format!("{}x/ro", root.link_text(&VirtualPath::root()).display());
+        assert!(root.link_target(&vp("/a"), &sibling).is_err());
     }
 
     #[test]

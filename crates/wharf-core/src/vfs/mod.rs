@@ -284,10 +284,23 @@ pub trait Vfs: Send + Sync {
     ) -> Result<(), CoreError>;
     /// Changes attributes.
     async fn set_attrs(&self, path: &VirtualPath, attrs: &Attrs) -> Result<(), CoreError>;
-    /// Creates a symbolic link at `link` whose content is `target` (relative text).
-    async fn symlink(&self, target: &str, link: &VirtualPath) -> Result<(), CoreError>;
-    /// Reads a symbolic link's content.
-    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError>;
+    /// The path `path` really leads to inside the home: links on the way (and a last link,
+    /// when `follow_last`) replaced by what they point to. Every other operation follows no
+    /// link and fails with [`CoreError::is_link`] when it meets one; the session then asks
+    /// this, decides the rules on the answer, and acts on it.
+    async fn real_path(
+        &self,
+        path: &VirtualPath,
+        follow_last: bool,
+    ) -> Result<VirtualPath, CoreError> {
+        let _ = follow_last;
+        Ok(path.clone())
+    }
+    /// Creates a symbolic link at `link` to `target`, stored so that it leads to `target`
+    /// wherever in the home the link or its folders are moved later.
+    async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
+    /// Where a symbolic link points, as a path in the home; refused when it points outside.
+    async fn read_link(&self, path: &VirtualPath) -> Result<VirtualPath, CoreError>;
     /// Creates a hard link `link` to `existing`.
     async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
     /// Copies a file server-side, atomically; returns the bytes copied.
