@@ -10,9 +10,8 @@
 
 import hashlib
 import os
+import subprocess
 import time
-
-import pytest
 
 from test_handlers import configure, handler_events, make_key, names, sign, wait_for
 
@@ -21,6 +20,15 @@ PASSWORD = "security-handlers-password-1"
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sign_digest(private, digest, out):
+    """A detached RSASSA-PSS signature over a SHA-256 `digest` file (as `sign` makes)."""
+    subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", str(private), "-in", str(digest),
+                    "-out", str(out), "-pkeyopt", "digest:sha256",
+                    "-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "rsa_pss_saltlen:digest"],
+                   check=True)
+    return out
 
 
 def snapshot(folder):
@@ -42,11 +50,12 @@ def snapshot(folder):
 
 def link_out_of_home(server, sftp, link, outside):
     """Makes `link` (a client path at the top of the home) lead to the host folder
-    `outside`, as a client can: a link made three folders deep to `/<name>` is stored as
-    `../../../<name>`, and renamed to the top of the home it leads three folders above it.
-    Where the server refuses that rename (links are kept inside the home), the link is
-    made on the server's side instead, as another program could; the attack below is the
-    same either way."""
+    `outside`. A client could once do it alone: a link made three folders deep to
+    `/<name>` was stored as `../../../<name>`, and renamed to the top of the home led three
+    folders above it. The server now stores links so that they stay in the home; then the
+    link is made on the server's side, as another program (or an older server) could have
+    left it. The attack that follows (the client swapping it in for a folder) is the same
+    either way."""
     home = server.homes / "acme"
     assert outside.parent == home.parent.parent.parent, "the home must be three levels down"
     for folder in ("/deep", "/deep/er", "/deep/er/est"):
@@ -59,9 +68,13 @@ def link_out_of_home(server, sftp, link, outside):
     try:
         sftp.posix_rename(deep, link)
     except OSError:
-        sftp.remove(deep)
-        os.symlink(outside, home / link.lstrip("/"))
-    assert os.path.realpath(home / link.lstrip("/")) == str(outside)
+        link = deep
+    on_disk = home / link.lstrip("/")
+    if os.path.realpath(on_disk) != str(outside):
+        sftp.remove(link)
+        on_disk = home / os.path.basename(link)
+        os.symlink(outside, on_disk)
+    assert os.path.realpath(on_disk) == str(outside)
 
 
 def swap_for_link(sftp, folder, parked):
@@ -152,44 +165,47 @@ def test_a_folder_swapped_for_a_link_while_a_signature_is_awaited(server):
     assert names(quarantine) == []
 
 
-def sparse_file(path, size, head):
-    with open(path, "wb") as f:
-        f.write(head)
-        f.truncate(size)
+def copy_data(sftp, source, dest, length, at):
+    """SFTP copy-data: the server copies `length` bytes of handle `source` into `dest`."""
+    from paramiko.sftp import CMD_EXTENDED, int64
+    sftp._request(CMD_EXTENDED, "copy-data", source.handle, int64(0), int64(length),
+                  dest.handle, int64(at))
 
 
 def test_a_file_renamed_over_a_signed_upload_is_never_delivered(server):
-    """The signed file is large (sparse, so cheap to send), so checking its signature takes
-    a while; half a second after the upload is answered, an unsigned file is renamed over
-    it. Whenever the rename lands (before the check, during it, or after the move), only
-    the signed bytes may reach `valid/`, under a record that is true to them."""
+    """The signed file is large (1 GiB, assembled on the server with copy-data, so cheap to
+    send), so checking its signature takes a while; half a second after the upload is
+    answered, an unsigned file is renamed over it. Whenever the rename lands (before the
+    check, during it, or after the move), only the signed bytes may reach `valid/`, under
+    a record that is true to them."""
     private, public = make_key(server.root)
     home = server.add_account("acme", password=PASSWORD)
     configure(server, SIGNATURE_HANDLER.format(path="/upload/*", public=public, wait=60,
                                                move_to="valid"))
-    size = 2 << 30
-    signed = server.root / "big.bin"
-    sparse_file(signed, size, os.urandom(4096))
-    sign(private, signed, server.root / "big.bin.sig")
-    signed_sha = hashlib.sha256()
-    with open(signed, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            signed_sha.update(chunk)
-    signed_sha = signed_sha.hexdigest()
+    chunk = os.urandom(16 << 20)
+    copies = 64
+    size = len(chunk) * copies
+    whole = hashlib.sha256()
+    for _ in range(copies):
+        whole.update(chunk)
+    signed_sha = whole.hexdigest()
+    (server.root / "big.sha256").write_bytes(whole.digest())
+    (server.root / "chunk.bin").write_bytes(chunk)
+    sign_digest(private, server.root / "big.sha256", server.root / "big.bin.sig")
     unsigned = b"unsigned bytes, never checked\n"
     server.start()
 
+    (server.root / "evil.bin").write_bytes(unsigned)
+    server.sftp("acme", "mkdir upload\nmkdir staging\n"
+                        f"put {server.root / 'big.bin.sig'} upload/big.bin.sig\n"
+                        f"put {server.root / 'chunk.bin'} staging/chunk.bin\n"
+                        f"put {server.root / 'evil.bin'} staging/evil.bin\n")
     client = server.paramiko("acme")
     sftp = client.open_sftp()
-    sftp.mkdir("/upload")
-    sftp.mkdir("/staging")
-    sftp.put(str(server.root / "big.bin.sig"), "/upload/big.bin.sig")
-    with sftp.open("/staging/evil.bin", "wb") as f:
-        f.write(unsigned)
-    with open(signed, "rb") as local, sftp.open("/upload/big.bin", "wb") as f:
-        f.write(local.read(4096))
-        f.seek(size - 1)
-        f.write(b"\0")
+    with sftp.open("/staging/chunk.bin", "rb") as source, \
+            sftp.open("/upload/big.bin", "wb") as f:
+        for i in range(copies):
+            copy_data(sftp, source, f, len(chunk), i * len(chunk))
     # The upload is answered once its record is written; its handler starts then.
     time.sleep(0.5)
     sftp.posix_rename("/staging/evil.bin", "/upload/big.bin")
