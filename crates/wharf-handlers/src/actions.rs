@@ -1,5 +1,6 @@
 //! One attempt of one handler on one event: what the action does and which 4xxxx events
-//! say so. Blocking file work runs on the blocking pool.
+//! say so. Blocking file work runs on the blocking pool, on descriptors (see
+//! [`crate::subject`] and [`crate::files`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use wharf_core::{Event, EventKind};
 use wharf_store::AuditRecord;
 
 use crate::ActionError;
-use crate::files::{self, Subject};
-use crate::spec::{Action, Handler, SignatureAction, Unmatched};
+use crate::files::{self, Base, Dest, ToQuarantine};
+use crate::spec::{Action, Handler, Unmatched};
+use crate::subject::{self, FileId, Held, Subject};
+use crate::template::Template;
 
 /// What an attempt came to.
 pub(crate) enum Step {
@@ -31,6 +34,24 @@ pub(crate) struct Job<'a> {
 
 fn protocol_of(record: &AuditRecord) -> Option<wharf_types::Protocol> {
     record.protocol.as_deref().and_then(|p| p.parse().ok())
+}
+
+/// Where an action left a file: its path on the server, the root it is reached beneath,
+/// and which file it is.
+pub(crate) struct Left {
+    pub file: PathBuf,
+    pub root: PathBuf,
+    pub id: Option<FileId>,
+}
+
+impl Left {
+    pub(crate) fn at(dest: &Dest, id: Option<FileId>) -> Left {
+        Left {
+            file: dest.file.clone(),
+            root: dest.root.clone(),
+            id,
+        }
+    }
 }
 
 impl Job<'_> {
@@ -59,15 +80,23 @@ impl Job<'_> {
                 event = event.attr(key, value.as_str());
             }
         }
-        if let Some(subject) = files::subject(record) {
+        if let Some(subject) = subject::subject(record) {
             event.path = Some(subject.path);
         }
         event
     }
 
-    /// An event saying the file is now at `file` (so handlers that follow find it).
-    fn event_at(&self, kind: EventKind, file: &Path) -> Event {
-        self.event(kind).attr("file", file.to_string_lossy())
+    /// An event saying the file is now at `left` (so handlers that follow find it, beneath
+    /// the same root, and can tell it is the same file).
+    pub(crate) fn event_at(&self, kind: EventKind, left: &Left) -> Event {
+        let event = self
+            .event(kind)
+            .attr("file", left.file.to_string_lossy())
+            .attr("root", left.root.to_string_lossy());
+        match left.id {
+            Some(id) => event.attr("inode", id.to_string()),
+            None => event,
+        }
     }
 
     /// The template variables for this event.
@@ -115,19 +144,35 @@ impl Job<'_> {
         vars
     }
 
-    fn subject(&self) -> Result<Subject, ActionError> {
-        let subject = files::subject(self.record)
-            .ok_or_else(|| ActionError::permanent("the event names no file to act on"))?;
-        subject.confined()?;
-        Ok(subject)
+    pub(crate) fn subject(&self) -> Result<Subject, ActionError> {
+        subject::subject(self.record)
+            .ok_or_else(|| ActionError::permanent("the event names no file to act on"))
     }
 
-    fn quarantine_target(&self, folder: &Path, subject: &Subject) -> PathBuf {
-        folder.join(format!("{}-{}", self.uuid, subject.name))
+    /// The folders a destination from `template` may lie beneath, most confined first: the
+    /// account's home and the subject's own root (reached through no link, as the account
+    /// may have made links there), then the template's fixed folder (created if missing).
+    pub(crate) fn bases(&self, subject: &Subject, template: &Template) -> Vec<Base> {
+        let mut bases: Vec<Base> = subject
+            .home
+            .iter()
+            .chain(std::iter::once(&subject.root))
+            .map(|folder| Base {
+                folder: folder.clone(),
+                create: false,
+            })
+            .collect();
+        if let Some(folder) = template.fixed_folder() {
+            bases.push(Base {
+                folder,
+                create: true,
+            });
+        }
+        bases
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ActionError> + Send + 'static,
 ) -> Result<T, ActionError> {
     tokio::task::spawn_blocking(work)
@@ -135,45 +180,104 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ActionError::retry(format!("file work stopped: {e}")))?
 }
 
+/// What quarantining needs, owned, for the blocking pool.
+#[derive(Clone)]
+pub(crate) struct Quarantine {
+    pub folder: PathBuf,
+    pub uuid: String,
+    pub reason: String,
+    pub handler: String,
+    pub record: AuditRecord,
+}
+
+impl Quarantine {
+    pub(crate) fn new(job: &Job<'_>, folder: &Path, reason: &str) -> Quarantine {
+        Quarantine {
+            folder: folder.to_owned(),
+            uuid: job.uuid.clone(),
+            reason: reason.to_owned(),
+            handler: job.handler.name.clone(),
+            record: job.record.clone(),
+        }
+    }
+
+    fn target(&self, subject: &Subject) -> PathBuf {
+        self.folder.join(format!("{}-{}", self.uuid, subject.name))
+    }
+
+    /// Moves the opened, checked file (and its companions) to quarantine.
+    pub(crate) fn held(
+        &self,
+        subject: &Subject,
+        held: &Held,
+        companions: &[Held],
+    ) -> Result<Left, ActionError> {
+        let (file, id) = files::quarantine(
+            ToQuarantine {
+                subject,
+                held,
+                companions,
+            },
+            &self.folder,
+            &self.uuid,
+            &self.reason,
+            &self.handler,
+            &self.record,
+        )?;
+        Ok(Left {
+            file,
+            root: self.folder.clone(),
+            id,
+        })
+    }
+
+    /// Where an earlier attempt quarantined the file, if it did.
+    pub(crate) fn done_before(&self, subject: &Subject) -> Result<Option<Left>, ActionError> {
+        let dest = files::quarantine_place(&self.folder, &self.target(subject))?;
+        Ok(dest.holds(&self.record).then(|| Left::at(&dest, None)))
+    }
+
+    /// Opens, checks and quarantines the subject.
+    pub(crate) fn subject(&self, subject: &Subject) -> Result<Left, ActionError> {
+        match subject.open()? {
+            Some(held) => {
+                held.check(&self.record, &subject.path, true)?;
+                self.held(subject, &held, &[])
+            }
+            None => self.done_before(subject)?.ok_or_else(|| subject.gone()),
+        }
+    }
+
+    /// The `file.quarantined` event.
+    pub(crate) fn event(&self, job: &Job<'_>, left: &Left) -> Event {
+        job.event_at(EventKind::FileQuarantined, left)
+            .attr("quarantine", left.file.to_string_lossy())
+            .message(self.reason.as_str())
+    }
+}
+
 /// Quarantines the subject and answers the `file.quarantined` event.
 async fn quarantine(
     job: &Job<'_>,
     subject: &Subject,
-    companions: Vec<PathBuf>,
     folder: &Path,
     reason: &str,
 ) -> Result<Event, ActionError> {
-    let (subject2, folder2, uuid, reason2, handler, record) = (
-        subject.clone(),
-        folder.to_owned(),
-        job.uuid.clone(),
-        reason.to_owned(),
-        job.handler.name.clone(),
-        job.record.clone(),
-    );
-    let target = blocking(move || {
-        files::quarantine(
-            &subject2,
-            &companions,
-            &folder2,
-            &uuid,
-            &reason2,
-            &handler,
-            &record,
-        )
+    let q = Quarantine::new(job, folder, reason);
+    let subject = subject.clone();
+    let (q, left) = blocking(move || {
+        let left = q.subject(&subject)?;
+        Ok((q, left))
     })
     .await?;
-    Ok(job
-        .event_at(EventKind::FileQuarantined, &target)
-        .attr("quarantine", target.to_string_lossy())
-        .message(reason))
+    Ok(q.event(job, &left))
 }
 
 /// Runs one attempt.
 pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
     let handler = job.handler;
     match &handler.action {
-        Action::VerifySignature(check) => verify_signature(job, check).await,
+        Action::VerifySignature(check) => crate::verify::verify_signature(job, check).await,
         Action::Dispatch(dispatch) => {
             let subject = job.subject()?;
             let vars = job.vars(Some(&subject));
@@ -185,13 +289,19 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
             let Some((index, rule)) = chosen else {
                 return Ok(Step::Done(vec![match dispatch.unmatched {
                     Unmatched::Leave => job
-                        .event_at(EventKind::DispatchUnmatched, &subject.file)
+                        .event_at(
+                            EventKind::DispatchUnmatched,
+                            &Left {
+                                file: subject.file.clone(),
+                                root: subject.root.clone(),
+                                id: None,
+                            },
+                        )
                         .message("no dispatch rule matched; left in place"),
                     Unmatched::Quarantine => {
                         quarantine(
                             job,
                             &subject,
-                            Vec::new(),
                             &dispatch.quarantine,
                             "no dispatch rule matched",
                         )
@@ -203,51 +313,42 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
                 .to
                 .expand_path(&vars)
                 .map_err(|e| ActionError::permanent(format!("rule {}: {e}", index + 1)))?;
-            let (from, dest, copy, overwrite, sha) = (
-                subject.file.clone(),
-                to.clone(),
-                rule.copy,
-                dispatch.overwrite,
-                job.record.sha256.clone(),
-            );
-            blocking(move || {
+            let bases = job.bases(&subject, &rule.to);
+            let (copy, overwrite, record) = (rule.copy, dispatch.overwrite, job.record.clone());
+            let left = blocking(move || {
+                let dest = files::destination(&to, &bases)?;
+                let Some(held) = subject.open()? else {
+                    return if dest.holds(&record) {
+                        Ok(Left::at(&dest, None))
+                    } else {
+                        Err(subject.gone())
+                    };
+                };
+                held.check(&record, &subject.path, true)?;
                 if copy {
-                    files::copy_file(&from, &dest, overwrite)
+                    files::copy_file(&held, &dest, overwrite, &subject.path)?;
                 } else {
-                    files::move_file(&from, &dest, overwrite, sha.as_deref())
+                    files::move_file(&held, &dest, overwrite, &subject.path)?;
                 }
+                Ok(Left::at(&dest, dest.id()))
             })
             .await?;
             Ok(Step::Done(vec![
-                job.event_at(EventKind::FileDispatched, &to)
+                job.event_at(EventKind::FileDispatched, &left)
                     .attr("rule", (index + 1).to_string())
-                    .attr("destination", to.to_string_lossy())
+                    .attr("destination", left.file.to_string_lossy())
                     .attr("copy", rule.copy.to_string()),
             ]))
         }
         Action::Quarantine(q) => {
             let subject = job.subject()?;
             Ok(Step::Done(vec![
-                quarantine(job, &subject, Vec::new(), &q.folder, &q.reason).await?,
+                quarantine(job, &subject, &q.folder, &q.reason).await?,
             ]))
         }
-        Action::UuidPrefix => {
-            let subject = job.subject()?;
-            let new_name = format!("{}-{}", job.uuid, subject.name);
-            let to = subject.file.with_file_name(&new_name);
-            let (from, dest, sha) = (subject.file.clone(), to.clone(), job.record.sha256.clone());
-            blocking(move || files::move_file(&from, &dest, false, sha.as_deref())).await?;
-            let parent = subject
-                .path
-                .rsplit_once('/')
-                .map_or("", |(parent, _)| parent);
-            Ok(Step::Done(vec![
-                job.event_at(EventKind::FilePrefixed, &to)
-                    .path2(format!("{parent}/{new_name}")),
-            ]))
-        }
+        Action::UuidPrefix => uuid_prefix(job).await,
         Action::Exec(exec) => {
-            let subject = files::subject(job.record);
+            let subject = subject::subject(job.record);
             let vars = job.vars(subject.as_ref());
             let out = crate::exec::run(exec, job.record, &vars, handler.timeout).await?;
             Ok(Step::Done(vec![
@@ -269,151 +370,61 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
     }
 }
 
-/// `signature.invalid` naming where the quarantine put the file.
-fn with_quarantine(invalid: Event, moved: &Event) -> Event {
-    match moved.attrs.get("quarantine") {
-        Some(at) => invalid.attr("quarantine", at.as_str()),
-        None => invalid,
-    }
-}
-
-fn companion(file: &Path, suffix: &str) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-async fn verify_signature(job: &Job<'_>, check: &SignatureAction) -> Result<Step, ActionError> {
+/// `uuid-prefix`: an upload the core already named uniquely as it committed is only
+/// recorded; any other file is renamed in its folder to `<uuid>-<name>`.
+async fn uuid_prefix(job: &Job<'_>) -> Result<Step, ActionError> {
     let subject = job.subject()?;
-    let vars = job.vars(Some(&subject));
-    let signature_path = companion(&subject.file, &check.suffix);
-    let move_to = match &check.move_to {
-        Some(t) => Some(
-            t.expand_path(&vars)
-                .map_err(|e| ActionError::permanent(format!("move_to: {e}")))?,
-        ),
-        None => None,
-    };
-    if std::fs::symlink_metadata(&subject.file).is_ok_and(|m| !m.file_type().is_file()) {
-        return Err(ActionError::permanent(format!(
-            "{} is not a regular file (a link or a folder); left alone",
-            subject.path
-        )));
+    if let Some(given) = job.record.attrs.get("uploaded_as") {
+        let left = Left {
+            file: subject.file.clone(),
+            root: subject.root.clone(),
+            id: None,
+        };
+        let mut event = job
+            .event_at(EventKind::FilePrefixed, &left)
+            .path2(subject.path.clone())
+            .message("named uniquely when the upload committed; nothing to rename");
+        event.path = Some(given.clone());
+        if let Some(inode) = job.record.attrs.get("inode") {
+            event = event.attr("inode", inode.as_str());
+        }
+        return Ok(Step::Done(vec![event]));
     }
-    if !subject.file.exists() {
-        // An earlier attempt may have finished before the job was marked: say again what
-        // it did.
-        if let Some(dest) = &move_to
-            && dest.exists()
-        {
-            return Ok(Step::Done(vec![
-                job.event_at(EventKind::SignatureValid, dest)
-                    .attr("destination", dest.to_string_lossy()),
-            ]));
-        }
-        let quarantined = job.quarantine_target(&check.quarantine, &subject);
-        if quarantined.exists() {
-            return Ok(Step::Done(vec![
-                job.event_at(EventKind::FileQuarantined, &quarantined)
-                    .attr("quarantine", quarantined.to_string_lossy()),
-            ]));
-        }
-        return Err(ActionError::permanent(format!(
-            "{} is gone (moved or deleted since the event)",
-            subject.file.display()
-        )));
-    }
-    let signature = match std::fs::symlink_metadata(&signature_path) {
-        Ok(meta)
-            if meta.file_type().is_file() && meta.len() <= crate::signature::MAX_SIGNATURE_FILE =>
-        {
-            Some(std::fs::read(&signature_path).map_err(|e| {
-                ActionError::retry(format!("cannot read {}: {e}", signature_path.display()))
-            })?)
-        }
-        Ok(_) => None,
-        Err(_) => {
-            let time = OffsetDateTime::parse(&job.record.time, &Rfc3339)
-                .unwrap_or_else(|_| OffsetDateTime::now_utc());
-            let deadline = time + check.wait;
-            let now = OffsetDateTime::now_utc();
-            if now < deadline {
-                let next = (now + std::time::Duration::from_secs(1)).min(deadline);
-                return Ok(Step::WaitUntil(
-                    i64::try_from(next.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
-                ));
+    let new_name = format!("{}-{}", job.uuid, subject.name);
+    let file = subject.file.with_file_name(&new_name);
+    let record = job.record.clone();
+    let (subject2, name2, file2) = (subject.clone(), new_name.clone(), file.clone());
+    let left = blocking(move || {
+        let subject = subject2;
+        let Some(held) = subject.open()? else {
+            // An earlier attempt may have renamed it already.
+            if let Some(dir) =
+                subject::open_folder(&subject.root, &subject.rel.parent(), &subject.path)?
+            {
+                let dest = Dest {
+                    dir,
+                    name: name2,
+                    file: file2,
+                    root: subject.root.clone(),
+                };
+                if dest.holds(&record) {
+                    return Ok(Left::at(&dest, None));
+                }
             }
-            let reason = format!(
-                "no signature {} within {} s",
-                signature_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                check.wait.as_secs()
-            );
-            let invalid = job
-                .event(EventKind::SignatureInvalid)
-                .failed(reason.clone());
-            let moved = quarantine(job, &subject, Vec::new(), &check.quarantine, &reason).await?;
-            return Ok(Step::Done(vec![with_quarantine(invalid, &moved), moved]));
-        }
-    };
-    let verdict = match signature {
-        Some(sig) => {
-            let file = subject.file.clone();
-            let verifier = check.verifier.clone();
-            blocking(move || {
-                verifier
-                    .verify_file(&file, &sig)
-                    .map_err(|e| ActionError::retry(format!("cannot read {}: {e}", file.display())))
-            })
-            .await?
-            .ok_or_else(|| "the signature does not verify with any configured key".to_owned())
-        }
-        None => Err(format!(
-            "{} is not a regular file of at most {} bytes",
-            signature_path.display(),
-            crate::signature::MAX_SIGNATURE_FILE
-        )),
-    };
-    match verdict {
-        Ok(key) => {
-            let mut valid = job.event(EventKind::SignatureValid).attr("key", key);
-            let mut at = subject.file.clone();
-            if let Some(dest) = move_to {
-                let (from, to, sig_from, sig_to, sha) = (
-                    subject.file.clone(),
-                    dest.clone(),
-                    signature_path.clone(),
-                    companion(&dest, &check.suffix),
-                    job.record.sha256.clone(),
-                );
-                blocking(move || {
-                    files::move_file(&from, &to, false, sha.as_deref())?;
-                    if sig_from.exists() {
-                        files::move_file(&sig_from, &sig_to, true, None)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-                valid = valid.attr("destination", dest.to_string_lossy());
-                at = dest;
-            }
-            Ok(Step::Done(vec![valid.attr("file", at.to_string_lossy())]))
-        }
-        Err(reason) => {
-            let invalid = job
-                .event(EventKind::SignatureInvalid)
-                .failed(reason.clone());
-            let moved = quarantine(
-                job,
-                &subject,
-                vec![signature_path],
-                &check.quarantine,
-                &reason,
-            )
-            .await?;
-            Ok(Step::Done(vec![with_quarantine(invalid, &moved), moved]))
-        }
-    }
+            return Err(subject.gone());
+        };
+        held.check(&record, &subject.path, true)?;
+        let dest = Dest::in_folder_of(&held, name2, file2, subject.root.clone())?;
+        files::move_file(&held, &dest, false, &subject.path)?;
+        Ok(Left::at(&dest, dest.id()))
+    })
+    .await?;
+    let parent = subject
+        .path
+        .rsplit_once('/')
+        .map_or("", |(parent, _)| parent);
+    Ok(Step::Done(vec![
+        job.event_at(EventKind::FilePrefixed, &left)
+            .path2(format!("{parent}/{new_name}")),
+    ]))
 }

@@ -11,8 +11,8 @@ use wharf_core::{Event, EventKind};
 use wharf_store::{AuditRecord, EventFilter, HandlerJob, JobState, Store};
 
 use crate::actions::{self, Job, Step};
-use crate::files;
-use crate::spec::{Action, Handler};
+use crate::spec::{Action, Facts, Handler};
+use crate::subject;
 
 /// Events made by handlers may trigger other handlers, up to this many links deep; a
 /// handler never acts on an event it made itself.
@@ -83,7 +83,7 @@ impl Handler {
         {
             return false;
         }
-        let subject = files::subject(record);
+        let subject = subject::subject(record);
         if self.action.needs_file() && subject.is_none() {
             return false;
         }
@@ -97,7 +97,10 @@ impl Handler {
             .as_ref()
             .map(|s| s.path.as_str())
             .or(record.path.as_deref());
-        self.filter.matches(record, path)
+        // An upload the core named uniquely is matched by the name the client gave, too.
+        let given = record.attrs.get("uploaded_as").map(String::as_str);
+        self.filter
+            .matches_facts(&Facts::of_record(record), &[path, given])
     }
 }
 
@@ -118,6 +121,13 @@ impl<R: Recorder> Engine<R> {
             recorder: Arc::new(recorder),
             wake,
         }
+    }
+
+    /// What tells the core which uploads to commit under a unique name (see
+    /// [`crate::naming`]); `None` when no handler asks for it.
+    pub fn upload_naming(&self) -> Option<Arc<dyn wharf_core::UploadNaming>> {
+        crate::naming::UniqueUploadNames::new(self.handlers.clone())
+            .map(|n| Arc::new(n) as Arc<dyn wharf_core::UploadNaming>)
     }
 
     /// Runs until `stop` turns true. Jobs cut off by the stop are queued again at the next
@@ -323,8 +333,13 @@ async fn run_job<R: Recorder>(
                 .await
         }
         Err(e) if e.permanent || attempts >= handler.attempts => {
+            let kind = if e.refused {
+                EventKind::HandlerRefused
+            } else {
+                EventKind::HandlerFailed
+            };
             let event = context
-                .event(EventKind::HandlerFailed)
+                .event(kind)
                 .failed(e.message.clone())
                 .attr("attempt", attempts.to_string());
             if let Err(why) = recorder.record(vec![event]).await {

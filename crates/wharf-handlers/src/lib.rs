@@ -8,8 +8,15 @@
 //! before the job is marked, so delivery is at least once, and every action recognises its
 //! own finished work (see [`files`]), so its effect happens once.
 //!
-//! This crate must never serve a client, and never act on a file through anything but the
-//! server path an event names: it does not resolve accounts or read permission rules.
+//! Every file action reaches its file through descriptors: the folder an event names is
+//! opened beneath a root (the account's home, the quarantine, a destination's fixed folder)
+//! with the core's [`wharf_core::vfs::jail`], following no link, and the file is checked to be
+//! the one its event names (same inode, same SHA-256) before anything is done to it
+//! (see [`subject`]).
+//!
+//! This crate must never serve a client, never follow a link, and never act on a file
+//! through a path name resolved by `std::fs`: it does not resolve accounts or read
+//! permission rules.
 
 #![forbid(unsafe_code)]
 
@@ -17,13 +24,17 @@ mod actions;
 mod engine;
 mod exec;
 pub mod files;
+pub mod naming;
 pub mod signature;
 pub mod sinks;
 pub mod spec;
+pub mod subject;
 pub mod template;
+mod verify;
 mod webhook;
 
 pub use engine::{Engine, Recorder};
+pub use naming::UniqueUploadNames;
 pub use signature::{PssDigest, SaltLength, Verifier};
 pub use spec::{
     Action, DispatchAction, DispatchRule, ExecAction, Filter, Handler, QuarantineAction,
@@ -38,6 +49,9 @@ pub struct ActionError {
     pub message: String,
     /// Retrying cannot mend it (the file is gone, a destination is taken).
     pub permanent: bool,
+    /// The action left the file alone because acting would not be safe: a link on the
+    /// way, or a file that is not the one its event names. Recorded as `handler.refused`.
+    pub refused: bool,
 }
 
 impl ActionError {
@@ -46,6 +60,7 @@ impl ActionError {
         ActionError {
             message: message.into(),
             permanent: false,
+            refused: false,
         }
     }
 
@@ -54,6 +69,16 @@ impl ActionError {
         ActionError {
             message: message.into(),
             permanent: true,
+            refused: false,
+        }
+    }
+
+    /// A file left alone on purpose (see [`ActionError::refused`]); never retried.
+    pub fn refused(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            permanent: true,
+            refused: true,
         }
     }
 }

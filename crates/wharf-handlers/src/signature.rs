@@ -8,8 +8,8 @@
 //! the configuration names the one the signers use (`digest`, the default, is what
 //! `rsa_pss_saltlen:digest` produces).
 
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPssSaltLength};
@@ -162,24 +162,33 @@ impl Verifier {
         })
     }
 
-    /// Verifies `file` against the signature text `signature`: the name of the key that
-    /// verifies it, or `None`. Blocking: reads the whole file.
-    pub fn verify_file(&self, file: &Path, signature: &[u8]) -> std::io::Result<Option<String>> {
+    /// The digest the signers hash with.
+    pub fn algorithm(&self) -> &'static digest::Algorithm {
+        self.digest
+    }
+
+    /// Verifies the open `file` (read through its descriptor, from the start) against the
+    /// signature text `signature`: the name of the key that verifies it, or `None`.
+    /// Blocking: reads the whole file.
+    pub fn verify_file(&self, file: &File, signature: &[u8]) -> std::io::Result<Option<String>> {
         let mut context = digest::Context::new(self.digest);
-        let mut reader = std::fs::File::open(file)?;
         let mut buffer = vec![0u8; 1 << 20];
+        let mut offset = 0u64;
         loop {
-            let n = reader.read(&mut buffer)?;
+            let n = file.read_at(&mut buffer, offset)?;
             if n == 0 {
                 break;
             }
             context.update(&buffer[..n]);
+            offset += n as u64;
         }
         let digest = context.finish();
         Ok(self.verify_digest(&digest, signature))
     }
 
-    fn verify_digest(&self, digest: &digest::Digest, signature: &[u8]) -> Option<String> {
+    /// The name of the key that verifies `signature` over `digest` (made with
+    /// [`Verifier::algorithm`]), or `None`.
+    pub fn verify_digest(&self, digest: &digest::Digest, signature: &[u8]) -> Option<String> {
         let mut candidates = vec![signature.to_vec()];
         let text: Vec<u8> = signature
             .iter()
@@ -240,20 +249,21 @@ mod tests {
             &mut sig,
         )
         .unwrap();
+        let open = |p: &std::path::Path| File::open(p).unwrap();
         assert_eq!(
-            verifier.verify_file(&file, &sig).unwrap().as_deref(),
+            verifier.verify_file(&open(&file), &sig).unwrap().as_deref(),
             Some("acme.pem")
         );
         let text = base64::engine::general_purpose::STANDARD.encode(&sig);
         let wrapped = format!("{}\n{}\n", &text[..64], &text[64..]);
         assert!(
             verifier
-                .verify_file(&file, wrapped.as_bytes())
+                .verify_file(&open(&file), wrapped.as_bytes())
                 .unwrap()
                 .is_some()
         );
         std::fs::write(&file, b"a,b\n1,3\n").unwrap();
-        assert!(verifier.verify_file(&file, &sig).unwrap().is_none());
+        assert!(verifier.verify_file(&open(&file), &sig).unwrap().is_none());
         // Another salt length is another verifier: the signature does not pass it.
         let max = Verifier::new(
             &[("acme.pem".into(), pem(spki.as_ref()))],
@@ -262,7 +272,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(&file, b"a,b\n1,2\n").unwrap();
-        assert!(max.verify_file(&file, &sig).unwrap().is_none());
+        assert!(max.verify_file(&open(&file), &sig).unwrap().is_none());
     }
 
     #[test]

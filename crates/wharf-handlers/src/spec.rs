@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wharf_core::PathPattern;
+use wharf_core::{Event, PathPattern};
 use wharf_store::AuditRecord;
 
 use crate::signature::Verifier;
@@ -51,39 +51,85 @@ pub struct Filter {
 
 /// The groups an event names (`attrs.groups`).
 pub(crate) fn groups_of(record: &AuditRecord) -> Vec<&str> {
-    record
-        .attrs
-        .get("groups")
+    split_groups(record.attrs.get("groups"))
+}
+
+fn split_groups(groups: Option<&String>) -> Vec<&str> {
+    groups
         .map(|g| g.split(',').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default()
+}
+
+/// What a [`Filter`] looks at: from a recorded event, or from one about to be recorded
+/// (an upload deciding its name as it commits).
+pub struct Facts<'a> {
+    account: Option<&'a str>,
+    protocol: Option<&'a str>,
+    service: Option<&'a str>,
+    groups: Vec<&'a str>,
+    size: Option<u64>,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a record in the trail.
+    pub fn of_record(record: &'a AuditRecord) -> Facts<'a> {
+        Facts {
+            account: record.account.as_deref(),
+            protocol: record.protocol.as_deref(),
+            service: record.service.as_deref(),
+            groups: groups_of(record),
+            size: record
+                .bytes
+                .or_else(|| record.attrs.get("size").and_then(|s| s.parse::<u64>().ok())),
+        }
+    }
+
+    /// The facts of an event not recorded yet.
+    pub fn of_event(event: &'a Event) -> Facts<'a> {
+        Facts {
+            account: event.account.as_deref(),
+            protocol: event.protocol.map(|p| p.as_str()),
+            service: event.service.as_deref(),
+            groups: split_groups(event.attrs.get("groups")),
+            size: event
+                .bytes
+                .or_else(|| event.attrs.get("size").and_then(|s| s.parse::<u64>().ok())),
+        }
+    }
 }
 
 impl Filter {
     /// Whether `record` passes, `path` being the client-visible path of its file.
     pub fn matches(&self, record: &AuditRecord, path: Option<&str>) -> bool {
+        self.matches_facts(&Facts::of_record(record), &[path])
+    }
+
+    /// Whether `facts` pass, with any of `paths` (the file's path, and the path the client
+    /// gave when the core chose another name) matching the path pattern.
+    pub fn matches_facts(&self, facts: &Facts<'_>, paths: &[Option<&str>]) -> bool {
         let one_of = |list: &[String], value: Option<&str>| {
             list.is_empty() || value.is_some_and(|v| list.iter().any(|l| l == v))
         };
-        if !one_of(&self.accounts, record.account.as_deref())
-            || !one_of(&self.protocols, record.protocol.as_deref())
-            || !one_of(&self.services, record.service.as_deref())
+        if !one_of(&self.accounts, facts.account)
+            || !one_of(&self.protocols, facts.protocol)
+            || !one_of(&self.services, facts.service)
         {
             return false;
         }
-        if !self.groups.is_empty() {
-            let groups = groups_of(record);
-            if !self.groups.iter().any(|g| groups.contains(&g.as_str())) {
-                return false;
-            }
+        if !self.groups.is_empty()
+            && !self
+                .groups
+                .iter()
+                .any(|g| facts.groups.contains(&g.as_str()))
+        {
+            return false;
         }
         if let Some(pattern) = &self.path
-            && !path.is_some_and(|p| pattern.is_match(p))
+            && !paths.iter().flatten().any(|p| pattern.is_match(p))
         {
             return false;
         }
-        let size = record
-            .bytes
-            .or_else(|| record.attrs.get("size").and_then(|s| s.parse::<u64>().ok()));
+        let size = facts.size;
         if self
             .min_size
             .is_some_and(|min| size.is_none_or(|s| s < min))

@@ -92,6 +92,24 @@ impl Template {
         &self.text
     }
 
+    /// The folder written before the first variable (`/srv/reports` in
+    /// `/srv/reports/${USER}/${NAME}`; the text's own folder when it has no variable), or
+    /// `None` when the text starts with a variable. The administrator wrote it, so it is
+    /// reached as written; what variables add beneath it is reached through no link.
+    pub fn fixed_folder(&self) -> Option<PathBuf> {
+        let fixed = self
+            .text
+            .find("${")
+            .map_or(self.text.as_str(), |i| &self.text[..i]);
+        let cut = fixed.rfind('/')?;
+        let folder = Path::new(if cut == 0 { "/" } else { &fixed[..cut] });
+        let plain = folder.is_absolute()
+            && folder
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        plain.then(|| folder.to_owned())
+    }
+
     /// Expands with `vars`; a variable without a value expands to nothing.
     pub fn expand(&self, vars: &BTreeMap<&'static str, String>) -> String {
         let mut out = String::new();
@@ -162,6 +180,20 @@ mod tests {
             t.expand_path(&vars()).unwrap(),
             PathBuf::from("/srv/wharf/acme/incoming/acme-report.csv")
         );
+    }
+
+    #[test]
+    fn the_fixed_folder_is_the_text_before_the_first_variable() {
+        let folder = |t: &str| Template::new(t).unwrap().fixed_folder();
+        assert_eq!(
+            folder("/srv/reports/${USER}/${NAME}"),
+            Some(PathBuf::from("/srv/reports"))
+        );
+        assert_eq!(folder("/srv/re${USER}/x"), Some(PathBuf::from("/srv")));
+        assert_eq!(folder("/${USER}/x"), Some(PathBuf::from("/")));
+        assert_eq!(folder("/srv/out/a.csv"), Some(PathBuf::from("/srv/out")));
+        assert_eq!(folder("${HOME}/incoming/${NAME}"), None);
+        assert_eq!(folder("/srv/../etc/${NAME}"), None);
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         written,
     );
     bus.set_durable(!ctx.loaded.config.handlers.is_empty());
+    // Uploads a uuid-prefix handler would rename are named uniquely as they commit, so a
+    // second upload of the same name can never replace one before its handler runs.
+    if let Some(naming) = handlers.upload_naming() {
+        bus.set_upload_naming(naming);
+    }
     let writer = tokio::spawn(audit.run(receiver, bus.writer_progress()));
     let handler_engine = tokio::spawn(handlers.run(stop_rx.clone()));
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));

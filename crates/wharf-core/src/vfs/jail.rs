@@ -280,6 +280,13 @@ fn push_names<'t>(names: &mut Vec<&'t str>, text: &'t str) -> Result<(), CoreErr
     Ok(())
 }
 
+/// The SHA-256 remembered on `file` (`user.wharf.sha256`) while its stamp (size and
+/// modification time) still matches, so that whoever acts on a file later (event handlers)
+/// can check its content without reading it again. `None` means: hash it.
+pub fn remembered_sha256(file: &File) -> Option<String> {
+    super::digest_cache::recall(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
