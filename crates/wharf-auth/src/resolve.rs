@@ -114,6 +114,7 @@ pub fn resolve_account_with(
         rules,
         protocols,
         upload_mode,
+        max_file_size: None,
     })
 }
 

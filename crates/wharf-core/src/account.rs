@@ -40,7 +40,16 @@ pub struct Account {
     pub protocols: Vec<Protocol>,
     /// The upload policy in force.
     pub upload_mode: UploadMode,
+    /// The largest file the account may make, in bytes (the smallest its account record
+    /// and groups set); `None` leaves it to the service, or to [`DEFAULT_MAX_FILE_SIZE`].
+    pub max_file_size: Option<u64>,
 }
+
+/// The largest file any upload, copy or size change may make when neither the service,
+/// the account nor its groups say otherwise: 64 GiB. A client chooses offsets and sizes
+/// for free, and every byte of a file up to its size is hashed when it is stored, holes
+/// included, so the bound is what one request can cost the server.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 30;
 
 impl Account {
     /// True when the account may use `protocol`.

@@ -40,6 +40,8 @@ pub struct CoreError {
     pub kind: ErrorKind,
     /// A message safe to show to the client.
     pub message: String,
+    /// A symbolic link stood where the jail follows none (see [`crate::vfs::jail`]).
+    link: bool,
 }
 
 impl CoreError {
@@ -48,7 +50,14 @@ impl CoreError {
         CoreError {
             kind,
             message: message.into(),
+            link: false,
         }
+    }
+
+    /// True when the operation met a symbolic link, which the jail never follows: the
+    /// session then finds the path the link leads to and decides the rules there.
+    pub fn is_link(&self) -> bool {
+        self.link
     }
 
     /// A permission refusal.
@@ -69,8 +78,8 @@ impl CoreError {
             K::Unsupported => ErrorKind::Unsupported,
             K::StorageFull | K::QuotaExceeded => ErrorKind::LimitReached,
             _ => match err.raw_os_error() {
-                // EXDEV from RESOLVE_BENEATH and ELOOP from a refused symlink: the path
-                // tried to leave the home folder.
+                // EXDEV from RESOLVE_BENEATH (the path tried to leave the root) and ELOOP
+                // from a symlink the jail does not follow.
                 Some(18) | Some(40) => ErrorKind::PermissionDenied,
                 _ => ErrorKind::Failure,
             },
@@ -86,7 +95,11 @@ impl CoreError {
             ErrorKind::LimitReached => "no space left".to_owned(),
             _ => format!("operation failed: {}", io_reason(err)),
         };
-        CoreError { kind, message }
+        CoreError {
+            kind,
+            message,
+            link: err.raw_os_error() == Some(40),
+        }
     }
 }
 

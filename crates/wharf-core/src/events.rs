@@ -265,6 +265,8 @@ struct BusInner {
     written: Arc<tokio::sync::watch::Sender<u64>>,
     /// Whether [`EventBus::emit_durable`] waits for the writer.
     durable: std::sync::atomic::AtomicBool,
+    /// Which uploads commit under a unique name (set once, when the server starts).
+    naming: std::sync::OnceLock<Arc<dyn crate::naming::UploadNaming>>,
 }
 
 /// The writer's side of the bus's progress: how many records it has dealt with.
@@ -315,6 +317,7 @@ impl EventBus {
                     sent: std::sync::Mutex::new(0),
                     written: Arc::new(tokio::sync::watch::Sender::new(0)),
                     durable: std::sync::atomic::AtomicBool::new(false),
+                    naming: std::sync::OnceLock::new(),
                 }),
             },
             receiver,
@@ -333,6 +336,25 @@ impl EventBus {
         self.inner
             .durable
             .store(durable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`EventBus::emit_durable`] waits for the writer (event handlers act on
+    /// file events).
+    pub fn is_durable(&self) -> bool {
+        self.inner
+            .durable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Registers what decides which uploads are committed under a unique name (see
+    /// [`crate::naming`]). Only the first registration counts.
+    pub fn set_upload_naming(&self, naming: Arc<dyn crate::naming::UploadNaming>) {
+        let _ = self.inner.naming.set(naming);
+    }
+
+    /// What decides which uploads are committed under a unique name, if anything does.
+    pub fn upload_naming(&self) -> Option<&Arc<dyn crate::naming::UploadNaming>> {
+        self.inner.naming.get()
     }
 
     /// Hands `event` (and whatever the observer answers) to the audit writer.

@@ -15,6 +15,7 @@
 pub mod account;
 pub mod error;
 pub mod events;
+pub mod naming;
 pub mod permissions;
 pub mod session;
 pub mod upload;
@@ -23,6 +24,7 @@ pub mod vfs;
 pub use account::{Account, UploadMode};
 pub use error::{CoreError, ErrorKind};
 pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress};
+pub use naming::UploadNaming;
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{Session, SessionInfo};
 pub use upload::{Download, Upload, WriteMode};

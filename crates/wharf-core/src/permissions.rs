@@ -260,6 +260,18 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_glob_names_what_is_inside_not_the_folder() {
+        let set = RuleSet::compile(&[
+            rule("/secret/**", &[], &["list"]),
+            rule("/**", &["all"], &[]),
+        ])
+        .unwrap();
+        assert!(set.allows(Verb::List, &p("/secret")));
+        assert!(!set.allows(Verb::List, &p("/secret/s.txt")));
+        assert!(!set.allows(Verb::List, &p("/secret/a/b")));
+    }
+
+    #[test]
     fn bad_rules_are_reported() {
         assert!(RuleSet::compile(&[rule("re:(", &["read"], &[])]).is_err());
         assert!(RuleSet::compile(&[rule("/x", &["fly"], &[])]).is_err());

@@ -6,6 +6,7 @@
 //! translate their protocol onto these methods and map [`CoreError`] back; they never open
 //! a file themselves.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +25,25 @@ use crate::vfs::{
 /// Most entries one folder listing may return; larger folders are refused, not truncated.
 pub const MAX_LISTING: usize = 200_000;
 
+/// The permission bits a client may set on a file or folder: read, write and execute for
+/// owner, group and others. Set-user-ID, set-group-ID and sticky bits never reach the disk
+/// (the server's user, often root, owns every file).
+pub const CLIENT_MODE_BITS: u32 = 0o777;
+
+/// How an operation treats a link at its path's last name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    /// Follow it: the operation is about what the link leads to (open, list, attributes).
+    Follow,
+    /// Act on the entry itself: a link there is the thing named (delete, rename, create).
+    Entry,
+}
+
+/// A link on the way changed between finding where it leads and acting there.
+fn link_changed() -> CoreError {
+    CoreError::denied("a link on the way changed during the operation")
+}
+
 /// Who is on the other end, for the audit trail.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -35,6 +55,8 @@ pub struct SessionInfo {
     pub protocol: Protocol,
     /// The client's address and port.
     pub remote: Option<SocketAddr>,
+    /// The service's bound on file sizes, if it sets one (see [`Session::max_file_size`]).
+    pub max_file_size: Option<u64>,
 }
 
 /// An account's file session. Dropping it records `session.ended`.
@@ -44,6 +66,9 @@ pub struct Session {
     vfs: Arc<dyn Vfs>,
     events: EventBus,
     started: Instant,
+    /// Whether links inside the home are followed (to the path they lead to, where the
+    /// rules are decided again). WebDAV never follows them.
+    follow_links: bool,
 }
 
 impl Session {
@@ -84,6 +109,7 @@ impl Session {
         vfs: Arc<dyn Vfs>,
     ) -> Session {
         let session = Session {
+            follow_links: info.protocol != Protocol::Webdav,
             info,
             account,
             vfs,
@@ -104,6 +130,16 @@ impl Session {
     /// The session's identity fields.
     pub fn info(&self) -> &SessionInfo {
         &self.info
+    }
+
+    /// The largest file this session may make: the smallest bound the service, the
+    /// account and its groups set, or [`crate::account::DEFAULT_MAX_FILE_SIZE`].
+    pub fn max_file_size(&self) -> u64 {
+        match (self.info.max_file_size, self.account.max_file_size) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => crate::account::DEFAULT_MAX_FILE_SIZE,
+        }
     }
 
     /// An event of `kind` with this session's fields filled in.
@@ -205,37 +241,177 @@ impl Session {
         }
     }
 
-    /// Attributes of `path`. Needs `list` on its folder (or on `/` for the home itself).
-    pub async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
+    /// Runs `op` on `path`. The backend follows no link; when one stands on the way, this
+    /// finds the path the client really reaches, lets `allowed` decide on that path (the
+    /// caller has already checked the name the client gave), and runs `op` there. Returns
+    /// the path acted on with the result, so records name the file really reached.
+    async fn on_real<T, F, Fut>(
+        &self,
+        path: &VirtualPath,
+        last: Last,
+        allowed: impl Fn(&VirtualPath) -> Result<(), CoreError>,
+        op: F,
+    ) -> Result<(VirtualPath, T), CoreError>
+    where
+        F: Fn(VirtualPath) -> Fut,
+        Fut: Future<Output = Result<T, CoreError>>,
+    {
+        match op(path.clone()).await {
+            Err(e) if e.is_link() => {}
+            other => return other.map(|value| (path.clone(), value)),
+        }
+        let real = self.real_path(path, last).await?;
+        allowed(&real)?;
+        match op(real.clone()).await {
+            Err(e) if e.is_link() => Err(link_changed()),
+            other => other.map(|value| (real, value)),
+        }
+    }
+
+    /// [`Session::on_real`] for operations on two paths (rename, copy, hard link).
+    async fn on_real2<T, F, Fut>(
+        &self,
+        (from, from_last): (&VirtualPath, Last),
+        (to, to_last): (&VirtualPath, Last),
+        allowed: impl Fn(&VirtualPath, &VirtualPath) -> Result<(), CoreError>,
+        op: F,
+    ) -> Result<(VirtualPath, VirtualPath, T), CoreError>
+    where
+        F: Fn(VirtualPath, VirtualPath) -> Fut,
+        Fut: Future<Output = Result<T, CoreError>>,
+    {
+        match op(from.clone(), to.clone()).await {
+            Err(e) if e.is_link() => {}
+            other => return other.map(|value| (from.clone(), to.clone(), value)),
+        }
+        let real_from = self.real_path(from, from_last).await?;
+        let real_to = self.real_path(to, to_last).await?;
+        allowed(&real_from, &real_to)?;
+        match op(real_from.clone(), real_to.clone()).await {
+            Err(e) if e.is_link() => Err(link_changed()),
+            other => other.map(|value| (real_from, real_to, value)),
+        }
+    }
+
+    /// The path `path` really leads to. WebDAV never follows links: for it, a path that
+    /// needs a link to be followed does not exist.
+    async fn real_path(&self, path: &VirtualPath, last: Last) -> Result<VirtualPath, CoreError> {
+        if !self.follow_links {
+            return Err(CoreError::new(
+                ErrorKind::NotFound,
+                "no such file or folder",
+            ));
+        }
+        self.vfs.real_path(path, last == Last::Follow).await
+    }
+
+    /// Refuses unless `path` may be seen: `list` on its folder and on the name itself (the
+    /// rules that decide whether a listing shows the name decide whether it can be looked at).
+    fn check_visible(&self, path: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::List, &path.parent())?;
-        let result = self.vfs.stat(path, follow).await;
+        if path.is_root() {
+            return Ok(());
+        }
+        self.check(Verb::List, path)
+    }
+
+    /// Whether a listing of `folder` shows `name`.
+    fn shows(&self, folder: &VirtualPath, name: &str) -> bool {
+        folder
+            .join(name)
+            .is_ok_and(|p| self.account.rules.allows(Verb::List, &p))
+    }
+
+    /// Attributes of `path`. Needs `list` on its folder and on the name (for the home
+    /// itself, on `/`), at the path given and at the one really reached.
+    pub async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
+        self.check_visible(path)?;
+        let last = if follow { Last::Follow } else { Last::Entry };
+        let result = self
+            .on_real(
+                path,
+                last,
+                |real| self.check_visible(real),
+                |p| async move { self.vfs.stat(&p, follow).await },
+            )
+            .await
+            .and_then(|(_, meta)| {
+                if meta.kind == FileKind::Symlink && !self.follow_links {
+                    Err(CoreError::new(
+                        ErrorKind::NotFound,
+                        "no such file or folder",
+                    ))
+                } else {
+                    Ok(meta)
+                }
+            });
         self.jailed(Verb::List, path, result)
     }
 
-    /// Entries of a folder. Needs `list`. Records `folder.listed`.
+    /// Entries of a folder. Needs `list` on the folder; shows only the names whose own
+    /// path the rules let the account list. Records `folder.listed`.
     pub async fn list(&self, path: &VirtualPath) -> Result<Vec<DirEntry>, CoreError> {
         self.check(Verb::List, path)?;
-        let result = self.vfs.read_dir(path, MAX_LISTING).await;
+        let result = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check(Verb::List, real),
+                |p| async move { self.vfs.read_dir(&p, MAX_LISTING).await },
+            )
+            .await;
         let result = self.jailed(Verb::List, path, result);
-        let mut event = self.event(EventKind::FolderListed).path(path.to_string());
-        if let Ok(entries) = &result {
+        let (real, result) = match result {
+            Ok((real, mut entries)) => {
+                let total = entries.len();
+                entries.retain(|e| {
+                    (self.follow_links || e.metadata.kind != FileKind::Symlink)
+                        && self.shows(path, &e.name)
+                        && (real == *path || self.shows(&real, &e.name))
+                });
+                let hidden = total - entries.len();
+                (real, Ok((entries, hidden)))
+            }
+            Err(e) => (path.clone(), Err(e)),
+        };
+        let mut event = self.event(EventKind::FolderListed);
+        event = self.at(event, &real, path);
+        if let Ok((entries, hidden)) = &result {
             event = event.attr("entries", entries.len().to_string());
+            if *hidden > 0 {
+                event = event.attr("hidden", hidden.to_string());
+            }
         }
         self.record(&result, event);
-        result
+        result.map(|(entries, _)| entries)
+    }
+
+    /// Sets an event's path to the one really reached, naming the client's when it differs.
+    fn at(&self, event: Event, real: &VirtualPath, named: &VirtualPath) -> Event {
+        let event = event.path(real.to_string());
+        if real == named {
+            event
+        } else {
+            event.attr("via", named.to_string())
+        }
     }
 
     /// Opens a file for download. Needs `read`.
     pub async fn open_download(&self, path: &VirtualPath) -> Result<Download, CoreError> {
         self.check(Verb::Read, path)?;
-        let opened = self.vfs.open_read(path).await;
+        let opened = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check(Verb::Read, real),
+                |p| async move { self.vfs.open_read(&p).await },
+            )
+            .await;
         match self.jailed(Verb::Read, path, opened) {
-            Ok(file) => Ok(Download::start(
-                file,
-                path.clone(),
-                self.event(EventKind::DownloadStarted),
-                self.events.clone(),
-            )),
+            Ok((real, file)) => {
+                let template = self.at(self.event(EventKind::DownloadStarted), &real, path);
+                Ok(Download::start(file, real, template, self.events.clone()))
+            }
             Err(e) => {
                 self.emit(
                     self.event(EventKind::DownloadFailed)
@@ -247,8 +423,22 @@ impl Session {
         }
     }
 
+    /// Refuses before looking at a file when no upload verb could apply to `path`, so an
+    /// account without write rights cannot learn from the error whether a file exists.
+    fn check_may_upload(&self, path: &VirtualPath) -> Result<(), CoreError> {
+        let rules = &self.account.rules;
+        if rules.allows(Verb::Write, path)
+            || rules.allows(Verb::Overwrite, path)
+            || rules.allows(Verb::Append, path)
+        {
+            return Ok(());
+        }
+        // Write is not allowed, so this records permission.denied and returns the error.
+        self.check(Verb::Write, path)
+    }
+
     /// Opens a file for upload. Needs `write` for a new file, `overwrite` to replace one,
-    /// `append` to resume or append to one.
+    /// `append` to resume or append to one, at the path given and at the one really reached.
     pub async fn open_upload(
         &self,
         path: &VirtualPath,
@@ -258,21 +448,22 @@ impl Session {
         if path.is_root() {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
-        // Refuse before looking at the file when no upload verb could apply here, so an
-        // account without write rights cannot learn from the error whether a file exists.
-        let rules = &self.account.rules;
-        if !(rules.allows(Verb::Write, path)
-            || rules.allows(Verb::Overwrite, path)
-            || rules.allows(Verb::Append, path))
-        {
-            // Write is not allowed, so this records permission.denied and returns the error.
-            self.check(Verb::Write, path)?;
-        }
-        let existing = match self.jailed(Verb::Write, path, self.vfs.stat(path, true).await) {
-            Ok(meta) => Some(meta),
-            Err(e) if e.kind == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        self.check_may_upload(path)?;
+        let found = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check_may_upload(real),
+                |p| async move {
+                    match self.vfs.stat(&p, true).await {
+                        Ok(meta) => Ok(Some(meta)),
+                        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                },
+            )
+            .await;
+        let (real, existing) = self.jailed(Verb::Write, path, found)?;
         if existing.as_ref().is_some_and(|m| m.kind == FileKind::Dir) {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
@@ -282,6 +473,9 @@ impl Session {
             (WriteMode::Resume | WriteMode::Append, Some(_)) => Verb::Append,
         };
         self.check(verb, path)?;
+        if real != *path {
+            self.check(verb, &real)?;
+        }
         let resumable = self.account.upload_mode == UploadMode::Resumable;
         let target = WriteTarget {
             open: if mode == WriteMode::Create {
@@ -291,13 +485,24 @@ impl Session {
             },
             in_place: resumable && existing.is_some() && mode != WriteMode::Create,
             keep_partial: resumable,
-            permissions,
+            permissions: permissions.map(|p| p & CLIENT_MODE_BITS),
         };
-        let template = self.file_event(EventKind::UploadStarted);
-        let opened = self.vfs.open_write(path, target).await;
+        let template = self.at(self.file_event(EventKind::UploadStarted), &real, path);
+        let opened = match self.vfs.open_write(&real, target).await {
+            Err(e) if e.is_link() => Err(link_changed()),
+            other => other,
+        };
         match self.jailed(verb, path, opened) {
             Ok(file) => {
-                Upload::start(file, path.clone(), mode, template, self.events.clone()).await
+                Upload::start(
+                    file,
+                    real,
+                    mode,
+                    template,
+                    self.events.clone(),
+                    self.max_file_size(),
+                )
+                .await
             }
             Err(e) => {
                 self.emit(
@@ -317,41 +522,68 @@ impl Session {
         permissions: Option<u32>,
     ) -> Result<(), CoreError> {
         self.check(Verb::Mkdir, path)?;
-        let result = self.vfs.mkdir(path, permissions).await;
-        let result = self.jailed(Verb::Mkdir, path, result);
-        self.record(
-            &result,
-            self.event(EventKind::FolderCreated).path(path.to_string()),
-        );
+        let permissions = permissions.map(|p| p & CLIENT_MODE_BITS);
+        let result = self
+            .on_real(
+                path,
+                Last::Entry,
+                |real| self.check(Verb::Mkdir, real),
+                |p| async move { self.vfs.mkdir(&p, permissions).await },
+            )
+            .await;
+        self.record_at(Verb::Mkdir, path, result, EventKind::FolderCreated)
+    }
+
+    /// Records a one-path operation's outcome under the path really reached.
+    fn record_at(
+        &self,
+        verb: Verb,
+        path: &VirtualPath,
+        result: Result<(VirtualPath, ()), CoreError>,
+        kind: EventKind,
+    ) -> Result<(), CoreError> {
+        let result = self.jailed(verb, path, result);
+        let event = match &result {
+            Ok((real, ())) => self.at(self.event(kind), real, path),
+            Err(_) => self.event(kind).path(path.to_string()),
+        };
+        let result = result.map(|_| ());
+        self.record(&result, event);
         result
     }
 
     /// Removes an empty folder. Needs `rmdir`. Records `folder.removed`.
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::Rmdir, path)?;
-        let result = self.vfs.rmdir(path).await;
-        let result = self.jailed(Verb::Rmdir, path, result);
-        self.record(
-            &result,
-            self.event(EventKind::FolderRemoved).path(path.to_string()),
-        );
-        result
+        let result = self
+            .on_real(
+                path,
+                Last::Entry,
+                |real| self.check(Verb::Rmdir, real),
+                |p| async move { self.vfs.rmdir(&p).await },
+            )
+            .await;
+        self.record_at(Verb::Rmdir, path, result, EventKind::FolderRemoved)
     }
 
-    /// Removes a file. Needs `delete`. Records `file.deleted`.
+    /// Removes a file (a link itself, never what it points to). Needs `delete`. Records
+    /// `file.deleted`.
     pub async fn remove(&self, path: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::Delete, path)?;
-        let result = self.vfs.remove_file(path).await;
-        let result = self.jailed(Verb::Delete, path, result);
-        self.record(
-            &result,
-            self.event(EventKind::FileDeleted).path(path.to_string()),
-        );
-        result
+        let result = self
+            .on_real(
+                path,
+                Last::Entry,
+                |real| self.check(Verb::Delete, real),
+                |p| async move { self.vfs.remove_file(&p).await },
+            )
+            .await;
+        self.record_at(Verb::Delete, path, result, EventKind::FileDeleted)
     }
 
-    /// Renames an entry. Needs `rename` on both paths, and `overwrite` on the destination
-    /// when `replace` is true and it exists. Records `entry.renamed`.
+    /// Renames an entry (a link itself, never what it points to). Needs `rename` on both
+    /// paths, and `overwrite` on the destination when `replace` is true and it exists.
+    /// Records `entry.renamed`.
     pub async fn rename(
         &self,
         from: &VirtualPath,
@@ -360,34 +592,123 @@ impl Session {
     ) -> Result<(), CoreError> {
         self.check(Verb::Rename, from)?;
         self.check(Verb::Rename, to)?;
-        if replace && self.vfs.stat(to, false).await.is_ok() {
-            self.check(Verb::Overwrite, to)?;
-        }
-        let result = self.vfs.rename(from, to, replace).await;
+        let result = self
+            .on_real2(
+                (from, Last::Entry),
+                (to, Last::Entry),
+                |f, t| {
+                    self.check(Verb::Rename, f)?;
+                    self.check(Verb::Rename, t)
+                },
+                |f, t| async move {
+                    if replace {
+                        match self.vfs.stat(&t, false).await {
+                            Ok(_) => {
+                                self.check(Verb::Overwrite, to)?;
+                                self.check(Verb::Overwrite, &t)?;
+                            }
+                            Err(e) if e.is_link() => return Err(e),
+                            Err(_) => {}
+                        }
+                    }
+                    self.vfs.rename(&f, &t, replace).await
+                },
+            )
+            .await;
         let result = self.jailed(Verb::Rename, from, result);
-        self.record_durable(
-            &result,
-            self.file_event(EventKind::EntryRenamed)
+        let event = match &result {
+            Ok((f, t, ())) => {
+                let mut event = self
+                    .at(self.file_event(EventKind::EntryRenamed), f, from)
+                    .path2(t.to_string());
+                if t != to {
+                    event = event.attr("via2", to.to_string());
+                }
+                self.with_identity(event, t).await
+            }
+            Err(_) => self
+                .file_event(EventKind::EntryRenamed)
                 .path(from.to_string())
                 .path2(to.to_string()),
-        )
-        .await;
+        };
+        let result = result.map(|_| ());
+        self.record_durable(&result, event).await;
         result
     }
 
-    /// Changes attributes. Needs `setattr`. Records `attributes.changed`.
+    /// Refuses a size beyond [`Session::max_file_size`], and records it.
+    fn too_large(&self, path: &VirtualPath, size: u64) -> CoreError {
+        let limit = self.max_file_size();
+        self.emit(
+            self.event(EventKind::CommandRefused)
+                .failed(format!(
+                    "file size {size} beyond the maximum of {limit} bytes"
+                ))
+                .path(path.to_string())
+                .attr("limit", limit.to_string()),
+        );
+        CoreError::new(
+            ErrorKind::LimitReached,
+            format!("file size beyond the maximum of {limit} bytes"),
+        )
+    }
+
+    /// Adds the identity of the file now at `path` to a record handlers act on, so they can
+    /// tell it from a file put in its place later. Only asked when the bus is durable
+    /// (handlers are configured), as it costs a look at the file.
+    async fn with_identity(&self, event: Event, path: &VirtualPath) -> Event {
+        if !self.events.is_durable() {
+            return event;
+        }
+        match self.vfs.stat(path, false).await {
+            Ok(Metadata {
+                identity: Some(identity),
+                ..
+            }) => event.attr("inode", identity),
+            _ => event,
+        }
+    }
+
+    /// Changes attributes. Needs `setattr`, at the path given and at the file really
+    /// reached. Only the permission bits `0o777` may be set: set-user-ID, set-group-ID and
+    /// sticky bits asked for are dropped (`attrs.ignored` says which). Records
+    /// `attributes.changed`.
     pub async fn set_attrs(&self, path: &VirtualPath, attrs: &Attrs) -> Result<(), CoreError> {
         if attrs.is_empty() {
             return Ok(());
         }
         self.check(Verb::Setattr, path)?;
-        let result = self.vfs.set_attrs(path, attrs).await;
+        if let Some(size) = attrs.size
+            && size > self.max_file_size()
+        {
+            return Err(self.too_large(path, size));
+        }
+        let mut attrs = attrs.clone();
+        let ignored = attrs
+            .permissions
+            .map_or(0, |p| p & 0o7777 & !CLIENT_MODE_BITS);
+        attrs.permissions = attrs.permissions.map(|p| p & CLIENT_MODE_BITS);
+        let wanted = &attrs;
+        let result = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check(Verb::Setattr, real),
+                |p| async move { self.vfs.set_attrs(&p, wanted).await },
+            )
+            .await;
         let result = self.jailed(Verb::Setattr, path, result);
-        let mut event = self
-            .event(EventKind::AttributesChanged)
-            .path(path.to_string());
+        let mut event = match &result {
+            Ok((real, ())) => self.at(self.event(EventKind::AttributesChanged), real, path),
+            Err(_) => self
+                .event(EventKind::AttributesChanged)
+                .path(path.to_string()),
+        };
         if let Some(p) = attrs.permissions {
-            event = event.attr("permissions", format!("{:o}", p & 0o7777));
+            event = event.attr("permissions", format!("{p:o}"));
+        }
+        if ignored != 0 {
+            event = event.attr("ignored", format!("{ignored:o}"));
         }
         if let Some((a, m)) = attrs.times {
             event = event
@@ -397,81 +718,167 @@ impl Session {
         if let Some(size) = attrs.size {
             event = event.attr("size", size.to_string());
         }
+        let result = result.map(|_| ());
         self.record(&result, event);
         result
     }
 
-    /// Creates a symbolic link at `link` pointing to `target`. Needs `write` on the link and
-    /// `read` on the target. The link is stored relative to its folder, so it resolves
-    /// inside the home and nowhere else. Records `link.created`.
+    /// Creates a symbolic link at `link` pointing to `target`. Needs `write` on the link,
+    /// and on what the link exposes: `read` on a file, `list` on a folder (at the target
+    /// named and at the one really reached). The link is stored so that it leads to the same
+    /// place in the home wherever it is moved. Records `link.created`.
     pub async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::Write, link)?;
-        self.check(Verb::Read, target)?;
-        let relative = relative_target(&link.parent(), target);
-        let result = self.vfs.symlink(&relative, link).await;
+        let real_target = if self.follow_links {
+            self.jailed(Verb::Read, target, self.vfs.real_path(target, true).await)?
+        } else {
+            target.clone()
+        };
+        let exposes = match self.vfs.stat(&real_target, true).await {
+            Ok(meta) if meta.kind == FileKind::Dir => Verb::List,
+            _ => Verb::Read,
+        };
+        self.check(exposes, target)?;
+        if real_target != *target {
+            self.check(exposes, &real_target)?;
+        }
+        let real_target = &real_target;
+        let result = self
+            .on_real(
+                link,
+                Last::Entry,
+                |real| self.check(Verb::Write, real),
+                |p| async move { self.vfs.symlink(real_target, &p).await },
+            )
+            .await;
         let result = self.jailed(Verb::Write, link, result);
-        self.record(
-            &result,
-            self.event(EventKind::LinkCreated)
-                .path(link.to_string())
-                .path2(target.to_string())
-                .attr("kind", "symbolic"),
-        );
+        let event = match &result {
+            Ok((real, ())) => self.at(self.event(EventKind::LinkCreated), real, link),
+            Err(_) => self.event(EventKind::LinkCreated).path(link.to_string()),
+        }
+        .path2(real_target.to_string())
+        .attr("kind", "symbolic");
+        let result = result.map(|_| ());
+        self.record(&result, event);
         result
     }
 
-    /// The target of a symbolic link, as a virtual path when it stays in the home. Needs
-    /// `list` on the link's folder.
+    /// Where a symbolic link points, as a path in the home (refused when it points
+    /// outside). Needs `list` on the link's folder and on the link.
     pub async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError> {
-        self.check(Verb::List, &path.parent())?;
-        let text = self.vfs.read_link(path).await?;
-        if text.starts_with('/') {
-            // Absolute targets are never followed; do not reveal host paths either.
-            return Err(CoreError::denied("link points outside the home folder"));
-        }
-        let resolved = VirtualPath::resolve(&path.parent(), text.as_bytes())?;
-        Ok(resolved.to_string())
+        self.check_visible(path)?;
+        let result = self
+            .on_real(
+                path,
+                Last::Entry,
+                |real| self.check_visible(real),
+                |p| async move { self.vfs.read_link(&p).await },
+            )
+            .await;
+        let (_, target) = self.jailed(Verb::List, path, result)?;
+        Ok(target.to_string())
     }
 
-    /// Creates a hard link. Needs `read` on the existing file and `write` on the link.
+    /// Creates a hard link: a second name for the same file. Needs `read` on the existing
+    /// file and `write` on the link, and the link's place may not allow what the file's own
+    /// place refuses (`read`, `overwrite`, `append`, `setattr`), since through either name
+    /// the same bytes change.
     pub async fn hard_link(
         &self,
         existing: &VirtualPath,
         link: &VirtualPath,
     ) -> Result<(), CoreError> {
-        self.check(Verb::Read, existing)?;
-        self.check(Verb::Write, link)?;
-        let result = self.vfs.hard_link(existing, link).await;
+        let allowed = |e: &VirtualPath, l: &VirtualPath| {
+            self.check(Verb::Read, e)?;
+            self.check(Verb::Write, l)?;
+            for verb in [Verb::Read, Verb::Overwrite, Verb::Append, Verb::Setattr] {
+                let rules = &self.account.rules;
+                if rules.allows(verb, l) && !rules.allows(verb, e) {
+                    self.emit(
+                        self.event(EventKind::PermissionDenied)
+                            .failed(format!(
+                                "a hard link would allow {verb} where the file's own place refuses it"
+                            ))
+                            .path(l.to_string())
+                            .path2(e.to_string())
+                            .attr("verb", verb.as_str()),
+                    );
+                    return Err(CoreError::denied(format!(
+                        "permission denied: a link at {l} would allow {verb} on {e}"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        allowed(existing, link)?;
+        let result = self
+            .on_real2(
+                (existing, Last::Follow),
+                (link, Last::Entry),
+                allowed,
+                |e, l| async move { self.vfs.hard_link(&e, &l).await },
+            )
+            .await;
         let result = self.jailed(Verb::Write, link, result);
-        self.record(
-            &result,
-            self.event(EventKind::LinkCreated)
+        let event = match &result {
+            Ok((e, l, ())) => self
+                .at(self.event(EventKind::LinkCreated), l, link)
+                .path2(e.to_string()),
+            Err(_) => self
+                .event(EventKind::LinkCreated)
                 .path(link.to_string())
-                .path2(existing.to_string())
-                .attr("kind", "hard"),
-        );
+                .path2(existing.to_string()),
+        }
+        .attr("kind", "hard");
+        let result = result.map(|_| ());
+        self.record(&result, event);
         result
     }
 
     /// Copies a file on the server. Needs `read` on the source and `write` (or `overwrite`)
-    /// on the destination. Records `file.copied`.
+    /// on the destination, at the paths given and at those really reached. Records
+    /// `file.copied`.
     pub async fn copy(&self, from: &VirtualPath, to: &VirtualPath) -> Result<u64, CoreError> {
         self.check(Verb::Read, from)?;
-        let verb = if self.vfs.stat(to, true).await.is_ok() {
-            Verb::Overwrite
-        } else {
-            Verb::Write
-        };
-        self.check(verb, to)?;
-        let result = self.vfs.copy(from, to).await;
+        self.check_may_upload(to)?;
+        let result = self
+            .on_real2(
+                (from, Last::Follow),
+                (to, Last::Entry),
+                |f, t| {
+                    self.check(Verb::Read, f)?;
+                    self.check_may_upload(t)
+                },
+                |f, t| async move {
+                    let verb = match self.vfs.stat(&t, false).await {
+                        Ok(_) => Verb::Overwrite,
+                        Err(e) if e.is_link() => return Err(e),
+                        Err(_) => Verb::Write,
+                    };
+                    self.check(verb, to)?;
+                    self.check(verb, &t)?;
+                    self.vfs.copy(&f, &t).await
+                },
+            )
+            .await;
         let result = self.jailed(Verb::Write, to, result);
-        let mut event = self
-            .file_event(EventKind::FileCopied)
-            .path(from.to_string())
-            .path2(to.to_string());
-        if let Ok(n) = &result {
-            event.bytes = Some(*n);
-        }
+        let event = match &result {
+            Ok((f, t, n)) => {
+                let mut event = self
+                    .at(self.file_event(EventKind::FileCopied), f, from)
+                    .path2(t.to_string());
+                event.bytes = Some(*n);
+                if t != to {
+                    event = event.attr("via2", to.to_string());
+                }
+                self.with_identity(event, t).await
+            }
+            Err(_) => self
+                .file_event(EventKind::FileCopied)
+                .path(from.to_string())
+                .path2(to.to_string()),
+        };
+        let result = result.map(|(_, _, n)| n);
         self.record_durable(&result, event).await;
         result
     }
@@ -479,7 +886,15 @@ impl Session {
     /// SHA-256 of a whole file, lowercase hex. Needs `read`.
     pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
         self.check(Verb::Read, path)?;
-        let file = self.jailed(Verb::Read, path, self.vfs.open_read(path).await)?;
+        let opened = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check(Verb::Read, real),
+                |p| async move { self.vfs.open_read(&p).await },
+            )
+            .await;
+        let (_, file) = self.jailed(Verb::Read, path, opened)?;
         if let Some(known) = file.cached_digest().await {
             return Ok(known);
         }
@@ -502,33 +917,5 @@ impl Drop for Session {
         let mut event = self.event(EventKind::SessionEnded);
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         self.events.emit(event);
-    }
-}
-
-/// The path from folder `from` to `target`, as relative text (`../b/c`).
-fn relative_target(from: &VirtualPath, target: &VirtualPath) -> String {
-    let from: Vec<&str> = from.components().collect();
-    let to: Vec<&str> = target.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<&str> = std::iter::repeat_n("..", from.len() - common).collect();
-    parts.extend(&to[common..]);
-    if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_targets() {
-        let p = |s| VirtualPath::parse(s).unwrap();
-        assert_eq!(relative_target(&p("/a/b"), &p("/a/c/d")), "../c/d");
-        assert_eq!(relative_target(&p("/"), &p("/x")), "x");
-        assert_eq!(relative_target(&p("/a"), &p("/a/x")), "x");
-        assert_eq!(relative_target(&p("/a/b/c"), &p("/")), "../../..");
     }
 }

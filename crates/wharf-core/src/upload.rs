@@ -38,6 +38,9 @@ impl WriteMode {
 /// Bytes read back at a time when hashing data that did not arrive in order.
 const REHASH_CHUNK: usize = 1 << 20;
 
+/// Bytes moved at a time by [`Upload::copy_from`].
+const COPY_CHUNK: usize = 256 * 1024;
+
 /// Bytes [`Upload::write_gathering`] holds before writing them in one vectored write.
 const GATHER: usize = 256 * 1024;
 
@@ -71,6 +74,10 @@ pub struct Upload {
     end: AtomicU64,
     started: Instant,
     closed: AtomicBool,
+    /// The file's size when it was opened (what a resume or append starts from).
+    opened_size: u64,
+    /// The largest the file may become (see [`crate::Session::max_file_size`]).
+    max_size: u64,
 }
 
 /// What a committed upload produced.
@@ -136,6 +143,7 @@ impl Upload {
         mode: WriteMode,
         template: Event,
         events: EventBus,
+        max_size: u64,
     ) -> Result<Upload, CoreError> {
         let existing = if mode == WriteMode::Create {
             0
@@ -158,6 +166,8 @@ impl Upload {
             end: AtomicU64::new(existing),
             started: Instant::now(),
             closed: AtomicBool::new(false),
+            opened_size: existing,
+            max_size,
         };
         if existing > 0 {
             // Resumed content was written earlier; hash it now so later writes stream on.
@@ -200,8 +210,25 @@ impl Upload {
         self.end.load(Ordering::SeqCst)
     }
 
+    /// Refuses a write that would make the file larger than its bound.
+    fn within_bound(&self, offset: u64, len: usize) -> Result<(), CoreError> {
+        let offset = if self.mode == WriteMode::Append {
+            self.end()
+        } else {
+            offset
+        };
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.max_size => Ok(()),
+            _ => Err(CoreError::new(
+                crate::ErrorKind::LimitReached,
+                format!("file size beyond the maximum of {} bytes", self.max_size),
+            )),
+        }
+    }
+
     /// Writes `data` at `offset` (ignored for [`WriteMode::Append`], which always appends).
     pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        self.within_bound(offset, data.len())?;
         self.flush_gathered().await?;
         let offset = self.accept(offset, &data);
         self.file.write_at(offset, data).await
@@ -213,6 +240,7 @@ impl Upload {
     /// held bytes is returned by a later write, [`Upload::sync`] or [`Upload::commit`], so
     /// the upload still cannot complete without them.
     pub async fn write_gathering(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        self.within_bound(offset, data.len())?;
         let offset = if self.mode == WriteMode::Append {
             self.end()
         } else {
@@ -310,6 +338,9 @@ impl Upload {
     }
 
     /// Commits the upload under its final name, durably, and records `upload.finished`.
+    /// When the server's [`crate::UploadNaming`] asks for it, the final name is a unique
+    /// one (see [`crate::naming`]): the record's path is then that name, and
+    /// `attrs.uploaded_as` the client's.
     pub async fn commit(&self) -> Result<UploadSummary, CoreError> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(CoreError::new(
@@ -319,22 +350,34 @@ impl Upload {
         }
         let result = async {
             self.flush_gathered().await?;
-            let sha256 = self.final_digest().await?;
             let size = self.file.size().await?;
+            self.refuse_holes(size)?;
+            let sha256 = self.final_digest().await?;
+            let mut event = self.event(EventKind::UploadFinished);
+            event.bytes = Some(self.received.load(Ordering::SeqCst));
+            event.sha256 = Some(sha256.clone());
+            event = event
+                .attr("mode", self.mode.as_str())
+                .attr("size", size.to_string());
+            if let Some(identity) = self.file.identity().await {
+                event = event.attr("inode", identity);
+            }
             self.file.remember_digest(&sha256).await;
-            self.file.commit().await?;
-            Ok::<_, CoreError>(UploadSummary { size, sha256 })
+            match self.unique_path(&event) {
+                Some(unique) => {
+                    let name = unique.file_name().unwrap_or_default().to_owned();
+                    self.file.commit_under(&name).await?;
+                    event = event.attr("uploaded_as", self.path.to_string());
+                    event.path = Some(unique.to_string());
+                }
+                None => self.file.commit().await?,
+            }
+            Ok::<_, CoreError>((UploadSummary { size, sha256 }, event))
         }
         .await;
         match result {
-            Ok(summary) => {
-                let mut event = self.event(EventKind::UploadFinished);
-                event.bytes = Some(self.received.load(Ordering::SeqCst));
-                event.sha256 = Some(summary.sha256.clone());
+            Ok((summary, mut event)) => {
                 event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
-                event = event
-                    .attr("mode", self.mode.as_str())
-                    .attr("size", summary.size.to_string());
                 // Handlers act on this record: the client hears of success once it is written.
                 self.events.emit_durable(event).await;
                 Ok(summary)
@@ -345,6 +388,80 @@ impl Upload {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses to store a file with bytes nobody wrote: a write far past the end (or a
+    /// `Content-Range` starting there) leaves a hole the server would have to hash byte by
+    /// byte, at no cost to the client. Every stored byte was received, or was there before.
+    fn refuse_holes(&self, size: u64) -> Result<(), CoreError> {
+        let written = self
+            .opened_size
+            .saturating_add(self.received.load(Ordering::SeqCst));
+        if size > written {
+            return Err(CoreError::new(
+                crate::ErrorKind::Failure,
+                format!(
+                    "upload leaves {} bytes that were never written",
+                    size - written
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies bytes of `source` into this upload, on the server (SFTP `copy-data`): `length`
+    /// bytes from `read_offset` (0: to the end of the source as it is now) to
+    /// `write_offset`. Refused when source and destination are one file and the ranges
+    /// overlap (a copy that feeds on itself never ends), and bounded like every write.
+    /// Returns the bytes copied (fewer than asked when the source ends first).
+    pub async fn copy_from(
+        &self,
+        source: &Download,
+        read_offset: u64,
+        length: u64,
+        write_offset: u64,
+    ) -> Result<u64, CoreError> {
+        let source_meta = source.metadata().await?;
+        let available = source_meta.size.saturating_sub(read_offset);
+        let total = if length == 0 {
+            available
+        } else {
+            length.min(available)
+        };
+        let same_file =
+            source_meta.identity.is_some() && source_meta.identity == self.file.identity().await;
+        let overlaps = read_offset < write_offset.saturating_add(total)
+            && write_offset < read_offset.saturating_add(total);
+        if same_file && total > 0 && overlaps {
+            return Err(CoreError::new(
+                crate::ErrorKind::Unsupported,
+                "copy within one file with overlapping ranges",
+            ));
+        }
+        self.within_bound(write_offset, usize::try_from(total).unwrap_or(usize::MAX))?;
+        let mut copied = 0u64;
+        while copied < total {
+            let want =
+                usize::try_from((total - copied).min(COPY_CHUNK as u64)).unwrap_or(COPY_CHUNK);
+            let chunk = source.read_at(read_offset + copied, want).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len() as u64;
+            self.write_at(write_offset + copied, chunk).await?;
+            copied += n;
+        }
+        Ok(copied)
+    }
+
+    /// The unique path this upload commits under, when the server's naming asks for one.
+    fn unique_path(&self, finished: &Event) -> Option<VirtualPath> {
+        let naming = self.events.upload_naming()?;
+        if !naming.unique_name(finished) {
+            return None;
+        }
+        let name = crate::naming::unique_form(self.path.file_name()?);
+        self.path.parent().join(&name).ok()
     }
 
     /// Gives the upload up (error, client abort, disconnect) and records `upload.failed`.
@@ -461,6 +578,42 @@ impl Download {
     /// The open file's attributes.
     pub async fn metadata(&self) -> Result<crate::vfs::Metadata, CoreError> {
         self.file.metadata().await
+    }
+
+    /// A strong validator of this version of the file (an HTTP `ETag`), from its identity,
+    /// size and modification time, so that it costs no reading of the file.
+    pub async fn version(&self) -> Result<String, CoreError> {
+        let meta = self.file.metadata().await?;
+        let stamp = self
+            .file
+            .digest_stamp()
+            .await
+            .unwrap_or_else(|| meta.mtime.to_string());
+        let text = format!(
+            "{} {} {stamp}",
+            meta.identity.unwrap_or_default(),
+            meta.size
+        );
+        let digest = digest::digest(&digest::SHA256, text.as_bytes());
+        Ok(hex(&digest.as_ref()[..12]))
+    }
+
+    /// The file's SHA-256 if the storage remembers it for this content (no reading).
+    pub async fn known_digest(&self) -> Option<String> {
+        self.file.cached_digest().await
+    }
+
+    /// The file's SHA-256, read and remembered when not known yet. Reading costs the whole
+    /// file: callers ask only where the client takes the whole file too, or bound the size.
+    pub async fn digest(&self) -> Result<String, CoreError> {
+        if let Some(known) = self.file.cached_digest().await {
+            return Ok(known);
+        }
+        let stamp = self.file.digest_stamp().await;
+        let (context, _) = hash_prefix(|o, n| self.file.read_at(o, n), None).await?;
+        let digest = hex(context.finish().as_ref());
+        self.file.remember_digest(stamp, &digest).await;
+        Ok(digest)
     }
 
     /// Ends the download and records `download.finished`.

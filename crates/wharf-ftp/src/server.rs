@@ -60,6 +60,9 @@ pub struct FtpConfig {
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     /// A TLS data connection must resume the control connection's session.
     pub require_tls_session_reuse: bool,
+    /// Largest file a session of this service may make, in bytes (`None`: the core's
+    /// default, or what the account and its groups set).
+    pub max_file_size: Option<u64>,
 }
 
 impl FtpConfig {

@@ -550,6 +550,7 @@ async fn login(st: &mut State, password: &str) -> bool {
                 service: st.shared.config.name.clone(),
                 protocol: st.protocol(),
                 remote: Some(st.remote),
+                max_file_size: st.shared.config.max_file_size,
             };
             let mut ok = st
                 .event(EventKind::LoginSucceeded)

@@ -193,6 +193,10 @@ pub(crate) async fn files_get(
     .await
 }
 
+/// Largest file whose digest a whole-file GET computes when it is not remembered (the
+/// upload path remembers every upload's digest; this covers files put in place otherwise).
+const ON_DEMAND_DIGEST: u64 = 256 << 20;
+
 /// RFC 9530 `Repr-Digest` value for a hex SHA-256.
 fn repr_digest(hex: &str) -> Option<String> {
     let bytes: Option<Vec<u8>> = (0..hex.len())
@@ -213,27 +217,6 @@ async fn download(
     method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult {
-    let sha = session.sha256(path).await.map_err(|e| core_error(&e))?;
-    let etag = format!("\"sha256-{}\"", &sha[..32.min(sha.len())]);
-    let mut response_headers = HeaderMap::new();
-    let put = |h: &mut HeaderMap, name: header::HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    put(&mut response_headers, header::ETAG, &etag);
-    put(&mut response_headers, header::ACCEPT_RANGES, "bytes");
-    if let Some(digest) = repr_digest(&sha) {
-        put(
-            &mut response_headers,
-            header::HeaderName::from_static("repr-digest"),
-            &digest,
-        );
-    }
-    let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    if header_text(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
-    }
     let download = session
         .open_download(path)
         .await
@@ -243,6 +226,39 @@ async fn download(
         .await
         .map(|m| m.size)
         .map_err(|e| core_error(&e))?;
+    let etag = format!(
+        "\"{}\"",
+        download.version().await.map_err(|e| core_error(&e))?
+    );
+    let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    // The digest costs a read of the whole file: it is computed only for a GET of the whole
+    // file, bounded in size; otherwise (HEAD, a range, a larger file) only a digest the
+    // storage remembers is named. A HEAD or a one-byte range never makes the server hash.
+    let whole_get = method == Method::GET && header_text(header::RANGE).is_none();
+    let sha = if whole_get && size <= ON_DEMAND_DIGEST {
+        Some(download.digest().await.map_err(|e| core_error(&e))?)
+    } else {
+        download.known_digest().await
+    };
+    let mut response_headers = HeaderMap::new();
+    let put = |h: &mut HeaderMap, name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    put(&mut response_headers, header::ETAG, &etag);
+    put(&mut response_headers, header::ACCEPT_RANGES, "bytes");
+    if let Some(digest) = sha.as_deref().and_then(repr_digest) {
+        put(
+            &mut response_headers,
+            header::HeaderName::from_static("repr-digest"),
+            &digest,
+        );
+    }
+    if header_text(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        download.finish();
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
     // If-Range with another version: the whole file, not a piece of a different one.
     let range_header = match header_text(header::IF_RANGE) {
         Some(tag) if tag.trim() != etag => None,

@@ -275,6 +275,7 @@ pub(crate) async fn open_session(
         service: shared.config.name.clone(),
         protocol,
         remote: Some(conn.remote),
+        max_file_size: shared.config.max_file_size,
     };
     let session = Session::open(account, info, shared.events.clone())
         .await

@@ -7,6 +7,7 @@
 
 use std::io::SeekFrom;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
@@ -39,13 +40,40 @@ fn fs_error(e: &CoreError) -> FsError {
     }
 }
 
-/// The file system dav-server sees: one account's core session.
+/// Entries one `COPY` request may create (files and folders): a server-side copy costs the
+/// client one request, so its size is bounded like any other.
+const MAX_COPY_ENTRIES: u64 = 10_000;
+
+/// The file system dav-server sees: one account's core session, for one request.
 #[derive(Clone)]
 struct SessionFs {
     session: Arc<Session>,
+    /// What this request's `COPY` has created so far: entries and bytes.
+    copied: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl SessionFs {
+    /// Counts one more entry (and `bytes`) made by this request's copy; refuses once the
+    /// request has made [`MAX_COPY_ENTRIES`] entries or as many bytes as the largest file
+    /// the session may make.
+    fn count_copy(&self, bytes: u64) -> FsResult<()> {
+        let entries = self.copied.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let total = self.copied.1.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if entries > MAX_COPY_ENTRIES || total > self.session.max_file_size() {
+            return Err(FsError::InsufficientStorage);
+        }
+        Ok(())
+    }
+
+    /// Adds `bytes` copied to this request's total (see [`SessionFs::count_copy`]).
+    fn count_copy_bytes(&self, bytes: u64) -> FsResult<()> {
+        let total = self.copied.1.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if total > self.session.max_file_size() {
+            return Err(FsError::InsufficientStorage);
+        }
+        Ok(())
+    }
+
     fn path(&self, path: &DavPath) -> FsResult<VirtualPath> {
         self.session
             .resolve(&VirtualPath::root(), path.as_bytes())
@@ -189,6 +217,7 @@ impl DavFile for Writer {
             gid: 0,
             atime: now,
             mtime: now,
+            identity: None,
         };
         Box::pin(async move { Ok(Box::new(Meta(meta)) as Box<dyn DavMetaData>) })
     }
@@ -303,6 +332,7 @@ impl DavFileSystem for SessionFs {
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let path = self.path(path)?;
+            self.count_copy(0)?;
             self.session
                 .mkdir(&path, None)
                 .await
@@ -337,11 +367,13 @@ impl DavFileSystem for SessionFs {
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let (from, to) = (self.path(from)?, self.path(to)?);
-            self.session
+            self.count_copy(0)?;
+            let bytes = self
+                .session
                 .copy(&from, &to)
                 .await
-                .map(|_| ())
-                .map_err(|e| fs_error(&e))
+                .map_err(|e| fs_error(&e))?;
+            self.count_copy_bytes(bytes)
         })
     }
 }
@@ -364,6 +396,17 @@ fn check_paths(request: &Request) -> Result<(), crate::path::PathError> {
     Ok(())
 }
 
+/// A `Range` header asking for several ranges, which the REST API refuses too (see
+/// [`crate::range`]): overlapping ranges make a small request cost a large answer.
+fn several_ranges(request: &Request) -> bool {
+    request
+        .headers()
+        .get_all(axum::http::header::RANGE)
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i > 0 || v.as_bytes().contains(&b','))
+}
+
 /// Every method under `/dav/`.
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
@@ -383,8 +426,23 @@ pub(crate) async fn handle(
         )
             .into_response();
     }
+    if several_ranges(&request) {
+        shared.events.emit(
+            shared
+                .event(EventKind::CommandRefused, &conn)
+                .failed("WebDAV GET with several byte ranges refused"),
+        );
+        return (
+            axum::http::StatusCode::RANGE_NOT_SATISFIABLE,
+            "one byte range at most\n",
+        )
+            .into_response();
+    }
     let handler = DavHandler::builder()
-        .filesystem(Box::new(SessionFs { session }))
+        .filesystem(Box::new(SessionFs {
+            session,
+            copied: Arc::default(),
+        }))
         .locksystem(dav_server::fakels::FakeLs::new())
         .strip_prefix(PREFIX)
         .build_handler();

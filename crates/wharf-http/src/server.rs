@@ -36,6 +36,9 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
     /// Largest upload accepted, in bytes.
     pub max_upload_size: u64,
+    /// Largest file a session of this service may make, in bytes (`None`: the core's
+    /// default, or what the account and its groups set).
+    pub max_file_size: Option<u64>,
     /// A logged-in client idle this long must log in again.
     pub session_timeout: Duration,
     /// HTTP only: answer every request with a redirect to HTTPS on this port.
@@ -63,6 +66,7 @@ pub(crate) fn test_config() -> HttpConfig {
         header_timeout: Duration::from_secs(5),
         body_timeout: Duration::from_secs(5),
         max_upload_size: 1 << 20,
+        max_file_size: None,
         session_timeout: Duration::from_secs(60),
         redirect_to_https: None,
     }

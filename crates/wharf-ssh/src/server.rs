@@ -46,6 +46,9 @@ pub struct SshConfig {
     pub algorithms: Algorithms,
     /// Host keys.
     pub host_keys: Vec<PrivateKey>,
+    /// Largest file a session of this service may make, in bytes (`None`: the core's
+    /// default, or what the account and its groups set).
+    pub max_file_size: Option<u64>,
 }
 
 /// A bound SSH service, ready to run.
@@ -56,6 +59,7 @@ pub struct SshService {
 
 struct Shared {
     service: String,
+    max_file_size: Option<u64>,
     admission: Admission,
     auth: Authenticator,
     events: EventBus,
@@ -109,6 +113,7 @@ impl SshService {
         let shared = Arc::new(Shared {
             admission,
             service: self.config.name.clone(),
+            max_file_size: self.config.max_file_size,
             auth,
             events,
             banner: self.config.banner.clone(),
@@ -355,6 +360,7 @@ impl Connection {
             service: self.shared.service.clone(),
             protocol,
             remote: Some(self.remote),
+            max_file_size: self.shared.max_file_size,
         };
         Session::open(account, info, self.shared.events.clone())
             .await

@@ -16,5 +16,5 @@ mod verb;
 
 pub use account::{AccountName, AccountNameError};
 pub use network::{AddressRules, IpNetwork, NetworkParseError};
-pub use path::{PathError, VirtualPath};
+pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathError, VirtualPath};
 pub use verb::{Protocol, Verb, VerbParseError};

@@ -198,6 +198,9 @@ pub struct ServiceSection {
     /// FTP: allow data connections to or from another address than the client's (FXP).
     #[serde(default)]
     pub allow_foreign_data: bool,
+    /// Largest file a session may make, in bytes (every service type).
+    #[serde(default)]
+    pub max_file_size: Option<Spanned<u64>>,
     /// HTTP: largest upload in bytes.
     #[serde(default = "default_max_upload")]
     pub max_upload_size: Spanned<u64>,
@@ -641,6 +644,15 @@ impl Loaded {
                 if *value.get_ref() == 0 {
                     issue(value.span(), key(field), "must be at least 1".into());
                 }
+            }
+            if let Some(size) = &service.max_file_size
+                && *size.get_ref() == 0
+            {
+                issue(
+                    size.span(),
+                    key("max_file_size"),
+                    "must be at least 1".into(),
+                );
             }
             if *service.max_per_ip.get_ref() == 0 {
                 issue(

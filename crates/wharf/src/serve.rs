@@ -100,6 +100,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     tls: mode,
                     tls_config: tls.clone(),
                     require_tls_session_reuse: service.require_tls_session_reuse,
+                    max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
                 };
                 let what = match mode {
                     TlsMode::Off => "ftp: FTP",
@@ -124,6 +125,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     header_timeout: secs(&service.header_timeout),
                     body_timeout: secs(&service.body_timeout),
                     max_upload_size: *service.max_upload_size.get_ref(),
+                    max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
                     session_timeout: secs(&service.session_timeout),
                     redirect_to_https: service.redirect_to_https.as_ref().map(|p| *p.get_ref()),
                 };
@@ -159,6 +161,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     max_auth_tries: service.max_auth_tries.as_ref().map_or(6, |t| *t.get_ref()),
                     algorithms: ctx.loaded.algorithms(service),
                     host_keys,
+                    max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
                 };
                 SshService::bind(config).await.map(|b| {
                     let addrs = b.local_addrs();

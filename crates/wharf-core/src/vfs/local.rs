@@ -11,16 +11,17 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use wharf_types::VirtualPath;
 
+use super::jail::Root;
 use super::{
     Attrs, DirEntry, FileKind, Metadata, OpenWrite, ReadFile, TEMP_PREFIX, Vfs, VfsStats,
     WriteFile, WriteTarget,
@@ -30,20 +31,15 @@ use crate::error::{CoreError, ErrorKind};
 /// A home folder on the local filesystem.
 #[derive(Clone)]
 pub struct LocalFs {
-    root: Arc<OwnedFd>,
+    root: Root,
 }
-
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
 impl LocalFs {
     /// Opens `home` (which must exist and be a folder) as the root of the jail.
     pub fn open(home: &Path) -> io::Result<LocalFs> {
-        let fd = rustix::fs::open(
-            home,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(LocalFs { root: Arc::new(fd) })
+        Ok(LocalFs {
+            root: Root::open(home)?,
+        })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, CoreError>
@@ -52,7 +48,7 @@ impl LocalFs {
         F: FnOnce(&Jail) -> Result<T, CoreError> + Send + 'static,
     {
         let jail = Jail {
-            root: Arc::clone(&self.root),
+            root: self.root.clone(),
         };
         tokio::task::spawn_blocking(move || f(&jail))
             .await
@@ -60,40 +56,19 @@ impl LocalFs {
     }
 }
 
-/// The synchronous half: every helper resolves beneath `root`.
+/// The synchronous half: every helper resolves beneath `root`, following no link.
 struct Jail {
-    root: Arc<OwnedFd>,
-}
-
-fn rel(path: &VirtualPath) -> &str {
-    if path.is_root() { "." } else { path.relative() }
-}
-
-fn name_of(path: &VirtualPath) -> Result<&str, CoreError> {
-    path.file_name()
-        .ok_or_else(|| CoreError::denied("the home folder itself cannot be changed"))
+    root: Root,
 }
 
 impl Jail {
     fn open(&self, path: &VirtualPath, flags: OFlags, mode: Mode) -> Result<OwnedFd, CoreError> {
-        Ok(rustix::fs::openat2(
-            self.root.as_fd(),
-            rel(path),
-            flags | OFlags::CLOEXEC,
-            mode,
-            RESOLVE,
-        )?)
+        self.root.open_at(path, flags, mode)
     }
 
     /// The parent folder of `path`, opened for directory operations, and the last name.
     fn parent<'p>(&self, path: &'p VirtualPath) -> Result<(OwnedFd, &'p str), CoreError> {
-        let name = name_of(path)?;
-        let dir = self.open(
-            &path.parent(),
-            OFlags::RDONLY | OFlags::DIRECTORY,
-            Mode::empty(),
-        )?;
-        Ok((dir, name))
+        self.root.open_parent(path)
     }
 
     fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
@@ -125,7 +100,13 @@ fn metadata(st: &rustix::fs::Stat) -> Metadata {
         gid: st.st_gid,
         atime: st.st_atime,
         mtime: st.st_mtime,
+        identity: Some(identity(st)),
     }
+}
+
+/// `DEVICE:INODE`, which tells one file from another put under the same name.
+fn identity(st: &rustix::fs::Stat) -> String {
+    format!("{}:{}", st.st_dev, st.st_ino)
 }
 
 fn temp_name() -> String {
@@ -357,24 +338,35 @@ impl Vfs for LocalFs {
         .await
     }
 
-    async fn symlink(&self, target: &str, link: &VirtualPath) -> Result<(), CoreError> {
-        let (target, link) = (target.to_owned(), link.clone());
+    async fn real_path(
+        &self,
+        path: &VirtualPath,
+        follow_last: bool,
+    ) -> Result<VirtualPath, CoreError> {
+        let path = path.clone();
+        self.blocking(move |j| j.root.real_path(&path, follow_last))
+            .await
+    }
+
+    async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError> {
+        let (text, link) = (self.root.link_text(target), link.clone());
         self.blocking(move |j| {
             let (dir, name) = j.parent(&link)?;
-            rustix::fs::symlinkat(target.as_str(), &dir, name)?;
+            rustix::fs::symlinkat(text.as_path(), &dir, name)?;
             Ok(())
         })
         .await
     }
 
-    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError> {
+    async fn read_link(&self, path: &VirtualPath) -> Result<VirtualPath, CoreError> {
         let path = path.clone();
         self.blocking(move |j| {
             let (dir, name) = j.parent(&path)?;
-            let target = rustix::fs::readlinkat(&dir, name, Vec::new())?;
-            target
+            let text = rustix::fs::readlinkat(&dir, name, Vec::new())?;
+            let text = text
                 .into_string()
-                .map_err(|_| CoreError::new(ErrorKind::InvalidPath, "link target is not UTF-8"))
+                .map_err(|_| CoreError::new(ErrorKind::InvalidPath, "link target is not UTF-8"))?;
+            j.root.link_target(&path.parent(), &text)
         })
         .await
     }
@@ -417,7 +409,7 @@ impl Vfs for LocalFs {
             };
             match io::copy(&mut source, &mut dest) {
                 Ok(n) => {
-                    write.commit_sync()?;
+                    write.commit_sync(None)?;
                     Ok(n)
                 }
                 Err(e) => {
@@ -600,7 +592,8 @@ impl WriteState {
 }
 
 impl WriteState {
-    fn commit_sync(&self) -> Result<(), CoreError> {
+    /// Commits under the final name, or under `unique` (which must not exist yet).
+    fn commit_sync(&self, unique: Option<&str>) -> Result<(), CoreError> {
         if self.done.swap(true, Ordering::SeqCst) {
             return Err(CoreError::new(ErrorKind::Failure, "upload already closed"));
         }
@@ -609,13 +602,13 @@ impl WriteState {
             if let Some(failure) = self.flush_failure() {
                 return Err(CoreError::new(ErrorKind::Failure, failure));
             }
-            if let Some(temp) = &self.temp_name {
-                rustix::fs::renameat(
-                    &*self.dir,
-                    temp.as_str(),
-                    &*self.dir,
-                    self.final_name.as_str(),
-                )?;
+            let from = self.temp_name.as_deref().unwrap_or(&self.final_name);
+            let (to, flags) = match unique {
+                Some(name) => (name, RenameFlags::NOREPLACE),
+                None => (self.final_name.as_str(), RenameFlags::empty()),
+            };
+            if from != to {
+                rustix::fs::renameat_with(&*self.dir, from, &*self.dir, to, flags)?;
                 // The rename is durable only once its folder is.
                 rustix::fs::fsync(&*self.dir)?;
             }
@@ -726,9 +719,22 @@ impl WriteFile for LocalWrite {
 
     async fn commit(&self) -> Result<(), CoreError> {
         let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || state.commit_sync())
+        tokio::task::spawn_blocking(move || state.commit_sync(None))
             .await
             .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn commit_under(&self, name: &str) -> Result<(), CoreError> {
+        let (state, name) = (Arc::clone(&self.state), name.to_owned());
+        tokio::task::spawn_blocking(move || state.commit_sync(Some(&name)))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn identity(&self) -> Option<String> {
+        rustix::fs::fstat(&*self.state.file)
+            .ok()
+            .map(|st| identity(&st))
     }
 
     async fn abort(&self) -> Result<bool, CoreError> {
@@ -790,9 +796,21 @@ mod tests {
         assert!(fs.read_dir(&vp("/dir-link"), 100).await.is_err());
         assert!(!top.path().join("outside-dir/x").exists());
         assert!(!top.path().join("outside-dir/sub").exists());
-        // A link that stays inside works.
-        let f = fs.open_read(&vp("/ok-link")).await.unwrap();
+        // A link that stays inside is not followed by the backend either: it says a link
+        // is in the way, and where the link leads (for the session to decide the rules there).
+        let err = match fs.open_read(&vp("/ok-link")).await {
+            Err(e) => e,
+            Ok(_) => panic!("/ok-link was followed"),
+        };
+        assert!(err.is_link());
+        let real = fs.real_path(&vp("/ok-link"), true).await.unwrap();
+        assert_eq!(real, vp("/inside.txt"));
+        let f = fs.open_read(&real).await.unwrap();
         assert_eq!(f.read_at(0, 100).await.unwrap(), b"inside");
+        for link in ["/abs-link", "/rel-link", "/dir-link/x"] {
+            let err = fs.real_path(&vp(link), true).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::PermissionDenied, "{link}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@
 //! atomic; it never checks permission rules and never emits events.
 
 mod digest_cache;
+pub mod jail;
 mod local;
 
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub struct Metadata {
     pub atime: i64,
     /// Last modification, seconds since the epoch.
     pub mtime: i64,
+    /// Which file this is on its storage (`DEVICE:INODE` on a local filesystem), so that
+    /// whoever acts on it later (event handlers) can tell it from a file put in its place.
+    pub identity: Option<String>,
 }
 
 impl Metadata {
@@ -232,6 +236,19 @@ pub trait WriteFile: Send + Sync {
     async fn remember_digest(&self, _hex: &str) {}
     /// Makes the upload visible under its final name, durably.
     async fn commit(&self) -> Result<(), CoreError>;
+    /// Like [`WriteFile::commit`], but under `name` in the same folder, which must not exist
+    /// yet (see [`crate::naming`]).
+    async fn commit_under(&self, name: &str) -> Result<(), CoreError> {
+        let _ = name;
+        Err(CoreError::new(
+            crate::ErrorKind::Unsupported,
+            "this storage cannot choose an upload's name",
+        ))
+    }
+    /// Which file is being written (see [`Metadata::identity`]).
+    async fn identity(&self) -> Option<String> {
+        None
+    }
     /// Gives the upload up: removes it, or keeps it under its final name when the target
     /// asked for `keep_partial`. Returns true when data was kept.
     async fn abort(&self) -> Result<bool, CoreError>;
@@ -267,10 +284,23 @@ pub trait Vfs: Send + Sync {
     ) -> Result<(), CoreError>;
     /// Changes attributes.
     async fn set_attrs(&self, path: &VirtualPath, attrs: &Attrs) -> Result<(), CoreError>;
-    /// Creates a symbolic link at `link` whose content is `target` (relative text).
-    async fn symlink(&self, target: &str, link: &VirtualPath) -> Result<(), CoreError>;
-    /// Reads a symbolic link's content.
-    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError>;
+    /// The path `path` really leads to inside the home: links on the way (and a last link,
+    /// when `follow_last`) replaced by what they point to. Every other operation follows no
+    /// link and fails with [`CoreError::is_link`] when it meets one; the session then asks
+    /// this, decides the rules on the answer, and acts on it.
+    async fn real_path(
+        &self,
+        path: &VirtualPath,
+        follow_last: bool,
+    ) -> Result<VirtualPath, CoreError> {
+        let _ = follow_last;
+        Ok(path.clone())
+    }
+    /// Creates a symbolic link at `link` to `target`, stored so that it leads to `target`
+    /// wherever in the home the link or its folders are moved later.
+    async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
+    /// Where a symbolic link points, as a path in the home; refused when it points outside.
+    async fn read_link(&self, path: &VirtualPath) -> Result<VirtualPath, CoreError>;
     /// Creates a hard link `link` to `existing`.
     async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
     /// Copies a file server-side, atomically; returns the bytes copied.

@@ -423,24 +423,9 @@ async fn extended(engine: &Engine, id: u32, ext: Extended) -> Result<Response, C
                     "copy-data needs a read handle and a write handle",
                 ));
             };
-            let mut copied = 0u64;
-            loop {
-                let want = if length == 0 {
-                    MAX_DATA as usize
-                } else {
-                    (length - copied).min(u64::from(MAX_DATA)) as usize
-                };
-                if want == 0 {
-                    break;
-                }
-                let chunk = download.read_at(read_offset + copied, want).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                let n = chunk.len() as u64;
-                upload.write_at(write_offset + copied, chunk).await?;
-                copied += n;
-            }
+            let copied = upload
+                .copy_from(download, read_offset, length, write_offset)
+                .await?;
             if length != 0 && copied < length {
                 return Ok(Response::status(id, StatusCode::Eof, "source ended early"));
             }
