@@ -3,16 +3,23 @@
 //!
 //! It watches the event bus ([`EventObserver`]), so every front-end feeds it without
 //! calling it: a failed password over FTP and an unknown account over SFTP count toward the
-//! same ban. Front-ends ask [`BanEngine::refuses`] when a connection is accepted, before any
-//! TLS or SSH handshake. An IPv6 client is scored and banned by its /64 (configurable), so
-//! one host cannot escape by rotating through its own range.
+//! same ban, and so do connections refused for coming too fast. Front-ends ask an
+//! [`Admission`] when a connection is accepted, before any TLS or SSH handshake; it asks
+//! this engine whether the network is banned or over its rate of new connections, and
+//! passes its refusal records through the engine's throttle, so a flood of refused
+//! connections writes a few records that count what they stand for (`attrs.suppressed`).
+//! An IPv6 client is scored, rate-limited and banned by its /64 (configurable), so one host
+//! cannot escape by rotating through its own range.
 //!
 //! Bans are written to the store, and each node reloads the store's bans every few
 //! seconds, so a cluster shares them and `wharf ban remove` reaches running servers.
-//! Memory is bounded: at most [`MAX_TRACKED`] networks are scored at once.
+//! Memory is bounded: at most [`MAX_TRACKED`] networks are scored, rate-limited and
+//! remembered for their earlier bans at once, and refusal records are held back for at most
+//! [`MAX_THROTTLED`] (service, network, cause) triples. Bans in force are not capped: each
+//! one costs its network a threshold's worth of audited failures.
 //!
-//! This engine must never block: `observe` and `refuses` run on the caller's task and only
-//! take a short lock; the store is written by the engine's own task.
+//! This engine must never block: `observe`, `refuses` and the admission checks run on the
+//! caller's task and only take short locks; the store is written by the engine's own task.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,18 +29,36 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use wharf_core::{Event, EventBus, EventKind, EventObserver};
+use wharf_net::{Passed, RateLimiter, Throttle};
 use wharf_store::{BanRecord, Store};
 use wharf_types::IpNetwork;
 
+mod admission;
+
+pub use admission::{Admission, Admitted, Limits, TurnedAway};
+
 /// Networks scored at once; past this, failures from new networks are not scored until
-/// old scores age out (the bans already in force still hold).
+/// old scores age out (the bans already in force still hold). Also the most networks whose
+/// rate of new connections, or whose earlier bans, are remembered at once.
 pub const MAX_TRACKED: usize = 100_000;
+
+/// (service, network, cause) triples whose refusal records are thinned out at once; past
+/// this, refusals of further networks are counted together (`attrs.suppressed_untracked`).
+pub const MAX_THROTTLED: usize = 10_000;
 
 /// How often the engine reloads bans from the store.
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
-/// Refused connections recorded per network at most once in this time.
-const REFUSAL_RECORD_EVERY: Duration = Duration::from_secs(60);
+/// A banned network's refusals are recorded at most once in this time.
+const BANNED_RECORD_EVERY: Duration = Duration::from_secs(60);
+
+/// Other refusals of one network are recorded at once, then after waits that start here and
+/// double up to [`BANNED_RECORD_EVERY`]: a flood is scored (and banned) within seconds while
+/// it writes a handful of records.
+const REFUSAL_FIRST_WAIT: Duration = Duration::from_secs(1);
+
+/// Key of a refusal record's throttle: the service, the network, the cause.
+type RecordKey = (Arc<str>, IpNetwork, &'static str);
 
 /// The policy, from `[ban]` in the configuration.
 #[derive(Debug, Clone)]
@@ -64,6 +89,14 @@ pub struct BanPolicy {
     pub score_unknown_account: u32,
     /// Score of a protocol violation (`protocol.error`).
     pub score_protocol_error: u32,
+    /// New connections (SSH, FTP control, HTTP) one network may open a minute, on all
+    /// services together; 0: no limit. Applies whether or not `enabled` is set; safelisted
+    /// networks are exempt.
+    pub connection_rate: u32,
+    /// How many of those may come at once.
+    pub connection_burst: u32,
+    /// Score of each connection refused for coming faster than `connection_rate`.
+    pub score_refused_connection: u32,
 }
 
 impl Default for BanPolicy {
@@ -82,6 +115,9 @@ impl Default for BanPolicy {
             score_failed_login: 1,
             score_unknown_account: 2,
             score_protocol_error: 2,
+            connection_rate: 600,
+            connection_burst: 60,
+            score_refused_connection: 1,
         }
     }
 }
@@ -101,31 +137,45 @@ impl BanPolicy {
     }
 
     fn score(&self, event: &Event) -> u32 {
+        let cause = event.attrs.get("cause").map(String::as_str);
         match event.kind {
-            EventKind::LoginFailed => match event.attrs.get("cause").map(String::as_str) {
+            EventKind::LoginFailed => match cause {
                 Some("unknown-account") => self.score_unknown_account,
                 // Offering keys the account does not hold is how SSH clients find theirs.
                 _ if event.attrs.get("method").map(String::as_str) == Some("publickey") => 0,
-                // The server's own trouble says nothing about the client.
-                Some("misconfigured" | "store") => 0,
+                // The server's own trouble says nothing about the client: its store, an
+                // account it cannot serve, or an LDAP directory or HTTP authentication
+                // service that is down or answers nonsense (the password may well be right).
+                Some("misconfigured" | "store" | "service-failed") => 0,
                 _ => self.score_failed_login,
             },
             EventKind::ProtocolError => self.score_protocol_error,
+            // A record of refusals stands for itself and the ones it counts.
+            EventKind::ConnectionRefused if cause == Some(TurnedAway::Rate.cause()) => {
+                let suppressed = event
+                    .attrs
+                    .get("suppressed")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(0);
+                self.score_refused_connection
+                    .saturating_mul(suppressed.saturating_add(1))
+            }
             _ => 0,
         }
     }
+
+    fn safelisted(&self, addr: IpAddr) -> bool {
+        self.safelist.iter().any(|n| n.contains(addr))
+    }
 }
 
-/// A refused connection: which ban, until when, and whether to record it (refusals are
-/// recorded once a minute per network, so a flood cannot flood the audit trail).
+/// A connection from a banned network: which ban, until when.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     /// The banned network.
     pub network: IpNetwork,
     /// When the ban ends.
     pub until: OffsetDateTime,
-    /// Record this refusal as an event.
-    pub record: bool,
 }
 
 impl Refusal {
@@ -149,7 +199,6 @@ struct State {
     bans: HashMap<IpNetwork, Active>,
     /// Strikes of networks banned before, with when their last ban ended.
     strikes: HashMap<IpNetwork, (u32, OffsetDateTime)>,
-    refusals_recorded: HashMap<IpNetwork, Instant>,
 }
 
 /// The ban engine of one node. Create it with [`BanEngine::new`], build the event bus
@@ -159,6 +208,10 @@ pub struct BanEngine {
     node: String,
     store: Store,
     state: Mutex<State>,
+    /// New connections per network (its own lock: admission never waits on scoring).
+    rates: RateLimiter<IpNetwork>,
+    /// Refusal records held back from a flood.
+    records: Throttle<RecordKey, Event>,
     writes: mpsc::UnboundedSender<BanRecord>,
     pending: Mutex<Option<mpsc::UnboundedReceiver<BanRecord>>>,
 }
@@ -168,6 +221,8 @@ impl BanEngine {
     pub fn new(policy: BanPolicy, store: Store, node: String) -> Arc<BanEngine> {
         let (writes, pending) = mpsc::unbounded_channel();
         Arc::new(BanEngine {
+            rates: RateLimiter::new(policy.connection_rate, policy.connection_burst, MAX_TRACKED),
+            records: Throttle::new(MAX_THROTTLED, BANNED_RECORD_EVERY),
             policy,
             node,
             store,
@@ -188,27 +243,41 @@ impl BanEngine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a connection from `addr` must be refused now.
+    /// Whether `addr` is in a network banned now.
     pub fn refuses(&self, addr: IpAddr) -> Option<Refusal> {
         let network = self.policy.network_of(addr);
         let now = OffsetDateTime::now_utc();
-        let mut state = self.state();
-        let until = match state.bans.get(&network) {
-            Some(ban) if ban.until > now => ban.until,
-            _ => return None,
+        let state = self.state();
+        match state.bans.get(&network) {
+            Some(ban) if ban.until > now => Some(Refusal {
+                network,
+                until: ban.until,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Takes one of the network's new connections; true when it has opened too many
+    /// lately (`connection_rate`, `connection_burst`). Safelisted networks never are.
+    fn over_rate(&self, addr: IpAddr) -> bool {
+        if self.policy.safelisted(addr) {
+            return false;
+        }
+        !self.rates.allow(&self.policy.network_of(addr))
+    }
+
+    /// The refusal record to write now, if any: the first of its service, network and cause
+    /// at once, later ones at growing intervals, each counting those held back before it
+    /// (`attrs.suppressed`). A banned network's refusals are recorded once a minute.
+    fn throttle(&self, key: RecordKey, event: Event) -> Option<Event> {
+        let first_wait = if key.2 == TurnedAway::Banned.cause() {
+            BANNED_RECORD_EVERY
+        } else {
+            REFUSAL_FIRST_WAIT
         };
-        let record = match state.refusals_recorded.get(&network) {
-            Some(at) if at.elapsed() < REFUSAL_RECORD_EVERY => false,
-            _ => {
-                state.refusals_recorded.insert(network, Instant::now());
-                true
-            }
-        };
-        Some(Refusal {
-            network,
-            until,
-            record,
-        })
+        self.records
+            .offer(&key, event, first_wait)
+            .map(|passed| counted(passed, false))
     }
 
     /// Keeps the bans current until `shutdown`: writes new
@@ -266,7 +335,6 @@ impl BanEngine {
         let mut events = Vec::new();
         for (network, ban) in ended {
             state.bans.remove(&network);
-            state.refusals_recorded.remove(&network);
             state.strikes.insert(network, (ban.strikes, ban.until));
             events.push(
                 Event::new(EventKind::BanLifted)
@@ -279,14 +347,22 @@ impl BanEngine {
         state.strikes.retain(|_, (_, ended)| {
             now - *ended < time::Duration::try_from(forget).unwrap_or(time::Duration::MAX)
         });
-        state
-            .refusals_recorded
-            .retain(|_, at| at.elapsed() < REFUSAL_RECORD_EVERY);
+        cap_strikes(&mut state.strikes);
         let window = self.policy.window;
         state.scores.retain(|_, hits| {
             hits.retain(|(at, _)| at.elapsed() < window);
             !hits.is_empty()
         });
+        drop(state);
+        self.rates.prune();
+        // Refusals held back whose wait is over: their count is written now, not only
+        // when the flood comes back.
+        events.extend(
+            self.records
+                .due()
+                .into_iter()
+                .map(|passed| counted(passed, true)),
+        );
         events
     }
 
@@ -330,6 +406,7 @@ impl BanEngine {
             .bans
             .retain(|network, ban| !ban.stored || seen.contains(network));
         state.strikes.retain(|network, _| seen.contains(network));
+        cap_strikes(&mut state.strikes);
     }
 
     fn ban(&self, state: &mut State, network: IpNetwork, score: u32, trigger: &Event) -> Event {
@@ -383,7 +460,7 @@ impl EventObserver for BanEngine {
             return Vec::new();
         };
         let points = self.policy.score(event);
-        if points == 0 || self.policy.safelist.iter().any(|n| n.contains(remote.ip())) {
+        if points == 0 || self.policy.safelisted(remote.ip()) {
             return Vec::new();
         }
         let network = self.policy.network_of(remote.ip());
@@ -404,6 +481,41 @@ impl EventObserver for BanEngine {
         }
         vec![self.ban(&mut state, network, score, event)]
     }
+}
+
+/// A refusal record let through the throttle, with what it stands for. A record `late`
+/// (written when its wait ran out) is stamped now, so the trail's times stay in order.
+fn counted(passed: Passed<Event>, late: bool) -> Event {
+    let Passed {
+        item: mut event,
+        suppressed,
+        overflow,
+    } = passed;
+    if late {
+        event.time = OffsetDateTime::now_utc();
+    }
+    if suppressed > 0 {
+        // Refusals of other networks (the table was full) must not count toward this one's
+        // score, so they are named apart.
+        let key = if overflow {
+            "suppressed_untracked"
+        } else {
+            "suppressed"
+        };
+        event.attrs.insert(key.to_owned(), suppressed.to_string());
+    }
+    event
+}
+
+/// Keeps the most recently ended strikes when there are more than [`MAX_TRACKED`].
+fn cap_strikes(strikes: &mut HashMap<IpNetwork, (u32, OffsetDateTime)>) {
+    if strikes.len() <= MAX_TRACKED {
+        return;
+    }
+    let mut ended: Vec<OffsetDateTime> = strikes.values().map(|(_, at)| *at).collect();
+    ended.sort_unstable();
+    let cut = ended[strikes.len() - MAX_TRACKED];
+    strikes.retain(|_, (_, at)| *at >= cut);
 }
 
 fn micros(t: OffsetDateTime) -> i64 {
@@ -459,5 +571,147 @@ mod tests {
         assert_eq!(policy.score(&failed("store", "password")), 0);
         assert_eq!(policy.score(&Event::new(EventKind::ProtocolError)), 2);
         assert_eq!(policy.score(&Event::new(EventKind::UploadFailed)), 0);
+    }
+
+    #[test]
+    fn an_authentication_service_outage_is_not_the_clients_fault() {
+        let policy = BanPolicy::default();
+        let failed = |cause: &str| {
+            Event::new(EventKind::LoginFailed)
+                .failed("x")
+                .attr("cause", cause)
+                .attr("method", "password")
+        };
+        assert_eq!(policy.score(&failed("service-failed")), 0);
+        assert_eq!(policy.score(&failed("misconfigured")), 0);
+        // What the directory or service itself decided still counts.
+        assert_eq!(policy.score(&failed("refused")), 1);
+        assert_eq!(policy.score(&failed("wrong-password")), 1);
+    }
+
+    #[test]
+    fn refused_connections_score_by_cause_and_by_what_they_stand_for() {
+        let policy = BanPolicy {
+            score_refused_connection: 2,
+            ..BanPolicy::default()
+        };
+        let refused = |cause: &str| {
+            Event::new(EventKind::ConnectionRefused)
+                .failed("x")
+                .attr("cause", cause)
+        };
+        assert_eq!(policy.score(&refused("rate")), 2);
+        assert_eq!(policy.score(&refused("rate").attr("suppressed", "9")), 20);
+        assert_eq!(
+            policy.score(&refused("rate").attr("suppressed", "4000000000")),
+            u32::MAX
+        );
+        // Counts of other networks' refusals do not land on this one.
+        assert_eq!(
+            policy.score(&refused("rate").attr("suppressed_untracked", "9")),
+            2
+        );
+        // Holding the per-address allowance, a full server and a ban already in force are
+        // not scored.
+        assert_eq!(policy.score(&refused("max-per-ip")), 0);
+        assert_eq!(policy.score(&refused("max-connections")), 0);
+        assert_eq!(policy.score(&refused("banned").attr("suppressed", "9")), 0);
+    }
+
+    /// A flood of connections from one address: a few passes, the rest is refused for its
+    /// rate; a handful of records count every refusal, the count bans the network, and the
+    /// ban's own refusals are thinned out too. Another network is untouched.
+    #[tokio::test]
+    async fn a_connection_flood_writes_few_records_and_ends_in_a_ban() {
+        let policy = BanPolicy {
+            threshold: 20,
+            connection_rate: 60,
+            connection_burst: 5,
+            ..BanPolicy::default()
+        };
+        let (store, _scratch) = admission::tests::scratch_store().await;
+        let engine = BanEngine::new(policy, store.clone(), "n1".into());
+        let (bus, mut records) = EventBus::with_observer(engine.clone());
+        let auth = crate::Authenticator::new(store).with_bans(engine.clone());
+        let gate = Admission::new(
+            &auth,
+            bus.clone(),
+            "ssh",
+            wharf_types::Protocol::Ssh,
+            Limits {
+                max_connections: 100,
+                max_per_ip: 3,
+            },
+        );
+        let flood = admission::tests::addr("192.0.2.7");
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        for i in 0..1000 {
+            match gate.admit(flood, &i.to_string()) {
+                Ok(admitted) => held.push(admitted),
+                Err(why) => refused.push(why),
+            }
+        }
+        assert_eq!(held.len(), 3);
+        assert_eq!(refused.len(), 997);
+        // The burst of 5: three served, two over max_per_ip; then the rate.
+        assert_eq!(
+            refused
+                .iter()
+                .filter(|w| **w == TurnedAway::PerAddress)
+                .count(),
+            2
+        );
+        let honest = gate.admit(admission::tests::addr("2001:db8::1"), "other");
+        assert!(honest.is_ok());
+        // One record per cause so far, the rate's not yet counted, so no ban.
+        let mut written = Vec::new();
+        while let Ok(e) = records.try_recv() {
+            written.push(e);
+        }
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert!(engine.refuses(flood.ip()).is_none());
+        // Once the first wait is over, the held-back count is written and bans the flood.
+        tokio::time::sleep(REFUSAL_FIRST_WAIT + Duration::from_millis(100)).await;
+        for event in engine.expire() {
+            bus.emit(event);
+        }
+        while let Ok(e) = records.try_recv() {
+            written.push(e);
+        }
+        let rate: Vec<&Event> = written
+            .iter()
+            .filter(|e| e.attrs.get("cause").map(String::as_str) == Some("rate"))
+            .collect();
+        let standing_for: u64 = rate
+            .iter()
+            .map(|e| {
+                1 + e
+                    .attrs
+                    .get("suppressed")
+                    .map_or(0, |n| n.parse::<u64>().unwrap())
+            })
+            .sum();
+        assert_eq!(standing_for, 995);
+        let ban = written
+            .iter()
+            .find(|e| e.kind == EventKind::BanAdded)
+            .expect("the flood is banned");
+        assert_eq!(ban.attrs["network"], "192.0.2.7/32");
+        assert!(engine.refuses(flood.ip()).is_some());
+        // The ban's refusals: the first recorded, the next thousand held back for a minute.
+        for i in 0..1000 {
+            assert_eq!(
+                gate.admit(flood, &format!("b{i}")).err(),
+                Some(TurnedAway::Banned)
+            );
+        }
+        let mut banned = 0;
+        while let Ok(e) = records.try_recv() {
+            assert_eq!(e.attrs["cause"], "banned");
+            banned += 1;
+        }
+        assert_eq!(banned, 1);
+        assert!(engine.records.tracked() <= 3);
     }
 }

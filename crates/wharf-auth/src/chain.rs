@@ -127,6 +127,11 @@ impl Authenticator {
         self.bans.as_ref().and_then(|b| b.refuses(addr))
     }
 
+    /// The ban engine, which admission at accept asks ([`crate::Admission`]).
+    pub fn bans(&self) -> Option<&Arc<BanEngine>> {
+        self.bans.as_ref()
+    }
+
     /// Asks the chain about `credential` for `name`.
     pub async fn authenticate(
         &self,

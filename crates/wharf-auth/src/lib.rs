@@ -27,7 +27,9 @@ mod policy;
 mod resolve;
 mod totp;
 
-pub use ban::{BanEngine, BanPolicy, MAX_TRACKED, Refusal, rfc3339};
+pub use ban::{
+    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, Refusal, TurnedAway, rfc3339,
+};
 pub use chain::{Attempt, Authenticated, Authenticator, Denied, Method};
 pub use http_method::{HttpMethod, HttpMethodError};
 pub use keys::{PublicKey, fingerprint, parse_public_key};

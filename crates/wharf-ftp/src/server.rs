@@ -5,9 +5,9 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
-use wharf_auth::Authenticator;
-use wharf_core::{Event, EventBus, EventKind};
+use tokio::sync::watch;
+use wharf_auth::{Admission, Authenticator, Limits};
+use wharf_core::EventBus;
 use wharf_net::Listeners;
 use wharf_types::Protocol;
 
@@ -41,7 +41,8 @@ pub struct FtpConfig {
     pub data_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Connections at once from one address.
+    /// Control connections at once from one network (the ban engine's: an address, an
+    /// IPv6 /64). Data connections do not count.
     pub max_per_ip: usize,
     /// Failed logins before the control connection is closed.
     pub max_auth_tries: usize,
@@ -85,7 +86,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<FtpConfig>,
     pub(crate) auth: Authenticator,
     pub(crate) events: EventBus,
-    per_address: wharf_net::AddressSlots,
+    admission: Admission,
 }
 
 impl FtpService {
@@ -105,16 +106,25 @@ impl FtpService {
 
     /// Serves until `shutdown` turns true.
     pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
+        let admission = Admission::new(
+            &auth,
+            events.clone(),
+            &self.config.name,
+            self.config.initial_protocol(),
+            Limits {
+                max_connections: self.config.max_connections,
+                max_per_ip: self.config.max_per_ip,
+            },
+        );
         let shared = Arc::new(Shared {
             config: Arc::clone(&self.config),
             auth,
             events,
-            per_address: wharf_net::AddressSlots::new(self.config.max_per_ip),
+            admission,
         });
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
         self.listeners
             .serve(shutdown, move |socket, remote| {
-                accept(socket, remote, &shared, &limit)
+                accept(socket, remote, &shared)
             })
             .await;
     }
@@ -137,42 +147,20 @@ fn turn_away(socket: tokio::net::TcpStream, shared: &Shared, why: &'static str) 
     });
 }
 
-fn accept(
-    socket: tokio::net::TcpStream,
-    remote: SocketAddr,
-    shared: &Arc<Shared>,
-    limit: &Arc<Semaphore>,
-) {
+/// Control connections only: data connections arrive on their own listeners and never
+/// pass through here.
+fn accept(socket: tokio::net::TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
     let id = format!("{:016x}", rand::random::<u64>());
-    let mut refused = Event::new(EventKind::ConnectionRefused);
-    refused.service = Some(shared.config.name.clone());
-    refused.protocol = Some(shared.config.initial_protocol());
-    refused.session = Some(id.clone());
-    refused.remote = Some(remote);
-    if let Some(refusal) = shared.auth.refuses(remote.ip()) {
-        if refusal.record {
-            shared
-                .events
-                .emit(refused.failed(refusal.reason()).attr("cause", "banned"));
+    let admitted = match shared.admission.admit(remote, &id) {
+        Ok(admitted) => admitted,
+        Err(why) => {
+            turn_away(socket, shared, why.reply());
+            return;
         }
-        turn_away(socket, shared, "address banned after too many failures");
-        return;
-    }
-    let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
-        shared.events.emit(refused.failed("too many connections"));
-        turn_away(socket, shared, "too many connections; try again later");
-        return;
-    };
-    let Some(slot) = shared.per_address.take(remote.ip()) else {
-        shared
-            .events
-            .emit(refused.failed("too many connections from this address"));
-        turn_away(socket, shared, "too many connections from your address");
-        return;
     };
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let _held = (permit, slot);
+        let _held = admitted;
         crate::session::run(socket, remote, id, shared).await;
     });
 }

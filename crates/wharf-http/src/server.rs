@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::{Semaphore, watch};
-use wharf_auth::Authenticator;
+use tokio::sync::watch;
+use wharf_auth::{Admission, Authenticator, Limits};
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_net::tls::TlsAcceptor;
@@ -28,7 +28,7 @@ pub struct HttpConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Connections at once from one address.
+    /// Connections at once from one network (the ban engine's: an address, an IPv6 /64).
     pub max_per_ip: usize,
     /// Time to receive a request's headers (also the keep-alive idle time).
     pub header_timeout: Duration,
@@ -118,8 +118,16 @@ impl HttpService {
 
     /// Serves until `shutdown` turns true.
     pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
-        let per_address = wharf_net::AddressSlots::new(self.config.max_per_ip);
+        let admission = Admission::new(
+            &auth,
+            events.clone(),
+            &self.config.name,
+            self.config.protocol(),
+            Limits {
+                max_connections: self.config.max_connections,
+                max_per_ip: self.config.max_per_ip,
+            },
+        );
         let tls = self.config.tls.clone().map(TlsAcceptor::from);
         let shared = Arc::new(Shared {
             sessions: Sessions::new(self.config.session_timeout),
@@ -131,39 +139,16 @@ impl HttpService {
         self.listeners
             .serve(shutdown, move |socket, remote| {
                 let id = format!("{:016x}", rand::random::<u64>());
+                // Refused before the TLS handshake: a refused client costs no handshake.
+                let Ok(admitted) = admission.admit(remote, &id) else {
+                    return;
+                };
                 let conn = Conn { id, remote };
-                if let Some(refusal) = shared.auth.refuses(remote.ip()) {
-                    if refusal.record {
-                        shared.events.emit(
-                            shared
-                                .event(EventKind::ConnectionRefused, &conn)
-                                .failed(refusal.reason())
-                                .attr("cause", "banned"),
-                        );
-                    }
-                    return;
-                }
-                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                    shared.events.emit(
-                        shared
-                            .event(EventKind::ConnectionRefused, &conn)
-                            .failed("too many connections"),
-                    );
-                    return;
-                };
-                let Some(slot) = per_address.take(remote.ip()) else {
-                    shared.events.emit(
-                        shared
-                            .event(EventKind::ConnectionRefused, &conn)
-                            .failed("too many connections from this address"),
-                    );
-                    return;
-                };
                 let shared = Arc::clone(&shared);
                 let router = router.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _held = (permit, slot);
+                    let _held = admitted;
                     serve_connection(socket, conn, shared, router, tls).await;
                 });
             })

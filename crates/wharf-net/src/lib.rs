@@ -1,22 +1,29 @@
 //! Listening sockets shared by the protocol front-ends: bind every configured address,
 //! report what was bound, and accept until shutdown; and the TLS server configuration
-//! (`tls`) the TLS front-ends share; per-address connection counts (`AddressSlots`); and the
-//! one outbound JSON POST (`post`) that the HTTP authentication method and webhooks use.
+//! (`tls`) the TLS front-ends share; the bounded per-network tables that admission at
+//! accept is built from (open connections: [`AddressSlots`]; new connections a minute:
+//! [`RateLimiter`]; records held back from a flood: [`Throttle`]); and the one outbound
+//! JSON POST (`post`) that the HTTP authentication method and webhooks use.
 //!
 //! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
 //! so every protocol records and compares client addresses the same way. An accept error
 //! (out of descriptors, say) backs off briefly and never stops the listener.
 //!
 //! This crate must never speak a protocol or decide whether a connection is welcome: the
-//! front-end's callback does that.
+//! tables count and answer "over the limit or not"; the admission in `wharf-auth` decides,
+//! once for every front-end. Every table here has a cap and forgets what has gone quiet.
 
 #![forbid(unsafe_code)]
 
 pub mod post;
+mod rate;
 mod slots;
+mod throttle;
 pub mod tls;
 
+pub use rate::RateLimiter;
 pub use slots::{AddressSlot, AddressSlots};
+pub use throttle::{Passed, Throttle};
 
 use std::net::SocketAddr;
 use std::time::Duration;

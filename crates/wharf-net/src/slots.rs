@@ -1,60 +1,77 @@
-//! Open connections counted per client address, so a service can cap how many one address
-//! holds at once. The count drops when the [`AddressSlot`] is dropped, whatever ends the
-//! connection.
+//! Open connections counted per client network, so a service can cap how many one network
+//! holds at once. The key is the caller's (the ban engine's network of the address: one
+//! IPv4 address, an IPv6 /64), so a host cannot multiply its allowance by rotating through
+//! its own IPv6 range. The count drops when the [`AddressSlot`] is dropped, whatever ends
+//! the connection.
+//!
+//! The table holds one entry per network with an open connection and forgets a network
+//! when its last connection closes; callers take a slot only after a connection has passed
+//! the service's overall limit, so the table never has more entries than that limit.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Per-address connection counts of one service.
+type Counts<K> = Arc<Mutex<HashMap<K, usize>>>;
+
+/// Per-network connection counts of one service.
 #[derive(Clone)]
-pub struct AddressSlots {
+pub struct AddressSlots<K = IpAddr> {
     limit: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: Counts<K>,
 }
 
-/// One open connection of an address; frees its slot when dropped.
-pub struct AddressSlot {
-    addr: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+/// One open connection of a network; frees its slot when dropped.
+pub struct AddressSlot<K: Hash + Eq = IpAddr> {
+    key: K,
+    open: Counts<K>,
 }
 
-fn lock(open: &Mutex<HashMap<IpAddr, usize>>) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+fn lock<K>(open: &Mutex<HashMap<K, usize>>) -> MutexGuard<'_, HashMap<K, usize>> {
     // The map holds plain counters; after a panic elsewhere it is still usable.
     open.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl AddressSlots {
-    /// At most `limit` connections per address.
-    pub fn new(limit: usize) -> AddressSlots {
+impl<K: Hash + Eq + Clone> AddressSlots<K> {
+    /// At most `limit` connections per network.
+    pub fn new(limit: usize) -> AddressSlots<K> {
         AddressSlots {
             limit,
             open: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// A slot for one more connection from `addr`, or `None` when it has `limit` already.
-    pub fn take(&self, addr: IpAddr) -> Option<AddressSlot> {
+    /// A slot for one more connection from `key`, or `None` when it has `limit` already.
+    pub fn take(&self, key: K) -> Option<AddressSlot<K>> {
         let mut open = lock(&self.open);
-        let count = open.entry(addr).or_insert(0);
+        let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.limit {
+            if *count == 0 {
+                open.remove(&key);
+            }
             return None;
         }
         *count += 1;
         Some(AddressSlot {
-            addr,
+            key,
             open: Arc::clone(&self.open),
         })
     }
+
+    /// Networks holding at least one connection.
+    pub fn networks(&self) -> usize {
+        lock(&self.open).len()
+    }
 }
 
-impl Drop for AddressSlot {
+impl<K: Hash + Eq> Drop for AddressSlot<K> {
     fn drop(&mut self) {
         let mut open = lock(&self.open);
-        if let Some(count) = open.get_mut(&self.addr) {
-            *count -= 1;
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.addr);
+                open.remove(&self.key);
             }
         }
     }
@@ -65,7 +82,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_counted_per_address_and_freed_on_drop() {
+    fn slots_are_counted_per_key_and_freed_on_drop() {
         let slots = AddressSlots::new(2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "2001:db8::1".parse().unwrap();
@@ -75,6 +92,13 @@ mod tests {
         let _other = slots.take(b).unwrap();
         drop(first);
         assert!(slots.take(a).is_some());
-        assert_eq!(lock(&slots.open).len(), 2);
+        assert_eq!(slots.networks(), 2);
+    }
+
+    #[test]
+    fn a_zero_limit_refuses_without_keeping_an_entry() {
+        let slots = AddressSlots::new(0);
+        assert!(slots.take(7u8).is_none());
+        assert_eq!(slots.networks(), 0);
     }
 }

@@ -1,5 +1,6 @@
 //! The exec allow-list: which commands an SSH client may run. No shell is ever involved;
-//! a command line is tokenised and matched against what Wharf implements itself.
+//! a command line is tokenised and matched against what Wharf implements itself. SCP runs
+//! in `scp.rs`; `sha256sum`, which only asks the core session for digests, runs here.
 
 /// A command Wharf runs in-process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,36 @@ fn parse_scp(args: &[String]) -> Result<Command, String> {
             preserve,
         }
     })
+}
+
+/// `sha256sum PATH...`: each file's digest as the core session knows it, like coreutils.
+pub(crate) async fn sha256sum<W: tokio::io::AsyncWrite + Unpin>(
+    core: &wharf_core::Session,
+    out: &mut W,
+    paths: &[String],
+) -> u32 {
+    use tokio::io::AsyncWriteExt;
+    let mut status = 0;
+    for raw in paths {
+        let line = match core.resolve(&wharf_types::VirtualPath::root(), raw.as_bytes()) {
+            Ok(path) => match core.sha256(&path).await {
+                Ok(hex) => format!("{hex}  {raw}\n"),
+                Err(e) => {
+                    status = 1;
+                    format!("sha256sum: {raw}: {}\n", e.message)
+                }
+            },
+            Err(e) => {
+                status = 1;
+                format!("sha256sum: {raw}: {}\n", e.message)
+            }
+        };
+        if out.write_all(line.as_bytes()).await.is_err() {
+            return 1;
+        }
+    }
+    let _ = out.flush().await;
+    status
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use russh::server::ChannelOpenHandle;
 use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, watch};
-use wharf_auth::{Attempt, Authenticated, Authenticator, Credential, fingerprint};
+use tokio::sync::watch;
+use wharf_auth::{
+    Admission, Attempt, Authenticated, Authenticator, Credential, Limits, fingerprint,
+};
 use wharf_core::{Account, Event, EventBus, EventKind, Session, SessionInfo};
 use wharf_net::Listeners;
 use wharf_types::Protocol;
@@ -36,7 +38,7 @@ pub struct SshConfig {
     pub login_grace_time: Duration,
     /// Connections served at once; more are refused.
     pub max_connections: usize,
-    /// Connections at once from one address.
+    /// Connections at once from one network (the ban engine's: an address, an IPv6 /64).
     pub max_per_ip: usize,
     /// Authentication attempts per connection.
     pub max_auth_tries: usize,
@@ -58,7 +60,7 @@ pub struct SshService {
 struct Shared {
     service: String,
     max_file_size: Option<u64>,
-    per_address: wharf_net::AddressSlots,
+    admission: Admission,
     auth: Authenticator,
     events: EventBus,
     banner: Option<String>,
@@ -98,19 +100,28 @@ impl SshService {
             nodelay: true,
             ..Default::default()
         });
+        let admission = Admission::new(
+            &auth,
+            events.clone(),
+            &self.config.name,
+            Protocol::Ssh,
+            Limits {
+                max_connections: self.config.max_connections,
+                max_per_ip: self.config.max_per_ip,
+            },
+        );
         let shared = Arc::new(Shared {
-            per_address: wharf_net::AddressSlots::new(self.config.max_per_ip),
+            admission,
             service: self.config.name.clone(),
             max_file_size: self.config.max_file_size,
             auth,
             events,
             banner: self.config.banner.clone(),
         });
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
         let grace = self.config.login_grace_time;
         self.listeners
             .serve(shutdown, move |socket, remote| {
-                accept(socket, remote, &config, &shared, &limit, grace)
+                accept(socket, remote, &config, &shared, grace)
             })
             .await;
     }
@@ -121,10 +132,13 @@ fn accept(
     remote: SocketAddr,
     config: &Arc<russh::server::Config>,
     shared: &Arc<Shared>,
-    limit: &Arc<Semaphore>,
     grace: Duration,
 ) {
     let connection_id = uuid_like();
+    // Refused before the SSH banner: a refused client costs no key exchange.
+    let Ok(admitted) = shared.admission.admit(remote, &connection_id) else {
+        return;
+    };
     let event = |kind: EventKind| {
         let mut e = Event::new(kind);
         e.service = Some(shared.service.clone());
@@ -132,28 +146,6 @@ fn accept(
         e.session = Some(connection_id.clone());
         e.remote = Some(remote);
         e
-    };
-    if let Some(refusal) = shared.auth.refuses(remote.ip()) {
-        if refusal.record {
-            shared.events.emit(
-                event(EventKind::ConnectionRefused)
-                    .failed(refusal.reason())
-                    .attr("cause", "banned"),
-            );
-        }
-        return;
-    }
-    let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
-        shared
-            .events
-            .emit(event(EventKind::ConnectionRefused).failed("too many connections"));
-        return;
-    };
-    let Some(slot) = shared.per_address.take(remote.ip()) else {
-        shared.events.emit(
-            event(EventKind::ConnectionRefused).failed("too many connections from this address"),
-        );
-        return;
     };
     shared.events.emit(event(EventKind::ConnectionOpened));
     let started = Instant::now();
@@ -174,7 +166,7 @@ fn accept(
     let config = Arc::clone(config);
     let events = shared.events.clone();
     tokio::spawn(async move {
-        let _held = (permit, slot);
+        let _held = admitted;
         let _ = socket.set_nodelay(true);
         // The grace period covers everything before authentication, including a client
         // that connects and never sends its identification line.
@@ -373,6 +365,15 @@ impl Connection {
         Session::open(account, info, self.shared.events.clone())
             .await
             .map_err(|e| e.message)
+    }
+
+    /// Records a refused forwarding request (`command.refused`).
+    fn forwarding_refused(&self, what: String) {
+        let account = self.account_str();
+        self.shared.events.emit(
+            self.event(EventKind::CommandRefused, account.as_deref())
+                .failed(what),
+        );
     }
 
     /// Refuses a request with exit status 1 and a message on stderr, and records it.
@@ -611,7 +612,9 @@ impl russh::server::Handler for Connection {
                         )
                         .await
                     }
-                    Command::Sha256Sum { paths } => sha256sum(&core, &mut writer, &paths).await,
+                    Command::Sha256Sum { paths } => {
+                        exec::sha256sum(&core, &mut writer, &paths).await
+                    }
                 }
             },
         );
@@ -665,46 +668,128 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
+    // Requests for what this service never offers (a terminal, an environment, X11, agent
+    // and port forwarding) are answered with a failure at once: a client that asked for a
+    // reply waits for one (paramiko's `get_pty()` forever). Forwarding is recorded.
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _variable_name: &str,
+        _variable_value: &str,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        _signal: russh::Sig,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        self.forwarding_refused("X11 forwarding refused".into());
+        session.channel_failure(channel)
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        self.forwarding_refused("agent forwarding refused".into());
+        Ok(false)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        let shown: String = host_to_connect.chars().take(256).collect();
+        self.forwarding_refused(format!(
+            "port forwarding refused (to {shown}:{port_to_connect})"
+        ));
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        self.forwarding_refused("socket forwarding refused".into());
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
     async fn tcpip_forward(
         &mut self,
         address: &str,
         port: &mut u32,
         _session: &mut SshSession,
     ) -> Result<bool, Self::Error> {
-        let account = self.account_str();
-        self.shared.events.emit(
-            self.event(EventKind::CommandRefused, account.as_deref())
-                .failed(format!("port forwarding refused ({address}:{port})")),
-        );
+        let shown: String = address.chars().take(256).collect();
+        self.forwarding_refused(format!("port forwarding refused ({shown}:{port})"));
         Ok(false)
     }
-}
 
-async fn sha256sum<W: tokio::io::AsyncWrite + Unpin>(
-    core: &Session,
-    out: &mut W,
-    paths: &[String],
-) -> u32 {
-    use tokio::io::AsyncWriteExt;
-    let mut status = 0;
-    for raw in paths {
-        let line = match core.resolve(&wharf_types::VirtualPath::root(), raw.as_bytes()) {
-            Ok(path) => match core.sha256(&path).await {
-                Ok(hex) => format!("{hex}  {raw}\n"),
-                Err(e) => {
-                    status = 1;
-                    format!("sha256sum: {raw}: {}\n", e.message)
-                }
-            },
-            Err(e) => {
-                status = 1;
-                format!("sha256sum: {raw}: {}\n", e.message)
-            }
-        };
-        if out.write_all(line.as_bytes()).await.is_err() {
-            return 1;
-        }
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        self.forwarding_refused("socket forwarding refused".into());
+        Ok(false)
     }
-    let _ = out.flush().await;
-    status
 }

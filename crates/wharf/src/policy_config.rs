@@ -52,6 +52,15 @@ pub struct BanSection {
     /// Score of a protocol violation.
     #[serde(default = "two")]
     pub score_protocol_error: u32,
+    /// New connections one network may open a minute, on all services together (0: no limit).
+    #[serde(default = "default_connection_rate")]
+    pub connection_rate: Spanned<u32>,
+    /// How many of those may come at once.
+    #[serde(default = "default_connection_burst")]
+    pub connection_burst: Spanned<u32>,
+    /// Score of each connection refused for coming faster than `connection_rate`.
+    #[serde(default = "one")]
+    pub score_refused_connection: u32,
 }
 
 impl Default for BanSection {
@@ -70,6 +79,9 @@ impl Default for BanSection {
             score_failed_login: 1,
             score_unknown_account: 2,
             score_protocol_error: 2,
+            connection_rate: default_connection_rate(),
+            connection_burst: default_connection_burst(),
+            score_refused_connection: 1,
         }
     }
 }
@@ -100,6 +112,12 @@ fn default_growth() -> u32 {
 }
 fn default_max_ban_time() -> Spanned<u64> {
     Spanned::new(0..0, BanPolicy::default().max_ban_time.as_secs())
+}
+fn default_connection_rate() -> Spanned<u32> {
+    Spanned::new(0..0, BanPolicy::default().connection_rate)
+}
+fn default_connection_burst() -> Spanned<u32> {
+    Spanned::new(0..0, BanPolicy::default().connection_burst)
 }
 fn default_v4() -> Spanned<u8> {
     Spanned::new(0..0, 32)
@@ -149,6 +167,13 @@ impl BanSection {
                 "must be 32 to 128 (64 bans one host's usual range)".into(),
             );
         }
+        if *self.connection_burst.get_ref() == 0 {
+            issue(
+                self.connection_burst.span(),
+                key("connection_burst"),
+                "must be at least 1 (turn the limit off with connection_rate = 0)".into(),
+            );
+        }
         for entry in self.safelist.get_ref() {
             if let Err(e) = entry.parse::<IpNetwork>() {
                 issue(self.safelist.span(), key("safelist"), e.to_string());
@@ -177,6 +202,9 @@ impl BanSection {
             score_failed_login: self.score_failed_login,
             score_unknown_account: self.score_unknown_account,
             score_protocol_error: self.score_protocol_error,
+            connection_rate: *self.connection_rate.get_ref(),
+            connection_burst: *self.connection_burst.get_ref(),
+            score_refused_connection: self.score_refused_connection,
         }
     }
 }
