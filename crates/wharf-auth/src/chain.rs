@@ -4,15 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wharf_core::Account;
-use wharf_store::{AccountRecord, Store};
+use wharf_store::{AccountRecord, GroupRecord, Store};
 use wharf_types::{AccountName, Protocol};
 
 use crate::http_method::{HttpMethod, HttpVerdict};
 use crate::ldap_method::{LdapMethod, LdapVerdict};
 use crate::totp::{CodeCheck, SecondFactor};
 use crate::{
-    AuthFailure, BanEngine, Credential, Refusal, address_allowed, parse_public_key, password,
-    resolve, verify_password,
+    AuthFailure, BanEngine, Credential, HomeRoots, Refusal, address_allowed, parse_public_key,
+    password, resolve, verify_password,
 };
 
 /// One link of the chain.
@@ -32,6 +32,16 @@ impl Method {
             Method::Local => "local",
             Method::Http(h) => &h.name,
             Method::Ldap(l) => &l.name,
+        }
+    }
+
+    /// Where a home this method gives must lie; `None` for the store's accounts, whose
+    /// homes the administrator sets.
+    fn home_roots(&self) -> Option<&HomeRoots> {
+        match self {
+            Method::Local => None,
+            Method::Http(h) => Some(h.home_roots()),
+            Method::Ldap(l) => Some(l.home_roots()),
         }
     }
 }
@@ -64,6 +74,25 @@ pub struct Authenticated {
     pub needs_code: bool,
     /// A one-time code came with the password and was accepted.
     pub code_used: bool,
+}
+
+/// A login kept across requests (HTTP Basic remembered, a bearer token, a browser
+/// session): the account, the method that vouched for it, and whether a one-time code was
+/// given. [`Authenticator::readmit`] checks it again for each request.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The account the login opened.
+    pub account: Arc<Account>,
+    /// The method that vouched for it (its name in events).
+    pub by: String,
+    /// A one-time code was accepted for this login.
+    pub second_factor: bool,
+}
+
+/// An account that passed [`Authenticator::admit`].
+struct Resolved {
+    account: Account,
+    enrolled: bool,
 }
 
 /// A refused login.
@@ -133,6 +162,11 @@ impl Authenticator {
     }
 
     /// Asks the chain about `credential` for `name`.
+    ///
+    /// The account is the name the deciding method gives (an LDAP entry's own name, an
+    /// HTTP service's `username`), whatever case was typed. When that differs from `name`,
+    /// the methods before the deciding one are asked about that name too, and the first
+    /// that knows it decides: a login typed as `LARA` ends exactly where `lara` would.
     pub async fn authenticate(
         &self,
         name: &str,
@@ -146,79 +180,32 @@ impl Authenticator {
         } else {
             &[]
         };
-        for method in methods {
-            let by = || Some(method.name().to_owned());
-            let decided = |failure| Denied { failure, by: by() };
-            let mut code_used = false;
-            let record = match method {
-                Method::Local => {
-                    let record = self
-                        .store
-                        .account(name)
-                        .await
-                        .map_err(|e| decided(e.into()))?;
-                    let Some(record) = record else {
-                        continue;
-                    };
-                    match (&credential, attempt.code_appended, &record.second_factor) {
-                        (Credential::Password(combined), true, Some(_)) => {
-                            let Some((password, code)) = crate::split_appended(combined) else {
-                                // Still spend the password check's time.
-                                let _ = self.check(&record, &Credential::Password(combined)).await;
-                                return Err(decided(AuthFailure::WrongCode));
-                            };
-                            self.check(&record, &Credential::Password(password))
-                                .await
-                                .map_err(decided)?;
-                            self.use_code(&record, code).await.map_err(decided)?;
-                            code_used = true;
-                        }
-                        _ => self.check(&record, &credential).await.map_err(decided)?,
-                    }
-                    record
-                }
-                Method::Http(http) => {
-                    let verdict = http
-                        .check(
-                            name,
-                            &credential,
-                            attempt.protocol.as_str(),
-                            attempt.service,
-                            attempt.remote,
-                        )
-                        .await
-                        .map_err(|e| decided(AuthFailure::ServiceFailed(e.to_string())))?;
-                    match verdict {
-                        HttpVerdict::NotMine => continue,
-                        HttpVerdict::Reject(message) => {
-                            return Err(decided(AuthFailure::Refused(message)));
-                        }
-                        HttpVerdict::Accept(record) => *record,
-                    }
-                }
-                Method::Ldap(ldap) => {
-                    let verdict = ldap
-                        .check(name, &credential)
-                        .await
-                        .map_err(|e| decided(AuthFailure::ServiceFailed(e.to_string())))?;
-                    match verdict {
-                        LdapVerdict::NotMine => continue,
-                        LdapVerdict::Reject(failure) => return Err(decided(failure)),
-                        LdapVerdict::Accept(record) => *record,
-                    }
-                }
+        for (index, method) in methods.iter().enumerate() {
+            let Some((record, code_used)) = self.ask(method, name, &credential, attempt).await?
+            else {
+                continue;
             };
-            let (account, group_requires) = self.admit(&record, attempt).await.map_err(decided)?;
-            let enrolled = record.second_factor.is_some();
-            if !enrolled && (record.require_second_factor || group_requires) {
-                return Err(decided(AuthFailure::SecondFactorNotEnrolled));
+            let canonical = record.name.as_str();
+            if canonical != name {
+                for earlier in &methods[..index] {
+                    if let Some((known, code)) =
+                        self.ask(earlier, canonical, &credential, attempt).await?
+                    {
+                        if known.name.as_str() != canonical {
+                            return Err(Denied {
+                                failure: AuthFailure::Misconfigured(format!(
+                                    "{} and {} give different names to {name:?}",
+                                    earlier.name(),
+                                    method.name()
+                                )),
+                                by: Some(earlier.name().to_owned()),
+                            });
+                        }
+                        return self.finish(earlier, known, code, attempt).await;
+                    }
+                }
             }
-            return Ok(Authenticated {
-                account: Arc::new(account),
-                by: method.name().to_owned(),
-                needs_code: enrolled && !code_used,
-                code_used,
-            });
+            return self.finish(method, record, code_used, attempt).await;
         }
         if let Credential::Password(password) = credential {
             // Spend the same time as a real check so timing does not reveal names.
@@ -230,27 +217,204 @@ impl Authenticator {
         })
     }
 
-    /// What every accepted record must also pass, whichever method vouched for it.
+    /// What `method` says about `credential` for `name`: the account record it vouches
+    /// for (and whether a one-time code came with the password and was used), `None` when
+    /// it does not know the name, or the refusal.
+    async fn ask(
+        &self,
+        method: &Method,
+        name: &str,
+        credential: &Credential<'_>,
+        attempt: Attempt<'_>,
+    ) -> Result<Option<(AccountRecord, bool)>, Denied> {
+        let decided = |failure| Denied {
+            failure,
+            by: Some(method.name().to_owned()),
+        };
+        match method {
+            Method::Local => {
+                let record = self
+                    .store
+                    .account(name)
+                    .await
+                    .map_err(|e| decided(e.into()))?;
+                let Some(record) = record else {
+                    return Ok(None);
+                };
+                match (credential, attempt.code_appended, &record.second_factor) {
+                    (Credential::Password(combined), true, Some(_)) => {
+                        let Some((password, code)) = crate::split_appended(combined) else {
+                            // Still spend the password check's time.
+                            let _ = self.check(&record, &Credential::Password(combined)).await;
+                            return Err(decided(AuthFailure::WrongCode));
+                        };
+                        self.check(&record, &Credential::Password(password))
+                            .await
+                            .map_err(decided)?;
+                        self.use_code(&record, code).await.map_err(decided)?;
+                        Ok(Some((record, true)))
+                    }
+                    _ => {
+                        self.check(&record, credential).await.map_err(decided)?;
+                        Ok(Some((record, false)))
+                    }
+                }
+            }
+            Method::Http(http) => {
+                let verdict = http
+                    .check(
+                        name,
+                        credential,
+                        attempt.protocol.as_str(),
+                        attempt.service,
+                        attempt.remote,
+                    )
+                    .await
+                    .map_err(|e| decided(AuthFailure::ServiceFailed(e.to_string())))?;
+                match verdict {
+                    HttpVerdict::NotMine => Ok(None),
+                    HttpVerdict::Reject(message) => Err(decided(AuthFailure::Refused(message))),
+                    HttpVerdict::Accept(record) => Ok(Some((*record, false))),
+                }
+            }
+            Method::Ldap(ldap) => {
+                let verdict = ldap
+                    .check(name, credential)
+                    .await
+                    .map_err(|e| decided(AuthFailure::ServiceFailed(e.to_string())))?;
+                match verdict {
+                    LdapVerdict::NotMine => Ok(None),
+                    LdapVerdict::Reject(failure) => Err(decided(failure)),
+                    LdapVerdict::Accept(record) => Ok(Some((*record, false))),
+                }
+            }
+        }
+    }
+
+    /// The account `method` vouched for, once it passes every check.
+    async fn finish(
+        &self,
+        method: &Method,
+        record: AccountRecord,
+        code_used: bool,
+        attempt: Attempt<'_>,
+    ) -> Result<Authenticated, Denied> {
+        let decided = |failure| Denied {
+            failure,
+            by: Some(method.name().to_owned()),
+        };
+        let account = self
+            .admit(record, attempt, method.home_roots())
+            .await
+            .map_err(decided)?;
+        Ok(Authenticated {
+            account: Arc::new(account.account),
+            by: method.name().to_owned(),
+            needs_code: account.enrolled && !code_used,
+            code_used,
+        })
+    }
+
+    /// What every accepted record must also pass, whichever method vouched for it; `roots`:
+    /// where a home the method gave must lie (external methods).
     async fn admit(
         &self,
-        record: &AccountRecord,
+        mut record: AccountRecord,
         attempt: Attempt<'_>,
-    ) -> Result<(Account, bool), AuthFailure> {
+        roots: Option<&HomeRoots>,
+    ) -> Result<Resolved, AuthFailure> {
+        let groups = resolve::load_groups(&self.store, &record).await?;
+        let enrolled = self.account_checks(&record, &groups, attempt)?;
+        if let (Some(roots), Some(given)) = (roots, record.home.as_deref()) {
+            let home = roots.confine(given, &groups)?;
+            record.home = Some(home.to_string_lossy().into_owned());
+        }
+        let account = resolve::resolve_account_with(&record, &groups)?;
+        Ok(Resolved { account, enrolled })
+    }
+
+    /// The checks every login and every later request of a kept login pass: enabled, not
+    /// expired, the client's address, one of the protocols offered, and a second factor
+    /// enrolled where one is required. Answers whether a factor is enrolled.
+    fn account_checks(
+        &self,
+        record: &AccountRecord,
+        groups: &[GroupRecord],
+        attempt: Attempt<'_>,
+    ) -> Result<bool, AuthFailure> {
         if !record.enabled {
             return Err(AuthFailure::Disabled);
         }
         if record.expires_us.is_some_and(|at| at <= crate::now_us()) {
             return Err(AuthFailure::Expired);
         }
-        let groups = resolve::load_groups(&self.store, record).await?;
-        if !address_allowed(record, &groups, attempt.remote.ip()) {
+        if !address_allowed(record, groups, attempt.remote.ip()) {
             return Err(AuthFailure::AddressNotAllowed);
         }
-        let account = resolve::resolve_account_with(record, &groups)?;
-        if !attempt.offers.iter().any(|p| account.may_use(*p)) {
+        let protocols = resolve::protocols_of(groups);
+        if !protocols.is_empty() && !attempt.offers.iter().any(|p| protocols.contains(p)) {
             return Err(AuthFailure::ProtocolNotAllowed);
         }
-        Ok((account, groups.iter().any(|g| g.require_second_factor)))
+        let enrolled = record.second_factor.is_some();
+        let required =
+            record.require_second_factor || groups.iter().any(|g| g.require_second_factor);
+        if !enrolled && required {
+            return Err(AuthFailure::SecondFactorNotEnrolled);
+        }
+        Ok(enrolled)
+    }
+
+    /// Checks a kept login again for one more request (HTTP Basic remembered, a bearer
+    /// token, a browser session): everything [`Authenticator::authenticate`] checks after
+    /// the credential, against the account as it is now and the request's own `attempt`
+    /// (its address, its protocol). A local account is read from the store again, so one
+    /// disabled, expired, removed or newly enrolled in a second factor is refused at once.
+    pub async fn readmit(&self, grant: &Grant, attempt: Attempt<'_>) -> Result<(), Denied> {
+        let decided = |failure| Denied {
+            failure,
+            by: Some(grant.by.clone()),
+        };
+        let Some(method) = self.methods.iter().find(|m| m.name() == grant.by) else {
+            return Err(decided(AuthFailure::Misconfigured(format!(
+                "the method {:?} is no longer configured",
+                grant.by
+            ))));
+        };
+        let name = &grant.account.name;
+        let record = match method {
+            Method::Local => self
+                .store
+                .account(name.as_str())
+                .await
+                .map_err(|e| decided(e.into()))?
+                .ok_or_else(|| decided(AuthFailure::UnknownAccount))?,
+            // What an external method vouched for holds no settings of its own beyond its
+            // groups, which are read again.
+            Method::Http(_) | Method::Ldap(_) => AccountRecord {
+                name: name.clone(),
+                password_hash: None,
+                home: None,
+                enabled: true,
+                groups: grant.account.groups.clone(),
+                keys: Vec::new(),
+                rules: Vec::new(),
+                addresses: Default::default(),
+                expires_us: None,
+                second_factor: None,
+                require_second_factor: false,
+            },
+        };
+        let groups = resolve::load_groups(&self.store, &record)
+            .await
+            .map_err(decided)?;
+        let enrolled = self
+            .account_checks(&record, &groups, attempt)
+            .map_err(decided)?;
+        if enrolled && !grant.second_factor {
+            // Enrolled since this login, which gave no code.
+            return Err(decided(AuthFailure::WrongCode));
+        }
+        Ok(())
     }
 
     /// Checks the one-time code of an account whose first factor was accepted with

@@ -7,6 +7,11 @@
 //! verified against the system's CA certificates, or only against a configured CA. Anything
 //! else the service answers, and any failure to reach it, is an error that stops the chain:
 //! an authentication service that cannot be asked never lets anyone in.
+//!
+//! A 200 answer may name the account (`username`: the service's own spelling of the name,
+//! which Wharf then uses whatever was typed) and its home, which must lie beneath the
+//! method's [`HomeRoots`] (checked by the chain). `http://` URLs reach only this machine
+//! ([`wharf_net::post::check_url`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +23,7 @@ use wharf_net::post::{PostError, Poster};
 use wharf_store::AccountRecord;
 use wharf_types::AccountName;
 
-use crate::{Credential, fingerprint};
+use crate::{Credential, HomeRoots, fingerprint};
 
 /// Largest answer read from the service.
 pub const MAX_ANSWER: usize = 64 * 1024;
@@ -30,6 +35,7 @@ pub struct HttpMethod {
     poster: Poster,
     timeout: Duration,
     bearer: Option<String>,
+    home_roots: HomeRoots,
 }
 
 /// What the service said.
@@ -73,6 +79,10 @@ struct Attempt<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Described {
+    /// The account's own name, when the service matches names more loosely than Wharf
+    /// (without case, by e-mail address...).
+    #[serde(default)]
+    username: Option<String>,
     #[serde(default)]
     home: Option<String>,
     #[serde(default)]
@@ -107,7 +117,19 @@ impl HttpMethod {
             poster,
             timeout,
             bearer,
+            home_roots: HomeRoots::default(),
         })
+    }
+
+    /// The same, confining the homes the service gives to `roots`.
+    pub fn with_home_roots(mut self, roots: HomeRoots) -> HttpMethod {
+        self.home_roots = roots;
+        self
+    }
+
+    /// Where a home the service gives must lie.
+    pub fn home_roots(&self) -> &HomeRoots {
+        &self.home_roots
     }
 
     /// Asks the service about one attempt.
@@ -158,6 +180,7 @@ impl HttpMethod {
             StatusCode::NO_CONTENT => Ok(HttpVerdict::Accept(Box::new(self.record(
                 username,
                 Described {
+                    username: None,
                     home: None,
                     groups: Vec::new(),
                     rules: Vec::new(),
@@ -179,12 +202,8 @@ impl HttpMethod {
 
     fn record(&self, username: &str, d: Described) -> Result<AccountRecord, HttpMethodError> {
         let bad = |what: String| HttpMethodError::Failed(format!("200 answer: {what}"));
-        let name = AccountName::new(username).map_err(|e| bad(e.to_string()))?;
-        if let Some(home) = &d.home
-            && !home.starts_with('/')
-        {
-            return Err(bad(format!("home {home:?} is not absolute")));
-        }
+        let name = AccountName::new(d.username.as_deref().unwrap_or(username))
+            .map_err(|e| bad(format!("username: {e}")))?;
         for rule in &d.rules {
             wharf_core::RuleSet::validate(rule).map_err(|e| bad(e.to_string()))?;
         }

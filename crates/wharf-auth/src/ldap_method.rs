@@ -13,6 +13,11 @@
 //! connection, closed afterwards. Every operation has a timeout. ldap3 panics on a
 //! malformed entry, so entries are decoded under `catch_unwind`: a broken answer is an
 //! error, never a crashed task.
+//!
+//! The account is the entry's own name (`name_attribute`, `uid` by default), never the
+//! name as typed: directories match names without case, and `LARA` must not become a
+//! second account beside `lara`. Groups map in the order `group_map` is written; a home
+//! from `home_attribute` must lie beneath the method's [`HomeRoots`] (checked by the chain).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,7 +28,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream
 use wharf_store::AccountRecord;
 use wharf_types::AccountName;
 
-use crate::{Credential, parse_public_key};
+use crate::{Credential, HomeRoots, parse_public_key};
 
 /// Idle service connections kept for searches.
 const POOL_SIZE: usize = 4;
@@ -55,14 +60,19 @@ pub struct LdapSettings {
     pub group_base_dn: Option<String>,
     /// `{dn}` is replaced by the escaped user DN.
     pub group_filter: String,
-    /// LDAP group DN (lowercase) → Wharf group name.
+    /// LDAP group DN (lowercase) → Wharf group name, in the order written: a user's Wharf
+    /// groups come in this order, so the first one mapped gives the home template.
     pub group_map: Vec<(String, String)>,
     /// Wharf groups for a user in no mapped group.
     pub default_groups: Vec<String>,
     /// Refuse users in no mapped group instead.
     pub require_group: bool,
+    /// Attribute holding the account's name (`uid`; Active Directory: `sAMAccountName`).
+    pub name_attribute: String,
     /// Attribute holding the home folder.
     pub home_attribute: Option<String>,
+    /// Where a home from `home_attribute` must lie.
+    pub home_roots: HomeRoots,
     /// Attribute holding OpenSSH public keys.
     pub key_attribute: Option<String>,
     /// How long a successful password login is remembered (zero: never), so a client
@@ -290,8 +300,13 @@ impl LdapMethod {
             .collect()
     }
 
+    /// Where a home from the directory must lie.
+    pub fn home_roots(&self) -> &HomeRoots {
+        &self.settings.home_roots
+    }
+
     fn wanted(&self) -> Vec<&str> {
-        let mut attrs = vec!["memberOf"];
+        let mut attrs = vec!["memberOf", self.settings.name_attribute.as_str()];
         attrs.extend(self.settings.home_attribute.as_deref());
         attrs.extend(self.settings.key_attribute.as_deref());
         attrs
@@ -542,7 +557,14 @@ impl LdapMethod {
                 .unwrap_or_default()
         };
         let home = attr(&self.settings.home_attribute).into_iter().next();
-        let name = AccountName::new(username).map_err(|e| err("user name", e))?;
+        let Some(name) = self.own_name(username, entry) else {
+            return Ok(LdapVerdict::Reject(crate::AuthFailure::Misconfigured(
+                format!(
+                    "the entry {} has no usable {} (name_attribute): the account's name comes from it",
+                    entry.dn, self.settings.name_attribute
+                ),
+            )));
+        };
         Ok(LdapVerdict::Accept(Box::new(AccountRecord {
             name,
             password_hash: None,
@@ -556,6 +578,26 @@ impl LdapMethod {
             second_factor: None,
             require_second_factor: false,
         })))
+    }
+}
+
+impl LdapMethod {
+    /// The entry's own name for the account: its `name_attribute` value (the one equal to
+    /// the name typed, without case, when it has several), whatever case was typed. `None`
+    /// when the entry has no value that is a valid account name.
+    fn own_name(&self, typed: &str, entry: &SearchEntry) -> Option<AccountName> {
+        let attribute = &self.settings.name_attribute;
+        // Attribute names are case-insensitive in LDAP; the directory answers in its own case.
+        let values = entry
+            .attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(attribute))
+            .map(|(_, v)| v)?;
+        let chosen = match values.as_slice() {
+            [only] => only,
+            several => several.iter().find(|v| v.eq_ignore_ascii_case(typed))?,
+        };
+        AccountName::new(chosen).ok()
     }
 }
 
@@ -595,7 +637,9 @@ mod tests {
             group_map: Vec::new(),
             default_groups: vec!["users".into()],
             require_group: false,
+            name_attribute: "uid".into(),
             home_attribute: None,
+            home_roots: HomeRoots::default(),
             key_attribute: None,
             cache: Duration::ZERO,
         }

@@ -6,7 +6,10 @@
 //! method that does not know the name passes to the next; one that knows it decides. The
 //! account is then resolved into a [`wharf_core::Account`]: its home (given, or from its
 //! first group's template), its rules (account first, then groups in order), its protocols
-//! and upload policy, after its expiry and its allowed networks are checked.
+//! and upload policy, after its expiry and its allowed networks are checked. A home that
+//! an LDAP directory or an HTTP service gives must lie beneath the configured roots
+//! ([`HomeRoots`]). A login kept across requests (HTTP) is checked again on each one
+//! ([`Authenticator::readmit`]): only the credential's verification is ever remembered.
 //!
 //! Failures carry a reason for the audit trail ([`AuthFailure::reason`]) but the client is
 //! only ever told "denied", the same for an unknown account and a wrong password. Passwords
@@ -19,6 +22,7 @@
 
 mod ban;
 mod chain;
+mod homes;
 mod http_method;
 mod keys;
 mod ldap_method;
@@ -30,7 +34,8 @@ mod totp;
 pub use ban::{
     Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, Refusal, TurnedAway, rfc3339,
 };
-pub use chain::{Attempt, Authenticated, Authenticator, Denied, Method};
+pub use chain::{Attempt, Authenticated, Authenticator, Denied, Grant, Method};
+pub use homes::{HomeRoots, normalise_home, template_root};
 pub use http_method::{HttpMethod, HttpMethodError};
 pub use keys::{PublicKey, fingerprint, parse_public_key};
 pub use ldap_method::{LdapMethod, LdapMethodError, LdapSettings, normalise_dn};
@@ -89,6 +94,10 @@ pub enum AuthFailure {
     /// The account's configuration cannot be turned into a session (no home, bad rule).
     #[error("account misconfigured: {0}")]
     Misconfigured(String),
+    /// The home an LDAP directory or HTTP service gave is relative, or not beneath any of
+    /// the method's `home_roots`.
+    #[error("home folder refused: {0}")]
+    HomeNotAllowed(String),
     /// An external method refused the login (HTTP 403), with its message if any.
     #[error("refused by the authentication service{}", .0.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Refused(Option<String>),
@@ -128,6 +137,7 @@ impl AuthFailure {
             AuthFailure::AddressNotAllowed => "address-not-allowed",
             AuthFailure::ProtocolNotAllowed => "protocol-not-allowed",
             AuthFailure::Misconfigured(_) => "misconfigured",
+            AuthFailure::HomeNotAllowed(_) => "home-outside-roots",
             AuthFailure::Refused(_) => "refused",
             AuthFailure::NotInGroup => "not-in-group",
             AuthFailure::WrongCode => "wrong-code",

@@ -60,6 +60,19 @@ pub fn address_allowed(record: &AccountRecord, groups: &[GroupRecord], addr: IpA
     allow.is_empty() || allow.iter().any(|n| n.contains(addr))
 }
 
+/// The protocols `groups` allow together; empty means all.
+pub(crate) fn protocols_of(groups: &[GroupRecord]) -> Vec<Protocol> {
+    let mut protocols: Vec<Protocol> = Vec::new();
+    for group in groups {
+        for p in &group.protocols {
+            if !protocols.contains(p) {
+                protocols.push(*p);
+            }
+        }
+    }
+    protocols
+}
+
 /// Resolves `record` with its groups given (in its order), without the store.
 pub fn resolve_account_with(
     record: &AccountRecord,
@@ -94,14 +107,7 @@ pub fn resolve_account_with(
         .chain(groups.iter().flat_map(|g| g.rules.iter()))
         .collect();
     let rules = RuleSet::compile(rules).map_err(|e| AuthFailure::Misconfigured(e.0))?;
-    let mut protocols: Vec<Protocol> = Vec::new();
-    for group in groups {
-        for p in &group.protocols {
-            if !protocols.contains(p) {
-                protocols.push(*p);
-            }
-        }
-    }
+    let protocols = protocols_of(groups);
     let upload_mode = groups
         .iter()
         .find_map(|g| g.upload_mode)

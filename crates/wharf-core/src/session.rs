@@ -69,6 +69,9 @@ pub struct Session {
     /// Whether links inside the home are followed (to the path they lead to, where the
     /// rules are decided again). WebDAV never follows them.
     follow_links: bool,
+    /// Set on a session made by [`Session::readdressed`]: the session it acts for, kept
+    /// open while this one lives, which alone records `session.ended`.
+    origin: Option<Arc<Session>>,
 }
 
 impl Session {
@@ -115,11 +118,32 @@ impl Session {
             vfs,
             events,
             started: Instant::now(),
+            origin: None,
         };
         session
             .events
             .emit(session.event(EventKind::SessionStarted));
         session
+    }
+
+    /// The same session (account, files, session id) acting for one request that came from
+    /// `remote`, so that request's records name its own connection's address: a front-end
+    /// that keeps one session across connections (HTTP) makes one of these per request.
+    /// It records neither `session.started` nor `session.ended`; the original does.
+    pub fn readdressed(self: &Arc<Self>, remote: SocketAddr) -> Session {
+        let origin = self.origin.clone().unwrap_or_else(|| Arc::clone(self));
+        Session {
+            info: SessionInfo {
+                remote: Some(remote),
+                ..origin.info.clone()
+            },
+            account: Arc::clone(&origin.account),
+            vfs: Arc::clone(&origin.vfs),
+            events: origin.events.clone(),
+            started: origin.started,
+            follow_links: origin.follow_links,
+            origin: Some(origin),
+        }
     }
 
     /// The account this session acts for.
@@ -914,6 +938,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if self.origin.is_some() {
+            return;
+        }
         let mut event = self.event(EventKind::SessionEnded);
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         self.events.emit(event);

@@ -2,6 +2,12 @@
 //! session cookie, or HTTP Basic, resolved to a core session; or 401 (a redirect to the
 //! login page for browser pages).
 //!
+//! A login is kept across requests (sessions.rs), but never trusted blindly: each request
+//! passes the account checks again (enabled, expiry, its own address, its protocol, the
+//! second factor) through [`wharf_auth::Authenticator::readmit`], and gets a copy of the
+//! kept session that records its own connection's address. Only the credential's
+//! verification is saved.
+//!
 //! State-changing requests are refused (403 and an event) when they come from another
 //! origin (`Origin` header), and, on a cookie session, when they do not echo the session's
 //! CSRF token in `X-CSRF-Token`.
@@ -14,7 +20,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use wharf_auth::{Attempt, Authenticated, Credential};
+use wharf_auth::{Attempt, Authenticated, Credential, Grant};
 use wharf_core::{EventKind, Session, SessionInfo};
 use wharf_types::Protocol;
 
@@ -114,6 +120,12 @@ pub(crate) async fn require_account(
     if cross_origin(&shared, &request) {
         return forbidden(&shared, &conn, "request from another origin refused");
     }
+    // WebDAV clients log in with Basic; their sessions record `webdav`.
+    let protocol = if request.uri().path().starts_with(crate::dav::PREFIX) {
+        Protocol::Webdav
+    } else {
+        shared.config.protocol()
+    };
     let name = cookie_name(shared.config.tls.is_some());
     if bearer(request.headers()).is_none()
         && let Some(value) = cookie(request.headers(), name)
@@ -128,16 +140,17 @@ pub(crate) async fn require_account(
         if changes_state(request.method()) && echoed != Some(browser.csrf.as_str()) {
             return forbidden(&shared, &conn, "missing or wrong CSRF token");
         }
-        request.extensions_mut().insert(browser.session);
+        let kept = crate::sessions::Kept {
+            session: browser.session,
+            grant: browser.grant,
+        };
+        let Ok(session) = readmit(&shared, &conn, kept, protocol, "cookie").await else {
+            return login_again(&request);
+        };
+        request.extensions_mut().insert(session);
         request.extensions_mut().insert(Csrf(browser.csrf));
         return next.run(request).await;
     }
-    // WebDAV clients log in with Basic; their sessions record `webdav`.
-    let protocol = if request.uri().path().starts_with(crate::dav::PREFIX) {
-        Protocol::Webdav
-    } else {
-        shared.config.protocol()
-    };
     match authenticate(&shared, &conn, request.headers(), protocol).await {
         Ok(session) => {
             request.extensions_mut().insert(session);
@@ -267,9 +280,19 @@ pub(crate) async fn open_session(
     if let Some(factor) = second_factor {
         ok = ok.attr("second_factor", factor);
     }
-    ok.account = Some(user.to_owned());
+    // The account is the name the method gave (a directory's own spelling); the name as
+    // typed is kept beside it when it differs.
+    if user != account.name.as_str() {
+        ok = ok.attr("login_name", user.chars().take(64).collect::<String>());
+    }
+    ok.account = Some(account.name.to_string());
     ok.protocol = Some(protocol);
     shared.events.emit(ok);
+    shared.sessions.register(Grant {
+        account: Arc::clone(&account),
+        by: by.to_owned(),
+        second_factor: second_factor.is_some(),
+    });
     let info = SessionInfo {
         id: conn.id.clone(),
         service: shared.config.name.clone(),
@@ -296,18 +319,16 @@ async fn authenticate(
     protocol: Protocol,
 ) -> Result<Arc<Session>, Response> {
     if let Some(token) = bearer(headers) {
-        return shared
-            .sessions
-            .get(&format!("token:{token}"))
-            .ok_or_else(|| {
-                shared.events.emit(
-                    shared
-                        .event(EventKind::LoginFailed, conn)
-                        .failed("unknown or expired token")
-                        .attr("method", "token"),
-                );
-                unauthorized("unknown or expired token; log in again")
-            });
+        let Some(kept) = shared.sessions.get_token(token) else {
+            shared.events.emit(
+                shared
+                    .event(EventKind::LoginFailed, conn)
+                    .failed("unknown or expired token")
+                    .attr("method", "token"),
+            );
+            return Err(unauthorized("unknown or expired token; log in again"));
+        };
+        return readmit(shared, conn, kept, protocol, "token").await;
     }
     let Some(basic) = headers
         .get(header::AUTHORIZATION)
@@ -329,14 +350,81 @@ async fn authenticate(
         return Err(unauthorized("malformed Basic credentials"));
     };
     let key = shared.sessions.basic_key(protocol, user, password);
-    if let Some(session) = shared.sessions.get(&key) {
-        return Ok(session);
+    if let Some(kept) = shared.sessions.get_basic(&key, &conn.id) {
+        return readmit(shared, conn, kept, protocol, "password").await;
     }
     let LoggedIn::Session(session) = log_in(shared, conn, user, password, protocol, true).await?
     else {
         // With the code appended there is no second step to wait for.
         return Err(unauthorized("login incorrect"));
     };
-    shared.sessions.insert_basic(key, Arc::clone(&session));
+    // A one-time code is good once: a header that carried one is remembered for this
+    // connection only, so no other connection or address can replay it.
+    let bound = shared
+        .sessions
+        .grant_of(&session)
+        .is_none_or(|g| g.second_factor)
+        .then_some(conn.id.as_str());
+    shared
+        .sessions
+        .insert_basic(key, Arc::clone(&session), bound);
     Ok(session)
+}
+
+/// One more request of a kept login (`method`: `password` for remembered Basic
+/// credentials, `token`, `cookie`): the account checks again, for this request's address
+/// and protocol, then a copy of the session that records this connection's address.
+async fn readmit(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    kept: crate::sessions::Kept,
+    protocol: Protocol,
+    method: &str,
+) -> Result<Arc<Session>, Response> {
+    let checked = match &kept.grant {
+        Some(grant) => shared
+            .auth
+            .readmit(
+                grant,
+                Attempt {
+                    service: &shared.config.name,
+                    protocol,
+                    offers: &[protocol],
+                    remote: conn.remote,
+                    code_appended: true,
+                },
+            )
+            .await
+            .map_err(|denied| {
+                (
+                    denied.reason(),
+                    denied.code(),
+                    denied.by().to_owned(),
+                    grant.account.name.to_string(),
+                )
+            }),
+        // Never expected: a kept login whose grant is unknown is not used.
+        None => Err((
+            "the login's account is no longer known".to_owned(),
+            "misconfigured",
+            "none".to_owned(),
+            kept.session.account().name.to_string(),
+        )),
+    };
+    match checked {
+        Ok(()) => Ok(Arc::new(kept.session.readdressed(conn.remote))),
+        Err((reason, cause, by, account)) => {
+            let mut failed = shared
+                .event(EventKind::LoginFailed, conn)
+                .failed(reason)
+                .attr("method", method)
+                .attr("cause", cause)
+                .attr("authenticator", by);
+            failed.account = Some(account);
+            failed.protocol = Some(protocol);
+            shared.events.emit(failed);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err(unauthorized("login incorrect"))
+        }
+    }
 }

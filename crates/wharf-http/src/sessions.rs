@@ -1,10 +1,17 @@
-//! Logged-in HTTP clients: bearer tokens and a short-lived cache of HTTP Basic credentials,
-//! each holding one core session.
+//! Logged-in HTTP clients: bearer tokens, browser sessions and a short-lived cache of HTTP
+//! Basic credentials, each holding one core session and the [`Grant`] its login made.
 //!
 //! HTTP is stateless, but the core session (home folder, rules, `session.started`/`ended`)
-//! is not: one is opened per login and kept while it is used. Basic credentials are
-//! remembered only as a salted SHA-256, for a short absolute time, so a script making many
-//! requests does not pay Argon2id each time and a changed password takes effect quickly.
+//! is not: one is opened per login and kept while it is used. What is kept saves only the
+//! credential's verification (Argon2id, a directory bind, a call to the authentication
+//! service): every request is checked again against the account as it is now and the
+//! request's own address and protocol ([`wharf_auth::Authenticator::readmit`], in
+//! `auth.rs`), and acts through a copy of the session that names its own connection.
+//!
+//! Basic credentials are remembered only as a salted SHA-256, for a short absolute time. A
+//! Basic login whose password carried a one-time code is remembered for its own connection
+//! only: the code was good once, so another connection (or address) sending the same
+//! header must log in again, and is refused as a reused code.
 //!
 //! This module must never hold a password in clear.
 
@@ -12,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use wharf_auth::Grant;
 use wharf_core::Session;
 use wharf_types::Protocol;
 
@@ -23,6 +31,9 @@ const MAX_SESSIONS: usize = 10_000;
 
 struct Entry {
     session: Arc<Session>,
+    /// What every request of this login is checked against; `None` (never expected) makes
+    /// the entry unusable.
+    grant: Option<Grant>,
     last_used: Instant,
     created: Instant,
     basic: bool,
@@ -34,6 +45,13 @@ struct Entry {
 pub(crate) struct CookieSession {
     pub(crate) session: Arc<Session>,
     pub(crate) csrf: String,
+    pub(crate) grant: Option<Grant>,
+}
+
+/// A kept login found by its token or Basic credential.
+pub(crate) struct Kept {
+    pub(crate) session: Arc<Session>,
+    pub(crate) grant: Option<Grant>,
 }
 
 pub(crate) fn random_token() -> String {
@@ -64,6 +82,9 @@ pub(crate) struct PendingLogin {
 pub(crate) struct Sessions {
     pending: Mutex<HashMap<String, PendingLogin>>,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The grant of each open login, by the address of its account (which every copy of
+    /// its session shares), so a token or cookie made from a session knows its login.
+    grants: Mutex<HashMap<usize, Grant>>,
     idle: Duration,
     salt: [u8; 32],
 }
@@ -73,6 +94,7 @@ impl Sessions {
         Sessions {
             pending: Mutex::new(HashMap::new()),
             entries: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
             idle,
             salt: rand::random(),
         }
@@ -141,21 +163,46 @@ impl Sessions {
         format!("basic:{hex}")
     }
 
-    /// The session for `key`, if it is still valid; refreshes its idle time.
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<Session>> {
-        self.get_entry(key).map(|(session, _)| session)
+    /// Remembers the grant of a login whose session was just opened for `grant.account`.
+    pub(crate) fn register(&self, grant: Grant) {
+        if let Ok(mut grants) = self.grants.lock() {
+            // A grant whose account nothing else holds belongs to a login that has ended.
+            grants.retain(|_, g| Arc::strong_count(&g.account) > 1);
+            grants.insert(account_key(&grant.account), grant);
+        }
+    }
+
+    /// The grant of the login `session` (or the session it was copied from) belongs to.
+    pub(crate) fn grant_of(&self, session: &Session) -> Option<Grant> {
+        let grants = self.grants.lock().ok()?;
+        grants.get(&account_key(session.account())).cloned()
+    }
+
+    /// The login remembered for a Basic credential: one remembered for any connection, or
+    /// one remembered for connection `conn` only (its password carried a one-time code).
+    pub(crate) fn get_basic(&self, key: &str, conn: &str) -> Option<Kept> {
+        self.get_entry(key)
+            .or_else(|| self.get_entry(&bound_key(key, conn)))
+            .map(|(session, _, grant)| Kept { session, grant })
+    }
+
+    /// The login behind a bearer token.
+    pub(crate) fn get_token(&self, token: &str) -> Option<Kept> {
+        self.get_entry(&format!("token:{token}"))
+            .map(|(session, _, grant)| Kept { session, grant })
     }
 
     /// The browser session behind a cookie value.
     pub(crate) fn get_cookie(&self, cookie: &str) -> Option<CookieSession> {
-        let (session, csrf) = self.get_entry(&format!("cookie:{cookie}"))?;
+        let (session, csrf, grant) = self.get_entry(&format!("cookie:{cookie}"))?;
         Some(CookieSession {
             session,
             csrf: csrf?,
+            grant,
         })
     }
 
-    fn get_entry(&self, key: &str) -> Option<(Arc<Session>, Option<String>)> {
+    fn get_entry(&self, key: &str) -> Option<(Arc<Session>, Option<String>, Option<Grant>)> {
         let mut entries = self.entries.lock().ok()?;
         let now = Instant::now();
         let entry = entries.get_mut(key)?;
@@ -166,7 +213,11 @@ impl Sessions {
             return None;
         }
         entry.last_used = now;
-        Some((Arc::clone(&entry.session), entry.csrf.clone()))
+        Some((
+            Arc::clone(&entry.session),
+            entry.csrf.clone(),
+            entry.grant.clone(),
+        ))
     }
 
     /// Remembers a session under a new random token, which it returns.
@@ -195,12 +246,18 @@ impl Sessions {
         }
     }
 
-    /// Remembers a session under a Basic credential key.
-    pub(crate) fn insert_basic(&self, key: String, session: Arc<Session>) {
+    /// Remembers a session under a Basic credential key; for connection `bound_to` only
+    /// when given (a login that used a one-time code).
+    pub(crate) fn insert_basic(&self, key: String, session: Arc<Session>, bound_to: Option<&str>) {
+        let key = match bound_to {
+            Some(conn) => bound_key(&key, conn),
+            None => key,
+        };
         self.insert(key, session, true, None);
     }
 
     fn insert(&self, key: String, session: Arc<Session>, basic: bool, csrf: Option<String>) {
+        let grant = self.grant_of(&session);
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -222,6 +279,7 @@ impl Sessions {
             key,
             Entry {
                 session,
+                grant,
                 last_used: now,
                 created: now,
                 basic,
@@ -237,4 +295,14 @@ impl Sessions {
             .map(|mut e| e.remove(&format!("token:{token}")).is_some())
             .unwrap_or(false)
     }
+}
+
+/// A Basic credential's key for one connection.
+fn bound_key(key: &str, conn: &str) -> String {
+    format!("{key}@{conn}")
+}
+
+/// The registry key of an account: where it lives, shared by every copy of its session.
+fn account_key(account: &wharf_core::Account) -> usize {
+    std::ptr::from_ref(account) as usize
 }

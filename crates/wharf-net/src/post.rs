@@ -2,8 +2,10 @@
 //!
 //! One request per call, HTTP/1.1, no redirects, no proxies, a timeout over the whole
 //! exchange, and an answer read up to a cap. `https://` URLs are verified against the
-//! system's CA certificates, or only against a configured CA (a pin). This module never
-//! decides what an answer means; its callers do.
+//! system's CA certificates, or only against a configured CA (a pin). `http://` is accepted
+//! only to a loopback address or `localhost` ([`check_url`]): what is posted carries
+//! passwords and signed payloads, which must never cross a network in clear. This module
+//! never decides what an answer means; its callers do.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,29 +33,54 @@ pub struct Poster {
     tls: Option<tokio_rustls::TlsConnector>,
 }
 
+/// Checks `url` as a destination for posts, without building a poster: `https://` to any
+/// host, or `http://` to a loopback address (`127.0.0.0/8`, `::1`) or `localhost` only;
+/// `has_ca`: a CA is configured, which only `https://` can use. The error says how to fix it.
+pub fn check_url(url: &str, has_ca: bool) -> Result<(), String> {
+    parse_url(url, has_ca).map(|_| ())
+}
+
+/// The URI of a valid destination, and whether it is `https://`.
+fn parse_url(url: &str, has_ca: bool) -> Result<(Uri, bool), String> {
+    let uri: Uri = url.parse().map_err(|e| format!("url {url:?}: {e}"))?;
+    let Some(host) = uri.host() else {
+        return Err(format!("url {url:?} has no host"));
+    };
+    match uri.scheme_str() {
+        Some("https") => Ok((uri.clone(), true)),
+        Some("http") if has_ca => Err("ca is set but the url is http://; use https://".into()),
+        Some("http") if is_loopback_host(host) => Ok((uri.clone(), false)),
+        Some("http") => Err(format!(
+            "url {url:?} would send passwords and tokens in clear to {host}: use https:// \
+             (http:// is accepted only to 127.0.0.1, ::1 or localhost)"
+        )),
+        _ => Err(format!(
+            "url {url:?} must start with https:// (or http:// for a service on this machine)"
+        )),
+    }
+}
+
+/// True for a host that never leaves this machine: `localhost`, `127.0.0.0/8`, `::1` (also
+/// as an IPv4-mapped address). Any other name could resolve anywhere.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("localhost") || bare.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 impl Poster {
-    /// A poster for `url`; `ca_pem`: trust only this CA (PEM) instead of the system's.
+    /// A poster for `url` (see [`check_url`]); `ca_pem`: trust only this CA (PEM) instead
+    /// of the system's.
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Poster, PostError> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| PostError::Config(format!("url {url:?}: {e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("https") => Some(tokio_rustls::TlsConnector::from(client_config(ca_pem)?)),
-            Some("http") if ca_pem.is_some() => {
-                return Err(PostError::Config(
-                    "ca is set but the url is http://; use https://".into(),
-                ));
-            }
-            Some("http") => None,
-            _ => {
-                return Err(PostError::Config(format!(
-                    "url {url:?} must start with https:// (or http:// for a service on this machine)"
-                )));
-            }
+        let (uri, https) = parse_url(url, ca_pem.is_some()).map_err(PostError::Config)?;
+        let tls = if https {
+            Some(tokio_rustls::TlsConnector::from(client_config(ca_pem)?))
+        } else {
+            None
         };
-        if uri.host().is_none() {
-            return Err(PostError::Config(format!("url {url:?} has no host")));
-        }
         Ok(Poster { uri, tls })
     }
 
@@ -179,4 +206,50 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>,
             .with_root_certificates(roots)
             .with_no_client_auth(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_is_accepted_to_loopback_only() {
+        for ok in [
+            "http://127.0.0.1:8080/check",
+            "http://127.9.8.7/",
+            "http://[::1]:9000/",
+            "http://localhost:80/x",
+            "http://LOCALHOST/",
+            "http://[::ffff:127.0.0.1]/",
+            "https://auth.example.com/check",
+            "https://192.0.2.10/",
+        ] {
+            assert!(check_url(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://192.0.2.10/check",
+            "http://10.0.0.1/",
+            "http://[2001:db8::1]/",
+            "http://auth.example.com/",
+            "http://localhost.example.com/",
+            "http://127.0.0.1.nip.io/",
+            "http://[::]/",
+            "http://0.0.0.0/",
+            "ftp://127.0.0.1/",
+            "127.0.0.1:80",
+        ] {
+            assert!(check_url(refused, false).is_err(), "{refused}");
+        }
+        let clear = check_url("http://192.0.2.10/", false).unwrap_err();
+        assert!(
+            clear.contains("in clear") && clear.contains("https://"),
+            "{clear}"
+        );
+        assert!(
+            check_url("http://127.0.0.1/", true)
+                .unwrap_err()
+                .contains("ca is set")
+        );
+        assert!(check_url("https://127.0.0.1/", true).is_ok());
+    }
 }

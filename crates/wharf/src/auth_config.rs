@@ -1,13 +1,19 @@
 //! `[[authentication]]` in `wharf.toml`: the ordered authentication chain (`local`, `http`,
 //! `ldap`). Without any entry the chain is the store's accounts alone (`local`).
+//!
+//! Checked here so that `check-config` names the line: an `http://` URL only to this
+//! machine, `home_roots` absolute and never `/`, and `group_map` kept in the order written
+//! (a DN given twice, in any case or spacing, is an error).
 
 use std::ops::Range;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
+use std::path::PathBuf;
 use toml::Spanned;
-use wharf_auth::{HttpMethod, LdapMethod, LdapSettings, Method, normalise_dn};
+
+use wharf_auth::{HomeRoots, HttpMethod, LdapMethod, LdapSettings, Method, normalise_dn};
 
 use crate::config::Loaded;
 
@@ -60,18 +66,26 @@ pub struct AuthenticationSection {
     /// `ldap`: the group filter; `{dn}` is the escaped user DN.
     #[serde(default)]
     pub group_filter: Option<Spanned<String>>,
-    /// `ldap`: LDAP group DN → Wharf group.
+    /// `ldap`: LDAP group DN → Wharf group, used in the order written (each value's
+    /// position in the file gives it).
     #[serde(default)]
-    pub group_map: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub group_map: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
     /// `ldap`: Wharf groups of a user in no mapped group.
     #[serde(default)]
     pub default_groups: Option<Spanned<Vec<String>>>,
     /// `ldap`: refuse users in no mapped group.
     #[serde(default)]
     pub require_group: bool,
+    /// `ldap`: attribute holding the account's name (default `uid`).
+    #[serde(default)]
+    pub name_attribute: Option<Spanned<String>>,
     /// `ldap`: attribute holding the home folder.
     #[serde(default)]
     pub home_attribute: Option<Spanned<String>>,
+    /// `http`, `ldap`: folders every home the method gives must lie beneath (default: the
+    /// data folder's `homes` and the roots of the account's groups' home templates).
+    #[serde(default)]
+    pub home_roots: Option<Spanned<Vec<Spanned<String>>>>,
     /// `ldap`: attribute holding OpenSSH public keys.
     #[serde(default)]
     pub key_attribute: Option<Spanned<String>>,
@@ -91,6 +105,23 @@ impl AuthenticationSection {
             .as_ref()
             .map(|n| n.get_ref().clone())
             .unwrap_or_else(|| self.kind.get_ref().clone())
+    }
+
+    /// `group_map` in the order written, DNs normalised, with each value's span.
+    fn group_map_in_order(&self) -> Vec<(String, &Spanned<String>)> {
+        let mut entries: Vec<(String, &Spanned<String>)> = self
+            .group_map
+            .as_ref()
+            .map(|m| {
+                m.get_ref()
+                    .iter()
+                    .map(|(dn, group)| (normalise_dn(dn), group))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // TOML tables come back sorted by key; the values' places in the file say the order.
+        entries.sort_by_key(|(_, group)| group.span().start);
+        entries
     }
 }
 
@@ -137,6 +168,10 @@ pub fn validate(
                 "home_attribute",
             ),
             present(
+                entry.name_attribute.as_ref().map(|v| v.span()),
+                "name_attribute",
+            ),
+            present(
                 entry.key_attribute.as_ref().map(|v| v.span()),
                 "key_attribute",
             ),
@@ -148,6 +183,7 @@ pub fn validate(
         let shared = [
             present(entry.url.as_ref().map(|v| v.span()), "url"),
             present(entry.ca.as_ref().map(|v| v.span()), "ca"),
+            present(entry.home_roots.as_ref().map(|v| v.span()), "home_roots"),
         ];
         let mut misplaced = |list: &[Option<(&'static str, Range<usize>)>], kind: &str| {
             for (k, span) in list.iter().flatten() {
@@ -179,16 +215,14 @@ pub fn validate(
                         "an http method needs url = \"https://...\"".into(),
                     ),
                     Some(url) => {
-                        let text = url.get_ref();
-                        if !(text.starts_with("https://") || text.starts_with("http://")) {
-                            issue(
-                                url.span(),
-                                key("url"),
-                                "must start with https:// (or http://)".into(),
-                            );
+                        if let Err(why) =
+                            wharf_net::post::check_url(url.get_ref(), entry.ca.is_some())
+                        {
+                            issue(url.span(), key("url"), why);
                         }
                     }
                 }
+                home_roots(entry, &key("home_roots"), issue);
                 secret_spec(&entry.bearer_token, &key("bearer_token"), issue);
                 if *entry.timeout.get_ref() == 0 {
                     issue(
@@ -246,6 +280,29 @@ pub fn validate(
                     _ => {}
                 }
                 secret_spec(&entry.bind_password, &key("bind_password"), issue);
+                home_roots(entry, &key("home_roots"), issue);
+                if let Some(attribute) = &entry.name_attribute
+                    && !is_attribute_name(attribute.get_ref())
+                {
+                    issue(
+                        attribute.span(),
+                        key("name_attribute"),
+                        "give an LDAP attribute name, such as uid or sAMAccountName".into(),
+                    );
+                }
+                let mut seen: Vec<String> = Vec::new();
+                for (dn, group) in entry.group_map_in_order() {
+                    if seen.contains(&dn) {
+                        issue(
+                            group.span(),
+                            key("group_map"),
+                            format!(
+                                "{dn:?} is given twice (DNs compare without case and spaces); keep one"
+                            ),
+                        );
+                    }
+                    seen.push(dn);
+                }
                 if let Some(cache) = &entry.cache_seconds
                     && *cache.get_ref() > 3600
                 {
@@ -277,6 +334,60 @@ pub fn validate(
                 key("name"),
                 format!("the name {name:?} is used twice; give each method its own name"),
             );
+        }
+    }
+}
+
+/// Every `home_roots` entry must be absolute and narrower than `/`.
+fn home_roots(
+    entry: &AuthenticationSection,
+    key: &str,
+    issue: &mut dyn FnMut(Range<usize>, String, String),
+) {
+    let Some(roots) = &entry.home_roots else {
+        return;
+    };
+    if roots.get_ref().is_empty() {
+        issue(
+            roots.span(),
+            key.to_owned(),
+            "give at least one folder (or leave the key out for the default)".into(),
+        );
+    }
+    for root in roots.get_ref() {
+        match wharf_auth::normalise_home(std::path::Path::new(root.get_ref())) {
+            None => issue(
+                root.span(),
+                key.to_owned(),
+                format!("{:?} is not an absolute path", root.get_ref()),
+            ),
+            Some(path) if path == std::path::Path::new("/") => issue(
+                root.span(),
+                key.to_owned(),
+                "\"/\" would let a directory or service give any folder as a home; name the folder homes live in".into(),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn is_attribute_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Where homes given by the method `entry` must lie.
+fn home_roots_of(loaded: &Loaded, entry: &AuthenticationSection) -> HomeRoots {
+    match &entry.home_roots {
+        Some(roots) => {
+            HomeRoots::configured(roots.get_ref().iter().map(|r| PathBuf::from(r.get_ref())))
+        }
+        None => {
+            let homes = loaded.resolve(&loaded.config.server.data_dir).join("homes");
+            // Both spellings: as configured, and with links resolved (the default group's
+            // template uses the latter).
+            let canonical = std::fs::canonicalize(&homes).ok();
+            HomeRoots::default_with(std::iter::once(homes).chain(canonical))
         }
     }
 }
@@ -352,7 +463,8 @@ pub fn methods(loaded: &Loaded) -> Result<Vec<Method>> {
                             ca.as_deref(),
                             bearer,
                         )
-                        .with_context(|| format!("[[authentication]] {name}"))?,
+                        .with_context(|| format!("[[authentication]] {name}"))?
+                        .with_home_roots(home_roots_of(loaded, entry)),
                     )
                 }
                 "ldap" => {
@@ -392,22 +504,19 @@ pub fn methods(loaded: &Loaded) -> Result<Vec<Method>> {
                         group_filter: text(&entry.group_filter)
                             .unwrap_or_else(|| "(|(member={dn})(uniqueMember={dn}))".into()),
                         group_map: entry
-                            .group_map
-                            .as_ref()
-                            .map(|m| {
-                                m.get_ref()
-                                    .iter()
-                                    .map(|(dn, group)| (normalise_dn(dn), group.clone()))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                            .group_map_in_order()
+                            .into_iter()
+                            .map(|(dn, group)| (dn, group.get_ref().clone()))
+                            .collect(),
                         default_groups: entry
                             .default_groups
                             .as_ref()
                             .map(|g| g.get_ref().clone())
                             .unwrap_or_else(|| vec!["users".into()]),
                         require_group: entry.require_group,
+                        name_attribute: text(&entry.name_attribute).unwrap_or_else(|| "uid".into()),
                         home_attribute: text(&entry.home_attribute),
+                        home_roots: home_roots_of(loaded, entry),
                         key_attribute: text(&entry.key_attribute),
                         cache: Duration::from_secs(
                             entry.cache_seconds.as_ref().map_or(0, |s| *s.get_ref()),
