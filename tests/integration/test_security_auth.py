@@ -5,7 +5,8 @@ test_auth_ldap.py and test_auth_http.py):
 - a remembered HTTP Basic login is checked again on every request: an address the account
   may not use is refused even after a request from one it may use, and a disabled account
   stops at once (bearer tokens likewise);
-- every record names the connection its own request came on;
+- every record names the connection its own request came on, and acts in its own
+  protocol (a token made over the REST API follows no link under `/dav/`);
 - a password with a one-time code appended is not accepted again from another connection
   or address;
 - homes given by the directory (`homeDirectory: /`) or the HTTP service (`/etc`,
@@ -121,6 +122,26 @@ def test_every_record_names_its_own_requests_connection(server):
     assert [uploads[f"/r{i}.txt"]["remote"] for i in range(4)] == sent
     # The password was checked once; the other requests used the remembered login.
     assert len([e for e in server.events() if e["name"] == "login.succeeded"]) == 1
+
+
+def test_a_token_made_over_the_api_acts_as_webdav_under_dav(server):
+    home = server.add_account("fay", password=PASSWORD)
+    server.start()
+    token = subprocess.run(
+        ["curl", "-sk", "-u", f"fay:{PASSWORD}", "-X", "POST",
+         f"https://127.0.0.1:{server.https_port}/api/v1/token"],
+        capture_output=True, text=True, timeout=30).stdout
+    bearer = ("-H", f"Authorization: Bearer {json.loads(token)['token']}")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "mine.txt").write_text("mine\n")
+    (home / "link").symlink_to("mine.txt")
+    # WebDAV follows no link, whichever login opened the session; the REST API does.
+    assert status(server, "::1", None, None, "/dav/link", extra=bearer) == "404"
+    assert status(server, "::1", None, None, "/api/v1/files/link", extra=bearer) == "200"
+    assert status(server, "::1", None, None, "/dav/mine.txt", extra=bearer) == "200"
+    downloads = [e for e in server.events() if e["name"] == "download.started"]
+    assert [e["protocol"] for e in downloads] == ["https", "webdav"]
+    assert all(e["remote"].startswith("[::1]:") for e in downloads)
 
 
 def test_a_password_with_a_one_time_code_is_not_replayed_from_elsewhere(server):

@@ -127,21 +127,23 @@ impl Session {
     }
 
     /// The same session (account, files, session id) acting for one request that came from
-    /// `remote`, so that request's records name its own connection's address: a front-end
-    /// that keeps one session across connections (HTTP) makes one of these per request.
-    /// It records neither `session.started` nor `session.ended`; the original does.
-    pub fn readdressed(self: &Arc<Self>, remote: SocketAddr) -> Session {
+    /// `remote` in `protocol`, so that request's records name its own connection and
+    /// protocol, and a WebDAV request follows no link whichever login opened the session:
+    /// a front-end that keeps one session across connections (HTTP) makes one of these per
+    /// request. It records neither `session.started` nor `session.ended`; the original does.
+    pub fn readdressed(self: &Arc<Self>, remote: SocketAddr, protocol: Protocol) -> Session {
         let origin = self.origin.clone().unwrap_or_else(|| Arc::clone(self));
         Session {
             info: SessionInfo {
                 remote: Some(remote),
+                protocol,
                 ..origin.info.clone()
             },
             account: Arc::clone(&origin.account),
             vfs: Arc::clone(&origin.vfs),
             events: origin.events.clone(),
             started: origin.started,
-            follow_links: origin.follow_links,
+            follow_links: protocol != Protocol::Webdav,
             origin: Some(origin),
         }
     }

@@ -373,7 +373,9 @@ async fn authenticate(
 
 /// One more request of a kept login (`method`: `password` for remembered Basic
 /// credentials, `token`, `cookie`): the account checks again, for this request's address
-/// and protocol, then a copy of the session that records this connection's address.
+/// and protocol, then a copy of the session that records this connection's address and
+/// acts in this request's protocol (a token made over the REST API follows no link under
+/// `/dav/`).
 async fn readmit(
     shared: &Arc<Shared>,
     conn: &Conn,
@@ -412,7 +414,7 @@ async fn readmit(
         )),
     };
     match checked {
-        Ok(()) => Ok(Arc::new(kept.session.readdressed(conn.remote))),
+        Ok(()) => Ok(Arc::new(kept.session.readdressed(conn.remote, protocol))),
         Err((reason, cause, by, account)) => {
             let mut failed = shared
                 .event(EventKind::LoginFailed, conn)
