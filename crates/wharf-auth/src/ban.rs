@@ -144,9 +144,10 @@ impl BanPolicy {
                 // Offering keys the account does not hold is how SSH clients find theirs.
                 _ if event.attrs.get("method").map(String::as_str) == Some("publickey") => 0,
                 // The server's own trouble says nothing about the client: its store, an
-                // account it cannot serve, or an LDAP directory or HTTP authentication
-                // service that is down or answers nonsense (the password may well be right).
-                Some("misconfigured" | "store" | "service-failed") => 0,
+                // account it cannot serve (a home a directory gives outside home_roots), or
+                // an LDAP directory or HTTP authentication service that is down or answers
+                // nonsense (the password may well be right).
+                Some("misconfigured" | "store" | "service-failed" | "home-outside-roots") => 0,
                 _ => self.score_failed_login,
             },
             EventKind::ProtocolError => self.score_protocol_error,
@@ -583,6 +584,7 @@ mod tests {
                 .attr("method", "password")
         };
         assert_eq!(policy.score(&failed("service-failed")), 0);
+        assert_eq!(policy.score(&failed("home-outside-roots")), 0);
         assert_eq!(policy.score(&failed("misconfigured")), 0);
         // What the directory or service itself decided still counts.
         assert_eq!(policy.score(&failed("refused")), 1);

@@ -552,10 +552,16 @@ async fn login(st: &mut State, password: &str) -> bool {
                 remote: Some(st.remote),
                 max_file_size: st.shared.config.max_file_size,
             };
+            // From here on the connection's records name the account as the method gave
+            // it (a directory's own spelling); the name as typed is kept on the login.
+            let typed = st.user.replace(account.name.to_string());
             let mut ok = st
                 .event(EventKind::LoginSucceeded)
                 .attr("method", "password")
                 .attr("authenticator", by);
+            if let Some(typed) = typed.filter(|t| t != account.name.as_str()) {
+                ok = ok.attr("login_name", typed.chars().take(64).collect::<String>());
+            }
             if code_used {
                 ok = ok.attr("second_factor", "totp");
             }

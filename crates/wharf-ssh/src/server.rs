@@ -330,10 +330,15 @@ impl Connection {
         detail: Option<String>,
         second_factor: Option<&str>,
     ) {
+        // The account is the name the method gave (a directory's own spelling); the name
+        // as typed is kept beside it when it differs.
         let mut e = self
-            .event(EventKind::LoginSucceeded, Some(shown_user))
+            .event(EventKind::LoginSucceeded, Some(account.name.as_str()))
             .attr("method", method)
             .attr("authenticator", by);
+        if shown_user != account.name.as_str() {
+            e = e.attr("login_name", shown_user);
+        }
         if let Some(d) = detail {
             e = e.attr("key", d);
         }
