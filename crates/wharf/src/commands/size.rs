@@ -57,7 +57,7 @@ pub fn parse_bound(text: &str) -> Result<Option<u64>> {
 /// A size for people: `512 KiB` when it is a whole number of a binary unit, else bytes.
 pub fn human(size: u64) -> String {
     for (unit, shift) in UNITS {
-        if size >= 1 << shift && size % (1 << shift) == 0 {
+        if size >= 1 << shift && size.is_multiple_of(1 << shift) {
             return format!("{} {unit}", size >> shift);
         }
     }
