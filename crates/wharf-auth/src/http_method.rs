@@ -223,6 +223,7 @@ impl HttpMethod {
             expires_us: None,
             second_factor: None,
             require_second_factor: false,
+            max_file_size: None,
         })
     }
 }

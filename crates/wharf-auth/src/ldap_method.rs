@@ -577,6 +577,7 @@ impl LdapMethod {
             expires_us: None,
             second_factor: None,
             require_second_factor: false,
+            max_file_size: None,
         })))
     }
 }

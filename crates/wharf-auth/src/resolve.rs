@@ -120,7 +120,11 @@ pub fn resolve_account_with(
         rules,
         protocols,
         upload_mode,
-        max_file_size: None,
+        // The tightest bound wins: a group cannot raise what the account or another group set.
+        max_file_size: std::iter::once(record.max_file_size)
+            .chain(groups.iter().map(|g| g.max_file_size))
+            .flatten()
+            .min(),
     })
 }
 
@@ -149,6 +153,7 @@ mod tests {
             expires_us: None,
             second_factor: None,
             require_second_factor: false,
+            max_file_size: None,
         }
     }
 
@@ -162,6 +167,7 @@ mod tests {
             upload_mode: None,
             addresses,
             require_second_factor: false,
+            max_file_size: None,
         }
     }
 
@@ -191,5 +197,30 @@ mod tests {
         assert!(address_allowed(&v6, &[], ip("2001:db8:1::1")));
         assert!(!address_allowed(&v6, &[], ip("2001:db8:bad::1")));
         assert!(!address_allowed(&v6, &[], ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn max_file_size_is_the_smallest_set() {
+        let sized = |own: Option<u64>, groups: &[Option<u64>]| {
+            let mut record = account(AddressRules::default());
+            record.max_file_size = own;
+            let groups: Vec<GroupRecord> = groups
+                .iter()
+                .map(|&size| GroupRecord {
+                    max_file_size: size,
+                    ..group(AddressRules::default())
+                })
+                .collect();
+            resolve_account_with(&record, &groups)
+                .unwrap()
+                .max_file_size
+        };
+        assert_eq!(sized(None, &[]), None);
+        assert_eq!(sized(None, &[None, None]), None);
+        assert_eq!(sized(Some(512), &[]), Some(512));
+        assert_eq!(sized(None, &[None, Some(2048), Some(1024)]), Some(1024));
+        // Neither the account nor a group can raise another's bound.
+        assert_eq!(sized(Some(512), &[Some(1024)]), Some(512));
+        assert_eq!(sized(Some(4096), &[None, Some(1024)]), Some(1024));
     }
 }

@@ -33,6 +33,9 @@ pub struct AccountRecord {
     pub second_factor: Option<String>,
     /// Logins need a second factor (with or without one enrolled: without, they fail).
     pub require_second_factor: bool,
+    /// The largest file the account may make, in bytes; `None`: its groups' or the
+    /// service's bound, or the default.
+    pub max_file_size: Option<u64>,
 }
 
 /// A group as stored.
@@ -54,6 +57,8 @@ pub struct GroupRecord {
     pub addresses: AddressRules,
     /// Members' logins need a second factor.
     pub require_second_factor: bool,
+    /// The largest file a member may make, in bytes; `None`: no bound from this group.
+    pub max_file_size: Option<u64>,
 }
 
 /// A Manager administrator.
@@ -71,6 +76,24 @@ fn json<T: Serialize>(value: &T) -> String {
 
 fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &'static str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+/// A size as SQLite stores it (a signed 64-bit integer). Nothing is larger than 8 EiB, so a
+/// bigger bound is stored as the largest one there is.
+fn size_column(size: Option<u64>) -> Option<i64> {
+    size.map(|s| i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+fn size_from_row(row: &SqliteRow, what: &'static str) -> Result<Option<u64>, StoreError> {
+    let stored: Option<i64> = row.try_get("max_file_size")?;
+    stored
+        .map(|s| {
+            u64::try_from(s).map_err(|_| StoreError::Corrupt {
+                what,
+                source: serde::de::Error::custom(format!("negative size {s}")),
+            })
+        })
+        .transpose()
 }
 
 fn account_from_row(row: &SqliteRow) -> Result<AccountRecord, StoreError> {
@@ -93,6 +116,7 @@ fn account_from_row(row: &SqliteRow) -> Result<AccountRecord, StoreError> {
         expires_us: row.try_get("expires_us")?,
         second_factor: row.try_get("second_factor_json")?,
         require_second_factor: row.try_get::<i64, _>("require_second_factor")? != 0,
+        max_file_size: size_from_row(row, "accounts.max_file_size")?,
     })
 }
 
@@ -116,6 +140,7 @@ fn group_from_row(row: &SqliteRow) -> Result<GroupRecord, StoreError> {
             "groups.addresses",
         )?,
         require_second_factor: row.try_get::<i64, _>("require_second_factor")? != 0,
+        max_file_size: size_from_row(row, "groups.max_file_size")?,
     })
 }
 
@@ -131,8 +156,8 @@ impl Store {
     pub async fn create_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let now = now_us();
         let result = sqlx::query(
-            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, max_file_size, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (name) DO NOTHING",
         )
         .bind(account.name.as_str())
         .bind(&account.password_hash)
@@ -145,6 +170,7 @@ impl Store {
         .bind(account.expires_us)
         .bind(&account.second_factor)
         .bind(i64::from(account.require_second_factor))
+        .bind(size_column(account.max_file_size))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -159,7 +185,8 @@ impl Store {
         let result = sqlx::query(
             "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
              keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, \
-             second_factor_json = $10, require_second_factor = $11, updated_us = $12 WHERE name = $1",
+             second_factor_json = $10, require_second_factor = $11, max_file_size = $12, \
+             updated_us = $13 WHERE name = $1",
         )
         .bind(account.name.as_str())
         .bind(&account.password_hash)
@@ -172,6 +199,7 @@ impl Store {
         .bind(account.expires_us)
         .bind(&account.second_factor)
         .bind(i64::from(account.require_second_factor))
+        .bind(size_column(account.max_file_size))
         .bind(now_us())
         .execute(&self.pool)
         .await?;
@@ -232,8 +260,8 @@ impl Store {
     pub async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let now = now_us();
         let result = sqlx::query(
-            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, max_file_size, created_us, updated_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&group.name)
         .bind(&group.home_template)
@@ -243,6 +271,7 @@ impl Store {
         .bind(upload_mode_text(group.upload_mode))
         .bind(json(&group.addresses))
         .bind(i64::from(group.require_second_factor))
+        .bind(size_column(group.max_file_size))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -256,7 +285,8 @@ impl Store {
     pub async fn update_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
-             upload_mode = $6, addresses_json = $7, require_second_factor = $8, updated_us = $9 WHERE name = $1",
+             upload_mode = $6, addresses_json = $7, require_second_factor = $8, max_file_size = $9, \
+             updated_us = $10 WHERE name = $1",
         )
         .bind(&group.name)
         .bind(&group.home_template)
@@ -266,6 +296,7 @@ impl Store {
         .bind(upload_mode_text(group.upload_mode))
         .bind(json(&group.addresses))
         .bind(i64::from(group.require_second_factor))
+        .bind(size_column(group.max_file_size))
         .bind(now_us())
         .execute(&self.pool)
         .await?;
@@ -322,5 +353,70 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM admins")
             .fetch_one(&self.pool)
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn max_file_size_is_stored_cleared_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let mut group = GroupRecord {
+            name: "g".into(),
+            home_template: Some("/srv/${USER}".into()),
+            create_home: false,
+            rules: Vec::new(),
+            protocols: Vec::new(),
+            upload_mode: None,
+            addresses: AddressRules::default(),
+            require_second_factor: false,
+            max_file_size: Some(1 << 20),
+        };
+        store.create_group(&group).await.unwrap();
+        assert_eq!(store.group("g").await.unwrap().unwrap(), group);
+        group.max_file_size = None;
+        store.update_group(&group).await.unwrap();
+        assert_eq!(store.group("g").await.unwrap().unwrap(), group);
+
+        let mut account = AccountRecord {
+            name: AccountName::new("a").unwrap(),
+            password_hash: None,
+            home: None,
+            enabled: true,
+            groups: vec!["g".into()],
+            keys: Vec::new(),
+            rules: Vec::new(),
+            addresses: AddressRules::default(),
+            expires_us: None,
+            second_factor: None,
+            require_second_factor: false,
+            max_file_size: None,
+        };
+        store.create_account(&account).await.unwrap();
+        assert_eq!(store.account("a").await.unwrap().unwrap(), account);
+        account.max_file_size = Some(512 << 10);
+        store.update_account(&account).await.unwrap();
+        assert_eq!(store.accounts().await.unwrap(), [account.clone()]);
+        // Beyond what SQLite's integers hold, the largest bound there is is kept.
+        account.max_file_size = Some(u64::MAX);
+        store.update_account(&account).await.unwrap();
+        let stored = store.account("a").await.unwrap().unwrap();
+        assert_eq!(stored.max_file_size, Some(i64::MAX as u64));
+
+        // A negative size (the database edited by hand) is reported, not wrapped.
+        sqlx::query("UPDATE accounts SET max_file_size = -1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.account("a").await,
+            Err(StoreError::Corrupt {
+                what: "accounts.max_file_size",
+                ..
+            })
+        ));
     }
 }

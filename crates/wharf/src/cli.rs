@@ -116,16 +116,20 @@ pub enum AccountCommand {
         disabled: bool,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// Change where an account may log in from, and when it expires.
+    /// Change where an account may log in from, when it expires, and its limits.
     Set {
         /// Account name.
         name: String,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List accounts.
     List {
@@ -221,6 +225,16 @@ pub struct AccessArgs {
     pub require_second_factor: Option<bool>,
 }
 
+/// What an account, or each member of a group, may cost the server.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Largest file a session may make: bytes, or a number with K, M, G or T (KiB … TiB);
+    /// "none" removes the bound. The smallest of the account's, its groups' and the
+    /// service's bounds applies (default 64 GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
+}
+
 /// `wharf group ...`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -248,13 +262,17 @@ pub enum GroupCommand {
         upload_mode: Option<String>,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
-    /// Change where members may log in from.
+    /// Change where members may log in from, and their limits.
     Set {
         /// Group name.
         name: String,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List groups.
     List {

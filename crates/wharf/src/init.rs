@@ -183,6 +183,7 @@ pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
                 upload_mode: None,
                 addresses: Default::default(),
                 require_second_factor: false,
+                max_file_size: None,
             })
             .await?;
     }

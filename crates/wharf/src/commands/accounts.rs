@@ -64,7 +64,7 @@ fn show(record: &AccountRecord) -> String {
         .map(|k| wharf_auth::fingerprint(&k))
         .collect();
     format!(
-        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}\nsecond factor: {}",
+        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}\nsecond factor: {}\nmax file size: {}",
         record.name,
         record.enabled,
         if record.password_hash.is_some() {
@@ -87,6 +87,10 @@ fn show(record: &AccountRecord) -> String {
             (false, true) => "required, not enrolled (logins fail)",
             (false, false) => "none",
         },
+        match record.max_file_size {
+            Some(size) => super::size::human(size),
+            None => "none of its own (its groups' or the service's bound, or 64 GiB)".to_owned(),
+        },
     )
 }
 
@@ -104,6 +108,7 @@ fn json_view(record: &AccountRecord) -> serde_json::Value {
         "second_factor": record.second_factor.is_some(),
         "require_second_factor": record.require_second_factor,
         "expires": super::access::expiry_text(record.expires_us),
+        "max_file_size": record.max_file_size,
     })
 }
 
@@ -118,9 +123,16 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             groups,
             disabled,
             access,
+            limits,
             json,
         } => {
             let name = AccountName::new(&name)?;
+            let max_file_size = limits
+                .max_file_size
+                .as_deref()
+                .map(super::size::parse_bound)
+                .transpose()?
+                .flatten();
             let groups = if groups.is_empty() {
                 vec!["users".to_owned()]
             } else {
@@ -172,6 +184,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                     .map(super::access::parse_expiry)
                     .transpose()?
                     .flatten(),
+                max_file_size,
             };
             let mut record = record;
             super::access::apply(&mut record.addresses, &access)?;
@@ -196,16 +209,18 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 }
             } else {
                 println!(
-                    "{:<24} {:<8} {:<8} {:<5} groups",
-                    "name", "enabled", "password", "keys"
+                    "{:<24} {:<8} {:<8} {:<5} {:<13} groups",
+                    "name", "enabled", "password", "keys", "max file size"
                 );
                 for a in &accounts {
                     println!(
-                        "{:<24} {:<8} {:<8} {:<5} {}",
+                        "{:<24} {:<8} {:<8} {:<5} {:<13} {}",
                         a.name.as_str(),
                         a.enabled,
                         a.password_hash.is_some(),
                         a.keys.len(),
+                        a.max_file_size
+                            .map_or_else(|| "-".to_owned(), super::size::human),
                         a.groups.join(",")
                     );
                 }
@@ -256,7 +271,11 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             .await?;
             println!("key {print} added to {name}");
         }
-        AccountCommand::Set { name, access } => {
+        AccountCommand::Set {
+            name,
+            access,
+            limits,
+        } => {
             let mut record = load(ctx, &name).await?;
             let mut changed = super::access::apply(&mut record.addresses, &access)?;
             if let Some(text) = &access.expires {
@@ -267,17 +286,22 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 record.require_second_factor = required;
                 changed = true;
             }
+            if let Some(text) = &limits.max_file_size {
+                record.max_file_size = super::size::parse_bound(text)?;
+                changed = true;
+            }
             if !changed {
                 bail!(
-                    "nothing to change: give --allow-from, --deny-from, --any-address, --expires or --require-second-factor"
+                    "nothing to change: give --allow-from, --deny-from, --any-address, --expires, --require-second-factor or --max-file-size"
                 );
             }
             ctx.store.update_account(&record).await?;
             let what = format!(
-                "addresses: {}; expires: {}; second factor required: {}",
+                "addresses: {}; expires: {}; second factor required: {}; max file size: {}",
                 super::access::describe(&record.addresses),
                 super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".into()),
-                record.require_second_factor
+                record.require_second_factor,
+                super::size::describe(record.max_file_size)
             );
             ctx.record(EventKind::AccountUpdated, &name, what.clone())
                 .await?;

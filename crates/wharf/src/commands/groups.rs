@@ -112,6 +112,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             protocols: protos,
             upload_mode: mode,
             access,
+            limits,
         } => {
             if access.expires.is_some() {
                 bail!("--expires applies to accounts, not groups");
@@ -134,6 +135,12 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 upload_mode: mode.as_deref().map(upload_mode).transpose()?,
                 addresses: Default::default(),
                 require_second_factor: access.require_second_factor.unwrap_or(false),
+                max_file_size: limits
+                    .max_file_size
+                    .as_deref()
+                    .map(super::size::parse_bound)
+                    .transpose()?
+                    .flatten(),
             };
             let mut group = group;
             super::access::apply(&mut group.addresses, &access)?;
@@ -149,12 +156,17 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     println!("{}", serde_json::to_string(g)?);
                 }
             } else {
-                println!("{:<24} {:<6} home template", "name", "rules");
+                println!(
+                    "{:<24} {:<6} {:<13} home template",
+                    "name", "rules", "max file size"
+                );
                 for g in &groups {
                     println!(
-                        "{:<24} {:<6} {}",
+                        "{:<24} {:<6} {:<13} {}",
                         g.name,
                         g.rules.len(),
+                        g.max_file_size
+                            .map_or_else(|| "-".to_owned(), super::size::human),
                         g.home_template.as_deref().unwrap_or("-")
                     );
                 }
@@ -192,6 +204,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     }
                 );
                 println!("from:          {}", super::access::describe(&g.addresses));
+                println!("max file size: {}", super::size::describe(g.max_file_size));
                 println!(
                     "second factor: {}",
                     if g.require_second_factor {
@@ -211,7 +224,11 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 }
             }
         }
-        GroupCommand::Set { name, access } => {
+        GroupCommand::Set {
+            name,
+            access,
+            limits,
+        } => {
             if access.expires.is_some() {
                 bail!("--expires applies to accounts, not groups");
             }
@@ -225,16 +242,21 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 group.require_second_factor = required;
                 changed = true;
             }
+            if let Some(text) = &limits.max_file_size {
+                group.max_file_size = super::size::parse_bound(text)?;
+                changed = true;
+            }
             if !changed {
                 bail!(
-                    "nothing to change: give --allow-from, --deny-from, --any-address or --require-second-factor"
+                    "nothing to change: give --allow-from, --deny-from, --any-address, --require-second-factor or --max-file-size"
                 );
             }
             ctx.store.update_group(&group).await?;
             let what = format!(
-                "addresses: {}; second factor required: {}",
+                "addresses: {}; second factor required: {}; max file size: {}",
                 super::access::describe(&group.addresses),
-                group.require_second_factor
+                group.require_second_factor,
+                super::size::describe(group.max_file_size)
             );
             ctx.record(EventKind::GroupUpdated, &name, what.clone())
                 .await?;

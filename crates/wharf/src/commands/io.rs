@@ -40,6 +40,13 @@ struct GroupEntry {
     deny_from: Vec<IpNetwork>,
     #[serde(default, skip_serializing_if = "is_false")]
     require_second_factor: bool,
+    /// Largest file a session may make, in bytes (or "512K" by hand); absent: no bound.
+    #[serde(
+        default,
+        deserialize_with = "super::size::deserialize_bound",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_file_size: Option<u64>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -76,6 +83,13 @@ struct AccountEntry {
     /// Enrolment itself (the TOTP secret) is never exported or changed by `apply`.
     #[serde(default, skip_serializing_if = "is_false")]
     require_second_factor: bool,
+    /// Largest file a session may make, in bytes (or "512K" by hand); absent: no bound.
+    #[serde(
+        default,
+        deserialize_with = "super::size::deserialize_bound",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_file_size: Option<u64>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -134,6 +148,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
                 deny: g.deny_from.clone(),
             },
             require_second_factor: g.require_second_factor,
+            max_file_size: g.max_file_size,
         });
     }
     // Accounts are checked against the groups as they will be: the store's, with the
@@ -199,6 +214,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
             },
             second_factor,
             require_second_factor: a.require_second_factor,
+            max_file_size: a.max_file_size,
             expires_us: match &a.expires {
                 Some(text) => super::access::parse_expiry(text).map_err(|e| fail(e.to_string()))?,
                 None => None,
@@ -291,6 +307,7 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 allow_from: g.addresses.allow,
                 deny_from: g.addresses.deny,
                 require_second_factor: g.require_second_factor,
+                max_file_size: g.max_file_size,
                 rules: g.rules,
             })
             .collect(),
@@ -311,6 +328,7 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 deny_from: a.addresses.deny,
                 expires: super::access::expiry_text(a.expires_us),
                 require_second_factor: a.require_second_factor,
+                max_file_size: a.max_file_size,
                 rules: a.rules,
             })
             .collect(),

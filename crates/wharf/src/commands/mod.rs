@@ -7,6 +7,7 @@ mod events;
 mod groups;
 mod handlers;
 mod io;
+mod size;
 mod totp;
 
 use std::process::ExitCode;
