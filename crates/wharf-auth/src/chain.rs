@@ -402,6 +402,7 @@ impl Authenticator {
                 expires_us: None,
                 second_factor: None,
                 require_second_factor: false,
+                max_file_size: None,
             },
         };
         let groups = resolve::load_groups(&self.store, &record)

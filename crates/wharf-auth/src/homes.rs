@@ -156,6 +156,7 @@ mod tests {
             upload_mode: None,
             addresses: Default::default(),
             require_second_factor: false,
+            max_file_size: None,
         }
     }
 
