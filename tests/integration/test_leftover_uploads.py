@@ -61,6 +61,7 @@ def test_leftovers_of_a_killed_server_are_swept(server):
         client.wait()
     ftps.join(timeout=30)
     assert temps(home) == left
+    sizes = {"/" + str(p.relative_to(server.homes)): p.stat().st_size for p in left}
     # An hour later (as far as the files can tell) they are leftovers; a fresh temporary
     # file (another node's upload, say) and the account's own files are not.
     hour_ago = time.time() - 3700
@@ -82,4 +83,4 @@ def test_leftovers_of_a_killed_server_are_swept(server):
         "/" + str(p.relative_to(server.homes)) for p in left)
     assert all(e["attrs"]["root"] == str(server.homes.resolve()) or e["attrs"]["root"] == str(server.homes)
                for e in removed)
-    assert all(e["bytes"] > 0 for e in removed)
+    assert {e["path"]: e["bytes"] for e in removed} == sizes

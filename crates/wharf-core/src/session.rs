@@ -547,27 +547,34 @@ impl Session {
         path: &VirtualPath,
         permissions: Option<u32>,
     ) -> Result<(), CoreError> {
-        self.check(Verb::Mkdir, path)?;
         let permissions = permissions.map(|p| p & CLIENT_MODE_BITS);
-        let result = self
-            .on_real(
-                path,
-                Last::Entry,
-                |real| self.check(Verb::Mkdir, real),
-                |p| async move { self.vfs.mkdir(&p, permissions).await },
-            )
-            .await;
-        self.record_at(Verb::Mkdir, path, result, EventKind::FolderCreated)
+        self.on_entry(
+            Verb::Mkdir,
+            path,
+            EventKind::FolderCreated,
+            |p| async move { self.vfs.mkdir(&p, permissions).await },
+        )
+        .await
     }
 
-    /// Records a one-path operation's outcome under the path really reached.
-    fn record_at(
+    /// An operation on the entry `path` names (a link there is the entry itself): `verb` is
+    /// checked at the path given and at the one really reached, and the outcome is
+    /// recorded as `kind` under the path really reached.
+    async fn on_entry<F, Fut>(
         &self,
         verb: Verb,
         path: &VirtualPath,
-        result: Result<(VirtualPath, ()), CoreError>,
         kind: EventKind,
-    ) -> Result<(), CoreError> {
+        op: F,
+    ) -> Result<(), CoreError>
+    where
+        F: Fn(VirtualPath) -> Fut,
+        Fut: Future<Output = Result<(), CoreError>>,
+    {
+        self.check(verb, path)?;
+        let result = self
+            .on_real(path, Last::Entry, |real| self.check(verb, real), op)
+            .await;
         let result = self.jailed(verb, path, result);
         let event = match &result {
             Ok((real, ())) => self.at(self.event(kind), real, path),
@@ -580,31 +587,22 @@ impl Session {
 
     /// Removes an empty folder. Needs `rmdir`. Records `folder.removed`.
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<(), CoreError> {
-        self.check(Verb::Rmdir, path)?;
-        let result = self
-            .on_real(
-                path,
-                Last::Entry,
-                |real| self.check(Verb::Rmdir, real),
-                |p| async move { self.vfs.rmdir(&p).await },
-            )
-            .await;
-        self.record_at(Verb::Rmdir, path, result, EventKind::FolderRemoved)
+        self.on_entry(
+            Verb::Rmdir,
+            path,
+            EventKind::FolderRemoved,
+            |p| async move { self.vfs.rmdir(&p).await },
+        )
+        .await
     }
 
     /// Removes a file (a link itself, never what it points to). Needs `delete`. Records
     /// `file.deleted`.
     pub async fn remove(&self, path: &VirtualPath) -> Result<(), CoreError> {
-        self.check(Verb::Delete, path)?;
-        let result = self
-            .on_real(
-                path,
-                Last::Entry,
-                |real| self.check(Verb::Delete, real),
-                |p| async move { self.vfs.remove_file(&p).await },
-            )
-            .await;
-        self.record_at(Verb::Delete, path, result, EventKind::FileDeleted)
+        self.on_entry(Verb::Delete, path, EventKind::FileDeleted, |p| async move {
+            self.vfs.remove_file(&p).await
+        })
+        .await
     }
 
     /// Renames an entry (a link itself, never what it points to). Needs `rename` on both
