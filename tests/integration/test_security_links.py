@@ -161,10 +161,15 @@ def test_links_stay_inside_the_home_after_renames(server, partner):
     # READLINK says what is stored, in the client's terms, and never climbs above the home.
     os.makedirs(home / "deep" / "er")
     os.symlink("../../..", home / "deep" / "er" / "esc")
+    # A relative link of plain names can only lead below its folder: it is kept as given.
+    server.sftp("mallory", "symlink mine.txt /rw/rel\nget /rw/rel got-rel.txt\n")
+    assert os.readlink(home / "rw" / "rel") == "mine.txt"
+    assert (server.root / "got-rel.txt").read_text() == "mine\n"
     client = server.paramiko("mallory", password=PASSWORD)
     try:
         sftp = client.open_sftp()
         assert sftp.readlink("/up") == "/rw/mine.txt"
+        assert sftp.readlink("/rw/rel") == "mine.txt"
         with pytest.raises(IOError):
             sftp.readlink("/deep/er/esc")
     finally:

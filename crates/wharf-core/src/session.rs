@@ -747,12 +747,21 @@ impl Session {
         result
     }
 
-    /// Creates a symbolic link at `link` pointing to `target`. Needs `write` on the link,
-    /// and on what the link exposes: `read` on a file, `list` on a folder (at the target
-    /// named and at the one really reached). The link is stored so that it leads to the same
-    /// place in the home wherever it is moved. Records `link.created`.
-    pub async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError> {
+    /// Creates a symbolic link at `link` whose content the client gave as `text` (relative
+    /// to the link's folder, or absolute in the home). Needs `write` on the link, and on what
+    /// the link exposes: `read` on a file, `list` on a folder (at the target named and at
+    /// the one really reached). A relative text of plain names (no `..`) is stored as
+    /// given: it can only lead below the link's folder, wherever that is moved. Any other
+    /// target is stored as the place it names in the home, so that no later rename can make
+    /// it lead outside. Records `link.created`.
+    pub async fn symlink(&self, text: &[u8], link: &VirtualPath) -> Result<(), CoreError> {
         self.check(Verb::Write, link)?;
+        let target = &self.resolve(&link.parent(), text)?;
+        let as_given = std::str::from_utf8(text).ok().filter(|t| {
+            !t.is_empty()
+                && !t.starts_with('/')
+                && t.split('/').all(|n| !n.is_empty() && n != "." && n != "..")
+        });
         let real_target = if self.follow_links {
             self.jailed(Verb::Read, target, self.vfs.real_path(target, true).await)?
         } else {
@@ -772,7 +781,7 @@ impl Session {
                 link,
                 Last::Entry,
                 |real| self.check(Verb::Write, real),
-                |p| async move { self.vfs.symlink(real_target, &p).await },
+                |p| async move { self.vfs.symlink(as_given, real_target, &p).await },
             )
             .await;
         let result = self.jailed(Verb::Write, link, result);
@@ -787,8 +796,9 @@ impl Session {
         result
     }
 
-    /// Where a symbolic link points, as a path in the home (refused when it points
-    /// outside). Needs `list` on the link's folder and on the link.
+    /// A symbolic link's content as the client sees it: a relative text as stored, or an
+    /// absolute path in the home (refused when it leads outside). Needs `list` on the
+    /// link's folder and on the link.
     pub async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError> {
         self.check_visible(path)?;
         let result = self
@@ -799,8 +809,8 @@ impl Session {
                 |p| async move { self.vfs.read_link(&p).await },
             )
             .await;
-        let (_, target) = self.jailed(Verb::List, path, result)?;
-        Ok(target.to_string())
+        let (_, text) = self.jailed(Verb::List, path, result)?;
+        Ok(text)
     }
 
     /// Creates a hard link: a second name for the same file. Needs `read` on the existing

@@ -86,6 +86,18 @@ impl Root {
         Ok(VirtualPath::parse(&format!("/{}", names.join("/")))?)
     }
 
+    /// A link's stored `text`, found in `folder`, as a client may see it: a relative text
+    /// as it is, an absolute one under the root as the path it names beneath the root.
+    /// Refused when it leads outside (see [`Root::link_target`]).
+    pub fn shown_link(&self, folder: &VirtualPath, text: &str) -> Result<String, CoreError> {
+        let target = self.link_target(folder, text)?;
+        if text.starts_with('/') {
+            Ok(target.to_string())
+        } else {
+            Ok(text.to_owned())
+        }
+    }
+
     /// The part of an absolute link text below the root's host path, if it is below it.
     fn inside<'t>(&self, text: &'t str) -> Option<&'t str> {
         let host = self.host.to_str()?;

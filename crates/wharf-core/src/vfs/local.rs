@@ -352,8 +352,17 @@ impl Vfs for LocalFs {
             .await
     }
 
-    async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError> {
-        let (text, link) = (self.root.link_text(target), link.clone());
+    async fn symlink(
+        &self,
+        relative: Option<&str>,
+        target: &VirtualPath,
+        link: &VirtualPath,
+    ) -> Result<(), CoreError> {
+        let text = match relative {
+            Some(text) => std::path::PathBuf::from(text),
+            None => self.root.link_text(target),
+        };
+        let link = link.clone();
         self.blocking(move |j| {
             let (dir, name) = j.parent(&link)?;
             rustix::fs::symlinkat(text.as_path(), &dir, name)?;
@@ -362,7 +371,7 @@ impl Vfs for LocalFs {
         .await
     }
 
-    async fn read_link(&self, path: &VirtualPath) -> Result<VirtualPath, CoreError> {
+    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError> {
         let path = path.clone();
         self.blocking(move |j| {
             let (dir, name) = j.parent(&path)?;
@@ -370,7 +379,7 @@ impl Vfs for LocalFs {
             let text = text
                 .into_string()
                 .map_err(|_| CoreError::new(ErrorKind::InvalidPath, "link target is not UTF-8"))?;
-            j.root.link_target(&path.parent(), &text)
+            j.root.shown_link(&path.parent(), &text)
         })
         .await
     }

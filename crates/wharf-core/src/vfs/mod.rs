@@ -297,11 +297,18 @@ pub trait Vfs: Send + Sync {
         let _ = follow_last;
         Ok(path.clone())
     }
-    /// Creates a symbolic link at `link` to `target`, stored so that it leads to `target`
-    /// wherever in the home the link or its folders are moved later.
-    async fn symlink(&self, target: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
-    /// Where a symbolic link points, as a path in the home; refused when it points outside.
-    async fn read_link(&self, path: &VirtualPath) -> Result<VirtualPath, CoreError>;
+    /// Creates a symbolic link at `link` to `target`: with the content `relative` when
+    /// given (plain names below the link's folder), otherwise stored so that it leads to
+    /// `target` wherever in the home the link or its folders are moved later.
+    async fn symlink(
+        &self,
+        relative: Option<&str>,
+        target: &VirtualPath,
+        link: &VirtualPath,
+    ) -> Result<(), CoreError>;
+    /// A symbolic link's content as a client may see it: a relative text as stored, or an
+    /// absolute path in the home; refused when it leads outside the home.
+    async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError>;
     /// Creates a hard link `link` to `existing`.
     async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
     /// Copies a file server-side, atomically; returns the bytes copied.

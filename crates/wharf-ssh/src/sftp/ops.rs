@@ -255,9 +255,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             Ok(one_name(id, &target))
         }
         RequestBody::Symlink { target, link } => {
-            let link = path(&link)?;
-            let target = s.resolve(&link.parent(), &target)?;
-            s.symlink(&target, &link).await?;
+            s.symlink(&target, &path(&link)?).await?;
             Ok(Response::ok(id))
         }
         RequestBody::Extended(ext) => extended(engine, id, ext).await,
