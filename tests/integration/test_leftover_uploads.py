@@ -78,7 +78,7 @@ def test_leftovers_of_a_killed_server_are_swept(server):
         time.sleep(0.2)
     assert temps(home) == [fresh]
     assert own.read_bytes() == b"mine"
-    removed = [e for e in server.events() if e["name"] == "upload.leftover_removed"]
+    removed = [e for e in server.events() if e["name"] == "upload.leftover_swept"]
     assert sorted(e["path"] for e in removed) == sorted(
         "/" + str(p.relative_to(server.homes)) for p in left)
     assert all(e["attrs"]["root"] == str(server.homes.resolve()) or e["attrs"]["root"] == str(server.homes)

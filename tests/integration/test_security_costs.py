@@ -3,6 +3,8 @@ changes, digests for HEAD and ranges, copies that feed on themselves, WebDAV COP
 overlapping ranges. Each attack is made with a real client; what is asserted is what the
 server did (refused, stored nothing, hashed nothing), never how long it took."""
 
+import base64
+import hashlib
 import os
 import subprocess
 
@@ -83,6 +85,9 @@ def test_sparse_writes_are_not_stored(server, costly, user):
         assert not (home / name).exists() or os.path.getsize(home / name) < GIB, name
     if user == "ava":
         assert not (home / "holed.bin").exists()
+    else:
+        # Resumable mode keeps what was received in order, never the hole after it.
+        assert (home / "holed.bin").read_bytes() == b"head"
     events = server.events()
     failed = [e for e in events if e["name"] == "upload.failed" and e["path"] == "/holed.bin"]
     assert failed and "never written" in failed[-1]["message"], failed
@@ -97,16 +102,20 @@ def test_size_changes_are_bounded_and_head_never_hashes(server, costly):
     client = server.paramiko("eve", password=PASSWORD)
     try:
         sftp = client.open_sftp()
-        sftp.truncate("/grow.bin", 8 * GIB)
+        # Growing a file leaves bytes nobody wrote: within 64 MiB of them in all.
+        for size in (8 * GIB, 65 * GIB, 100 << 20):
+            with pytest.raises(IOError):
+                sftp.truncate("/grow.bin", size)
+        sftp.truncate("/grow.bin", 32 << 20)
         with pytest.raises(IOError):
-            sftp.truncate("/grow.bin", 65 * GIB)
+            sftp.truncate("/grow.bin", 97 << 20)
     finally:
         client.close()
-    assert os.path.getsize(home / "grow.bin") == 8 * GIB
+    assert os.path.getsize(home / "grow.bin") == 32 << 20
     base = f"https://127.0.0.1:{server.https_port}/api/v1/files/grow.bin"
-    # HEAD and a one-byte range name no digest they would have to compute: nothing hashed
-    # the 8 GiB (an attribute remembered after hashing would show in Repr-Digest).
-    for args in (["-I", base], ["-r", "0-0", base], ["-r", "0-0", base]):
+    # HEAD, a one-byte range and a whole GET of more than 16 MiB name no digest they would
+    # have to compute: nothing hashed the file (a digest remembered would show).
+    for args in (["-I", base], ["-r", "0-0", base], [base]):
         r = https(server, *args)
         assert r.returncode == 0, r.stderr
         h = headers_of(r.stdout)
@@ -191,3 +200,39 @@ def test_webdav_put_far_past_the_end_is_not_stored(server, costly):
     assert r.stdout.startswith(("4", "5")) and r.stdout != "500", r.stdout
     assert not (home / "far.bin").exists() or os.path.getsize(home / "far.bin") < GIB
     assert sha256(body)  # the client's copy is untouched
+
+
+def test_a_remembered_digest_never_vouches_for_other_bytes(server, costly):
+    """Size and time are the client's to set: after a change made through Wharf the digest
+    remembered for the old content is forgotten, so no record or header can name it."""
+    home = costly
+    data = random_file(server.root / "a.bin", 1 << 20).read_bytes()
+    zeros = hashlib.sha256(bytes(1 << 20)).hexdigest()
+    url = f"https://127.0.0.1:{server.https_port}/api/v1/files/a.bin"
+    client = server.paramiko("eve", password=PASSWORD)
+    try:
+        sftp = client.open_sftp()
+        with sftp.open("/a.bin", "w") as f:
+            f.write(data)
+        sftp.utime("/a.bin", (1_700_000_000, 1_700_000_000))
+        h = headers_of(https(server, url).stdout)
+        assert h["repr-digest"] == repr_digest(hashlib.sha256(data).hexdigest())
+        sftp.truncate("/a.bin", 0)
+        sftp.truncate("/a.bin", 1 << 20)
+        sftp.utime("/a.bin", (1_700_000_000, 1_700_000_000))
+        h = headers_of(https(server, url).stdout)
+        assert h["repr-digest"] == repr_digest(zeros), h
+        # A write in place (resumable mode) forgets it too.
+        with sftp.open("/a.bin", "r+") as f:
+            f.write(b"changed")
+        sftp.utime("/a.bin", (1_700_000_000, 1_700_000_000))
+        changed = b"changed" + bytes((1 << 20) - 7)
+        h = headers_of(https(server, url).stdout)
+        assert h["repr-digest"] == repr_digest(hashlib.sha256(changed).hexdigest()), h
+    finally:
+        client.close()
+    assert (home / "a.bin").read_bytes() == changed
+
+
+def repr_digest(hex_digest):
+    return "sha-256=:" + base64.b64encode(bytes.fromhex(hex_digest)).decode() + ":"

@@ -276,6 +276,15 @@ path = "/drop/*"
     assert all("committed" in e["message"] for e in prefixed)
     assert not handler_events(server, "handler.failed")
     assert not handler_events(server, "handler.refused")
+    # `put -p` asks for the file's mode and times at close: they go to the file as named at
+    # commit, not to the client's name (where another file may stand).
+    (server.root / "four.txt").write_bytes(b"four\n")
+    os.chmod(server.root / "four.txt", 0o600)
+    server.sftp("acme", f"put -p {server.root / 'four.txt'} drop/dup.txt\n")
+    four = [n for n in names(home / "drop") if (home / "drop" / n).read_bytes() == b"four\n"]
+    assert len(four) == 1
+    assert (os.stat(home / "drop" / four[0]).st_mode & 0o777) == 0o600
+    assert not (home / "drop" / "dup.txt").exists()
 
 
 def test_a_dispatch_leaves_a_replacement_alone(server):

@@ -195,3 +195,56 @@ def test_setuid_and_sticky_bits_are_never_set(server, partner, mode):
     changed = [e for e in server.events() if e["name"] == "attributes.changed"]
     assert any(e["attrs"].get("ignored") in ("6000", "4000") for e in changed)
     assert any(e["attrs"].get("ignored") == "1000" for e in changed)
+
+
+def test_moves_never_change_the_rules_on_what_they_move(server, partner):
+    home = partner
+    (home / "rw" / "sub").mkdir()
+    (home / "rw" / "sub" / "f.txt").write_text("f\n")
+    # A folder whose contents the rules treat apart cannot be moved away and back.
+    for command in ["rename /ro /x", "rename /secret /s2", "rename /secret/s.txt /s.txt"]:
+        r = server.sftp("mallory", command + "\n", check=False)
+        assert r.returncode != 0, command
+    assert sorted(os.listdir(home / "ro")) == ["keep.txt", "keep2.txt"]
+    assert (home / "secret" / "s.txt").exists() and not (home / "s.txt").exists()
+    # Where the rules are alike, folders and files move as usual.
+    server.sftp("mallory", "rename /rw/sub /rw/moved\nrename /rw/moved/f.txt /rw/f2.txt\n"
+                           "mkdir /new\nrename /new /newer\n")
+    assert (home / "rw" / "f2.txt").read_text() == "f\n" and (home / "newer").is_dir()
+    denied = [e for e in server.events() if e["name"] == "permission.denied"
+              and (e.get("message") or "").startswith("move refused")]
+    assert {e["path"] for e in denied} >= {"/ro", "/secret", "/secret/s.txt"}
+    # A relative link made on the server cannot be moved to where it would lead outside,
+    # and a hard link to a link links the file the link leads to, under that file's rules.
+    os.makedirs(home / "a" / "b")
+    os.symlink("../../rw", home / "a" / "b" / "up")
+    client = server.paramiko("mallory", password=PASSWORD)
+    try:
+        sftp = client.open_sftp()
+        with pytest.raises(IOError):
+            sftp.posix_rename("/a/b/up", "/up")
+        assert os.readlink(home / "a" / "b" / "up") == "../../rw"
+    finally:
+        client.close()
+    os.symlink("ro/keep2.txt", home / "to-ro")
+    r = server.sftp("mallory", "ln /to-ro /h2.txt\n", check=False)
+    assert r.returncode != 0 and not (home / "h2.txt").exists()
+    os.symlink("rw/f2.txt", home / "to-rw")
+    server.sftp("mallory", "ln /to-rw /h3.txt\n")
+    assert not os.path.islink(home / "h3.txt")
+    assert os.stat(home / "h3.txt").st_ino == os.stat(home / "rw" / "f2.txt").st_ino
+
+
+def test_a_drop_folder_takes_uploads_it_does_not_show(server):
+    server.wharf("group", "add", "droppers", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--deny", "/drop/**=list,read", "--allow", "/**=all", check=True)
+    home = server.add_account("dora", groups=["droppers"])
+    server.start()
+    (home / "drop").mkdir(parents=True)
+    src = random_file(server.root / "f.bin", 5000)
+    server.sftp("dora", f"put {src} /drop/f.bin\nput {src} /drop/f.bin\n")
+    assert (home / "drop" / "f.bin").read_bytes() == src.read_bytes()
+    r = server.sftp("dora", "ls -1 /drop\n")
+    assert "f.bin" not in r.stdout.replace("ls -1 /drop", "")
+    r = server.scp(str(src), "dora@127.0.0.1:/drop/g.bin")
+    assert (home / "drop" / "g.bin").exists()

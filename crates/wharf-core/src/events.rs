@@ -71,7 +71,7 @@ catalogue! {
     UploadStarted = 30001, "upload.started", "A file was opened for writing; `attrs.mode` is create, overwrite, append or resume.";
     UploadFinished = 30002, "upload.finished", "An upload was committed under its final name; `bytes`, `duration_ms` and `sha256` of the whole file.";
     UploadFailed = 30003, "upload.failed", "An upload ended without being committed (disconnect, error, abort); the partial data was removed, or kept under its final name in resumable mode (`attrs.kept`).";
-    LeftoverRemoved = 30004, "upload.leftover_removed", "The temporary file of an upload that lost its owner (the server stopped in the middle of it) was removed by the sweep that runs at start and every 10 minutes; `attrs.root` is the folder swept, `path` the file below it, `bytes` its size.";
+    LeftoverSwept = 30004, "upload.leftover_swept", "The temporary file of an upload that lost its owner (the server stopped in the middle of it) was found by the sweep that runs at start and every 10 minutes: removed, or, for a resumable upload, kept under its final name (`attrs.kept_as`) when that name was free. `attrs.root` is the folder swept, `path` the file below it, `bytes` its size.";
     DownloadStarted = 30010, "download.started", "A file was opened for reading.";
     DownloadFinished = 30011, "download.finished", "A download ended; `bytes` sent and `duration_ms`.";
     DownloadFailed = 30012, "download.failed", "A download ended on an error.";

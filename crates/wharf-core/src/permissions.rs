@@ -78,6 +78,110 @@ struct CompiledRule {
     matcher: Matcher,
     allow: u16,
     deny: u16,
+    /// Where the rule can match, for deciding whether a folder may move (see
+    /// [`RuleSet::alike_beneath`]).
+    reach: Reach,
+}
+
+/// What is known of the paths a pattern can match, without trying them all.
+#[derive(Debug, Clone)]
+enum Reach {
+    /// A glob: it only matches paths starting with `prefix` (its text up to the first
+    /// wildcard); `uniform` when what follows is `**` or `**/NAME` (NAME without `/` or
+    /// `**`), so below `prefix` it matches a path or not by its last name alone.
+    Glob { prefix: String, uniform: bool },
+    /// A regular expression that cannot match `/` and must end at the end of the path: it
+    /// matches a path or not by its last name alone.
+    LastName,
+    /// Anything else: where it matches cannot be told in advance.
+    Unknown,
+}
+
+impl Reach {
+    fn of(pattern: &str) -> Reach {
+        if let Some(re) = pattern.strip_prefix("re:") {
+            return match regex_syntax::parse(re) {
+                Ok(hir)
+                    if !can_match_slash(&hir)
+                        && hir
+                            .properties()
+                            .look_set_suffix()
+                            .contains(regex_syntax::hir::Look::End) =>
+                {
+                    Reach::LastName
+                }
+                _ => Reach::Unknown,
+            };
+        }
+        let anchored = anchor(pattern);
+        let end = anchored
+            .find(['*', '?', '[', '{', '\\'])
+            .unwrap_or(anchored.len());
+        let (prefix, rest) = anchored.split_at(end);
+        let uniform = rest == "**"
+            || rest
+                .strip_prefix("**/")
+                .is_some_and(|name| !name.contains('/') && !name.contains("**"));
+        Reach::Glob {
+            prefix: prefix.to_owned(),
+            uniform,
+        }
+    }
+
+    /// Whether the pattern decides alike at `a + s` and `b + s` for every non-empty `s`.
+    fn alike_beneath(&self, a: &str, b: &str) -> bool {
+        match self {
+            Reach::LastName => true,
+            Reach::Unknown => false,
+            Reach::Glob { prefix, uniform } => {
+                let under = |x: &str| {
+                    let x = format!("{}/", x.trim_end_matches('/'));
+                    (
+                        x.starts_with(prefix.as_str()),
+                        prefix.starts_with(x.as_str()),
+                    )
+                };
+                let (a_in, a_over) = under(a);
+                let (b_in, b_over) = under(b);
+                let reaches_a = a_in || a_over;
+                let reaches_b = b_in || b_over;
+                if !reaches_a && !reaches_b {
+                    return true;
+                }
+                // Above both, and past its prefix it looks at the last name only.
+                a_in && b_in && *uniform
+            }
+        }
+    }
+}
+
+/// Whether a regular expression can match a `/` anywhere (then it can look at folders).
+fn can_match_slash(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(literal) => literal.0.contains(&b'/'),
+        HirKind::Class(Class::Unicode(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= '/' && '/' <= r.end()),
+        HirKind::Class(Class::Bytes(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= b'/' && b'/' <= r.end()),
+        HirKind::Repetition(rep) => can_match_slash(&rep.sub),
+        HirKind::Capture(cap) => can_match_slash(&cap.sub),
+        HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().any(can_match_slash),
+    }
+}
+
+/// A glob as it is matched: one that does not start with `/` matches at any depth.
+fn anchor(pattern: &str) -> String {
+    if pattern.starts_with('/') {
+        pattern.to_owned()
+    } else {
+        format!("/**/{pattern}")
+    }
 }
 
 /// Rules compiled for evaluation.
@@ -136,11 +240,7 @@ fn compile_pattern(pattern: &str) -> Result<Matcher, RuleError> {
     if pattern.is_empty() {
         return Err(RuleError("empty pattern".to_owned()));
     }
-    let anchored = if pattern.starts_with('/') {
-        pattern.to_owned()
-    } else {
-        format!("/**/{pattern}")
-    };
+    let anchored = anchor(pattern);
     let glob: Glob = GlobBuilder::new(&anchored)
         .literal_separator(true)
         .backslash_escape(true)
@@ -167,6 +267,7 @@ impl RuleSet {
                 matcher,
                 allow,
                 deny,
+                reach: Reach::of(&rule.pattern),
             });
         }
         Ok(RuleSet { rules: compiled })
@@ -199,6 +300,26 @@ impl RuleSet {
     /// True when `verb` is allowed on `path`.
     pub fn allows(&self, verb: Verb, path: &VirtualPath) -> bool {
         self.decide(verb, path) == Effect::Allow
+    }
+
+    /// A verb allowed at `to` that is refused at `from`, if any: what an entry would gain
+    /// by being reached under `to` instead (a rename, a hard link).
+    pub fn gained(&self, from: &VirtualPath, to: &VirtualPath, verbs: &[Verb]) -> Option<Verb> {
+        verbs
+            .iter()
+            .copied()
+            .find(|&verb| self.allows(verb, to) && !self.allows(verb, from))
+    }
+
+    /// Whether every rule decides alike for every path beneath folder `a` and the same path
+    /// beneath folder `b`, so that moving a folder from `a` to `b` changes no right on
+    /// anything inside it. Conservative: a rule whose reach cannot be told (a regular
+    /// expression that can look at folders, a glob with folders after a wildcard) that
+    /// could match beneath either makes the answer no.
+    pub fn alike_beneath(&self, a: &VirtualPath, b: &VirtualPath) -> bool {
+        self.rules
+            .iter()
+            .all(|rule| rule.reach.alike_beneath(a.as_str(), b.as_str()))
     }
 }
 
@@ -269,6 +390,40 @@ mod tests {
         assert!(set.allows(Verb::List, &p("/secret")));
         assert!(!set.allows(Verb::List, &p("/secret/s.txt")));
         assert!(!set.allows(Verb::List, &p("/secret/a/b")));
+    }
+
+    #[test]
+    fn folders_move_only_where_the_rules_are_alike() {
+        let set = RuleSet::compile(&[
+            rule("/ro/**", &[], &["write", "delete"]),
+            rule("/secret/**", &[], &["list", "read"]),
+            rule(r"re:\.(exe|js)$", &[], &["write"]),
+            rule("*.tmp", &[], &["read"]),
+            rule("/in", &["list"], &[]),
+            rule("/**", &["all"], &[]),
+        ])
+        .unwrap();
+        assert!(set.alike_beneath(&p("/rw/a"), &p("/rw/b")));
+        assert!(set.alike_beneath(&p("/a"), &p("/b/c")));
+        assert!(!set.alike_beneath(&p("/ro"), &p("/x")));
+        assert!(!set.alike_beneath(&p("/x"), &p("/ro")));
+        assert!(!set.alike_beneath(&p("/secret"), &p("/s2")));
+        assert!(!set.alike_beneath(&p("/a"), &p("/ro/a")));
+        assert!(!set.alike_beneath(&p("/"), &p("/x")));
+        // A regular expression that can look at folders could decide anything.
+        let folders = RuleSet::compile(&[
+            rule("re:^/ro/", &[], &["write"]),
+            rule("/**", &["all"], &[]),
+        ])
+        .unwrap();
+        assert!(!folders.alike_beneath(&p("/a"), &p("/b")));
+        let any = RuleSet::compile(&[rule(r"re:o.*\.exe$", &[], &["write"])]).unwrap();
+        assert!(!any.alike_beneath(&p("/ro"), &p("/x")));
+        assert_eq!(
+            set.gained(&p("/secret/s.txt"), &p("/s.txt"), &Verb::ALL),
+            Some(Verb::List)
+        );
+        assert_eq!(set.gained(&p("/rw/a"), &p("/ro/a"), &Verb::ALL), None);
     }
 
     #[test]

@@ -463,17 +463,13 @@ impl Session {
         self.check(Verb::Write, path)
     }
 
-    /// Opens a file for upload. Needs `write` for a new file, `overwrite` to replace one,
-    /// `append` to resume or append to one, at the path given and at the one really reached.
-    pub async fn open_upload(
+    /// Where an upload of `path` really lands, and what is there now. Needs an upload verb
+    /// (`write`, `overwrite` or `append`) at the path given and at the one really reached;
+    /// not `list`: a drop folder's account uploads without seeing what is there.
+    async fn locate_upload(
         &self,
         path: &VirtualPath,
-        mode: WriteMode,
-        permissions: Option<u32>,
-    ) -> Result<Upload, CoreError> {
-        if path.is_root() {
-            return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
-        }
+    ) -> Result<(VirtualPath, Option<Metadata>), CoreError> {
         self.check_may_upload(path)?;
         let found = self
             .on_real(
@@ -489,7 +485,30 @@ impl Session {
                 },
             )
             .await;
-        let (real, existing) = self.jailed(Verb::Write, path, found)?;
+        self.jailed(Verb::Write, path, found)
+    }
+
+    /// Whether a file is at the place an upload of `path` lands (for protocols whose open
+    /// depends on it, such as SFTP's create and exclusive flags). Needs an upload verb
+    /// there, not `list`.
+    pub async fn upload_exists(&self, path: &VirtualPath) -> Result<bool, CoreError> {
+        self.locate_upload(path)
+            .await
+            .map(|(_, found)| found.is_some())
+    }
+
+    /// Opens a file for upload. Needs `write` for a new file, `overwrite` to replace one,
+    /// `append` to resume or append to one, at the path given and at the one really reached.
+    pub async fn open_upload(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+        permissions: Option<u32>,
+    ) -> Result<Upload, CoreError> {
+        if path.is_root() {
+            return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+        }
+        let (real, existing) = self.locate_upload(path).await?;
         if existing.as_ref().is_some_and(|m| m.kind == FileKind::Dir) {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
@@ -511,6 +530,9 @@ impl Session {
             },
             in_place: resumable && existing.is_some() && mode != WriteMode::Create,
             keep_partial: resumable,
+            // Without `overwrite`, a file that appears at the name while this upload runs
+            // is not replaced: the commit fails instead.
+            replace: verb != Verb::Write || self.may_overwrite(path, &real),
             permissions: permissions.map(|p| p & CLIENT_MODE_BITS),
         };
         let template = self.at(self.file_event(EventKind::UploadStarted), &real, path);
@@ -625,6 +647,9 @@ impl Session {
                     self.check(Verb::Rename, t)
                 },
                 |f, t| async move {
+                    let moved = self.vfs.stat(&f, false).await?;
+                    self.check_move(&f, &t, moved.kind).await?;
+                    let mut replace = replace;
                     if replace {
                         match self.vfs.stat(&t, false).await {
                             Ok(_) => {
@@ -632,7 +657,9 @@ impl Session {
                                 self.check(Verb::Overwrite, &t)?;
                             }
                             Err(e) if e.is_link() => return Err(e),
-                            Err(_) => {}
+                            // Nothing there now: without `overwrite`, nothing that appears
+                            // meanwhile is replaced either.
+                            Err(_) => replace = self.may_overwrite(to, &t),
                         }
                     }
                     self.vfs.rename(&f, &t, replace).await
@@ -660,6 +687,13 @@ impl Session {
         result
     }
 
+    /// Whether the rules let the account overwrite at the path named and at the one really
+    /// reached (asked without recording a refusal).
+    fn may_overwrite(&self, named: &VirtualPath, real: &VirtualPath) -> bool {
+        let rules = &self.account.rules;
+        rules.allows(Verb::Overwrite, named) && rules.allows(Verb::Overwrite, real)
+    }
+
     /// Refuses a size beyond [`Session::max_file_size`], and records it.
     fn too_large(&self, path: &VirtualPath, size: u64) -> CoreError {
         let limit = self.max_file_size();
@@ -675,6 +709,67 @@ impl Session {
             ErrorKind::LimitReached,
             format!("file size beyond the maximum of {limit} bytes"),
         )
+    }
+
+    /// Refuses a rename that would change which rules apply to what it moves: a file (or
+    /// link) may not gain at `to` a verb its place `from` refuses, and a folder may move only
+    /// where every rule decides alike for everything beneath both places (so renaming `/ro`
+    /// away, changing what is inside, and renaming it back is refused). A relative link may
+    /// not move where its text would lead outside the home.
+    async fn check_move(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        kind: FileKind,
+    ) -> Result<(), CoreError> {
+        const FILE_VERBS: [Verb; 7] = [
+            Verb::List,
+            Verb::Read,
+            Verb::Overwrite,
+            Verb::Append,
+            Verb::Delete,
+            Verb::Rename,
+            Verb::Setattr,
+        ];
+        let rules = &self.account.rules;
+        let verbs: &[Verb] = if kind == FileKind::Dir {
+            &Verb::ALL
+        } else {
+            &FILE_VERBS
+        };
+        let refusal = if let Some(verb) = rules.gained(from, to, verbs) {
+            Some((
+                verb.as_str(),
+                format!("{to} would allow {verb}, which {from} refuses"),
+            ))
+        } else if kind == FileKind::Dir && !rules.alike_beneath(from, to) {
+            Some((
+                Verb::Rename.as_str(),
+                "the rules beneath the two places differ".to_owned(),
+            ))
+        } else if kind == FileKind::Symlink
+            && let Ok(text) = self.vfs.read_link(from).await
+            && !text.starts_with('/')
+            && !leads_inside(&to.parent(), &text)
+        {
+            Some((
+                Verb::Rename.as_str(),
+                "the link would lead outside the home".to_owned(),
+            ))
+        } else {
+            None
+        };
+        let Some((verb, why)) = refusal else {
+            return Ok(());
+        };
+        self.emit(
+            self.event(EventKind::PermissionDenied)
+                .failed(format!("move refused: {why}"))
+                .path(from.to_string())
+                .path2(to.to_string())
+                .attr("verb", verb),
+        );
+        Err(CoreError::denied(format!("permission denied: {why}")))
     }
 
     /// Adds the identity of the file now at `path` to a record handlers act on, so they can
@@ -891,7 +986,8 @@ impl Session {
                     };
                     self.check(verb, to)?;
                     self.check(verb, &t)?;
-                    self.vfs.copy(&f, &t).await
+                    let replace = verb == Verb::Overwrite || self.may_overwrite(to, &t);
+                    self.vfs.copy(&f, &t, replace).await
                 },
             )
             .await;
@@ -954,5 +1050,34 @@ impl Drop for Session {
         let mut event = self.event(EventKind::SessionEnded);
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         self.events.emit(event);
+    }
+}
+
+/// Whether a relative link `text` found in `folder` leads to a place inside the home
+/// (never `..` above `/`).
+fn leads_inside(folder: &VirtualPath, text: &str) -> bool {
+    let mut depth = folder.components().count();
+    for name in text.split('/') {
+        match name {
+            "" | "." => {}
+            ".." if depth == 0 => return false,
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_links_inside_or_out() {
+        let p = |s| VirtualPath::parse(s).unwrap();
+        assert!(leads_inside(&p("/a/b"), "../../x"));
+        assert!(!leads_inside(&p("/a"), "../../x"));
+        assert!(leads_inside(&p("/"), "x/../y"));
+        assert!(!leads_inside(&p("/"), ".."));
     }
 }

@@ -90,6 +90,8 @@ pub struct Upload {
 /// What a committed upload produced.
 #[derive(Debug, Clone)]
 pub struct UploadSummary {
+    /// Where the file was committed (the client's path, or the unique name given to it).
+    pub path: VirtualPath,
     /// Size of the committed file.
     pub size: u64,
     /// SHA-256 of the whole committed file, lowercase hex.
@@ -412,16 +414,20 @@ impl Upload {
                 event = event.attr("inode", identity);
             }
             self.file.remember_digest(&sha256).await;
-            match self.unique_path(&event) {
+            let path = match self.unique_path(&event) {
                 Some(unique) => {
                     let name = unique.file_name().unwrap_or_default().to_owned();
                     self.file.commit_under(&name).await?;
                     event = event.attr("uploaded_as", self.path.to_string());
                     event.path = Some(unique.to_string());
+                    unique
                 }
-                None => self.file.commit().await?,
-            }
-            Ok::<_, CoreError>((UploadSummary { size, sha256 }, event))
+                None => {
+                    self.file.commit().await?;
+                    self.path.clone()
+                }
+            };
+            Ok::<_, CoreError>((UploadSummary { path, size, sha256 }, event))
         }
         .await;
         match result {
@@ -432,8 +438,18 @@ impl Upload {
                 Ok(summary)
             }
             Err(e) => {
-                let _ = self.file.abort().await;
-                self.emit_failed(&e.message, false);
+                // A refused upload keeps at most its bytes received in order from the
+                // start (what a resumable upload can go on from): never a hole, never the
+                // bytes after a refused write.
+                let contiguous = self.hash.lock().map(|h| h.hashed_upto).unwrap_or(0);
+                let kept = match self.file.truncate(contiguous).await {
+                    Ok(()) => self.file.abort().await.unwrap_or(false),
+                    Err(_) => {
+                        let _ = self.file.discard().await;
+                        false
+                    }
+                };
+                self.emit_failed(&e.message, kept);
                 Err(e)
             }
         }
@@ -487,6 +503,21 @@ impl Upload {
                 "copy within one file with overlapping ranges",
             ));
         }
+        let result = self
+            .copy_now(source, read_offset, total, write_offset)
+            .await;
+        // A copy that failed half-way fails the upload, like a failed write.
+        self.note_failure(result.as_ref().map(|_| ()).map_err(Clone::clone))?;
+        result
+    }
+
+    async fn copy_now(
+        &self,
+        source: &Download,
+        read_offset: u64,
+        total: u64,
+        write_offset: u64,
+    ) -> Result<u64, CoreError> {
         self.within_bound(write_offset, usize::try_from(total).unwrap_or(usize::MAX))?;
         let mut copied = 0u64;
         while copied < total {
@@ -497,7 +528,7 @@ impl Upload {
                 break;
             }
             let n = chunk.len() as u64;
-            self.write_at(write_offset + copied, chunk).await?;
+            self.write_now(write_offset + copied, chunk).await?;
             copied += n;
         }
         Ok(copied)

@@ -195,7 +195,7 @@ pub(crate) async fn files_get(
 
 /// Largest file whose digest a whole-file GET computes when it is not remembered (the
 /// upload path remembers every upload's digest; this covers files put in place otherwise).
-const ON_DEMAND_DIGEST: u64 = 256 << 20;
+const ON_DEMAND_DIGEST: u64 = 16 << 20;
 
 /// RFC 9530 `Repr-Digest` value for a hex SHA-256.
 fn repr_digest(hex: &str) -> Option<String> {

@@ -21,7 +21,7 @@ const EVERY: Duration = Duration::from_secs(600);
 /// owns, is a leftover. Longer than any idle timeout, so that an upload on another node
 /// sharing the storage is never taken for one.
 const IDLE: Duration = Duration::from_secs(3600);
-/// Entries one sweep looks at, over all folders.
+/// Entries one sweep looks at in each folder.
 const BUDGET: usize = 2_000_000;
 
 /// Sweeps now and every 10 minutes until `stop` says so.
@@ -40,9 +40,10 @@ pub async fn run(store: Store, homes: PathBuf, bus: EventBus, mut stop: watch::R
 }
 
 fn sweep_all(roots: &BTreeSet<PathBuf>) -> Vec<Leftover> {
-    let mut budget = BUDGET;
     let mut removed = Vec::new();
     for root in roots {
+        // Each folder has its own budget, so one large tree cannot keep the others unswept.
+        let mut budget = BUDGET;
         match leftovers::sweep(root, IDLE, &mut budget) {
             Ok(found) => removed.extend(found),
             Err(e) => tracing::warn!("leftover sweep of {}: {e}", root.display()),
@@ -52,9 +53,12 @@ fn sweep_all(roots: &BTreeSet<PathBuf>) -> Vec<Leftover> {
 }
 
 fn record(leftover: &Leftover) -> Event {
-    let mut event = Event::new(EventKind::LeftoverRemoved)
+    let mut event = Event::new(EventKind::LeftoverSwept)
         .path(leftover.path.clone())
         .attr("root", leftover.root.to_string_lossy());
+    if let Some(kept) = &leftover.kept_as {
+        event = event.attr("kept_as", kept.clone());
+    }
     event.bytes = Some(leftover.bytes);
     event
 }

@@ -31,6 +31,13 @@ pub(crate) fn recall(file: &File) -> Option<String> {
     (valid && Some(stamped) == stamp(file).as_deref()).then(|| hex.to_ascii_lowercase())
 }
 
+/// Forgets the remembered digest. Called before a change that a client can make look like
+/// no change to the stamp (a size change followed by setting the time back, a write in
+/// place): a stamp made of size and time vouches only for changes no client chose.
+pub(crate) fn forget(fd: impl std::os::fd::AsFd) {
+    let _ = rustix::fs::fremovexattr(fd, ATTRIBUTE);
+}
+
 /// Remembers `hex` for the file, if it still has the stamp `before` (taken before hashing,
 /// so a file that changed while it was read is not given a digest of mixed content).
 pub(crate) fn remember(file: &File, before: Option<&str>, hex: &str) {

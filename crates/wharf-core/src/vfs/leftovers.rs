@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use super::TEMP_PREFIX;
 
@@ -49,7 +49,7 @@ impl Drop for LiveTemp {
     }
 }
 
-/// A temporary file that was removed.
+/// A temporary file that was swept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leftover {
     /// The swept root it was found under.
@@ -58,6 +58,33 @@ pub struct Leftover {
     pub path: String,
     /// Its size.
     pub bytes: u64,
+    /// The final name it was kept under (a resumable upload's), when it was not removed.
+    pub kept_as: Option<String>,
+}
+
+/// The extended attribute naming a resumable upload's final name on its temporary file,
+/// so that a sweep after a crash keeps it as resumable mode promises.
+pub(crate) const FINAL_NAME: &str = "user.wharf.final";
+
+/// The final name a resumable upload's temporary file carries, if it is a plain name.
+fn final_name(dir: &OwnedFd, temp: &str) -> Option<String> {
+    let fd = rustix::fs::openat(
+        dir,
+        temp,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 256];
+    let len = rustix::fs::fgetxattr(&fd, FINAL_NAME, &mut buf[..]).ok()?;
+    let name = std::str::from_utf8(buf.get(..len)?).ok()?;
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.starts_with(TEMP_PREFIX)
+        && !name.chars().any(char::is_control);
+    plain.then(|| name.to_owned())
 }
 
 /// Removes, below `root`, the temporary upload files no live upload of this process owns
@@ -123,11 +150,24 @@ impl Walk<'_> {
                     if live || st.st_mtime > self.cutoff {
                         continue;
                     }
-                    if rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok() {
+                    let kept_as = final_name(dir, name).filter(|last| {
+                        rustix::fs::renameat_with(
+                            dir,
+                            name,
+                            dir,
+                            last.as_str(),
+                            RenameFlags::NOREPLACE,
+                        )
+                        .is_ok()
+                    });
+                    if kept_as.is_some()
+                        || rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
+                    {
                         self.found.push(Leftover {
                             root: self.root.to_path_buf(),
                             path: format!("{at}/{name}"),
                             bytes: u64::try_from(st.st_size).unwrap_or(0),
+                            kept_as,
                         });
                     }
                 }
@@ -192,6 +232,7 @@ mod tests {
                 root: root.clone(),
                 path: format!("/a/deep/{TEMP_PREFIX}old"),
                 bytes: 4,
+                kept_as: None,
             }]
         );
         assert!(fresh.exists() && owned.exists() && other.exists() && bait.exists());
@@ -199,6 +240,18 @@ mod tests {
         let removed = sweep(&root, Duration::from_secs(3600), &mut budget).unwrap();
         assert_eq!(removed.len(), 1);
         assert!(!owned.exists());
+        // A resumable upload's temporary file is kept under its final name when it is free.
+        let resumable = root.join(format!("a/{TEMP_PREFIX}resumable"));
+        std::fs::write(&resumable, b"partial").unwrap();
+        let fd = rustix::fs::open(&resumable, OFlags::RDONLY, Mode::empty()).unwrap();
+        rustix::fs::fsetxattr(&fd, FINAL_NAME, b"big.iso", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        drop(fd);
+        age(&resumable, 7200);
+        let kept = sweep(&root, Duration::from_secs(3600), &mut budget).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].kept_as.as_deref(), Some("big.iso"));
+        assert_eq!(std::fs::read(root.join("a/big.iso")).unwrap(), b"partial");
         assert!(
             sweep(&top.path().join("none"), Duration::ZERO, &mut budget)
                 .unwrap()

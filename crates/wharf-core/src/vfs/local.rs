@@ -28,6 +28,7 @@ use super::{
     WriteFile, WriteTarget,
 };
 use crate::error::{CoreError, ErrorKind};
+use crate::upload::MAX_GAP;
 
 /// A home folder on the local filesystem.
 #[derive(Clone)]
@@ -197,12 +198,16 @@ impl Vfs for LocalFs {
                         OFlags::RDWR | OFlags::CREATE,
                         mode_bits(target.permissions, 0o644),
                     )?;
+                    // Written in place: the digest remembered for the old content is void
+                    // from the first byte on.
+                    super::digest_cache::forget(&fd);
                     return Ok(WriteState {
                         file: Arc::new(File::from(fd)),
                         dir: Arc::new(dir),
                         final_name: name.to_owned(),
                         temp_name: None,
                         keep_partial: true,
+                        replace: true,
                         done: AtomicBool::new(false),
                         writeback: Writeback::default(),
                         _live: None,
@@ -216,6 +221,15 @@ impl Vfs for LocalFs {
                     mode_bits(target.permissions, 0o644),
                 )?;
                 let live = LiveTemp::register(&fd);
+                if target.keep_partial {
+                    // Resumable: a crash must not lose what was received (see leftovers).
+                    let _ = rustix::fs::fsetxattr(
+                        &fd,
+                        super::leftovers::FINAL_NAME,
+                        name.as_bytes(),
+                        rustix::fs::XattrFlags::empty(),
+                    );
+                }
                 let mut file = File::from(fd);
                 let write = WriteState {
                     file: Arc::new(File::from(rustix::io::dup(&file)?)),
@@ -223,6 +237,7 @@ impl Vfs for LocalFs {
                     final_name: name.to_owned(),
                     temp_name: Some(temp),
                     keep_partial: target.keep_partial,
+                    replace: target.replace,
                     done: AtomicBool::new(false),
                     writeback: Writeback::default(),
                     _live: live,
@@ -315,6 +330,21 @@ impl Vfs for LocalFs {
             }
             if let Some(size) = attrs.size {
                 let fd = j.open(&path, OFlags::WRONLY, Mode::empty())?;
+                let st = rustix::fs::fstat(&fd)?;
+                // Growing a file makes a hole nobody wrote, which costs the client nothing
+                // and every later reader of the whole file a hash of it: the holes a file
+                // may have in all are bounded like an upload's.
+                let allocated = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+                let current = u64::try_from(st.st_size).unwrap_or(0);
+                if size > current && size.saturating_sub(allocated) > MAX_GAP {
+                    return Err(CoreError::new(
+                        ErrorKind::LimitReached,
+                        format!(
+                            "growing the file would leave more than {MAX_GAP} bytes nobody wrote"
+                        ),
+                    ));
+                }
+                super::digest_cache::forget(&fd);
                 rustix::fs::ftruncate(&fd, size)?;
             }
             if let Some(perm) = attrs.permissions {
@@ -324,6 +354,9 @@ impl Vfs for LocalFs {
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(perm & 0o7777))?;
             }
             if let Some((atime, mtime)) = attrs.times {
+                if let Ok(fd) = j.open(&path, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty()) {
+                    super::digest_cache::forget(&fd);
+                }
                 let (dir, name) = j.parent(&path)?;
                 let stamps = Timestamps {
                     last_access: Timespec {
@@ -388,6 +421,12 @@ impl Vfs for LocalFs {
         let (existing, link) = (existing.clone(), link.clone());
         self.blocking(move |j| {
             let (from_dir, from_name) = j.parent(&existing)?;
+            // A hard link to a link is a second copy of its text: the session links the
+            // file the link leads to instead, deciding the rules there.
+            let st = rustix::fs::statat(&from_dir, from_name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if metadata(&st).kind == FileKind::Symlink {
+                return Err(rustix::io::Errno::LOOP.into());
+            }
             let (to_dir, to_name) = j.parent(&link)?;
             rustix::fs::linkat(&from_dir, from_name, &to_dir, to_name, AtFlags::empty())?;
             Ok(())
@@ -395,7 +434,12 @@ impl Vfs for LocalFs {
         .await
     }
 
-    async fn copy(&self, from: &VirtualPath, to: &VirtualPath) -> Result<u64, CoreError> {
+    async fn copy(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        replace: bool,
+    ) -> Result<u64, CoreError> {
         let (from, to) = (from.clone(), to.clone());
         self.blocking(move |j| {
             let mut source = File::from(j.open(&from, OFlags::RDONLY, Mode::empty())?);
@@ -418,6 +462,7 @@ impl Vfs for LocalFs {
                 final_name: name.to_owned(),
                 temp_name: Some(temp),
                 keep_partial: false,
+                replace,
                 done: AtomicBool::new(false),
                 writeback: Writeback::default(),
                 _live: live,
@@ -560,6 +605,8 @@ struct WriteState {
     /// `None` when writing in place.
     temp_name: Option<String>,
     keep_partial: bool,
+    /// Commit over a file that appeared at the final name meanwhile.
+    replace: bool,
     done: AtomicBool,
     writeback: Writeback,
     /// Keeps the temporary file out of the leftover sweep while the upload lives.
@@ -619,10 +666,14 @@ impl WriteState {
             if let Some(failure) = self.flush_failure() {
                 return Err(CoreError::new(ErrorKind::Failure, failure));
             }
+            if self.keep_partial && self.temp_name.is_some() {
+                let _ = rustix::fs::fremovexattr(&*self.file, super::leftovers::FINAL_NAME);
+            }
             let from = self.temp_name.as_deref().unwrap_or(&self.final_name);
             let (to, flags) = match unique {
                 Some(name) => (name, RenameFlags::NOREPLACE),
-                None => (self.final_name.as_str(), RenameFlags::empty()),
+                None if self.replace => (self.final_name.as_str(), RenameFlags::empty()),
+                None => (self.final_name.as_str(), RenameFlags::NOREPLACE),
             };
             if from != to {
                 rustix::fs::renameat_with(&*self.dir, from, &*self.dir, to, flags)?;
@@ -649,6 +700,7 @@ impl WriteState {
                 Ok(true)
             }
             Some(temp) if self.keep_partial => {
+                let _ = rustix::fs::fremovexattr(&*self.file, super::leftovers::FINAL_NAME);
                 self.file.sync_all()?;
                 rustix::fs::renameat(
                     &*self.dir,
@@ -754,6 +806,21 @@ impl WriteFile for LocalWrite {
             .map(|st| identity(&st))
     }
 
+    async fn truncate(&self, len: u64) -> Result<(), CoreError> {
+        let file = Arc::clone(&self.state.file);
+        tokio::task::spawn_blocking(move || file.set_len(len))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))??;
+        Ok(())
+    }
+
+    async fn discard(&self) -> Result<(), CoreError> {
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || state.discard())
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))
+    }
+
     async fn abort(&self) -> Result<bool, CoreError> {
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || state.abort_sync())
@@ -806,6 +873,7 @@ mod tests {
             open: OpenWrite::Truncate,
             in_place: false,
             keep_partial: false,
+            replace: true,
             permissions: None,
         };
         assert!(fs.open_write(&vp("/dir-link/x"), target).await.is_err());
@@ -837,6 +905,7 @@ mod tests {
             open: OpenWrite::Truncate,
             in_place: false,
             keep_partial: false,
+            replace: true,
             permissions: None,
         };
         let file = fs.open_write(&vp("/pieces.bin"), target).await.unwrap();
@@ -862,6 +931,7 @@ mod tests {
             open: OpenWrite::Truncate,
             in_place: false,
             keep_partial: false,
+            replace: true,
             permissions: None,
         };
         let w = fs.open_write(&vp("/new.bin"), target).await.unwrap();

@@ -183,6 +183,9 @@ pub struct WriteTarget {
     pub in_place: bool,
     /// On abort, keep what was written under the final name.
     pub keep_partial: bool,
+    /// Commit over a file that appears at the final name meanwhile; false when the
+    /// account may create but not overwrite (the commit then fails rather than replace).
+    pub replace: bool,
     /// Permission bits for a new file.
     pub permissions: Option<u32>,
 }
@@ -253,6 +256,11 @@ pub trait WriteFile: Send + Sync {
     /// Gives the upload up: removes it, or keeps it under its final name when the target
     /// asked for `keep_partial`. Returns true when data was kept.
     async fn abort(&self) -> Result<bool, CoreError>;
+    /// Cuts what is written so far to `len` bytes (before giving a refused upload up).
+    async fn truncate(&self, len: u64) -> Result<(), CoreError>;
+    /// Gives the upload up keeping nothing, whatever the target asked: a temporary file is
+    /// removed (a file written in place stays as it is).
+    async fn discard(&self) -> Result<(), CoreError>;
 }
 
 /// Storage for one account's home.
@@ -311,8 +319,14 @@ pub trait Vfs: Send + Sync {
     async fn read_link(&self, path: &VirtualPath) -> Result<String, CoreError>;
     /// Creates a hard link `link` to `existing`.
     async fn hard_link(&self, existing: &VirtualPath, link: &VirtualPath) -> Result<(), CoreError>;
-    /// Copies a file server-side, atomically; returns the bytes copied.
-    async fn copy(&self, from: &VirtualPath, to: &VirtualPath) -> Result<u64, CoreError>;
+    /// Copies a file server-side, atomically; returns the bytes copied. With `replace`
+    /// false, an existing `to` is an error.
+    async fn copy(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        replace: bool,
+    ) -> Result<u64, CoreError>;
     /// Space figures for the filesystem holding the home.
     async fn stats(&self) -> Result<VfsStats, CoreError>;
 }

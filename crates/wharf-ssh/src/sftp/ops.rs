@@ -302,11 +302,7 @@ async fn open(
     let handle = if !writing {
         Handle::Read(Box::new(s.open_download(path).await?))
     } else {
-        let exists = match s.stat(path, true).await {
-            Ok(_) => true,
-            Err(e) if e.kind == ErrorKind::NotFound => false,
-            Err(e) => return Err(e),
-        };
+        let exists = s.upload_exists(path).await?;
         if exists && flags.has(OpenFlags::CREAT) && flags.has(OpenFlags::EXCL) {
             return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
         }
@@ -339,10 +335,10 @@ async fn close(engine: &Engine, id: u32, key: &[u8]) -> Result<Response, CoreErr
     match &*h {
         Handle::Read(download) => download.finish(),
         Handle::Write { upload, pending } => {
-            upload.commit().await?;
+            let stored = upload.commit().await?;
             let attrs = pending.lock().map(|a| a.clone()).unwrap_or_default();
             if !attrs.is_empty() {
-                engine.session.set_attrs(upload.path(), &attrs).await?;
+                engine.session.set_attrs(&stored.path, &attrs).await?;
             }
         }
         Handle::Dir { .. } => {}
