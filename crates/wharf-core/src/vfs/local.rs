@@ -186,7 +186,7 @@ impl Vfs for LocalFs {
         let write = self
             .blocking(move |j| {
                 let (dir, name) = j.parent(&path)?;
-                if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::empty())
+                if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
                     && metadata(&st).kind == FileKind::Dir
                 {
                     return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
