@@ -15,7 +15,7 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use serde_json::json;
 use wharf_core::vfs::FileKind;
-use wharf_core::{CoreError, ErrorKind, EventKind, Metadata, Session, WriteMode};
+use wharf_core::{CoreError, Download, ErrorKind, EventKind, Metadata, Session, WriteMode};
 use wharf_types::VirtualPath;
 
 use crate::range::{self, RangeRequest};
@@ -193,6 +193,26 @@ pub(crate) async fn files_get(
     .await
 }
 
+/// A download body on its way. HTTP stops asking for more once the announced length has
+/// been handed over, so the outcome is decided when the body is dropped: every byte handed
+/// over is `download.finished`, anything less a failure with the bytes sent.
+struct Sending {
+    download: Download,
+    position: u64,
+    end: u64,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if self.position >= self.end {
+            self.download.finish();
+        } else {
+            self.download
+                .fail("the connection closed before the download ended");
+        }
+    }
+}
+
 /// Largest file whose digest a whole-file GET computes when it is not remembered (the
 /// upload path remembers every upload's digest; this covers files put in place otherwise).
 const ON_DEMAND_DIGEST: u64 = 16 << 20;
@@ -306,28 +326,31 @@ async fn download(
         return Ok((status, response_headers).into_response());
     }
     let stream = futures_util::stream::unfold(
-        (download, start, end),
-        |(download, position, end)| async move {
-            if position >= end {
-                download.finish();
+        Sending {
+            download,
+            position: start,
+            end,
+        },
+        |mut sending| async move {
+            if sending.position >= sending.end {
                 return None;
             }
-            let want = usize::try_from(end - position).unwrap_or(CHUNK).min(CHUNK);
-            match download.read_at(position, want).await {
+            let want = usize::try_from(sending.end - sending.position)
+                .unwrap_or(CHUNK)
+                .min(CHUNK);
+            match sending.download.read_at(sending.position, want).await {
                 Ok(chunk) if !chunk.is_empty() => {
-                    let next = position + chunk.len() as u64;
-                    Some((
-                        Ok::<Bytes, std::io::Error>(Bytes::from(chunk)),
-                        (download, next, end),
-                    ))
+                    sending.position += chunk.len() as u64;
+                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), sending))
                 }
                 Ok(_) => {
-                    download.fail("file shrank during the download");
+                    sending.download.fail("file shrank during the download");
                     None
                 }
                 Err(e) => {
-                    download.fail(&e.message);
-                    Some((Err(std::io::Error::other(e.message)), (download, end, end)))
+                    sending.download.fail(&e.message);
+                    sending.position = sending.end;
+                    Some((Err(std::io::Error::other(e.message)), sending))
                 }
             }
         },

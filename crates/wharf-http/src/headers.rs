@@ -20,7 +20,10 @@ pub(crate) async fn security_headers(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
+    // A method no route takes is a protocol error; WebDAV's own 405 (MKCOL on a folder that
+    // exists, RFC 4918 §9.3.1) is an ordinary refusal an honest client meets every day.
     if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED
+        && !path.starts_with(crate::dav::PREFIX)
         && let Some(conn) = conn
     {
         shared.events.emit(
