@@ -241,7 +241,10 @@ impl Command {
             Some(space) => (&line[..space], Some(&line[space + 1..])),
             None => (line, None),
         };
-        if verb.is_empty() || verb.len() > 8 || !verb.iter().all(u8::is_ascii_alphabetic) {
+        // Verbs are letters (RFC 959), and extensions may add digits (`XSHA256`).
+        let well_formed = verb.first().is_some_and(u8::is_ascii_alphabetic)
+            && verb.iter().all(u8::is_ascii_alphanumeric);
+        if verb.len() > 8 || !well_formed {
             return Err(ParseError::Unrecognized);
         }
         let verb = verb.to_ascii_uppercase();

@@ -305,11 +305,12 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
         Command::Syst => Reply::new(215, "UNIX Type: L8"),
         Command::Feat => features(st),
         Command::Opts(opt) => {
-            let upper = opt.to_ascii_uppercase();
-            if upper.starts_with("UTF8")
-                || upper.starts_with("MLST")
-                || upper.starts_with("HASH SHA-256")
-            {
+            let upper = opt.trim().to_ascii_uppercase();
+            // draft-bryan-ftp-hash: `OPTS HASH` names the algorithm in use, and only
+            // SHA-256 can be chosen.
+            if upper == "HASH" || upper == "HASH SHA-256" {
+                Reply::new(200, "SHA-256")
+            } else if upper.starts_with("UTF8") || upper.starts_with("MLST") {
                 Reply::new(200, "OK")
             } else {
                 Reply::new(501, "option not recognised")

@@ -77,6 +77,11 @@ fn active(st: &mut State, addr: Result<SocketAddr, String>) -> Reply {
         return Reply::new(501, "EPSV ALL was given; use EPSV");
     }
     let addr = match addr {
+        // An unspecified address (lftp's `EPRT |2|::|port|` over IPv6) means the control
+        // connection's own peer, as in vsftpd.
+        Ok(a) if a.ip().is_unspecified() => {
+            SocketAddr::new(st.remote.ip().to_canonical(), a.port())
+        }
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
         Err(e) => return Reply::new(501, e),
     };

@@ -137,6 +137,17 @@ pub(super) async fn listing(st: &mut State, raw: Option<Vec<u8>>, kind: Listing)
     let owner = session.account().name.to_string();
     let entries = match session.list(&dir).await {
         Ok(e) => e,
+        // LIST and NLST of a file answer with the file's own line (as every FTP server
+        // does); MLSD is for folders only (RFC 3659 §7.2).
+        Err(e) if e.kind == ErrorKind::NotADirectory && !matches!(kind, Listing::Facts) => {
+            match session.stat(&dir, true).await {
+                Ok(metadata) => vec![wharf_core::DirEntry {
+                    name: dir.file_name().unwrap_or("/").to_owned(),
+                    metadata,
+                }],
+                Err(e) => return core_reply(&e),
+            }
+        }
         Err(e) => return core_reply(&e),
     };
     let mut text = String::new();
