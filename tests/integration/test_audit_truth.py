@@ -59,3 +59,14 @@ def test_webdav_refusals_are_not_protocol_errors(server):
                        capture_output=True, text=True, timeout=60)
     assert r.stdout == "405"
     server.wait_event("protocol.error")
+
+
+def test_cli_records_name_the_operating_system_user(server):
+    import os
+    import pwd
+    from conftest import BIN
+    env = {k: v for k, v in os.environ.items() if k not in ("USER", "SUDO_USER", "LOGNAME")}
+    subprocess.run([str(BIN), "--config", str(server.root / "wharf.toml"), "group", "add", "ops"],
+                   env=env, check=True, capture_output=True, timeout=60)
+    created = [e for e in server.events() if e["name"] == "group.created"]
+    assert created[-1]["attrs"]["operator"] == pwd.getpwuid(os.getuid()).pw_name

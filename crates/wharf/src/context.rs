@@ -66,10 +66,31 @@ impl Context {
     pub async fn record_event(&self, mut event: Event) -> Result<()> {
         event.protocol = Some(Protocol::Admin);
         event.service = Some("cli".to_owned());
-        let operator = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".to_owned());
-        event = event.attr("operator", operator);
+        event = event.attr("operator", operator());
         self.audit.write(&[event]).await
     }
+}
+
+/// The operating-system user running the command: the one who ran `sudo`, else the
+/// process's own user as the password database names it, else its number.
+fn operator() -> String {
+    if let Ok(user) = std::env::var("SUDO_USER")
+        && !user.is_empty()
+    {
+        return user;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    };
+    let named = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid.to_string()).then(|| name.to_owned())
+            })
+        });
+    named.unwrap_or_else(|| format!("uid {uid}"))
 }
