@@ -89,12 +89,14 @@ def test_upload_download_range_and_digests(https_server, host):
     # If-Range with a stale tag: the whole file.
     status, _, body = split(curl("-r", "0-9", "-H", 'If-Range: "stale"', f"{base}/files/in%20box/big.bin"))
     assert status == 200 and len(body) == len(data)
-    # Range abuse: several (overlapping) ranges, or one past the end: 416 and an event.
-    status, headers, _ = split(curl("-r", "0-100,50-150,0-", f"{base}/files/in%20box/big.bin"))
+    # Range abuse: several (overlapping) ranges, or one past the end: 416 with a JSON body,
+    # and a refusal in the trail (a well-formed request, so no protocol error).
+    status, headers, body = split(curl("-r", "0-100,50-150,0-", f"{base}/files/in%20box/big.bin"))
     assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+    assert json.loads(body)["error"]
     status, _, _ = split(curl("-r", "5000000-", f"{base}/files/in%20box/big.bin"))
     assert status == 416
-    s.wait_event("protocol.error", protocol="https")
+    s.wait_event("command.refused", protocol="https")
     up = s.wait_event("upload.finished", path="/in box/big.bin", protocol="https", account="alice")
     assert up["sha256"] == sha256(src)
     assert up["remote"].rsplit(":", 1)[0].strip("[]") == host.strip("[]")
@@ -120,6 +122,17 @@ def test_folders_rename_delete_stat_and_listing(https_server):
     assert status == 404
     for name in ["entry.renamed", "file.deleted", "folder.listed"]:
         s.wait_event(name, protocol="https", account="alice")
+    # A body that is not the JSON asked for is answered in JSON too, as the document says.
+    for args, want in [(["-H", "Content-Type: application/json", "-d", "{not json"], 400),
+                       (["-H", "Content-Type: application/json", "-d", '{"from": "/x"}'], 400),
+                       (["-H", "Content-Type: text/plain", "-d", '{"from": "/x", "to": "/y"}'], 415)]:
+        status, headers, body = split(curl("-X", "POST", *args, f"{base}/rename"))
+        assert status == want, (args, status, body)
+        assert headers["content-type"] == "application/json" and json.loads(body)["error"]
+    spec = json.loads(split(curl(f"{base}/openapi.json", auth=None))[2])
+    for method in ["get", "put", "delete"]:
+        assert "400" in spec["paths"]["/api/v1/files/{path}"][method]["responses"]
+    assert "415" in spec["paths"]["/api/v1/rename"]["post"]["responses"]
 
 
 def test_rules_and_login_failures(server):

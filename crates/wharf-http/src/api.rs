@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -295,10 +296,12 @@ async fn download(
             (StatusCode::PARTIAL_CONTENT, start, end + 1)
         }
         RangeRequest::Unsatisfiable => {
+            // A range past the end (or several) is a well-formed request that is refused,
+            // not a protocol violation: it is recorded, and counts toward no ban.
             download.fail("unsatisfiable or multiple byte ranges");
             shared.events.emit(
                 shared
-                    .event(EventKind::ProtocolError, conn)
+                    .event(EventKind::CommandRefused, conn)
                     .failed(format!("Range refused: {:?}", range_header.unwrap_or(""))),
             );
             put(
@@ -306,7 +309,8 @@ async fn download(
                 header::CONTENT_RANGE,
                 &format!("bytes */{size}"),
             );
-            return Err((StatusCode::RANGE_NOT_SATISFIABLE, response_headers)
+            let body = Json(json!({ "error": "unsatisfiable or multiple byte ranges" }));
+            return Err((StatusCode::RANGE_NOT_SATISFIABLE, response_headers, body)
                 .into_response()
                 .into());
         }
@@ -497,8 +501,17 @@ pub(crate) async fn rename(
     State(shared): State<Arc<Shared>>,
     Extension(conn): Extension<Conn>,
     Extension(session): Extension<Arc<Session>>,
-    Json(body): Json<RenameBody>,
+    body: Result<Json<RenameBody>, JsonRejection>,
 ) -> ApiResult {
+    // A body that is not the JSON asked for is the client's mistake, answered in JSON as
+    // every error of this API (the OpenAPI document says so), not a protocol violation.
+    let Json(body) = body.map_err(|rejection| {
+        let status = match rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        error(status, rejection.body_text())
+    })?;
     let mut paths = Vec::with_capacity(2);
     for raw in [&body.from, &body.to] {
         // The same checks as a URL path, on the plain text.
