@@ -107,6 +107,11 @@ pub enum AuthFailure {
     /// A second factor is required for the account, and none is enrolled.
     #[error("second factor required but not enrolled")]
     SecondFactorNotEnrolled,
+    /// A login kept across requests must be made again: the method that vouched for it
+    /// cannot check the account again without its credential (the HTTP method, a
+    /// direct-bind directory), and its answer is older than the service allows.
+    #[error("log in again: {0}")]
+    LoginExpired(String),
     /// The directory knows the user, but in no group Wharf maps (and groups are required).
     #[error("in no group Wharf maps")]
     NotInGroup,
@@ -140,6 +145,7 @@ impl AuthFailure {
             AuthFailure::HomeNotAllowed(_) => "home-outside-roots",
             AuthFailure::Refused(_) => "refused",
             AuthFailure::NotInGroup => "not-in-group",
+            AuthFailure::LoginExpired(_) => "login-expired",
             AuthFailure::WrongCode => "wrong-code",
             AuthFailure::SecondFactorNotEnrolled => "second-factor-not-enrolled",
             AuthFailure::ServiceFailed(_) => "service-failed",
