@@ -315,3 +315,11 @@ def test_tokens_and_browser_sessions_end_after_their_lifetime(server):
     assert browse(server, jar).endswith("/login")
     # A new login works as before.
     assert curl(server, "/files", bearer=token_for(server, "mallory", PASSWORD))[0] == 200
+
+
+def test_the_lifetimes_are_checked(server):
+    set_https(server, session_lifetime=0, recheck_after=7200)
+    out = server.wharf("check-config")
+    assert out.returncode == 1
+    assert "session_lifetime" in out.stderr and "must be at least 1" in out.stderr
+    assert "recheck_after" in out.stderr and "at most 3600" in out.stderr

@@ -366,7 +366,8 @@ impl Authenticator {
     }
 
     /// What every accepted record must also pass, whichever method vouched for it; `roots`:
-    /// where a home the method gave must lie (external methods).
+    /// where a home the method gave must lie (external methods, whose record is also kept
+    /// as the verdict a kept login trusts for a while).
     async fn admit(
         &self,
         record: AccountRecord,

@@ -9,7 +9,9 @@
 //! and upload policy, after its expiry and its allowed networks are checked. A home that
 //! an LDAP directory or an HTTP service gives must lie beneath the configured roots
 //! ([`HomeRoots`]). A login kept across requests (HTTP) is checked again on each one
-//! ([`Authenticator::readmit`]): only the credential's verification is ever remembered.
+//! ([`Authenticator::readmit`]) against the account as it is now: only the credential's
+//! verification is remembered, and an LDAP directory's or HTTP service's answer only for a
+//! short time, after which the directory is asked again or the login ends.
 //!
 //! Failures carry a reason for the audit trail ([`AuthFailure::reason`]) but the client is
 //! only ever told "denied", the same for an unknown account and a wrong password. Passwords
