@@ -147,7 +147,11 @@ impl BanPolicy {
                 // account it cannot serve (a home a directory gives outside home_roots), or
                 // an LDAP directory or HTTP authentication service that is down or answers
                 // nonsense (the password may well be right).
-                Some("misconfigured" | "store" | "service-failed" | "home-outside-roots") => 0,
+                // Nor does a kept login that simply has to be made again.
+                Some(
+                    "misconfigured" | "store" | "service-failed" | "home-outside-roots"
+                    | "login-expired",
+                ) => 0,
                 _ => self.score_failed_login,
             },
             EventKind::ProtocolError => self.score_protocol_error,
@@ -586,6 +590,7 @@ mod tests {
         assert_eq!(policy.score(&failed("service-failed")), 0);
         assert_eq!(policy.score(&failed("home-outside-roots")), 0);
         assert_eq!(policy.score(&failed("misconfigured")), 0);
+        assert_eq!(policy.score(&failed("login-expired")), 0);
         // What the directory or service itself decided still counts.
         assert_eq!(policy.score(&failed("refused")), 1);
         assert_eq!(policy.score(&failed("wrong-password")), 1);

@@ -1,7 +1,10 @@
-//! The authentication chain: the configured methods, asked in order.
+//! The authentication chain: the configured methods, asked in order; and the re-check of a
+//! login kept across requests ([`Authenticator::readmit`]), which never trusts what a
+//! method said longer than the caller allows.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wharf_core::Account;
 use wharf_store::{AccountRecord, GroupRecord, Store};
@@ -74,25 +77,71 @@ pub struct Authenticated {
     pub needs_code: bool,
     /// A one-time code came with the password and was accepted.
     pub code_used: bool,
+    /// What an external method said (`None`: the store's accounts), for [`Grant`].
+    verdict: Option<Verdict>,
+}
+
+impl Authenticated {
+    /// The grant a login kept across requests is re-checked with.
+    pub fn grant(&self) -> Grant {
+        Grant {
+            account: Arc::clone(&self.account),
+            by: self.by.clone(),
+            second_factor: self.code_used,
+            since: self.verdict.as_ref().map_or_else(Instant::now, |v| v.at),
+            verdict: self.verdict.clone(),
+        }
+    }
+}
+
+/// What an external method (LDAP, HTTP) vouched for, and when it said so.
+#[derive(Debug, Clone)]
+struct Verdict {
+    /// The record as the method gave it (its home not yet confined, its groups unread).
+    record: Arc<AccountRecord>,
+    at: Instant,
 }
 
 /// A login kept across requests (HTTP Basic remembered, a bearer token, a browser
-/// session): the account, the method that vouched for it, and whether a one-time code was
-/// given. [`Authenticator::readmit`] checks it again for each request.
+/// session): the account its session was opened for, the method that vouched for it, and
+/// whether a one-time code was given. [`Authenticator::readmit`] checks it again for each
+/// request.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    /// The account the login opened.
+    /// The account the login's session acts for.
     pub account: Arc<Account>,
     /// The method that vouched for it (its name in events).
     pub by: String,
     /// A one-time code was accepted for this login.
     pub second_factor: bool,
+    /// When the credential was verified: a kept login's absolute lifetime counts from
+    /// here, and a grant renewed by [`Authenticator::readmit`] keeps it.
+    pub since: Instant,
+    /// External methods: what the method last said; `None` for the store's accounts (and
+    /// for an external account, where it makes the next request ask the method again).
+    verdict: Option<Verdict>,
+}
+
+impl Grant {
+    /// The grant of a login the store's accounts decided, made now (a second step that
+    /// took the code after [`Authenticated`] was seen).
+    pub fn new(account: Arc<Account>, by: String, second_factor: bool) -> Grant {
+        Grant {
+            account,
+            by,
+            second_factor,
+            since: Instant::now(),
+            verdict: None,
+        }
+    }
 }
 
 /// An account that passed [`Authenticator::admit`].
 struct Resolved {
     account: Account,
     enrolled: bool,
+    /// An external method's record, as it gave it.
+    verdict: Option<Verdict>,
 }
 
 /// A refused login.
@@ -312,25 +361,32 @@ impl Authenticator {
             by: method.name().to_owned(),
             needs_code: account.enrolled && !code_used,
             code_used,
+            verdict: account.verdict,
         })
     }
 
     /// What every accepted record must also pass, whichever method vouched for it; `roots`:
-    /// where a home the method gave must lie (external methods).
+    /// where a home the method gave must lie (external methods, whose record is also kept
+    /// as the verdict a kept login trusts for a while).
     async fn admit(
         &self,
-        mut record: AccountRecord,
+        record: AccountRecord,
         attempt: Attempt<'_>,
         roots: Option<&HomeRoots>,
     ) -> Result<Resolved, AuthFailure> {
+        let verdict = roots.is_some().then(|| Verdict {
+            record: Arc::new(record.clone()),
+            at: Instant::now(),
+        });
         let groups = resolve::load_groups(&self.store, &record).await?;
         let enrolled = self.account_checks(&record, &groups, attempt)?;
-        if let (Some(roots), Some(given)) = (roots, record.home.as_deref()) {
-            let home = roots.confine(given, &groups)?;
-            record.home = Some(home.to_string_lossy().into_owned());
-        }
+        let record = confined(record, &groups, roots)?;
         let account = resolve::resolve_account_with(&record, &groups)?;
-        Ok(Resolved { account, enrolled })
+        Ok(Resolved {
+            account,
+            enrolled,
+            verdict,
+        })
     }
 
     /// The checks every login and every later request of a kept login pass: enabled, not
@@ -367,9 +423,25 @@ impl Authenticator {
     /// Checks a kept login again for one more request (HTTP Basic remembered, a bearer
     /// token, a browser session): everything [`Authenticator::authenticate`] checks after
     /// the credential, against the account as it is now and the request's own `attempt`
-    /// (its address, its protocol). A local account is read from the store again, so one
-    /// disabled, expired, removed or newly enrolled in a second factor is refused at once.
-    pub async fn readmit(&self, grant: &Grant, attempt: Attempt<'_>) -> Result<(), Denied> {
+    /// (its address, its protocol).
+    ///
+    /// The account is resolved again: a local one from the store, so one disabled,
+    /// expired, removed or newly enrolled in a second factor is refused at once; an
+    /// external one from what its method said, which is trusted for `recheck_after` only.
+    /// After that the method is asked again without the password where it can be (LDAP
+    /// with a service account looks the entry up again); where it cannot (the HTTP
+    /// method, a direct-bind directory) the login has to be made again (`login-expired`).
+    ///
+    /// Answers `None` when the grant holds as it is, or the grant to keep from now on:
+    /// with a fresher verdict, and, when the account resolves differently from the one
+    /// the login's session acts for (home, groups, rules, protocols, upload mode, limits),
+    /// a new [`Account`] (a different `Arc`) that a new session must be opened for.
+    pub async fn readmit(
+        &self,
+        grant: &Grant,
+        attempt: Attempt<'_>,
+        recheck_after: Duration,
+    ) -> Result<Option<Grant>, Denied> {
         let decided = |failure| Denied {
             failure,
             by: Some(grant.by.clone()),
@@ -381,29 +453,26 @@ impl Authenticator {
             ))));
         };
         let name = &grant.account.name;
-        let record = match method {
-            Method::Local => self
-                .store
-                .account(name.as_str())
-                .await
-                .map_err(|e| decided(e.into()))?
-                .ok_or_else(|| decided(AuthFailure::UnknownAccount))?,
-            // What an external method vouched for holds no settings of its own beyond its
-            // groups, which are read again.
-            Method::Http(_) | Method::Ldap(_) => AccountRecord {
-                name: name.clone(),
-                password_hash: None,
-                home: None,
-                enabled: true,
-                groups: grant.account.groups.clone(),
-                keys: Vec::new(),
-                rules: Vec::new(),
-                addresses: Default::default(),
-                expires_us: None,
-                second_factor: None,
-                require_second_factor: false,
-                max_file_size: None,
-            },
+        let (record, renewed) = match (method, &grant.verdict) {
+            (Method::Local, _) => (
+                self.store
+                    .account(name.as_str())
+                    .await
+                    .map_err(|e| decided(e.into()))?
+                    .ok_or_else(|| decided(AuthFailure::UnknownAccount))?,
+                None,
+            ),
+            (_, Some(verdict)) if verdict.at.elapsed() <= recheck_after => {
+                ((*verdict.record).clone(), None)
+            }
+            _ => {
+                let record = self.recheck(method, name).await.map_err(decided)?;
+                let verdict = Verdict {
+                    record: Arc::new(record.clone()),
+                    at: Instant::now(),
+                };
+                (record, Some(verdict))
+            }
         };
         let groups = resolve::load_groups(&self.store, &record)
             .await
@@ -415,7 +484,63 @@ impl Authenticator {
             // Enrolled since this login, which gave no code.
             return Err(decided(AuthFailure::WrongCode));
         }
-        Ok(())
+        let record = confined(record, &groups, method.home_roots()).map_err(decided)?;
+        let resolution = resolve::Resolution::of(&record, &groups).map_err(decided)?;
+        let account = if resolution.describes(&grant.account) {
+            None
+        } else {
+            Some(Arc::new(resolution.compile().map_err(decided)?))
+        };
+        if account.is_none() && renewed.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Grant {
+            account: account.unwrap_or_else(|| Arc::clone(&grant.account)),
+            by: grant.by.clone(),
+            second_factor: grant.second_factor,
+            since: grant.since,
+            verdict: renewed.or_else(|| grant.verdict.clone()),
+        }))
+    }
+
+    /// Asks an external `method` about the account `name` again, without its password:
+    /// the record it vouches for now, or why not.
+    async fn recheck(
+        &self,
+        method: &Method,
+        name: &AccountName,
+    ) -> Result<AccountRecord, AuthFailure> {
+        let verdict = match method {
+            Method::Local => {
+                return Err(AuthFailure::Misconfigured(
+                    "the store's accounts are read, not re-checked".to_owned(),
+                ));
+            }
+            Method::Http(http) => {
+                return Err(AuthFailure::LoginExpired(format!(
+                    "{} is asked with the password only, and its answer is too old",
+                    http.name
+                )));
+            }
+            Method::Ldap(ldap) => ldap
+                .recheck(name.as_str())
+                .await
+                .map_err(|e| AuthFailure::ServiceFailed(e.to_string()))?,
+        };
+        match verdict {
+            None => Err(AuthFailure::LoginExpired(format!(
+                "{} binds as the user (bind_template) and cannot look the entry up without the password",
+                method.name()
+            ))),
+            Some(LdapVerdict::NotMine) => Err(AuthFailure::UnknownAccount),
+            Some(LdapVerdict::Reject(failure)) => Err(failure),
+            Some(LdapVerdict::Accept(record)) if record.name == *name => Ok(*record),
+            Some(LdapVerdict::Accept(record)) => Err(AuthFailure::Misconfigured(format!(
+                "the directory now names the account {:?}, not {:?}",
+                record.name.as_str(),
+                name.as_str()
+            ))),
+        }
     }
 
     /// Checks the one-time code of an account whose first factor was accepted with
@@ -503,4 +628,18 @@ impl Authenticator {
             _ => false,
         }
     }
+}
+
+/// `record` with the home an external method gave (`roots`: that method's) normalised and
+/// checked beneath its roots; the store's accounts pass unchanged.
+fn confined(
+    mut record: AccountRecord,
+    groups: &[GroupRecord],
+    roots: Option<&HomeRoots>,
+) -> Result<AccountRecord, AuthFailure> {
+    if let (Some(roots), Some(given)) = (roots, record.home.as_deref()) {
+        let home = roots.confine(given, groups)?;
+        record.home = Some(home.to_string_lossy().into_owned());
+    }
+    Ok(record)
 }

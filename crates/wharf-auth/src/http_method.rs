@@ -12,6 +12,11 @@
 //! which Wharf then uses whatever was typed) and its home, which must lie beneath the
 //! method's [`HomeRoots`] (checked by the chain). `http://` URLs reach only this machine
 //! ([`wharf_net::post::check_url`]).
+//!
+//! The contract has no question without the password, so a login kept across requests
+//! cannot be checked with the service again: the chain ends it once the service's answer
+//! is older than the caller allows ([`crate::Authenticator::readmit`]), and the client
+//! logs in again. Wharf never keeps the password to ask with.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -18,6 +18,10 @@
 //! name as typed: directories match names without case, and `LARA` must not become a
 //! second account beside `lara`. Groups map in the order `group_map` is written; a home
 //! from `home_attribute` must lie beneath the method's [`HomeRoots`] (checked by the chain).
+//!
+//! A login kept across requests (HTTP) is looked up again with the service account
+//! ([`LdapMethod::recheck`]): the entry must still exist and still be in the groups; no
+//! password is remembered for it. A direct-bind method has nothing to look up with.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -361,11 +365,12 @@ impl LdapMethod {
         (at.elapsed() < self.settings.cache).then(|| record.clone())
     }
 
-    async fn search_then_bind(
+    /// The one entry `user_filter` finds for `username` (`None`: none), with the
+    /// service-bound connection that found it, to be given back.
+    async fn find_user(
         &self,
         username: &str,
-        credential: &Credential<'_>,
-    ) -> Result<LdapVerdict, LdapMethodError> {
+    ) -> Result<(Ldap, Option<SearchEntry>), LdapMethodError> {
         let (mut service, reused) = self.service().await?;
         let filter = self
             .settings
@@ -394,7 +399,35 @@ impl LdapMethod {
                 entries.len()
             )));
         }
-        let Some(entry) = entries.pop() else {
+        let entry = entries.pop();
+        Ok((service, entry))
+    }
+
+    /// Looks the account `username` up again with the service account, without its
+    /// password, for a login kept across requests: the entry must still exist, match
+    /// `user_filter` and be in a mapped group where one is required. `None` when this
+    /// method has no service account (direct bind): only the user's password could tell.
+    pub async fn recheck(&self, username: &str) -> Result<Option<LdapVerdict>, LdapMethodError> {
+        if self.settings.bind_dn.is_none() {
+            return Ok(None);
+        }
+        let (mut service, entry) = self.find_user(username).await?;
+        let Some(entry) = entry else {
+            self.give_back(service);
+            return Ok(Some(LdapVerdict::NotMine));
+        };
+        let groups = self.groups_of(&mut service, &entry).await;
+        self.give_back(service);
+        self.account(username, &entry, groups?).map(Some)
+    }
+
+    async fn search_then_bind(
+        &self,
+        username: &str,
+        credential: &Credential<'_>,
+    ) -> Result<LdapVerdict, LdapMethodError> {
+        let (mut service, entry) = self.find_user(username).await?;
+        let Some(entry) = entry else {
             self.give_back(service);
             return Ok(LdapVerdict::NotMine);
         };

@@ -9,7 +9,9 @@
 //! and upload policy, after its expiry and its allowed networks are checked. A home that
 //! an LDAP directory or an HTTP service gives must lie beneath the configured roots
 //! ([`HomeRoots`]). A login kept across requests (HTTP) is checked again on each one
-//! ([`Authenticator::readmit`]): only the credential's verification is ever remembered.
+//! ([`Authenticator::readmit`]) against the account as it is now: only the credential's
+//! verification is remembered, and an LDAP directory's or HTTP service's answer only for a
+//! short time, after which the directory is asked again or the login ends.
 //!
 //! Failures carry a reason for the audit trail ([`AuthFailure::reason`]) but the client is
 //! only ever told "denied", the same for an unknown account and a wrong password. Passwords
@@ -107,6 +109,11 @@ pub enum AuthFailure {
     /// A second factor is required for the account, and none is enrolled.
     #[error("second factor required but not enrolled")]
     SecondFactorNotEnrolled,
+    /// A login kept across requests must be made again: the method that vouched for it
+    /// cannot check the account again without its credential (the HTTP method, a
+    /// direct-bind directory), and its answer is older than the service allows.
+    #[error("log in again: {0}")]
+    LoginExpired(String),
     /// The directory knows the user, but in no group Wharf maps (and groups are required).
     #[error("in no group Wharf maps")]
     NotInGroup,
@@ -140,6 +147,7 @@ impl AuthFailure {
             AuthFailure::HomeNotAllowed(_) => "home-outside-roots",
             AuthFailure::Refused(_) => "refused",
             AuthFailure::NotInGroup => "not-in-group",
+            AuthFailure::LoginExpired(_) => "login-expired",
             AuthFailure::WrongCode => "wrong-code",
             AuthFailure::SecondFactorNotEnrolled => "second-factor-not-enrolled",
             AuthFailure::ServiceFailed(_) => "service-failed",

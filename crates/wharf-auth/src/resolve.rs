@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use wharf_core::{Account, Rule, RuleSet, UploadMode};
 use wharf_store::{AccountRecord, GroupRecord, Store};
-use wharf_types::Protocol;
+use wharf_types::{AccountName, Protocol};
 
 use crate::AuthFailure;
 
@@ -78,54 +78,107 @@ pub fn resolve_account_with(
     record: &AccountRecord,
     groups: &[GroupRecord],
 ) -> Result<Account, AuthFailure> {
-    let template_group = groups.iter().find(|g| g.home_template.is_some());
-    let (home, create_home) = match (&record.home, template_group) {
-        (Some(home), _) => (PathBuf::from(home), groups.iter().any(|g| g.create_home)),
-        (None, Some(group)) => {
-            let template = group.home_template.as_deref().unwrap_or_default();
-            (
-                PathBuf::from(template.replace("${USER}", record.name.as_str())),
-                group.create_home,
-            )
+    Resolution::of(record, groups)?.compile()
+}
+
+/// What an [`Account`] would hold for a record and its groups, its rules as written: cheap
+/// to make and to compare with an account already resolved (no pattern is compiled).
+pub(crate) struct Resolution<'a> {
+    name: &'a AccountName,
+    home: PathBuf,
+    groups: &'a [String],
+    create_home: bool,
+    rules: Vec<&'a Rule>,
+    protocols: Vec<Protocol>,
+    upload_mode: UploadMode,
+    max_file_size: Option<u64>,
+}
+
+impl<'a> Resolution<'a> {
+    /// Home, rules, protocols, upload mode and limits for `record` with `groups`.
+    pub(crate) fn of(
+        record: &'a AccountRecord,
+        groups: &'a [GroupRecord],
+    ) -> Result<Resolution<'a>, AuthFailure> {
+        let template_group = groups.iter().find(|g| g.home_template.is_some());
+        let (home, create_home) = match (&record.home, template_group) {
+            (Some(home), _) => (PathBuf::from(home), groups.iter().any(|g| g.create_home)),
+            (None, Some(group)) => {
+                let template = group.home_template.as_deref().unwrap_or_default();
+                (
+                    PathBuf::from(template.replace("${USER}", record.name.as_str())),
+                    group.create_home,
+                )
+            }
+            (None, None) => {
+                return Err(AuthFailure::Misconfigured(
+                    "no home folder: set one on the account or a home template on one of its groups"
+                        .to_owned(),
+                ));
+            }
+        };
+        if !home.is_absolute() {
+            return Err(AuthFailure::Misconfigured(format!(
+                "home folder {} is not absolute",
+                home.display()
+            )));
         }
-        (None, None) => {
-            return Err(AuthFailure::Misconfigured(
-                "no home folder: set one on the account or a home template on one of its groups"
-                    .to_owned(),
-            ));
-        }
-    };
-    if !home.is_absolute() {
-        return Err(AuthFailure::Misconfigured(format!(
-            "home folder {} is not absolute",
-            home.display()
-        )));
+        Ok(Resolution {
+            name: &record.name,
+            home,
+            groups: &record.groups,
+            create_home,
+            rules: record
+                .rules
+                .iter()
+                .chain(groups.iter().flat_map(|g| g.rules.iter()))
+                .collect(),
+            protocols: protocols_of(groups),
+            upload_mode: groups
+                .iter()
+                .find_map(|g| g.upload_mode)
+                .unwrap_or(UploadMode::Atomic),
+            // The tightest bound wins: a group cannot raise what the account or another
+            // group set.
+            max_file_size: std::iter::once(record.max_file_size)
+                .chain(groups.iter().map(|g| g.max_file_size))
+                .flatten()
+                .min(),
+        })
     }
-    let rules: Vec<&Rule> = record
-        .rules
-        .iter()
-        .chain(groups.iter().flat_map(|g| g.rules.iter()))
-        .collect();
-    let rules = RuleSet::compile(rules).map_err(|e| AuthFailure::Misconfigured(e.0))?;
-    let protocols = protocols_of(groups);
-    let upload_mode = groups
-        .iter()
-        .find_map(|g| g.upload_mode)
-        .unwrap_or(UploadMode::Atomic);
-    Ok(Account {
-        name: record.name.clone(),
-        home,
-        groups: record.groups.clone(),
-        create_home,
-        rules,
-        protocols,
-        upload_mode,
-        // The tightest bound wins: a group cannot raise what the account or another group set.
-        max_file_size: std::iter::once(record.max_file_size)
-            .chain(groups.iter().map(|g| g.max_file_size))
-            .flatten()
-            .min(),
-    })
+
+    /// True when `account` is what this resolution compiles to: same name, home, groups,
+    /// rules (as written, in order), protocols, upload mode and limits.
+    pub(crate) fn describes(&self, account: &Account) -> bool {
+        *self.name == account.name
+            && self.home == account.home
+            && self.groups == account.groups.as_slice()
+            && self.create_home == account.create_home
+            && self.protocols == account.protocols
+            && self.upload_mode == account.upload_mode
+            && self.max_file_size == account.max_file_size
+            && self.rules.len() == account.rules.source().len()
+            && self
+                .rules
+                .iter()
+                .zip(account.rules.source())
+                .all(|(a, b)| *a == b)
+    }
+
+    /// The account, its rules compiled.
+    pub(crate) fn compile(self) -> Result<Account, AuthFailure> {
+        let rules = RuleSet::compile(self.rules).map_err(|e| AuthFailure::Misconfigured(e.0))?;
+        Ok(Account {
+            name: self.name.clone(),
+            home: self.home,
+            groups: self.groups.to_vec(),
+            create_home: self.create_home,
+            rules,
+            protocols: self.protocols,
+            upload_mode: self.upload_mode,
+            max_file_size: self.max_file_size,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -222,5 +275,59 @@ mod tests {
         // Neither the account nor a group can raise another's bound.
         assert_eq!(sized(Some(512), &[Some(1024)]), Some(512));
         assert_eq!(sized(Some(4096), &[None, Some(1024)]), Some(1024));
+    }
+
+    #[test]
+    fn a_resolution_describes_the_account_it_compiles_to_and_no_other() {
+        let mut record = account(AddressRules::default());
+        record.rules = vec![Rule::allow_all()];
+        let groups = [GroupRecord {
+            rules: vec![Rule {
+                pattern: "re:\\.exe$".into(),
+                allow: Vec::new(),
+                deny: vec!["write".into()],
+            }],
+            ..group(AddressRules::default())
+        }];
+        let resolved = resolve_account_with(&record, &groups).unwrap();
+        assert!(
+            Resolution::of(&record, &groups)
+                .unwrap()
+                .describes(&resolved)
+        );
+        assert_eq!(resolve_account_with(&record, &groups).unwrap(), resolved);
+
+        let differs = |record: &AccountRecord, groups: &[GroupRecord]| {
+            let resolution = Resolution::of(record, groups).unwrap();
+            assert!(!resolution.describes(&resolved));
+            assert_ne!(resolution.compile().unwrap(), resolved);
+        };
+        let mut smaller = record.clone();
+        smaller.max_file_size = Some(1024);
+        differs(&smaller, &groups);
+        let mut moved = record.clone();
+        moved.home = Some("/srv/elsewhere".into());
+        differs(&moved, &groups);
+        let mut stricter = record.clone();
+        stricter.rules[0].deny = vec!["delete".into()];
+        differs(&stricter, &groups);
+        let mut fewer = groups.clone();
+        fewer[0].rules.clear();
+        differs(&record, &fewer);
+        let mut resumable = groups.clone();
+        resumable[0].upload_mode = Some(UploadMode::Resumable);
+        differs(&record, &resumable);
+        let mut sftp_only = groups.clone();
+        sftp_only[0].protocols = vec![Protocol::Sftp];
+        differs(&record, &sftp_only);
+        // What the account record holds beyond the session's account does not count.
+        let mut elsewhere = record.clone();
+        elsewhere.addresses = rules(&["198.51.100.0/24"], &[]);
+        elsewhere.password_hash = Some("changed".into());
+        assert!(
+            Resolution::of(&elsewhere, &groups)
+                .unwrap()
+                .describes(&resolved)
+        );
     }
 }

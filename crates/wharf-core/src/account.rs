@@ -23,7 +23,9 @@ pub enum UploadMode {
 }
 
 /// An authenticated account with everything a session needs, resolved once at login.
-#[derive(Debug, Clone)]
+/// Equal accounts act alike (rules compare as written), so a login kept across requests
+/// can tell whether the account changed since its session was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The account's name.
     pub name: AccountName,

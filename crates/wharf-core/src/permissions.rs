@@ -184,11 +184,22 @@ fn anchor(pattern: &str) -> String {
     }
 }
 
-/// Rules compiled for evaluation.
+/// Rules compiled for evaluation. Two sets are equal when they were compiled from the
+/// same rules, written the same way, in the same order.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<CompiledRule>,
+    /// The rules as written, in order: what the set is compared by.
+    source: Vec<Rule>,
 }
+
+impl PartialEq for RuleSet {
+    fn eq(&self, other: &RuleSet) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for RuleSet {}
 
 fn verb_bit(verb: Verb) -> u16 {
     let index = Verb::ALL.iter().position(|v| *v == verb).unwrap_or(0);
@@ -253,6 +264,7 @@ impl RuleSet {
     /// Compiles `rules` in order.
     pub fn compile<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Result<RuleSet, RuleError> {
         let mut compiled = Vec::new();
+        let mut source = Vec::new();
         for rule in rules {
             let matcher = compile_pattern(&rule.pattern)?;
             let allow = parse_verbs(&rule.allow)?;
@@ -269,8 +281,19 @@ impl RuleSet {
                 deny,
                 reach: Reach::of(&rule.pattern),
             });
+            source.push(rule.clone());
         }
-        Ok(RuleSet { rules: compiled })
+        Ok(RuleSet {
+            rules: compiled,
+            source,
+        })
+    }
+
+    /// The rules as written, in the order they were compiled: what a set is compared by,
+    /// so a caller can tell whether written rules would compile to this set without
+    /// compiling them.
+    pub fn source(&self) -> &[Rule] {
+        &self.source
     }
 
     /// Checks one rule's written form without keeping it.

@@ -4,9 +4,11 @@
 //!
 //! A login is kept across requests (sessions.rs), but never trusted blindly: each request
 //! passes the account checks again (enabled, expiry, its own address, its protocol, the
-//! second factor) through [`wharf_auth::Authenticator::readmit`], and gets a copy of the
-//! kept session that records its own connection's address. Only the credential's
-//! verification is saved.
+//! second factor) through [`wharf_auth::Authenticator::readmit`], against the account as
+//! it is now (an LDAP or HTTP method's answer is trusted for `recheck_after` only), and
+//! gets a copy of the kept session that records its own connection's address. When the
+//! account resolves differently (rules, home, groups, limits...), a new core session is
+//! opened for it and kept in place of the old. Only the credential's verification is saved.
 //!
 //! State-changing requests are refused (403 and an event) when they come from another
 //! origin (`Origin` header), and, on a cookie session, when they do not echo the session's
@@ -20,7 +22,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use wharf_auth::{Attempt, Authenticated, Credential, Grant};
+use wharf_auth::{Attempt, Authenticated, Credential, Denied, Grant};
 use wharf_core::{EventKind, Session, SessionInfo};
 use wharf_types::Protocol;
 
@@ -140,11 +142,7 @@ pub(crate) async fn require_account(
         if changes_state(request.method()) && echoed != Some(browser.csrf.as_str()) {
             return forbidden(&shared, &conn, "missing or wrong CSRF token");
         }
-        let kept = crate::sessions::Kept {
-            session: browser.session,
-            grant: browser.grant,
-        };
-        let Ok(session) = readmit(&shared, &conn, kept, protocol, "cookie").await else {
+        let Ok(session) = readmit(&shared, &conn, browser.kept, protocol, "cookie").await else {
             return login_again(&request);
         };
         request.extensions_mut().insert(session);
@@ -234,17 +232,9 @@ pub(crate) async fn log_in(
             by,
             user: user.to_owned(),
         }),
-        Ok(Authenticated {
-            account,
-            by,
-            code_used,
-            ..
-        }) => {
-            let second = code_used.then_some("totp");
-            open_session(shared, conn, account, &by, user, protocol, second)
-                .await
-                .map(LoggedIn::Session)
-        }
+        Ok(authenticated) => open_login(shared, conn, authenticated.grant(), user, protocol)
+            .await
+            .map(LoggedIn::Session),
         Err(failure) => {
             let mut failed = shared
                 .event(EventKind::LoginFailed, conn)
@@ -263,7 +253,8 @@ pub(crate) async fn log_in(
     }
 }
 
-/// Records a successful login and opens its core session.
+/// Records a successful login of the store's accounts whose one-time code came in a
+/// second step, and opens its core session.
 pub(crate) async fn open_session(
     shared: &Arc<Shared>,
     conn: &Conn,
@@ -273,12 +264,25 @@ pub(crate) async fn open_session(
     protocol: Protocol,
     second_factor: Option<&str>,
 ) -> Result<Arc<Session>, Response> {
+    let grant = Grant::new(account, by.to_owned(), second_factor.is_some());
+    open_login(shared, conn, grant, user, protocol).await
+}
+
+/// Records a successful login and opens its core session.
+async fn open_login(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    grant: Grant,
+    user: &str,
+    protocol: Protocol,
+) -> Result<Arc<Session>, Response> {
+    let account = Arc::clone(&grant.account);
     let mut ok = shared
         .event(EventKind::LoginSucceeded, conn)
         .attr("method", "password")
-        .attr("authenticator", by);
-    if let Some(factor) = second_factor {
-        ok = ok.attr("second_factor", factor);
+        .attr("authenticator", &grant.by);
+    if grant.second_factor {
+        ok = ok.attr("second_factor", "totp");
     }
     // The account is the name the method gave (a directory's own spelling); the name as
     // typed is kept beside it when it differs.
@@ -288,11 +292,7 @@ pub(crate) async fn open_session(
     ok.account = Some(account.name.to_string());
     ok.protocol = Some(protocol);
     shared.events.emit(ok);
-    shared.sessions.register(Grant {
-        account: Arc::clone(&account),
-        by: by.to_owned(),
-        second_factor: second_factor.is_some(),
-    });
+    shared.sessions.register(grant);
     let info = SessionInfo {
         id: conn.id.clone(),
         service: shared.config.name.clone(),
@@ -300,6 +300,15 @@ pub(crate) async fn open_session(
         remote: Some(conn.remote),
         max_file_size: shared.config.max_file_size,
     };
+    open_core(shared, account, info).await
+}
+
+/// A core session for `account`, or 503 when its home cannot be opened.
+async fn open_core(
+    shared: &Shared,
+    account: Arc<wharf_core::Account>,
+    info: SessionInfo,
+) -> Result<Arc<Session>, Response> {
     let session = Session::open(account, info, shared.events.clone())
         .await
         .map_err(|e| {
@@ -375,7 +384,8 @@ async fn authenticate(
 /// credentials, `token`, `cookie`): the account checks again, for this request's address
 /// and protocol, then a copy of the session that records this connection's address and
 /// acts in this request's protocol (a token made over the REST API follows no link under
-/// `/dav/`).
+/// `/dav/`). When the account resolves differently now, the copy is of a new session
+/// opened for the account as it is, which the login keeps from then on.
 async fn readmit(
     shared: &Arc<Shared>,
     conn: &Conn,
@@ -383,50 +393,84 @@ async fn readmit(
     protocol: Protocol,
     method: &str,
 ) -> Result<Arc<Session>, Response> {
-    let checked = match &kept.grant {
-        Some(grant) => shared
-            .auth
-            .readmit(
-                grant,
-                Attempt {
-                    service: &shared.config.name,
-                    protocol,
-                    offers: &[protocol],
-                    remote: conn.remote,
-                    code_appended: true,
-                },
-            )
-            .await
-            .map_err(|denied| {
-                (
-                    denied.reason(),
-                    denied.code(),
-                    denied.by().to_owned(),
-                    grant.account.name.to_string(),
-                )
-            }),
+    let account = kept.session.account().name.to_string();
+    let Some(grant) = &kept.grant else {
         // Never expected: a kept login whose grant is unknown is not used.
-        None => Err((
+        let failure = wharf_auth::AuthFailure::Misconfigured(
             "the login's account is no longer known".to_owned(),
-            "misconfigured",
-            "none".to_owned(),
-            kept.session.account().name.to_string(),
-        )),
+        );
+        let denied = Denied { failure, by: None };
+        return Err(refuse(shared, conn, &denied, account, protocol, method).await);
     };
-    match checked {
-        Ok(()) => Ok(Arc::new(kept.session.readdressed(conn.remote, protocol))),
-        Err((reason, cause, by, account)) => {
-            let mut failed = shared
-                .event(EventKind::LoginFailed, conn)
-                .failed(reason)
-                .attr("method", method)
-                .attr("cause", cause)
-                .attr("authenticator", by);
-            failed.account = Some(account);
-            failed.protocol = Some(protocol);
-            shared.events.emit(failed);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Err(unauthorized("login incorrect"))
+    let attempt = Attempt {
+        service: &shared.config.name,
+        protocol,
+        offers: &[protocol],
+        remote: conn.remote,
+        code_appended: true,
+    };
+    let recheck_after = shared.sessions.recheck_after();
+    let renewed = match shared.auth.readmit(grant, attempt, recheck_after).await {
+        Ok(renewed) => renewed,
+        Err(denied) => {
+            if ends_login(&denied) {
+                shared.sessions.end(&kept.key);
+            }
+            return Err(refuse(shared, conn, &denied, account, protocol, method).await);
         }
+    };
+    let session = match renewed {
+        None => kept.session,
+        Some(renewed) => {
+            let session = if Arc::ptr_eq(&renewed.account, &grant.account) {
+                Arc::clone(&kept.session)
+            } else {
+                // The account changed since the session was opened: the login goes on in
+                // a session for the account as it is now, under the same session id.
+                let info = kept.session.info().clone();
+                open_core(shared, Arc::clone(&renewed.account), info).await?
+            };
+            shared
+                .sessions
+                .renew(&kept.key, &kept.session, Arc::clone(&session), renewed);
+            session
+        }
+    };
+    Ok(Arc::new(session.readdressed(conn.remote, protocol)))
+}
+
+/// Whether a refusal ends the kept login for good: the account is gone or no longer
+/// vouched for, and only a new login can tell otherwise. A refusal of this request alone
+/// (its address, its protocol) or of the account's settings keeps the login for later.
+fn ends_login(denied: &Denied) -> bool {
+    matches!(
+        denied.code(),
+        "login-expired" | "unknown-account" | "refused" | "not-in-group"
+    )
+}
+
+/// Records a kept login's refusal and answers 401 (after the failure delay).
+async fn refuse(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    denied: &Denied,
+    account: String,
+    protocol: Protocol,
+    method: &str,
+) -> Response {
+    let mut failed = shared
+        .event(EventKind::LoginFailed, conn)
+        .failed(denied.reason())
+        .attr("method", method)
+        .attr("cause", denied.code())
+        .attr("authenticator", denied.by());
+    failed.account = Some(account);
+    failed.protocol = Some(protocol);
+    shared.events.emit(failed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if denied.code() == "login-expired" {
+        unauthorized("session expired; log in again")
+    } else {
+        unauthorized("login incorrect")
     }
 }

@@ -41,6 +41,11 @@ pub struct HttpConfig {
     pub max_file_size: Option<u64>,
     /// A logged-in client idle this long must log in again.
     pub session_timeout: Duration,
+    /// A token or browser session this long after its login ends, used or not.
+    pub session_lifetime: Duration,
+    /// HTTP Basic credentials are remembered this long, and an LDAP directory's or HTTP
+    /// authentication service's answer about a kept login is trusted as long.
+    pub recheck_after: Duration,
     /// HTTP only: answer every request with a redirect to HTTPS on this port.
     pub redirect_to_https: Option<u16>,
 }
@@ -68,6 +73,8 @@ pub(crate) fn test_config() -> HttpConfig {
         max_upload_size: 1 << 20,
         max_file_size: None,
         session_timeout: Duration::from_secs(60),
+        session_lifetime: crate::sessions::DEFAULT_SESSION_LIFETIME,
+        recheck_after: crate::sessions::DEFAULT_RECHECK_AFTER,
         redirect_to_https: None,
     }
 }
@@ -130,7 +137,8 @@ impl HttpService {
         );
         let tls = self.config.tls.clone().map(TlsAcceptor::from);
         let shared = Arc::new(Shared {
-            sessions: Sessions::new(self.config.session_timeout),
+            sessions: Sessions::new(self.config.session_timeout)
+                .with_limits(self.config.session_lifetime, self.config.recheck_after),
             config: self.config,
             auth,
             events,

@@ -8,10 +8,15 @@
 //! request's own address and protocol ([`wharf_auth::Authenticator::readmit`], in
 //! `auth.rs`), and acts through a copy of the session that names its own connection.
 //!
-//! Basic credentials are remembered only as a salted SHA-256, for a short absolute time. A
-//! Basic login whose password carried a one-time code is remembered for its own connection
-//! only: the code was good once, so another connection (or address) sending the same
-//! header must log in again, and is refused as a reused code.
+//! Basic credentials are remembered only as a salted SHA-256, for a short absolute time
+//! (`recheck_after`). A Basic login whose password carried a one-time code is remembered
+//! for its own connection only: the code was good once, so another connection (or
+//! address) sending the same header must log in again, and is refused as a reused code.
+//!
+//! Tokens and browser sessions end when unused for `session_timeout`, and in any case
+//! `session_lifetime` after the login that made them (a token made with a token keeps
+//! its login's age). When the account resolves differently on a later request, the entry
+//! is given the new session ([`Sessions::renew`]), so the change applies from then on.
 //!
 //! This module must never hold a password in clear.
 
@@ -23,8 +28,12 @@ use wharf_auth::Grant;
 use wharf_core::Session;
 use wharf_types::Protocol;
 
-/// How long a Basic credential is trusted without checking it again.
-const BASIC_LIFETIME: Duration = Duration::from_secs(120);
+/// How long a Basic credential is trusted without checking it again, and how long an
+/// external method's answer about a kept login holds, unless the service says otherwise.
+pub(crate) const DEFAULT_RECHECK_AFTER: Duration = Duration::from_secs(120);
+
+/// How long a token or browser session may live at most, unless the service says otherwise.
+pub(crate) const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
 /// Logged-in clients held at once; the least recently used goes first beyond this.
 const MAX_SESSIONS: usize = 10_000;
@@ -43,13 +52,14 @@ struct Entry {
 
 /// A browser session found by its cookie.
 pub(crate) struct CookieSession {
-    pub(crate) session: Arc<Session>,
+    pub(crate) kept: Kept,
     pub(crate) csrf: String,
-    pub(crate) grant: Option<Grant>,
 }
 
-/// A kept login found by its token or Basic credential.
+/// A kept login found by its token, cookie or Basic credential.
 pub(crate) struct Kept {
+    /// Where it is kept, for [`Sessions::renew`].
+    pub(crate) key: String,
     pub(crate) session: Arc<Session>,
     pub(crate) grant: Option<Grant>,
 }
@@ -86,6 +96,10 @@ pub(crate) struct Sessions {
     /// its session shares), so a token or cookie made from a session knows its login.
     grants: Mutex<HashMap<usize, Grant>>,
     idle: Duration,
+    /// Tokens and browser sessions end this long after their login, used or not.
+    lifetime: Duration,
+    /// Basic credentials are remembered this long; external answers trusted as long.
+    recheck_after: Duration,
     salt: [u8; 32],
 }
 
@@ -96,8 +110,22 @@ impl Sessions {
             entries: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
             idle,
+            lifetime: DEFAULT_SESSION_LIFETIME,
+            recheck_after: DEFAULT_RECHECK_AFTER,
             salt: rand::random(),
         }
+    }
+
+    /// The same, with the service's absolute lifetime of a login and its re-check time.
+    pub(crate) fn with_limits(mut self, lifetime: Duration, recheck_after: Duration) -> Sessions {
+        self.lifetime = lifetime;
+        self.recheck_after = recheck_after;
+        self
+    }
+
+    /// How long an external method's answer about a kept login is trusted.
+    pub(crate) fn recheck_after(&self) -> Duration {
+        self.recheck_after
     }
 
     /// Holds a login until its code arrives; returns the token the code form carries.
@@ -181,43 +209,77 @@ impl Sessions {
     /// The login remembered for a Basic credential: one remembered for any connection, or
     /// one remembered for connection `conn` only (its password carried a one-time code).
     pub(crate) fn get_basic(&self, key: &str, conn: &str) -> Option<Kept> {
-        self.get_entry(key)
-            .or_else(|| self.get_entry(&bound_key(key, conn)))
-            .map(|(session, _, grant)| Kept { session, grant })
+        self.get_entry(key.to_owned())
+            .or_else(|| self.get_entry(bound_key(key, conn)))
+            .map(|(kept, _)| kept)
     }
 
     /// The login behind a bearer token.
     pub(crate) fn get_token(&self, token: &str) -> Option<Kept> {
-        self.get_entry(&format!("token:{token}"))
-            .map(|(session, _, grant)| Kept { session, grant })
+        self.get_entry(format!("token:{token}"))
+            .map(|(kept, _)| kept)
     }
 
     /// The browser session behind a cookie value.
     pub(crate) fn get_cookie(&self, cookie: &str) -> Option<CookieSession> {
-        let (session, csrf, grant) = self.get_entry(&format!("cookie:{cookie}"))?;
-        Some(CookieSession {
-            session,
-            csrf: csrf?,
-            grant,
-        })
+        let (kept, csrf) = self.get_entry(format!("cookie:{cookie}"))?;
+        Some(CookieSession { kept, csrf: csrf? })
     }
 
-    fn get_entry(&self, key: &str) -> Option<(Arc<Session>, Option<String>, Option<Grant>)> {
+    fn get_entry(&self, key: String) -> Option<(Kept, Option<String>)> {
         let mut entries = self.entries.lock().ok()?;
         let now = Instant::now();
-        let entry = entries.get_mut(key)?;
-        let expired = now.duration_since(entry.last_used) > self.idle
-            || (entry.basic && now.duration_since(entry.created) > BASIC_LIFETIME);
-        if expired {
-            entries.remove(key);
+        let entry = entries.get_mut(&key)?;
+        if self.expired(entry, now) {
+            entries.remove(&key);
             return None;
         }
         entry.last_used = now;
-        Some((
-            Arc::clone(&entry.session),
-            entry.csrf.clone(),
-            entry.grant.clone(),
-        ))
+        let csrf = entry.csrf.clone();
+        let kept = Kept {
+            session: Arc::clone(&entry.session),
+            grant: entry.grant.clone(),
+            key,
+        };
+        Some((kept, csrf))
+    }
+
+    /// Whether `entry` may no longer be used: idle too long, a Basic credential remembered
+    /// too long, or its login older than the absolute lifetime.
+    fn expired(&self, entry: &Entry, now: Instant) -> bool {
+        // The login's age: for a Basic credential from an LDAP directory or HTTP service,
+        // also the age of the method's answer, so the credential is checked afresh (with
+        // its password) just as that answer would need asking again.
+        let since = entry
+            .grant
+            .as_ref()
+            .map_or(entry.created, |g| g.since.min(entry.created));
+        now.duration_since(entry.last_used) > self.idle
+            || (entry.basic && now.duration_since(since) > self.recheck_after)
+            || now.duration_since(since) > self.lifetime
+    }
+
+    /// Keeps `grant` for the login at `key` from now on, and `session` with it when the
+    /// grant's account changed: only while the entry still holds `was` (a concurrent
+    /// request may have renewed it first, and its session stays).
+    pub(crate) fn renew(&self, key: &str, was: &Arc<Session>, session: Arc<Session>, grant: Grant) {
+        // A token made from this login from now on starts from the renewed grant.
+        self.register(grant.clone());
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(key)
+            && Arc::ptr_eq(&entry.session, was)
+        {
+            entry.session = session;
+            entry.grant = Some(grant);
+        }
+    }
+
+    /// Forgets the login at `key`: its account no longer passes, and only a new login can
+    /// make it good again.
+    pub(crate) fn end(&self, key: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
     }
 
     /// Remembers a session under a new random token, which it returns.
@@ -262,11 +324,7 @@ impl Sessions {
             return;
         };
         let now = Instant::now();
-        let idle = self.idle;
-        entries.retain(|_, e| {
-            now.duration_since(e.last_used) <= idle
-                && !(e.basic && now.duration_since(e.created) > BASIC_LIFETIME)
-        });
+        entries.retain(|_, e| !self.expired(e, now));
         if entries.len() >= MAX_SESSIONS
             && let Some(oldest) = entries
                 .iter()

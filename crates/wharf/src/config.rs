@@ -207,6 +207,13 @@ pub struct ServiceSection {
     /// HTTP: seconds a logged-in client may stay idle before logging in again.
     #[serde(default = "default_session_timeout")]
     pub session_timeout: Spanned<u64>,
+    /// HTTP: seconds a token or browser session lasts after its login, used or not.
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: Spanned<u64>,
+    /// HTTP: seconds a Basic credential is remembered, and an LDAP or HTTP method's answer
+    /// about a kept login trusted, before the method is asked again.
+    #[serde(default = "default_recheck_after")]
+    pub recheck_after: Spanned<u64>,
     /// HTTP: seconds to receive a request's headers (and keep-alive idle time).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: Spanned<u64>,
@@ -277,6 +284,12 @@ fn default_max_upload() -> Spanned<u64> {
 }
 fn default_session_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 900)
+}
+fn default_session_lifetime() -> Spanned<u64> {
+    Spanned::new(0..0, 8 * 3600)
+}
+fn default_recheck_after() -> Spanned<u64> {
+    Spanned::new(0..0, 120)
 }
 fn default_header_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 30)
@@ -637,6 +650,8 @@ impl Loaded {
             }
             for (field, value) in [
                 ("session_timeout", &service.session_timeout),
+                ("session_lifetime", &service.session_lifetime),
+                ("recheck_after", &service.recheck_after),
                 ("header_timeout", &service.header_timeout),
                 ("body_timeout", &service.body_timeout),
                 ("max_upload_size", &service.max_upload_size),
@@ -644,6 +659,14 @@ impl Loaded {
                 if *value.get_ref() == 0 {
                     issue(value.span(), key(field), "must be at least 1".into());
                 }
+            }
+            if *service.recheck_after.get_ref() > 3600 {
+                issue(
+                    service.recheck_after.span(),
+                    key("recheck_after"),
+                    "at most 3600 seconds: an LDAP or HTTP method's answer is not trusted longer"
+                        .into(),
+                );
             }
             if let Some(size) = &service.max_file_size
                 && *size.get_ref() == 0

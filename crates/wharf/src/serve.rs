@@ -140,6 +140,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     max_upload_size: *service.max_upload_size.get_ref(),
                     max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
                     session_timeout: secs(&service.session_timeout),
+                    session_lifetime: secs(&service.session_lifetime),
+                    recheck_after: secs(&service.recheck_after),
                     redirect_to_https: service.redirect_to_https.as_ref().map(|p| *p.get_ref()),
                 };
                 HttpService::bind(config).await.map(|b| {
