@@ -388,7 +388,9 @@ path = "/inbox/*"
     for content in (b"first", b"second"):
         local.write_bytes(content)
         server.sftp("acme", f"-mkdir inbox\nput {local} inbox/same.txt\n")
-        wait_for(lambda: "same.txt" not in names(server.homes / "acme" / "inbox"), what="the rename")
+        # The unique name is given as the upload commits; the handler then records it.
+        assert "same.txt" not in names(server.homes / "acme" / "inbox")
+    wait_for(lambda: len(handler_events(server, "file.prefixed")) == 2, what="both outcomes")
     held = names(server.homes / "acme" / "inbox")
     assert len(held) == 2 and all(n.endswith("-same.txt") and len(n) == 36 + 1 + 8 for n in held)
     contents = sorted((server.homes / "acme" / "inbox" / n).read_bytes() for n in held)
