@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use wharf_types::{Protocol, Verb, VirtualPath};
@@ -16,7 +17,8 @@ use wharf_types::{Protocol, Verb, VirtualPath};
 use crate::account::{Account, UploadMode};
 use crate::error::{CoreError, ErrorKind};
 use crate::events::{Event, EventBus, EventKind};
-use crate::upload::{Download, Upload, WriteMode, hash_prefix, hex};
+use crate::upload::own::{OwnUploads, ReadOwn};
+use crate::upload::{Download, Upload, UploadSummary, WriteMode, hash_prefix, hex};
 use crate::vfs::{
     Attrs, DirEntry, FileKind, LocalFs, Metadata, OpenWrite, TEMP_PREFIX, Vfs, VfsStats,
     WriteTarget,
@@ -72,6 +74,8 @@ pub struct Session {
     /// Set on a session made by [`Session::readdressed`]: the session it acts for, kept
     /// open while this one lives, which alone records `session.ended`.
     origin: Option<Arc<Session>>,
+    /// This session's uploads in progress, which it alone sees under their final names.
+    own: OwnUploads,
 }
 
 impl Session {
@@ -119,6 +123,7 @@ impl Session {
             events,
             started: Instant::now(),
             origin: None,
+            own: OwnUploads::default(),
         };
         session
             .events
@@ -144,6 +149,7 @@ impl Session {
             events: origin.events.clone(),
             started: origin.started,
             follow_links: protocol != Protocol::Webdav,
+            own: origin.own.clone(),
             origin: Some(origin),
         }
     }
@@ -350,8 +356,12 @@ impl Session {
 
     /// Attributes of `path`. Needs `list` on its folder and on the name (for the home
     /// itself, on `/`), at the path given and at the one really reached.
+    /// The session's own upload in progress at `path` is seen as the file it will be.
     pub async fn stat(&self, path: &VirtualPath, follow: bool) -> Result<Metadata, CoreError> {
         self.check_visible(path)?;
+        if let Some(upload) = self.own.get(path).await {
+            return upload.metadata().await;
+        }
         let last = if follow { Last::Follow } else { Last::Entry };
         let result = self
             .on_real(
@@ -396,6 +406,9 @@ impl Session {
                         && (real == *path || self.shows(&real, &e.name))
                 });
                 let hidden = total - entries.len();
+                if real == *path {
+                    self.add_own_uploads(path, &mut entries).await;
+                }
                 (real, Ok((entries, hidden)))
             }
             Err(e) => (path.clone(), Err(e)),
@@ -412,6 +425,23 @@ impl Session {
         result.map(|(entries, _)| entries)
     }
 
+    /// Shows the session's own uploads in progress in a listing of their folder, as the
+    /// files they will be.
+    async fn add_own_uploads(&self, folder: &VirtualPath, entries: &mut Vec<DirEntry>) {
+        for (name, upload) in self.own.in_folder(folder) {
+            if !self.shows(folder, &name) {
+                continue;
+            }
+            let Ok(metadata) = upload.metadata().await else {
+                continue;
+            };
+            entries.retain(|e| e.name != name);
+            if entries.len() < MAX_LISTING {
+                entries.push(DirEntry { name, metadata });
+            }
+        }
+    }
+
     /// Sets an event's path to the one really reached, naming the client's when it differs.
     fn at(&self, event: Event, real: &VirtualPath, named: &VirtualPath) -> Event {
         let event = event.path(real.to_string());
@@ -422,9 +452,21 @@ impl Session {
         }
     }
 
-    /// Opens a file for download. Needs `read`.
+    /// Opens a file for download. Needs `read`. The session's own upload in progress at
+    /// `path` is read as written so far.
     pub async fn open_download(&self, path: &VirtualPath) -> Result<Download, CoreError> {
         self.check(Verb::Read, path)?;
+        if let Some(upload) = self.own.get(path).await {
+            let template = self
+                .event(EventKind::DownloadStarted)
+                .path(path.to_string());
+            return Ok(Download::start(
+                Box::new(ReadOwn(upload)),
+                path.clone(),
+                template,
+                self.events.clone(),
+            ));
+        }
         let opened = self
             .on_real(
                 path,
@@ -492,6 +534,10 @@ impl Session {
     /// depends on it, such as SFTP's create and exclusive flags). Needs an upload verb
     /// there, not `list`.
     pub async fn upload_exists(&self, path: &VirtualPath) -> Result<bool, CoreError> {
+        if self.own.get(path).await.is_some() {
+            self.check_may_upload(path)?;
+            return Ok(true);
+        }
         self.locate_upload(path)
             .await
             .map(|(_, found)| found.is_some())
@@ -563,6 +609,166 @@ impl Session {
         }
     }
 
+    /// Opens a file for upload as one handle among several the client may hold on it (SFTP,
+    /// and so sshfs): while the upload is in progress this session, and no other, sees it
+    /// under its final name ([`Session::stat`], [`Session::list`],
+    /// [`Session::open_download`], [`Session::set_attrs`], [`Session::rename`],
+    /// [`Session::remove`]). A further open of the same name joins the upload in progress
+    /// (emptying it for [`WriteMode::Create`]) instead of starting another; the last
+    /// [`Session::close_shared_upload`] commits it. Needs what [`Session::open_upload`]
+    /// needs.
+    pub async fn open_shared_upload(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+        permissions: Option<u32>,
+    ) -> Result<Arc<Upload>, CoreError> {
+        if let Some(upload) = self.own.get(path).await {
+            self.check_may_upload(path)?;
+            let _lifecycle = upload.shared.lifecycle.lock().await;
+            if upload.is_live() {
+                if mode == WriteMode::Create {
+                    upload.truncate_all().await?;
+                }
+                upload.shared.handles.fetch_add(1, Ordering::SeqCst);
+                return Ok(Arc::clone(&upload));
+            }
+        }
+        let upload = Arc::new(self.open_upload(path, mode, permissions).await?);
+        self.own.insert(&upload);
+        Ok(upload)
+    }
+
+    /// Closes one handle of an upload opened by [`Session::open_shared_upload`]. The last
+    /// one commits it (`Some` summary), or gives it up when the client removed it meanwhile;
+    /// an earlier one only writes what is held.
+    pub async fn close_shared_upload(
+        &self,
+        upload: &Arc<Upload>,
+    ) -> Result<Option<UploadSummary>, CoreError> {
+        let _lifecycle = upload.shared.lifecycle.lock().await;
+        if !self.last_handle(upload) {
+            upload.flush().await?;
+            return Ok(None);
+        }
+        let result = if upload.shared.unlinked.load(Ordering::SeqCst) {
+            upload
+                .abandon("the client removed the file before closing it")
+                .await;
+            Ok(None)
+        } else {
+            upload.commit().await.map(Some)
+        };
+        // Only now: until the file is under its final name, the session's requests for
+        // that name wait for this commit (see `OwnUploads::get`).
+        self.own.remove(&upload.path(), upload);
+        result
+    }
+
+    /// Gives up one handle of a shared upload (the client left); the last one gives the
+    /// upload up, never committing it.
+    pub async fn abort_shared_upload(&self, upload: &Arc<Upload>, reason: &str) {
+        let _lifecycle = upload.shared.lifecycle.lock().await;
+        if self.last_handle(upload) {
+            upload.abort(reason).await;
+            self.own.remove(&upload.path(), upload);
+        }
+    }
+
+    /// Counts one handle of `upload` closed; true when it was the last.
+    fn last_handle(&self, upload: &Upload) -> bool {
+        let before = upload
+            .shared
+            .handles
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .unwrap_or(0);
+        before <= 1
+    }
+
+    /// Reads back part of an upload in progress through the handle that writes it (SFTP's
+    /// read-write opens). Needs `read`: what an upload holds may include the content of the
+    /// file it resumes.
+    pub async fn read_upload(
+        &self,
+        upload: &Upload,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, CoreError> {
+        self.check(Verb::Read, &upload.path())?;
+        upload.read_at(offset, len).await
+    }
+
+    /// Changes the attributes of an upload in progress through its handle (SFTP
+    /// FSETSTAT). Needs `setattr`; recorded as [`Session::set_attrs`] records.
+    pub async fn set_upload_attrs(&self, upload: &Upload, attrs: &Attrs) -> Result<(), CoreError> {
+        let path = upload.path();
+        let Some((attrs, ignored)) = self.prepare_attrs(&path, attrs)? else {
+            return Ok(());
+        };
+        let result = upload.set_attrs(&attrs).await;
+        let event = attrs_event(self.event(EventKind::AttributesChanged), &attrs, ignored)
+            .path(path.to_string());
+        self.record(&result, event);
+        result
+    }
+
+    /// Renames the session's own upload in progress: it will commit under `to`. `None`
+    /// when it was committed or given up meanwhile (the caller renames the file then).
+    async fn rename_own(
+        &self,
+        upload: &Arc<Upload>,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        replace: bool,
+    ) -> Option<Result<(), CoreError>> {
+        let _lifecycle = upload.shared.lifecycle.lock().await;
+        if upload.is_closed()
+            || upload.shared.unlinked.load(Ordering::SeqCst)
+            || upload.path() != *from
+        {
+            return None;
+        }
+        let result = async {
+            self.check_move(from, to, FileKind::File).await?;
+            let other = self
+                .own
+                .peek(to)
+                .filter(|o| o.is_live() && !Arc::ptr_eq(o, upload));
+            let exists = match self.vfs.stat(to, false).await {
+                Ok(_) => true,
+                Err(e) if e.is_link() => return Err(e),
+                Err(_) => other.is_some(),
+            };
+            let replace_now = if exists {
+                if !replace {
+                    return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
+                }
+                self.check(Verb::Overwrite, to)?;
+                true
+            } else {
+                replace && self.may_overwrite(to, to)
+            };
+            upload.retarget(to, replace_now).await?;
+            if let Some(other) = other {
+                // Replaced before it was closed: its last close gives it up.
+                other.shared.unlinked.store(true, Ordering::SeqCst);
+                self.own.remove(to, &other);
+            }
+            self.own.remove(from, upload);
+            self.own.insert(upload);
+            // The name held a committed file that this upload was to replace: the rename
+            // takes the name away, so that file goes with it, as on a local disk.
+            if let Ok(meta) = self.vfs.stat(from, false).await
+                && meta.kind != FileKind::Dir
+            {
+                self.vfs.remove_file(from).await?;
+            }
+            Ok(())
+        }
+        .await;
+        Some(result)
+    }
+
     /// Creates a folder. Needs `mkdir`. Records `folder.created`.
     pub async fn mkdir(
         &self,
@@ -620,9 +826,23 @@ impl Session {
 
     /// Removes a file (a link itself, never what it points to). Needs `delete`. Records
     /// `file.deleted`.
+    /// The session's own upload in progress at `path` is given up when its last handle
+    /// closes (and a committed file under the name is removed as well).
     pub async fn remove(&self, path: &VirtualPath) -> Result<(), CoreError> {
+        let mut unlinked = false;
+        if let Some(upload) = self.own.get(path).await {
+            self.check(Verb::Delete, path)?;
+            let _lifecycle = upload.shared.lifecycle.lock().await;
+            if !upload.is_closed() && !upload.shared.unlinked.swap(true, Ordering::SeqCst) {
+                self.own.remove(path, &upload);
+                unlinked = true;
+            }
+        }
         self.on_entry(Verb::Delete, path, EventKind::FileDeleted, |p| async move {
-            self.vfs.remove_file(&p).await
+            match self.vfs.remove_file(&p).await {
+                Err(e) if unlinked && e.kind == ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
         })
         .await
     }
@@ -638,6 +858,16 @@ impl Session {
     ) -> Result<(), CoreError> {
         self.check(Verb::Rename, from)?;
         self.check(Verb::Rename, to)?;
+        if let Some(upload) = self.own.get(from).await
+            && let Some(result) = self.rename_own(&upload, from, to, replace).await
+        {
+            let event = self
+                .file_event(EventKind::EntryRenamed)
+                .path(from.to_string())
+                .path2(to.to_string());
+            self.record_durable(&result, event).await;
+            return result;
+        }
         let result = self
             .on_real2(
                 (from, Last::Entry),
@@ -792,9 +1022,46 @@ impl Session {
     /// reached. Only the permission bits `0o777` may be set: set-user-ID, set-group-ID and
     /// sticky bits asked for are dropped (`attrs.ignored` says which). Records
     /// `attributes.changed`.
+    /// The session's own upload in progress at `path` is changed in progress.
     pub async fn set_attrs(&self, path: &VirtualPath, attrs: &Attrs) -> Result<(), CoreError> {
-        if attrs.is_empty() {
+        if let Some(upload) = self.own.get(path).await {
+            return self.set_upload_attrs(&upload, attrs).await;
+        }
+        let Some((attrs, ignored)) = self.prepare_attrs(path, attrs)? else {
             return Ok(());
+        };
+        let wanted = &attrs;
+        let result = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check(Verb::Setattr, real),
+                |p| async move { self.vfs.set_attrs(&p, wanted).await },
+            )
+            .await;
+        let result = self.jailed(Verb::Setattr, path, result);
+        let event = match &result {
+            Ok((real, ())) => self.at(self.event(EventKind::AttributesChanged), real, path),
+            Err(_) => self
+                .event(EventKind::AttributesChanged)
+                .path(path.to_string()),
+        };
+        let event = attrs_event(event, &attrs, ignored);
+        let result = result.map(|_| ());
+        self.record(&result, event);
+        result
+    }
+
+    /// Checks an attribute change on `path` (`setattr`, the size bound) and keeps only the
+    /// permission bits a client may set; `None` when nothing would change. Returns the
+    /// bits dropped.
+    fn prepare_attrs(
+        &self,
+        path: &VirtualPath,
+        attrs: &Attrs,
+    ) -> Result<Option<(Attrs, u32)>, CoreError> {
+        if attrs.is_empty() {
+            return Ok(None);
         }
         self.check(Verb::Setattr, path)?;
         if let Some(size) = attrs.size
@@ -807,39 +1074,7 @@ impl Session {
             .permissions
             .map_or(0, |p| p & 0o7777 & !CLIENT_MODE_BITS);
         attrs.permissions = attrs.permissions.map(|p| p & CLIENT_MODE_BITS);
-        let wanted = &attrs;
-        let result = self
-            .on_real(
-                path,
-                Last::Follow,
-                |real| self.check(Verb::Setattr, real),
-                |p| async move { self.vfs.set_attrs(&p, wanted).await },
-            )
-            .await;
-        let result = self.jailed(Verb::Setattr, path, result);
-        let mut event = match &result {
-            Ok((real, ())) => self.at(self.event(EventKind::AttributesChanged), real, path),
-            Err(_) => self
-                .event(EventKind::AttributesChanged)
-                .path(path.to_string()),
-        };
-        if let Some(p) = attrs.permissions {
-            event = event.attr("permissions", format!("{p:o}"));
-        }
-        if ignored != 0 {
-            event = event.attr("ignored", format!("{ignored:o}"));
-        }
-        if let Some((a, m)) = attrs.times {
-            event = event
-                .attr("atime", a.to_string())
-                .attr("mtime", m.to_string());
-        }
-        if let Some(size) = attrs.size {
-            event = event.attr("size", size.to_string());
-        }
-        let result = result.map(|_| ());
-        self.record(&result, event);
-        result
+        Ok(Some((attrs, ignored)))
     }
 
     /// Creates a symbolic link at `link` whose content the client gave as `text` (relative
@@ -1051,6 +1286,25 @@ impl Drop for Session {
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         self.events.emit(event);
     }
+}
+
+/// `attributes.changed` with what was asked.
+fn attrs_event(mut event: Event, attrs: &Attrs, ignored: u32) -> Event {
+    if let Some(p) = attrs.permissions {
+        event = event.attr("permissions", format!("{p:o}"));
+    }
+    if ignored != 0 {
+        event = event.attr("ignored", format!("{ignored:o}"));
+    }
+    if let Some((a, m)) = attrs.times {
+        event = event
+            .attr("atime", a.to_string())
+            .attr("mtime", m.to_string());
+    }
+    if let Some(size) = attrs.size {
+        event = event.attr("size", size.to_string());
+    }
+    event
 }
 
 /// Whether a relative link `text` found in `folder` leads to a place inside the home

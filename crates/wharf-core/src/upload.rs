@@ -3,7 +3,7 @@
 //! no front-end can forget one.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use aws_lc_rs::digest;
@@ -12,6 +12,8 @@ use wharf_types::VirtualPath;
 use crate::error::CoreError;
 use crate::events::{Event, EventBus, EventKind};
 use crate::vfs::{ReadFile, WriteFile};
+
+pub(crate) mod own;
 
 /// How the client opened a file for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,10 @@ const REHASH_CHUNK: usize = 1 << 20;
 /// flight (SFTP pipelines a few MiB; parallel chunked writers more) stay well within it.
 pub const MAX_GAP: u64 = 64 << 20;
 
+/// The offset that means "at the end of what is written so far", for a handle opened for
+/// appending on an upload that another handle writes at offsets.
+pub const AT_END: u64 = u64::MAX;
+
 /// Bytes moved at a time by [`Upload::copy_from`].
 const COPY_CHUNK: usize = 256 * 1024;
 
@@ -68,7 +74,9 @@ struct HashState {
 /// A file being uploaded. Created by [`crate::Session::open_upload`].
 pub struct Upload {
     file: Box<dyn WriteFile>,
-    path: VirtualPath,
+    /// The client-visible path it commits under (changes when the client renames it
+    /// before closing it, see [`crate::Session::rename`]).
+    path: Mutex<VirtualPath>,
     mode: WriteMode,
     template: Event,
     events: EventBus,
@@ -85,6 +93,22 @@ pub struct Upload {
     /// The first write refused or failed: the upload can then no longer be committed, so
     /// a client that ignores a write error does not store a file with that write missing.
     write_failure: Mutex<Option<String>>,
+    /// Bytes the client added by growing the file (setting its size) rather than writing.
+    extended: AtomicU64,
+    /// How the session shares this upload between its handles (see [`crate::Session`]).
+    pub(crate) shared: Shared,
+}
+
+/// The session's bookkeeping of an upload several handles may hold at once.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// Handles open on it; the last one to close commits.
+    pub(crate) handles: AtomicUsize,
+    /// The client removed it before closing it: the last close gives it up.
+    pub(crate) unlinked: AtomicBool,
+    /// Held while the upload is committed, given up, renamed or reopened, so that these
+    /// never overlap (a handle's close and a path request run on different lanes).
+    pub(crate) lifecycle: tokio::sync::Mutex<()>,
 }
 
 /// What a committed upload produced.
@@ -161,7 +185,7 @@ impl Upload {
         };
         let upload = Upload {
             file,
-            path,
+            path: Mutex::new(path),
             mode,
             template,
             events,
@@ -178,6 +202,11 @@ impl Upload {
             opened_size: existing,
             max_size,
             write_failure: Mutex::new(None),
+            extended: AtomicU64::new(0),
+            shared: Shared {
+                handles: AtomicUsize::new(1),
+                ..Shared::default()
+            },
         };
         if existing > 0 {
             // Resumed content was written earlier; hash it now so later writes stream on.
@@ -202,12 +231,116 @@ impl Upload {
     }
 
     fn event(&self, kind: EventKind) -> Event {
-        stamped(&self.template, kind, &self.path)
+        stamped(&self.template, kind, &self.path())
     }
 
     /// The client-visible path being written.
-    pub fn path(&self) -> &VirtualPath {
-        &self.path
+    pub fn path(&self) -> VirtualPath {
+        match self.path.lock() {
+            Ok(path) => path.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Whether the upload was committed or given up.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Neither committed, given up, nor removed by the client.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.is_closed() && !self.shared.unlinked.load(Ordering::SeqCst)
+    }
+
+    /// Reads back what is written so far (with what is still held), for the session that
+    /// writes it.
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
+        self.flush_gathered().await?;
+        self.file.read_at(offset, len).await
+    }
+
+    /// The attributes of what is written so far, as the session that writes it sees the
+    /// file under its final name.
+    pub async fn metadata(&self) -> Result<crate::vfs::Metadata, CoreError> {
+        self.flush_gathered().await?;
+        let mut meta = self.file.metadata().await?;
+        meta.size = meta.size.max(self.end());
+        Ok(meta)
+    }
+
+    /// Changes the attributes of the file being written. A new size cuts or grows it (a
+    /// growth is bounded like a write past the end); times set here are kept unless later
+    /// writes change them, as on any file.
+    pub(crate) async fn set_attrs(&self, attrs: &crate::vfs::Attrs) -> Result<(), CoreError> {
+        self.flush_gathered().await?;
+        if let Some(size) = attrs.size {
+            // Growing is bounded as a write ending there would be.
+            self.within_bound(size, 0)?;
+        }
+        self.file.set_attrs(attrs).await?;
+        if let Some(size) = attrs.size {
+            self.resized(size);
+        }
+        Ok(())
+    }
+
+    /// Writes what is held, so that another handle's read or the file's attributes see it.
+    pub(crate) async fn flush(&self) -> Result<(), CoreError> {
+        self.flush_gathered().await
+    }
+
+    /// Notes that the file now holds `size` bytes.
+    fn resized(&self, size: u64) {
+        let provided = self.provided();
+        if size > provided {
+            self.extended.fetch_add(size - provided, Ordering::SeqCst);
+        }
+        self.end.store(size, Ordering::SeqCst);
+        if let Ok(mut state) = self.hash.lock() {
+            if size == 0 {
+                state.context = digest::Context::new(&digest::SHA256);
+                state.hashed_upto = 0;
+                state.in_order = true;
+            } else if size < state.hashed_upto {
+                state.in_order = false;
+            }
+        }
+    }
+
+    /// Empties the file being written (a second truncating open of it).
+    pub(crate) async fn truncate_all(&self) -> Result<(), CoreError> {
+        self.flush_gathered().await?;
+        self.file.truncate(0).await?;
+        self.resized(0);
+        Ok(())
+    }
+
+    /// Makes the upload commit under `to` (the client renamed it before closing it).
+    pub(crate) async fn retarget(&self, to: &VirtualPath, replace: bool) -> Result<(), CoreError> {
+        self.file.retarget(to, replace).await?;
+        match self.path.lock() {
+            Ok(mut path) => *path = to.clone(),
+            Err(poisoned) => *poisoned.into_inner() = to.clone(),
+        }
+        Ok(())
+    }
+
+    /// Gives the upload up because the client removed it before closing it: nothing is
+    /// kept, whatever the upload mode, and `upload.failed` says why.
+    pub(crate) async fn abandon(&self, reason: &str) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.file.discard().await;
+        self.emit_failed(reason, false);
+    }
+
+    /// Bytes the file may hold without a hole: what was there, was received or was added
+    /// by growing it.
+    fn provided(&self) -> u64 {
+        self.opened_size
+            .saturating_add(self.received.load(Ordering::SeqCst))
+            .saturating_add(self.extended.load(Ordering::SeqCst))
     }
 
     /// How the file was opened.
@@ -224,14 +357,12 @@ impl Upload {
     /// more than [`MAX_GAP`] past the bytes received so far: a hole costs the client nothing
     /// and the server a hash of every byte of it (and a resumable upload keeps its holes).
     fn within_bound(&self, offset: u64, len: usize) -> Result<(), CoreError> {
-        let offset = if self.mode == WriteMode::Append {
+        let offset = if self.mode == WriteMode::Append || offset == AT_END {
             self.end()
         } else {
             offset
         };
-        let provided = self
-            .opened_size
-            .saturating_add(self.received.load(Ordering::SeqCst));
+        let provided = self.provided();
         if offset > provided.saturating_add(MAX_GAP) {
             return Err(CoreError::new(
                 crate::ErrorKind::LimitReached,
@@ -285,7 +416,7 @@ impl Upload {
 
     async fn gather(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         self.within_bound(offset, data.len())?;
-        let offset = if self.mode == WriteMode::Append {
+        let offset = if self.mode == WriteMode::Append || offset == AT_END {
             self.end()
         } else {
             offset
@@ -330,7 +461,7 @@ impl Upload {
     /// Counts and hashes bytes about to be written at `offset`; returns the offset they
     /// land at (the end, for [`WriteMode::Append`]).
     fn accept(&self, offset: u64, data: &[u8]) -> u64 {
-        let offset = if self.mode == WriteMode::Append {
+        let offset = if self.mode == WriteMode::Append || offset == AT_END {
             self.end()
         } else {
             offset
@@ -418,13 +549,13 @@ impl Upload {
                 Some(unique) => {
                     let name = unique.file_name().unwrap_or_default().to_owned();
                     self.file.commit_under(&name).await?;
-                    event = event.attr("uploaded_as", self.path.to_string());
+                    event = event.attr("uploaded_as", self.path().to_string());
                     event.path = Some(unique.to_string());
                     unique
                 }
                 None => {
                     self.file.commit().await?;
-                    self.path.clone()
+                    self.path()
                 }
             };
             Ok::<_, CoreError>((UploadSummary { path, size, sha256 }, event))
@@ -459,9 +590,7 @@ impl Upload {
     /// `Content-Range` starting there) leaves a hole the server would have to hash byte by
     /// byte, at no cost to the client. Every stored byte was received, or was there before.
     fn refuse_holes(&self, size: u64) -> Result<(), CoreError> {
-        let written = self
-            .opened_size
-            .saturating_add(self.received.load(Ordering::SeqCst));
+        let written = self.provided();
         if size > written {
             return Err(CoreError::new(
                 crate::ErrorKind::LimitReached,
@@ -540,8 +669,9 @@ impl Upload {
         if !naming.unique_name(finished) {
             return None;
         }
-        let name = crate::naming::unique_form(self.path.file_name()?);
-        self.path.parent().join(&name).ok()
+        let path = self.path();
+        let name = crate::naming::unique_form(path.file_name()?);
+        path.parent().join(&name).ok()
     }
 
     /// Gives the upload up (error, client abort, disconnect) and records `upload.failed`.

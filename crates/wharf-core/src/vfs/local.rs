@@ -203,11 +203,13 @@ impl Vfs for LocalFs {
                     super::digest_cache::forget(&fd);
                     return Ok(WriteState {
                         file: Arc::new(File::from(fd)),
-                        dir: Arc::new(dir),
-                        final_name: name.to_owned(),
+                        place: Mutex::new(Place {
+                            dir: Arc::new(dir),
+                            final_name: name.to_owned(),
+                            replace: true,
+                        }),
                         temp_name: None,
                         keep_partial: true,
-                        replace: true,
                         done: AtomicBool::new(false),
                         writeback: Writeback::default(),
                         _live: None,
@@ -233,11 +235,13 @@ impl Vfs for LocalFs {
                 let mut file = File::from(fd);
                 let write = WriteState {
                     file: Arc::new(File::from(rustix::io::dup(&file)?)),
-                    dir: Arc::new(dir),
-                    final_name: name.to_owned(),
+                    place: Mutex::new(Place {
+                        dir: Arc::new(dir),
+                        final_name: name.to_owned(),
+                        replace: target.replace,
+                    }),
                     temp_name: Some(temp),
                     keep_partial: target.keep_partial,
-                    replace: target.replace,
                     done: AtomicBool::new(false),
                     writeback: Writeback::default(),
                     _live: live,
@@ -265,6 +269,7 @@ impl Vfs for LocalFs {
             .await?;
         Ok(Box::new(LocalWrite {
             state: Arc::new(write),
+            root: self.root.clone(),
         }))
     }
 
@@ -458,11 +463,13 @@ impl Vfs for LocalFs {
             let mut dest = File::from(fd);
             let write = WriteState {
                 file: Arc::new(File::from(rustix::io::dup(&dest)?)),
-                dir: Arc::new(dir),
-                final_name: name.to_owned(),
+                place: Mutex::new(Place {
+                    dir: Arc::new(dir),
+                    final_name: name.to_owned(),
+                    replace,
+                }),
                 temp_name: Some(temp),
                 keep_partial: false,
-                replace,
                 done: AtomicBool::new(false),
                 writeback: Writeback::default(),
                 _live: live,
@@ -596,21 +603,29 @@ fn read_full_at(file: &File, offset: u64, len: usize) -> Result<Vec<u8>, CoreErr
 /// run on the blocking pool, and so that the last owner's `Drop` cleans up.
 struct LocalWrite {
     state: Arc<WriteState>,
+    /// The home, to find the folder of a new final name (see [`WriteFile::retarget`]).
+    root: Root,
 }
 
 struct WriteState {
     file: Arc<File>,
-    dir: Arc<OwnedFd>,
-    final_name: String,
+    /// Where the upload commits; changes when the client renames the upload in progress.
+    place: Mutex<Place>,
     /// `None` when writing in place.
     temp_name: Option<String>,
     keep_partial: bool,
-    /// Commit over a file that appeared at the final name meanwhile.
-    replace: bool,
     done: AtomicBool,
     writeback: Writeback,
     /// Keeps the temporary file out of the leftover sweep while the upload lives.
     _live: Option<LiveTemp>,
+}
+
+/// The folder and name an upload commits under.
+struct Place {
+    dir: Arc<OwnedFd>,
+    final_name: String,
+    /// Commit over a file that appeared at the final name meanwhile.
+    replace: bool,
 }
 
 /// Bytes written before the kernel is asked to start writing them to disk.
@@ -669,31 +684,94 @@ impl WriteState {
             if self.keep_partial && self.temp_name.is_some() {
                 let _ = rustix::fs::fremovexattr(&*self.file, super::leftovers::FINAL_NAME);
             }
-            let from = self.temp_name.as_deref().unwrap_or(&self.final_name);
+            let place = self.place()?;
+            let from = self.temp_name.as_deref().unwrap_or(&place.final_name);
             let (to, flags) = match unique {
                 Some(name) => (name, RenameFlags::NOREPLACE),
-                None if self.replace => (self.final_name.as_str(), RenameFlags::empty()),
-                None => (self.final_name.as_str(), RenameFlags::NOREPLACE),
+                None if place.replace => (place.final_name.as_str(), RenameFlags::empty()),
+                None => (place.final_name.as_str(), RenameFlags::NOREPLACE),
             };
             if from != to {
-                rustix::fs::renameat_with(&*self.dir, from, &*self.dir, to, flags)?;
+                rustix::fs::renameat_with(&*place.dir, from, &*place.dir, to, flags)?;
                 // The rename is durable only once its folder is.
-                rustix::fs::fsync(&*self.dir)?;
+                rustix::fs::fsync(&*place.dir)?;
             }
             Ok(())
         })();
-        if result.is_err()
-            && let Some(temp) = &self.temp_name
-        {
-            let _ = rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty());
+        if result.is_err() {
+            self.unlink_temp();
         }
         result
+    }
+
+    /// The place the upload commits under (a copy: the lock is never held across I/O).
+    fn place(&self) -> Result<Place, CoreError> {
+        let place = self
+            .place
+            .lock()
+            .map_err(|_| CoreError::new(ErrorKind::Failure, "upload state poisoned"))?;
+        Ok(Place {
+            dir: Arc::clone(&place.dir),
+            final_name: place.final_name.clone(),
+            replace: place.replace,
+        })
+    }
+
+    fn unlink_temp(&self) {
+        if let (Some(temp), Ok(place)) = (&self.temp_name, self.place()) {
+            let _ = rustix::fs::unlinkat(&*place.dir, temp.as_str(), AtFlags::empty());
+        }
+    }
+
+    /// Makes the upload commit under `to` instead: its temporary file moves to `to`'s
+    /// folder (a file written in place is renamed there, as it is already visible).
+    fn retarget_sync(&self, root: &Root, to: &VirtualPath, replace: bool) -> Result<(), CoreError> {
+        let (new_dir, name) = root.open_parent(to)?;
+        let mut place = self
+            .place
+            .lock()
+            .map_err(|_| CoreError::new(ErrorKind::Failure, "upload state poisoned"))?;
+        if self.done.load(Ordering::SeqCst) {
+            return Err(CoreError::new(ErrorKind::Failure, "upload already closed"));
+        }
+        match &self.temp_name {
+            // Temporary names are unique; in the same folder this changes nothing.
+            Some(temp) => {
+                rustix::fs::renameat(&*place.dir, temp.as_str(), &new_dir, temp.as_str())?
+            }
+            None => rustix::fs::renameat_with(
+                &*place.dir,
+                place.final_name.as_str(),
+                &new_dir,
+                name,
+                if replace {
+                    RenameFlags::empty()
+                } else {
+                    RenameFlags::NOREPLACE
+                },
+            )?,
+        }
+        if self.keep_partial && self.temp_name.is_some() {
+            let _ = rustix::fs::fsetxattr(
+                &*self.file,
+                super::leftovers::FINAL_NAME,
+                name.as_bytes(),
+                rustix::fs::XattrFlags::empty(),
+            );
+        }
+        *place = Place {
+            dir: Arc::new(new_dir),
+            final_name: name.to_owned(),
+            replace,
+        };
+        Ok(())
     }
 
     fn abort_sync(&self) -> Result<bool, CoreError> {
         if self.done.swap(true, Ordering::SeqCst) {
             return Ok(false);
         }
+        let place = self.place()?;
         match &self.temp_name {
             None => {
                 let _ = self.file.sync_all();
@@ -703,16 +781,16 @@ impl WriteState {
                 let _ = rustix::fs::fremovexattr(&*self.file, super::leftovers::FINAL_NAME);
                 self.file.sync_all()?;
                 rustix::fs::renameat(
-                    &*self.dir,
+                    &*place.dir,
                     temp.as_str(),
-                    &*self.dir,
-                    self.final_name.as_str(),
+                    &*place.dir,
+                    place.final_name.as_str(),
                 )?;
-                rustix::fs::fsync(&*self.dir)?;
+                rustix::fs::fsync(&*place.dir)?;
                 Ok(true)
             }
             Some(temp) => {
-                rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty())?;
+                rustix::fs::unlinkat(&*place.dir, temp.as_str(), AtFlags::empty())?;
                 Ok(false)
             }
         }
@@ -720,10 +798,8 @@ impl WriteState {
 
     /// Removes the temporary file whatever the mode (used when opening fails half-way).
     fn discard(&self) {
-        if !self.done.swap(true, Ordering::SeqCst)
-            && let Some(temp) = &self.temp_name
-        {
-            let _ = rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty());
+        if !self.done.swap(true, Ordering::SeqCst) {
+            self.unlink_temp();
         }
     }
 }
@@ -804,6 +880,51 @@ impl WriteFile for LocalWrite {
         rustix::fs::fstat(&*self.state.file)
             .ok()
             .map(|st| identity(&st))
+    }
+
+    async fn metadata(&self) -> Result<Metadata, CoreError> {
+        Ok(metadata(&rustix::fs::fstat(&*self.state.file)?))
+    }
+
+    async fn set_attrs(&self, attrs: &Attrs) -> Result<(), CoreError> {
+        if attrs.owner.is_some() {
+            return Err(CoreError::new(
+                ErrorKind::Unsupported,
+                "changing the owner is not supported",
+            ));
+        }
+        let (file, attrs) = (Arc::clone(&self.state.file), attrs.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), CoreError> {
+            if let Some(size) = attrs.size {
+                rustix::fs::ftruncate(&*file, size)?;
+            }
+            if let Some(perm) = attrs.permissions {
+                rustix::fs::fchmod(&*file, Mode::from_raw_mode(perm & 0o777))?;
+            }
+            if let Some((atime, mtime)) = attrs.times {
+                let at = |s| Timespec {
+                    tv_sec: s,
+                    tv_nsec: 0,
+                };
+                rustix::fs::futimens(
+                    &*file,
+                    &Timestamps {
+                        last_access: at(atime),
+                        last_modification: at(mtime),
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
+    async fn retarget(&self, to: &VirtualPath, replace: bool) -> Result<(), CoreError> {
+        let (state, root, to) = (Arc::clone(&self.state), self.root.clone(), to.clone());
+        tokio::task::spawn_blocking(move || state.retarget_sync(&root, &to, replace))
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
     }
 
     async fn truncate(&self, len: u64) -> Result<(), CoreError> {

@@ -253,6 +253,39 @@ pub trait WriteFile: Send + Sync {
     async fn identity(&self) -> Option<String> {
         None
     }
+    /// The attributes of what is written so far (for the session that writes it, which
+    /// sees its own upload in progress under the final name).
+    async fn metadata(&self) -> Result<Metadata, CoreError> {
+        let size = self.size().await?;
+        Ok(Metadata {
+            kind: FileKind::File,
+            size,
+            permissions: 0o644,
+            uid: 0,
+            gid: 0,
+            atime: 0,
+            mtime: 0,
+            identity: self.identity().await,
+        })
+    }
+    /// Changes the attributes of the file being written (size, permission bits, times),
+    /// which it keeps when committed.
+    async fn set_attrs(&self, attrs: &Attrs) -> Result<(), CoreError> {
+        let _ = attrs;
+        Err(CoreError::new(
+            crate::ErrorKind::Unsupported,
+            "this storage cannot change an upload in progress",
+        ))
+    }
+    /// Makes the upload commit under `to` (the client renamed it before closing it); with
+    /// `replace`, over a file there.
+    async fn retarget(&self, to: &VirtualPath, replace: bool) -> Result<(), CoreError> {
+        let _ = (to, replace);
+        Err(CoreError::new(
+            crate::ErrorKind::Unsupported,
+            "this storage cannot rename an upload in progress",
+        ))
+    }
     /// Gives the upload up: removes it, or keeps it under its final name when the target
     /// asked for `keep_partial`. Returns true when data was kept.
     async fn abort(&self) -> Result<bool, CoreError>;

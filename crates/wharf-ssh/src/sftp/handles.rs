@@ -5,19 +5,16 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wharf_core::vfs::Attrs;
-use wharf_core::{DirEntry, Download, Upload};
+use wharf_core::{DirEntry, Download, Session, Upload};
 use wharf_types::VirtualPath;
 
 /// What a handle refers to.
 pub(crate) enum Handle {
     /// A file open for reading (boxed, as is an upload: both are large next to a folder).
     Read(Box<Download>),
-    /// A file open for writing, with attributes to apply once it is committed.
-    Write {
-        upload: Box<Upload>,
-        pending: Mutex<Attrs>,
-    },
+    /// A file open for writing (and reading back), one of the handles that may share the
+    /// session's upload of that name; `append` when every write lands at the end.
+    Write { upload: Arc<Upload>, append: bool },
     /// A folder being listed.
     Dir {
         path: VirtualPath,
@@ -72,14 +69,14 @@ impl Handles {
     }
 
     /// Gives up every handle still open (client gone): uploads are aborted, never committed.
-    pub(crate) async fn close_all(&self, reason: &str) {
+    pub(crate) async fn close_all(&self, session: &Session, reason: &str) {
         let all: Vec<Arc<Handle>> = match self.map.lock() {
             Ok(mut map) => map.drain().map(|(_, h)| h).collect(),
             Err(_) => Vec::new(),
         };
         for handle in all {
             match &*handle {
-                Handle::Write { upload, .. } => upload.abort(reason).await,
+                Handle::Write { upload, .. } => session.abort_shared_upload(upload, reason).await,
                 Handle::Read(download) => download.fail(reason),
                 Handle::Dir { .. } => {}
             }

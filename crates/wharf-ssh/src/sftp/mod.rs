@@ -68,7 +68,10 @@ where
     let status = serve(&engine, &mut input).await;
 
     // Whatever is still open when the client leaves is given up, never committed.
-    engine.handles.close_all("session ended").await;
+    engine
+        .handles
+        .close_all(&engine.session, "session ended")
+        .await;
     drop(input);
     match Arc::try_unwrap(engine) {
         Ok(engine) => drop(engine),

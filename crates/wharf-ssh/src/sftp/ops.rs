@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use wharf_core::upload::AT_END;
 use wharf_core::vfs::{Attrs, FileKind, Metadata};
 use wharf_core::{CoreError, ErrorKind, WriteMode};
 use wharf_sftp_proto::{
@@ -113,13 +114,18 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             len,
         } => {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
-            let Handle::Read(download) = &*h else {
-                return Err(CoreError::new(
-                    ErrorKind::Unsupported,
-                    "handle not open for reading",
-                ));
+            let len = len.min(MAX_DATA) as usize;
+            let data = match &*h {
+                Handle::Read(download) => download.read_at(offset, len).await?,
+                // A read-write open (sshfs, SQLite) reads back what it wrote.
+                Handle::Write { upload, .. } => s.read_upload(upload, offset, len).await?,
+                Handle::Dir { .. } => {
+                    return Err(CoreError::new(
+                        ErrorKind::Unsupported,
+                        "handle not open for reading",
+                    ));
+                }
             };
-            let data = download.read_at(offset, len.min(MAX_DATA) as usize).await?;
             if data.is_empty() {
                 return Ok(Response::status(id, StatusCode::Eof, "end of file"));
             }
@@ -131,12 +137,13 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             data,
         } => {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
-            let Handle::Write { upload, .. } = &*h else {
+            let Handle::Write { upload, append } = &*h else {
                 return Err(CoreError::new(
                     ErrorKind::Unsupported,
                     "handle not open for writing",
                 ));
             };
+            let offset = if *append { AT_END } else { offset };
             upload.write_gathering(offset, data).await?;
             Ok(Response::ok(id))
         }
@@ -158,13 +165,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
             let meta = match &*h {
                 Handle::Read(download) => download.metadata().await?,
-                Handle::Write { upload, .. } => {
-                    let mut meta = s.stat(&upload.path().parent(), true).await?;
-                    meta.kind = FileKind::File;
-                    meta.size = upload.end();
-                    meta.permissions = 0o644;
-                    meta
-                }
+                Handle::Write { upload, .. } => upload.metadata().await?,
                 Handle::Dir { path, .. } => s.stat(path, true).await?,
             };
             Ok(Response::Attrs {
@@ -180,12 +181,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             let h = engine.handles.get(&handle).ok_or_else(bad_handle)?;
             let wanted = from_attrs(&attrs);
             match &*h {
-                Handle::Write { pending, .. } => {
-                    // The upload is not under its final name yet: apply these at commit.
-                    if let Ok(mut p) = pending.lock() {
-                        merge(&mut p, wanted);
-                    }
-                }
+                Handle::Write { upload, .. } => s.set_upload_attrs(upload, &wanted).await?,
                 Handle::Read(download) => s.set_attrs(download.path(), &wanted).await?,
                 Handle::Dir { path, .. } => s.set_attrs(path, &wanted).await?,
             }
@@ -267,21 +263,6 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
     }
 }
 
-fn merge(into: &mut Attrs, from: Attrs) {
-    if from.size.is_some() {
-        into.size = from.size;
-    }
-    if from.permissions.is_some() {
-        into.permissions = from.permissions;
-    }
-    if from.times.is_some() {
-        into.times = from.times;
-    }
-    if from.owner.is_some() {
-        into.owner = from.owner;
-    }
-}
-
 fn bad_handle() -> CoreError {
     CoreError::new(ErrorKind::Failure, "invalid handle")
 }
@@ -317,11 +298,11 @@ async fn open(
             WriteMode::Resume
         };
         let upload = s
-            .open_upload(path, mode, attrs.permissions.map(|p| p & 0o777))
+            .open_shared_upload(path, mode, attrs.permissions.map(|p| p & 0o777))
             .await?;
         Handle::Write {
-            upload: Box::new(upload),
-            pending: Mutex::new(Attrs::default()),
+            upload,
+            append: flags.has(OpenFlags::APPEND),
         }
     };
     match engine.handles.insert(handle) {
@@ -334,12 +315,8 @@ async fn close(engine: &Engine, id: u32, key: &[u8]) -> Result<Response, CoreErr
     let h = engine.handles.remove(key).ok_or_else(bad_handle)?;
     match &*h {
         Handle::Read(download) => download.finish(),
-        Handle::Write { upload, pending } => {
-            let stored = upload.commit().await?;
-            let attrs = pending.lock().map(|a| a.clone()).unwrap_or_default();
-            if !attrs.is_empty() {
-                engine.session.set_attrs(&stored.path, &attrs).await?;
-            }
+        Handle::Write { upload, .. } => {
+            engine.session.close_shared_upload(upload).await?;
         }
         Handle::Dir { .. } => {}
     }
