@@ -102,9 +102,13 @@ def test_cut_upload_leaves_nothing_in_atomic_mode(server):
     f = sftp.open("partial.bin", "wb")
     f.write(os.urandom(1_000_000))
     f.flush()
-    # While the upload is open, nothing exists under the final name.
+    # While the upload is open, nothing exists under the final name, except for the
+    # session writing it, which sees its own upload in progress (as sshfs needs).
     assert not (home / "partial.bin").exists()
-    assert "partial.bin" not in sftp.listdir(".")
+    assert "partial.bin" in sftp.listdir(".")
+    other = server.paramiko("alice")
+    assert "partial.bin" not in other.open_sftp().listdir(".")
+    other.close()
     client.get_transport().close()
     event = server.wait_event("upload.failed", path="/partial.bin")
     assert event["attrs"]["kept"] == "false"
