@@ -228,12 +228,15 @@ pub enum RequestBody {
         /// Path.
         path: Vec<u8>,
     },
-    /// SSH_FXP_SYMLINK, in OpenSSH's argument order (target first, then the link).
+    /// SSH_FXP_SYMLINK, its two paths in the order received. Which is which depends on
+    /// the client: the draft sends the link's path first, then what it points to;
+    /// OpenSSH's sftp-server reads them the other way round, and OpenSSH's and paramiko's
+    /// clients send them in that order (see `wharf-ssh`'s `SymlinkOrder`).
     Symlink {
-        /// What the link points to.
-        target: Vec<u8>,
-        /// Where the link is created.
-        link: Vec<u8>,
+        /// The first path on the wire.
+        first: Vec<u8>,
+        /// The second path on the wire.
+        second: Vec<u8>,
     },
     /// SSH_FXP_EXTENDED.
     Extended(Extended),
@@ -319,8 +322,8 @@ impl Request {
             },
             kind::READLINK => RequestBody::Readlink { path: r.string()? },
             kind::SYMLINK => RequestBody::Symlink {
-                target: r.string()?,
-                link: r.string()?,
+                first: r.string()?,
+                second: r.string()?,
             },
             kind::EXTENDED => RequestBody::Extended(decode_extended(&mut r)?),
             other => return Err(DecodeError::UnknownType(other)),

@@ -548,9 +548,10 @@ impl russh::server::Handler for Connection {
             );
             return Ok(());
         }
+        let order = crate::sftp::SymlinkOrder::of_client(session.remote_sshid());
         match self.open_session(Protocol::Sftp).await {
-            Ok(core) => self.start(channel, core, session, |core, input, writer| async move {
-                crate::sftp::run(core, input, writer).await
+            Ok(core) => self.start(channel, core, session, move |core, input, writer| async move {
+                crate::sftp::run(core, order, input, writer).await
             }),
             Err(why) => self.refuse(channel, &why, session),
         }

@@ -23,6 +23,40 @@ use wharf_sftp_proto::{MAX_PACKET, Request, RequestBody, Response, StatusCode, d
 use crate::input::Input;
 use handles::Handles;
 
+/// The order of SSH_FXP_SYMLINK's two paths, which follows the client. OpenSSH's
+/// sftp-server has always read them reversed from the draft (target first, then the link),
+/// and the clients written against it send them so: OpenSSH's own and paramiko's. Other
+/// clients (asyncssh when the server is not OpenSSH, and those that follow the draft) send
+/// the link first. The client's SSH version string tells them apart, as asyncssh's own
+/// server does: one naming `OpenSSH` or `paramiko` uses OpenSSH's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkOrder {
+    /// Target, then link (OpenSSH's sftp-server).
+    OpenSsh,
+    /// Link, then target (draft-ietf-secsh-filexfer-02).
+    Draft,
+}
+
+impl SymlinkOrder {
+    /// The order a client with this SSH identification string (`SSH-2.0-...`) uses.
+    pub fn of_client(version: &[u8]) -> SymlinkOrder {
+        let text = String::from_utf8_lossy(&version[..version.len().min(255)]);
+        if text.contains("OpenSSH") || text.contains("paramiko") {
+            SymlinkOrder::OpenSsh
+        } else {
+            SymlinkOrder::Draft
+        }
+    }
+
+    /// The request's `(target, link)`.
+    pub(crate) fn target_and_link(self, first: Vec<u8>, second: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            SymlinkOrder::OpenSsh => (first, second),
+            SymlinkOrder::Draft => (second, first),
+        }
+    }
+}
+
 /// Requests worked on at once per session (bounds memory with the packet size cap).
 pub const MAX_IN_FLIGHT: usize = 64;
 /// Open handles per session.
@@ -36,6 +70,7 @@ struct Job {
 /// Shared by the lanes of one session.
 pub(crate) struct Engine {
     pub(crate) session: Session,
+    pub(crate) symlink_order: SymlinkOrder,
     pub(crate) handles: Handles,
     replies: mpsc::Sender<Vec<u8>>,
 }
@@ -53,7 +88,12 @@ impl Engine {
 }
 
 /// Runs one SFTP session until the client closes its side; returns an exit status.
-pub async fn run<W>(session: Session, mut input: Input, output: W) -> u32
+pub async fn run<W>(
+    session: Session,
+    symlink_order: SymlinkOrder,
+    mut input: Input,
+    output: W,
+) -> u32
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -61,6 +101,7 @@ where
     let writer = tokio::spawn(write_replies(output, reply_rx));
     let engine = Arc::new(Engine {
         session,
+        symlink_order,
         handles: Handles::new(MAX_HANDLES),
         replies: reply_tx,
     });

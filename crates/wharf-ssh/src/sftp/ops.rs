@@ -250,7 +250,8 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
             let target = s.read_link(&path(&raw)?).await?;
             Ok(one_name(id, &target))
         }
-        RequestBody::Symlink { target, link } => {
+        RequestBody::Symlink { first, second } => {
+            let (target, link) = engine.symlink_order.target_and_link(first, second);
             s.symlink(&target, &path(&link)?).await?;
             Ok(Response::ok(id))
         }
