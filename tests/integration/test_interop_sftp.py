@@ -127,3 +127,96 @@ def test_own_upload_in_progress_removed_or_renamed(server):
     done = server.wait_event("upload.finished", path="/final.txt")
     assert done["sha256"] == hashlib.sha256(b"one two").hexdigest()
     assert not [e for e in server.events() if e["name"] == "upload.finished" and e["path"] == "/draft.tmp"]
+
+
+# -- rclone with default settings -------------------------------------------------------------
+
+NAMES = ["plain", "with space", "café crème", "日本語", "percent%20x", "100% sure", "mixed %41 é"]
+
+
+def make_tree(root, files_per_dir=40):
+    """A few hundred small files whose names hold spaces, non-ASCII letters and `%`."""
+    made = []
+    for d, dname in enumerate(NAMES):
+        folder = root / f"{dname} dir"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(files_per_dir):
+            name = f"{NAMES[(d + i) % len(NAMES)]} {i}.txt"
+            (folder / name).write_bytes(os.urandom(64 + i * 37))
+            made.append(folder / name)
+    return made
+
+
+def same_tree(a, b):
+    files = lambda r: sorted(str(p.relative_to(r)) for p in r.rglob("*") if p.is_file())  # noqa: E731
+    assert files(a) == files(b)
+    for rel in files(a):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+@pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone is needed")
+def test_rclone_default_settings(server, tmp_path):
+    home = server.add_account("alice")
+    server.start()
+    src = tmp_path / "src"
+    made = make_tree(src)
+    assert len(made) >= 250
+    remote = f":sftp,host=127.0.0.1,port={server.port},user=alice,key_file={server.key}:"
+    env = dict(os.environ, RCLONE_CONFIG=str(tmp_path / "rclone.conf"))
+
+    def rclone(*args):
+        r = subprocess.run(["rclone", "-v", *args], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stderr
+
+    rclone("copy", str(src), remote + "tree")
+    same_tree(src, home / "tree")
+    out = rclone("check", str(src), remote + "tree")
+    # The check compared hashes (md5sum over SSH), not only sizes.
+    assert "Using md5 for hash comparisons" in out and "0 differences found" in out, out
+    assert f"{len(made)} matching files" in out, out
+
+    # Change, remove and add files, then sync.
+    for p in made[:10]:
+        p.write_bytes(b"changed " + p.name.encode())
+    for p in made[10:20]:
+        p.unlink()
+    (src / "new % dir").mkdir()
+    (src / "new % dir" / "neu ü.txt").write_text("new\n")
+    rclone("sync", str(src), remote + "tree")
+    same_tree(src, home / "tree")
+    out = rclone("check", str(src), remote + "tree")
+    assert "0 differences found" in out, out
+
+    moved = made[30]
+    rel = moved.relative_to(src)
+    rclone("moveto", remote + f"tree/{rel}", remote + "elsewhere/moved ü %.txt")
+    assert (home / "elsewhere" / "moved ü %.txt").read_bytes() == moved.read_bytes()
+    assert not (home / "tree" / rel).exists()
+
+    rclone("delete", "--rmdirs", remote + "tree")
+    assert not (home / "tree").exists() or not any((home / "tree").rglob("*"))
+    # Every upload was recorded with its SHA-256; no SSH command rclone relies on was refused.
+    refused = [e["message"] for e in server.events() if e["name"] == "command.refused"]
+    assert all("echo" in m for m in refused), refused
+
+
+def test_md5sum_and_sha1sum_over_ssh(server):
+    home = server.add_account("alice")
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (home / "a file %41.bin").write_bytes(data)
+    for program, algo in (("md5sum", hashlib.md5), ("sha1sum", hashlib.sha1), ("sha256sum", hashlib.sha256)):
+        r = server.ssh("alice", f"{program} /a\\ file\\ \\%41.bin")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode() == f"{algo(data).hexdigest()}  /a file %41.bin\n"
+        # With no file named, the input is hashed (rclone's probe), within a bound.
+        r = server.ssh("alice", program, stdin=b"")
+        assert r.stdout.decode() == f"{algo(b'').hexdigest()}  -\n"
+        r = server.ssh("alice", program, stdin=b"x" * (65 * 1024))
+        assert r.returncode == 1 and b"input longer" in r.stderr + r.stdout
+    r = server.ssh("alice", "md5sum /missing.bin")
+    assert r.returncode == 1 and b"md5sum: /missing.bin:" in r.stdout
+    r = server.ssh("alice", "md5sum --check list")
+    assert r.returncode == 1

@@ -26,6 +26,6 @@ pub use error::{CoreError, ErrorKind};
 pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress};
 pub use naming::UploadNaming;
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
-pub use session::{Session, SessionInfo};
+pub use session::{DigestHasher, DigestKind, Session, SessionInfo};
 pub use upload::{Download, Upload, WriteMode};
 pub use vfs::{Attrs, DirEntry, FileKind, Metadata, Vfs, VfsStats};

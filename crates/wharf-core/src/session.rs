@@ -1270,6 +1270,40 @@ impl Session {
         Ok(digest)
     }
 
+    /// A whole file's digest, lowercase hex: SHA-256 as [`Session::sha256`] gives it, MD5
+    /// or SHA-1 computed on request and never stored (see [`DigestKind`]). Needs `read`, at
+    /// the path given and at the file reached.
+    pub async fn file_digest(
+        &self,
+        path: &VirtualPath,
+        which: DigestKind,
+    ) -> Result<String, CoreError> {
+        if which == DigestKind::Sha256 {
+            return self.sha256(path).await;
+        }
+        self.check(Verb::Read, path)?;
+        let opened = self
+            .on_real(
+                path,
+                Last::Follow,
+                |real| self.check(Verb::Read, real),
+                |p| async move { self.vfs.open_read(&p).await },
+            )
+            .await;
+        let (_, file) = self.jailed(Verb::Read, path, opened)?;
+        let mut hasher = which.hasher();
+        let mut offset = 0u64;
+        loop {
+            let chunk = file.read_at(offset, 1 << 20).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            offset += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(hasher.finish())
+    }
+
     /// Space figures. Needs `list` on `/`.
     pub async fn stats(&self) -> Result<VfsStats, CoreError> {
         self.check(Verb::List, &VirtualPath::root())?;
@@ -1285,6 +1319,66 @@ impl Drop for Session {
         let mut event = self.event(EventKind::SessionEnded);
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         self.events.emit(event);
+    }
+}
+
+/// The digests a client may ask for a file. SHA-256 is Wharf's own (records, handlers,
+/// remembered on the file); MD5 and SHA-1 are offered for clients that check transfers
+/// with them (rclone's SFTP backend runs `md5sum` and `sha1sum` over SSH), and nothing in
+/// Wharf relies on them: they are computed when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestKind {
+    /// SHA-256 (FIPS 180-4).
+    Sha256,
+    /// MD5 (RFC 1321).
+    Md5,
+    /// SHA-1 (FIPS 180-4).
+    Sha1,
+}
+
+impl DigestKind {
+    /// A running hash of this kind.
+    pub fn hasher(self) -> DigestHasher {
+        use sha1::Digest as _;
+        match self {
+            DigestKind::Sha256 => {
+                DigestHasher::Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+            }
+            DigestKind::Md5 => DigestHasher::Md5(md5::Md5::new()),
+            DigestKind::Sha1 => DigestHasher::Sha1(sha1::Sha1::new()),
+        }
+    }
+}
+
+/// A running [`DigestKind`].
+pub enum DigestHasher {
+    /// SHA-256.
+    Sha256(aws_lc_rs::digest::Context),
+    /// MD5.
+    Md5(md5::Md5),
+    /// SHA-1.
+    Sha1(sha1::Sha1),
+}
+
+impl DigestHasher {
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        use sha1::Digest as _;
+        match self {
+            DigestHasher::Sha256(h) => h.update(data),
+            DigestHasher::Md5(h) => h.update(data),
+            DigestHasher::Sha1(h) => h.update(data),
+        }
+    }
+
+    /// The digest, lowercase hex.
+    pub fn finish(self) -> String {
+        use sha1::Digest as _;
+        match self {
+            DigestHasher::Sha256(h) => hex(h.finish().as_ref()),
+            DigestHasher::Md5(h) => hex(&h.finalize()),
+            DigestHasher::Sha1(h) => hex(&h.finalize()),
+        }
     }
 }
 

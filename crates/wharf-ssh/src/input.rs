@@ -54,6 +54,11 @@ impl InputSender {
         };
         self.tx.send((data.to_vec(), permit)).is_ok()
     }
+
+    /// Whether the engine has finished (dropped its [`Input`]).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 impl Input {

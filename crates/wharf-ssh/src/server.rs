@@ -526,6 +526,11 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
+        // A channel whose engine has finished no longer counts, even when the client never
+        // sent EOF or CLOSE for it (russh ignores those once the server closed the channel):
+        // rclone opens an exec channel for every checksum on a connection it keeps.
+        self.channels
+            .retain(|_, c| !matches!(c, Chan::Running(sender) if sender.is_closed()));
         if self.channels.len() >= 10 {
             return Ok(());
         }
@@ -550,9 +555,14 @@ impl russh::server::Handler for Connection {
         }
         let order = crate::sftp::SymlinkOrder::of_client(session.remote_sshid());
         match self.open_session(Protocol::Sftp).await {
-            Ok(core) => self.start(channel, core, session, move |core, input, writer| async move {
-                crate::sftp::run(core, order, input, writer).await
-            }),
+            Ok(core) => self.start(
+                channel,
+                core,
+                session,
+                move |core, input, writer| async move {
+                    crate::sftp::run(core, order, input, writer).await
+                },
+            ),
             Err(why) => self.refuse(channel, &why, session),
         }
         Ok(())
@@ -572,7 +582,7 @@ impl russh::server::Handler for Connection {
             }
         };
         let protocol = match command {
-            Command::Sha256Sum { .. } => Protocol::Sftp,
+            Command::Checksum { .. } => Protocol::Sftp,
             _ => Protocol::Scp,
         };
         let core = match self.open_session(protocol).await {
@@ -618,8 +628,8 @@ impl russh::server::Handler for Connection {
                         )
                         .await
                     }
-                    Command::Sha256Sum { paths } => {
-                        exec::sha256sum(&core, &mut writer, &paths).await
+                    Command::Checksum { kind, paths } => {
+                        exec::checksum(&core, &mut input, &mut writer, kind, &paths).await
                     }
                 }
             },
