@@ -220,3 +220,65 @@ def test_md5sum_and_sha1sum_over_ssh(server):
     assert r.returncode == 1 and b"md5sum: /missing.bin:" in r.stdout
     r = server.ssh("alice", "md5sum --check list")
     assert r.returncode == 1
+
+
+# -- algorithms: the default set reaches clients that are not OpenSSH -------------------------
+
+def ssh_forcing(server, *options):
+    cmd = ["ssh", *server.ssh_opts(), *options, "-p", str(server.port), "alice@127.0.0.1", "sha256sum /f.txt"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+FORCED = [
+    ("-o", "MACs=hmac-sha2-256", "-o", "Ciphers=aes128-ctr"),
+    ("-o", "MACs=hmac-sha2-512", "-o", "Ciphers=aes256-ctr"),
+    ("-o", "KexAlgorithms=ecdh-sha2-nistp256"),
+    ("-o", "KexAlgorithms=ecdh-sha2-nistp384"),
+    ("-o", "KexAlgorithms=ecdh-sha2-nistp521"),
+    ("-o", "KexAlgorithms=diffie-hellman-group14-sha256"),
+    ("-o", "KexAlgorithms=diffie-hellman-group16-sha512"),
+    # group18 (8192-bit) works too, but takes longer than the tests' 5 s login grace in a
+    # debug build.
+]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is needed")
+def test_default_algorithms_reach_libssh2_and_forced_algorithms(server, tmp_path):
+    if "sftp" not in subprocess.run(["curl", "-V"], capture_output=True, text=True).stdout.split("Protocols:")[-1]:
+        pytest.skip("this curl has no SFTP")
+    home = server.add_account("alice")
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "f.txt").write_text("hello curl\n")
+    key = ["-sS", "-k", "--key", str(server.key), "--pubkey", str(server.key) + ".pub"]
+    url = f"sftp://alice@127.0.0.1:{server.port}"
+    # curl's libssh2 (1.10 on Debian 12) has neither encrypt-then-MAC nor AES-GCM.
+    r = subprocess.run(["curl", *key, f"{url}/f.txt"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "hello curl\n", r.stderr
+    up = tmp_path / "up.txt"
+    up.write_text("uploaded by curl\n")
+    r = subprocess.run(["curl", *key, "-T", str(up), f"{url}/up%20curl.txt"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (home / "up curl.txt").read_text() == "uploaded by curl\n"
+    server.wait_event("upload.finished", path="/up curl.txt")
+    for options in FORCED:
+        r = ssh_forcing(server, *options)
+        assert r.returncode == 0 and r.stdout.startswith(hashlib.sha256(b"hello curl\n").hexdigest()), (options, r.stderr)
+
+
+def test_modern_profile_is_the_narrow_set(server):
+    home = server.add_account("alice")
+    config = server.root / "wharf.toml"
+    text = config.read_text()
+    text = text.replace('type = "ssh"', 'type = "ssh"\nalgorithms = "modern"', 1)
+    config.write_text(text)
+    assert server.wharf("check-config").returncode == 0
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "f.txt").write_text("hello curl\n")
+    assert ssh_forcing(server).returncode == 0
+    for options in (FORCED[0], FORCED[2], FORCED[5]):
+        assert ssh_forcing(server, *options).returncode != 0, options
+    config.write_text(text.replace('algorithms = "modern"', 'algorithms = "fips"'))
+    r = server.wharf("check-config")
+    assert r.returncode != 0 and "algorithms" in r.stdout + r.stderr

@@ -1,8 +1,12 @@
 //! Which key exchanges, ciphers, MACs and host-key types the service offers.
 //!
-//! Defaults are modern only: the ML-KEM/X25519 hybrid and Curve25519 key exchanges,
-//! ChaCha20-Poly1305 and AES-GCM, AES-CTR only with encrypt-then-MAC SHA-2, no SHA-1, no
-//! CBC, no compression. Strict key exchange (Terrapin) is always advertised.
+//! Two profiles. `compatible` (the default) is what OpenSSH's own server accepts by default,
+//! less everything with SHA-1 and the two families russh lacks (group exchange, sntrup761):
+//! the common clients that are not OpenSSH (libssh2 before 1.11, so curl and PHP's ssh2;
+//! JSch) find a key exchange and a MAC in it. `modern` is the narrower set: the ML-KEM/X25519
+//! hybrid and Curve25519 key exchanges and encrypt-then-MAC only. In both: no SHA-1, no CBC,
+//! no compression, no `ssh-rsa` signatures; strict key exchange (Terrapin) is always
+//! advertised.
 
 use std::borrow::Cow;
 
@@ -35,16 +39,21 @@ pub struct Algorithms {
     pub host_keys: Vec<String>,
 }
 
+/// Every key exchange that may be configured, strongest first: the compatible profile's
+/// list (the modern profile's are the first three).
 const KEX_ALLOWED: &[&str] = &[
     "mlkem768x25519-sha256",
     "curve25519-sha256",
     "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
     "ecdh-sha2-nistp521",
-    "diffie-hellman-group16-sha512",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp256",
     "diffie-hellman-group18-sha512",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group14-sha256",
 ];
+/// Key exchanges of the modern profile.
+const KEX_MODERN: usize = 3;
 const CIPHERS_ALLOWED: &[&str] = &[
     "chacha20-poly1305@openssh.com",
     "aes256-gcm@openssh.com",
@@ -53,6 +62,8 @@ const CIPHERS_ALLOWED: &[&str] = &[
     "aes192-ctr",
     "aes128-ctr",
 ];
+/// Every MAC that may be configured: the compatible profile's list (the modern profile's
+/// are the first two, encrypt-then-MAC).
 const MACS_ALLOWED: &[&str] = &[
     "hmac-sha2-512-etm@openssh.com",
     "hmac-sha2-256-etm@openssh.com",
@@ -72,14 +83,53 @@ fn owned(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
-impl Default for Algorithms {
-    fn default() -> Self {
+/// MACs of the modern profile.
+const MACS_MODERN: usize = 2;
+
+/// A service's default algorithm lists (`algorithms` in its configuration); its `kex`,
+/// `ciphers`, `macs` and `host_key_algorithms` keys override single lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// What OpenSSH's server accepts by default, without SHA-1 (the default).
+    #[default]
+    Compatible,
+    /// Curve25519 and ML-KEM key exchanges and encrypt-then-MAC MACs only.
+    Modern,
+}
+
+impl Profile {
+    /// The names accepted in the configuration.
+    pub const NAMES: &'static str = "\"compatible\" or \"modern\"";
+
+    /// The profile named `name` in the configuration.
+    pub fn parse(name: &str) -> Option<Profile> {
+        match name {
+            "compatible" => Some(Profile::Compatible),
+            "modern" => Some(Profile::Modern),
+            _ => None,
+        }
+    }
+}
+
+impl Algorithms {
+    /// The lists of `profile`.
+    pub fn profile(profile: Profile) -> Algorithms {
+        let (kex, macs) = match profile {
+            Profile::Compatible => (KEX_ALLOWED, MACS_ALLOWED),
+            Profile::Modern => (&KEX_ALLOWED[..KEX_MODERN], &MACS_ALLOWED[..MACS_MODERN]),
+        };
         Algorithms {
-            kex: owned(&KEX_ALLOWED[..3]),
+            kex: owned(kex),
             ciphers: owned(CIPHERS_ALLOWED),
-            macs: owned(&MACS_ALLOWED[..2]),
+            macs: owned(macs),
             host_keys: owned(HOST_KEYS_ALLOWED),
         }
+    }
+}
+
+impl Default for Algorithms {
+    fn default() -> Self {
+        Algorithms::profile(Profile::default())
     }
 }
 
@@ -180,6 +230,7 @@ mod tests {
         assert_eq!(p.compression.len(), 1);
         for (field, bad) in [
             ("kex", "diffie-hellman-group14-sha1"),
+            ("kex", "diffie-hellman-group-exchange-sha1"),
             ("cipher", "aes128-cbc"),
             ("mac", "hmac-sha1"),
             ("host", "ssh-rsa"),
@@ -193,5 +244,31 @@ mod tests {
             }
             assert!(a.validate().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn profiles() {
+        let compatible = Algorithms::profile(Profile::Compatible);
+        let modern = Algorithms::profile(Profile::Modern);
+        compatible.validate().unwrap();
+        modern.validate().unwrap();
+        assert_eq!(compatible, Algorithms::default());
+        // What libssh2 1.10 and JSch need, without SHA-1.
+        for kex in ["ecdh-sha2-nistp256", "diffie-hellman-group14-sha256"] {
+            assert!(compatible.kex.iter().any(|k| k == kex));
+            assert!(!modern.kex.iter().any(|k| k == kex));
+        }
+        assert!(compatible.macs.iter().any(|m| m == "hmac-sha2-256"));
+        assert!(modern.macs.iter().all(|m| m.ends_with("-etm@openssh.com")));
+        for list in [&compatible.kex, &compatible.macs] {
+            assert!(list.iter().all(|n| !n.contains("sha1")));
+        }
+        // Every name is one russh implements.
+        let p = compatible.preferred();
+        assert_eq!(p.kex.len(), compatible.kex.len() + 2);
+        assert_eq!(p.mac.len(), compatible.macs.len());
+        assert_eq!(p.cipher.len(), compatible.ciphers.len());
+        assert_eq!(Profile::parse("modern"), Some(Profile::Modern));
+        assert_eq!(Profile::parse("fips"), None);
     }
 }

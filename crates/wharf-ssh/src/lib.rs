@@ -19,6 +19,6 @@ pub mod scp;
 mod server;
 pub mod sftp;
 
-pub use algorithms::{AlgorithmError, Algorithms};
+pub use algorithms::{AlgorithmError, Algorithms, Profile};
 pub use russh::keys::PrivateKey;
 pub use server::{SshConfig, SshService};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use wharf_ssh::Algorithms;
+use wharf_ssh::{Algorithms, Profile};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -238,6 +238,9 @@ pub struct ServiceSection {
     /// SSH: host key files (OpenSSH format).
     #[serde(default = "no_keys")]
     pub host_keys: Spanned<Vec<String>>,
+    /// SSH: the algorithm profile the lists below default to.
+    #[serde(default)]
+    pub algorithms: Option<Spanned<String>>,
     /// SSH: key exchange algorithms.
     #[serde(default)]
     pub kex: Option<Spanned<Vec<String>>>,
@@ -703,6 +706,19 @@ impl Loaded {
                         );
                     }
                 }
+                if let Some(name) = &service.algorithms
+                    && Profile::parse(name.get_ref()).is_none()
+                {
+                    issue(
+                        name.span(),
+                        key("algorithms"),
+                        format!(
+                            "{:?} is not a profile; use {}",
+                            name.get_ref(),
+                            Profile::NAMES
+                        ),
+                    );
+                }
                 let algorithms = self.algorithms(service);
                 if let Err(e) = algorithms.validate() {
                     let (span, field) = match e.what {
@@ -723,7 +739,12 @@ impl Loaded {
 
     /// The algorithm policy of an SSH service.
     pub fn algorithms(&self, service: &ServiceSection) -> Algorithms {
-        let defaults = Algorithms::default();
+        let profile = service
+            .algorithms
+            .as_ref()
+            .and_then(|name| Profile::parse(name.get_ref()))
+            .unwrap_or_default();
+        let defaults = Algorithms::profile(profile);
         let pick = |v: &Option<Spanned<Vec<String>>>, d: Vec<String>| {
             v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(d)
         };
