@@ -2,6 +2,8 @@
 (libssh2), with their default settings."""
 
 import asyncio
+import socket
+import time
 import hashlib
 import os
 import shutil
@@ -9,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import random_file, sha256
+from conftest import free_port, random_file, sha256
 
 
 def asyncssh_connect(server, user="alice"):
@@ -282,3 +284,33 @@ def test_modern_profile_is_the_narrow_set(server):
     config.write_text(text.replace('algorithms = "modern"', 'algorithms = "fips"'))
     r = server.wharf("check-config")
     assert r.returncode != 0 and "algorithms" in r.stdout + r.stderr
+
+
+def test_refused_forwarding_is_recorded(server):
+    """`ssh -W` and `ssh -L` are refused and recorded as `command.refused`, as docs say."""
+    server.add_account("alice")
+    server.start()
+    r = subprocess.run(["ssh", *server.ssh_opts(), "-p", str(server.port), "-W", "127.0.0.1:9",
+                        "alice@127.0.0.1"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    server.wait_event("command.refused", account="alice", message="port forwarding refused (to 127.0.0.1:9)")
+    local = free_port()
+    p = subprocess.Popen(["ssh", *server.ssh_opts(), "-p", str(server.port), "-N", "-L",
+                          f"{local}:127.0.0.1:7", "alice@127.0.0.1"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", local), timeout=2) as c:
+                    c.settimeout(5)
+                    assert c.recv(10) == b""
+                break
+            except ConnectionRefusedError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        server.wait_event("command.refused", account="alice", message="port forwarding refused (to 127.0.0.1:7)")
+    finally:
+        p.terminate()
+        p.wait()

@@ -102,7 +102,9 @@ def test_ssh_asks_for_the_code_after_the_password_or_key(server):
     status, _ = scp_up(server, "tara", PASSWORD, code)
     assert status != 0
     failed = server.wait_event("login.failed", account="tara")
-    assert failed["attrs"]["cause"] == "wrong-code" and failed["attrs"]["method"] == "keyboard-interactive"
+    # Recorded with its first factor, as login.succeeded is; the code step says so.
+    assert failed["attrs"]["cause"] == "wrong-code" and failed["attrs"]["method"] == "password"
+    assert failed["attrs"]["second_factor"] == "totp"
     # A key is a first factor too.
     status, prompts = scp_up(server, "tara", code=fresh_code(secret, used), key=True)
     assert status == 0 and len(prompts) == 1 and prompts[0].endswith("Verification code: ")

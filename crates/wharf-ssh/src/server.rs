@@ -477,12 +477,20 @@ impl russh::server::Handler for Connection {
                 Ok(Auth::Accept)
             }
             Err(failure) => {
-                let e = self
+                // Recorded as a login with its first factor (password or publickey, as
+                // `login.succeeded` names it) whose one-time code failed, like the other
+                // protocols, where the code travels with the password; keyboard-interactive
+                // is only how SSH carries the code.
+                let mut e = self
                     .event(EventKind::LoginFailed, Some(&shown_user))
                     .failed(failure.reason())
-                    .attr("method", "keyboard-interactive")
+                    .attr("method", pending.method)
+                    .attr("second_factor", "totp")
                     .attr("cause", failure.code())
                     .attr("authenticator", pending.by.clone());
+                if let Some(d) = &pending.detail {
+                    e = e.attr("key", d.clone());
+                }
                 self.shared.events.emit(e);
                 // A wrong code is a failure, not a partial success (RFC 4252 §5.1), so it
                 // counts towards `max_auth_tries` and the connection ends when they run out.
