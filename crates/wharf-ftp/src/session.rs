@@ -561,7 +561,7 @@ async fn login(st: &mut State, password: &str) -> bool {
                 .attr("method", "password")
                 .attr("authenticator", by);
             if let Some(typed) = typed.filter(|t| t != account.name.as_str()) {
-                ok = ok.attr("login_name", wharf_core::shown_name(typed));
+                ok = ok.attr("login_name", wharf_core::shown_name(&typed));
             }
             if code_used {
                 ok = ok.attr("second_factor", "totp");

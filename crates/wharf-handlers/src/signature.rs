@@ -95,7 +95,7 @@ fn parameters(digest: PssDigest, salt: SaltLength) -> &'static RsaParameters {
 /// Whether a parsed RSA key has 2048 to 8192 bits (the range aws-lc-rs accepts for a
 /// public key it is given whole).
 fn size_accepted(key: &ParsedPublicKey) -> bool {
-    AsDer::<PublicKeyX509Der>::as_der(key)
+    AsDer::<PublicKeyX509Der<'_>>::as_der(key)
         .is_ok_and(|spki| PublicEncryptingKey::from_der(spki.as_ref()).is_ok())
 }
 
