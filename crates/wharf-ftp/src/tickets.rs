@@ -354,7 +354,10 @@ mod tests {
         // Another address cannot even decrypt it.
         assert_eq!(data_resume(&other_address, &from_b).await, None);
         assert!(other_address.control_tickets().decrypt(&from_b).is_none());
-        let bobs = other_account.control_tickets().encrypt(b"x").expect("ticket");
+        let bobs = other_account
+            .control_tickets()
+            .encrypt(b"x")
+            .expect("ticket");
         assert_eq!(data_resume(&a, &bobs).await, Some(false));
     }
 

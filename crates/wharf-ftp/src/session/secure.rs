@@ -195,10 +195,7 @@ async fn own_login(st: &State, data: &MaybeTls) -> Result<(), &'static str> {
         // Go's TLS offers the ticket it received last, maybe on a connection that is still
         // logging in; that login is waited for as long as a data connection is (a connection
         // that does not log in is closed at its login grace time).
-        Some(tls) => {
-            tls.resumed_own_login(st.shared.config.data_timeout)
-                .await
-        }
+        Some(tls) => tls.resumed_own_login(st.shared.config.data_timeout).await,
         None => Err("TLS is not available"),
     }
 }
