@@ -11,6 +11,8 @@ import os
 import shutil
 import ssl
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -181,12 +183,27 @@ def test_a_data_connection_resumes_only_sessions_of_its_own_login(ftps, version)
     with pytest.raises(ftplib.error_perm, match="522"):
         a.retrbinary("RETR f.txt", lambda b: None)
     failed = s.wait_event("tls.failed", account="alice")
-    assert "session reuse is required" in failed["message"]
+    assert "of another login (session reuse is required)" in failed["message"]
     # And Bob cannot use Alice's.
     bob.borrowed = other_alice.sock.session
     with pytest.raises(ftplib.error_perm, match="522"):
         bob.retrbinary("RETR f.txt", lambda b: None)
-    for c in (a, other_alice, bob):
+    # A session of a control connection still logging in (Go's TLS offers the ticket it
+    # received last): the data connection waits for that login.
+    pending = ftplib.FTP_TLS(context=ctx)
+    pending.connect("127.0.0.1", s.ftps_port, timeout=15)
+    pending.auth()
+    pending.voidcmd("NOOP")
+    a.borrowed = pending.sock.session
+    got = io.BytesIO()
+    retr = threading.Thread(target=a.retrbinary, args=("RETR f.txt", got.write))
+    retr.start()
+    time.sleep(0.5)
+    assert got.getvalue() == b""
+    pending.login("alice", PASSWORD)
+    retr.join(15)
+    assert got.getvalue() == b"payroll\n"
+    for c in (a, other_alice, bob, pending):
         c.quit()
 
 
