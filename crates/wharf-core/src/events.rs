@@ -59,7 +59,7 @@ catalogue! {
     ConnectionClosed = 20002, "connection.closed", "A connection ended; `duration_ms` is its length and `message` the reason.";
     ConnectionRefused = 20003, "connection.refused", "A connection was refused at accept, before any handshake; `attrs.cause` says why (`banned`, `rate`, `max-connections`, `max-per-ip`) and `attrs.network` whose. A flood is recorded sparingly: each record also stands for `attrs.suppressed` refusals of the same service, network and cause that were not recorded one by one.";
     TlsEstablished = 20004, "tls.established", "A TLS handshake completed on a control connection; `attrs.version` and `attrs.cipher` say what was negotiated (data connections are recorded only when they fail, as `tls.failed`).";
-    TlsFailed = 20005, "tls.failed", "A TLS handshake failed or stalled, a client spoke TLS-less where TLS is required, or a data connection did not resume the control connection's session; `message` says which.";
+    TlsFailed = 20005, "tls.failed", "A TLS handshake failed or stalled, a client spoke TLS-less where TLS is required, a data connection did not resume a TLS session of its own login, or `PROT C` was refused; `message` says which.";
     LoginSucceeded = 20010, "login.succeeded", "An account authenticated; `attrs.method` is password or publickey (with the key fingerprint).";
     LoginFailed = 20011, "login.failed", "An authentication attempt failed; `attrs.method` and `message` give the method and the reason. Never holds a password.";
     SessionStarted = 20020, "session.started", "A file session (SFTP subsystem, SCP command) started for an authenticated account.";
@@ -196,6 +196,22 @@ pub struct Event {
     pub message: Option<String>,
     /// Kind-specific fields (auth method, verb, upload mode...).
     pub attrs: BTreeMap<String, String>,
+}
+
+/// Most characters of a name typed by a client that a record keeps.
+const SHOWN_NAME_CHARS: usize = 256;
+
+/// A name as a client typed it, for the `account` field of a record. Valid account names
+/// hold at most 64 characters, so any longer name is kept as given; one too long even for
+/// a record is cut and ends with `…`, a character no account name holds, so a cut name
+/// can never read as another, existing account.
+pub fn shown_name(typed: &str) -> String {
+    if typed.chars().count() <= SHOWN_NAME_CHARS {
+        return typed.to_owned();
+    }
+    let mut shown: String = typed.chars().take(SHOWN_NAME_CHARS - 1).collect();
+    shown.push('…');
+    shown
 }
 
 impl Event {
@@ -426,6 +442,18 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_typed_name_never_reads_as_a_shorter_one() {
+        let account = "a".repeat(64);
+        let typed = format!("{account}b");
+        assert_eq!(shown_name(&typed), typed);
+        let huge = "x".repeat(10_000);
+        let shown = shown_name(&huge);
+        assert_eq!(shown.chars().count(), SHOWN_NAME_CHARS);
+        assert!(shown.ends_with('…'));
+        assert!(wharf_types::AccountName::new(&shown).is_err());
+    }
 
     #[test]
     fn ids_are_unique_sorted_and_in_their_range() {

@@ -48,7 +48,8 @@ pub(crate) struct State {
     control: MaybeTls,
     /// Bytes read from the control connection and not yet run as commands.
     input: Vec<u8>,
-    /// This connection's TLS acceptors (its own session store), when the service has TLS.
+    /// This connection's TLS acceptors (its own ticket key and session store), when the
+    /// service has TLS.
     acceptor: Option<ConnectionTls>,
     /// The control connection is (or is becoming) TLS.
     tls_on: bool,
@@ -87,8 +88,8 @@ impl State {
         e.protocol = Some(self.protocol());
         e.session = Some(self.id.clone());
         e.remote = Some(self.remote);
-        // Names are kept whole for the login (the line is capped); events show 64 characters.
-        e.account = self.user.as_ref().map(|u| u.chars().take(64).collect());
+        // A name longer than any account is kept as typed (the line is capped), never cut to one.
+        e.account = self.user.as_deref().map(wharf_core::shown_name);
         e
     }
 
@@ -131,7 +132,9 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
     let config = &shared.config;
     let acceptor = match (&config.tls_config, config.tls) {
         (_, TlsMode::Off) | (None, _) => None,
-        (Some(tls), _) => Some(crate::tls::connection_acceptors(tls)),
+        (Some(tls), _) => {
+            crate::tls::connection_acceptors(tls, &shared.families, remote.ip().to_canonical())
+        }
     };
     let implicit = config.tls == TlsMode::Implicit;
     let mut st = State {
@@ -561,7 +564,7 @@ async fn login(st: &mut State, password: &str) -> bool {
                 .attr("method", "password")
                 .attr("authenticator", by);
             if let Some(typed) = typed.filter(|t| t != account.name.as_str()) {
-                ok = ok.attr("login_name", typed.chars().take(64).collect::<String>());
+                ok = ok.attr("login_name", wharf_core::shown_name(&typed));
             }
             if code_used {
                 ok = ok.attr("second_factor", "totp");
@@ -570,6 +573,9 @@ async fn login(st: &mut State, password: &str) -> bool {
             match Session::open(account, info, st.shared.events.clone()).await {
                 Ok(session) => {
                     st.session = Some(session);
+                    if let Some(tls) = &st.acceptor {
+                        tls.bind_login(st.user.clone());
+                    }
                     st.send(Reply::new(230, "logged in")).await
                 }
                 Err(e) => {
