@@ -55,6 +55,17 @@ def settle(server, home, name, content, timeout=10):
     raise AssertionError(f"{name}: {path.read_bytes() if path.exists() else 'missing'!r}")
 
 
+def wait_finished(server, path, size, timeout=10):
+    deadline = time.time() + timeout
+    while True:
+        finished = [e for e in server.events() if e["name"] == "upload.finished" and e["path"] == path]
+        if any(e["attrs"]["size"] == size for e in finished):
+            return
+        if time.time() > deadline:
+            raise AssertionError(f"no upload.finished of {path} with size {size}: {finished}")
+        time.sleep(0.2)
+
+
 def test_sshfs_writes(server, tmp_path):
     home = server.add_account("alice")
     server.start()
@@ -85,7 +96,6 @@ def test_sshfs_writes(server, tmp_path):
             os.write(fd, b"before rename\n")
             os.rename(mnt / ".e.tmp", mnt / "e.txt")
             os.write(fd, b"after rename\n")
-            assert os.stat(mnt / "e.txt").st_size == 27
         finally:
             os.close(fd)
         assert (mnt / "e.txt").read_text() == "before rename\nafter rename\n"
@@ -121,6 +131,8 @@ def test_sshfs_writes(server, tmp_path):
         assert (mnt / "t.txt").read_text() == "0123"
 
     settle(server, home, "c.txt", b"replaced\n")
+    # Appending and rewriting kept the file's mode (sshfs opens an existing file with mode 0).
+    assert (home / "c.txt").stat().st_mode & 0o777 == 0o644
     settle(server, home, "d.txt", b"new content\n")
     settle(server, home, "r.bin", bytes(expected))
     settle(server, home, "t.txt", b"0123")
@@ -129,11 +141,12 @@ def test_sshfs_writes(server, tmp_path):
     assert oct((home / "t.txt").stat().st_mode & 0o777) == "0o600"
     assert not (home / ".d.txt.swp").exists()
     assert not [p for p in home.rglob(".wharf-part-*")]
+    # The record follows the commit that made the file visible.
+    wait_finished(server, "/c.txt", "9")
+    # Renamed while open: one upload, committed under the new name with every byte.
+    wait_finished(server, "/e.txt", "27")
     events = server.events()
     finished = [e for e in events if e["name"] == "upload.finished"]
-    assert any(e["path"] == "/c.txt" and e["attrs"]["size"] == "9" for e in finished), finished
-    # Renamed while open: one upload, committed under the new name with every byte.
-    assert any(e["path"] == "/e.txt" and e["attrs"]["size"] == "27" for e in finished)
     assert not any(e["path"] == "/.e.tmp" for e in finished)
     assert any(e["name"] == "entry.renamed" and e["path"] == "/.e.tmp" and e["path2"] == "/e.txt"
                for e in events)

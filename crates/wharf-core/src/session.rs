@@ -579,7 +579,13 @@ impl Session {
             // Without `overwrite`, a file that appears at the name while this upload runs
             // is not replaced: the commit fails instead.
             replace: verb != Verb::Write || self.may_overwrite(path, &real),
-            permissions: permissions.map(|p| p & CLIENT_MODE_BITS),
+            // As open(2) with O_CREAT does: the mode asked for applies to a new file only; a
+            // file replaced or continued keeps its own (sshfs asks mode 0 when it opens an
+            // existing file for appending).
+            permissions: match &existing {
+                Some(meta) => Some(meta.permissions & CLIENT_MODE_BITS),
+                None => permissions.map(|p| p & CLIENT_MODE_BITS),
+            },
         };
         let template = self.at(self.file_event(EventKind::UploadStarted), &real, path);
         let opened = match self.vfs.open_write(&real, target).await {

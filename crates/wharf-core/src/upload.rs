@@ -82,6 +82,10 @@ pub struct Upload {
     events: EventBus,
     hash: Mutex<HashState>,
     gathered: Mutex<Gathered>,
+    /// Held while bytes taken from `gathered` (or a write after them) are on their way to
+    /// the file, so that whoever flushes next (a commit, another handle's read, the file's
+    /// attributes) finds them written, not merely taken.
+    writing: tokio::sync::Mutex<()>,
     received: AtomicU64,
     end: AtomicU64,
     started: Instant,
@@ -195,6 +199,7 @@ impl Upload {
                 in_order: true,
             }),
             gathered: Mutex::new(Gathered::default()),
+            writing: tokio::sync::Mutex::new(()),
             received: AtomicU64::new(0),
             end: AtomicU64::new(existing),
             started: Instant::now(),
@@ -388,7 +393,13 @@ impl Upload {
 
     async fn write_now(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         self.within_bound(offset, data.len())?;
-        self.flush_gathered().await?;
+        let _writing = self.writing.lock().await;
+        self.write_unlocked(offset, data).await
+    }
+
+    /// Writes what is held, then `data`; the caller holds `writing`.
+    async fn write_unlocked(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        self.flush_held().await?;
         let offset = self.accept(offset, &data);
         self.file.write_at(offset, data).await
     }
@@ -416,6 +427,7 @@ impl Upload {
 
     async fn gather(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         self.within_bound(offset, data.len())?;
+        let _writing = self.writing.lock().await;
         let offset = if self.mode == WriteMode::Append || offset == AT_END {
             self.end()
         } else {
@@ -439,7 +451,7 @@ impl Upload {
         match full {
             Ok(None) => Ok(()),
             Ok(Some(full)) => self.file.write_pieces_at(full.at, full.pieces).await,
-            Err(data) => self.write_now(offset, data).await,
+            Err(data) => self.write_unlocked(offset, data).await,
         }
     }
 
@@ -451,6 +463,12 @@ impl Upload {
 
     /// Writes the bytes [`Upload::write_gathering`] holds.
     async fn flush_gathered(&self) -> Result<(), CoreError> {
+        let _writing = self.writing.lock().await;
+        self.flush_held().await
+    }
+
+    /// [`Upload::flush_gathered`] for a caller that holds `writing`.
+    async fn flush_held(&self) -> Result<(), CoreError> {
         let held = std::mem::take(&mut *self.lock_gathered()?);
         if held.len == 0 {
             return Ok(());
