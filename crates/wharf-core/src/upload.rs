@@ -1,6 +1,8 @@
 //! Transfers through the core: uploads that hash while they stream and commit atomically,
 //! and downloads that count what they send. Both emit their audit events themselves, so
-//! no front-end can forget one.
+//! no front-end can forget one. An upload may be shared by several handles of the session
+//! that writes it (`own`), which alone sees it before commit; nothing here ever puts a
+//! partial file under its final name for anyone else.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
