@@ -7,6 +7,7 @@ names, while every other session still sees only committed files.
 """
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -81,6 +82,13 @@ def test_sshfs_writes(server, tmp_path):
         # Overwrite in place (truncating open of an existing file).
         (mnt / "c.txt").write_text("replaced\n")
         assert (mnt / "c.txt").read_text() == "replaced\n"
+        # Overwrite in place: a read-write open without truncation, written at an offset.
+        with open(mnt / "c.txt", "r+b") as f:
+            f.seek(0)
+            f.write(b"R")
+            f.seek(0)
+            assert f.read() == b"Replaced\n"
+        assert (mnt / "c.txt").read_text() == "Replaced\n"
         # An editor's save: write a new file, then rename it over the old one.
         (mnt / "d.txt").write_text("old\n")
         with open(mnt / ".d.txt.swp", "w") as f:
@@ -130,7 +138,7 @@ def test_sshfs_writes(server, tmp_path):
             os.truncate(mnt / "t.txt", 4)
         assert (mnt / "t.txt").read_text() == "0123"
 
-    settle(server, home, "c.txt", b"replaced\n")
+    settle(server, home, "c.txt", b"Replaced\n")
     # Appending and rewriting kept the file's mode (sshfs opens an existing file with mode 0).
     assert (home / "c.txt").stat().st_mode & 0o777 == 0o644
     settle(server, home, "d.txt", b"new content\n")
@@ -143,6 +151,7 @@ def test_sshfs_writes(server, tmp_path):
     assert not [p for p in home.rglob(".wharf-part-*")]
     # The record follows the commit that made the file visible.
     wait_finished(server, "/c.txt", "9")
+    assert server.wait_event("upload.finished", path="/c.txt", sha256=hashlib.sha256(b"Replaced\n").hexdigest())
     # Renamed while open: one upload, committed under the new name with every byte.
     wait_finished(server, "/e.txt", "27")
     events = server.events()
