@@ -1,5 +1,7 @@
 //! A session sees its own uploads in progress under their final names; others never do.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use wharf_core::{
