@@ -89,6 +89,10 @@ def test_sshfs_writes(server, tmp_path):
             f.seek(0)
             assert f.read() == b"Replaced\n"
         assert (mnt / "c.txt").read_text() == "Replaced\n"
+        # A link (sshfs sends SYMLINK in OpenSSH's order, as its ssh is OpenSSH).
+        os.symlink("c.txt", mnt / "link")
+        assert os.readlink(mnt / "link") == "c.txt"
+        assert (mnt / "link").read_text() == "Replaced\n"
         # An editor's save: write a new file, then rename it over the old one.
         (mnt / "d.txt").write_text("old\n")
         with open(mnt / ".d.txt.swp", "w") as f:
