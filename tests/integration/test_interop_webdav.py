@@ -1,0 +1,134 @@
+"""WebDAV against third-party clients and suites: the litmus conformance suite (basic,
+copymove, props, locks, http), rclone with default settings on a tree whose names hold
+spaces, unicode and `%`, and names holding `%XX` reached by curl over WebDAV and the REST API."""
+
+import os
+import re
+import subprocess
+import urllib.parse
+
+import pytest
+
+from conftest import free_port, sha256
+
+PASSWORD = "dav-pass-123"
+
+
+def plain_http(server):
+    """Adds a plain-HTTP service on loopback (litmus cannot be told to trust the test CA)."""
+    port = free_port()
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write(f"""
+[[service]]
+name = "http"
+type = "http"
+address = ["127.0.0.1", "::1"]
+port = {port}
+""")
+    return port
+
+
+def curl(*args):
+    r = subprocess.run(["curl", "-s", "--path-as-is", "-u", f"alice:{PASSWORD}", *args],
+                       capture_output=True, timeout=30)
+    return r.stdout
+
+
+def status(*args):
+    return int(curl("-o", "/dev/null", "-w", "%{http_code}", *args))
+
+
+def no_protocol_errors_or_bans(server):
+    names = [e["name"] for e in server.events()]
+    assert "protocol.error" not in names, [e for e in server.events() if e["name"] == "protocol.error"]
+    assert "ban.added" not in names and "ban.started" not in names
+
+
+@pytest.mark.parametrize("suite", ["basic", "copymove", "props", "locks", "http"])
+def test_litmus(server, suite):
+    port = plain_http(server)
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["litmus", f"http://127.0.0.1:{port}/dav/", "alice", PASSWORD],
+                       capture_output=True, text=True, timeout=120, cwd=server.root,
+                       env=dict(os.environ, TESTS=suite))
+    out = r.stdout + r.stderr
+    summary = re.search(r"<- summary for `%s': of (\d+) tests run: (\d+) passed, (\d+) failed"
+                        % suite, out)
+    assert summary, out
+    assert summary.group(3) == "0" and r.returncode == 0, out
+    # Warnings are allowed (litmus warns about optional behaviour), failures are not.
+    assert "FAIL" not in out, out
+
+
+def test_rclone_tree_with_awkward_names(server):
+    port = plain_http(server)
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    local = server.root / "local"
+    names = []
+    for i in range(300):
+        folder = local / ["plain", "with space", "ünï cødé", "pct%20dir", "100% sure"][i % 5]
+        name = ["f %d.txt", "ü-%d.txt", "percent%%20%d.txt", "%%41-%d.bin", "a%%2fb-%d"][i % 5] % i
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(os.urandom(64 + i))
+        names.append(os.path.relpath(folder / name, local))
+    obscured = subprocess.run(["rclone", "obscure", PASSWORD], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    remote = f":webdav,url='http://127.0.0.1:{port}/dav/',vendor=other,user=alice,pass={obscured}:"
+
+    def rclone(*args):
+        r = subprocess.run(["rclone", "--config", "/dev/null", *args], capture_output=True,
+                           text=True, timeout=120, cwd=server.root)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    rclone("copy", "local", remote + "tree")
+    for n in names:
+        assert sha256(home / "tree" / n) == sha256(local / n), n
+    rclone("check", "local", remote + "tree")
+    # Sync after a local change: one file gone, one new, one changed.
+    (local / names[0]).unlink()
+    (local / "with space" / "new 100%.txt").write_text("new\n")
+    (local / names[1]).write_bytes(b"changed")
+    rclone("sync", "local", remote + "tree")
+    rclone("check", "local", remote + "tree")
+    assert not (home / "tree" / names[0]).exists()
+    rclone("moveto", remote + "tree/" + names[2], remote + "tree/moved %41.txt")
+    assert (home / "tree" / "moved %41.txt").exists() and not (home / "tree" / names[2]).exists()
+    rclone("delete", remote + "tree")
+    assert not [f for _, _, fs in os.walk(home / "tree") for f in fs]
+    no_protocol_errors_or_bans(server)
+
+
+def test_percent_names_are_reachable(server):
+    port = plain_http(server)
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    # Made outside HTTP (as SFTP would): the name holds `%20` and `%2e%2e` literally.
+    (home / "percent%20x.txt").write_text("one\n")
+    (home / "%2e%2e").mkdir()
+    (home / "%2e%2e" / "in.txt").write_text("two\n")
+    base = f"http://127.0.0.1:{port}"
+    listing = curl("-X", "PROPFIND", "-H", "Depth: 1", f"{base}/dav/").decode()
+    hrefs = re.findall(r"<D:href>([^<]*)</D:href>", listing)
+    href = next(h for h in hrefs if "percent" in h)
+    assert href == "/dav/percent%2520x.txt", hrefs
+    assert curl(base + href) == b"one\n"
+    assert curl(f"{base}/dav/%252e%252e/in.txt") == b"two\n"
+    assert curl(f"{base}/api/v1/files/percent%2520x.txt") == b"one\n"
+    assert curl(f"{base}/api/v1/files/%252e%252e/in.txt") == b"two\n"
+    # An upload by the same spelling lands under the literal name.
+    assert status("-T", "-", f"{base}/dav/new%2541.txt", "--data-binary", "x") in (201, 204)
+    assert (home / "new%41.txt").exists()
+    # The web client's links spell the name so that it comes back as it is.
+    page = curl(f"{base}/browse/").decode()
+    link = urllib.parse.unquote(re.search(r'href="(/api/v1/files/percent[^"]*)"', page).group(1))
+    assert link == "/api/v1/files/percent%20x.txt"
+    # Decoded once, a way up is still a way up: refused.
+    for evil in ["%2e%2e/etc/passwd", "a/%2E%2E/%2e%2e/x", "a%00b", "..%2f..%2fx"]:
+        assert status(f"{base}/dav/{evil}") == 400, evil
+        assert status(f"{base}/api/v1/files/{evil}") == 400, evil
