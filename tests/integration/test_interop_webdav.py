@@ -122,7 +122,7 @@ def test_percent_names_are_reachable(server):
     assert curl(f"{base}/api/v1/files/percent%2520x.txt") == b"one\n"
     assert curl(f"{base}/api/v1/files/%252e%252e/in.txt") == b"two\n"
     # An upload by the same spelling lands under the literal name.
-    assert status("-T", "-", f"{base}/dav/new%2541.txt", "--data-binary", "x") in (201, 204)
+    assert status("-X", "PUT", "--data-binary", "x", f"{base}/dav/new%2541.txt") in (201, 204)
     assert (home / "new%41.txt").exists()
     # The web client's links spell the name so that it comes back as it is.
     page = curl(f"{base}/browse/").decode()

@@ -180,7 +180,7 @@ pub struct Holder<'a> {
 
 impl Holder<'_> {
     fn holds(&self, lock: &Lock) -> bool {
-        self.tokens.iter().any(|t| *t == lock.token)
+        self.tokens.contains(&lock.token)
             && (self.ignore_account || self.account == Some(lock.account.as_str()))
     }
 }
@@ -524,9 +524,10 @@ mod tests {
         assert!(conflict(&locks, &p("/a/b"), holder(&["t1".into()]), false, false).is_none());
         assert!(conflict(&locks, &p("/c"), holder(&[]), false, false).is_none());
         // Held by alice: bob's request with her token is still refused.
+        let theirs = ["t1".to_owned()];
         let bob = Holder {
             account: Some("bob"),
-            ..holder(&["t1".into()])
+            ..holder(&theirs)
         };
         assert!(conflict(&locks, &p("/a"), bob, false, false).is_some());
     }
