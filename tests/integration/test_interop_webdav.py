@@ -132,3 +132,72 @@ def test_percent_names_are_reachable(server):
     for evil in ["%2e%2e/etc/passwd", "a/%2E%2E/%2e%2e/x", "a%00b", "..%2f..%2fx"]:
         assert status(f"{base}/dav/{evil}") == 400, evil
         assert status(f"{base}/api/v1/files/{evil}") == 400, evil
+
+
+LOCKINFO = ('<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+            '</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>test</D:owner></D:lockinfo>')
+
+
+def test_locks_hold_for_rest_and_across_restarts(server):
+    port = plain_http(server)
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "doc.txt").write_text("v1\n")
+    base = f"http://127.0.0.1:{port}"
+    headers = curl("-D", "-", "-o", "/dev/null", "-X", "LOCK", "-H", "Timeout: Second-300",
+                   "--data-binary", LOCKINFO, f"{base}/dav/doc.txt").decode()
+    token = re.search(r"(?i)^lock-token:\s*<([^>]+)>", headers, re.M).group(1)
+    # Kept in the store: a restarted server still enforces it.
+    server.stop()
+    server.start()
+    for args in (["-X", "PUT", "--data-binary", "v2"], ["-X", "DELETE"]):
+        assert status(*args, f"{base}/dav/doc.txt") == 423, args
+        assert status(*args, f"{base}/api/v1/files/doc.txt") == 423, args
+    assert status("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+                  '{"from": "/doc.txt", "to": "/other.txt"}', f"{base}/api/v1/rename") == 423
+    assert (home / "doc.txt").read_text() == "v1\n"
+    # The holder writes with its token; a bogus token neither writes nor unlocks.
+    assert status("-X", "PUT", "-H", "If: (<urn:uuid:00000000-0000-0000-0000-000000000000>)",
+                  "--data-binary", "v2", f"{base}/dav/doc.txt") in (412, 423)
+    assert status("-X", "UNLOCK", "-H", "Lock-Token: <urn:uuid:00000000-0000-0000-0000-000000000000>",
+                  f"{base}/dav/doc.txt") == 409
+    assert status("-X", "PUT", "-H", f"If: (<{token}>)", "--data-binary", "v2",
+                  f"{base}/dav/doc.txt") in (200, 201, 204)
+    assert (home / "doc.txt").read_text() == "v2"
+    assert status("-X", "UNLOCK", "-H", f"Lock-Token: <{token}>", f"{base}/dav/doc.txt") == 204
+    assert status("-X", "PUT", "--data-binary", "v3", f"{base}/api/v1/files/doc.txt") == 201
+    refused = server.wait_event("command.refused", protocol="http", path="/doc.txt")
+    assert "locked" in refused["message"]
+
+
+def test_dead_properties_follow_moves(server):
+    port = plain_http(server)
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "p.txt").write_text("x")
+    base = f"http://127.0.0.1:{port}"
+    patch = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:wharf-test">'
+             '<D:set><D:prop><Z:colour>blue</Z:colour></D:prop></D:set></D:propertyupdate>')
+    assert status("-X", "PROPPATCH", "--data-binary", patch, f"{base}/dav/p.txt") == 207
+    ask = ('<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:wharf-test">'
+           '<D:prop><Z:colour/></D:prop></D:propfind>')
+
+    def colour(path):
+        body = curl("-X", "PROPFIND", "-H", "Depth: 0", "--data-binary", ask,
+                    f"{base}/dav/{path}").decode()
+        m = re.search(r"<[^>]*colour[^>]*>([^<]*)<", body)
+        return m and m.group(1)
+
+    assert colour("p.txt") == "blue"
+    assert status("-X", "MOVE", "-H", f"Destination: {base}/dav/q.txt", f"{base}/dav/p.txt") == 201
+    assert colour("q.txt") == "blue"
+    # Over the REST API as well.
+    assert status("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+                  '{"from": "/q.txt", "to": "/r.txt"}', f"{base}/api/v1/rename") == 200
+    assert colour("r.txt") == "blue"
+    assert status("-X", "DELETE", f"{base}/api/v1/files/r.txt") == 204
+    (home / "r.txt").write_text("new file, no properties")
+    assert not colour("r.txt")
+    server.wait_event("attributes.changed", protocol="webdav", path="/p.txt")

@@ -10,8 +10,9 @@
 //! rules are asked through the session (a lock needs an upload verb on the path, reading
 //! properties needs `read`, changing them `setattr`).
 //!
-//! Locks are enforced for WebDAV requests only: an SFTP, FTP or REST upload does not ask
-//! about them (docs/protocols.md says so).
+//! Locks are enforced for the HTTP front-end (WebDAV and, through
+//! [`DavState::check_unlocked`], the REST API and web client); SFTP, SCP and FTP do not ask
+//! about them yet (docs/protocols.md says so).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -368,6 +369,35 @@ impl DavState {
             .locks_around(&Self::scope(session), path.as_str(), now_us())
             .await?;
         Ok(conflict(&locks, path, holder, false, deep))
+    }
+
+    /// Refuses a change to `path` (with `deep`, to anything beneath it as well) while a lock
+    /// covers it: for requests that carry no lock token (the REST API, the web client).
+    /// Records `command.refused`.
+    pub async fn check_unlocked(
+        &self,
+        session: &Session,
+        path: &VirtualPath,
+        deep: bool,
+    ) -> Result<(), CoreError> {
+        let holder = Holder {
+            account: None,
+            ignore_account: false,
+            tokens: &[],
+        };
+        let Some(lock) = self.check(session, path, holder, deep).await? else {
+            return Ok(());
+        };
+        session.emit(
+            session
+                .event(EventKind::CommandRefused)
+                .failed(format!("locked by a WebDAV client ({})", lock.path))
+                .path(path.to_string()),
+        );
+        Err(CoreError::new(
+            ErrorKind::PermissionDenied,
+            format!("{} is locked by a WebDAV client", lock.path),
+        ))
     }
 
     /// The locks covering `path`.
