@@ -198,6 +198,22 @@ pub struct Event {
     pub attrs: BTreeMap<String, String>,
 }
 
+/// Most characters of a name typed by a client that a record keeps.
+const SHOWN_NAME_CHARS: usize = 256;
+
+/// A name as a client typed it, for the `account` field of a record. Valid account names
+/// hold at most 64 characters, so any longer name is kept as given; one too long even for
+/// a record is cut and ends with `…`, a character no account name holds, so a cut name
+/// can never read as another, existing account.
+pub fn shown_name(typed: &str) -> String {
+    if typed.chars().count() <= SHOWN_NAME_CHARS {
+        return typed.to_owned();
+    }
+    let mut shown: String = typed.chars().take(SHOWN_NAME_CHARS - 1).collect();
+    shown.push('…');
+    shown
+}
+
 impl Event {
     /// A new event of `kind`, now, successful, with no fields set.
     pub fn new(kind: EventKind) -> Self {
@@ -426,6 +442,18 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_typed_name_never_reads_as_a_shorter_one() {
+        let account = "a".repeat(64);
+        let typed = format!("{account}b");
+        assert_eq!(shown_name(&typed), typed);
+        let huge = "x".repeat(10_000);
+        let shown = shown_name(&huge);
+        assert_eq!(shown.chars().count(), SHOWN_NAME_CHARS);
+        assert!(shown.ends_with('…'));
+        assert!(wharf_types::AccountName::new(&shown).is_err());
+    }
 
     #[test]
     fn ids_are_unique_sorted_and_in_their_range() {

@@ -24,7 +24,7 @@ pub mod vfs;
 
 pub use account::{Account, UploadMode};
 pub use error::{CoreError, ErrorKind};
-pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress};
+pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress, shown_name};
 pub use naming::UploadNaming;
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{Session, SessionInfo};

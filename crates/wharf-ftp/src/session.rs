@@ -87,8 +87,8 @@ impl State {
         e.protocol = Some(self.protocol());
         e.session = Some(self.id.clone());
         e.remote = Some(self.remote);
-        // Names are kept whole for the login (the line is capped); events show 64 characters.
-        e.account = self.user.as_ref().map(|u| u.chars().take(64).collect());
+        // A name longer than any account is kept as typed (the line is capped), never cut to one.
+        e.account = self.user.as_deref().map(wharf_core::shown_name);
         e
     }
 
@@ -561,7 +561,7 @@ async fn login(st: &mut State, password: &str) -> bool {
                 .attr("method", "password")
                 .attr("authenticator", by);
             if let Some(typed) = typed.filter(|t| t != account.name.as_str()) {
-                ok = ok.attr("login_name", typed.chars().take(64).collect::<String>());
+                ok = ok.attr("login_name", wharf_core::shown_name(&typed));
             }
             if code_used {
                 ok = ok.attr("second_factor", "totp");

@@ -12,6 +12,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use aws_lc_rs::digest;
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::rsa::PublicEncryptingKey;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPssSaltLength};
 use base64::Engine as _;
 
@@ -90,6 +92,13 @@ fn parameters(digest: PssDigest, salt: SaltLength) -> &'static RsaParameters {
     Box::leak(Box::new(chosen))
 }
 
+/// Whether a parsed RSA key has 2048 to 8192 bits (the range aws-lc-rs accepts for a
+/// public key it is given whole).
+fn size_accepted(key: &ParsedPublicKey) -> bool {
+    AsDer::<PublicKeyX509Der<'_>>::as_der(key)
+        .is_ok_and(|spki| PublicEncryptingKey::from_der(spki.as_ref()).is_ok())
+}
+
 /// The DER bodies of the PEM public-key blocks in `pem`.
 fn pem_public_keys(pem: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
     let mut keys = Vec::new();
@@ -144,6 +153,13 @@ impl Verifier {
                             "{name}: not an RSA public key of 2048 to 8192 bits ({e})"
                         ))
                     })?;
+                // Parsing accepts any size; a smaller key would only fail every file later,
+                // reported as an invalid signature.
+                if !size_accepted(&key) {
+                    return Err(SignatureError(format!(
+                        "{name}: the RSA key is smaller than 2048 or larger than 8192 bits"
+                    )));
+                }
                 let name = if i == 0 {
                     name.clone()
                 } else {
@@ -273,6 +289,22 @@ mod tests {
         .unwrap();
         std::fs::write(&file, b"a,b\n1,2\n").unwrap();
         assert!(max.verify_file(&open(&file), &sig).unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_keys_too_small_at_load() {
+        let small = "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDHTwMoPe2iRvSrgS5vMJG6cg4J\n/NHA8kc6Jgp3Y4s/HabgAaRgLyDspLUC6X0CvA4HqYQyiGchfsme3KwleQV9y43h\nwocsWo1Gg6txhi5dx65Z7ytCgywL8HAm6fQH4Rrds3vz+n347XOuf7nQHnvyfTgi\n7ZXGv+CXN/DvvpFEEwIDAQAB\n-----END PUBLIC KEY-----\n";
+        let refused = Verifier::new(
+            &[("old.pem".into(), small.into())],
+            PssDigest::Sha256,
+            SaltLength::Digest,
+        )
+        .err()
+        .map(|e| e.0);
+        assert_eq!(
+            refused.as_deref(),
+            Some("old.pem: the RSA key is smaller than 2048 or larger than 8192 bits")
+        );
     }
 
     #[test]

@@ -242,8 +242,7 @@ pub(crate) async fn log_in(
                 .attr("method", "password")
                 .attr("cause", failure.code())
                 .attr("authenticator", failure.by());
-            // The whole name went to the check; the event keeps 64 characters of it.
-            failed.account = Some(user.chars().take(64).collect());
+            failed.account = Some(wharf_core::shown_name(user));
             failed.protocol = Some(protocol);
             shared.events.emit(failed);
             // Slows guessing, as the other protocols do.
@@ -287,7 +286,7 @@ async fn open_login(
     // The account is the name the method gave (a directory's own spelling); the name as
     // typed is kept beside it when it differs.
     if user != account.name.as_str() {
-        ok = ok.attr("login_name", user.chars().take(64).collect::<String>());
+        ok = ok.attr("login_name", wharf_core::shown_name(user));
     }
     ok.account = Some(account.name.to_string());
     ok.protocol = Some(protocol);

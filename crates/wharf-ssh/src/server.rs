@@ -276,7 +276,7 @@ impl Connection {
                 },
             )
             .await;
-        let shown_user: String = user.chars().take(64).collect();
+        let shown_user = wharf_core::shown_name(user);
         match result {
             Ok(Authenticated {
                 account,
@@ -460,7 +460,7 @@ impl russh::server::Handler for Connection {
         };
         let code_bytes = response.next().unwrap_or_default();
         let code = String::from_utf8_lossy(&code_bytes[..code_bytes.len().min(64)]).into_owned();
-        let shown_user: String = user.chars().take(64).collect();
+        let shown_user = wharf_core::shown_name(user);
         match self.shared.auth.verify_code(&pending.user, &code).await {
             Ok(()) => {
                 let Some(p) = self.pending.take() else {

@@ -117,6 +117,8 @@ pub enum AccountCommand {
         #[command(flatten)]
         access: AccessArgs,
         #[command(flatten)]
+        expiry: ExpiryArgs,
+        #[command(flatten)]
         limits: LimitArgs,
         /// Machine-readable output.
         #[arg(long)]
@@ -128,6 +130,10 @@ pub enum AccountCommand {
         name: String,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        reset: ResetArgs,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -203,7 +209,7 @@ pub enum TotpCommand {
     },
 }
 
-/// Where logins may come from, and until when.
+/// Where logins may come from, and whether they need a one-time code.
 #[derive(Debug, Args, Default)]
 pub struct AccessArgs {
     /// Only clients in this network may log in (203.0.113.0/24, 2001:db8::/48 or one
@@ -213,16 +219,26 @@ pub struct AccessArgs {
     /// Clients in this network may not log in; may repeat. Replaces the earlier list.
     #[arg(long = "deny-from", value_name = "NETWORK")]
     pub deny_from: Vec<String>,
-    /// Empty both lists (any address may log in).
-    #[arg(long, conflicts_with_all = ["allow_from", "deny_from"])]
-    pub any_address: bool,
-    /// Account only: the date (YYYY-MM-DD, from 00:00 UTC) or time (RFC 3339) from which
-    /// logins are refused, or "never".
-    #[arg(long, value_name = "DATE")]
-    pub expires: Option<String>,
     /// Logins need a one-time code (true or false); without one enrolled they fail.
     #[arg(long, value_name = "BOOL")]
     pub require_second_factor: Option<bool>,
+}
+
+/// Forgetting both address lists (only where they may already hold something).
+#[derive(Debug, Args, Default)]
+pub struct ResetArgs {
+    /// Empty both lists (any address may log in).
+    #[arg(long, conflicts_with_all = ["allow_from", "deny_from"])]
+    pub any_address: bool,
+}
+
+/// When an account stops logging in (groups have no expiry).
+#[derive(Debug, Args, Default)]
+pub struct ExpiryArgs {
+    /// The date (YYYY-MM-DD, from 00:00 UTC) or time (RFC 3339) from which logins are
+    /// refused, or "never".
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
 }
 
 /// What an account, or each member of a group, may cost the server.
@@ -271,6 +287,8 @@ pub enum GroupCommand {
         name: String,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        reset: ResetArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },

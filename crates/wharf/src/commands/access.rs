@@ -1,5 +1,5 @@
-//! `--allow-from`, `--deny-from`, `--any-address` and `--expires`, shared by `wharf account`
-//! and `wharf group`, and the same fields in `wharf apply` files.
+//! `--allow-from`, `--deny-from`, `--any-address` and `--expires` of `wharf account`
+//! and `wharf group` (the last for accounts only), and the same fields in `wharf apply` files.
 
 use anyhow::{Result, bail};
 use time::OffsetDateTime;
@@ -18,9 +18,10 @@ pub fn networks(list: &[String], what: &str) -> Result<Vec<IpNetwork>> {
         .collect()
 }
 
-/// Applies the flags to `rules`; true when something was given.
-pub fn apply(rules: &mut AddressRules, args: &AccessArgs) -> Result<bool> {
-    if args.any_address {
+/// Applies the flags to `rules` (`any_address`: `--any-address`); true when something was
+/// given.
+pub fn apply(rules: &mut AddressRules, args: &AccessArgs, any_address: bool) -> Result<bool> {
+    if any_address {
         *rules = AddressRules::default();
         return Ok(true);
     }

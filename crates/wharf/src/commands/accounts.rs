@@ -123,6 +123,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             groups,
             disabled,
             access,
+            expiry,
             limits,
             json,
         } => {
@@ -178,7 +179,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 addresses: Default::default(),
                 second_factor: None,
                 require_second_factor: access.require_second_factor.unwrap_or(false),
-                expires_us: access
+                expires_us: expiry
                     .expires
                     .as_deref()
                     .map(super::access::parse_expiry)
@@ -187,7 +188,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 max_file_size,
             };
             let mut record = record;
-            super::access::apply(&mut record.addresses, &access)?;
+            super::access::apply(&mut record.addresses, &access, false)?;
             // Resolving now reports a missing home template before anyone tries to log in.
             wharf_auth::resolve_account(&ctx.store, &record)
                 .await
@@ -274,11 +275,14 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
         AccountCommand::Set {
             name,
             access,
+            reset,
+            expiry,
             limits,
         } => {
             let mut record = load(ctx, &name).await?;
-            let mut changed = super::access::apply(&mut record.addresses, &access)?;
-            if let Some(text) = &access.expires {
+            let mut changed =
+                super::access::apply(&mut record.addresses, &access, reset.any_address)?;
+            if let Some(text) = &expiry.expires {
                 record.expires_us = super::access::parse_expiry(text)?;
                 changed = true;
             }

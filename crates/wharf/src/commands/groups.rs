@@ -114,9 +114,6 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             access,
             limits,
         } => {
-            if access.expires.is_some() {
-                bail!("--expires applies to accounts, not groups");
-            }
             AccountName::new(&name)?;
             if let Some(t) = &home_template
                 && !t.starts_with('/')
@@ -143,7 +140,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     .flatten(),
             };
             let mut group = group;
-            super::access::apply(&mut group.addresses, &access)?;
+            super::access::apply(&mut group.addresses, &access, false)?;
             ctx.store.create_group(&group).await?;
             ctx.record(EventKind::GroupCreated, &name, "group created")
                 .await?;
@@ -227,17 +224,16 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
         GroupCommand::Set {
             name,
             access,
+            reset,
             limits,
         } => {
-            if access.expires.is_some() {
-                bail!("--expires applies to accounts, not groups");
-            }
             let mut group = ctx
                 .store
                 .group(&name)
                 .await?
                 .with_context(|| format!("no group named {name:?}"))?;
-            let mut changed = super::access::apply(&mut group.addresses, &access)?;
+            let mut changed =
+                super::access::apply(&mut group.addresses, &access, reset.any_address)?;
             if let Some(required) = access.require_second_factor {
                 group.require_second_factor = required;
                 changed = true;

@@ -178,7 +178,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
         let password_hash = match (&a.password_hash, &a.password) {
             (Some(hash), _) => Some(hash.clone()),
             (None, Some(spec)) => {
-                let password = secret(spec, base)?;
+                let password = secret(spec, base).map_err(|e| fail(format!("password: {e:#}")))?;
                 match stored_hash {
                     // The stored hash already matches: re-applying changes nothing.
                     Some(hash) if wharf_auth::verify_password(&hash, &password).await => Some(hash),
