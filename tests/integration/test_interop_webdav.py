@@ -15,7 +15,8 @@ PASSWORD = "dav-pass-123"
 
 
 def plain_http(server):
-    """Adds a plain-HTTP service on loopback (litmus cannot be told to trust the test CA)."""
+    """Adds a plain-HTTP service on loopback: litmus checks certificates against the system's
+    trust store and has no option to trust another CA, and the same routes serve both."""
     port = free_port()
     with open(server.root / "wharf.toml", "a") as f:
         f.write(f"""
