@@ -118,6 +118,8 @@ pub trait DavStore: Send + Sync {
     async fn remove_locks(&self, scope: &str, path: &str) -> Result<(), CoreError>;
     /// The dead properties of `path`.
     async fn props(&self, scope: &str, path: &str) -> Result<Vec<DeadProp>, CoreError>;
+    /// The paths in `scope` that have dead properties.
+    async fn prop_paths(&self, scope: &str) -> Result<Vec<String>, CoreError>;
     /// Applies `changes` to the properties of `path`, in order, all or none; refused with
     /// [`ErrorKind::LimitReached`] when `path` would hold more than `max_per_entry` or the
     /// account more than `max_per_account`.
@@ -189,6 +191,11 @@ impl Holder<'_> {
 /// Whether `lock` covers `path`: on it, or deep on a folder above it.
 fn covers(lock: &Lock, path: &VirtualPath) -> bool {
     lock.path == *path || (lock.deep && path.starts_with(&lock.path))
+}
+
+/// The locks among `locks` that cover `path` (what a `lockdiscovery` shows).
+pub fn covering(locks: &[Lock], path: &VirtualPath) -> Vec<Lock> {
+    locks.iter().filter(|l| covers(l, path)).cloned().collect()
 }
 
 /// The lock among `locks` that stops `holder` at `path`, if any (RFC 4918 §6, §7): an
@@ -400,18 +407,27 @@ impl DavState {
         ))
     }
 
-    /// The locks covering `path`.
-    pub async fn discover(
+    /// Every lock in force in the session's home: one look at the store for a request that
+    /// asks about many paths (a listing's `lockdiscovery`), decided on with [`conflict`] and
+    /// [`covering`].
+    pub async fn all_locks(&self, session: &Session) -> Result<Vec<Lock>, CoreError> {
+        self.store
+            .locks_around(&Self::scope(session), "/", now_us())
+            .await
+    }
+
+    /// The paths of the session's home that have dead properties (so that a listing asks
+    /// the store only about those).
+    pub async fn prop_paths(
         &self,
         session: &Session,
-        path: &VirtualPath,
-    ) -> Result<Vec<Lock>, CoreError> {
-        let mut locks = self
+    ) -> Result<std::collections::HashSet<String>, CoreError> {
+        Ok(self
             .store
-            .locks_around(&Self::scope(session), path.as_str(), now_us())
-            .await?;
-        locks.retain(|l| covers(l, path));
-        Ok(locks)
+            .prop_paths(&Self::scope(session))
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Forgets the locks on `path` and beneath it (it was deleted or moved away).

@@ -8,6 +8,7 @@
 //! lock system and property calls onto it, and carries properties along a DELETE, MOVE or
 //! COPY it made through the session.
 
+use std::collections::HashSet;
 use std::io::SeekFrom;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,9 @@ struct SessionFs {
     session: Arc<Session>,
     /// Locks and dead properties, when the service keeps them.
     dav: Option<DavState>,
+    /// The paths of the home that have dead properties, as this request first saw them, so
+    /// a listing asks the store only about those. Cleared when this request changes any.
+    prop_paths: Arc<tokio::sync::Mutex<Option<Arc<HashSet<String>>>>>,
     /// What this request's `COPY` has created so far: entries and bytes.
     copied: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -373,6 +377,7 @@ impl DavFileSystem for SessionFs {
                 .rename(&from, &to, false)
                 .await
                 .map_err(|e| fs_error(&e))?;
+            self.props_changed().await;
             if let Some(dav) = &self.dav
                 && let Err(e) = dav.moved(&self.session, &from, &to).await
             {
@@ -391,6 +396,7 @@ impl DavFileSystem for SessionFs {
                 .copy(&from, &to)
                 .await
                 .map_err(|e| fs_error(&e))?;
+            self.props_changed().await;
             if let Some(dav) = &self.dav
                 && let Err(e) = dav.copied(&self.session, &from, &to).await
             {
@@ -431,6 +437,7 @@ impl DavFileSystem for SessionFs {
                     }
                 })
                 .collect();
+            self.props_changed().await;
             let status = match dav.patch_props(&self.session, &path, &changes).await {
                 Ok(()) => StatusCode::OK,
                 Err(e) if e.kind == ErrorKind::LimitReached => StatusCode::INSUFFICIENT_STORAGE,
@@ -483,13 +490,37 @@ impl SessionFs {
             return Ok(Vec::new());
         };
         let path = self.path(path)?;
+        let known = {
+            let mut known = self.prop_paths.lock().await;
+            match &*known {
+                Some(paths) => Arc::clone(paths),
+                None => {
+                    let paths = dav
+                        .prop_paths(&self.session)
+                        .await
+                        .map_err(|e| fs_error(&e))?;
+                    let paths = Arc::new(paths);
+                    *known = Some(Arc::clone(&paths));
+                    paths
+                }
+            }
+        };
+        if !known.contains(path.as_str()) {
+            return Ok(Vec::new());
+        }
         dav.props(&self.session, &path)
             .await
             .map_err(|e| fs_error(&e))
     }
 
+    /// Forgets which paths have properties, after this request changed some.
+    async fn props_changed(&self) {
+        *self.prop_paths.lock().await = None;
+    }
+
     /// Forgets the properties of what this request removed.
     async fn props_removed(&self, path: &VirtualPath) {
+        self.props_changed().await;
         if let Some(dav) = &self.dav
             && let Err(e) = dav.removed(&self.session, path).await
         {
@@ -562,6 +593,7 @@ pub(crate) async fn handle(
         .filesystem(Box::new(SessionFs {
             session: Arc::clone(&session),
             dav: shared.dav.clone(),
+            prop_paths: Arc::default(),
             copied: Arc::default(),
         }))
         .principal(session.account().name.to_string())

@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use dav_server::davpath::DavPath;
 use dav_server::ls::{DavLock, DavLockSystem, LsFuture};
 use wharf_core::Session;
-use wharf_core::dav_state::{DavState, Holder, Lock};
+use wharf_core::dav_state::{DavState, Holder, Lock, conflict, covering};
 use wharf_types::VirtualPath;
 use xmltree::{Element, EmitterConfig, Namespace};
 
@@ -22,6 +22,9 @@ use crate::dav::PREFIX;
 pub(crate) struct SessionLs {
     dav: DavState,
     session: Arc<Session>,
+    /// The home's locks as this request first saw them: a listing asks about every entry,
+    /// and one look at the store serves them all. Cleared when this request changes a lock.
+    known: Arc<tokio::sync::Mutex<Option<Arc<Vec<Lock>>>>>,
 }
 
 impl std::fmt::Debug for SessionLs {
@@ -85,7 +88,25 @@ fn to_dav(lock: &Lock, asked: &DavPath) -> DavLock {
 
 impl SessionLs {
     pub(crate) fn new(dav: DavState, session: Arc<Session>) -> SessionLs {
-        SessionLs { dav, session }
+        SessionLs {
+            dav,
+            session,
+            known: Arc::default(),
+        }
+    }
+
+    async fn locks(&self) -> Result<Arc<Vec<Lock>>, wharf_core::CoreError> {
+        let mut known = self.known.lock().await;
+        if let Some(locks) = &*known {
+            return Ok(Arc::clone(locks));
+        }
+        let locks = Arc::new(self.dav.all_locks(&self.session).await?);
+        *known = Some(Arc::clone(&locks));
+        Ok(locks)
+    }
+
+    async fn forget_known(&self) {
+        *self.known.lock().await = None;
     }
 
     fn vpath(&self, path: &DavPath) -> Option<VirtualPath> {
@@ -109,6 +130,7 @@ impl DavLockSystem for SessionLs {
         let owner = owner.and_then(owner_xml);
         Box::pin(async move {
             let path = self.vpath(&asked).ok_or_else(|| refusal(&asked))?;
+            self.forget_known().await;
             match self
                 .dav
                 .lock(&self.session, &path, owner, timeout, shared, deep)
@@ -126,6 +148,7 @@ impl DavLockSystem for SessionLs {
         let token = token.to_owned();
         Box::pin(async move {
             let path = self.vpath(&asked).ok_or(())?;
+            self.forget_known().await;
             match self.dav.unlock(&self.session, &path, &token).await {
                 Ok(true) => Ok(()),
                 _ => Err(()),
@@ -172,10 +195,10 @@ impl DavLockSystem for SessionLs {
                 ignore_account: ignore_principal,
                 tokens: &tokens,
             };
-            match self.dav.check(&self.session, &path, holder, deep).await {
-                Ok(None) => Ok(()),
-                Ok(Some(conflict)) => Err(to_dav(&conflict, &asked)),
-                Err(_) => Err(refusal(&asked)),
+            let locks = self.locks().await.map_err(|_| refusal(&asked))?;
+            match conflict(&locks, &path, holder, false, deep) {
+                None => Ok(()),
+                Some(lock) => Err(to_dav(&lock, &asked)),
             }
         })
     }
@@ -186,11 +209,13 @@ impl DavLockSystem for SessionLs {
             let Some(path) = self.vpath(&asked) else {
                 return Vec::new();
             };
-            self.dav
-                .discover(&self.session, &path)
-                .await
-                .map(|locks| locks.iter().map(|l| to_dav(l, &asked)).collect())
-                .unwrap_or_default()
+            match self.locks().await {
+                Ok(locks) => covering(&locks, &path)
+                    .iter()
+                    .map(|l| to_dav(l, &asked))
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
         })
     }
 
@@ -198,6 +223,7 @@ impl DavLockSystem for SessionLs {
         let asked = path.clone();
         Box::pin(async move {
             let path = self.vpath(&asked).ok_or(())?;
+            self.forget_known().await;
             self.dav
                 .forget_locks(&self.session, &path)
                 .await

@@ -205,6 +205,14 @@ impl DavStore for Store {
             .collect()
     }
 
+    async fn prop_paths(&self, scope: &str) -> Result<Vec<String>, CoreError> {
+        sqlx::query_scalar("SELECT DISTINCT path FROM dav_props WHERE scope = $1")
+            .bind(scope)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failure)
+    }
+
     async fn patch_props(
         &self,
         scope: &str,
@@ -464,6 +472,9 @@ mod tests {
         assert!(store.props("/h", "/d/f").await.unwrap().is_empty());
         assert_eq!(store.props("/h", "/e/f").await.unwrap(), [prop("b")]);
         store.copy_props("/h", "alice", "/e/f", "/g").await.unwrap();
+        let mut paths = store.prop_paths("/h").await.unwrap();
+        paths.sort();
+        assert_eq!(paths, ["/e/f", "/g"]);
         assert_eq!(store.props("/h", "/g").await.unwrap(), [prop("b")]);
         store.remove_props("/h", "/e").await.unwrap();
         assert!(store.props("/h", "/e/f").await.unwrap().is_empty());
