@@ -79,7 +79,7 @@ catalogue! {
     EntryRenamed = 30021, "entry.renamed", "A file or folder was renamed; `path` is the source and `path2` the destination.";
     FolderCreated = 30022, "folder.created", "A folder was created.";
     FolderRemoved = 30023, "folder.removed", "A folder was removed.";
-    AttributesChanged = 30024, "attributes.changed", "Attributes of an entry changed; `attrs` lists what (mode, times, size).";
+    AttributesChanged = 30024, "attributes.changed", "Attributes of an entry changed; `attrs` lists what (mode, times, size; for WebDAV dead properties, `properties_set` and `properties_removed` count them).";
     LinkCreated = 30025, "link.created", "A symbolic or hard link was created; `path` is the link, `path2` its target.";
     FileCopied = 30026, "file.copied", "A file was copied on the server; `path` is the source and `path2` the copy.";
     FolderListed = 30027, "folder.listed", "A folder's entries were listed.";
