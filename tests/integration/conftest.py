@@ -70,7 +70,9 @@ class WharfServer:
         config = config.replace("port = 2121", f"port = {self.ftps_port}")
         config = config.replace("port = 2990", f"port = {self.implicit_port}")
         config = config.replace("port = 8443", f"port = {self.https_port}")
-        config = config.replace("login_grace_time = 120", "login_grace_time = 5")
+        # Long enough for a login on a loaded machine (several tests run at once); tests of
+        # the grace time itself shorten it with short_login_grace().
+        config = config.replace("login_grace_time = 120", "login_grace_time = 20")
         (root / "wharf.toml").write_text(config)
         self.homes = root / "wharf-data" / "homes"
         self.key = root / "id_ed25519"
@@ -96,6 +98,11 @@ login_grace_time = 10
 {extra}
 """)
         return port
+
+    def short_login_grace(self, seconds=5):
+        """Shortens every service's login grace time (call before start)."""
+        config = self.root / "wharf.toml"
+        config.write_text(config.read_text().replace("login_grace_time = 20", f"login_grace_time = {seconds}"))
 
     def ftp(self, user, password, host="127.0.0.1"):
         client = ftplib.FTP()

@@ -251,8 +251,12 @@ def test_plaintext_after_auth_tls_is_discarded(ftps_server):
     tls.close()
 
 
-def test_stalled_and_broken_handshakes(ftps_server):
-    s = ftps_server
+def test_stalled_and_broken_handshakes(server):
+    s = server
+    s.home = s.add_account("alice", password=PASSWORD)
+    s.short_login_grace(5)
+    s.start()
+    s.home.mkdir(parents=True, exist_ok=True)
     # Garbage where a ClientHello should be.
     sock = socket.create_connection(("127.0.0.1", s.implicit_port), timeout=10)
     sock.sendall(os.urandom(4096))

@@ -126,7 +126,7 @@ def test_wrong_codes_count_towards_max_auth_tries(server):
     text = config.read_text()
     assert "max_auth_tries = 6" in text
     text = text.replace("max_auth_tries = 6", "max_auth_tries = 3", 1)
-    config.write_text(text.replace("login_grace_time = 5", "login_grace_time = 60", 1))
+    config.write_text(text.replace("login_grace_time = 20", "login_grace_time = 60", 1))
     server.start()
     askpass = server.root / "askpass-wrong.sh"
     askpass.write_text('#!/bin/sh\ncase "$1" in\n  *assword*) printf "%s\\n" "$WHARF_PASSWORD";;\n'

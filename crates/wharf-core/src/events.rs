@@ -59,7 +59,7 @@ catalogue! {
     ConnectionClosed = 20002, "connection.closed", "A connection ended; `duration_ms` is its length and `message` the reason.";
     ConnectionRefused = 20003, "connection.refused", "A connection was refused at accept, before any handshake; `attrs.cause` says why (`banned`, `rate`, `max-connections`, `max-per-ip`) and `attrs.network` whose. A flood is recorded sparingly: each record also stands for `attrs.suppressed` refusals of the same service, network and cause that were not recorded one by one.";
     TlsEstablished = 20004, "tls.established", "A TLS handshake completed on a control connection; `attrs.version` and `attrs.cipher` say what was negotiated (data connections are recorded only when they fail, as `tls.failed`).";
-    TlsFailed = 20005, "tls.failed", "A TLS handshake failed or stalled, a client spoke TLS-less where TLS is required, or a data connection did not resume the control connection's session; `message` says which.";
+    TlsFailed = 20005, "tls.failed", "A TLS handshake failed or stalled, a client spoke TLS-less where TLS is required, a data connection did not resume a TLS session of its own login, or `PROT C` was refused; `message` says which.";
     LoginSucceeded = 20010, "login.succeeded", "An account authenticated; `attrs.method` is password or publickey (with the key fingerprint).";
     LoginFailed = 20011, "login.failed", "An authentication attempt failed; `attrs.method` and `message` give the method and the reason. Never holds a password.";
     SessionStarted = 20020, "session.started", "A file session (SFTP subsystem, SCP command) started for an authenticated account.";

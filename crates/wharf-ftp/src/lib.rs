@@ -15,6 +15,7 @@ mod data;
 mod server;
 mod session;
 mod stream;
+mod tickets;
 mod tls;
 
 pub use server::{FtpConfig, FtpService, TlsMode};

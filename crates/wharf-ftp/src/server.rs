@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<FtpConfig>,
     pub(crate) auth: Authenticator,
     pub(crate) events: EventBus,
+    /// TLS ticket keys, one per control connection.
+    pub(crate) families: Arc<crate::tickets::Families>,
     admission: Admission,
 }
 
@@ -120,6 +122,7 @@ impl FtpService {
             config: Arc::clone(&self.config),
             auth,
             events,
+            families: Arc::default(),
             admission,
         });
         self.listeners

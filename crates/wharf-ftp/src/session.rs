@@ -48,7 +48,8 @@ pub(crate) struct State {
     control: MaybeTls,
     /// Bytes read from the control connection and not yet run as commands.
     input: Vec<u8>,
-    /// This connection's TLS acceptors (its own session store), when the service has TLS.
+    /// This connection's TLS acceptors (its own ticket key and session store), when the
+    /// service has TLS.
     acceptor: Option<ConnectionTls>,
     /// The control connection is (or is becoming) TLS.
     tls_on: bool,
@@ -131,7 +132,9 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
     let config = &shared.config;
     let acceptor = match (&config.tls_config, config.tls) {
         (_, TlsMode::Off) | (None, _) => None,
-        (Some(tls), _) => Some(crate::tls::connection_acceptors(tls)),
+        (Some(tls), _) => {
+            crate::tls::connection_acceptors(tls, &shared.families, remote.ip().to_canonical())
+        }
     };
     let implicit = config.tls == TlsMode::Implicit;
     let mut st = State {
@@ -570,6 +573,9 @@ async fn login(st: &mut State, password: &str) -> bool {
             match Session::open(account, info, st.shared.events.clone()).await {
                 Ok(session) => {
                     st.session = Some(session);
+                    if let Some(tls) = &st.acceptor {
+                        tls.bind_login(st.user.clone());
+                    }
                     st.send(Reply::new(230, "logged in")).await
                 }
                 Err(e) => {

@@ -3,7 +3,8 @@
 //!
 //! TLS 1.2 and 1.3 only, with rustls's safe cipher suites; no client certificates. Session
 //! resumption is per front-end policy: a front-end clones the configuration and gives it its
-//! own session store (FTPS binds resumption to one control connection).
+//! own session store and ticket keys (FTPS: per control connection, so a data connection's
+//! resumed session tells which login it belongs to).
 //!
 //! This module must never read or write a network stream itself.
 

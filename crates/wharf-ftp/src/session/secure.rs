@@ -157,10 +157,17 @@ pub(super) fn prot(st: &mut State, level: Prot) -> Reply {
             st.private_data = true;
             Reply::new(200, "data connections will be protected")
         }
-        Prot::Clear if tls_required(st) => Reply::new(
-            534,
-            "this service requires protected data connections (PROT P)",
-        ),
+        Prot::Clear if tls_required(st) => {
+            super::note_refusal(
+                st,
+                EventKind::TlsFailed,
+                "PROT C refused: this service requires protected data connections",
+            );
+            Reply::new(
+                534,
+                "this service requires protected data connections (PROT P)",
+            )
+        }
         Prot::Clear => {
             st.private_data = false;
             Reply::new(200, "data connections will be in the clear")
@@ -179,6 +186,20 @@ pub(super) fn ccc(st: &State) -> Reply {
     Reply::new(534, "CCC refused: the control connection stays protected")
 }
 
+/// Whether the data connection resumed a session of this login; `Err` says why not.
+async fn own_login(st: &State, data: &MaybeTls) -> Result<(), &'static str> {
+    if !data.resumed() {
+        return Err("its TLS handshake does not resume a session");
+    }
+    match &st.acceptor {
+        // Go's TLS offers the ticket it received last, maybe on a connection that is still
+        // logging in; that login is waited for as long as a data connection is (a connection
+        // that does not log in is closed at its login grace time).
+        Some(tls) => tls.resumed_own_login(st.shared.config.data_timeout).await,
+        None => Err("TLS is not available"),
+    }
+}
+
 /// The TLS handshake on a data connection under PROT P, with the session-reuse check.
 pub(super) async fn protect_data(
     st: &State,
@@ -188,16 +209,15 @@ pub(super) async fn protect_data(
     if !st.private_data {
         return Ok(MaybeTls::Plain(stream));
     }
-    let acceptor = st.acceptor.as_ref().map(|a| {
-        if upload {
-            a.upload.clone()
-        } else {
-            a.download.clone()
-        }
-    });
-    let Some(acceptor) = acceptor else {
+    let Some(tls) = st.acceptor.as_ref() else {
         return Err(Reply::new(425, "TLS is not available on this service"));
     };
+    let acceptor = if upload {
+        tls.upload.clone()
+    } else {
+        tls.download.clone()
+    };
+    tls.begin_data();
     let timeout = st.shared.config.data_timeout;
     let failed = |why: String, code: u16| {
         st.shared
@@ -208,10 +228,12 @@ pub(super) async fn protect_data(
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let mut data = MaybeTls::Tls(Box::new(tls));
-            if st.shared.config.require_tls_session_reuse && !data.resumed() {
+            if st.shared.config.require_tls_session_reuse
+                && let Err(why) = own_login(st, &data).await
+            {
                 let _ = data.shutdown().await;
                 return failed(
-                    "data connection refused: its TLS session does not resume the control connection's (session reuse is required)".to_owned(),
+                    format!("data connection refused: {why} (session reuse is required)"),
                     522,
                 );
             }

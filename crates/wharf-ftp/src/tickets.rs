@@ -1,0 +1,412 @@
+//! FTPS session tickets: one ticket key per control connection (its "family"), so a ticket
+//! names the control connection that issued it, and a data connection can tell whether the
+//! session it resumes belongs to its own login.
+//!
+//! Why not one store per control connection and nothing else: Go's TLS client (rclone) keeps
+//! one session per server for all of its control connections and offers on a data
+//! connection whichever ticket it received last, from any of them. So a data connection
+//! accepts a ticket of its own control connection, or of another control connection of the
+//! same account from the same address: proof that the client holds the secrets of a TLS
+//! session Wharf negotiated with that login. A third party on the passive port holds none.
+//!
+//! Tickets are AES-256-GCM under the family's key, never consumed: OpenSSL and GnuTLS
+//! clients offer the control connection's one session for every data connection. A key
+//! lives while its control connection does, and a short while after (a client's other
+//! connections may still hold its tickets); then it is forgotten, and its tickets with it.
+//!
+//! This module must never let a data connection use a session of another account or
+//! address, and never keep an unbounded number of keys.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rustls::server::ProducesTickets;
+use tokio::sync::Notify;
+
+/// How long the keys of a closed control connection still open its tickets.
+const GRACE: Duration = Duration::from_secs(10 * 60);
+/// Keys of closed control connections kept at most (the oldest go first).
+const CLOSED_KEPT: usize = 4096;
+/// Lifetime announced with each ticket: the most TLS 1.3 allows (RFC 8446 §4.6.1). A GnuTLS
+/// client (lftp) offers the control connection's first ticket for every data connection, so
+/// it must outlive the control connection; the key's own life is the real bound.
+const TICKET_LIFETIME: u32 = 7 * 24 * 60 * 60;
+const ID_LEN: usize = 8;
+
+struct Family {
+    key: Arc<LessSafeKey>,
+    peer: IpAddr,
+    /// The account logged in on the control connection (the last one, if several).
+    account: Option<String>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    families: HashMap<u64, Family>,
+    closed: VecDeque<(u64, Instant)>,
+}
+
+impl Registry {
+    fn prune(&mut self, now: Instant) {
+        while let Some(&(id, at)) = self.closed.front() {
+            if self.closed.len() <= CLOSED_KEPT && now.duration_since(at) < GRACE {
+                break;
+            }
+            self.closed.pop_front();
+            self.families.remove(&id);
+        }
+    }
+}
+
+/// The ticket keys of one FTP service, one per control connection.
+#[derive(Default)]
+pub(crate) struct Families {
+    registry: Mutex<Registry>,
+    /// Woken when a control connection logs in or closes.
+    changed: Notify,
+}
+
+/// Whether a data connection may use the session it resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Yes,
+    No,
+    /// Issued to a control connection of the same address that has not logged in yet.
+    NotYet,
+}
+
+impl Families {
+    /// A new family for a control connection from `peer`; closed when the handle drops.
+    pub(crate) fn open(self: &Arc<Self>, peer: IpAddr) -> Option<FamilyHandle> {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).ok()?;
+        let key = UnboundKey::new(&AES_256_GCM, &key).ok()?;
+        let mut registry = self.registry.lock().ok()?;
+        registry.prune(Instant::now());
+        registry.next_id = registry.next_id.wrapping_add(1);
+        let id = registry.next_id;
+        registry.families.insert(
+            id,
+            Family {
+                key: Arc::new(LessSafeKey::new(key)),
+                peer,
+                account: None,
+                closed: false,
+            },
+        );
+        Some(FamilyHandle {
+            families: Arc::clone(self),
+            id,
+            resumed: Arc::default(),
+        })
+    }
+
+    fn close(&self, id: u64) {
+        if let Ok(mut registry) = self.registry.lock() {
+            let now = Instant::now();
+            if let Some(family) = registry.families.get_mut(&id) {
+                family.closed = true;
+            }
+            registry.closed.push_back((id, now));
+            registry.prune(now);
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn bind(&self, id: u64, account: Option<String>) {
+        if let Ok(mut registry) = self.registry.lock()
+            && let Some(family) = registry.families.get_mut(&id)
+        {
+            family.account = account;
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn verdict(&self, own: u64, issuer: u64) -> Verdict {
+        if issuer == own {
+            return Verdict::Yes;
+        }
+        let Ok(registry) = self.registry.lock() else {
+            return Verdict::No;
+        };
+        let (Some(me), Some(them)) = (registry.families.get(&own), registry.families.get(&issuer))
+        else {
+            return Verdict::No;
+        };
+        match (&me.account, &them.account) {
+            _ if me.peer != them.peer => Verdict::No,
+            (Some(mine), Some(theirs)) if mine == theirs => Verdict::Yes,
+            (Some(_), None) if !them.closed => Verdict::NotYet,
+            _ => Verdict::No,
+        }
+    }
+
+    fn encrypt(&self, id: u64, plain: &[u8]) -> Option<Vec<u8>> {
+        let key = Arc::clone(&self.registry.lock().ok()?.families.get(&id)?.key);
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(id.to_be_bytes()),
+            &mut sealed,
+        )
+        .ok()?;
+        let mut ticket = Vec::with_capacity(ID_LEN + NONCE_LEN + sealed.len());
+        ticket.extend_from_slice(&id.to_be_bytes());
+        ticket.extend_from_slice(&nonce);
+        ticket.extend_from_slice(&sealed);
+        Some(ticket)
+    }
+
+    /// The session in `ticket` and the family that issued it, when a handshake of family
+    /// `own` may resume it: a session of the same address. Whether a data connection may
+    /// then be used is decided after the handshake ([`FamilyHandle::resumed_own_login`]):
+    /// the issuing control connection may still be logging in.
+    fn decrypt(&self, own: u64, ticket: &[u8]) -> Option<(u64, Vec<u8>)> {
+        let (id, rest) = ticket.split_first_chunk::<ID_LEN>()?;
+        let (nonce, sealed) = rest.split_first_chunk::<NONCE_LEN>()?;
+        let id = u64::from_be_bytes(*id);
+        let key = {
+            let registry = self.registry.lock().ok()?;
+            let issuer = registry.families.get(&id)?;
+            let me = registry.families.get(&own)?;
+            if id != own && issuer.peer != me.peer {
+                return None;
+            }
+            Arc::clone(&issuer.key)
+        };
+        let mut buf = sealed.to_vec();
+        let plain = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(id.to_be_bytes()),
+                &mut buf,
+            )
+            .ok()?;
+        Some((id, plain.to_vec()))
+    }
+}
+
+/// A control connection's family; its key is kept for [`GRACE`] after this drops.
+pub(crate) struct FamilyHandle {
+    families: Arc<Families>,
+    id: u64,
+    /// The family whose ticket the current data handshake resumed. A control connection
+    /// runs one data handshake at a time.
+    resumed: Arc<Mutex<Option<u64>>>,
+}
+
+impl FamilyHandle {
+    /// The account now logged in on the control connection (`None` after a logout).
+    pub(crate) fn bind(&self, account: Option<String>) {
+        self.families.bind(self.id, account);
+    }
+
+    /// The ticket producer for the control connection's handshake.
+    pub(crate) fn control_tickets(&self) -> Arc<dyn ProducesTickets> {
+        Arc::new(FamilyTickets {
+            families: Arc::clone(&self.families),
+            own: self.id,
+            resumed: None,
+        })
+    }
+
+    /// The ticket producer for data connections' handshakes; see [`Self::resumed_own_login`].
+    pub(crate) fn data_tickets(&self) -> Arc<dyn ProducesTickets> {
+        Arc::new(FamilyTickets {
+            families: Arc::clone(&self.families),
+            own: self.id,
+            resumed: Some(Arc::clone(&self.resumed)),
+        })
+    }
+
+    /// Call before each data handshake.
+    pub(crate) fn forget_resumed(&self) {
+        if let Ok(mut slot) = self.resumed.lock() {
+            *slot = None;
+        }
+    }
+
+    /// After a data handshake that resumed: whether the session resumed belongs to this
+    /// login: issued to this control connection (a ticket, or a session ID of its own
+    /// store), or to another control connection of the same account and address. One that
+    /// is still logging in is waited for, up to `wait`. `Err` says why not.
+    pub(crate) async fn resumed_own_login(&self, wait: Duration) -> Result<(), &'static str> {
+        let Some(issuer) = self.resumed.lock().ok().and_then(|mut slot| slot.take()) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.families.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.families.verdict(self.id, issuer) {
+                Verdict::Yes => return Ok(()),
+                Verdict::No => return Err("it resumes a TLS session of another login"),
+                Verdict::NotYet => {
+                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                        return Err("it resumes a TLS session of a connection that did not log in");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FamilyHandle {
+    fn drop(&mut self) {
+        self.families.close(self.id);
+    }
+}
+
+struct FamilyTickets {
+    families: Arc<Families>,
+    own: u64,
+    /// Where a data handshake notes the family it resumed.
+    resumed: Option<Arc<Mutex<Option<u64>>>>,
+}
+
+impl std::fmt::Debug for FamilyTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FamilyTickets")
+            .field("own", &self.own)
+            .finish()
+    }
+}
+
+impl ProducesTickets for FamilyTickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.families.encrypt(self.own, plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let (issuer, plain) = self.families.decrypt(self.own, cipher)?;
+        if let Some(slot) = &self.resumed
+            && let Ok(mut slot) = slot.lock()
+        {
+            *slot = Some(issuer);
+        }
+        Some(plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn families() -> Arc<Families> {
+        Arc::new(Families::default())
+    }
+
+    const WAIT: Duration = Duration::from_millis(200);
+
+    /// Resumes `ticket` on a data connection of `f`: whether it may be used.
+    async fn data_resume(f: &FamilyHandle, ticket: &[u8]) -> Option<bool> {
+        f.forget_resumed();
+        f.data_tickets().decrypt(ticket)?;
+        Some(f.resumed_own_login(WAIT).await.is_ok())
+    }
+
+    #[tokio::test]
+    async fn own_tickets_resume_again_and_again() {
+        let all = families();
+        let a = all.open(ip(1)).expect("family");
+        a.bind(Some("alice".into()));
+        let ticket = a.control_tickets().encrypt(b"session").expect("ticket");
+        for _ in 0..100 {
+            assert_eq!(
+                a.data_tickets().decrypt(&ticket).as_deref(),
+                Some(&b"session"[..])
+            );
+            assert_eq!(data_resume(&a, &ticket).await, Some(true));
+        }
+    }
+
+    #[tokio::test]
+    async fn data_connections_accept_only_the_same_login_and_address() {
+        let all = families();
+        let a = all.open(ip(1)).expect("family");
+        let b = all.open(ip(1)).expect("family");
+        let other_account = all.open(ip(1)).expect("family");
+        let other_address = all.open(ip(2)).expect("family");
+        for (f, who) in [(&a, "alice"), (&b, "alice"), (&other_account, "bob")] {
+            f.bind(Some(who.into()));
+        }
+        other_address.bind(Some("alice".into()));
+        let from_b = b.control_tickets().encrypt(b"b").expect("ticket");
+        assert_eq!(data_resume(&a, &from_b).await, Some(true));
+        assert_eq!(data_resume(&other_account, &from_b).await, Some(false));
+        // Another address cannot even decrypt it.
+        assert_eq!(data_resume(&other_address, &from_b).await, None);
+        assert!(other_address.control_tickets().decrypt(&from_b).is_none());
+        let bobs = other_account
+            .control_tickets()
+            .encrypt(b"x")
+            .expect("ticket");
+        assert_eq!(data_resume(&a, &bobs).await, Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_ticket_of_a_connection_still_logging_in_waits_for_its_login() {
+        let all = families();
+        let a = all.open(ip(1)).expect("family");
+        a.bind(Some("alice".into()));
+        let pending = all.open(ip(1)).expect("family");
+        let ticket = pending.control_tickets().encrypt(b"p").expect("ticket");
+        // Never logs in: refused when the wait is over.
+        assert_eq!(data_resume(&a, &ticket).await, Some(false));
+        // Logs in as alice while the data connection waits.
+        a.forget_resumed();
+        a.data_tickets().decrypt(&ticket).expect("decrypts");
+        let login = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pending.bind(Some("alice".into()));
+        };
+        let (ok, ()) = tokio::join!(a.resumed_own_login(Duration::from_secs(5)), login);
+        assert_eq!(ok, Ok(()));
+        // One that closes without logging in is refused at once.
+        let quitter = all.open(ip(1)).expect("family");
+        let ticket = quitter.control_tickets().encrypt(b"q").expect("ticket");
+        drop(quitter);
+        assert_eq!(data_resume(&a, &ticket).await, Some(false));
+    }
+
+    #[tokio::test]
+    async fn tampered_and_forgotten_tickets_are_refused() {
+        let all = families();
+        let a = all.open(ip(1)).expect("family");
+        a.bind(Some("alice".into()));
+        let mut ticket = a.control_tickets().encrypt(b"session").expect("ticket");
+        let last = ticket.len() - 1;
+        ticket[last] ^= 1;
+        assert!(a.data_tickets().decrypt(&ticket).is_none());
+        assert!(a.data_tickets().decrypt(b"short").is_none());
+        let b = all.open(ip(1)).expect("family");
+        b.bind(Some("alice".into()));
+        let from_b = b.control_tickets().encrypt(b"b").expect("ticket");
+        drop(b);
+        // Kept for the grace period, and bounded in number.
+        assert_eq!(data_resume(&a, &from_b).await, Some(true));
+        for _ in 0..CLOSED_KEPT + 10 {
+            drop(all.open(ip(1)).expect("family"));
+        }
+        assert_eq!(data_resume(&a, &from_b).await, None);
+        let registry = all.registry.lock().expect("lock");
+        assert!(registry.families.len() <= CLOSED_KEPT + 1);
+    }
+}
