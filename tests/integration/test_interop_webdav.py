@@ -170,6 +170,9 @@ def test_locks_hold_for_rest_and_across_restarts(server):
     assert status("-X", "PUT", "--data-binary", "v3", f"{base}/api/v1/files/doc.txt") == 201
     refused = server.wait_event("command.refused", protocol="http", path="/doc.txt")
     assert "locked" in refused["message"]
+    locked = server.wait_event("entry.locked", protocol="webdav", path="/doc.txt")
+    assert locked["attrs"]["scope"] == "exclusive" and locked["attrs"]["timeout"] == "300"
+    server.wait_event("entry.unlocked", protocol="webdav", path="/doc.txt")
 
 
 def test_dead_properties_follow_moves(server):

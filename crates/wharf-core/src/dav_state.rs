@@ -305,7 +305,18 @@ impl DavState {
                     .path(path.to_string()),
             );
         }
-        Ok(added?.map(|()| lock))
+        let added = added?;
+        let event = session
+            .event(EventKind::EntryLocked)
+            .path(path.to_string())
+            .attr("scope", if shared { "shared" } else { "exclusive" })
+            .attr("depth", if deep { "infinity" } else { "0" })
+            .attr("timeout", lock.timeout_s.to_string());
+        match &added {
+            Ok(()) => session.emit(event),
+            Err(other) => session.emit(event.failed(format!("locked already ({})", other.path))),
+        }
+        Ok(added.map(|()| lock))
     }
 
     /// Ends the lock `token` that the session's account holds on `path` (or on a folder
@@ -328,7 +339,15 @@ impl DavState {
         if !ours {
             return Ok(false);
         }
-        self.store.remove_lock(&scope, &account, token).await
+        let removed = self.store.remove_lock(&scope, &account, token).await?;
+        if removed {
+            session.emit(
+                session
+                    .event(EventKind::EntryUnlocked)
+                    .path(path.to_string()),
+            );
+        }
+        Ok(removed)
     }
 
     /// Gives a lock the session's account holds on `path` a new timeout.
