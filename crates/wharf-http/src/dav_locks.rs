@@ -231,3 +231,38 @@ impl DavLockSystem for SessionLs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_comes_back_as_given() {
+        // As dav-server hands it over: the client's element, renamed with the `D` prefix.
+        let mut owner = Element::parse(
+            &b"<owner xmlns=\"DAV:\"><href>mailto:a@example.com</href> litmus</owner>"[..],
+        )
+        .expect("owner");
+        owner.prefix = Some("D".to_owned());
+        let xml = owner_xml(&owner).expect("serialised");
+        let lock = Lock {
+            token: "urn:uuid:1".into(),
+            path: VirtualPath::parse("/a b/%41.txt").expect("path"),
+            account: "alice".into(),
+            owner: Some(xml),
+            shared: false,
+            deep: false,
+            timeout_s: 600,
+            expires_us: 0,
+        };
+        let asked = DavPath::new("/dav/other").expect("path");
+        let dav = to_dav(&lock, &asked);
+        let back = dav.owner.expect("owner kept");
+        assert_eq!(back.name, "owner");
+        assert!(back.get_text().is_some_and(|t| t.contains("litmus")));
+        assert_eq!(
+            dav.path.with_prefix().as_url_string(),
+            "/dav/a%20b/%2541.txt"
+        );
+    }
+}
