@@ -209,11 +209,14 @@ def test_encoded_traversal_refused(server):
     s = start_with_alice(server)
     (s.root / "secret.txt").write_text("outside the home\n")
     for evil in ["../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", "..;/secret.txt",
-                 "%252e%252e/secret.txt", "%c0%ae%c0%ae/secret.txt", "..%5csecret.txt",
+                 "%c0%ae%c0%ae/secret.txt", "..%5csecret.txt",
                  "a/%2e%2e/%2e%2e/secret.txt", "%00secret.txt"]:
         status, _, body = split(curl(f"{s.base}/files/{evil}"))
         assert status == 400, (evil, status)
         assert b"outside the home" not in body
+    # Decoded once, `%252e%252e` is a folder named `%2e%2e` in the home: not there, not a way up.
+    status, _, body = split(curl(f"{s.base}/files/%252e%252e/secret.txt"))
+    assert status == 404 and b"outside the home" not in body
     refused = s.wait_event("protocol.error", protocol="https")
     assert "path refused" in refused["message"]
 

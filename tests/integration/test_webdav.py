@@ -78,8 +78,10 @@ def test_webdav_refusals(server):
 
     assert dav("-X", "PROPFIND", f"{base}/") == 401
     assert dav("-u", f"alice:{PASSWORD}", "-X", "PROPFIND", "-H", "Depth: 1", f"{base}/") == 207
-    for evil in ["%2e%2e/x", "..;/x", "%252e%252e/x", "a%5c..%5cb"]:
+    for evil in ["%2e%2e/x", "..;/x", "a%5c..%5cb"]:
         assert dav("-u", f"alice:{PASSWORD}", f"{base}/{evil}") == 400, evil
+    # Decoded once, `%252e%252e` is a folder named `%2e%2e`, not a way up.
+    assert dav("-u", f"alice:{PASSWORD}", f"{base}/%252e%252e/x") == 404
     # MOVE with a Destination that climbs out is refused the same way.
     (server.homes / "alice").mkdir(parents=True, exist_ok=True)
     (server.homes / "alice" / "f.txt").write_text("x")

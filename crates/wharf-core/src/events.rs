@@ -79,10 +79,12 @@ catalogue! {
     EntryRenamed = 30021, "entry.renamed", "A file or folder was renamed; `path` is the source and `path2` the destination.";
     FolderCreated = 30022, "folder.created", "A folder was created.";
     FolderRemoved = 30023, "folder.removed", "A folder was removed.";
-    AttributesChanged = 30024, "attributes.changed", "Attributes of an entry changed; `attrs` lists what (mode, times, size).";
+    AttributesChanged = 30024, "attributes.changed", "Attributes of an entry changed; `attrs` lists what (mode, times, size; for WebDAV dead properties, `properties_set` and `properties_removed` count them).";
     LinkCreated = 30025, "link.created", "A symbolic or hard link was created; `path` is the link, `path2` its target.";
     FileCopied = 30026, "file.copied", "A file was copied on the server; `path` is the source and `path2` the copy.";
     FolderListed = 30027, "folder.listed", "A folder's entries were listed.";
+    EntryLocked = 30028, "entry.locked", "A WebDAV client locked a path; `attrs.scope` is `exclusive` or `shared`, `attrs.depth` `0` or `infinity`, `attrs.timeout` the seconds granted. A lock refused because another covers the path is recorded failed.";
+    EntryUnlocked = 30029, "entry.unlocked", "A WebDAV client released its lock on a path (UNLOCK); a lock that times out ends without a record.";
     PermissionDenied = 30030, "permission.denied", "An operation was refused by a permission rule or the home-folder jail; `attrs.verb` is the refused verb.";
     HandlerRetrying = 40001, "handler.retrying", "An event handler's action failed and will be tried again; `attrs.handler` names the handler, `attrs.trigger` the `seq` of the event it acts on, `attrs.attempt` the attempt that failed, `attrs.next` when it runs again, and `message` the error. Every 4xxxx record has `attrs.handler` and `attrs.trigger`.";
     HandlerFailed = 40002, "handler.failed", "An event handler gave up on an event (attempts used up, or an error that retrying cannot mend); `message` says why. The file stays where the last successful step left it.";

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod dav_state;
 pub mod error;
 pub mod events;
 pub mod naming;

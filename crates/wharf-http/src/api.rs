@@ -90,6 +90,44 @@ fn request_path(
         .map_err(|e| core_error(&e))
 }
 
+/// Refuses (423) a change to `path` while a WebDAV lock covers it: a REST request carries no
+/// lock token, so any lock stops it.
+async fn unlocked(
+    shared: &Shared,
+    session: &Session,
+    path: &VirtualPath,
+    deep: bool,
+) -> Result<(), ApiError> {
+    let Some(dav) = &shared.dav else {
+        return Ok(());
+    };
+    dav.check_unlocked(session, path, deep)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::PermissionDenied => error(StatusCode::LOCKED, e.message),
+            _ => core_error(&e),
+        })
+}
+
+/// Keeps WebDAV properties with what the REST API moved or removed.
+async fn props_follow(
+    shared: &Shared,
+    session: &Session,
+    from: &VirtualPath,
+    to: Option<&VirtualPath>,
+) {
+    let Some(dav) = &shared.dav else {
+        return;
+    };
+    let result = match to {
+        Some(to) => dav.moved(session, from, to).await,
+        None => dav.removed(session, from).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!("WebDAV properties of {from} not updated: {e}");
+    }
+}
+
 fn entry_json(name: &str, meta: &Metadata) -> serde_json::Value {
     let modified = time::OffsetDateTime::from_unix_timestamp(meta.mtime)
         .ok()
@@ -388,6 +426,7 @@ pub(crate) async fn files_put(
             format!("uploads are limited to {max} bytes"),
         ));
     }
+    unlocked(&shared, &session, &path, false).await?;
     let upload = session
         .open_upload(&path, WriteMode::Create, None)
         .await
@@ -468,12 +507,14 @@ pub(crate) async fn files_delete(
         .stat(&path, false)
         .await
         .map_err(|e| core_error(&e))?;
+    unlocked(&shared, &session, &path, meta.kind == FileKind::Dir).await?;
     let result = if meta.kind == FileKind::Dir {
         session.rmdir(&path).await
     } else {
         session.remove(&path).await
     };
     result.map_err(|e| core_error(&e))?;
+    props_follow(&shared, &session, &path, None).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -484,6 +525,7 @@ pub(crate) async fn folder_create(
     request: Request,
 ) -> ApiResult {
     let path = request_path(&shared, &conn, &session, request.uri(), "/api/v1/folders")?;
+    unlocked(&shared, &session, &path, false).await?;
     session
         .mkdir(&path, None)
         .await
@@ -529,9 +571,12 @@ pub(crate) async fn rename(
                 .map_err(|e| core_error(&e))?,
         );
     }
+    unlocked(&shared, &session, &paths[0], true).await?;
+    unlocked(&shared, &session, &paths[1], true).await?;
     session
         .rename(&paths[0], &paths[1], false)
         .await
         .map_err(|e| core_error(&e))?;
+    props_follow(&shared, &session, &paths[0], Some(&paths[1])).await;
     Ok(Json(json!({ "from": paths[0].as_str(), "to": paths[1].as_str() })).into_response())
 }

@@ -2,9 +2,13 @@
 //! WebDAV clients get the same rules, jail, atomic uploads and events as every protocol
 //! (events say `webdav`).
 //!
-//! The request path is checked by [`crate::path`] before dav-server sees it. Locks are
-//! accepted but not enforced (`FakeLs`), which Windows and macOS clients need to write.
+//! The request path is checked by [`crate::path`] before dav-server sees it. Locks (class 2,
+//! which Windows and macOS clients need to write) and dead properties are the core's
+//! ([`wharf_core::dav_state`], kept in the store): this module only translates dav-server's
+//! lock system and property calls onto it, and carries properties along a DELETE, MOVE or
+//! COPY it made through the session.
 
+use std::collections::HashSet;
 use std::io::SeekFrom;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,14 +16,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, Bytes};
 use dav_server::DavHandler;
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
-    OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
+    FsStream, OpenOptions, ReadDirMeta,
 };
+use wharf_core::dav_state::DavState;
+use wharf_core::dav_state::{DeadProp, PropChange};
 use wharf_core::vfs::FileKind;
 use wharf_core::{CoreError, Download, ErrorKind, EventKind, Metadata, Session, Upload, WriteMode};
 use wharf_types::VirtualPath;
@@ -48,6 +55,11 @@ const MAX_COPY_ENTRIES: u64 = 10_000;
 #[derive(Clone)]
 struct SessionFs {
     session: Arc<Session>,
+    /// Locks and dead properties, when the service keeps them.
+    dav: Option<DavState>,
+    /// The paths of the home that have dead properties, as this request first saw them, so
+    /// a listing asks the store only about those. Cleared when this request changes any.
+    prop_paths: Arc<tokio::sync::Mutex<Option<Arc<HashSet<String>>>>>,
     /// What this request's `COPY` has created so far: entries and bytes.
     copied: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -343,14 +355,18 @@ impl DavFileSystem for SessionFs {
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let path = self.path(path)?;
-            self.session.rmdir(&path).await.map_err(|e| fs_error(&e))
+            self.session.rmdir(&path).await.map_err(|e| fs_error(&e))?;
+            self.props_removed(&path).await;
+            Ok(())
         })
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let path = self.path(path)?;
-            self.session.remove(&path).await.map_err(|e| fs_error(&e))
+            self.session.remove(&path).await.map_err(|e| fs_error(&e))?;
+            self.props_removed(&path).await;
+            Ok(())
         })
     }
 
@@ -360,7 +376,14 @@ impl DavFileSystem for SessionFs {
             self.session
                 .rename(&from, &to, false)
                 .await
-                .map_err(|e| fs_error(&e))
+                .map_err(|e| fs_error(&e))?;
+            self.props_changed().await;
+            if let Some(dav) = &self.dav
+                && let Err(e) = dav.moved(&self.session, &from, &to).await
+            {
+                tracing::warn!("properties of {from} not moved to {to}: {e}");
+            }
+            Ok(())
         })
     }
 
@@ -373,8 +396,136 @@ impl DavFileSystem for SessionFs {
                 .copy(&from, &to)
                 .await
                 .map_err(|e| fs_error(&e))?;
+            self.props_changed().await;
+            if let Some(dav) = &self.dav
+                && let Err(e) = dav.copied(&self.session, &from, &to).await
+            {
+                tracing::warn!("properties of {from} not copied to {to}: {e}");
+            }
             self.count_copy_bytes(bytes)
         })
+    }
+
+    fn have_props<'a>(
+        &'a self,
+        _path: &'a DavPath,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        let have = self.dav.is_some();
+        Box::pin(async move { have })
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        Box::pin(async move {
+            let dav = self.dav.as_ref().ok_or(FsError::NotImplemented)?;
+            let path = self.path(path)?;
+            let changes: Vec<PropChange> = patch
+                .iter()
+                .map(|(is_set, prop)| {
+                    let namespace = prop.namespace.clone().unwrap_or_default();
+                    if *is_set {
+                        PropChange::Set(DeadProp {
+                            namespace,
+                            name: prop.name.clone(),
+                            xml: prop.xml.clone().unwrap_or_default(),
+                        })
+                    } else {
+                        PropChange::Remove(namespace, prop.name.clone())
+                    }
+                })
+                .collect();
+            self.props_changed().await;
+            let status = match dav.patch_props(&self.session, &path, &changes).await {
+                Ok(()) => StatusCode::OK,
+                Err(e) if e.kind == ErrorKind::LimitReached => StatusCode::INSUFFICIENT_STORAGE,
+                Err(e) if e.kind == ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+                Err(e) if e.kind == ErrorKind::NotFound => return Err(FsError::NotFound),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Ok(patch
+                .into_iter()
+                .map(|(_, prop)| {
+                    let answer = DavProp { xml: None, ..prop };
+                    (status, answer)
+                })
+                .collect())
+        })
+    }
+
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+        Box::pin(async move {
+            let props = self.dead_props(path).await?;
+            Ok(props
+                .into_iter()
+                .map(|p| DavProp {
+                    name: p.name,
+                    prefix: None,
+                    namespace: Some(p.namespace).filter(|n| !n.is_empty()),
+                    xml: do_content.then_some(p.xml),
+                })
+                .collect())
+        })
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let namespace = prop.namespace.unwrap_or_default();
+            self.dead_props(path)
+                .await?
+                .into_iter()
+                .find(|p| p.name == prop.name && p.namespace == namespace)
+                .map(|p| p.xml)
+                .ok_or(FsError::NotFound)
+        })
+    }
+}
+
+impl SessionFs {
+    /// The dead properties of `path` (none when the service keeps none).
+    async fn dead_props(&self, path: &DavPath) -> FsResult<Vec<DeadProp>> {
+        let Some(dav) = &self.dav else {
+            return Ok(Vec::new());
+        };
+        let path = self.path(path)?;
+        let known = {
+            let mut known = self.prop_paths.lock().await;
+            match &*known {
+                Some(paths) => Arc::clone(paths),
+                None => {
+                    let paths = dav
+                        .prop_paths(&self.session)
+                        .await
+                        .map_err(|e| fs_error(&e))?;
+                    let paths = Arc::new(paths);
+                    *known = Some(Arc::clone(&paths));
+                    paths
+                }
+            }
+        };
+        if !known.contains(path.as_str()) {
+            return Ok(Vec::new());
+        }
+        dav.props(&self.session, &path)
+            .await
+            .map_err(|e| fs_error(&e))
+    }
+
+    /// Forgets which paths have properties, after this request changed some.
+    async fn props_changed(&self) {
+        *self.prop_paths.lock().await = None;
+    }
+
+    /// Forgets the properties of what this request removed.
+    async fn props_removed(&self, path: &VirtualPath) {
+        self.props_changed().await;
+        if let Some(dav) = &self.dav
+            && let Err(e) = dav.removed(&self.session, path).await
+        {
+            tracing::warn!("properties of {path} not removed: {e}");
+        }
     }
 }
 
@@ -438,14 +589,22 @@ pub(crate) async fn handle(
         )
             .into_response();
     }
-    let handler = DavHandler::builder()
+    let mut builder = DavHandler::builder()
         .filesystem(Box::new(SessionFs {
-            session,
+            session: Arc::clone(&session),
+            dav: shared.dav.clone(),
+            prop_paths: Arc::default(),
             copied: Arc::default(),
         }))
-        .locksystem(dav_server::fakels::FakeLs::new())
-        .strip_prefix(PREFIX)
-        .build_handler();
+        .principal(session.account().name.to_string())
+        .strip_prefix(PREFIX);
+    if let Some(dav) = &shared.dav {
+        builder = builder.locksystem(Box::new(crate::dav_locks::SessionLs::new(
+            dav.clone(),
+            session,
+        )));
+    }
+    let handler = builder.build_handler();
     let (parts, body) = handler.handle(request).await.into_parts();
     Response::from_parts(parts, axum::body::Body::new(body))
 }

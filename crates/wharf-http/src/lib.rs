@@ -15,6 +15,7 @@
 mod api;
 mod auth;
 mod dav;
+mod dav_locks;
 mod headers;
 pub mod path;
 pub mod range;

@@ -1,12 +1,15 @@
 //! The file path in a request URL: percent-decoded exactly once and checked, before the core
 //! session normalises it.
 //!
-//! Refused outright (400 and a `protocol.error` event) rather than normalised: `.` and `..`
-//! segments, in any encoding (`%2e%2e`); Tomcat-style path parameters (`..;/`); a `%` left
-//! and two hex digits left after decoding (double encoding such as `%252e`; a name like
-//! `100% done` stays valid); bytes that are not UTF-8 (overlong
-//! forms such as `%c0%ae`); backslashes, NUL and control characters. A client of a file API
-//! has no reason to send any of them, and refusing keeps every layer's reading identical.
+//! Decoded once, and only once: `%2520` is a name holding `%20`, as a file called
+//! `percent%20x.txt` (made over SFTP) is listed `percent%2520x.txt` and must be reachable by
+//! that very href. What the decoded path *is* decides, not what it looks like: refused
+//! outright (400 and a `protocol.error` event) rather than normalised are `.` and `..`
+//! segments, in any encoding (`%2e%2e`); Tomcat-style path parameters (`..;/`); bytes that
+//! are not UTF-8 (overlong forms such as `%c0%ae`); backslashes, NUL and control
+//! characters. A client of a file API has no reason to send any of them, and refusing keeps
+//! every layer's reading identical. Nothing after this decodes again (the core takes the
+//! decoded bytes as a name; dav-server decodes the same raw URL once, to the same path).
 //!
 //! Pure: no I/O.
 
@@ -16,9 +19,6 @@ pub enum PathError {
     /// `%` not followed by two hex digits.
     #[error("malformed percent-encoding")]
     BadEscape,
-    /// A `%` and two hex digits survived decoding: the path was encoded twice.
-    #[error("double percent-encoding")]
-    DoubleEncoded,
     /// The decoded bytes are not UTF-8 (including overlong encodings).
     #[error("path is not UTF-8")]
     NotUtf8,
@@ -69,13 +69,6 @@ pub fn decode(encoded: &str) -> Result<String, PathError> {
         }
     }
     let text = String::from_utf8(out).map_err(|_| PathError::NotUtf8)?;
-    let still_encoded = text
-        .as_bytes()
-        .windows(3)
-        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some());
-    if still_encoded {
-        return Err(PathError::DoubleEncoded);
-    }
     if text.chars().any(|c| c == '\\' || c.is_control()) {
         return Err(PathError::ForbiddenChar);
     }
@@ -120,6 +113,19 @@ mod tests {
     }
 
     #[test]
+    fn a_percent_sign_in_a_name_is_decoded_once() {
+        // The href a listing gives for `percent%20x.txt` leads back to that name.
+        assert_eq!(
+            decode(&encode("/percent%20x.txt")),
+            Ok("/percent%20x.txt".into())
+        );
+        assert_eq!(decode("percent%2520x.txt"), Ok("/percent%20x.txt".into()));
+        // `%252e%252e` is a name made of `%2e%2e`, not a way up: nothing decodes it again.
+        assert_eq!(decode("%252e%252e/etc"), Ok("/%2e%2e/etc".into()));
+        assert_eq!(decode("a%25/b%2541"), Ok("/a%/b%41".into()));
+    }
+
+    #[test]
     fn traversal_in_every_spelling_is_refused() {
         for bad in [
             "../etc/passwd",
@@ -129,7 +135,6 @@ mod tests {
             "a/%2e/b",
             "..;/etc",
             "a/..;jsessionid=1/b",
-            "%252e%252e/etc",
             "%c0%ae%c0%ae/etc",
             "a%5c..%5cb",
             "a\\b",

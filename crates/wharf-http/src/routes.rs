@@ -208,6 +208,7 @@ mod tests {
             auth: wharf_auth::Authenticator::new(store),
             events,
             sessions: crate::sessions::Sessions::new(std::time::Duration::from_secs(60)),
+            dav: None,
         });
         let app = router(shared);
         let conn = crate::server::Conn {

@@ -10,6 +10,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use wharf_auth::{Admission, Authenticator, Limits};
+use wharf_core::dav_state::DavState;
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_net::tls::TlsAcceptor;
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Authenticator,
     pub(crate) events: EventBus,
     pub(crate) sessions: Sessions,
+    /// WebDAV locks and dead properties (none: WebDAV offers neither, class 1 only).
+    pub(crate) dav: Option<DavState>,
 }
 
 impl Shared {
@@ -109,13 +112,24 @@ pub(crate) struct Conn {
 pub struct HttpService {
     config: HttpConfig,
     listeners: Listeners,
+    dav: Option<DavState>,
 }
 
 impl HttpService {
     /// Binds every configured address.
     pub async fn bind(config: HttpConfig) -> std::io::Result<HttpService> {
         let listeners = Listeners::bind(&config.addresses).await?;
-        Ok(HttpService { config, listeners })
+        Ok(HttpService {
+            config,
+            listeners,
+            dav: None,
+        })
+    }
+
+    /// Offers WebDAV locks and dead properties, kept where `dav` keeps them.
+    pub fn with_dav_state(mut self, dav: DavState) -> HttpService {
+        self.dav = Some(dav);
+        self
     }
 
     /// The addresses actually bound.
@@ -142,6 +156,7 @@ impl HttpService {
             config: self.config,
             auth,
             events,
+            dav: self.dav,
         });
         let router = crate::routes::router(Arc::clone(&shared));
         self.listeners

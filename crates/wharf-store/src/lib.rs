@@ -12,6 +12,7 @@
 
 mod audit;
 mod bans;
+mod dav_state;
 mod handler_queue;
 mod identities;
 mod migrate;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/sqlite/0004_second_factor.sql")),
     (5, include_str!("migrations/sqlite/0005_handler_queue.sql")),
     (6, include_str!("migrations/sqlite/0006_max_file_size.sql")),
+    (7, include_str!("migrations/sqlite/0007_dav_state.sql")),
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -144,7 +144,10 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     recheck_after: secs(&service.recheck_after),
                     redirect_to_https: service.redirect_to_https.as_ref().map(|p| *p.get_ref()),
                 };
+                let dav =
+                    wharf_core::dav_state::DavState::new(std::sync::Arc::new(ctx.store.clone()));
                 HttpService::bind(config).await.map(|b| {
+                    let b = b.with_dav_state(dav);
                     let addrs = b.local_addrs();
                     services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
                     (
