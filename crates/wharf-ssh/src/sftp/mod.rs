@@ -25,10 +25,11 @@ use handles::Handles;
 
 /// The order of SSH_FXP_SYMLINK's two paths, which follows the client. OpenSSH's
 /// sftp-server has always read them reversed from the draft (target first, then the link),
-/// and the clients written against it send them so: OpenSSH's own and paramiko's. Other
-/// clients (asyncssh when the server is not OpenSSH, and those that follow the draft) send
-/// the link first. The client's SSH version string tells them apart, as asyncssh's own
-/// server does: one naming `OpenSSH` or `paramiko` uses OpenSSH's order.
+/// and the clients written against it send them so: OpenSSH's own, paramiko's and Go's
+/// `pkg/sftp` (rclone). Other clients (asyncssh when the server is not OpenSSH, and those
+/// that follow the draft) send the link first. The client's SSH version string tells them
+/// apart, as asyncssh's own server does: one naming `OpenSSH` or `paramiko`, Go's default
+/// (`SSH-2.0-Go`) and rclone's (`SSH-2.0-rclone/...`) use OpenSSH's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SymlinkOrder {
     /// Target, then link (OpenSSH's sftp-server).
@@ -41,7 +42,17 @@ impl SymlinkOrder {
     /// The order a client with this SSH identification string (`SSH-2.0-...`) uses.
     pub fn of_client(version: &[u8]) -> SymlinkOrder {
         let text = String::from_utf8_lossy(&version[..version.len().min(255)]);
-        if text.contains("OpenSSH") || text.contains("paramiko") {
+        let software = text
+            .strip_prefix("SSH-2.0-")
+            .unwrap_or(&text)
+            .split([' ', '\r', '\n'])
+            .next()
+            .unwrap_or_default();
+        if text.contains("OpenSSH")
+            || text.contains("paramiko")
+            || software == "Go"
+            || software.starts_with("rclone/")
+        {
             SymlinkOrder::OpenSsh
         } else {
             SymlinkOrder::Draft
@@ -265,5 +276,41 @@ fn handle_of(body: &RequestBody) -> Option<&[u8]> {
         // copy-data touches two handles; it runs on the lane of the one it writes to.
         RequestBody::Extended(X::CopyData { write_handle, .. }) => Some(write_handle),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SymlinkOrder;
+
+    #[test]
+    fn symlink_order_by_client() {
+        for (id, order) in [
+            (
+                &b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"[..],
+                SymlinkOrder::OpenSsh,
+            ),
+            (b"SSH-2.0-paramiko_3.4.0", SymlinkOrder::OpenSsh),
+            (b"SSH-2.0-Go", SymlinkOrder::OpenSsh),
+            (b"SSH-2.0-rclone/v1.60.1-DEV", SymlinkOrder::OpenSsh),
+            (b"SSH-2.0-AsyncSSH_2.14.2", SymlinkOrder::Draft),
+            (b"SSH-2.0-libssh2_1.10.0", SymlinkOrder::Draft),
+            (b"SSH-2.0-Gopher", SymlinkOrder::Draft),
+        ] {
+            assert_eq!(
+                SymlinkOrder::of_client(id),
+                order,
+                "{}",
+                String::from_utf8_lossy(id)
+            );
+        }
+        assert_eq!(
+            SymlinkOrder::OpenSsh.target_and_link(b"t".to_vec(), b"l".to_vec()),
+            (b"t".to_vec(), b"l".to_vec())
+        );
+        assert_eq!(
+            SymlinkOrder::Draft.target_and_link(b"l".to_vec(), b"t".to_vec()),
+            (b"t".to_vec(), b"l".to_vec())
+        );
     }
 }
