@@ -14,6 +14,12 @@
 //! lives while its control connection does, and a short while after (a client's other
 //! connections may still hold its tickets); then it is forgotten, and its tickets with it.
 //!
+//! Only control connections issue tickets. A data connection is checked after its
+//! handshake, and a ticket issued during that handshake would carry the family's trust to
+//! whoever made it, also a stranger about to be refused, who could then resume it for the
+//! next transfer. Family ids are random, so a ticket (sent in the clear) tells nobody how
+//! many connections the service has had.
+//!
 //! This module must never let a data connection use a session of another account or
 //! address, and never keep an unbounded number of keys.
 
@@ -30,6 +36,9 @@ use tokio::sync::Notify;
 const GRACE: Duration = Duration::from_secs(10 * 60);
 /// Keys of closed control connections kept at most (the oldest go first).
 const CLOSED_KEPT: usize = 4096;
+/// Keys of closed control connections kept per address, so connections opened and closed
+/// from one address cannot push out the keys another address's clients still use.
+const CLOSED_KEPT_PER_PEER: usize = 64;
 /// Lifetime announced with each ticket: the most TLS 1.3 allows (RFC 8446 §4.6.1). A GnuTLS
 /// client (lftp) offers the control connection's first ticket for every data connection, so
 /// it must outlive the control connection; the key's own life is the real bound.
@@ -41,12 +50,19 @@ struct Family {
     peer: IpAddr,
     /// The account logged in on the control connection (the last one, if several).
     account: Option<String>,
-    closed: bool,
+    /// When the control connection closed.
+    closed: Option<Instant>,
+}
+
+impl Family {
+    /// Whether its tickets may still be resumed at `now`.
+    fn usable(&self, now: Instant) -> bool {
+        self.closed.is_none_or(|at| now.duration_since(at) < GRACE)
+    }
 }
 
 #[derive(Default)]
 struct Registry {
-    next_id: u64,
     families: HashMap<u64, Family>,
     closed: VecDeque<(u64, Instant)>,
 }
@@ -60,6 +76,36 @@ impl Registry {
             self.closed.pop_front();
             self.families.remove(&id);
         }
+    }
+
+    /// Forgets the oldest closed families of `peer` beyond [`CLOSED_KEPT_PER_PEER`].
+    fn prune_peer(&mut self, peer: IpAddr) {
+        let of_peer: Vec<usize> = self
+            .closed
+            .iter()
+            .enumerate()
+            .filter(|(_, (id, _))| self.families.get(id).is_some_and(|f| f.peer == peer))
+            .map(|(i, _)| i)
+            .collect();
+        let excess = of_peer.len().saturating_sub(CLOSED_KEPT_PER_PEER);
+        for &i in of_peer[..excess].iter().rev() {
+            if let Some((id, _)) = self.closed.remove(i) {
+                self.families.remove(&id);
+            }
+        }
+    }
+
+    /// A random id no family holds.
+    fn new_id(&self) -> Option<u64> {
+        for _ in 0..8 {
+            let mut bytes = [0u8; ID_LEN];
+            aws_lc_rs::rand::fill(&mut bytes).ok()?;
+            let id = u64::from_be_bytes(bytes);
+            if !self.families.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
     }
 }
 
@@ -88,15 +134,14 @@ impl Families {
         let key = UnboundKey::new(&AES_256_GCM, &key).ok()?;
         let mut registry = self.registry.lock().ok()?;
         registry.prune(Instant::now());
-        registry.next_id = registry.next_id.wrapping_add(1);
-        let id = registry.next_id;
+        let id = registry.new_id()?;
         registry.families.insert(
             id,
             Family {
                 key: Arc::new(LessSafeKey::new(key)),
                 peer,
                 account: None,
-                closed: false,
+                closed: None,
             },
         );
         Some(FamilyHandle {
@@ -109,11 +154,16 @@ impl Families {
     fn close(&self, id: u64) {
         if let Ok(mut registry) = self.registry.lock() {
             let now = Instant::now();
+            let mut peer = None;
             if let Some(family) = registry.families.get_mut(&id) {
-                family.closed = true;
+                family.closed = Some(now);
+                peer = Some(family.peer);
             }
             registry.closed.push_back((id, now));
             registry.prune(now);
+            if let Some(peer) = peer {
+                registry.prune_peer(peer);
+            }
         }
         self.changed.notify_waiters();
     }
@@ -139,9 +189,9 @@ impl Families {
             return Verdict::No;
         };
         match (&me.account, &them.account) {
-            _ if me.peer != them.peer => Verdict::No,
+            _ if me.peer != them.peer || !them.usable(Instant::now()) => Verdict::No,
             (Some(mine), Some(theirs)) if mine == theirs => Verdict::Yes,
-            (Some(_), None) if !them.closed => Verdict::NotYet,
+            (Some(_), None) if them.closed.is_none() => Verdict::NotYet,
             _ => Verdict::No,
         }
     }
@@ -176,7 +226,7 @@ impl Families {
             let registry = self.registry.lock().ok()?;
             let issuer = registry.families.get(&id)?;
             let me = registry.families.get(&own)?;
-            if id != own && issuer.peer != me.peer {
+            if id != own && (issuer.peer != me.peer || !issuer.usable(Instant::now())) {
                 return None;
             }
             Arc::clone(&issuer.key)
@@ -197,9 +247,9 @@ impl Families {
 pub(crate) struct FamilyHandle {
     families: Arc<Families>,
     id: u64,
-    /// The family whose ticket the current data handshake resumed. A control connection
-    /// runs one data handshake at a time.
-    resumed: Arc<Mutex<Option<u64>>>,
+    /// The family whose ticket the current data handshake resumed, and that ticket. A
+    /// control connection runs one data handshake at a time.
+    resumed: Arc<Mutex<Option<(u64, Vec<u8>)>>>,
 }
 
 impl FamilyHandle {
@@ -217,7 +267,8 @@ impl FamilyHandle {
         })
     }
 
-    /// The ticket producer for data connections' handshakes; see [`Self::resumed_own_login`].
+    /// The ticket producer for data connections' handshakes: it opens tickets (noting whose,
+    /// see [`Self::resumed_own_login`]) and issues none.
     pub(crate) fn data_tickets(&self) -> Arc<dyn ProducesTickets> {
         Arc::new(FamilyTickets {
             families: Arc::clone(&self.families),
@@ -238,7 +289,7 @@ impl FamilyHandle {
     /// store), or to another control connection of the same account and address. One that
     /// is still logging in is waited for, up to `wait`. `Err` says why not.
     pub(crate) async fn resumed_own_login(&self, wait: Duration) -> Result<(), &'static str> {
-        let Some(issuer) = self.resumed.lock().ok().and_then(|mut slot| slot.take()) else {
+        let Some((issuer, _)) = self.resumed.lock().ok().and_then(|mut slot| slot.take()) else {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + wait;
@@ -268,8 +319,8 @@ impl Drop for FamilyHandle {
 struct FamilyTickets {
     families: Arc<Families>,
     own: u64,
-    /// Where a data handshake notes the family it resumed.
-    resumed: Option<Arc<Mutex<Option<u64>>>>,
+    /// Where a data handshake notes the family and ticket it resumed.
+    resumed: Option<Arc<Mutex<Option<(u64, Vec<u8>)>>>>,
 }
 
 impl std::fmt::Debug for FamilyTickets {
@@ -288,6 +339,17 @@ impl ProducesTickets for FamilyTickets {
         TICKET_LIFETIME
     }
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        // A new ticket made on a data connection would be trusted before the connection is
+        // checked. A TLS 1.2 client that resumed gets back the very ticket it offered (an
+        // empty one would make Go's client forget its session): nothing it did not hold.
+        // A full handshake, a stranger's, gets none.
+        if let Some(slot) = &self.resumed {
+            return slot
+                .lock()
+                .ok()?
+                .as_ref()
+                .map(|(_, ticket)| ticket.clone());
+        }
         self.families.encrypt(self.own, plain)
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
@@ -295,10 +357,11 @@ impl ProducesTickets for FamilyTickets {
         if let Some(slot) = &self.resumed
             && let Ok(mut slot) = slot.lock()
         {
-            *slot = Some(issuer);
+            *slot = Some((issuer, cipher.to_vec()));
         }
         Some(plain)
     }
+
 }
 
 #[cfg(test)]
@@ -402,11 +465,54 @@ mod tests {
         drop(b);
         // Kept for the grace period, and bounded in number.
         assert_eq!(data_resume(&a, &from_b).await, Some(true));
-        for _ in 0..CLOSED_KEPT + 10 {
+        for _ in 0..CLOSED_KEPT_PER_PEER + 10 {
             drop(all.open(ip(1)).expect("family"));
         }
         assert_eq!(data_resume(&a, &from_b).await, None);
+        for last in 2..=200 {
+            for _ in 0..30 {
+                drop(all.open(ip(last)).expect("family"));
+            }
+        }
         let registry = all.registry.lock().expect("lock");
         assert!(registry.families.len() <= CLOSED_KEPT + 1);
+    }
+
+    #[tokio::test]
+    async fn data_connections_issue_no_tickets_and_ids_tell_nothing() {
+        let all = families();
+        let a = all.open(ip(1)).expect("family");
+        a.bind(Some("alice".into()));
+        // A stranger's refused handshake must not leave with a ticket of alice's family.
+        assert!(a.data_tickets().encrypt(b"session").is_none());
+        // A resumed one gets back only the ticket it offered.
+        let own = a.control_tickets().encrypt(b"session").expect("ticket");
+        a.forget_resumed();
+        let data = a.data_tickets();
+        assert!(data.decrypt(&own).is_some());
+        assert_eq!(data.encrypt(b"other").as_deref(), Some(own.as_slice()));
+        let ids: Vec<u64> = (0..4)
+            .map(|_| {
+                let f = all.open(ip(1)).expect("family");
+                let ticket = f.control_tickets().encrypt(b"s").expect("ticket");
+                u64::from_be_bytes(ticket[..ID_LEN].try_into().expect("id"))
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[1] != w[0].wrapping_add(1)), "{ids:?}");
+    }
+
+    #[tokio::test]
+    async fn churn_from_one_address_keeps_another_addresses_keys() {
+        let all = families();
+        let a = all.open(ip(1)).expect("family");
+        a.bind(Some("alice".into()));
+        let b = all.open(ip(1)).expect("family");
+        b.bind(Some("alice".into()));
+        let from_b = b.control_tickets().encrypt(b"b").expect("ticket");
+        drop(b);
+        for _ in 0..CLOSED_KEPT_PER_PEER * 4 {
+            drop(all.open(ip(9)).expect("family"));
+        }
+        assert_eq!(data_resume(&a, &from_b).await, Some(true));
     }
 }

@@ -85,9 +85,9 @@ impl StoresServerSessions for ReadOnlySessions {
 /// TLS acceptors for one control connection and for its data connections.
 pub(crate) struct ConnectionTls {
     pub(crate) control: TlsAcceptor,
-    /// Downloads and listings: the client reads to the end, new tickets included.
+    /// Downloads and listings (resumption only, no tickets issued).
     pub(crate) download: TlsAcceptor,
-    /// Uploads: no TLS 1.3 tickets (see [`connection_acceptors`]).
+    /// Uploads (the same as downloads; kept apart so either can change alone).
     pub(crate) upload: TlsAcceptor,
     family: FamilyHandle,
 }
@@ -132,12 +132,11 @@ pub(crate) fn connection_acceptors(
     let mut download = control.clone();
     download.session_storage = Arc::new(ReadOnlySessions(sessions));
     download.ticketer = family.data_tickets();
-    download.send_tls13_tickets = 2;
-    // An uploading client never reads its data connection, and closing a socket with unread
-    // bytes (a ticket) makes a TCP reset that discards the end of the upload still in its
-    // send buffer. So no TLS 1.3 tickets there (TLS 1.2 tickets are part of the handshake).
-    let mut upload = download.clone();
-    upload.send_tls13_tickets = 0;
+    // Data connections issue no tickets (see crate::tickets): clients resume the control
+    // connection's, which stay valid. No TLS 1.3 ticket also means no unread bytes left on
+    // an upload's socket, whose close would otherwise reset the end of the upload away.
+    download.send_tls13_tickets = 0;
+    let upload = download.clone();
     Some(ConnectionTls {
         control: TlsAcceptor::from(Arc::new(control)),
         download: TlsAcceptor::from(Arc::new(download)),
