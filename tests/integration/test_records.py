@@ -47,3 +47,32 @@ def test_a_signature_key_under_2048_bits_is_refused_at_load(server, tmp_path):
     assert r.returncode != 0
     assert "old.pub.pem: the RSA key is smaller than 2048 or larger than 8192 bits" in r.stdout + r.stderr, \
         r.stdout + r.stderr
+
+
+def test_replacing_a_file_is_recorded_as_overwrite_on_every_protocol(server):
+    home = server.add_account("otto", password=PASSWORD)
+    server.start()
+    home.mkdir(parents=True, exist_ok=True)
+    local = server.root / "local.txt"
+    local.write_text("new content\n")
+    for name in ("s.txt", "f.txt", "h.txt"):
+        (home / name).write_text("old\n")
+    server.sftp("otto", f"put {local} s.txt\nput {local} s-new.txt\n")
+    ftps = server.ftp_client("ftps", "otto", PASSWORD)
+    with open(local, "rb") as f:
+        ftps.storbinary("STOR f.txt", f)
+    with open(local, "rb") as f:
+        ftps.storbinary("STOR f-new.txt", f)
+    ftps.quit()
+    for name in ("h.txt", "h-new.txt"):
+        r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"otto:{PASSWORD}",
+                            "-T", str(local), f"https://127.0.0.1:{server.https_port}/api/v1/files/{name}"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout in ("200", "201"), r.stdout
+    for name in ("s.txt", "f.txt", "h.txt", "s-new.txt", "f-new.txt", "h-new.txt"):
+        finished = server.wait_event("upload.finished", path=f"/{name}")
+        started = [e for e in server.events() if e["name"] == "upload.started" and e["path"] == f"/{name}"]
+        expected = "create" if "new" in name else "overwrite"
+        assert finished["attrs"]["mode"] == expected, (name, finished)
+        assert [e["attrs"]["mode"] for e in started] == [expected], (name, started)
+        assert (home / name).read_text() == "new content\n"

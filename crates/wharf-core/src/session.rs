@@ -598,6 +598,7 @@ impl Session {
                     file,
                     real,
                     mode,
+                    existing.is_some(),
                     template,
                     self.events.clone(),
                     self.max_file_size(),

@@ -30,8 +30,10 @@ pub enum WriteMode {
 }
 
 impl WriteMode {
-    fn as_str(self) -> &'static str {
+    /// How records name it: a file replaced from byte 0 is `overwrite`, not `create`.
+    fn recorded(self, replaces: bool) -> &'static str {
         match self {
+            WriteMode::Create if replaces => "overwrite",
             WriteMode::Create => "create",
             WriteMode::Resume => "resume",
             WriteMode::Append => "append",
@@ -80,6 +82,8 @@ pub struct Upload {
     /// before closing it, see [`crate::Session::rename`]).
     path: Mutex<VirtualPath>,
     mode: WriteMode,
+    /// `attrs.mode` of its records (see [`WriteMode::recorded`]).
+    recorded_mode: &'static str,
     template: Event,
     events: EventBus,
     hash: Mutex<HashState>,
@@ -180,6 +184,7 @@ impl Upload {
         file: Box<dyn WriteFile>,
         path: VirtualPath,
         mode: WriteMode,
+        replaces: bool,
         template: Event,
         events: EventBus,
         max_size: u64,
@@ -193,6 +198,7 @@ impl Upload {
             file,
             path: Mutex::new(path),
             mode,
+            recorded_mode: mode.recorded(replaces),
             template,
             events,
             hash: Mutex::new(HashState {
@@ -220,7 +226,7 @@ impl Upload {
             upload.hash_existing(existing).await?;
         }
         let mut event = upload.event(EventKind::UploadStarted);
-        event = event.attr("mode", mode.as_str());
+        event = event.attr("mode", upload.recorded_mode);
         if existing > 0 {
             event = event.attr("offset", existing.to_string());
         }
@@ -559,7 +565,7 @@ impl Upload {
             event.bytes = Some(self.received.load(Ordering::SeqCst));
             event.sha256 = Some(sha256.clone());
             event = event
-                .attr("mode", self.mode.as_str())
+                .attr("mode", self.recorded_mode)
                 .attr("size", size.to_string());
             if let Some(identity) = self.file.identity().await {
                 event = event.attr("inode", identity);

@@ -344,11 +344,7 @@ impl ProducesTickets for FamilyTickets {
         // empty one would make Go's client forget its session): nothing it did not hold.
         // A full handshake, a stranger's, gets none.
         if let Some(slot) = &self.resumed {
-            return slot
-                .lock()
-                .ok()?
-                .as_ref()
-                .map(|(_, ticket)| ticket.clone());
+            return slot.lock().ok()?.as_ref().map(|(_, ticket)| ticket.clone());
         }
         self.families.encrypt(self.own, plain)
     }
@@ -361,7 +357,6 @@ impl ProducesTickets for FamilyTickets {
         }
         Some(plain)
     }
-
 }
 
 #[cfg(test)]
@@ -498,7 +493,10 @@ mod tests {
                 u64::from_be_bytes(ticket[..ID_LEN].try_into().expect("id"))
             })
             .collect();
-        assert!(ids.windows(2).all(|w| w[1] != w[0].wrapping_add(1)), "{ids:?}");
+        assert!(
+            ids.windows(2).all(|w| w[1] != w[0].wrapping_add(1)),
+            "{ids:?}"
+        );
     }
 
     #[tokio::test]
