@@ -14,10 +14,13 @@
 //! lives while its control connection does, and a short while after (a client's other
 //! connections may still hold its tickets); then it is forgotten, and its tickets with it.
 //!
-//! Only control connections issue tickets. A data connection is checked after its
-//! handshake, and a ticket issued during that handshake would carry the family's trust to
-//! whoever made it, also a stranger about to be refused, who could then resume it for the
-//! next transfer. Family ids are random, so a ticket (sent in the clear) tells nobody how
+//! A data connection is checked only after its handshake, so a ticket issued during that
+//! handshake must not carry the family's trust yet: whoever made the handshake holds it,
+//! also a stranger about to be refused, who could resume it on the account's next transfer.
+//! Such a ticket names a random voucher, and is good only once the data connection that
+//! received it passed the check and vouched for it; a connection resuming it before then
+//! (Go's clients share tickets between parallel connections at once) waits for that
+//! verdict. Family ids are random too, so a ticket (sent in the clear) tells nobody how
 //! many connections the service has had.
 //!
 //! This module must never let a data connection use a session of another account or
@@ -44,6 +47,14 @@ const CLOSED_KEPT_PER_PEER: usize = 64;
 /// it must outlive the control connection; the key's own life is the real bound.
 const TICKET_LIFETIME: u32 = 7 * 24 * 60 * 60;
 const ID_LEN: usize = 8;
+const VOUCHER_LEN: usize = 8;
+/// Ticket kinds, after the family id.
+const CONTROL_TICKET: u8 = 0;
+const DATA_TICKET: u8 = 1;
+/// Vouched data tickets remembered per family (the newest; a client holds a few at most).
+const VOUCHED_KEPT: usize = 64;
+/// Tickets one data handshake may issue (rustls sends at most the configured count).
+const ISSUED_PER_HANDSHAKE: usize = 8;
 
 struct Family {
     key: Arc<LessSafeKey>,
@@ -52,6 +63,10 @@ struct Family {
     account: Option<String>,
     /// When the control connection closed.
     closed: Option<Instant>,
+    /// Vouchers of data tickets whose data connection passed the check.
+    vouched: VecDeque<u64>,
+    /// Vouchers of data tickets whose data connection is not checked yet.
+    pending: Vec<u64>,
 }
 
 impl Family {
@@ -142,12 +157,14 @@ impl Families {
                 peer,
                 account: None,
                 closed: None,
+                vouched: VecDeque::new(),
+                pending: Vec::new(),
             },
         );
         Some(FamilyHandle {
             families: Arc::clone(self),
             id,
-            resumed: Arc::default(),
+            data: Arc::default(),
         })
     }
 
@@ -196,30 +213,50 @@ impl Families {
         }
     }
 
-    fn encrypt(&self, id: u64, plain: &[u8]) -> Option<Vec<u8>> {
+    /// A ticket of family `id`: a control ticket, or with `voucher` a data ticket.
+    fn encrypt(&self, id: u64, voucher: Option<u64>, plain: &[u8]) -> Option<Vec<u8>> {
         let key = Arc::clone(&self.registry.lock().ok()?.families.get(&id)?.key);
+        let mut head = Vec::with_capacity(ID_LEN + 1 + VOUCHER_LEN);
+        head.extend_from_slice(&id.to_be_bytes());
+        match voucher {
+            None => head.push(CONTROL_TICKET),
+            Some(v) => {
+                head.push(DATA_TICKET);
+                head.extend_from_slice(&v.to_be_bytes());
+            }
+        }
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).ok()?;
         let mut sealed = plain.to_vec();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(id.to_be_bytes()),
+            Aad::from(head.as_slice()),
             &mut sealed,
         )
         .ok()?;
-        let mut ticket = Vec::with_capacity(ID_LEN + NONCE_LEN + sealed.len());
-        ticket.extend_from_slice(&id.to_be_bytes());
+        let mut ticket = head;
         ticket.extend_from_slice(&nonce);
         ticket.extend_from_slice(&sealed);
         Some(ticket)
     }
 
     /// The session in `ticket` and the family that issued it, when a handshake of family
-    /// `own` may resume it: a session of the same address. Whether a data connection may
-    /// then be used is decided after the handshake ([`FamilyHandle::resumed_own_login`]):
-    /// the issuing control connection may still be logging in.
-    fn decrypt(&self, own: u64, ticket: &[u8]) -> Option<(u64, Vec<u8>)> {
+    /// `own` may resume it: a session of the same address, and for a data ticket one whose
+    /// data connection vouched for it. Whether a data connection may then be used is
+    /// decided after the handshake ([`FamilyHandle::resumed_own_login`]): the issuing
+    /// control connection may still be logging in.
+    fn decrypt(&self, own: u64, ticket: &[u8]) -> Option<(u64, Option<u64>, Vec<u8>)> {
         let (id, rest) = ticket.split_first_chunk::<ID_LEN>()?;
+        let (kind, rest) = rest.split_first()?;
+        let (voucher, rest) = match *kind {
+            CONTROL_TICKET => (None, rest),
+            DATA_TICKET => {
+                let (v, rest) = rest.split_first_chunk::<VOUCHER_LEN>()?;
+                (Some(u64::from_be_bytes(*v)), rest)
+            }
+            _ => return None,
+        };
+        let head = &ticket[..ticket.len() - rest.len()];
         let (nonce, sealed) = rest.split_first_chunk::<NONCE_LEN>()?;
         let id = u64::from_be_bytes(*id);
         let key = {
@@ -229,27 +266,92 @@ impl Families {
             if id != own && (issuer.peer != me.peer || !issuer.usable(Instant::now())) {
                 return None;
             }
+            if voucher.is_some_and(|v| !issuer.vouched.contains(&v) && !issuer.pending.contains(&v))
+            {
+                return None;
+            }
             Arc::clone(&issuer.key)
         };
         let mut buf = sealed.to_vec();
         let plain = key
             .open_in_place(
                 Nonce::assume_unique_for_key(*nonce),
-                Aad::from(id.to_be_bytes()),
+                Aad::from(head),
                 &mut buf,
             )
             .ok()?;
-        Some((id, plain.to_vec()))
+        Some((id, voucher, plain.to_vec()))
     }
+
+    /// Notes a data ticket's voucher as issued by family `id` and not yet checked; false
+    /// when too many are.
+    fn issue(&self, id: u64, voucher: u64) -> bool {
+        let Ok(mut registry) = self.registry.lock() else {
+            return false;
+        };
+        match registry.families.get_mut(&id) {
+            Some(family) if family.pending.len() < VOUCHED_KEPT => {
+                family.pending.push(voucher);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The data connection that received `vouchers` (issued by family `id`) passed its
+    /// check (`passed`), or never will: its tickets become good, or never will.
+    fn settle(&self, id: u64, vouchers: &[u64], passed: bool) {
+        if vouchers.is_empty() {
+            return;
+        }
+        if let Ok(mut registry) = self.registry.lock()
+            && let Some(family) = registry.families.get_mut(&id)
+        {
+            family.pending.retain(|v| !vouchers.contains(v));
+            if passed {
+                family.vouched.extend(vouchers.iter().copied());
+                while family.vouched.len() > VOUCHED_KEPT {
+                    family.vouched.pop_front();
+                }
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Whether the data ticket `voucher` of family `id` is good: `Some(true)` vouched,
+    /// `Some(false)` never will be, `None` not known yet.
+    fn voucher_state(&self, id: u64, voucher: u64) -> Option<bool> {
+        let registry = self.registry.lock().ok()?;
+        let Some(family) = registry.families.get(&id) else {
+            return Some(false);
+        };
+        if family.vouched.contains(&voucher) {
+            Some(true)
+        } else if family.pending.contains(&voucher) {
+            None
+        } else {
+            Some(false)
+        }
+    }
+}
+
+/// What one data handshake did with tickets.
+#[derive(Default)]
+struct DataHandshake {
+    /// The family whose ticket it resumed.
+    resumed: Option<u64>,
+    /// The voucher of the data ticket it resumed, if it was one.
+    voucher: Option<u64>,
+    /// Vouchers of the tickets it issued.
+    issued: Vec<u64>,
 }
 
 /// A control connection's family; its key is kept for [`GRACE`] after this drops.
 pub(crate) struct FamilyHandle {
     families: Arc<Families>,
     id: u64,
-    /// The family whose ticket the current data handshake resumed, and that ticket. A
-    /// control connection runs one data handshake at a time.
-    resumed: Arc<Mutex<Option<(u64, Vec<u8>)>>>,
+    /// The current data handshake. A control connection runs one at a time.
+    data: Arc<Mutex<DataHandshake>>,
 }
 
 impl FamilyHandle {
@@ -263,36 +365,87 @@ impl FamilyHandle {
         Arc::new(FamilyTickets {
             families: Arc::clone(&self.families),
             own: self.id,
-            resumed: None,
+            data: None,
         })
     }
 
-    /// The ticket producer for data connections' handshakes: it opens tickets (noting whose,
-    /// see [`Self::resumed_own_login`]) and issues none.
+    /// The ticket producer for data connections' handshakes: it notes whose ticket was
+    /// resumed (see [`Self::resumed_own_login`]), and issues data tickets that open only
+    /// once that check passed.
     pub(crate) fn data_tickets(&self) -> Arc<dyn ProducesTickets> {
         Arc::new(FamilyTickets {
             families: Arc::clone(&self.families),
             own: self.id,
-            resumed: Some(Arc::clone(&self.resumed)),
+            data: Some(Arc::clone(&self.data)),
         })
     }
 
     /// Call before each data handshake.
     pub(crate) fn forget_resumed(&self) {
-        if let Ok(mut slot) = self.resumed.lock() {
-            *slot = None;
-        }
+        let earlier = self
+            .data
+            .lock()
+            .map(|mut slot| std::mem::take(&mut *slot))
+            .unwrap_or_default();
+        // A handshake that was never checked: its tickets never become good.
+        self.families.settle(self.id, &earlier.issued, false);
     }
 
     /// After a data handshake that resumed: whether the session resumed belongs to this
     /// login: issued to this control connection (a ticket, or a session ID of its own
     /// store), or to another control connection of the same account and address. One that
-    /// is still logging in is waited for, up to `wait`. `Err` says why not.
+    /// is still logging in is waited for, up to `wait`. `Err` says why not. When it does,
+    /// the tickets the handshake issued are vouched for.
     pub(crate) async fn resumed_own_login(&self, wait: Duration) -> Result<(), &'static str> {
-        let Some((issuer, _)) = self.resumed.lock().ok().and_then(|mut slot| slot.take()) else {
+        let handshake = self
+            .data
+            .lock()
+            .map(|mut slot| std::mem::take(&mut *slot))
+            .unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut verdict = self.wait_for_verdict(handshake.resumed, deadline).await;
+        if verdict.is_ok()
+            && let (Some(issuer), Some(voucher)) = (handshake.resumed, handshake.voucher)
+        {
+            verdict = self.wait_for_voucher(issuer, voucher, deadline).await;
+        }
+        self.families
+            .settle(self.id, &handshake.issued, verdict.is_ok());
+        verdict
+    }
+
+    /// Waits until the data connection that received the data ticket `voucher` is checked.
+    async fn wait_for_voucher(
+        &self,
+        issuer: u64,
+        voucher: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), &'static str> {
+        loop {
+            let changed = self.families.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.families.voucher_state(issuer, voucher) {
+                Some(true) => return Ok(()),
+                Some(false) => return Err("it resumes a ticket of a refused data connection"),
+                None => {
+                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                        return Err("it resumes a ticket of a data connection not yet checked");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait_for_verdict(
+        &self,
+        issuer: Option<u64>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), &'static str> {
+        let Some(issuer) = issuer else {
+            // Resumed by a session ID, which only this control connection's store holds.
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let changed = self.families.changed.notified();
             tokio::pin!(changed);
@@ -319,8 +472,8 @@ impl Drop for FamilyHandle {
 struct FamilyTickets {
     families: Arc<Families>,
     own: u64,
-    /// Where a data handshake notes the family and ticket it resumed.
-    resumed: Option<Arc<Mutex<Option<(u64, Vec<u8>)>>>>,
+    /// For a data connection: where its handshake notes what it resumed and issued.
+    data: Option<Arc<Mutex<DataHandshake>>>,
 }
 
 impl std::fmt::Debug for FamilyTickets {
@@ -339,21 +492,30 @@ impl ProducesTickets for FamilyTickets {
         TICKET_LIFETIME
     }
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        // A new ticket made on a data connection would be trusted before the connection is
-        // checked. A TLS 1.2 client that resumed gets back the very ticket it offered (an
-        // empty one would make Go's client forget its session): nothing it did not hold.
-        // A full handshake, a stranger's, gets none.
-        if let Some(slot) = &self.resumed {
-            return slot.lock().ok()?.as_ref().map(|(_, ticket)| ticket.clone());
+        let Some(data) = &self.data else {
+            return self.families.encrypt(self.own, None, plain);
+        };
+        let mut bytes = [0u8; VOUCHER_LEN];
+        aws_lc_rs::rand::fill(&mut bytes).ok()?;
+        let voucher = u64::from_be_bytes(bytes);
+        {
+            let mut handshake = data.lock().ok()?;
+            if handshake.issued.len() >= ISSUED_PER_HANDSHAKE
+                || !self.families.issue(self.own, voucher)
+            {
+                return None;
+            }
+            handshake.issued.push(voucher);
         }
-        self.families.encrypt(self.own, plain)
+        self.families.encrypt(self.own, Some(voucher), plain)
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        let (issuer, plain) = self.families.decrypt(self.own, cipher)?;
-        if let Some(slot) = &self.resumed
-            && let Ok(mut slot) = slot.lock()
+        let (issuer, voucher, plain) = self.families.decrypt(self.own, cipher)?;
+        if let Some(data) = &self.data
+            && let Ok(mut handshake) = data.lock()
         {
-            *slot = Some((issuer, cipher.to_vec()));
+            handshake.resumed = Some(issuer);
+            handshake.voucher = voucher;
         }
         Some(plain)
     }
@@ -474,18 +636,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn data_connections_issue_no_tickets_and_ids_tell_nothing() {
+    async fn data_tickets_open_only_once_their_connection_passed_and_ids_tell_nothing() {
         let all = families();
         let a = all.open(ip(1)).expect("family");
         a.bind(Some("alice".into()));
-        // A stranger's refused handshake must not leave with a ticket of alice's family.
-        assert!(a.data_tickets().encrypt(b"session").is_none());
-        // A resumed one gets back only the ticket it offered.
         let own = a.control_tickets().encrypt(b"session").expect("ticket");
+        // A stranger's full handshake on alice's data port is refused: its ticket never
+        // opens.
+        a.forget_resumed();
+        let strangers = a.data_tickets().encrypt(b"stolen").expect("ticket");
+        a.forget_resumed();
+        assert!(a.data_tickets().decrypt(&strangers).is_none());
+        // Alice's resumed data connection: its new ticket waits for that connection's check
+        // and is good once it passed.
         a.forget_resumed();
         let data = a.data_tickets();
         assert!(data.decrypt(&own).is_some());
-        assert_eq!(data.encrypt(b"other").as_deref(), Some(own.as_slice()));
+        let fresh = data.encrypt(b"next").expect("ticket");
+        let b = all.open(ip(1)).expect("family");
+        b.bind(Some("alice".into()));
+        b.forget_resumed();
+        assert!(b.data_tickets().decrypt(&fresh).is_some());
+        let (theirs, mine) = tokio::join!(b.resumed_own_login(WAIT * 10), async {
+            tokio::time::sleep(WAIT / 2).await;
+            a.resumed_own_login(WAIT).await
+        });
+        assert_eq!((theirs, mine), (Ok(()), Ok(())));
+        assert_eq!(data_resume(&a, &fresh).await, Some(true));
+        assert!(a.data_tickets().decrypt(&strangers).is_none());
+        // A data ticket whose voucher is changed does not open.
+        let mut forged = fresh.clone();
+        forged[ID_LEN + 1] ^= 1;
+        assert!(a.data_tickets().decrypt(&forged).is_none());
+        // One that waits for a connection that is then refused is refused too.
+        a.forget_resumed();
+        let data = a.data_tickets();
+        assert!(data.decrypt(&own).is_some());
+        let doomed = data.encrypt(b"x").expect("ticket");
+        b.forget_resumed();
+        assert!(b.data_tickets().decrypt(&doomed).is_some());
+        let (theirs, ()) = tokio::join!(b.resumed_own_login(WAIT * 10), async {
+            a.forget_resumed();
+        });
+        assert!(theirs.is_err());
         let ids: Vec<u64> = (0..4)
             .map(|_| {
                 let f = all.open(ip(1)).expect("family");

@@ -85,9 +85,9 @@ impl StoresServerSessions for ReadOnlySessions {
 /// TLS acceptors for one control connection and for its data connections.
 pub(crate) struct ConnectionTls {
     pub(crate) control: TlsAcceptor,
-    /// Downloads and listings (resumption only, no tickets issued).
+    /// Downloads and listings: the client reads to the end, new tickets included.
     pub(crate) download: TlsAcceptor,
-    /// Uploads (the same as downloads; kept apart so either can change alone).
+    /// Uploads: no TLS 1.3 tickets (see [`connection_acceptors`]).
     pub(crate) upload: TlsAcceptor,
     family: FamilyHandle,
 }
@@ -101,6 +101,12 @@ impl ConnectionTls {
 
     /// Call before each data handshake.
     pub(crate) fn begin_data(&self) {
+        self.family.forget_resumed();
+    }
+
+    /// A data connection refused without [`Self::resumed_own_login`] (a full handshake):
+    /// the tickets its handshake received never become good.
+    pub(crate) fn data_refused(&self) {
         self.family.forget_resumed();
     }
 
@@ -131,12 +137,15 @@ pub(crate) fn connection_acceptors(
     control.max_early_data_size = 0;
     let mut download = control.clone();
     download.session_storage = Arc::new(ReadOnlySessions(sessions));
+    // Data connections' tickets open only once their connection passed the check (see
+    // crate::tickets).
     download.ticketer = family.data_tickets();
-    // Data connections issue no tickets (see crate::tickets): clients resume the control
-    // connection's, which stay valid. No TLS 1.3 ticket also means no unread bytes left on
-    // an upload's socket, whose close would otherwise reset the end of the upload away.
-    download.send_tls13_tickets = 0;
-    let upload = download.clone();
+    download.send_tls13_tickets = 2;
+    // An uploading client never reads its data connection, and closing a socket with unread
+    // bytes (a ticket) makes a TCP reset that discards the end of the upload still in its
+    // send buffer. So no TLS 1.3 tickets there (TLS 1.2 tickets are part of the handshake).
+    let mut upload = download.clone();
+    upload.send_tls13_tickets = 0;
     Some(ConnectionTls {
         control: TlsAcceptor::from(Arc::new(control)),
         download: TlsAcceptor::from(Arc::new(download)),

@@ -189,6 +189,9 @@ pub(super) fn ccc(st: &State) -> Reply {
 /// Whether the data connection resumed a session of this login; `Err` says why not.
 async fn own_login(st: &State, data: &MaybeTls) -> Result<(), &'static str> {
     if !data.resumed() {
+        if let Some(tls) = &st.acceptor {
+            tls.data_refused();
+        }
         return Err("its TLS handshake does not resume a session");
     }
     match &st.acceptor {
