@@ -22,26 +22,29 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "debug" / "wharf"))
 
 
-_HANDED_OUT = set()
+# Each pytest-xdist worker takes ports from its own range, below Linux's ephemeral range
+# (32768-60999, where the kernel picks ports for outgoing connections and port 0), so two
+# tests running at once never receive the same port.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_SPAN = 2000
+_FIRST = 12000 + (_WORKER % 10) * _SPAN
+_NEXT = [0]
 
 
 def free_port() -> int:
-    """A port free on both 127.0.0.1 and ::1, never one this test run handed out before (a
-    port handed out is not bound until its server starts, and the kernel may offer it again
-    in the meantime)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
-            s4.bind(("127.0.0.1", 0))
-            port = s4.getsockname()[1]
-            if port in _HANDED_OUT:
-                continue
-            try:
-                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
-                    s6.bind(("::1", port))
-            except OSError:
-                continue
-            _HANDED_OUT.add(port)
-            return port
+    """A port free on both 127.0.0.1 and ::1, from this worker's range, never one this
+    worker handed out recently (a port handed out is not bound until its server starts)."""
+    for _ in range(_SPAN):
+        port = _FIRST + _NEXT[0] % _SPAN
+        _NEXT[0] += 1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
+                s4.bind(("127.0.0.1", port))
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no free port on 127.0.0.1 and ::1")
 
 

@@ -239,8 +239,14 @@ impl DavState {
         DavState { store }
     }
 
+    /// The home folder as the kernel names it, so accounts whose homes are spelt
+    /// differently (`/srv/x/`, `/srv//x`, a link to it) share its locks and properties.
     fn scope(session: &Session) -> String {
-        session.account().home.to_string_lossy().into_owned()
+        let home = &session.account().home;
+        std::fs::canonicalize(home)
+            .unwrap_or_else(|_| home.clone())
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// Refuses unless some upload verb (`write`, `overwrite`, `append`) applies at `path`.
@@ -255,8 +261,26 @@ impl DavState {
         session.check(Verb::Write, path)
     }
 
+    /// A lock keeps others from changing what it covers, so it needs the right to change it
+    /// oneself: `overwrite` or `append` on an existing entry, `write` on a new name.
+    async fn check_may_lock(session: &Session, path: &VirtualPath) -> Result<(), CoreError> {
+        let exists = session.upload_exists(path).await?;
+        let verbs: &[Verb] = if exists {
+            &[Verb::Overwrite, Verb::Append]
+        } else {
+            &[Verb::Write]
+        };
+        if verbs
+            .iter()
+            .any(|v| session.account().rules.allows(*v, path))
+        {
+            return Ok(());
+        }
+        session.check(verbs[0], path)
+    }
+
     /// Locks `path` for the session's account, unless a lock in force conflicts (returned
-    /// as `Ok(Err(lock))`). Needs an upload verb on the path.
+    /// as `Ok(Err(lock))`). Needs the right to change it (see `check_may_lock`).
     pub async fn lock(
         &self,
         session: &Session,
@@ -266,7 +290,7 @@ impl DavState {
         shared: bool,
         deep: bool,
     ) -> Result<Result<Lock, Lock>, CoreError> {
-        Self::check_may_write(session, path)?;
+        Self::check_may_lock(session, path).await?;
         let timeout = bounded_timeout(timeout);
         let now = now_us();
         let lock = Lock {

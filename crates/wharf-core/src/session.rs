@@ -635,6 +635,19 @@ impl Session {
             let _lifecycle = upload.shared.lifecycle.lock().await;
             if upload.is_live() {
                 if mode == WriteMode::Create {
+                    // Emptying it throws away bytes: of a file it replaced or continues,
+                    // which needs `overwrite`, or only its own new ones, which `write`
+                    // allows. Appending and then truncating must not replace a file.
+                    let verb = if upload.keeps_earlier_content() {
+                        Verb::Overwrite
+                    } else {
+                        Verb::Write
+                    };
+                    self.check(verb, path)?;
+                    let real = upload.path();
+                    if real != *path {
+                        self.check(verb, &real)?;
+                    }
                     upload.truncate_all().await?;
                 }
                 upload.shared.handles.fetch_add(1, Ordering::SeqCst);
@@ -763,12 +776,21 @@ impl Session {
             }
             self.own.remove(from, upload);
             self.own.insert(upload);
-            // The name held a committed file that this upload was to replace: the rename
-            // takes the name away, so that file goes with it, as on a local disk.
-            if let Ok(meta) = self.vfs.stat(from, false).await
+            // The name held a committed file that this upload was to replace or continue:
+            // the rename takes the name away, so that file goes with it, as on a local disk,
+            // where the account may delete it. A file committed there by someone else while
+            // this upload was new, or one the account may not delete, stays.
+            if upload.keeps_earlier_content()
+                && self.check(Verb::Delete, from).is_ok()
+                && let Ok(meta) = self.vfs.stat(from, false).await
                 && meta.kind != FileKind::Dir
             {
                 self.vfs.remove_file(from).await?;
+                self.emit(
+                    self.file_event(EventKind::FileDeleted)
+                        .path(from.to_string())
+                        .attr("replaced_by", to.to_string()),
+                );
             }
             Ok(())
         }

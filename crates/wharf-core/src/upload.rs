@@ -180,6 +180,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 impl Upload {
+    /// Whether it replaces or continues a file that existed when it was opened (its records'
+    /// mode is not `create`).
+    pub(crate) fn keeps_earlier_content(&self) -> bool {
+        self.recorded_mode != WriteMode::Create.recorded(false)
+    }
+
     pub(crate) async fn start(
         file: Box<dyn WriteFile>,
         path: VirtualPath,

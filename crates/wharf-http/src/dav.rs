@@ -558,6 +558,43 @@ fn several_ranges(request: &Request) -> bool {
         .any(|(i, v)| i > 0 || v.as_bytes().contains(&b','))
 }
 
+/// Largest XML body (PROPFIND, PROPPATCH, LOCK…) read; larger ones get 413.
+const MAX_XML_BODY: usize = 256 * 1024;
+
+/// The request with its XML body read (bounded) and checked for nesting depth before any
+/// parser sees it; file bodies (PUT) and bodiless methods pass untouched.
+async fn bounded_xml_body(
+    request: Request,
+) -> Result<Request, (axum::http::StatusCode, &'static str)> {
+    use axum::http::Method;
+    let streamed = [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    if streamed.contains(request.method()) {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_XML_BODY)
+        .await
+        .map_err(|_| {
+            (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or cut short",
+            )
+        })?;
+    if crate::xml_guard::too_deep(&bytes, crate::xml_guard::MAX_DEPTH) {
+        return Err((
+            axum::http::StatusCode::BAD_REQUEST,
+            "XML body nested too deeply",
+        ));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
 /// Every method under `/dav/`.
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
@@ -589,6 +626,17 @@ pub(crate) async fn handle(
         )
             .into_response();
     }
+    let request = match bounded_xml_body(request).await {
+        Ok(request) => request,
+        Err((status, why)) => {
+            let mut refused = shared
+                .event(EventKind::ProtocolError, &conn)
+                .failed(format!("WebDAV request body refused: {why}"));
+            refused.account = Some(session.account().name.to_string());
+            shared.events.emit(refused);
+            return (status, format!("{why}\n")).into_response();
+        }
+    };
     let mut builder = DavHandler::builder()
         .filesystem(Box::new(SessionFs {
             session: Arc::clone(&session),

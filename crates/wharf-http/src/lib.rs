@@ -23,5 +23,6 @@ mod routes;
 mod server;
 mod sessions;
 mod web;
+mod xml_guard;
 
 pub use server::{HttpConfig, HttpService};

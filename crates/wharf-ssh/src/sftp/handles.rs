@@ -38,11 +38,19 @@ impl Handles {
         }
     }
 
-    /// Registers `handle`; `None` when the session has too many open.
-    pub(crate) fn insert(&self, handle: Handle) -> Option<Vec<u8>> {
-        let mut map = self.map.lock().ok()?;
+    /// Whether no other handle may be opened now.
+    pub(crate) fn full(&self) -> bool {
+        self.map.lock().map(|m| m.len() >= self.max).unwrap_or(true)
+    }
+
+    /// Registers `handle`; gives it back when the session has too many open, so whoever
+    /// opened it can close what it holds.
+    pub(crate) fn insert(&self, handle: Handle) -> Result<Vec<u8>, Handle> {
+        let Ok(mut map) = self.map.lock() else {
+            return Err(handle);
+        };
         if map.len() >= self.max {
-            return None;
+            return Err(handle);
         }
         let key = self
             .next
@@ -50,7 +58,7 @@ impl Handles {
             .to_string()
             .into_bytes();
         map.insert(key.clone(), Arc::new(handle));
-        Some(key)
+        Ok(key)
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Handle>> {

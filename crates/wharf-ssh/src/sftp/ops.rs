@@ -196,7 +196,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
                     path: dir,
                     entries: Mutex::new(Some(VecDeque::from(entries))),
                 })
-                .ok_or_else(too_many)?;
+                .map_err(|_| too_many())?;
             Ok(Response::Handle { id, handle })
         }
         RequestBody::Readdir { handle } => {
@@ -280,6 +280,10 @@ async fn open(
     attrs: &FileAttrs,
 ) -> Result<Response, CoreError> {
     let s = &engine.session;
+    // Before anything is opened: a refused open must leave no file and no count behind.
+    if engine.handles.full() {
+        return Err(too_many());
+    }
     let writing = flags.has(OpenFlags::WRITE) || flags.has(OpenFlags::APPEND);
     let handle = if !writing {
         Handle::Read(Box::new(s.open_download(path).await?))
@@ -307,8 +311,14 @@ async fn open(
         }
     };
     match engine.handles.insert(handle) {
-        Some(handle) => Ok(Response::Handle { id, handle }),
-        None => Err(too_many()),
+        Ok(handle) => Ok(Response::Handle { id, handle }),
+        Err(handle) => {
+            // Filled meanwhile by a request on another lane: undo this open's share.
+            if let Handle::Write { upload, .. } = &handle {
+                s.abort_shared_upload(upload, "too many open handles").await;
+            }
+            Err(too_many())
+        }
     }
 }
 
