@@ -1,0 +1,136 @@
+//! ARCHITECTURE.md's layering rules, checked: the crate graph as `cargo metadata` reports it,
+//! and the front-ends' sources. A rule broken here is broken for every protocol at once, so
+//! it fails the build's tests rather than waiting for a review to notice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FRONT_ENDS: [&str; 3] = ["wharf-ssh", "wharf-ftp", "wharf-http"];
+const PARSERS: [&str; 2] = ["wharf-sftp-proto", "wharf-ftp-proto"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Each workspace crate's normal (not dev or build) dependencies, by name.
+fn normal_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut graph = BTreeMap::new();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name").to_owned();
+        let deps = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect();
+        graph.insert(name, deps);
+    }
+    graph
+}
+
+#[test]
+fn the_crate_graph_keeps_its_layers() {
+    let graph = normal_dependencies();
+    assert!(graph.len() >= 12, "{graph:?}");
+    let mut broken = Vec::new();
+    for (name, deps) in &graph {
+        if name != "wharf" && deps.contains("wharf") {
+            broken.push(format!("{name} depends on the binary crate"));
+        }
+    }
+    for front in FRONT_ENDS {
+        let deps = &graph[front];
+        for other in FRONT_ENDS.iter().filter(|o| **o != front) {
+            if deps.contains(*other) {
+                broken.push(format!("{front} depends on another front-end, {other}"));
+            }
+        }
+        if deps.contains("wharf-store") {
+            broken.push(format!(
+                "{front} reaches the store directly (only through the core)"
+            ));
+        }
+    }
+    for parser in PARSERS {
+        for dep in &graph[parser] {
+            if dep.starts_with("tokio") || dep.starts_with("wharf") {
+                broken.push(format!("{parser} (a pure parser) depends on {dep}"));
+            }
+        }
+    }
+    let core: Vec<_> = graph["wharf-core"]
+        .iter()
+        .filter(|d| d.starts_with("wharf") && *d != "wharf-types")
+        .collect();
+    if !core.is_empty() {
+        broken.push(format!(
+            "wharf-core depends on {core:?}; it may use wharf-types only"
+        ));
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// The non-test part of a source file (before its `#[cfg(test)]` module).
+fn non_test_source(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("source");
+    match text.find("#[cfg(test)]") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("folder").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn front_ends_touch_no_file_and_no_store_but_through_the_core() {
+    let mut broken = Vec::new();
+    for front in FRONT_ENDS {
+        let mut files = Vec::new();
+        rust_files(
+            &workspace().join("crates").join(front).join("src"),
+            &mut files,
+        );
+        assert!(!files.is_empty(), "{front} has no sources");
+        for file in files {
+            let source = non_test_source(&file);
+            for forbidden in ["std::fs", "tokio::fs", "wharf_store"] {
+                if source.contains(forbidden) {
+                    broken.push(format!("{}: uses {forbidden}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
