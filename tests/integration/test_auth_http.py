@@ -21,10 +21,12 @@ PASSWORD = "correct horse battery staple"
 HAL_PASSWORD = "hal-9000-open-the-pod-bay"
 
 
-class AuthService:
-    """The administrator's service: decides by user name, records every request."""
+class JsonAuthService:
+    """An HTTPS authentication service on loopback (certificate from `folder`'s leaf.pem):
+    records every request, with its Authorization header, and answers each with the
+    (status, JSON body or None) that `decide(attempt)` returns."""
 
-    def __init__(self, folder, hal_key_fingerprint):
+    def __init__(self, folder, decide):
         self.requests = []
         service = self
 
@@ -32,33 +34,17 @@ class AuthService:
             def log_message(self, *args):
                 pass
 
-            def answer(self, status, body=None):
+            def do_POST(self):
+                attempt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                attempt["authorization"] = self.headers.get("Authorization")
+                service.requests.append(attempt)
+                status, body = decide(attempt)
                 data = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(data)
-
-            def do_POST(self):
-                attempt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                attempt["authorization"] = self.headers.get("Authorization")
-                service.requests.append(attempt)
-                user = attempt["username"]
-                if user == "hal":
-                    good = (attempt.get("password") == HAL_PASSWORD
-                            or attempt.get("public_key_fingerprint") == hal_key_fingerprint)
-                    if good:
-                        return self.answer(200, {"groups": ["partners"]})
-                    return self.answer(403, {"message": "wrong password for hal"})
-                if user == "ivy":
-                    return self.answer(403, {"message": "contract ended"})
-                if user == "slow":
-                    time.sleep(4)
-                    return self.answer(200, {"groups": ["partners"]})
-                if user == "odd":
-                    return self.answer(500, {"error": "boom"})
-                return self.answer(401)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -69,6 +55,30 @@ class AuthService:
 
     def close(self):
         self.httpd.shutdown()
+
+
+class AuthService(JsonAuthService):
+    """The administrator's service: decides by user name."""
+
+    def __init__(self, folder, hal_key_fingerprint):
+        def decide(attempt):
+            user = attempt["username"]
+            if user == "hal":
+                good = (attempt.get("password") == HAL_PASSWORD
+                        or attempt.get("public_key_fingerprint") == hal_key_fingerprint)
+                if good:
+                    return 200, {"groups": ["partners"]}
+                return 403, {"message": "wrong password for hal"}
+            if user == "ivy":
+                return 403, {"message": "contract ended"}
+            if user == "slow":
+                time.sleep(4)
+                return 200, {"groups": ["partners"]}
+            if user == "odd":
+                return 500, {"error": "boom"}
+            return 401, None
+
+        super().__init__(folder, decide)
 
 
 @pytest.fixture

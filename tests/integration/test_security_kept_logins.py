@@ -14,18 +14,15 @@ credentials) follow the account as it is now, with curl over HTTPS:
   token made with a token does not outlive its login.
 """
 
-import http.server
 import json
-import ssl
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import free_port
 from test_auth_ldap import (ADMIN_PASSWORD, BASE, LARA_PASSWORD, Slapd, search_then_bind,
                             use_chain)
+from test_auth_http import JsonAuthService
 from tls_certs import make_ca_and_leaf
 
 PASSWORD = "kept-login-pass-1234"
@@ -68,48 +65,24 @@ def failures(server, account):
     return [e for e in server.events() if e["name"] == "login.failed" and e.get("account") == account]
 
 
-class SwitchableService:
+class SwitchableService(JsonAuthService):
     """The administrator's HTTPS authentication service: accepts hal with his password
     while `open` is true, and refuses him ("contract ended") afterwards."""
 
     def __init__(self, folder):
         self.open = True
-        self.requests = []
-        service = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, status, body=None):
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):
-                attempt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                service.requests.append(attempt)
-                if attempt["username"] != "hal":
-                    return self.answer(401)
-                if not service.open:
-                    return self.answer(403, {"message": "contract ended"})
-                if attempt.get("password") != HAL_PASSWORD:
-                    return self.answer(403, {"message": "wrong password"})
-                return self.answer(200, {"groups": ["partners"]})
+        def decide(attempt):
+            if attempt["username"] != "hal":
+                return 401, None
+            if not self.open:
+                return 403, {"message": "contract ended"}
+            if attempt.get("password") != HAL_PASSWORD:
+                return 403, {"message": "wrong password"}
+            return 200, {"groups": ["partners"]}
 
         make_ca_and_leaf(folder)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(folder / "leaf.pem", folder / "leaf.key")
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+        super().__init__(folder, decide)
 
 
 def test_an_http_method_refusal_ends_the_token_and_the_remembered_basic_login(server):

@@ -20,7 +20,7 @@ use crate::events::{Event, EventBus, EventKind};
 use crate::upload::own::{OwnUploads, ReadOwn};
 use crate::upload::{Download, Upload, UploadSummary, WriteMode, hash_prefix, hex};
 use crate::vfs::{
-    Attrs, DirEntry, FileKind, LocalFs, Metadata, OpenWrite, TEMP_PREFIX, Vfs, VfsStats,
+    Attrs, DirEntry, FileKind, LocalFs, Metadata, OpenWrite, ReadFile, TEMP_PREFIX, Vfs, VfsStats,
     WriteTarget,
 };
 
@@ -1277,8 +1277,9 @@ impl Session {
         result
     }
 
-    /// SHA-256 of a whole file, lowercase hex. Needs `read`.
-    pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
+    /// The file `path` leads to, opened to be hashed: `read` at the path given and at the
+    /// file reached.
+    async fn open_to_hash(&self, path: &VirtualPath) -> Result<Box<dyn ReadFile>, CoreError> {
         self.check(Verb::Read, path)?;
         let opened = self
             .on_real(
@@ -1289,6 +1290,12 @@ impl Session {
             )
             .await;
         let (_, file) = self.jailed(Verb::Read, path, opened)?;
+        Ok(file)
+    }
+
+    /// SHA-256 of a whole file, lowercase hex. Needs `read`.
+    pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
+        let file = self.open_to_hash(path).await?;
         if let Some(known) = file.cached_digest().await {
             return Ok(known);
         }
@@ -1310,16 +1317,7 @@ impl Session {
         if which == DigestKind::Sha256 {
             return self.sha256(path).await;
         }
-        self.check(Verb::Read, path)?;
-        let opened = self
-            .on_real(
-                path,
-                Last::Follow,
-                |real| self.check(Verb::Read, real),
-                |p| async move { self.vfs.open_read(&p).await },
-            )
-            .await;
-        let (_, file) = self.jailed(Verb::Read, path, opened)?;
+        let file = self.open_to_hash(path).await?;
         let mut hasher = which.hasher();
         let mut offset = 0u64;
         loop {

@@ -48,6 +48,26 @@ const AROUND: &str = "SELECT token, path, account, owner, shared, deep, timeout_
        AND (path = $2 OR path = '/' OR substr($2, 1, length(path) + 1) = path || '/'
             OR substr(path, 1, length($4)) = $4)";
 
+impl Store {
+    /// Runs `delete`, one of this module's DELETE statements taking scope ($1), path ($2)
+    /// and the prefix of what lies beneath it ($3).
+    async fn remove_tree(
+        &self,
+        delete: &'static str,
+        scope: &str,
+        path: &str,
+    ) -> Result<(), CoreError> {
+        sqlx::query(delete)
+            .bind(scope)
+            .bind(path)
+            .bind(beneath(path))
+            .execute(&self.pool)
+            .await
+            .map_err(failure)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl DavStore for Store {
     async fn locks_around(
@@ -171,17 +191,13 @@ impl DavStore for Store {
     }
 
     async fn remove_locks(&self, scope: &str, path: &str) -> Result<(), CoreError> {
-        sqlx::query(
+        self.remove_tree(
             "DELETE FROM dav_locks WHERE scope = $1
                AND (path = $2 OR substr(path, 1, length($3)) = $3)",
+            scope,
+            path,
         )
-        .bind(scope)
-        .bind(path)
-        .bind(beneath(path))
-        .execute(&self.pool)
         .await
-        .map_err(failure)?;
-        Ok(())
     }
 
     async fn props(&self, scope: &str, path: &str) -> Result<Vec<DeadProp>, CoreError> {
@@ -345,17 +361,13 @@ impl DavStore for Store {
     }
 
     async fn remove_props(&self, scope: &str, path: &str) -> Result<(), CoreError> {
-        sqlx::query(
+        self.remove_tree(
             "DELETE FROM dav_props WHERE scope = $1
                AND (path = $2 OR substr(path, 1, length($3)) = $3)",
+            scope,
+            path,
         )
-        .bind(scope)
-        .bind(path)
-        .bind(beneath(path))
-        .execute(&self.pool)
         .await
-        .map_err(failure)?;
-        Ok(())
     }
 }
 
