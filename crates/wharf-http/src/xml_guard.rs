@@ -28,8 +28,9 @@ pub(crate) fn too_deep(body: &[u8], max: usize) -> bool {
                 None => return false,
             }
         }
-        // The end of this markup.
-        let Some(end) = body[i..].iter().position(|&b| b == b'>').map(|p| i + p) else {
+        // The end of this markup: the first `>` outside quoted attribute values (which may
+        // hold `/>` and must not make a start tag look self-closing).
+        let Some(end) = tag_end(body, i) else {
             return false;
         };
         match body.get(i + 1) {
@@ -54,6 +55,21 @@ fn special_section(at: &[u8]) -> Option<Option<usize>> {
     for (open, close) in [(&b"<!--"[..], &b"-->"[..]), (b"<![CDATA[", b"]]>")] {
         if at.starts_with(open) {
             return Some(find(&at[open.len()..], close).map(|p| open.len() + p + close.len()));
+        }
+    }
+    None
+}
+
+/// The index of the `>` closing the markup that starts at `start`, skipping quoted values.
+fn tag_end(body: &[u8], start: usize) -> Option<usize> {
+    let mut quote = None;
+    for (at, &b) in body.iter().enumerate().skip(start) {
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if b == b'>' => return Some(at),
+            None => {}
         }
     }
     None
@@ -84,5 +100,9 @@ mod tests {
         assert!(!too_deep(b"<!-- <a><a><a> -->", 1));
         assert!(!too_deep(b"<x><![CDATA[<a><a><a>]]></x>", 1));
         assert!(too_deep(b"<a><b><c>", 2));
+        // A `/>` inside an attribute value does not make a start tag self-closing.
+        let quoted = "<a x=\"/>\">".repeat(100);
+        assert!(too_deep(quoted.as_bytes(), MAX_DEPTH));
+        assert!(!too_deep(b"<a x='>'/><b/>", 1));
     }
 }
