@@ -24,10 +24,11 @@ HAL_PASSWORD = "hal-9000-open-the-pod-bay"
 class JsonAuthService:
     """An HTTPS authentication service on loopback (certificate from `folder`'s leaf.pem):
     records every request, with its Authorization header, and answers each with the
-    (status, JSON body or None) that `decide(attempt)` returns."""
+    (status, JSON body or None) that `decide(attempt)` returns (tests may replace it)."""
 
     def __init__(self, folder, decide):
         self.requests = []
+        self.decide = decide
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,7 +39,7 @@ class JsonAuthService:
                 attempt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 attempt["authorization"] = self.headers.get("Authorization")
                 service.requests.append(attempt)
-                status, body = decide(attempt)
+                status, body = service.decide(attempt)
                 data = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))

@@ -192,16 +192,13 @@ def test_a_directory_home_outside_the_roots_is_refused(server):
 def answering(service, answers):
     """Makes the test_auth_http service answer 200 with `answers[username]` for HAL's
     password, and 401 otherwise."""
-    class Answering(service.httpd.RequestHandlerClass):
-        def do_POST(self):
-            attempt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            service.requests.append(attempt)
-            answer = answers.get(attempt["username"])
-            if answer is None or attempt.get("password") != HAL_PASSWORD:
-                return self.answer(401)
-            return self.answer(200, answer)
+    def decide(attempt):
+        answer = answers.get(attempt["username"])
+        if answer is None or attempt.get("password") != HAL_PASSWORD:
+            return 401, None
+        return 200, answer
 
-    service.httpd.RequestHandlerClass = Answering
+    service.decide = decide
 
 
 def test_homes_from_the_http_service_are_confined_and_it_may_name_the_account(chain):  # noqa: F811
