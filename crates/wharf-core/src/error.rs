@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Unsupported,
     /// A limit was reached (handles, sizes, quota).
     LimitReached,
+    /// The offset a client asked to continue from is not where the file ends.
+    InvalidOffset,
     /// Any other failure; the message says which.
     Failure,
 }

@@ -28,5 +28,5 @@ pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgr
 pub use naming::UploadNaming;
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{DigestHasher, DigestKind, Session, SessionInfo};
-pub use upload::{Download, Upload, WriteMode};
+pub use upload::{Download, Upload, UploadOpen, WriteMode};
 pub use vfs::{Attrs, DirEntry, FileKind, Metadata, Vfs, VfsStats};

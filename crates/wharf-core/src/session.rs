@@ -18,7 +18,7 @@ use crate::account::{Account, UploadMode};
 use crate::error::{CoreError, ErrorKind};
 use crate::events::{Event, EventBus, EventKind};
 use crate::upload::own::{OwnUploads, ReadOwn};
-use crate::upload::{Download, Upload, UploadSummary, WriteMode, hash_prefix, hex};
+use crate::upload::{Download, Upload, UploadOpen, UploadSummary, WriteMode, hash_prefix, hex};
 use crate::vfs::{
     Attrs, DirEntry, FileKind, LocalFs, Metadata, OpenWrite, ReadFile, TEMP_PREFIX, Vfs, VfsStats,
     WriteTarget,
@@ -530,10 +530,56 @@ impl Session {
         self.jailed(Verb::Write, path, found)
     }
 
-    /// Whether a file is at the place an upload of `path` lands (for protocols whose open
-    /// depends on it, such as SFTP's create and exclusive flags). Needs an upload verb
-    /// there, not `list`.
-    pub async fn upload_exists(&self, path: &VirtualPath) -> Result<bool, CoreError> {
+    /// Where an entry sent to `target` under the sender's own name `name` lands: inside
+    /// `target` when a folder is there (an SCP target, a put to a folder), else at `target`
+    /// itself. Learning that a folder is there needs what [`Session::stat`] needs, or a verb
+    /// that creates `name` inside it (`write`, `overwrite`, `append`, `mkdir`): a drop
+    /// folder's account sends into a folder it may not look at. Records nothing; what is
+    /// then done at the place returned is checked and recorded as usual.
+    pub async fn place_in(
+        &self,
+        target: &VirtualPath,
+        name: &str,
+    ) -> Result<VirtualPath, CoreError> {
+        let inside = target.join(name)?;
+        if self.own.get(target).await.is_some() {
+            return Ok(target.clone());
+        }
+        let rules = &self.account.rules;
+        let may_look = |p: &VirtualPath| {
+            rules.allows(Verb::List, &p.parent()) && (p.is_root() || rules.allows(Verb::List, p))
+        };
+        let may_create_in = |folder: &VirtualPath| {
+            folder.join(name).is_ok_and(|p| {
+                [Verb::Write, Verb::Overwrite, Verb::Append, Verb::Mkdir]
+                    .iter()
+                    .any(|verb| rules.allows(*verb, &p))
+            })
+        };
+        let allowed = |p: &VirtualPath| {
+            if may_look(p) || may_create_in(p) {
+                Ok(())
+            } else {
+                Err(CoreError::denied("permission denied"))
+            }
+        };
+        if allowed(target).is_err() {
+            return Ok(target.clone());
+        }
+        let found = self
+            .on_real(target, Last::Follow, allowed, |p| async move {
+                self.vfs.stat(&p, true).await
+            })
+            .await;
+        Ok(match found {
+            Ok((_, meta)) if meta.kind == FileKind::Dir => inside,
+            _ => target.clone(),
+        })
+    }
+
+    /// Whether a file is at the place an upload of `path` lands (a WebDAV lock's verb
+    /// depends on it). Needs an upload verb there, not `list`.
+    pub(crate) async fn upload_exists(&self, path: &VirtualPath) -> Result<bool, CoreError> {
         if self.own.get(path).await.is_some() {
             self.check_may_upload(path)?;
             return Ok(true);
@@ -543,14 +589,19 @@ impl Session {
             .map(|(_, found)| found.is_some())
     }
 
-    /// Opens a file for upload. Needs `write` for a new file, `overwrite` to replace one,
-    /// `append` to resume or append to one, at the path given and at the one really reached.
+    /// Opens a file for upload as `open` asks (a [`WriteMode`] alone, or an
+    /// [`UploadOpen`] with exclusive creation, a file that must exist, or the offset a
+    /// resumed upload continues from), decided on the file really opened. Needs `write`
+    /// for a new file, `overwrite` to replace one, `append` to resume or append to one, at
+    /// the path given and at the one really reached; never `list`, so a drop folder's
+    /// account uploads without seeing what is there.
     pub async fn open_upload(
         &self,
         path: &VirtualPath,
-        mode: WriteMode,
+        open: impl Into<UploadOpen>,
         permissions: Option<u32>,
     ) -> Result<Upload, CoreError> {
+        let open = open.into();
         if path.is_root() {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
@@ -558,6 +609,21 @@ impl Session {
         if existing.as_ref().is_some_and(|m| m.kind == FileKind::Dir) {
             return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
         }
+        match &existing {
+            Some(_) if open.exclusive => {
+                return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
+            }
+            None if open.must_exist => {
+                return Err(CoreError::new(ErrorKind::NotFound, "no such file"));
+            }
+            _ => {}
+        }
+        // Continuing or appending to nothing creates the file; so is it recorded.
+        let mode = if existing.is_none() {
+            WriteMode::Create
+        } else {
+            open.mode
+        };
         let verb = match (mode, &existing) {
             (_, None) => Verb::Write,
             (WriteMode::Create, Some(_)) => Verb::Overwrite,
@@ -576,9 +642,10 @@ impl Session {
             },
             in_place: resumable && existing.is_some() && mode != WriteMode::Create,
             keep_partial: resumable,
-            // Without `overwrite`, a file that appears at the name while this upload runs
-            // is not replaced: the commit fails instead.
-            replace: verb != Verb::Write || self.may_overwrite(path, &real),
+            // Without `overwrite`, or when the client asked for a new file only, a file
+            // that appears at the name while this upload runs is not replaced: the commit
+            // fails instead.
+            replace: verb != Verb::Write || (!open.exclusive && self.may_overwrite(path, &real)),
             // As open(2) with O_CREAT does: the mode asked for applies to a new file only; a
             // file replaced or continued keeps its own (sshfs asks mode 0 when it opens an
             // existing file for appending).
@@ -592,12 +659,12 @@ impl Session {
             Err(e) if e.is_link() => Err(link_changed()),
             other => other,
         };
-        match self.jailed(verb, path, opened) {
+        let started = match self.jailed(verb, path, opened) {
             Ok(file) => {
                 Upload::start(
                     file,
                     real,
-                    mode,
+                    UploadOpen { mode, ..open },
                     existing.is_some(),
                     template,
                     self.events.clone(),
@@ -605,6 +672,10 @@ impl Session {
                 )
                 .await
             }
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(upload) => Ok(upload),
             Err(e) => {
                 self.emit(
                     self.event(EventKind::UploadFailed)
@@ -627,14 +698,27 @@ impl Session {
     pub async fn open_shared_upload(
         &self,
         path: &VirtualPath,
-        mode: WriteMode,
+        open: impl Into<UploadOpen>,
         permissions: Option<u32>,
     ) -> Result<Arc<Upload>, CoreError> {
+        let open = open.into();
         if let Some(upload) = self.own.get(path).await {
             self.check_may_upload(path)?;
             let _lifecycle = upload.shared.lifecycle.lock().await;
             if upload.is_live() {
-                if mode == WriteMode::Create {
+                if open.exclusive {
+                    return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
+                }
+                if let Some(offset) = open.resume_at.filter(|at| *at != upload.end()) {
+                    return Err(CoreError::new(
+                        ErrorKind::InvalidOffset,
+                        format!(
+                            "cannot continue from byte {offset}: the file holds {} bytes",
+                            upload.end()
+                        ),
+                    ));
+                }
+                if open.mode == WriteMode::Create {
                     // Emptying it throws away bytes: of a file it replaced or continues,
                     // which needs `overwrite`, or only its own new ones, which `write`
                     // allows. Appending and then truncating must not replace a file.
@@ -654,7 +738,7 @@ impl Session {
                 return Ok(Arc::clone(&upload));
             }
         }
-        let upload = Arc::new(self.open_upload(path, mode, permissions).await?);
+        let upload = Arc::new(self.open_upload(path, open, permissions).await?);
         self.own.insert(&upload);
         Ok(upload)
     }

@@ -15,7 +15,10 @@ use crate::error::CoreError;
 use crate::events::{Event, EventBus, EventKind};
 use crate::vfs::{ReadFile, WriteFile};
 
+mod open;
 pub(crate) mod own;
+
+pub use open::UploadOpen;
 
 /// How the client opened a file for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +58,8 @@ pub const AT_END: u64 = u64::MAX;
 /// Bytes moved at a time by [`Upload::copy_from`].
 const COPY_CHUNK: usize = 256 * 1024;
 
-/// Bytes [`Upload::write_gathering`] holds before writing them in one vectored write.
+/// Bytes [`Upload::write_at`] and [`Upload::push`] hold before writing them in one
+/// vectored write.
 const GATHER: usize = 256 * 1024;
 
 /// Consecutive writes held to be written together.
@@ -94,6 +98,8 @@ pub struct Upload {
     writing: tokio::sync::Mutex<()>,
     received: AtomicU64,
     end: AtomicU64,
+    /// Where the next [`Upload::push`] lands.
+    stream_at: AtomicU64,
     started: Instant,
     closed: AtomicBool,
     /// The file's size when it was opened (what a resume or append starts from).
@@ -189,17 +195,35 @@ impl Upload {
     pub(crate) async fn start(
         file: Box<dyn WriteFile>,
         path: VirtualPath,
-        mode: WriteMode,
+        open: UploadOpen,
         replaces: bool,
         template: Event,
         events: EventBus,
         max_size: u64,
     ) -> Result<Upload, CoreError> {
+        let UploadOpen {
+            mode, resume_at, ..
+        } = open;
         let existing = if mode == WriteMode::Create {
             0
         } else {
-            file.size().await?
+            match file.size().await {
+                Ok(size) => size,
+                Err(e) => {
+                    let _ = file.discard().await;
+                    return Err(e);
+                }
+            }
         };
+        // Decided on the file opened, not on a look taken before: nothing is written yet,
+        // and discarding leaves a file continued in place as it was.
+        if let Some(offset) = resume_at.filter(|offset| *offset != existing) {
+            let _ = file.discard().await;
+            return Err(CoreError::new(
+                crate::ErrorKind::InvalidOffset,
+                format!("cannot continue from byte {offset}: the file holds {existing} bytes"),
+            ));
+        }
         let upload = Upload {
             file,
             path: Mutex::new(path),
@@ -216,6 +240,7 @@ impl Upload {
             writing: tokio::sync::Mutex::new(()),
             received: AtomicU64::new(0),
             end: AtomicU64::new(existing),
+            stream_at: AtomicU64::new(resume_at.unwrap_or(0)),
             started: Instant::now(),
             closed: AtomicBool::new(false),
             opened_size: existing,
@@ -399,12 +424,7 @@ impl Upload {
         }
     }
 
-    /// Writes `data` at `offset` (ignored for [`WriteMode::Append`], which always appends).
-    pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
-        let result = self.write_now(offset, data).await;
-        self.note_failure(result)
-    }
-
+    /// Writes `data` at `offset` now, with whatever is held before it.
     async fn write_now(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         self.within_bound(offset, data.len())?;
         let _writing = self.writing.lock().await;
@@ -429,14 +449,38 @@ impl Upload {
         result
     }
 
-    /// Like [`Upload::write_at`], but a write that continues the previous one may be held
-    /// and written together with the next ones (up to 256 KiB in one vectored write), for
-    /// protocols whose clients send many small in-order writes (SFTP). A failure to write
-    /// held bytes is returned by a later write, [`Upload::sync`] or [`Upload::commit`], so
-    /// the upload still cannot complete without them.
-    pub async fn write_gathering(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+    /// Writes `data` at `offset` (ignored for [`WriteMode::Append`], which always
+    /// appends), for protocols whose client chooses every write's offset (SFTP). A write
+    /// that continues the previous one may be held and written together with the next ones
+    /// (up to 256 KiB in one vectored write): clients send many small in-order writes, and
+    /// each write to the file costs a blocking-pool hop. A failure to write held bytes is
+    /// returned by a later write, [`Upload::sync`] or [`Upload::commit`], so the upload
+    /// still cannot complete without them; [`Upload::abort`] writes them first, so a
+    /// resumable upload keeps every byte received.
+    pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
         let result = self.gather(offset, data).await;
         self.note_failure(result)
+    }
+
+    /// Writes `data` where the previous push ended, for protocols that stream a file's
+    /// bytes in order (FTP, SCP, HTTP and WebDAV bodies): the core keeps the offset (from
+    /// byte 0, the `resume_at` offset of the open, or where [`Upload::seek`] put it) and
+    /// gathers the pieces as [`Upload::write_at`] does.
+    pub async fn push(&self, data: Vec<u8>) -> Result<(), CoreError> {
+        let at = self
+            .stream_at
+            .fetch_add(data.len() as u64, Ordering::SeqCst);
+        self.write_at(at, data).await
+    }
+
+    /// Moves where the next [`Upload::push`] lands (WebDAV's partial writes).
+    pub fn seek(&self, offset: u64) {
+        self.stream_at.store(offset, Ordering::SeqCst);
+    }
+
+    /// Where the next [`Upload::push`] lands.
+    pub fn position(&self) -> u64 {
+        self.stream_at.load(Ordering::SeqCst)
     }
 
     async fn gather(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
@@ -475,7 +519,7 @@ impl Upload {
             .map_err(|_| CoreError::new(crate::ErrorKind::Failure, "upload state poisoned"))
     }
 
-    /// Writes the bytes [`Upload::write_gathering`] holds.
+    /// Writes the bytes [`Upload::write_at`] holds.
     async fn flush_gathered(&self) -> Result<(), CoreError> {
         let _writing = self.writing.lock().await;
         self.flush_held().await
@@ -510,15 +554,6 @@ impl Upload {
         self.received.fetch_add(len, Ordering::SeqCst);
         self.end.fetch_max(offset + len, Ordering::SeqCst);
         offset
-    }
-
-    /// Writes bytes a front-end gathered but had not written yet, before it gives the
-    /// upload up: a resumable upload keeps every received byte, and the failure record
-    /// counts them. A write error here changes nothing about the failure being reported.
-    pub async fn write_gathered(&self, offset: u64, gathered: &mut Vec<u8>) {
-        if !gathered.is_empty() {
-            let _ = self.write_at(offset, std::mem::take(gathered)).await;
-        }
     }
 
     /// Flushes to stable storage without closing (SFTP `fsync@openssh.com`).

@@ -52,7 +52,7 @@ async fn own_uploads_are_seen_renamed_joined_and_removed() {
         .open_shared_upload(&p("/a.tmp"), WriteMode::Create, Some(0o600))
         .await
         .unwrap();
-    a.write_gathering(0, b"hello ".to_vec()).await.unwrap();
+    a.write_at(0, b"hello ".to_vec()).await.unwrap();
     // Seen by its own session, with what is held so far; not by another, not on disk.
     let meta = mine.stat(&p("/a.tmp"), false).await.unwrap();
     assert_eq!(
@@ -90,7 +90,7 @@ async fn own_uploads_are_seen_renamed_joined_and_removed() {
         .await
         .unwrap();
     assert!(mine.stat(&p("/a.tmp"), false).await.is_err());
-    b.write_gathering(6, b"world".to_vec()).await.unwrap();
+    b.write_at(6, b"world".to_vec()).await.unwrap();
     mine.set_upload_attrs(
         &b,
         &Attrs {
@@ -123,10 +123,10 @@ async fn own_uploads_are_seen_renamed_joined_and_removed() {
         .open_shared_upload(&p("/c.txt"), WriteMode::Create, None)
         .await
         .unwrap();
-    c.write_gathering(0, b"scratch".to_vec()).await.unwrap();
+    c.write_at(0, b"scratch".to_vec()).await.unwrap();
     mine.remove(&p("/c.txt")).await.unwrap();
     assert!(mine.stat(&p("/c.txt"), false).await.is_err());
-    c.write_gathering(7, b"more".to_vec()).await.unwrap();
+    c.write_at(7, b"more".to_vec()).await.unwrap();
     assert!(mine.close_shared_upload(&c).await.unwrap().is_none());
     assert!(!top.path().join("c.txt").exists());
     assert_eq!(std::fs::read_dir(top.path()).unwrap().count(), 1);

@@ -68,6 +68,8 @@ fn core_reply(e: &CoreError) -> Reply {
         ErrorKind::InvalidPath => 553,
         ErrorKind::LimitReached => 452,
         ErrorKind::Unsupported => 504,
+        // RFC 3659 §5.5: a REST offset the server cannot continue from.
+        ErrorKind::InvalidOffset => 554,
         _ => 451,
     };
     Reply::new(code, e.message.clone())

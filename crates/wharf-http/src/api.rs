@@ -22,9 +22,6 @@ use wharf_types::VirtualPath;
 use crate::range::{self, RangeRequest};
 use crate::server::{Conn, Shared};
 
-/// Bytes of an upload body gathered before each disk write.
-const WRITE_BATCH: usize = 512 * 1024;
-
 /// The OpenAPI document, served as it is.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
@@ -63,6 +60,7 @@ fn core_error(e: &CoreError) -> ApiError {
         ErrorKind::InvalidPath => StatusCode::BAD_REQUEST,
         ErrorKind::LimitReached => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::InvalidOffset => StatusCode::RANGE_NOT_SATISFIABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.message.clone())
@@ -433,20 +431,14 @@ pub(crate) async fn files_put(
         .map_err(|e| core_error(&e))?;
     let mut body = request.into_body();
     let mut position = 0u64;
-    // Body frames are TLS-record sized (16 KiB); one disk write per frame would cost a
-    // blocking-pool hop each. They are gathered into writes of WRITE_BATCH bytes.
-    let mut pending: Vec<u8> = Vec::new();
-    let mut written = 0u64;
     loop {
         let frame = match tokio::time::timeout(shared.config.body_timeout, body.frame()).await {
             Err(_) => {
-                upload.write_gathered(written, &mut pending).await;
                 upload.abort("request body stalled").await;
                 return Err(error(StatusCode::REQUEST_TIMEOUT, "request body stalled"));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                upload.write_gathered(written, &mut pending).await;
                 upload.abort(&format!("request body failed: {e}")).await;
                 return Err(error(StatusCode::BAD_REQUEST, "request body failed"));
             }
@@ -464,22 +456,12 @@ pub(crate) async fn files_put(
             ));
         }
         position += len;
-        pending.extend_from_slice(&data);
-        if pending.len() >= WRITE_BATCH {
-            let batch = std::mem::replace(&mut pending, Vec::with_capacity(WRITE_BATCH));
-            let batch_len = batch.len() as u64;
-            if let Err(e) = upload.write_at(written, batch).await {
-                upload.abort(&e.message).await;
-                return Err(core_error(&e));
-            }
-            written += batch_len;
+        // Body frames are TLS-record sized (16 KiB); the core gathers them into larger
+        // writes.
+        if let Err(e) = upload.push(data.to_vec()).await {
+            upload.abort(&e.message).await;
+            return Err(core_error(&e));
         }
-    }
-    if !pending.is_empty()
-        && let Err(e) = upload.write_at(written, pending).await
-    {
-        upload.abort(&e.message).await;
-        return Err(core_error(&e));
     }
     let summary = upload.commit().await.map_err(|e| core_error(&e))?;
     let mut response = (

@@ -28,7 +28,9 @@ use dav_server::fs::{
 use wharf_core::dav_state::DavState;
 use wharf_core::dav_state::{DeadProp, PropChange};
 use wharf_core::vfs::FileKind;
-use wharf_core::{CoreError, Download, ErrorKind, EventKind, Metadata, Session, Upload, WriteMode};
+use wharf_core::{
+    CoreError, Download, ErrorKind, EventKind, Metadata, Session, Upload, UploadOpen, WriteMode,
+};
 use wharf_types::VirtualPath;
 
 use crate::server::{Conn, Shared};
@@ -188,10 +190,11 @@ impl DavFile for Reader {
     }
 }
 
-/// A file opened for writing: the core's upload, committed at flush.
+/// A file opened for writing: the core's upload (which keeps the write position), committed
+/// at flush.
 struct Writer {
     upload: Option<Upload>,
-    position: u64,
+    /// The file's length so far, for its attributes once the upload is committed.
     written: u64,
 }
 
@@ -204,13 +207,8 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     async fn write(&mut self, data: Vec<u8>) -> FsResult<()> {
         let upload = self.upload.as_ref().ok_or(FsError::GeneralFailure)?;
-        let len = data.len() as u64;
-        upload
-            .write_at(self.position, data)
-            .await
-            .map_err(|e| fs_error(&e))?;
-        self.position += len;
-        self.written = self.written.max(self.position);
+        upload.push(data).await.map_err(|e| fs_error(&e))?;
+        self.written = upload.end();
         Ok(())
     }
 }
@@ -247,12 +245,14 @@ impl DavFile for Writer {
     }
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
         Box::pin(async move {
-            self.position = match pos {
+            let upload = self.upload.as_ref().ok_or(FsError::GeneralFailure)?;
+            let to = match pos {
                 SeekFrom::Start(n) => n,
-                SeekFrom::End(d) => self.written.saturating_add_signed(d),
-                SeekFrom::Current(d) => self.position.saturating_add_signed(d),
+                SeekFrom::End(d) => upload.end().saturating_add_signed(d),
+                SeekFrom::Current(d) => upload.position().saturating_add_signed(d),
             };
-            Ok(self.position)
+            upload.seek(to);
+            Ok(to)
         })
     }
     fn flush(&mut self) -> FsFuture<'_, ()> {
@@ -284,26 +284,26 @@ impl DavFileSystem for SessionFs {
                     position: 0,
                 }) as Box<dyn DavFile>);
             }
-            if options.create_new && self.session.stat(&path, false).await.is_ok() {
-                return Err(FsError::Exists);
-            }
-            let mode = if options.append {
+            let mut open = UploadOpen::from(if options.append {
                 WriteMode::Append
             } else if options.truncate {
                 WriteMode::Create
             } else {
                 WriteMode::Resume
-            };
+            });
+            if options.create_new {
+                open = open.exclusive();
+            } else if !options.create {
+                open = open.existing();
+            }
             let upload = self
                 .session
-                .open_upload(&path, mode, None)
+                .open_upload(&path, open, None)
                 .await
                 .map_err(|e| fs_error(&e))?;
-            let position = upload.end();
             Ok(Box::new(Writer {
+                written: upload.end(),
                 upload: Some(upload),
-                position: if options.append { position } else { 0 },
-                written: position,
             }) as Box<dyn DavFile>)
         })
     }

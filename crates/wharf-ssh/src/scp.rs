@@ -115,10 +115,9 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
         Ok(t) => t,
         Err(e) => return Err(Fatal::Protocol(e.message)),
     };
-    let is_dir = matches!(session.stat(&target, true).await, Ok(m) if m.kind == FileKind::Dir);
-    if target_is_dir && !is_dir {
-        return Err(Fatal::Protocol(format!("{target}: not a folder")));
-    }
+    // Whether the target is a folder is asked when the first entry's name is known: the
+    // core then decides on the place the entry really lands (a drop folder's account sends
+    // into a folder it may not look at).
     ok(out).await?;
     let mut stack: Vec<VirtualPath> = Vec::new();
     let mut times: Option<(i64, i64)> = None;
@@ -154,13 +153,7 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
             }
             b'C' => {
                 let (mode, size, name) = parse_entry(&line).map_err(Fatal::Protocol)?;
-                let dest = if stack.is_empty() && !is_dir {
-                    target.clone()
-                } else {
-                    folder
-                        .join(name)
-                        .map_err(|e| Fatal::Protocol(e.to_string()))?
-                };
+                let dest = place(session, &folder, !stack.is_empty(), name, target_is_dir).await?;
                 if !receive_file(session, input, out, &dest, mode, size, times.take()).await? {
                     status = 1;
                 }
@@ -173,13 +166,7 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
                     return Err(Fatal::Protocol("folders nested too deeply".to_owned()));
                 }
                 let (mode, _, name) = parse_entry(&line).map_err(Fatal::Protocol)?;
-                let dest = if stack.is_empty() && !is_dir {
-                    target.clone()
-                } else {
-                    folder
-                        .join(name)
-                        .map_err(|e| Fatal::Protocol(e.to_string()))?
-                };
+                let dest = place(session, &folder, !stack.is_empty(), name, target_is_dir).await?;
                 let exists =
                     matches!(session.stat(&dest, true).await, Ok(m) if m.kind == FileKind::Dir);
                 let made = if exists {
@@ -208,6 +195,31 @@ async fn sink_inner<W: AsyncWrite + Unpin>(
     Ok(status)
 }
 
+/// Where an entry named `name` lands: inside `folder` when it is one the sender went into
+/// (`D` records), else where the core places it at the target (inside it when it is a
+/// folder). `-d` asked for a folder target: an entry that would replace it is refused.
+async fn place(
+    session: &Session,
+    folder: &VirtualPath,
+    entered: bool,
+    name: &str,
+    target_is_dir: bool,
+) -> Result<VirtualPath, Fatal> {
+    if entered {
+        return folder
+            .join(name)
+            .map_err(|e| Fatal::Protocol(e.to_string()));
+    }
+    let dest = session
+        .place_in(folder, name)
+        .await
+        .map_err(|e| Fatal::Protocol(e.message))?;
+    if target_is_dir && dest == *folder {
+        return Err(Fatal::Protocol(format!("{folder}: not a folder")));
+    }
+    Ok(dest)
+}
+
 /// Receives one file's bytes. Returns false when the file was refused or failed (the client
 /// was told with a warning and the transfer goes on).
 async fn receive_file<W: AsyncWrite + Unpin>(
@@ -233,17 +245,10 @@ async fn receive_file<W: AsyncWrite + Unpin>(
     ok(out).await?;
     let mut received = 0u64;
     let mut failure: Option<CoreError> = None;
-    // Channel data arrives in SSH packets of 32 KiB or less; disk writes are gathered to
-    // CHUNK bytes so each costs one blocking-pool hop per CHUNK, not per packet.
-    let mut batch: Vec<u8> = Vec::new();
-    let mut batch_at = 0u64;
     while received < size {
         let want = usize::try_from((size - received).min(CHUNK as u64)).unwrap_or(CHUNK);
         let Some(chunk) = input.read_some(want).await else {
-            // What did arrive is written, so the failure record counts it.
-            if failure.is_none() {
-                upload.write_gathered(batch_at, &mut batch).await;
-            }
+            // The core writes what it holds before giving up: the record counts it.
             upload
                 .abort("client closed the connection mid-file (size in header not sent)")
                 .await;
@@ -261,17 +266,9 @@ async fn receive_file<W: AsyncWrite + Unpin>(
         if failure.is_some() {
             continue;
         }
-        if batch.is_empty() {
-            batch = chunk;
-        } else {
-            batch.extend_from_slice(&chunk);
-        }
-        if batch.len() >= CHUNK || received == size {
-            let len = batch.len() as u64;
-            if let Err(e) = upload.write_at(batch_at, std::mem::take(&mut batch)).await {
-                failure = Some(e);
-            }
-            batch_at += len;
+        // SSH packets carry 32 KiB or less; the core gathers them into larger writes.
+        if let Err(e) = upload.push(chunk).await {
+            failure = Some(e);
         }
     }
     // The sender ends each file with its own status byte. libssh2 (curl's scp://) sends

@@ -6,7 +6,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_core::vfs::FileKind;
-use wharf_core::{CoreError, ErrorKind, EventKind, WriteMode};
+use wharf_core::{CoreError, ErrorKind, EventKind, UploadOpen, WriteMode};
 use wharf_ftp_proto::{MAX_LINE, Reply, find_abort};
 
 use super::{State, core_reply, secure};
@@ -347,17 +347,14 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
             Ok(s) => s,
             Err(e) => return core_reply(&e),
         };
-        if mode == WriteMode::Resume {
-            // REST + STOR continues a file: only from its current end (RFC 3659 §5).
-            let current = session.stat(&path, true).await.map(|m| m.size).unwrap_or(0);
-            if offset != current {
-                return Reply::new(
-                    554,
-                    format!("REST {offset} does not match the file's size {current}"),
-                );
-            }
-        }
-        match session.open_upload(&path, mode, None).await {
+        // REST + STOR continues a file only from its current end (RFC 3659 §5); the core
+        // compares the offset with the file it opens.
+        let open = if mode == WriteMode::Resume {
+            UploadOpen::resume_at(offset)
+        } else {
+            UploadOpen::from(mode)
+        };
+        match session.open_upload(&path, open, None).await {
             Ok(u) => u,
             Err(e) => return core_reply(&e),
         }
@@ -380,15 +377,13 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
             return after_interrupt(st, why).await;
         }
     };
-    let mut position = upload.end();
     let mut buf = vec![0u8; CHUNK];
     let mut pending_cr = false;
-    let mut pending: Vec<u8> = Vec::new();
     loop {
         let read = tokio::select! {
             r = stream.read(&mut buf) => r,
             why = interrupted(&mut st.control, &mut st.input) => {
-                upload.write_gathered(position, &mut pending).await;
+                // The core writes what it holds first: a resumable upload keeps it.
                 upload.abort(interrupt_reason(&why)).await;
                 return after_interrupt(st, why).await;
             }
@@ -397,7 +392,6 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                upload.write_gathered(position, &mut pending).await;
                 upload.abort(&format!("data connection failed: {e}")).await;
                 return Reply::new(426, "data connection failed; upload discarded");
             }
@@ -418,31 +412,14 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
         } else {
             buf[..n].to_vec()
         };
-        // Reads return what one TCP segment or TLS record held; disk writes are gathered
-        // to CHUNK bytes so each costs one blocking-pool hop per quarter MiB, not per read.
-        if pending.is_empty() {
-            pending = data;
-        } else {
-            pending.extend_from_slice(&data);
-        }
-        if pending.len() >= CHUNK {
-            let len = pending.len() as u64;
-            if let Err(e) = upload
-                .write_at(position, std::mem::take(&mut pending))
-                .await
-            {
-                upload.abort(&e.message).await;
-                return core_reply(&e);
-            }
-            position += len;
+        // Reads return what one TCP segment or TLS record held; the core gathers them
+        // into larger writes.
+        if let Err(e) = upload.push(data).await {
+            upload.abort(&e.message).await;
+            return core_reply(&e);
         }
     }
-    if pending_cr {
-        pending.push(b'\r');
-    }
-    if !pending.is_empty()
-        && let Err(e) = upload.write_at(position, pending).await
-    {
+    if pending_cr && let Err(e) = upload.push(b"\r".to_vec()).await {
         upload.abort(&e.message).await;
         return core_reply(&e);
     }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use wharf_core::upload::AT_END;
 use wharf_core::vfs::{Attrs, FileKind, Metadata};
-use wharf_core::{CoreError, ErrorKind, WriteMode};
+use wharf_core::{CoreError, ErrorKind, UploadOpen, WriteMode};
 use wharf_sftp_proto::{
     Extended, FileAttrs, MAX_DATA, MAX_PACKET, Name, OpenFlags, Request, RequestBody, Response,
     StatusCode, VERSION, put_str_then_raw, put_u64s,
@@ -144,7 +144,7 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
                 ));
             };
             let offset = if *append { AT_END } else { offset };
-            upload.write_gathering(offset, data).await?;
+            upload.write_at(offset, data).await?;
             Ok(Response::ok(id))
         }
         RequestBody::Lstat { path: raw } => {
@@ -288,22 +288,20 @@ async fn open(
     let handle = if !writing {
         Handle::Read(Box::new(s.open_download(path).await?))
     } else {
-        let exists = s.upload_exists(path).await?;
-        if exists && flags.has(OpenFlags::CREAT) && flags.has(OpenFlags::EXCL) {
-            return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
-        }
-        if !exists && !flags.has(OpenFlags::CREAT) {
-            return Err(CoreError::new(ErrorKind::NotFound, "no such file"));
-        }
-        let mode = if flags.has(OpenFlags::APPEND) {
+        let mut open = UploadOpen::from(if flags.has(OpenFlags::APPEND) {
             WriteMode::Append
-        } else if flags.has(OpenFlags::TRUNC) || !exists {
+        } else if flags.has(OpenFlags::TRUNC) {
             WriteMode::Create
         } else {
             WriteMode::Resume
-        };
+        });
+        if !flags.has(OpenFlags::CREAT) {
+            open = open.existing();
+        } else if flags.has(OpenFlags::EXCL) {
+            open = open.exclusive();
+        }
         let upload = s
-            .open_shared_upload(path, mode, attrs.permissions.map(|p| p & 0o777))
+            .open_shared_upload(path, open, attrs.permissions.map(|p| p & 0o777))
             .await?;
         Handle::Write {
             upload,
