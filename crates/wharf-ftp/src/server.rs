@@ -153,8 +153,7 @@ fn turn_away(socket: tokio::net::TcpStream, shared: &Shared, why: &'static str) 
 /// Control connections only: data connections arrive on their own listeners and never
 /// pass through here.
 fn accept(socket: tokio::net::TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
-    let id = format!("{:016x}", rand::random::<u64>());
-    let admitted = match shared.admission.admit(remote, &id) {
+    let admitted = match shared.admission.admit(remote) {
         Ok(admitted) => admitted,
         Err(why) => {
             turn_away(socket, shared, why.reply());
@@ -163,6 +162,7 @@ fn accept(socket: tokio::net::TcpStream, remote: SocketAddr, shared: &Arc<Shared
     };
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
+        let id = admitted.id().to_owned();
         let _held = admitted;
         crate::session::run(socket, remote, id, shared).await;
     });

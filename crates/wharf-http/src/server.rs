@@ -161,12 +161,14 @@ impl HttpService {
         let router = crate::routes::router(Arc::clone(&shared));
         self.listeners
             .serve(shutdown, move |socket, remote| {
-                let id = format!("{:016x}", rand::random::<u64>());
                 // Refused before the TLS handshake: a refused client costs no handshake.
-                let Ok(admitted) = admission.admit(remote, &id) else {
+                let Ok(admitted) = admission.admit(remote) else {
                     return;
                 };
-                let conn = Conn { id, remote };
+                let conn = Conn {
+                    id: admitted.id().to_owned(),
+                    remote,
+                };
                 let shared = Arc::clone(&shared);
                 let router = router.clone();
                 let tls = tls.clone();

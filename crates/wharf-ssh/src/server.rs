@@ -134,11 +134,11 @@ fn accept(
     shared: &Arc<Shared>,
     grace: Duration,
 ) {
-    let connection_id = uuid_like();
     // Refused before the SSH banner: a refused client costs no key exchange.
-    let Ok(admitted) = shared.admission.admit(remote, &connection_id) else {
+    let Ok(admitted) = shared.admission.admit(remote) else {
         return;
     };
+    let connection_id = admitted.id().to_owned();
     let event = |kind: EventKind| {
         let mut e = Event::new(kind);
         e.service = Some(shared.service.clone());
@@ -205,11 +205,6 @@ fn accept(
         closed.duration_ms = Some(started.elapsed().as_millis() as u64);
         events.emit(closed);
     });
-}
-
-fn uuid_like() -> String {
-    let n: u128 = rand::random();
-    format!("{:032x}", n)[..16].to_owned()
 }
 
 enum Chan {

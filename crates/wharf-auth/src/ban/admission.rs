@@ -1,12 +1,29 @@
-//! Admission at accept: the one place that decides whether a new connection is served,
-//! for every front-end (SSH, FTP control, HTTP). In order: a banned network is refused; a
-//! network opening connections faster than `[ban] connection_rate` is refused (and scored,
-//! so a flood ends in a ban); then the service's own limits, `max_connections` in all and
-//! `max_per_ip` per network (the ban engine's network: one IPv4 address, an IPv6 /64).
+//! The admission gate: the one place that decides whether a new connection is served and
+//! gives it its connection id, for every listener (SSH, FTP control, HTTP and HTTPS, and any
+//! service to come, such as the Manager's admin service: each builds one [`Admission`] with
+//! its name, protocol and [`Limits`], and calls [`Admission::admit`] once per accepted TCP
+//! connection). In order: a banned network is refused; a network opening connections faster
+//! than `[ban] connection_rate` is refused (and scored, so a flood ends in a ban); then the
+//! service's own limits, `max_connections` in all and `max_per_ip` per network (the ban
+//! engine's network: one IPv4 address, an IPv6 /64). A connection let in gets an
+//! [`Admitted`] ticket: its id, the address decided on, and its places in the limits, given
+//! back when the ticket is dropped, whatever ends the connection.
 //!
-//! Every refusal is an audit record (`connection.refused`, `attrs.cause`), thinned out by
-//! the ban engine so a flood writes a handful of records that count what they stand for.
-//! Front-ends only build the connection's id and, for protocols that say why, the reply.
+//! The address decided on is the caller's argument, not read from the socket: today every
+//! listener passes the accepted socket's peer; behind a proxy speaking the PROXY protocol
+//! the listener will pass the client address the proxy's header names (read from a trusted
+//! proxy's connection, then the gate asked), and bans, limits and records follow the real
+//! client. The gate does not read the PROXY header itself.
+//!
+//! Every refusal is an audit record (`connection.refused`, `attrs.cause`, `attrs.network`),
+//! thinned out by the ban engine so a flood writes a handful of records that count what they
+//! stand for. Front-ends only answer a refused client the way their protocol does (SSH and
+//! HTTPS close before any handshake, FTP says 421 first).
+//!
+//! It lives here, beside the ban engine it asks, rather than in `wharf-net` (which counts and
+//! never decides, and sits below the core's events) or `wharf-core` (which knows nothing of
+//! bans): it needs the ban engine, the event bus and `wharf-net`'s tables, and `wharf-auth`
+//! is the lowest crate that sees all three.
 //!
 //! This must never block or touch the network: it runs in the accept loop, before a byte
 //! is read, and only takes short locks.
@@ -66,10 +83,31 @@ impl TurnedAway {
     }
 }
 
-/// A connection let in: holds its places in the service's limits until dropped.
+/// The ticket of a connection let in: its id and the address it was decided on; holds its
+/// places in the service's limits until dropped.
 pub struct Admitted {
+    id: String,
+    peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
     _slot: AddressSlot<IpNetwork>,
+}
+
+impl Admitted {
+    /// The connection's id (`session` of its records).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The client address the connection was admitted for.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// A new connection's id: 16 hex digits, random, so ids never repeat across restarts or
+/// the nodes of a cluster.
+fn connection_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// The admission of one service. Cheap to clone.
@@ -121,40 +159,35 @@ impl Admission {
         IpNetwork::around(addr, self.inner.prefixes.0, self.inner.prefixes.1)
     }
 
-    /// Decides about a connection from `remote` just accepted (its id `session`), and
-    /// records a refusal.
-    pub fn admit(&self, remote: SocketAddr, session: &str) -> Result<Admitted, TurnedAway> {
+    /// Decides about a connection just accepted from the client at `peer` (the socket's
+    /// peer, or the address a trusted proxy names), gives it its id, and records a refusal.
+    pub fn admit(&self, peer: SocketAddr) -> Result<Admitted, TurnedAway> {
         let inner = &self.inner;
-        let network = self.network_of(remote.ip());
+        let id = connection_id();
+        let network = self.network_of(peer.ip());
         if let Some(bans) = &inner.bans {
-            if let Some(refusal) = bans.refuses(remote.ip()) {
-                return Err(self.refuse(TurnedAway::Banned, refusal.reason(), remote, session));
+            if let Some(refusal) = bans.refuses(peer.ip()) {
+                return Err(self.refuse(TurnedAway::Banned, refusal.reason(), peer, id));
             }
-            if bans.over_rate(remote.ip()) {
+            if bans.over_rate(peer.ip()) {
                 let why = format!(
                     "too many new connections from {network} (more than {} at once or {} a minute)",
                     bans.policy.connection_burst, bans.policy.connection_rate
                 );
-                return Err(self.refuse(TurnedAway::Rate, why, remote, session));
+                return Err(self.refuse(TurnedAway::Rate, why, peer, id));
             }
         }
         let Ok(permit) = Arc::clone(&inner.open).try_acquire_owned() else {
-            return Err(self.refuse(
-                TurnedAway::Full,
-                "too many connections".into(),
-                remote,
-                session,
-            ));
+            let why = "too many connections".into();
+            return Err(self.refuse(TurnedAway::Full, why, peer, id));
         };
         let Some(slot) = inner.per_network.take(network) else {
-            return Err(self.refuse(
-                TurnedAway::PerAddress,
-                "too many connections from this address".into(),
-                remote,
-                session,
-            ));
+            let why = "too many connections from this address".into();
+            return Err(self.refuse(TurnedAway::PerAddress, why, peer, id));
         };
         Ok(Admitted {
+            id,
+            peer,
             _permit: permit,
             _slot: slot,
         })
@@ -165,7 +198,7 @@ impl Admission {
         why: TurnedAway,
         message: String,
         remote: SocketAddr,
-        session: &str,
+        session: String,
     ) -> TurnedAway {
         let inner = &self.inner;
         let network = self.network_of(remote.ip());
@@ -175,7 +208,7 @@ impl Admission {
             .attr("network", network.to_string());
         event.service = Some(inner.service.to_string());
         event.protocol = Some(inner.protocol);
-        event.session = Some(session.to_owned());
+        event.session = Some(session);
         event.remote = Some(remote);
         let record = match &inner.bans {
             Some(bans) => bans.throttle((Arc::clone(&inner.service), network, why.cause()), event),
@@ -233,23 +266,23 @@ pub(super) mod tests {
             },
         );
         // Two addresses of one /64 share its allowance; the next /64 has its own.
-        let first = admission.admit(addr("2001:db8:1:2::10"), "a").unwrap();
-        let _second = admission.admit(addr("2001:db8:1:2:ffff::1"), "b").unwrap();
+        let first = admission.admit(addr("2001:db8:1:2::10")).unwrap();
+        let _second = admission.admit(addr("2001:db8:1:2:ffff::1")).unwrap();
         assert_eq!(
-            admission.admit(addr("2001:db8:1:2::99"), "c").err(),
+            admission.admit(addr("2001:db8:1:2::99")).err(),
             Some(TurnedAway::PerAddress)
         );
-        let _elsewhere = admission.admit(addr("2001:db8:1:3::10"), "d").unwrap();
+        let _elsewhere = admission.admit(addr("2001:db8:1:3::10")).unwrap();
         // IPv4 addresses are counted one by one, and a dual-stack spelling is the same one.
-        let _v4 = admission.admit(addr("192.0.2.1"), "e").unwrap();
-        let _v4_mapped = admission.admit(addr("::ffff:192.0.2.1"), "f").unwrap();
+        let _v4 = admission.admit(addr("192.0.2.1")).unwrap();
+        let _v4_mapped = admission.admit(addr("::ffff:192.0.2.1")).unwrap();
         assert_eq!(
-            admission.admit(addr("192.0.2.1"), "g").err(),
+            admission.admit(addr("192.0.2.1")).err(),
             Some(TurnedAway::PerAddress)
         );
-        let _v4_next = admission.admit(addr("192.0.2.2"), "h").unwrap();
+        let _v4_next = admission.admit(addr("192.0.2.2")).unwrap();
         // A closed connection gives its place back.
         drop(first);
-        assert!(admission.admit(addr("2001:db8:1:2::99"), "i").is_ok());
+        assert!(admission.admit(addr("2001:db8:1:2::99")).is_ok());
     }
 }
