@@ -285,4 +285,43 @@ pub(super) mod tests {
         drop(first);
         assert!(admission.admit(addr("2001:db8:1:2::99")).is_ok());
     }
+
+    #[tokio::test]
+    async fn tickets_carry_their_own_ids_and_the_address_decided_on() {
+        let (events, mut records) = EventBus::new();
+        let (store, _scratch) = scratch_store().await;
+        let gate = Admission::new(
+            &Authenticator::new(store),
+            events,
+            "manager",
+            Protocol::Https,
+            Limits {
+                max_connections: 2,
+                max_per_ip: 2,
+            },
+        );
+        // The address given is the one decided on and recorded, whatever socket it came on
+        // (a proxy's, under the PROXY protocol).
+        let client = addr("198.51.100.9");
+        let first = gate.admit(client).unwrap();
+        let second = gate.admit(client).unwrap();
+        assert_eq!(first.peer(), client);
+        assert_ne!(first.id(), second.id());
+        assert!(first.id().len() == 16 && first.id().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            gate.admit(addr("203.0.113.1")).err(),
+            Some(TurnedAway::Full)
+        );
+        let refused = records.try_recv().unwrap();
+        assert_eq!(refused.kind, EventKind::ConnectionRefused);
+        assert_eq!(refused.remote, Some(addr("203.0.113.1")));
+        assert_eq!(refused.service.as_deref(), Some("manager"));
+        assert_eq!(refused.attrs["cause"], "max-connections");
+        assert_eq!(refused.attrs["network"], "203.0.113.1/32");
+        let refused_id = refused.session.unwrap();
+        assert!(refused_id != first.id() && refused_id != second.id());
+        // Dropping a ticket gives its place back.
+        drop(second);
+        assert!(gate.admit(addr("203.0.113.1")).is_ok());
+    }
 }
