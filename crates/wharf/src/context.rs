@@ -32,14 +32,14 @@ impl Context {
             "" => None,
             p => Some(wharf_handlers::sinks::JsonLines::new(
                 loaded.resolve(p),
-                crate::sink_config::rotation(section.rotate_size, section.rotate_age, section.keep),
+                crate::config::sink::rotation(section.rotate_size, section.rotate_age, section.keep),
             )),
         };
         let audit = AuditSink {
             store: store.clone(),
             node: loaded.config.server.name.clone(),
             jsonl,
-            sinks: std::sync::Arc::new(crate::sink_config::sinks(&loaded, false)?),
+            sinks: std::sync::Arc::new(crate::config::sink::sinks(&loaded, false)?),
             written: None,
             turn: Default::default(),
         };

@@ -5,17 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod audit;
-mod auth_config;
 mod cli;
 mod commands;
 mod config;
 mod context;
-mod handler_config;
 mod init;
 mod leftovers;
-mod policy_config;
 mod serve;
-mod sink_config;
 
 use std::process::ExitCode;
 

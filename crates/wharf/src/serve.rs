@@ -35,13 +35,13 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let (bus, receiver) = EventBus::with_observer(bans.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut audit = ctx.audit.clone();
-    audit.sinks = std::sync::Arc::new(crate::sink_config::sinks(&ctx.loaded, true)?);
+    audit.sinks = std::sync::Arc::new(crate::config::sink::sinks(&ctx.loaded, true)?);
     let written = std::sync::Arc::new(tokio::sync::Notify::new());
     audit.written = Some(written.clone());
     let handlers = wharf_handlers::Engine::new(
         ctx.store.clone(),
         ctx.loaded.config.server.name.clone(),
-        crate::handler_config::handlers(&ctx.loaded)?,
+        crate::config::handler::handlers(&ctx.loaded)?,
         audit.clone(),
         written,
     );
@@ -64,7 +64,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     ));
     let mut services = tokio::task::JoinSet::new();
     let auth = Authenticator::new(ctx.store.clone())
-        .with_methods(crate::auth_config::methods(&ctx.loaded)?)
+        .with_methods(crate::config::auth::methods(&ctx.loaded)?)
         .with_bans(bans);
     let tls = match &ctx.loaded.config.tls {
         Some(section) => Some(

@@ -30,7 +30,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::CheckConfig => match Loaded::load(&cli.config) {
             Ok(loaded) => {
                 // What only `serve` reads (handlers' secrets) is read here too.
-                if let Err(e) = crate::handler_config::handlers(&loaded) {
+                if let Err(e) = crate::config::handler::handlers(&loaded) {
                     eprintln!("{}: {e:#}", cli.config.display());
                     return Ok(ExitCode::FAILURE);
                 }

@@ -12,6 +12,11 @@ use serde::Deserialize;
 use toml::Spanned;
 use wharf_ssh::{Algorithms, Profile};
 
+pub mod auth;
+pub mod handler;
+pub mod policy;
+pub mod sink;
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,16 +38,16 @@ pub struct Config {
     pub tls: Option<TlsSection>,
     /// `[ban]`.
     #[serde(default)]
-    pub ban: crate::policy_config::BanSection,
+    pub ban: crate::config::policy::BanSection,
     /// `[password_policy]`.
     #[serde(default)]
-    pub password_policy: crate::policy_config::PasswordSection,
+    pub password_policy: crate::config::policy::PasswordSection,
     /// `[[authentication]]`, in chain order.
     #[serde(default)]
-    pub authentication: Vec<crate::auth_config::AuthenticationSection>,
+    pub authentication: Vec<crate::config::auth::AuthenticationSection>,
     /// `[[handler]]`: event handlers.
     #[serde(default, rename = "handler")]
-    pub handlers: Vec<crate::handler_config::HandlerSection>,
+    pub handlers: Vec<crate::config::handler::HandlerSection>,
 }
 
 /// `[server]`.
@@ -117,7 +122,7 @@ pub struct AuditSection {
     pub keep: usize,
     /// `[[audit.sink]]`: further copies, each with a filter.
     #[serde(default)]
-    pub sink: Vec<crate::sink_config::SinkSection>,
+    pub sink: Vec<crate::config::sink::SinkSection>,
 }
 
 impl Default for AuditSection {
@@ -464,9 +469,9 @@ impl Loaded {
         };
         self.config.ban.validate(&mut issue);
         self.config.password_policy.validate(&mut issue);
-        crate::auth_config::validate(&self.config.authentication, &mut issue);
-        crate::handler_config::validate(self, &mut issue);
-        crate::sink_config::validate(self, &mut issue);
+        crate::config::auth::validate(&self.config.authentication, &mut issue);
+        crate::config::handler::validate(self, &mut issue);
+        crate::config::sink::validate(self, &mut issue);
         if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
             issue(
                 self.config.store.url.span(),

@@ -435,7 +435,7 @@ impl HandlerSection {
             // Commands other than `serve` check the configuration too, from shells that may
             // not hold the server's environment: they check the form, `serve` reads it.
             let secret = if resolve_secrets {
-                crate::auth_config::secret(loaded, spec)
+                crate::config::auth::secret(loaded, spec)
                     .map_err(|e| (w.secret.span(), key("secret"), format!("{e:#}")))?
             } else {
                 "(checked when the server starts)".to_owned()
