@@ -32,7 +32,11 @@ impl Context {
             "" => None,
             p => Some(wharf_handlers::sinks::JsonLines::new(
                 loaded.resolve(p),
-                crate::config::sink::rotation(section.rotate_size, section.rotate_age, section.keep),
+                crate::config::sink::rotation(
+                    section.rotate_size,
+                    section.rotate_age,
+                    section.keep,
+                ),
             )),
         };
         let audit = AuditSink {

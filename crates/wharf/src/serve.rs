@@ -12,7 +12,7 @@ use wharf_ftp::{FtpConfig, FtpService, TlsMode};
 use wharf_http::{HttpConfig, HttpService};
 use wharf_ssh::{PrivateKey, SshConfig, SshService};
 
-use crate::config::{parse_addresses, secs};
+use crate::config::{FtpTls, ServiceKind, secs};
 use crate::context::Context;
 
 /// Runs the server.
@@ -79,41 +79,43 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
 
     for service in &ctx.loaded.config.services {
         let name = service.name.get_ref().clone();
-        let addresses = parse_addresses(service.address.get_ref(), service.port())
-            .map_err(anyhow::Error::msg)?;
-        let bound = match service.kind.get_ref().as_str() {
-            "ftp" | "ftps-implicit" => {
-                let mode = match (service.kind.get_ref().as_str(), service.tls_policy()) {
-                    ("ftps-implicit", _) => TlsMode::Implicit,
-                    (_, "off") => TlsMode::Off,
-                    (_, "optional") => TlsMode::Optional,
-                    _ => TlsMode::Required,
+        let addresses = service.socket_addresses().map_err(anyhow::Error::msg)?;
+        let max_file_size = service.max_file_size.as_ref().map(|s| *s.get_ref());
+        let bound = match &service.kind {
+            ServiceKind::Ftp { login, ftp, .. } | ServiceKind::FtpsImplicit { login, ftp } => {
+                let mode = match &service.kind {
+                    ServiceKind::Ftp { tls, .. } => match tls.get_ref() {
+                        FtpTls::Required => TlsMode::Required,
+                        FtpTls::Optional => TlsMode::Optional,
+                        FtpTls::Off => TlsMode::Off,
+                    },
+                    _ => TlsMode::Implicit,
                 };
                 let config = FtpConfig {
                     name: name.clone(),
                     addresses,
-                    passive_ports: service.passive_ports.as_ref().and_then(|p| {
+                    passive_ports: ftp.passive_ports.as_ref().and_then(|p| {
                         match p.get_ref().as_slice() {
                             [first, last] => Some(*first..=*last),
                             _ => None,
                         }
                     }),
-                    idle_timeout: secs(&service.idle_timeout),
-                    login_grace_time: secs(&service.login_grace_time),
-                    data_timeout: secs(&service.data_timeout),
+                    idle_timeout: secs(&login.idle_timeout),
+                    login_grace_time: secs(&login.login_grace_time),
+                    data_timeout: secs(&ftp.data_timeout),
                     max_connections: *service.max_connections.get_ref(),
                     max_per_ip: *service.max_per_ip.get_ref(),
-                    max_auth_tries: service.max_auth_tries.as_ref().map_or(3, |t| *t.get_ref()),
-                    active_mode: service.active_mode,
-                    allow_foreign_data: service.allow_foreign_data,
-                    passive_address: service
+                    max_auth_tries: login.max_auth_tries(3),
+                    active_mode: ftp.active_mode,
+                    allow_foreign_data: ftp.allow_foreign_data,
+                    passive_address: ftp
                         .passive_address
                         .as_ref()
                         .and_then(|a| a.get_ref().parse().ok()),
                     tls: mode,
                     tls_config: tls.clone(),
-                    require_tls_session_reuse: service.require_tls_session_reuse,
-                    max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
+                    require_tls_session_reuse: ftp.require_tls_session_reuse,
+                    max_file_size,
                 };
                 let what = match mode {
                     TlsMode::Off => "ftp: FTP",
@@ -127,22 +129,31 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     (addrs, what)
                 })
             }
-            "http" | "https" => {
-                let https = service.kind.get_ref() == "https";
+            ServiceKind::Http { http, .. } | ServiceKind::Https { http } => {
+                let (redirect_to_https, tls, what) = match &service.kind {
+                    ServiceKind::Http {
+                        redirect_to_https, ..
+                    } => (
+                        redirect_to_https.as_ref().map(|p| *p.get_ref()),
+                        None,
+                        "http: web client, REST API, WebDAV",
+                    ),
+                    _ => (None, tls.clone(), "https: web client, REST API, WebDAV"),
+                };
                 let config = HttpConfig {
                     name: name.clone(),
                     addresses,
-                    tls: if https { tls.clone() } else { None },
+                    tls,
                     max_connections: *service.max_connections.get_ref(),
                     max_per_ip: *service.max_per_ip.get_ref(),
-                    header_timeout: secs(&service.header_timeout),
-                    body_timeout: secs(&service.body_timeout),
-                    max_upload_size: *service.max_upload_size.get_ref(),
-                    max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
-                    session_timeout: secs(&service.session_timeout),
-                    session_lifetime: secs(&service.session_lifetime),
-                    recheck_after: secs(&service.recheck_after),
-                    redirect_to_https: service.redirect_to_https.as_ref().map(|p| *p.get_ref()),
+                    header_timeout: secs(&http.header_timeout),
+                    body_timeout: secs(&http.body_timeout),
+                    max_upload_size: *http.max_upload_size.get_ref(),
+                    max_file_size,
+                    session_timeout: secs(&http.session_timeout),
+                    session_lifetime: secs(&http.session_lifetime),
+                    recheck_after: secs(&http.recheck_after),
+                    redirect_to_https,
                 };
                 let dav =
                     wharf_core::dav_state::DavState::new(std::sync::Arc::new(ctx.store.clone()));
@@ -150,19 +161,12 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     let b = b.with_dav_state(dav);
                     let addrs = b.local_addrs();
                     services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
-                    (
-                        addrs,
-                        if https {
-                            "https: web client, REST API, WebDAV"
-                        } else {
-                            "http: web client, REST API, WebDAV"
-                        },
-                    )
+                    (addrs, what)
                 })
             }
-            _ => {
+            ServiceKind::Ssh { login, ssh } => {
                 let mut host_keys = Vec::new();
-                for file in service.host_keys.get_ref() {
+                for file in ssh.host_keys.get_ref() {
                     let path = ctx.loaded.resolve(file);
                     let key = PrivateKey::read_openssh_file(&path)
                         .with_context(|| format!("cannot read host key {}", path.display()))?;
@@ -171,15 +175,15 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 let config = SshConfig {
                     name: name.clone(),
                     addresses,
-                    banner: service.banner.clone(),
-                    idle_timeout: secs(&service.idle_timeout),
-                    login_grace_time: secs(&service.login_grace_time),
+                    banner: ssh.banner.clone(),
+                    idle_timeout: secs(&login.idle_timeout),
+                    login_grace_time: secs(&login.login_grace_time),
                     max_connections: *service.max_connections.get_ref(),
                     max_per_ip: *service.max_per_ip.get_ref(),
-                    max_auth_tries: service.max_auth_tries.as_ref().map_or(6, |t| *t.get_ref()),
-                    algorithms: ctx.loaded.algorithms(service),
+                    max_auth_tries: login.max_auth_tries(6),
+                    algorithms: ssh.algorithms(),
                     host_keys,
-                    max_file_size: service.max_file_size.as_ref().map(|s| *s.get_ref()),
+                    max_file_size,
                 };
                 SshService::bind(config).await.map(|b| {
                     let addrs = b.local_addrs();

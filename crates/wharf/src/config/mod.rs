@@ -4,18 +4,21 @@
 //! to do about it. Relative paths are relative to the folder holding the configuration file.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use wharf_ssh::{Algorithms, Profile};
+use toml::de::DeTable;
 
 pub mod auth;
 pub mod handler;
+mod keys;
 pub mod policy;
+pub mod service;
 pub mod sink;
+
+pub use service::{FtpTls, Service, ServiceKind};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -30,9 +33,9 @@ pub struct Config {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditSection,
-    /// `[[service]]`.
-    #[serde(default, rename = "service")]
-    pub services: Vec<ServiceSection>,
+    /// `[[service]]`, typed once at load (read apart from the rest: see `Loaded::load`).
+    #[serde(skip)]
+    pub services: Vec<Service>,
     /// `[tls]`.
     #[serde(default)]
     pub tls: Option<TlsSection>,
@@ -161,172 +164,6 @@ pub enum Addresses {
     Many(Vec<String>),
 }
 
-/// `[[service]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceSection {
-    /// Unique name.
-    pub name: Spanned<String>,
-    /// `ssh` (others arrive with their services).
-    #[serde(rename = "type")]
-    pub kind: Spanned<String>,
-    /// IPv4 or IPv6 literal, or a list; `::` listens on both families.
-    #[serde(default = "default_address")]
-    pub address: Spanned<Addresses>,
-    /// TCP port; defaults to 2222 (ssh), 2121 (ftp) or 2990 (ftps-implicit).
-    #[serde(default)]
-    pub port: Option<Spanned<u16>>,
-    /// SSH: banner shown before login.
-    #[serde(default)]
-    pub banner: Option<String>,
-    /// Seconds a connection may stay idle.
-    #[serde(default = "default_idle")]
-    pub idle_timeout: Spanned<u64>,
-    /// Seconds to authenticate.
-    #[serde(default = "default_grace")]
-    pub login_grace_time: Spanned<u64>,
-    /// Connections at once.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: Spanned<usize>,
-    /// Authentication attempts per connection (SSH: 6, FTP: 3).
-    #[serde(default)]
-    pub max_auth_tries: Option<Spanned<usize>>,
-    /// FTP: `required` (default), `optional` or `off`.
-    #[serde(default)]
-    pub tls: Option<Spanned<String>>,
-    /// FTP: a TLS data connection must resume the control connection's TLS session.
-    #[serde(default = "yes")]
-    pub require_tls_session_reuse: bool,
-    /// FTP: IPv4 address announced in PASV replies (the public address behind NAT).
-    #[serde(default)]
-    pub passive_address: Option<Spanned<String>>,
-    /// FTP: allow data connections to or from another address than the client's (FXP).
-    #[serde(default)]
-    pub allow_foreign_data: bool,
-    /// Largest file a session may make, in bytes (every service type).
-    #[serde(default)]
-    pub max_file_size: Option<Spanned<u64>>,
-    /// HTTP: largest upload in bytes.
-    #[serde(default = "default_max_upload")]
-    pub max_upload_size: Spanned<u64>,
-    /// HTTP: seconds a logged-in client may stay idle before logging in again.
-    #[serde(default = "default_session_timeout")]
-    pub session_timeout: Spanned<u64>,
-    /// HTTP: seconds a token or browser session lasts after its login, used or not.
-    #[serde(default = "default_session_lifetime")]
-    pub session_lifetime: Spanned<u64>,
-    /// HTTP: seconds a Basic credential is remembered, and an LDAP or HTTP method's answer
-    /// about a kept login trusted, before the method is asked again.
-    #[serde(default = "default_recheck_after")]
-    pub recheck_after: Spanned<u64>,
-    /// HTTP: seconds to receive a request's headers (and keep-alive idle time).
-    #[serde(default = "default_header_timeout")]
-    pub header_timeout: Spanned<u64>,
-    /// HTTP: seconds a request body may stall.
-    #[serde(default = "default_body_timeout")]
-    pub body_timeout: Spanned<u64>,
-    /// HTTP: redirect every request to HTTPS on this port.
-    #[serde(default)]
-    pub redirect_to_https: Option<Spanned<u16>>,
-    /// FTP: passive data port range `[first, last]`.
-    #[serde(default)]
-    pub passive_ports: Option<Spanned<Vec<u16>>>,
-    /// FTP: seconds to wait for a data connection.
-    #[serde(default = "default_data_timeout")]
-    pub data_timeout: Spanned<u64>,
-    /// FTP: connections at once from one address.
-    #[serde(default = "default_max_per_ip")]
-    pub max_per_ip: Spanned<usize>,
-    /// FTP: allow active mode (PORT/EPRT), to the client's own address only.
-    #[serde(default = "yes")]
-    pub active_mode: bool,
-    /// SSH: host key files (OpenSSH format).
-    #[serde(default = "no_keys")]
-    pub host_keys: Spanned<Vec<String>>,
-    /// SSH: the algorithm profile the lists below default to.
-    #[serde(default)]
-    pub algorithms: Option<Spanned<String>>,
-    /// SSH: key exchange algorithms.
-    #[serde(default)]
-    pub kex: Option<Spanned<Vec<String>>>,
-    /// SSH: ciphers.
-    #[serde(default)]
-    pub ciphers: Option<Spanned<Vec<String>>>,
-    /// SSH: MACs.
-    #[serde(default)]
-    pub macs: Option<Spanned<Vec<String>>>,
-    /// SSH: host key algorithms.
-    #[serde(default)]
-    pub host_key_algorithms: Option<Spanned<Vec<String>>>,
-}
-
-impl ServiceSection {
-    /// The configured port, or the type's default.
-    pub fn port(&self) -> u16 {
-        match &self.port {
-            Some(p) => *p.get_ref(),
-            None => match self.kind.get_ref().as_str() {
-                "ftp" => 2121,
-                "ftps-implicit" => 2990,
-                "http" => 8080,
-                "https" => 8443,
-                _ => 2222,
-            },
-        }
-    }
-
-    /// The FTP TLS policy as written (`required` when absent).
-    pub fn tls_policy(&self) -> &str {
-        self.tls
-            .as_ref()
-            .map(|t| t.get_ref().as_str())
-            .unwrap_or("required")
-    }
-}
-
-fn default_address() -> Spanned<Addresses> {
-    Spanned::new(0..0, Addresses::One("::".to_owned()))
-}
-fn default_max_upload() -> Spanned<u64> {
-    Spanned::new(0..0, 10 << 30)
-}
-fn default_session_timeout() -> Spanned<u64> {
-    Spanned::new(0..0, 900)
-}
-fn default_session_lifetime() -> Spanned<u64> {
-    Spanned::new(0..0, 8 * 3600)
-}
-fn default_recheck_after() -> Spanned<u64> {
-    Spanned::new(0..0, 120)
-}
-fn default_header_timeout() -> Spanned<u64> {
-    Spanned::new(0..0, 30)
-}
-fn default_body_timeout() -> Spanned<u64> {
-    Spanned::new(0..0, 60)
-}
-fn default_data_timeout() -> Spanned<u64> {
-    Spanned::new(0..0, 60)
-}
-fn default_max_per_ip() -> Spanned<usize> {
-    Spanned::new(0..0, 20)
-}
-fn yes() -> bool {
-    true
-}
-fn no_keys() -> Spanned<Vec<String>> {
-    Spanned::new(0..0, Vec::new())
-}
-fn default_idle() -> Spanned<u64> {
-    Spanned::new(0..0, 600)
-}
-fn default_grace() -> Spanned<u64> {
-    Spanned::new(0..0, 120)
-}
-fn default_max_connections() -> Spanned<usize> {
-    Spanned::new(0..0, 256)
-}
-
 /// One problem found in the file.
 #[derive(Debug, Clone)]
 pub struct Issue {
@@ -391,6 +228,47 @@ fn line_of(text: &str, offset: usize) -> Option<usize> {
     Some(text[..offset.min(text.len())].matches('\n').count() + 1)
 }
 
+/// A file the TOML parser or a section's struct refused, as an issue.
+fn parse_issue(path: &Path, text: &str, e: &toml::de::Error) -> Issue {
+    Issue {
+        file: path.to_owned(),
+        line: e.span().and_then(|s| line_of(text, s.start)),
+        key: e
+            .message()
+            .split('`')
+            .nth(1)
+            .unwrap_or("(syntax)")
+            .to_owned(),
+        message: format!(
+            "{}; see docs/configuration.md for the allowed keys",
+            e.message().trim()
+        ),
+    }
+}
+
+/// The `[[service]]` sections with their positions; anything else written under `service`
+/// is reported.
+fn service_sections<'i>(
+    written: Option<toml::Spanned<toml::de::DeValue<'i>>>,
+    found: &mut Vec<service::Found>,
+) -> Vec<(usize, toml::Spanned<toml::de::DeValue<'i>>)> {
+    let Some(written) = written else {
+        return Vec::new();
+    };
+    let span = written.span();
+    match written.into_inner() {
+        toml::de::DeValue::Array(sections) => sections.into_iter().enumerate().collect(),
+        _ => {
+            found.push((
+                span,
+                "service".into(),
+                "write each service as a [[service]] section".into(),
+            ));
+            Vec::new()
+        }
+    }
+}
+
 impl Loaded {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Loaded, Issues> {
@@ -402,23 +280,20 @@ impl Loaded {
                 message: format!("cannot read: {e}; run `wharf init` to create one"),
             }])
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| {
-            let line = e.span().and_then(|s| line_of(&text, s.start));
-            Issues(vec![Issue {
-                file: path.to_owned(),
-                line,
-                key: e
-                    .message()
-                    .split('`')
-                    .nth(1)
-                    .unwrap_or("(syntax)")
-                    .to_owned(),
-                message: format!(
-                    "{}; see docs/configuration.md for the allowed keys",
-                    e.message().trim()
-                ),
-            }])
-        })?;
+        let refused = |e: toml::de::Error| Issues(vec![parse_issue(path, &text, &e)]);
+        // `[[service]]` is read apart: its keys depend on its type, which serde's derive
+        // cannot see. Everything else is read strictly, as written.
+        let mut root = DeTable::parse(&text).map_err(refused)?;
+        let sections = root.get_mut().remove("service");
+        let mut config =
+            Config::deserialize(toml::de::Deserializer::from(root)).map_err(refused)?;
+        let mut found = Vec::new();
+        for (index, section) in service_sections(sections, &mut found) {
+            match Service::from_section(index, section) {
+                Ok(service) => config.services.push(service),
+                Err(problems) => found.extend(problems),
+            }
+        }
         let base = path
             .parent()
             .map(|p| {
@@ -435,7 +310,7 @@ impl Loaded {
             path: path.to_owned(),
             base,
         };
-        let issues = loaded.validate(&text);
+        let issues = loaded.validate(&text, found);
         if issues.is_empty() {
             Ok(loaded)
         } else {
@@ -453,7 +328,7 @@ impl Loaded {
         }
     }
 
-    fn validate(&self, text: &str) -> Vec<Issue> {
+    fn validate(&self, text: &str, found: Vec<service::Found>) -> Vec<Issue> {
         let mut issues = Vec::new();
         let mut issue = |span: std::ops::Range<usize>, key: String, message: String| {
             issues.push(Issue {
@@ -500,288 +375,25 @@ impl Loaded {
                 }
             }
         }
+        for (span, key, message) in found {
+            issue(span, key, message);
+        }
         let mut names = std::collections::HashSet::new();
-        for (i, service) in self.config.services.iter().enumerate() {
-            let key = |k: &str| format!("service[{i}].{k}");
+        for service in &self.config.services {
             if !names.insert(service.name.get_ref().clone()) {
                 issue(
                     service.name.span(),
-                    key("name"),
+                    format!("service[{}].name", service.index),
                     format!(
                         "duplicate service name {:?}; names must be unique",
                         service.name.get_ref()
                     ),
                 );
             }
-            match service.kind.get_ref().as_str() {
-                "ssh" => {}
-                "ftp" => {
-                    if !matches!(service.tls_policy(), "required" | "optional" | "off") {
-                        issue(
-                            service.tls.as_ref().map(Spanned::span).unwrap_or(0..0),
-                            key("tls"),
-                            format!(
-                                "tls = {:?} is not a policy; use \"required\", \"optional\" or \"off\"",
-                                service.tls_policy()
-                            ),
-                        );
-                    } else if service.tls_policy() != "off" && self.config.tls.is_none() {
-                        issue(
-                            service.kind.span(),
-                            key("tls"),
-                            "FTPS needs a certificate: add a [tls] section, or set tls = \"off\" for plain FTP".into(),
-                        );
-                    }
-                }
-                "ftps-implicit" => {
-                    if let Some(tls) = &service.tls {
-                        issue(
-                            tls.span(),
-                            key("tls"),
-                            "an ftps-implicit service is always TLS; remove this key".into(),
-                        );
-                    }
-                    if self.config.tls.is_none() {
-                        issue(
-                            service.kind.span(),
-                            key("type"),
-                            "implicit FTPS needs a certificate: add a [tls] section".into(),
-                        );
-                    }
-                }
-                "http" => {}
-                "https" => {
-                    if self.config.tls.is_none() {
-                        issue(
-                            service.kind.span(),
-                            key("type"),
-                            "HTTPS needs a certificate: add a [tls] section".into(),
-                        );
-                    }
-                }
-                "manager" => issue(
-                    service.kind.span(),
-                    key("type"),
-                    format!(
-                        "service type {:?} is not available in this version yet; remove this [[service]] or change it to \"ssh\"",
-                        service.kind.get_ref()
-                    ),
-                ),
-                other => issue(
-                    service.kind.span(),
-                    key("type"),
-                    format!(
-                        "unknown service type {other:?}; use ssh, ftp, ftps-implicit, http, https or manager"
-                    ),
-                ),
-            }
-            if let Some(port) = &service.redirect_to_https
-                && service.kind.get_ref() != "http"
-            {
-                issue(
-                    port.span(),
-                    key("redirect_to_https"),
-                    "redirect_to_https applies to an http service only".into(),
-                );
-            }
-            if let Err(e) = parse_addresses(service.address.get_ref(), 1) {
-                issue(service.address.span(), key("address"), e);
-            }
-            if let Some(port) = &service.port
-                && *port.get_ref() == 0
-            {
-                issue(
-                    port.span(),
-                    key("port"),
-                    "port 0 is not allowed; choose a port such as 2222".into(),
-                );
-            }
-            for (field, value) in [
-                ("idle_timeout", &service.idle_timeout),
-                ("login_grace_time", &service.login_grace_time),
-            ] {
-                if *value.get_ref() == 0 {
-                    issue(value.span(), key(field), "must be at least 1 second".into());
-                }
-            }
-            if *service.max_connections.get_ref() == 0 {
-                issue(
-                    service.max_connections.span(),
-                    key("max_connections"),
-                    "must be at least 1".into(),
-                );
-            }
-            if let Some(tries) = &service.max_auth_tries {
-                if *tries.get_ref() == 0 {
-                    issue(
-                        tries.span(),
-                        key("max_auth_tries"),
-                        "must be at least 1".into(),
-                    );
-                } else if matches!(service.kind.get_ref().as_str(), "http" | "https") {
-                    issue(
-                        tries.span(),
-                        key("max_auth_tries"),
-                        "applies to ssh and ftp services (HTTP has no login per connection)".into(),
-                    );
-                }
-            }
-            if let Some(ports) = &service.passive_ports {
-                match ports.get_ref().as_slice() {
-                    [first, last] if first <= last && *first >= 1024 => {}
-                    _ => issue(
-                        ports.span(),
-                        key("passive_ports"),
-                        "give [first, last] with 1024 <= first <= last, such as [50000, 50100]"
-                            .into(),
-                    ),
-                }
-            }
-            if *service.data_timeout.get_ref() == 0 {
-                issue(
-                    service.data_timeout.span(),
-                    key("data_timeout"),
-                    "must be at least 1 second".into(),
-                );
-            }
-            if let Some(address) = &service.passive_address
-                && address.get_ref().parse::<std::net::Ipv4Addr>().is_err()
-            {
-                issue(
-                    address.span(),
-                    key("passive_address"),
-                    format!(
-                        "{:?} is not an IPv4 address; PASV announces IPv4 only (EPSV needs no address)",
-                        address.get_ref()
-                    ),
-                );
-            }
-            for (field, value) in [
-                ("session_timeout", &service.session_timeout),
-                ("session_lifetime", &service.session_lifetime),
-                ("recheck_after", &service.recheck_after),
-                ("header_timeout", &service.header_timeout),
-                ("body_timeout", &service.body_timeout),
-                ("max_upload_size", &service.max_upload_size),
-            ] {
-                if *value.get_ref() == 0 {
-                    issue(value.span(), key(field), "must be at least 1".into());
-                }
-            }
-            if *service.recheck_after.get_ref() > 3600 {
-                issue(
-                    service.recheck_after.span(),
-                    key("recheck_after"),
-                    "at most 3600 seconds: an LDAP or HTTP method's answer is not trusted longer"
-                        .into(),
-                );
-            }
-            if let Some(size) = &service.max_file_size
-                && *size.get_ref() == 0
-            {
-                issue(
-                    size.span(),
-                    key("max_file_size"),
-                    "must be at least 1".into(),
-                );
-            }
-            if *service.max_per_ip.get_ref() == 0 {
-                issue(
-                    service.max_per_ip.span(),
-                    key("max_per_ip"),
-                    "must be at least 1".into(),
-                );
-            }
-            if service.kind.get_ref() == "ssh" {
-                if service.host_keys.get_ref().is_empty() {
-                    issue(
-                        service.host_keys.span(),
-                        key("host_keys"),
-                        "an SSH service needs at least one host key file".into(),
-                    );
-                }
-                for file in service.host_keys.get_ref() {
-                    if !self.resolve(file).exists() {
-                        issue(
-                            service.host_keys.span(),
-                            key("host_keys"),
-                            format!(
-                                "host key {file:?} does not exist; generate one with `ssh-keygen -t ed25519 -N '' -f {file}`"
-                            ),
-                        );
-                    }
-                }
-                if let Some(name) = &service.algorithms
-                    && Profile::parse(name.get_ref()).is_none()
-                {
-                    issue(
-                        name.span(),
-                        key("algorithms"),
-                        format!(
-                            "{:?} is not a profile; use {}",
-                            name.get_ref(),
-                            Profile::NAMES
-                        ),
-                    );
-                }
-                let algorithms = self.algorithms(service);
-                if let Err(e) = algorithms.validate() {
-                    let (span, field) = match e.what {
-                        "kex" => (service.kex.as_ref().map(Spanned::span), "kex"),
-                        "cipher" => (service.ciphers.as_ref().map(Spanned::span), "ciphers"),
-                        "mac" => (service.macs.as_ref().map(Spanned::span), "macs"),
-                        _ => (
-                            service.host_key_algorithms.as_ref().map(Spanned::span),
-                            "host_key_algorithms",
-                        ),
-                    };
-                    issue(span.unwrap_or(0..0), key(field), e.to_string());
-                }
-            }
+            service.validate(self, &mut |(span, key, message)| issue(span, key, message));
         }
         issues
     }
-
-    /// The algorithm policy of an SSH service.
-    pub fn algorithms(&self, service: &ServiceSection) -> Algorithms {
-        let profile = service
-            .algorithms
-            .as_ref()
-            .and_then(|name| Profile::parse(name.get_ref()))
-            .unwrap_or_default();
-        let defaults = Algorithms::profile(profile);
-        let pick = |v: &Option<Spanned<Vec<String>>>, d: Vec<String>| {
-            v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(d)
-        };
-        Algorithms {
-            kex: pick(&service.kex, defaults.kex),
-            ciphers: pick(&service.ciphers, defaults.ciphers),
-            macs: pick(&service.macs, defaults.macs),
-            host_keys: pick(&service.host_key_algorithms, defaults.host_keys),
-        }
-    }
-}
-
-/// Socket addresses for `addresses` on `port`.
-pub fn parse_addresses(addresses: &Addresses, port: u16) -> Result<Vec<SocketAddr>, String> {
-    let list = match addresses {
-        Addresses::One(a) => vec![a.clone()],
-        Addresses::Many(v) => v.clone(),
-    };
-    if list.is_empty() {
-        return Err("give at least one address, such as \"::\" or \"127.0.0.1\"".into());
-    }
-    list.iter()
-        .map(|a| {
-            let trimmed = a.trim_start_matches('[').trim_end_matches(']');
-            trimmed
-                .parse::<IpAddr>()
-                .map(|ip| SocketAddr::new(ip, port))
-                .map_err(|_| {
-                    format!("{a:?} is not an IPv4 or IPv6 literal (host names are not accepted)")
-                })
-        })
-        .collect()
 }
 
 /// Seconds as a duration.

@@ -1,0 +1,1017 @@
+//! `[[service]]` in `wharf.toml`: each section made, once at load, into a typed [`Service`]
+//! whose [`ServiceKind`] has one variant per type.
+//!
+//! A key is accepted only by the types it means something to, and any other key is refused
+//! with its line, saying which types it belongs to. Code after loading matches on
+//! `ServiceKind`; it never compares the `type` string. This module never opens a socket or
+//! reads a key file: `validate` only checks that the files exist, `serve` does the rest.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wharf_ssh::{Algorithms, Profile};
+
+use super::{Addresses, Loaded, keys};
+
+/// What a section's checks report: where, which key (`service[N].KEY`), what to do.
+pub type Found = (Range<usize>, String, String);
+
+/// One `[[service]]`, typed.
+#[derive(Debug)]
+pub struct Service {
+    /// Its place among the `[[service]]` sections, as messages name it (`service[N]`).
+    pub index: usize,
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// Where `type` is written, for problems of the section as a whole.
+    pub type_span: Range<usize>,
+    /// IPv4 or IPv6 literal, or a list; `::` listens on both families.
+    pub address: Spanned<Addresses>,
+    /// TCP port; the type's default when absent.
+    pub port: Option<Spanned<u16>>,
+    /// Connections at once.
+    pub max_connections: Spanned<usize>,
+    /// Connections at once from one network.
+    pub max_per_ip: Spanned<usize>,
+    /// Largest file a session may make, in bytes.
+    pub max_file_size: Option<Spanned<u64>>,
+    /// The type and its own keys.
+    pub kind: ServiceKind,
+}
+
+/// The service types, with the keys each one takes beyond those of every service.
+#[derive(Debug)]
+pub enum ServiceKind {
+    /// `ssh`: SFTP and SCP.
+    Ssh { login: LoginKeys, ssh: SshKeys },
+    /// `ftp`: FTP with explicit TLS (`AUTH TLS`), or plain.
+    Ftp {
+        login: LoginKeys,
+        ftp: FtpKeys,
+        tls: Spanned<FtpTls>,
+    },
+    /// `ftps-implicit`: TLS from the first byte.
+    FtpsImplicit { login: LoginKeys, ftp: FtpKeys },
+    /// `http`: the web client, REST API and WebDAV in clear.
+    Http {
+        http: HttpKeys,
+        redirect_to_https: Option<Spanned<u16>>,
+    },
+    /// `https`: the same over TLS.
+    Https { http: HttpKeys },
+}
+
+/// An `ftp` service's TLS policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpTls {
+    /// No login and no data in the clear (the default).
+    Required,
+    /// TLS offered, the clear allowed.
+    Optional,
+    /// Plain FTP.
+    Off,
+}
+
+/// The keys every service takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonKeys {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    #[serde(default = "default_address")]
+    address: Spanned<Addresses>,
+    #[serde(default)]
+    port: Option<Spanned<u16>>,
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<usize>,
+    #[serde(default = "default_max_per_ip")]
+    max_per_ip: Spanned<usize>,
+    #[serde(default)]
+    max_file_size: Option<Spanned<u64>>,
+}
+
+/// Keys of the services with a login per connection (SSH and FTP).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginKeys {
+    /// Seconds a connection may stay idle.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: Spanned<u64>,
+    /// Seconds to authenticate.
+    #[serde(default = "default_grace")]
+    pub login_grace_time: Spanned<u64>,
+    /// Authentication attempts per connection (the type's default when absent).
+    #[serde(default)]
+    pub max_auth_tries: Option<Spanned<usize>>,
+}
+
+/// Keys of an `ssh` service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeys {
+    /// Host key files (OpenSSH format).
+    #[serde(default = "no_keys")]
+    pub host_keys: Spanned<Vec<String>>,
+    /// Banner shown before login.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// The algorithm profile the lists below default to.
+    #[serde(default)]
+    pub algorithms: Option<Spanned<String>>,
+    /// Key exchange algorithms.
+    #[serde(default)]
+    pub kex: Option<Spanned<Vec<String>>>,
+    /// Ciphers.
+    #[serde(default)]
+    pub ciphers: Option<Spanned<Vec<String>>>,
+    /// MACs.
+    #[serde(default)]
+    pub macs: Option<Spanned<Vec<String>>>,
+    /// Host key algorithms.
+    #[serde(default)]
+    pub host_key_algorithms: Option<Spanned<Vec<String>>>,
+}
+
+/// Keys of the FTP services (`ftp` and `ftps-implicit`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpKeys {
+    /// A TLS data connection must resume the control connection's TLS session.
+    #[serde(default = "yes")]
+    pub require_tls_session_reuse: bool,
+    /// IPv4 address announced in PASV replies (the public address behind NAT).
+    #[serde(default)]
+    pub passive_address: Option<Spanned<String>>,
+    /// Passive data port range `[first, last]`.
+    #[serde(default)]
+    pub passive_ports: Option<Spanned<Vec<u16>>>,
+    /// Allow data connections to or from another address than the client's (FXP).
+    #[serde(default)]
+    pub allow_foreign_data: bool,
+    /// Seconds to wait for a data connection.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: Spanned<u64>,
+    /// Allow active mode (PORT/EPRT), to the client's own address only.
+    #[serde(default = "yes")]
+    pub active_mode: bool,
+}
+
+/// The key of an `ftp` service alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FtpTlsKey {
+    #[serde(default)]
+    tls: Option<Spanned<String>>,
+}
+
+/// Keys of the HTTP services (`http` and `https`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpKeys {
+    /// Largest upload in bytes.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_size: Spanned<u64>,
+    /// Seconds a logged-in client may stay idle before logging in again.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: Spanned<u64>,
+    /// Seconds a token or browser session lasts after its login, used or not.
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: Spanned<u64>,
+    /// Seconds a Basic credential is remembered, and an LDAP or HTTP method's answer about a
+    /// kept login trusted, before the method is asked again.
+    #[serde(default = "default_recheck_after")]
+    pub recheck_after: Spanned<u64>,
+    /// Seconds to receive a request's headers (and keep-alive idle time).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Spanned<u64>,
+    /// Seconds a request body may stall.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Spanned<u64>,
+}
+
+/// The key of an `http` service alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpPlainKey {
+    #[serde(default)]
+    redirect_to_https: Option<Spanned<u16>>,
+}
+
+/// A type as written in `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Type {
+    Ssh,
+    Ftp,
+    FtpsImplicit,
+    Http,
+    Https,
+}
+
+/// A group of keys, one struct each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Common,
+    Login,
+    Ssh,
+    Ftp,
+    FtpTls,
+    Http,
+    HttpPlain,
+}
+
+impl Group {
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Group::Common => keys::of::<CommonKeys>(),
+            Group::Login => keys::of::<LoginKeys>(),
+            Group::Ssh => keys::of::<SshKeys>(),
+            Group::Ftp => keys::of::<FtpKeys>(),
+            Group::FtpTls => keys::of::<FtpTlsKey>(),
+            Group::Http => keys::of::<HttpKeys>(),
+            Group::HttpPlain => keys::of::<HttpPlainKey>(),
+        }
+    }
+}
+
+impl Type {
+    const ALL: [Type; 5] = [
+        Type::Ssh,
+        Type::Ftp,
+        Type::FtpsImplicit,
+        Type::Http,
+        Type::Https,
+    ];
+
+    fn parse(name: &str) -> Option<Type> {
+        Type::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Type::Ssh => "ssh",
+            Type::Ftp => "ftp",
+            Type::FtpsImplicit => "ftps-implicit",
+            Type::Http => "http",
+            Type::Https => "https",
+        }
+    }
+
+    /// The protocol family, as the messages name a key's owners.
+    fn family(self) -> &'static str {
+        match self {
+            Type::Ssh => "ssh",
+            Type::Ftp | Type::FtpsImplicit => "ftp",
+            Type::Http | Type::Https => "http",
+        }
+    }
+
+    fn groups(self) -> &'static [Group] {
+        match self {
+            Type::Ssh => &[Group::Common, Group::Login, Group::Ssh],
+            Type::Ftp => &[Group::Common, Group::Login, Group::Ftp, Group::FtpTls],
+            Type::FtpsImplicit => &[Group::Common, Group::Login, Group::Ftp],
+            Type::Http => &[Group::Common, Group::Http, Group::HttpPlain],
+            Type::Https => &[Group::Common, Group::Http],
+        }
+    }
+
+    fn takes(self, key: &str) -> bool {
+        self.groups().iter().any(|g| g.keys().contains(&key))
+    }
+}
+
+impl Service {
+    /// The configured port, or the type's default.
+    pub fn port(&self) -> u16 {
+        match &self.port {
+            Some(p) => *p.get_ref(),
+            None => match self.kind {
+                ServiceKind::Ssh { .. } => 2222,
+                ServiceKind::Ftp { .. } => 2121,
+                ServiceKind::FtpsImplicit { .. } => 2990,
+                ServiceKind::Http { .. } => 8080,
+                ServiceKind::Https { .. } => 8443,
+            },
+        }
+    }
+
+    /// The sockets to listen on.
+    pub fn socket_addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        parse_addresses(self.address.get_ref(), self.port())
+    }
+
+    /// Makes section `index` typed, or says everything wrong with its keys.
+    pub fn from_section(
+        index: usize,
+        section: Spanned<DeValue<'_>>,
+    ) -> Result<Service, Vec<Found>> {
+        let key = |k: &str| format!("service[{index}].{k}");
+        let span = section.span();
+        let DeValue::Table(table) = section.into_inner() else {
+            return Err(vec![(
+                span,
+                format!("service[{index}]"),
+                "write each service as a [[service]] section".into(),
+            )]);
+        };
+        let ty = match table.get("type").map(|v| (v.span(), v.get_ref())) {
+            None => {
+                return Err(vec![(
+                    span,
+                    key("type"),
+                    "required: ssh, ftp, ftps-implicit, http or https".into(),
+                )]);
+            }
+            Some((at, DeValue::String(name))) => match Type::parse(name) {
+                Some(ty) => ty,
+                None if name == "manager" => {
+                    return Err(vec![(
+                        at,
+                        key("type"),
+                        "service type \"manager\" is not available in this version yet; remove this [[service]] or change it to \"ssh\"".into(),
+                    )]);
+                }
+                None => {
+                    return Err(vec![(
+                        at,
+                        key("type"),
+                        format!(
+                            "unknown service type {:?}; use ssh, ftp, ftps-implicit, http or https",
+                            name.as_ref()
+                        ),
+                    )]);
+                }
+            },
+            Some((at, _)) => {
+                return Err(vec![(
+                    at,
+                    key("type"),
+                    "a string: ssh, ftp, ftps-implicit, http or https".into(),
+                )]);
+            }
+        };
+
+        let mut found = Vec::new();
+        let mut parts: Vec<(Group, DeTable<'_>)> =
+            ty.groups().iter().map(|g| (*g, DeTable::new())).collect();
+        for (name, value) in table {
+            let written = name.get_ref().as_ref();
+            match parts.iter_mut().find(|(g, _)| g.keys().contains(&written)) {
+                Some((_, part)) => {
+                    part.insert(name, value);
+                }
+                None => found.push((name.span(), key(written), refusal(written, ty))),
+            }
+        }
+        let mut take = Parts {
+            parts,
+            span,
+            index,
+            found: &mut found,
+        };
+        let common: Option<CommonKeys> = take.part(Group::Common);
+        let kind = match ty {
+            Type::Ssh => take
+                .part(Group::Login)
+                .zip(take.part(Group::Ssh))
+                .map(|(login, ssh)| ServiceKind::Ssh { login, ssh }),
+            Type::Ftp => {
+                let tls = take
+                    .part::<FtpTlsKey>(Group::FtpTls)
+                    .and_then(|t| ftp_tls(t.tls, &key, take.found));
+                take.part(Group::Login)
+                    .zip(take.part(Group::Ftp))
+                    .zip(tls)
+                    .map(|((login, ftp), tls)| ServiceKind::Ftp { login, ftp, tls })
+            }
+            Type::FtpsImplicit => take
+                .part(Group::Login)
+                .zip(take.part(Group::Ftp))
+                .map(|(login, ftp)| ServiceKind::FtpsImplicit { login, ftp }),
+            Type::Http => take.part(Group::Http).zip(take.part(Group::HttpPlain)).map(
+                |(http, plain): (HttpKeys, HttpPlainKey)| ServiceKind::Http {
+                    http,
+                    redirect_to_https: plain.redirect_to_https,
+                },
+            ),
+            Type::Https => take
+                .part(Group::Http)
+                .map(|http| ServiceKind::Https { http }),
+        };
+        match (common, kind) {
+            (Some(common), Some(kind)) if found.is_empty() => Ok(Service {
+                index,
+                name: common.name,
+                type_span: common.kind.span(),
+                address: common.address,
+                port: common.port,
+                max_connections: common.max_connections,
+                max_per_ip: common.max_per_ip,
+                max_file_size: common.max_file_size,
+                kind,
+            }),
+            _ => {
+                found.sort_by_key(|(span, _, _)| span.start);
+                Err(found)
+            }
+        }
+    }
+}
+
+/// The keys of one section, sorted into their groups, read group by group.
+struct Parts<'i, 'f> {
+    parts: Vec<(Group, DeTable<'i>)>,
+    span: Range<usize>,
+    index: usize,
+    found: &'f mut Vec<Found>,
+}
+
+impl Parts<'_, '_> {
+    /// Reads `group`'s keys into `T`; a value of the wrong kind is reported at its key.
+    fn part<T: for<'de> Deserialize<'de>>(&mut self, group: Group) -> Option<T> {
+        let at = self.parts.iter().position(|(g, _)| *g == group)?;
+        let (_, table) = std::mem::replace(&mut self.parts[at], (group, DeTable::new()));
+        let written: Vec<(String, Range<usize>)> = table
+            .iter()
+            .map(|(k, v)| (k.get_ref().to_string(), v.span()))
+            .collect();
+        let value = Spanned::new(self.span.clone(), DeValue::Table(table));
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(part) => Some(part),
+            Err(e) => {
+                let span = e.span().unwrap_or(self.span.clone());
+                let message = e.message().trim().to_owned();
+                // The key whose value is at fault, or the one the message names (a missing
+                // required key has no place of its own).
+                let name = written
+                    .iter()
+                    .find(|(_, s)| s.start <= span.start && span.end <= s.end)
+                    .map(|(k, _)| k.clone())
+                    .or_else(|| message.split('`').nth(1).map(str::to_owned))
+                    .unwrap_or_default();
+                let key = if name.is_empty() {
+                    format!("service[{}]", self.index)
+                } else {
+                    format!("service[{}].{name}", self.index)
+                };
+                self.found.push((span, key, message));
+                None
+            }
+        }
+    }
+}
+
+/// The policy an `ftp` service's `tls` names (`required` when absent).
+fn ftp_tls(
+    written: Option<Spanned<String>>,
+    key: &dyn Fn(&str) -> String,
+    found: &mut Vec<Found>,
+) -> Option<Spanned<FtpTls>> {
+    let Some(written) = written else {
+        return Some(Spanned::new(0..0, FtpTls::Required));
+    };
+    let policy = match written.get_ref().as_str() {
+        "required" => FtpTls::Required,
+        "optional" => FtpTls::Optional,
+        "off" => FtpTls::Off,
+        other => {
+            found.push((
+                written.span(),
+                key("tls"),
+                format!(
+                    "tls = {other:?} is not a policy; use \"required\", \"optional\" or \"off\""
+                ),
+            ));
+            return None;
+        }
+    };
+    Some(Spanned::new(written.span(), policy))
+}
+
+/// Why `key` is refused on a service of type `ty`, and what to do.
+fn refusal(key: &str, ty: Type) -> String {
+    let owners: Vec<Type> = Type::ALL.into_iter().filter(|t| t.takes(key)).collect();
+    if owners.is_empty() {
+        let all = Type::ALL
+            .into_iter()
+            .flat_map(|t| t.groups())
+            .flat_map(|g| g.keys().iter().copied());
+        let guess = keys::nearest(
+            key,
+            ty.groups().iter().flat_map(|g| g.keys().iter().copied()),
+        )
+        .or_else(|| keys::nearest(key, all));
+        return match guess {
+            Some(near) if ty.takes(near) => format!(
+                "`{key}` is not a setting of any service; did you mean `{near}`? Correct it or remove it"
+            ),
+            Some(near) => format!(
+                "`{key}` is not a setting of any service (`{near}` is a setting of {}, not of an {} service); remove it",
+                owners_text(near),
+                ty.name()
+            ),
+            None => format!(
+                "`{key}` is not a setting of any service; remove it (docs/configuration.md lists the keys of an {} service)",
+                ty.name()
+            ),
+        };
+    }
+    let why = match (key, ty) {
+        ("tls", Type::FtpsImplicit) => " (an ftps-implicit service is always TLS)",
+        ("max_auth_tries", Type::Http | Type::Https) => " (HTTP has no login per connection)",
+        ("idle_timeout" | "login_grace_time", Type::Http | Type::Https) => {
+            " (HTTP services have header_timeout and body_timeout)"
+        }
+        ("redirect_to_https", Type::Https) => " (it already is HTTPS)",
+        _ => "",
+    };
+    format!(
+        "`{key}` is not a setting of an {} service{why}; it applies to {}; remove it",
+        ty.name(),
+        owners_text(key)
+    )
+}
+
+/// The services that take `key`, by family where a whole family does: "ssh services",
+/// "ssh and ftp services (ssh, ftp and ftps-implicit)", "ftp services (type ftp only)".
+fn owners_text(key: &str) -> String {
+    let owners: Vec<Type> = Type::ALL.into_iter().filter(|t| t.takes(key)).collect();
+    let mut names: Vec<&str> = Vec::new();
+    let mut partial = false;
+    for family in ["ssh", "ftp", "http"] {
+        let members = Type::ALL.into_iter().filter(|t| t.family() == family);
+        let (owned, missing): (Vec<Type>, Vec<Type>) = members.partition(|t| owners.contains(t));
+        if missing.is_empty() {
+            names.push(family);
+        } else {
+            partial |= !owned.is_empty();
+            names.extend(owned.iter().map(|t| t.name()));
+        }
+    }
+    let types: Vec<&str> = owners.iter().map(|t| t.name()).collect();
+    let families = join(&names);
+    if types == names && partial {
+        format!("{families} services (type {} only)", join(&types))
+    } else if types == names {
+        format!("{families} services")
+    } else {
+        format!("{families} services ({})", join(&types))
+    }
+}
+
+fn join(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+impl Service {
+    /// Checks the values of a typed section (ranges, files, the certificate it needs).
+    pub fn validate(&self, loaded: &Loaded, issue: &mut dyn FnMut(Found)) {
+        let key = |k: &str| format!("service[{}].{k}", self.index);
+        let has_certificate = loaded.config.tls.is_some();
+        let mut at_least_one = |value: &Spanned<u64>, field: &str| {
+            if *value.get_ref() == 0 {
+                issue((value.span(), key(field), "must be at least 1".into()));
+            }
+        };
+        if let Some(size) = &self.max_file_size {
+            at_least_one(size, "max_file_size");
+        }
+        for (field, value) in [
+            ("max_connections", &self.max_connections),
+            ("max_per_ip", &self.max_per_ip),
+        ] {
+            if *value.get_ref() == 0 {
+                issue((value.span(), key(field), "must be at least 1".into()));
+            }
+        }
+        if let Err(e) = parse_addresses(self.address.get_ref(), 1) {
+            issue((self.address.span(), key("address"), e));
+        }
+        if let Some(port) = &self.port
+            && *port.get_ref() == 0
+        {
+            issue((
+                port.span(),
+                key("port"),
+                "port 0 is not allowed; choose a port such as 2222".into(),
+            ));
+        }
+        match &self.kind {
+            ServiceKind::Ssh { login, ssh } => {
+                validate_login(login, &key, issue);
+                validate_ssh(ssh, loaded, &key, issue);
+            }
+            ServiceKind::Ftp { login, ftp, tls } => {
+                validate_login(login, &key, issue);
+                validate_ftp(ftp, &key, issue);
+                if *tls.get_ref() != FtpTls::Off && !has_certificate {
+                    issue((
+                        self.type_span.clone(),
+                        key("tls"),
+                        "FTPS needs a certificate: add a [tls] section, or set tls = \"off\" for plain FTP".into(),
+                    ));
+                }
+            }
+            ServiceKind::FtpsImplicit { login, ftp } => {
+                validate_login(login, &key, issue);
+                validate_ftp(ftp, &key, issue);
+                if !has_certificate {
+                    issue((
+                        self.type_span.clone(),
+                        key("type"),
+                        "implicit FTPS needs a certificate: add a [tls] section".into(),
+                    ));
+                }
+            }
+            ServiceKind::Http { http, .. } => validate_http(http, &key, issue),
+            ServiceKind::Https { http } => {
+                validate_http(http, &key, issue);
+                if !has_certificate {
+                    issue((
+                        self.type_span.clone(),
+                        key("type"),
+                        "HTTPS needs a certificate: add a [tls] section".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn validate_login(login: &LoginKeys, key: &dyn Fn(&str) -> String, issue: &mut dyn FnMut(Found)) {
+    for (field, value) in [
+        ("idle_timeout", &login.idle_timeout),
+        ("login_grace_time", &login.login_grace_time),
+    ] {
+        if *value.get_ref() == 0 {
+            issue((value.span(), key(field), "must be at least 1 second".into()));
+        }
+    }
+    if let Some(tries) = &login.max_auth_tries
+        && *tries.get_ref() == 0
+    {
+        issue((
+            tries.span(),
+            key("max_auth_tries"),
+            "must be at least 1".into(),
+        ));
+    }
+}
+
+fn validate_ftp(ftp: &FtpKeys, key: &dyn Fn(&str) -> String, issue: &mut dyn FnMut(Found)) {
+    if let Some(ports) = &ftp.passive_ports {
+        match ports.get_ref().as_slice() {
+            [first, last] if first <= last && *first >= 1024 => {}
+            _ => issue((
+                ports.span(),
+                key("passive_ports"),
+                "give [first, last] with 1024 <= first <= last, such as [50000, 50100]".into(),
+            )),
+        }
+    }
+    if *ftp.data_timeout.get_ref() == 0 {
+        issue((
+            ftp.data_timeout.span(),
+            key("data_timeout"),
+            "must be at least 1 second".into(),
+        ));
+    }
+    if let Some(address) = &ftp.passive_address
+        && address.get_ref().parse::<std::net::Ipv4Addr>().is_err()
+    {
+        issue((
+            address.span(),
+            key("passive_address"),
+            format!(
+                "{:?} is not an IPv4 address; PASV announces IPv4 only (EPSV needs no address)",
+                address.get_ref()
+            ),
+        ));
+    }
+}
+
+fn validate_http(http: &HttpKeys, key: &dyn Fn(&str) -> String, issue: &mut dyn FnMut(Found)) {
+    for (field, value) in [
+        ("session_timeout", &http.session_timeout),
+        ("session_lifetime", &http.session_lifetime),
+        ("recheck_after", &http.recheck_after),
+        ("header_timeout", &http.header_timeout),
+        ("body_timeout", &http.body_timeout),
+        ("max_upload_size", &http.max_upload_size),
+    ] {
+        if *value.get_ref() == 0 {
+            issue((value.span(), key(field), "must be at least 1".into()));
+        }
+    }
+    if *http.recheck_after.get_ref() > 3600 {
+        issue((
+            http.recheck_after.span(),
+            key("recheck_after"),
+            "at most 3600 seconds: an LDAP or HTTP method's answer is not trusted longer".into(),
+        ));
+    }
+}
+
+fn validate_ssh(
+    ssh: &SshKeys,
+    loaded: &Loaded,
+    key: &dyn Fn(&str) -> String,
+    issue: &mut dyn FnMut(Found),
+) {
+    if ssh.host_keys.get_ref().is_empty() {
+        issue((
+            ssh.host_keys.span(),
+            key("host_keys"),
+            "an SSH service needs at least one host key file".into(),
+        ));
+    }
+    for file in ssh.host_keys.get_ref() {
+        if !loaded.resolve(file).exists() {
+            issue((
+                ssh.host_keys.span(),
+                key("host_keys"),
+                format!(
+                    "host key {file:?} does not exist; generate one with `ssh-keygen -t ed25519 -N '' -f {file}`"
+                ),
+            ));
+        }
+    }
+    if let Some(name) = &ssh.algorithms
+        && Profile::parse(name.get_ref()).is_none()
+    {
+        issue((
+            name.span(),
+            key("algorithms"),
+            format!(
+                "{:?} is not a profile; use {}",
+                name.get_ref(),
+                Profile::NAMES
+            ),
+        ));
+    }
+    if let Err(e) = ssh.algorithms().validate() {
+        let (span, field) = match e.what {
+            "kex" => (ssh.kex.as_ref().map(Spanned::span), "kex"),
+            "cipher" => (ssh.ciphers.as_ref().map(Spanned::span), "ciphers"),
+            "mac" => (ssh.macs.as_ref().map(Spanned::span), "macs"),
+            _ => (
+                ssh.host_key_algorithms.as_ref().map(Spanned::span),
+                "host_key_algorithms",
+            ),
+        };
+        issue((span.unwrap_or(0..0), key(field), e.to_string()));
+    }
+}
+
+impl SshKeys {
+    /// The algorithm policy: the profile's lists, each replaced by the one written.
+    pub fn algorithms(&self) -> Algorithms {
+        let profile = self
+            .algorithms
+            .as_ref()
+            .and_then(|name| Profile::parse(name.get_ref()))
+            .unwrap_or_default();
+        let defaults = Algorithms::profile(profile);
+        let pick = |v: &Option<Spanned<Vec<String>>>, d: Vec<String>| {
+            v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(d)
+        };
+        Algorithms {
+            kex: pick(&self.kex, defaults.kex),
+            ciphers: pick(&self.ciphers, defaults.ciphers),
+            macs: pick(&self.macs, defaults.macs),
+            host_keys: pick(&self.host_key_algorithms, defaults.host_keys),
+        }
+    }
+}
+
+impl LoginKeys {
+    /// Authentication attempts per connection, or the type's `default`.
+    pub fn max_auth_tries(&self, default: usize) -> usize {
+        self.max_auth_tries
+            .as_ref()
+            .map_or(default, |t| *t.get_ref())
+    }
+}
+
+/// Socket addresses for `addresses` on `port`.
+pub fn parse_addresses(addresses: &Addresses, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let list = match addresses {
+        Addresses::One(a) => vec![a.clone()],
+        Addresses::Many(v) => v.clone(),
+    };
+    if list.is_empty() {
+        return Err("give at least one address, such as \"::\" or \"127.0.0.1\"".into());
+    }
+    list.iter()
+        .map(|a| {
+            let trimmed = a.trim_start_matches('[').trim_end_matches(']');
+            trimmed
+                .parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
+                .map_err(|_| {
+                    format!("{a:?} is not an IPv4 or IPv6 literal (host names are not accepted)")
+                })
+        })
+        .collect()
+}
+
+fn default_address() -> Spanned<Addresses> {
+    Spanned::new(0..0, Addresses::One("::".to_owned()))
+}
+fn default_max_upload() -> Spanned<u64> {
+    Spanned::new(0..0, 10 << 30)
+}
+fn default_session_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 900)
+}
+fn default_session_lifetime() -> Spanned<u64> {
+    Spanned::new(0..0, 8 * 3600)
+}
+fn default_recheck_after() -> Spanned<u64> {
+    Spanned::new(0..0, 120)
+}
+fn default_header_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+fn default_body_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+fn default_data_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+fn default_max_per_ip() -> Spanned<usize> {
+    Spanned::new(0..0, 20)
+}
+fn yes() -> bool {
+    true
+}
+fn no_keys() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_idle() -> Spanned<u64> {
+    Spanned::new(0..0, 600)
+}
+fn default_grace() -> Spanned<u64> {
+    Spanned::new(0..0, 120)
+}
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A problem as (line, key, message).
+    type Lined = (usize, String, String);
+
+    /// Each `[[service]]` of `text`, typed or refused, and the line of each problem.
+    fn sections(text: &str) -> Vec<Result<Service, Vec<Lined>>> {
+        let mut root = DeTable::parse(text).expect("valid TOML");
+        let mut found = Vec::new();
+        let sections = super::super::service_sections(root.get_mut().remove("service"), &mut found);
+        assert!(found.is_empty());
+        sections
+            .into_iter()
+            .map(|(index, section)| {
+                Service::from_section(index, section).map_err(|problems| {
+                    problems
+                        .into_iter()
+                        .map(|(span, key, message)| {
+                            (text[..span.start].matches('\n').count() + 1, key, message)
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    fn refused(text: &str) -> Vec<Lined> {
+        sections(text)
+            .into_iter()
+            .flat_map(|s| s.err().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn the_generated_configuration_is_typed_without_a_problem() {
+        let kinds: Vec<&str> = sections(crate::init::DEFAULT_CONFIG)
+            .into_iter()
+            .map(|s| match s.expect("typed").kind {
+                ServiceKind::Ssh { .. } => "ssh",
+                ServiceKind::Ftp { .. } => "ftp",
+                ServiceKind::FtpsImplicit { .. } => "ftps-implicit",
+                ServiceKind::Http { .. } => "http",
+                ServiceKind::Https { .. } => "https",
+            })
+            .collect();
+        assert_eq!(kinds, ["ssh", "ftp", "ftps-implicit", "https"]);
+    }
+
+    #[test]
+    fn a_key_of_another_type_is_refused_at_its_line_with_its_owners() {
+        let text = "[[service]]\nname = \"f\"\ntype = \"ftp\"\ntls = \"off\"\nkex = [\"curve25519-sha256\"]\n\n\
+                    [[service]]\nname = \"w\"\ntype = \"https\"\npassive_ports = [50000, 50100]\n\
+                    max_auth_tries = 2\n\n\
+                    [[service]]\nname = \"s\"\ntype = \"ssh\"\nsession_timeout = 60\n\n\
+                    [[service]]\nname = \"i\"\ntype = \"ftps-implicit\"\ntls = \"off\"\n\n\
+                    [[service]]\nname = \"h\"\ntype = \"http\"\nhost_keys = []\n";
+        let problems = refused(text);
+        let at = |line: usize| {
+            problems
+                .iter()
+                .find(|(l, _, _)| *l == line)
+                .unwrap_or_else(|| panic!("nothing at line {line}: {problems:?}"))
+        };
+        let (_, key, message) = at(5);
+        assert_eq!(key, "service[0].kex");
+        assert!(
+            message.contains("not a setting of an ftp service") && message.contains("ssh services")
+        );
+        let (_, key, message) = at(10);
+        assert_eq!(key, "service[1].passive_ports");
+        assert!(message.contains("https service") && message.contains("ftp and ftps-implicit"));
+        let (_, key, message) = at(11);
+        assert_eq!(key, "service[1].max_auth_tries");
+        assert!(message.contains("applies to ssh and ftp"), "{message}");
+        let (_, key, message) = at(16);
+        assert_eq!(key, "service[2].session_timeout");
+        assert!(
+            message.contains("http services (http and https)"),
+            "{message}"
+        );
+        let (_, key, message) = at(21);
+        assert_eq!(key, "service[3].tls");
+        assert!(message.contains("always TLS"), "{message}");
+        let (_, key, message) = at(26);
+        assert_eq!(key, "service[4].host_keys");
+        assert!(message.contains("ssh services"), "{message}");
+        assert_eq!(problems.len(), 6, "{problems:?}");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_with_the_nearest_key() {
+        let problems = refused("[[service]]\nname = \"s\"\ntype = \"ssh\"\nmax_auth_triez = 3\n");
+        assert_eq!(problems.len(), 1);
+        let (line, key, message) = &problems[0];
+        assert_eq!((*line, key.as_str()), (4, "service[0].max_auth_triez"));
+        assert!(
+            message.contains("did you mean `max_auth_tries`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_type_decides_and_is_checked_first() {
+        for (text, expected) in [
+            ("[[service]]\nname = \"x\"\n", "required"),
+            (
+                "[[service]]\nname = \"x\"\ntype = \"telnet\"\n",
+                "unknown service type",
+            ),
+            (
+                "[[service]]\nname = \"x\"\ntype = \"manager\"\n",
+                "not available",
+            ),
+            ("[[service]]\nname = \"x\"\ntype = 3\n", "a string"),
+        ] {
+            let problems = refused(text);
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert_eq!(problems[0].1, "service[0].type");
+            assert!(problems[0].2.contains(expected), "{text}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_names_its_key_and_a_bad_policy_is_refused() {
+        let problems = refused(
+            "[[service]]\nname = \"f\"\ntype = \"ftp\"\ndata_timeout = \"soon\"\ntls = \"maybe\"\n",
+        );
+        let keys: Vec<(usize, &str)> = problems.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+        assert_eq!(
+            keys,
+            [(4, "service[0].data_timeout"), (5, "service[0].tls")]
+        );
+        assert!(problems[1].2.contains("not a policy"));
+    }
+
+    #[test]
+    fn no_key_is_in_two_groups_of_one_type() {
+        for ty in Type::ALL {
+            let mut seen = std::collections::HashSet::new();
+            for group in ty.groups() {
+                for key in group.keys() {
+                    assert!(seen.insert(*key), "{key} twice in {}", ty.name());
+                }
+            }
+        }
+    }
+}
