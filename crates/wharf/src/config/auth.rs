@@ -3,7 +3,8 @@
 //!
 //! Checked here so that `check-config` names the line: an `http://` URL only to this
 //! machine, `home_roots` absolute and never `/`, and `group_map` kept in the order written
-//! (a DN given twice, in any case or spacing, is an error).
+//! (a DN given twice, in any case or spacing, is an error). It builds the methods and never
+//! decides a login itself: the chain in wharf-auth does.
 
 use std::ops::Range;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! retry settings, and exactly one action table (`[handler.verify-signature]`,
 //! `[handler.dispatch]`, `[handler.quarantine]`, `[handler.uuid-prefix]`, `[handler.exec]`
 //! or `[handler.webhook]`). Everything is checked at load, keys and secrets included, so a
-//! server never starts with a handler it cannot run.
+//! server never starts with a handler it cannot run. It never runs an action itself: the
+//! engine in wharf-handlers does.
 
 use std::ops::Range;
 use std::path::PathBuf;

@@ -2,6 +2,9 @@
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key, with what
 //! to do about it. Relative paths are relative to the folder holding the configuration file.
+//! Each section's own module (`service`, `auth`, `handler`, `policy`, `sink`) owns its keys
+//! and checks; this one reads the file and gathers their issues. Loading never opens a socket,
+//! writes a file or changes the store: it only reads and checks.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

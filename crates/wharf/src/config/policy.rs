@@ -1,5 +1,5 @@
 //! `[ban]` and `[password_policy]` in `wharf.toml`: the security policies, checked strictly
-//! like every section.
+//! like every section. They are enforced in wharf-auth, never here.
 
 use std::ops::Range;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! `[audit]` rotation and `[[audit.sink]]`: the copies of the trail besides the store.
+//! `[audit]` rotation and `[[audit.sink]]`: the copies of the trail besides the store. It
+//! builds the sinks and never writes a record itself: the audit writer does.
 
 use std::ops::Range;
 use std::time::Duration;
