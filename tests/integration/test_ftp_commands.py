@@ -64,3 +64,21 @@ def test_lftp_active_mode_over_ipv6(ftp_server):
     finally:
         listener.close()
         client.quit()
+
+
+def test_hash_names_the_bytes_hashed_without_list(ftp_server):
+    # An account that may read but not list: HASH reports the range of the file it hashed,
+    # not a size guessed from a look it may not take.
+    s = ftp_server
+    s.wharf("group", "add", "readers", "--home-template", str(s.homes) + "/${USER}",
+            "--create-home", "--allow", "/**=read", check=True)
+    s.add_account("rita", password=PASSWORD, groups=["readers"])
+    home = s.homes / "rita"
+    home.mkdir(parents=True, exist_ok=True)
+    data = random_file(home / "r.bin", 4321).read_bytes()
+    client = s.ftp("rita", PASSWORD)
+    try:
+        digest = hashlib.sha256(data).hexdigest()
+        assert client.sendcmd("HASH r.bin").lower() == f"213 sha-256 0-4321 {digest} r.bin"
+    finally:
+        client.quit()

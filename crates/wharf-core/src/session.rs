@@ -1379,15 +1379,23 @@ impl Session {
 
     /// SHA-256 of a whole file, lowercase hex. Needs `read`.
     pub async fn sha256(&self, path: &VirtualPath) -> Result<String, CoreError> {
+        self.sha256_sized(path).await.map(|(digest, _)| digest)
+    }
+
+    /// [`Session::sha256`] with the number of bytes it covers, both of the one file opened
+    /// (FTP `HASH` names the range hashed; a second look could meet another file, and
+    /// needs `list`).
+    pub async fn sha256_sized(&self, path: &VirtualPath) -> Result<(String, u64), CoreError> {
         let file = self.open_to_hash(path).await?;
         if let Some(known) = file.cached_digest().await {
-            return Ok(known);
+            let size = file.metadata().await?.size;
+            return Ok((known, size));
         }
         let stamp = file.digest_stamp().await;
-        let (context, _) = hash_prefix(|o, n| file.read_at(o, n), None).await?;
+        let (context, hashed) = hash_prefix(|o, n| file.read_at(o, n), None).await?;
         let digest = hex(context.finish().as_ref());
         file.remember_digest(stamp, &digest).await;
-        Ok(digest)
+        Ok((digest, hashed))
     }
 
     /// A whole file's digest, lowercase hex: SHA-256 as [`Session::sha256`] gives it, MD5

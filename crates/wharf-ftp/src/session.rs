@@ -440,14 +440,11 @@ async fn handle(st: &mut State, line: &[u8]) -> bool {
         },
         Command::Hash(raw) => match st.path(&raw) {
             Ok(p) => match st.core() {
-                Ok(s) => match s.sha256(&p).await {
-                    Ok(hex) => {
-                        let size = s.stat(&p, true).await.map(|m| m.size).unwrap_or(0);
-                        Reply::new(
-                            213,
-                            format!("SHA-256 0-{size} {hex} {}", p.file_name().unwrap_or("")),
-                        )
-                    }
+                Ok(s) => match s.sha256_sized(&p).await {
+                    Ok((hex, size)) => Reply::new(
+                        213,
+                        format!("SHA-256 0-{size} {hex} {}", p.file_name().unwrap_or("")),
+                    ),
                     Err(e) => core_reply(&e),
                 },
                 Err(e) => core_reply(&e),
