@@ -90,3 +90,24 @@ def test_webdav_refusals(server):
     assert (server.homes / "alice" / "f.txt").exists()
     refused = server.wait_event("protocol.error", protocol="https")
     assert "WebDAV path refused" in refused["message"]
+
+
+def test_conditional_puts_are_decided_by_the_open(server):
+    # If-None-Match: * asks for a new file only, If-Match: * for an existing one: the core's
+    # open decides both on the file it opens (no look before).
+    home = server.add_account("alice", password=PASSWORD)
+    server.start()
+    base = f"https://127.0.0.1:{server.https_port}/dav"
+
+    def put(body, *args):
+        return subprocess.run(["curl", "-sk", "-u", f"alice:{PASSWORD}", "-o", "/dev/null",
+                               "-w", "%{http_code}", "-X", "PUT", "--data-binary", body, *args],
+                              capture_output=True, text=True, timeout=60).stdout
+
+    assert put("1", "-H", "If-Match: *", f"{base}/a.txt") == "412"
+    assert not (home / "a.txt").exists()
+    assert put("2", "-H", "If-None-Match: *", f"{base}/a.txt") == "201"
+    assert put("3", "-H", "If-None-Match: *", f"{base}/a.txt") == "412"
+    assert (home / "a.txt").read_text() == "2"
+    assert put("4", "-H", "If-Match: *", f"{base}/a.txt") == "204"
+    assert (home / "a.txt").read_text() == "4"
