@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use wharf_core::{Event, EventBus, EventKind, EventObserver};
 use wharf_net::{Passed, RateLimiter, Throttle};
 use wharf_store::{BanRecord, Store};
-use wharf_types::IpNetwork;
+use wharf_types::{IpNetwork, rfc3339};
 
 mod admission;
 
@@ -186,7 +186,10 @@ pub struct Refusal {
 impl Refusal {
     /// The reason for events and replies.
     pub fn reason(&self) -> String {
-        format!("address banned until {}", rfc3339(self.until))
+        format!(
+            "address banned until {}",
+            rfc3339::format_seconds(self.until)
+        )
     }
 }
 
@@ -449,7 +452,7 @@ impl BanEngine {
         event.session = trigger.session.clone();
         event
             .attr("network", network.to_string())
-            .attr("until", rfc3339(until))
+            .attr("until", rfc3339::format_seconds(until))
             .attr("strikes", strikes.to_string())
             .attr("score", score.to_string())
             .attr("seconds", length.as_secs().to_string())
@@ -530,14 +533,6 @@ fn micros(t: OffsetDateTime) -> i64 {
 fn from_micros(us: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// A UTC time as RFC 3339 with seconds.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 #[cfg(test)]

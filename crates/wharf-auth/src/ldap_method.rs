@@ -356,7 +356,7 @@ impl LdapMethod {
         context.update(username.as_bytes());
         context.update(&[0]);
         context.update(password.as_bytes());
-        crate::hex(context.finish().as_ref())
+        wharf_types::hex(context.finish().as_ref())
     }
 
     fn remembered(&self, key: &str) -> Option<AccountRecord> {

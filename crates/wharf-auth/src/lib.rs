@@ -34,17 +34,17 @@ mod resolve;
 mod totp;
 
 pub use ban::{
-    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, Refusal, TurnedAway, rfc3339,
+    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, Refusal, TurnedAway,
 };
 pub use chain::{Attempt, Authenticated, Authenticator, Denied, Grant, Method};
 pub use homes::{HomeRoots, normalise_home, template_root};
 pub use http_method::{HttpMethod, HttpMethodError};
-pub use keys::{PublicKey, fingerprint, parse_public_key};
+pub use keys::{KeyError, PublicKey, fingerprint, parse_public_key};
 pub use ldap_method::{LdapMethod, LdapMethodError, LdapSettings, normalise_dn};
-pub use password::{hash_password, verify_password};
+pub use password::{PasswordError, hash_password, verify_password};
 pub use policy::{MAX_PASSWORD_CHARS, PasswordPolicy, PasswordRejected};
 pub use resolve::{address_allowed, resolve_account, resolve_account_with};
-pub use totp::{CodeCheck, SecondFactor, split_appended};
+pub use totp::{CodeCheck, NoRandomness, SecondFactor, split_appended};
 
 /// A proof of identity offered by a client.
 #[derive(Debug)]
@@ -154,11 +154,6 @@ impl AuthFailure {
             AuthFailure::Store(_) => "store",
         }
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_us() -> i64 {

@@ -16,15 +16,26 @@ use tokio::sync::Semaphore;
 /// Longest password accepted; longer input is refused without hashing it.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Longer than [`MAX_PASSWORD_BYTES`]; never hashed.
+    #[error("password longer than {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+    /// Argon2 failed (no randomness for the salt, or no memory).
+    #[error("cannot hash password: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
 /// Hashes `password` with Argon2id and a random salt, as a PHC string.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("password longer than {MAX_PASSWORD_BYTES} bytes"));
+        return Err(PasswordError::TooLong);
     }
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
-        .map_err(|e| format!("cannot hash password: {e}"))
+        .map_err(PasswordError::Hash)
 }
 
 /// Largest Argon2 memory cost (KiB) a stored hash may ask for: 256 MiB.
@@ -147,6 +158,15 @@ mod tests {
         assert!(!verify_password(&hash, "wrong").await);
         assert!(!verify_password(&hash, "").await);
         assert!(!verify_password("not a hash", "x").await);
+    }
+
+    #[test]
+    fn refuses_to_hash_an_overlong_password() {
+        let long = "p".repeat(MAX_PASSWORD_BYTES + 1);
+        let refused = hash_password(&long).unwrap_err();
+        assert!(matches!(refused, PasswordError::TooLong), "{refused:?}");
+        assert_eq!(refused.to_string(), "password longer than 1024 bytes");
+        assert!(hash_password(&long[1..]).is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -87,20 +87,25 @@ pub fn code_at(secret: &[u8], step: u64) -> u32 {
     binary % 1_000_000
 }
 
+/// Enrolment needs random secrets and the system gave none.
+#[derive(Debug, thiserror::Error)]
+#[error("no randomness available")]
+pub struct NoRandomness;
+
 fn digest_hex(text: &str) -> String {
-    crate::hex(digest::digest(&digest::SHA256, text.as_bytes()).as_ref())
+    wharf_types::hex(digest::digest(&digest::SHA256, text.as_bytes()).as_ref())
 }
 
 impl SecondFactor {
     /// A new secret and recovery codes; returns the factor to store and the codes to show
     /// once.
-    pub fn enrol() -> Result<(SecondFactor, Vec<String>), String> {
+    pub fn enrol() -> Result<(SecondFactor, Vec<String>), NoRandomness> {
         let mut secret = [0u8; 20];
-        rand::fill(&mut secret).map_err(|_| "no randomness available".to_owned())?;
+        rand::fill(&mut secret).map_err(|_| NoRandomness)?;
         let mut codes = Vec::with_capacity(RECOVERY_CODES);
         for _ in 0..RECOVERY_CODES {
             let mut raw = [0u8; 7];
-            rand::fill(&mut raw).map_err(|_| "no randomness available".to_owned())?;
+            rand::fill(&mut raw).map_err(|_| NoRandomness)?;
             let text = base32(&raw).to_lowercase();
             codes.push(format!("{}-{}", &text[..5], &text[5..10]));
         }

@@ -177,13 +177,7 @@ where
     Ok((context, offset))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+pub(crate) use wharf_types::hex;
 
 impl Upload {
     /// Whether it replaces or continues a file that existed when it was opened (its records'

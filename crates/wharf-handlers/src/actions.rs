@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use wharf_core::{Event, EventKind};
 use wharf_store::AuditRecord;
 
@@ -102,8 +101,8 @@ impl Job<'_> {
     /// The template variables for this event.
     pub fn vars(&self, subject: Option<&Subject>) -> BTreeMap<&'static str, String> {
         let record = self.record;
-        let time = OffsetDateTime::parse(&record.time, &Rfc3339)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let time =
+            wharf_types::rfc3339::parse(&record.time).unwrap_or_else(|_| OffsetDateTime::now_utc());
         let mut vars = BTreeMap::from([
             ("USER", record.account.clone().unwrap_or_default()),
             (

@@ -27,11 +27,22 @@ const KEEP_FINISHED: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest wait between attempts.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
+/// Why events did not reach the trail.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The store did not take them.
+    #[error(transparent)]
+    Store(#[from] wharf_store::StoreError),
+    /// The JSON-lines copy of the trail could not be opened, locked or written.
+    #[error(transparent)]
+    File(#[from] std::io::Error),
+}
+
 /// Where the engine's events go: the audit writer, awaited, so an outcome is in the trail
 /// before its job is marked done.
 pub trait Recorder: Send + Sync + 'static {
     /// Persists `events`.
-    fn record(&self, events: Vec<Event>) -> impl Future<Output = Result<(), String>> + Send;
+    fn record(&self, events: Vec<Event>) -> impl Future<Output = Result<(), RecordError>> + Send;
 }
 
 /// The handlers of one node.
@@ -322,7 +333,7 @@ async fn run_job<R: Recorder>(
                         job.id,
                         now_us() + micros(handler.retry_wait),
                         job.attempts,
-                        Some(&e),
+                        Some(&e.to_string()),
                     )
                     .await
             }
@@ -356,7 +367,7 @@ async fn run_job<R: Recorder>(
                 .event(EventKind::HandlerRetrying)
                 .failed(e.message.clone())
                 .attr("attempt", attempts.to_string())
-                .attr("next", wharf_store::format_time(next));
+                .attr("next", wharf_types::rfc3339::format_micros(next));
             if let Err(why) = recorder.record(vec![event]).await {
                 tracing::error!(error = %why, handler = %handler.name, message = %e.message, "handler retrying; cannot record it");
             }

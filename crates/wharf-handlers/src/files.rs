@@ -28,9 +28,10 @@ use serde::Serialize;
 use wharf_core::vfs::TEMP_PREFIX;
 use wharf_core::vfs::jail::Root;
 use wharf_store::AuditRecord;
+use wharf_types::hex;
 
 use crate::ActionError;
-use crate::subject::{FileId, Held, Subject, beneath, hex, open_in};
+use crate::subject::{FileId, Held, Subject, beneath, open_in};
 
 /// A hidden name for work in progress. Clients can neither list nor open names with the
 /// core's temporary prefix, so one in a home folder cannot be touched meanwhile.

@@ -24,7 +24,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use wharf_core::CoreError;
 use wharf_core::vfs::jail::{self, Root};
 use wharf_store::AuditRecord;
-use wharf_types::VirtualPath;
+use wharf_types::{VirtualPath, hex};
 
 use crate::ActionError;
 
@@ -302,10 +302,6 @@ pub(crate) fn digests(
         sha.finish(),
         contexts.into_iter().map(digest::Context::finish).collect(),
     ))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Held {

@@ -11,15 +11,15 @@ use std::path::PathBuf;
 
 use aws_lc_rs::digest;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use wharf_core::{Event, EventKind};
+use wharf_types::{hex, rfc3339};
 
 use crate::ActionError;
 use crate::actions::{Job, Left, Quarantine, Step, blocking};
 use crate::files;
 use crate::signature::MAX_SIGNATURE_FILE;
 use crate::spec::SignatureAction;
-use crate::subject::{Held, hex, open_in};
+use crate::subject::{Held, open_in};
 
 /// What one attempt came to.
 enum Verdict {
@@ -79,8 +79,7 @@ pub(crate) async fn verify_signature(
         )),
         None => None,
     };
-    let time = OffsetDateTime::parse(&job.record.time, &Rfc3339)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let time = rfc3339::parse(&job.record.time).unwrap_or_else(|_| OffsetDateTime::now_utc());
     let deadline = time + check.wait;
     let now = OffsetDateTime::now_utc();
     let may_wait = now < deadline;

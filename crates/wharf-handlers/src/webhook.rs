@@ -25,8 +25,7 @@ pub fn signature_header(secret: &[u8], t: i64, body: &[u8]) -> String {
     context.update(b".");
     context.update(body);
     let tag = context.sign();
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={t},sha256={hex}")
+    format!("t={t},sha256={}", wharf_types::hex(tag.as_ref()))
 }
 
 /// POSTs `record`; answers the status.

@@ -129,10 +129,7 @@ async fn props_follow(
 fn entry_json(name: &str, meta: &Metadata) -> serde_json::Value {
     let modified = time::OffsetDateTime::from_unix_timestamp(meta.mtime)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
+        .and_then(|t| wharf_types::rfc3339::format(t).ok());
     json!({
         "name": name,
         "type": if meta.kind == FileKind::Dir { "folder" } else { "file" },

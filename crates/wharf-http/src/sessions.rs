@@ -65,9 +65,7 @@ pub(crate) struct Kept {
 }
 
 pub(crate) fn random_token() -> String {
-    (0..32)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+    wharf_types::hex(&rand::random::<[u8; 32]>())
 }
 
 /// How long a password-checked login waits for its one-time code.
@@ -187,8 +185,7 @@ impl Sessions {
         ctx.update(&[0]);
         ctx.update(password.as_bytes());
         let digest = ctx.finish();
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("basic:{hex}")
+        format!("basic:{}", wharf_types::hex(digest.as_ref()))
     }
 
     /// Remembers the grant of a login whose session was just opened for `grant.account`.

@@ -77,20 +77,8 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// Formats a time as RFC 3339 UTC with exactly six fractional digits.
-pub fn format_time(time: OffsetDateTime) -> String {
-    let t = time.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
-}
+/// Formats a time as the trail writes it: RFC 3339 UTC with exactly six fractional digits.
+pub use wharf_types::rfc3339::format_micros as format_time;
 
 fn time_us(time: OffsetDateTime) -> i64 {
     i64::try_from(time.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
@@ -105,12 +93,7 @@ pub fn chain_hash(record: &AuditRecord) -> String {
     context.update(record.prev.as_bytes());
     context.update(b"\n");
     context.update(canonical.as_bytes());
-    context
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    wharf_types::hex(context.finish().as_ref())
 }
 
 /// Which records `wharf events` wants.

@@ -5,16 +5,22 @@
 //! ([`Protocol`]). Each is validated once, when it is built from untrusted input, so code
 //! that holds one never re-checks it.
 //!
+//! It also holds the two text forms every crate writes the same way: lowercase [`hex`] and
+//! RFC 3339 times ([`rfc3339`]).
+//!
 //! It must never do I/O, depend on tokio, or know about any protocol's wire format.
 
 #![forbid(unsafe_code)]
 
 mod account;
+mod hex;
 mod network;
 mod path;
+pub mod rfc3339;
 mod verb;
 
 pub use account::{AccountName, AccountNameError};
+pub use hex::hex;
 pub use network::{AddressRules, IpNetwork, NetworkParseError};
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathError, VirtualPath};
 pub use verb::{Protocol, Verb, VerbParseError};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio::sync::mpsc;
 use wharf_core::{Event, WriterProgress};
+use wharf_handlers::RecordError;
 use wharf_handlers::sinks::{JsonLines, Sink, segments};
 use wharf_store::Store;
 
@@ -30,8 +31,8 @@ pub struct AuditSink {
 }
 
 impl wharf_handlers::Recorder for AuditSink {
-    async fn record(&self, events: Vec<Event>) -> std::result::Result<(), String> {
-        self.write(&events).await.map_err(|e| format!("{e:#}"))
+    async fn record(&self, events: Vec<Event>) -> Result<(), RecordError> {
+        self.write(&events).await
     }
 }
 
@@ -40,7 +41,7 @@ impl AuditSink {
     /// copy, the file is locked around the store append and the file append, so when the
     /// server and a CLI command write at once the file still holds the records in chain
     /// order.
-    pub async fn write(&self, events: &[Event]) -> Result<()> {
+    pub async fn write(&self, events: &[Event]) -> Result<(), RecordError> {
         let result = self.write_copies(events).await;
         if let Some(notify) = &self.written {
             notify.notify_one();
@@ -56,7 +57,10 @@ impl AuditSink {
         Ok(())
     }
 
-    async fn write_copies(&self, events: &[Event]) -> Result<Vec<wharf_store::AuditRecord>> {
+    async fn write_copies(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<wharf_store::AuditRecord>, RecordError> {
         let _turn = self.turn.lock().await;
         let Some(jsonl) = &self.jsonl else {
             return Ok(self.store.append_events(&self.node, events).await?);

@@ -71,7 +71,7 @@ impl Context {
         event.protocol = Some(Protocol::Admin);
         event.service = Some("cli".to_owned());
         event = event.attr("operator", operator());
-        self.audit.write(&[event]).await
+        Ok(self.audit.write(&[event]).await?)
     }
 }
 

@@ -126,10 +126,7 @@ impl JsonLines {
         }
         if !self.rotation.max_age.is_zero()
             && let Some(first) = first_record(file)
-            && let Ok(time) = time::OffsetDateTime::parse(
-                &first.time,
-                &time::format_description::well_known::Rfc3339,
-            )
+            && let Ok(time) = wharf_types::rfc3339::parse(&first.time)
         {
             return Ok(time::OffsetDateTime::now_utc() - time >= self.rotation.max_age);
         }

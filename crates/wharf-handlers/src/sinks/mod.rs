@@ -13,11 +13,28 @@ mod syslog;
 
 pub use filter::{FilterError, SinkFilter};
 pub use jsonl::{JsonLines, Rotation, segments};
-pub use syslog::{Syslog, SyslogTarget, format_rfc5424};
+pub use syslog::{Syslog, SyslogError, SyslogTarget, SyslogUrlError, format_rfc5424};
 
 use std::io::Write;
 
 use wharf_store::AuditRecord;
+
+/// Why a sink did not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The JSON-lines file could not be written.
+    #[error(transparent)]
+    File(std::io::Error),
+    /// The syslog server did not get the messages.
+    #[error(transparent)]
+    Syslog(#[from] SyslogError),
+    /// A record did not serialise (never expected: records are plain strings and numbers).
+    #[error(transparent)]
+    Json(serde_json::Error),
+    /// Standard output is closed or full.
+    #[error(transparent)]
+    Stdout(std::io::Error),
+}
 
 /// One configured sink with its filter.
 pub struct Sink {
@@ -41,24 +58,24 @@ pub enum Target {
 
 impl Sink {
     /// Delivers the records the filter lets through.
-    pub async fn deliver(&self, records: &[AuditRecord]) -> Result<(), String> {
+    pub async fn deliver(&self, records: &[AuditRecord]) -> Result<(), SinkError> {
         let chosen: Vec<&AuditRecord> = records.iter().filter(|r| self.filter.matches(r)).collect();
         if chosen.is_empty() {
             return Ok(());
         }
         match &self.target {
-            Target::Jsonl(file) => file.append(&chosen).await.map_err(|e| e.to_string()),
-            Target::Syslog(syslog) => syslog.send(&chosen).await,
+            Target::Jsonl(file) => file.append(&chosen).await.map_err(SinkError::File),
+            Target::Syslog(syslog) => Ok(syslog.send(&chosen).await?),
             Target::Stdout => {
                 let mut text = String::new();
                 for record in chosen {
-                    text.push_str(&serde_json::to_string(record).map_err(|e| e.to_string())?);
+                    text.push_str(&serde_json::to_string(record).map_err(SinkError::Json)?);
                     text.push('\n');
                 }
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes())
                     .and_then(|()| out.flush())
-                    .map_err(|e| e.to_string())
+                    .map_err(SinkError::Stdout)
             }
         }
     }

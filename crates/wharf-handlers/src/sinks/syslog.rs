@@ -18,6 +18,47 @@ use wharf_store::AuditRecord;
 /// writer waits for its sinks, so a stalled one must not stall it for long.
 const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Why a syslog URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyslogUrlError {
+    /// `udp://` or `tcp://` without a port number after the host.
+    #[error("{0:?}: give host:port, such as udp://127.0.0.1:514")]
+    NoPort(String),
+    /// Neither `udp://`, `tcp://` nor `unix:///`.
+    #[error("{0:?}: use udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log")]
+    Scheme(String),
+}
+
+/// Why a batch did not reach the syslog server.
+#[derive(Debug, thiserror::Error)]
+pub enum SyslogError {
+    /// The local socket could not be made, connected, or written (UDP).
+    #[error(transparent)]
+    Socket(std::io::Error),
+    /// The unix socket at this path did not take a message.
+    #[error("{}: {error}", path.display())]
+    Unix {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The TCP server did not accept a connection in time.
+    #[error("{0}: no connection within 5 s")]
+    ConnectTimeout(String),
+    /// The TCP server refused or could not be reached.
+    #[error("{addr}: {error}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The TCP server dropped or stalled the connection twice.
+    #[error("{0}: cannot deliver")]
+    Undelivered(String),
+}
+
 /// Where syslog messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyslogTarget {
@@ -31,7 +72,7 @@ pub enum SyslogTarget {
 
 impl SyslogTarget {
     /// Parses `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///PATH`.
-    pub fn parse(url: &str) -> Result<SyslogTarget, String> {
+    pub fn parse(url: &str) -> Result<SyslogTarget, SyslogUrlError> {
         let with_port = |rest: &str| {
             if rest
                 .rsplit_once(':')
@@ -39,9 +80,7 @@ impl SyslogTarget {
             {
                 Ok(rest.to_owned())
             } else {
-                Err(format!(
-                    "{url:?}: give host:port, such as udp://127.0.0.1:514"
-                ))
+                Err(SyslogUrlError::NoPort(url.to_owned()))
             }
         };
         if let Some(rest) = url.strip_prefix("udp://") {
@@ -55,9 +94,7 @@ impl SyslogTarget {
         {
             return Ok(SyslogTarget::Unix(PathBuf::from(rest)));
         }
-        Err(format!(
-            "{url:?}: use udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log"
-        ))
+        Err(SyslogUrlError::Scheme(url.to_owned()))
     }
 }
 
@@ -105,7 +142,7 @@ impl Syslog {
     }
 
     /// Sends one message per record.
-    pub async fn send(&self, records: &[&AuditRecord]) -> Result<(), String> {
+    pub async fn send(&self, records: &[&AuditRecord]) -> Result<(), SyslogError> {
         let messages: Vec<String> = records
             .iter()
             .map(|r| format_rfc5424(r, self.facility, &self.host))
@@ -118,22 +155,25 @@ impl Syslog {
                     "0.0.0.0:0"
                 })
                 .await
-                .map_err(|e| e.to_string())?;
-                socket.connect(addr).await.map_err(|e| e.to_string())?;
+                .map_err(SyslogError::Socket)?;
+                socket.connect(addr).await.map_err(SyslogError::Socket)?;
                 for m in &messages {
                     let bytes = &m.as_bytes()[..m.len().min(65_000)];
-                    socket.send(bytes).await.map_err(|e| e.to_string())?;
+                    socket.send(bytes).await.map_err(SyslogError::Socket)?;
                 }
                 Ok(())
             }
             SyslogTarget::Unix(path) => {
-                let socket = UnixDatagram::unbound().map_err(|e| e.to_string())?;
+                let socket = UnixDatagram::unbound().map_err(SyslogError::Socket)?;
                 for m in &messages {
                     let bytes = &m.as_bytes()[..m.len().min(65_000)];
                     socket
                         .send_to(bytes, path)
                         .await
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                        .map_err(|error| SyslogError::Unix {
+                            path: path.clone(),
+                            error,
+                        })?;
                 }
                 Ok(())
             }
@@ -149,8 +189,11 @@ impl Syslog {
                         *held = Some(
                             tokio::time::timeout(TCP_TIMEOUT, connect)
                                 .await
-                                .map_err(|_| format!("{addr}: no connection within 5 s"))?
-                                .map_err(|e| format!("{addr}: {e}"))?,
+                                .map_err(|_| SyslogError::ConnectTimeout(addr.clone()))?
+                                .map_err(|error| SyslogError::Connect {
+                                    addr: addr.clone(),
+                                    error,
+                                })?,
                         );
                     }
                     if let Some(stream) = held.as_mut() {
@@ -162,7 +205,7 @@ impl Syslog {
                         }
                     }
                 }
-                Err(format!("{addr}: cannot deliver"))
+                Err(SyslogError::Undelivered(addr.clone()))
             }
         }
     }
@@ -185,8 +228,48 @@ mod tests {
         assert!(line.starts_with(&format!(
             "<132>1 2026-01-01T00:00:00.000000Z wharf-1 wharf {pid} login.failed [meta sequenceId=\"42\"] {{"
         )), "{line}");
-        assert!(SyslogTarget::parse("udp://[::1]:514").is_ok());
-        assert!(SyslogTarget::parse("tcp://localhost").is_err());
-        assert!(SyslogTarget::parse("unix://dev/log").is_err());
+    }
+
+    #[test]
+    fn parses_targets_and_says_what_to_write_instead() {
+        assert_eq!(
+            SyslogTarget::parse("udp://[::1]:514"),
+            Ok(SyslogTarget::Udp("[::1]:514".into()))
+        );
+        assert_eq!(
+            SyslogTarget::parse("unix:///dev/log"),
+            Ok(SyslogTarget::Unix("/dev/log".into()))
+        );
+        let no_port = SyslogTarget::parse("tcp://localhost").unwrap_err();
+        assert_eq!(no_port, SyslogUrlError::NoPort("tcp://localhost".into()));
+        assert_eq!(
+            no_port.to_string(),
+            "\"tcp://localhost\": give host:port, such as udp://127.0.0.1:514"
+        );
+        let scheme = SyslogTarget::parse("unix://dev/log").unwrap_err();
+        assert_eq!(
+            scheme.to_string(),
+            "\"unix://dev/log\": use udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_unix_socket_is_named_in_the_error() {
+        let path = std::env::temp_dir().join(format!("wharf-no-syslog-{}", std::process::id()));
+        let sink = Syslog::new(SyslogTarget::Unix(path.clone()), 16, "h".into());
+        let record: AuditRecord = serde_json::from_value(serde_json::json!({
+            "seq": 1, "id": 20011, "name": "login.failed",
+            "time": "2026-01-01T00:00:00.000000Z", "node": "n", "outcome": "failure",
+            "prev": "0", "hash": "ab",
+        }))
+        .unwrap();
+        let error = sink.send(&[&record]).await.unwrap_err();
+        assert!(matches!(error, SyslogError::Unix { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: ", path.display())),
+            "{error}"
+        );
     }
 }

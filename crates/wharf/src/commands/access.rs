@@ -3,7 +3,6 @@
 
 use anyhow::{Result, bail};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use wharf_types::{AddressRules, IpNetwork};
 
 use crate::cli::AccessArgs;
@@ -40,7 +39,7 @@ pub fn parse_expiry(text: &str) -> Result<Option<i64>> {
     if text == "never" {
         return Ok(None);
     }
-    let at = if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+    let at = if let Ok(t) = wharf_types::rfc3339::parse(text) {
         t
     } else {
         let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -60,7 +59,7 @@ pub fn parse_expiry(text: &str) -> Result<Option<i64>> {
 pub fn expiry_text(us: Option<i64>) -> Option<String> {
     let us = us?;
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()?;
-    t.format(&Rfc3339).ok()
+    wharf_types::rfc3339::format(t).ok()
 }
 
 /// `allow 10.0.0.0/8; deny 10.9.0.0/16`, or `any`.

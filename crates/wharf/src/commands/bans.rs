@@ -14,7 +14,7 @@ use crate::context::Context;
 fn time_of(us: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    wharf_auth::rfc3339(t)
+    wharf_types::rfc3339::format_seconds(t)
 }
 
 fn now_us() -> i64 {

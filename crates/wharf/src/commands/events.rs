@@ -15,9 +15,7 @@ use crate::context::Context;
 /// Parses `--since`: RFC 3339, or an age such as 90s, 15m, 2h, 7d.
 fn since_us(text: &str) -> Result<i64> {
     let now = OffsetDateTime::now_utc();
-    let at = if let Ok(t) =
-        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-    {
+    let at = if let Ok(t) = wharf_types::rfc3339::parse(text) {
         t
     } else {
         let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());

@@ -11,7 +11,7 @@ use crate::context::Context;
 fn time_of(us: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    wharf_store::format_time(t)
+    wharf_types::rfc3339::format_micros(t)
 }
 
 fn json(job: &HandlerJob) -> serde_json::Value {

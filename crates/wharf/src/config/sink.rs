@@ -130,8 +130,8 @@ impl SinkSection {
                         "a syslog sink needs url = \"udp://HOST:PORT\", \"tcp://HOST:PORT\" or \"unix:///dev/log\"".into(),
                     )
                 })?;
-                let target =
-                    SyslogTarget::parse(url.get_ref()).map_err(|e| (url.span(), key("url"), e))?;
+                let target = SyslogTarget::parse(url.get_ref())
+                    .map_err(|e| (url.span(), key("url"), e.to_string()))?;
                 let facility = match &self.facility {
                     None => 16,
                     Some(f) => FACILITIES
