@@ -577,6 +577,26 @@ impl Session {
         })
     }
 
+    /// The digest of a committed upload that the client may be told: all of it, when every
+    /// byte came from the client or the account may read the file; none otherwise (a
+    /// continued file's digest would confirm guesses about content the account may not
+    /// read).
+    pub fn digest_for_client<'a>(&self, summary: &'a UploadSummary) -> Option<&'a str> {
+        (!summary.continued || self.account.rules.allows(Verb::Read, &summary.path))
+            .then_some(summary.sha256.as_str())
+    }
+
+    /// Records an open refused for what is (or is not) at `path` (`upload.failed`) and
+    /// returns the error.
+    fn open_refused(&self, path: &VirtualPath, kind: ErrorKind, message: &str) -> CoreError {
+        self.emit(
+            self.event(EventKind::UploadFailed)
+                .path(path.to_string())
+                .failed(message),
+        );
+        CoreError::new(kind, message)
+    }
+
     /// Whether a file is at the place an upload of `path` lands (a WebDAV lock's verb
     /// depends on it). Needs an upload verb there, not `list`.
     pub(crate) async fn upload_exists(&self, path: &VirtualPath) -> Result<bool, CoreError> {
@@ -603,18 +623,21 @@ impl Session {
     ) -> Result<Upload, CoreError> {
         let open = open.into();
         if path.is_root() {
-            return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+            return Err(self.open_refused(path, ErrorKind::IsADirectory, "is a folder"));
         }
         let (real, existing) = self.locate_upload(path).await?;
+        // Each refusal below is recorded: what is at a name must not be probed silently
+        // (the records let an administrator see it, and the answers are the ones
+        // docs/security.md admits).
         if existing.as_ref().is_some_and(|m| m.kind == FileKind::Dir) {
-            return Err(CoreError::new(ErrorKind::IsADirectory, "is a folder"));
+            return Err(self.open_refused(path, ErrorKind::IsADirectory, "is a folder"));
         }
         match &existing {
             Some(_) if open.exclusive => {
-                return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
+                return Err(self.open_refused(path, ErrorKind::AlreadyExists, "already exists"));
             }
             None if open.must_exist => {
-                return Err(CoreError::new(ErrorKind::NotFound, "no such file"));
+                return Err(self.open_refused(path, ErrorKind::NotFound, "no such file"));
             }
             _ => {}
         }
@@ -632,6 +655,18 @@ impl Session {
         self.check(verb, path)?;
         if real != *path {
             self.check(verb, &real)?;
+        }
+        // A resume offset that cannot be right is refused before anything is opened (a
+        // resume in atomic mode starts with a copy of the whole file); the file opened is
+        // checked again (see `Upload::start`). Only after the verb is allowed: the answer
+        // says something of the file.
+        let size = existing.as_ref().map_or(0, |m| m.size);
+        if open.resume_at.is_some_and(|at| at != size) {
+            return Err(self.open_refused(
+                path,
+                ErrorKind::InvalidOffset,
+                crate::upload::NOT_THE_END,
+            ));
         }
         let resumable = self.account.upload_mode == UploadMode::Resumable;
         let target = WriteTarget {
@@ -675,7 +710,13 @@ impl Session {
             Err(e) => Err(e),
         };
         match started {
-            Ok(upload) => Ok(upload),
+            Ok(upload) => {
+                // `append` continues a file; only `overwrite` writes over what it held.
+                if verb == Verb::Append && !self.may_overwrite(path, &upload.path()) {
+                    upload.guard_earlier();
+                }
+                Ok(upload)
+            }
             Err(e) => {
                 self.emit(
                     self.event(EventKind::UploadFailed)
@@ -707,15 +748,17 @@ impl Session {
             let _lifecycle = upload.shared.lifecycle.lock().await;
             if upload.is_live() {
                 if open.exclusive {
-                    return Err(CoreError::new(ErrorKind::AlreadyExists, "already exists"));
+                    return Err(self.open_refused(
+                        path,
+                        ErrorKind::AlreadyExists,
+                        "already exists",
+                    ));
                 }
-                if let Some(offset) = open.resume_at.filter(|at| *at != upload.end()) {
-                    return Err(CoreError::new(
+                if open.resume_at.is_some_and(|at| at != upload.end()) {
+                    return Err(self.open_refused(
+                        path,
                         ErrorKind::InvalidOffset,
-                        format!(
-                            "cannot continue from byte {offset}: the file holds {} bytes",
-                            upload.end()
-                        ),
+                        crate::upload::NOT_THE_END,
                     ));
                 }
                 if open.mode == WriteMode::Create {

@@ -44,6 +44,10 @@ impl WriteMode {
     }
 }
 
+/// Why a resume offset is refused. It does not say where the file ends: an account may
+/// continue a file it may not look at.
+pub(crate) const NOT_THE_END: &str = "the file does not end at that offset";
+
 /// Bytes read back at a time when hashing data that did not arrive in order.
 const REHASH_CHUNK: usize = 1 << 20;
 
@@ -52,14 +56,16 @@ const REHASH_CHUNK: usize = 1 << 20;
 pub const MAX_GAP: u64 = 64 << 20;
 
 /// The offset that means "at the end of what is written so far", for a handle opened for
-/// appending on an upload that another handle writes at offsets.
-pub const AT_END: u64 = u64::MAX;
+/// appending on an upload that another handle writes at offsets ([`Upload::append`]). A
+/// client's own offsets never mean it: [`Upload::write_at`] refuses a write that would
+/// end past `u64::MAX`.
+const AT_END: u64 = u64::MAX;
 
 /// Bytes moved at a time by [`Upload::copy_from`].
 const COPY_CHUNK: usize = 256 * 1024;
 
-/// Bytes [`Upload::write_at`] and [`Upload::push`] hold before writing them in one
-/// vectored write.
+/// Bytes [`Upload::write_at`] and [`Upload::push`] hold before writing them with one
+/// write.
 const GATHER: usize = 256 * 1024;
 
 /// Consecutive writes held to be written together.
@@ -67,6 +73,8 @@ const GATHER: usize = 256 * 1024;
 struct Gathered {
     /// File offset of the first piece.
     at: u64,
+    /// At most one buffer (of up to GATHER bytes and a last write), so that what is held
+    /// is written with one write.
     pieces: Vec<Vec<u8>>,
     len: usize,
 }
@@ -111,6 +119,9 @@ pub struct Upload {
     write_failure: Mutex<Option<String>>,
     /// Bytes the client added by growing the file (setting its size) rather than writing.
     extended: AtomicU64,
+    /// The account may not `overwrite` here: the bytes the file held when it was opened
+    /// (continued or appended to) may not be written over or cut.
+    earlier_guarded: AtomicBool,
     /// How the session shares this upload between its handles (see [`crate::Session`]).
     pub(crate) shared: Shared,
 }
@@ -136,6 +147,9 @@ pub struct UploadSummary {
     pub size: u64,
     /// SHA-256 of the whole committed file, lowercase hex.
     pub sha256: String,
+    /// The file held bytes before this upload continued it (a resume or append), so the
+    /// digest covers bytes the client did not send (see [`crate::Session::digest_for_client`]).
+    pub continued: bool,
 }
 
 /// A copy of a transfer's event template for `kind`, timed now, about `path`.
@@ -211,12 +225,9 @@ impl Upload {
         };
         // Decided on the file opened, not on a look taken before: nothing is written yet,
         // and discarding leaves a file continued in place as it was.
-        if let Some(offset) = resume_at.filter(|offset| *offset != existing) {
+        if resume_at.is_some_and(|offset| offset != existing) {
             let _ = file.discard().await;
-            return Err(CoreError::new(
-                crate::ErrorKind::InvalidOffset,
-                format!("cannot continue from byte {offset}: the file holds {existing} bytes"),
-            ));
+            return Err(CoreError::new(crate::ErrorKind::InvalidOffset, NOT_THE_END));
         }
         let upload = Upload {
             file,
@@ -241,6 +252,7 @@ impl Upload {
             max_size,
             write_failure: Mutex::new(None),
             extended: AtomicU64::new(0),
+            earlier_guarded: AtomicBool::new(false),
             shared: Shared {
                 handles: AtomicUsize::new(1),
                 ..Shared::default()
@@ -312,7 +324,8 @@ impl Upload {
     pub(crate) async fn set_attrs(&self, attrs: &crate::vfs::Attrs) -> Result<(), CoreError> {
         self.flush_gathered().await?;
         if let Some(size) = attrs.size {
-            // Growing is bounded as a write ending there would be.
+            // Growing is bounded as a write ending there would be; cutting into the bytes
+            // the file held needs what writing over them needs.
             self.within_bound(size, 0)?;
         }
         self.file.set_attrs(attrs).await?;
@@ -400,6 +413,7 @@ impl Upload {
         } else {
             offset
         };
+        self.refuse_over_earlier(offset)?;
         let provided = self.provided();
         if offset > provided.saturating_add(MAX_GAP) {
             return Err(CoreError::new(
@@ -416,6 +430,23 @@ impl Upload {
                 format!("file size beyond the maximum of {} bytes", self.max_size),
             )),
         }
+    }
+
+    /// Keeps the bytes the file held when it was opened, for an account that may continue
+    /// or append to it but not `overwrite` it (see [`Upload::guard_earlier`]).
+    fn refuse_over_earlier(&self, offset: u64) -> Result<(), CoreError> {
+        if self.earlier_guarded.load(Ordering::SeqCst) && offset < self.opened_size {
+            return Err(CoreError::denied(
+                "writing over the file's earlier bytes needs overwrite",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps the bytes the file held when it was opened from being written over or cut
+    /// (the account may continue or append to the file, not `overwrite` it).
+    pub(crate) fn guard_earlier(&self) {
+        self.earlier_guarded.store(true, Ordering::SeqCst);
     }
 
     /// Writes `data` at `offset` now, with whatever is held before it.
@@ -452,7 +483,20 @@ impl Upload {
     /// still cannot complete without them; [`Upload::abort`] writes them first, so a
     /// resumable upload keeps every byte received.
     pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        if offset.checked_add(data.len() as u64).is_none() {
+            return Err(CoreError::new(
+                crate::ErrorKind::LimitReached,
+                "write past the largest offset",
+            ));
+        }
         let result = self.gather(offset, data).await;
+        self.note_failure(result)
+    }
+
+    /// Writes `data` at the end of what is written so far (an SFTP handle opened for
+    /// appending, on an upload other handles may write at offsets).
+    pub async fn append(&self, data: Vec<u8>) -> Result<(), CoreError> {
+        let result = self.gather(AT_END, data).await;
         self.note_failure(result)
     }
 
@@ -461,9 +505,16 @@ impl Upload {
     /// byte 0, the `resume_at` offset of the open, or where [`Upload::seek`] put it) and
     /// gathers the pieces as [`Upload::write_at`] does.
     pub async fn push(&self, data: Vec<u8>) -> Result<(), CoreError> {
+        let len = data.len() as u64;
         let at = self
             .stream_at
-            .fetch_add(data.len() as u64, Ordering::SeqCst);
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |at| at.checked_add(len))
+            .map_err(|_| {
+                CoreError::new(
+                    crate::ErrorKind::LimitReached,
+                    "write past the largest offset",
+                )
+            })?;
         self.write_at(at, data).await
     }
 
@@ -496,7 +547,18 @@ impl Upload {
                     held.at = offset;
                 }
                 held.len += data.len();
-                held.pieces.push(data);
+                // Copied into one buffer, not kept piece by piece: a client sending its
+                // bytes one at a time (1-byte HTTP chunks) would otherwise make the server
+                // hold a heap allocation per byte. The copy costs a memcpy per byte, no
+                // more than the front-ends' own buffers did.
+                match held.pieces.last_mut() {
+                    Some(buffer) => buffer.extend_from_slice(&data),
+                    None => {
+                        let mut buffer = Vec::with_capacity(GATHER);
+                        buffer.extend_from_slice(&data);
+                        held.pieces.push(buffer);
+                    }
+                }
                 Ok((held.len >= GATHER).then(|| std::mem::take(&mut *held)))
             }
         };
@@ -619,7 +681,16 @@ impl Upload {
                     self.path()
                 }
             };
-            Ok::<_, CoreError>((UploadSummary { path, size, sha256 }, event))
+            let continued = self.opened_size > 0;
+            Ok::<_, CoreError>((
+                UploadSummary {
+                    path,
+                    size,
+                    sha256,
+                    continued,
+                },
+                event,
+            ))
         }
         .await;
         match result {

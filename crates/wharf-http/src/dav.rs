@@ -64,6 +64,36 @@ struct SessionFs {
     prop_paths: Arc<tokio::sync::Mutex<Option<Arc<HashSet<String>>>>>,
     /// What this request's `COPY` has created so far: entries and bytes.
     copied: Arc<(AtomicU64, AtomicU64)>,
+    /// The bytes a `PUT` says it carries (see [`announced_length`]).
+    announced: Option<u64>,
+}
+
+/// The bytes a `PUT` body says it carries: its `Content-Range`'s length, else its
+/// `Content-Length` or `X-Expected-Entity-Length`. dav-server commits (flushes) before it
+/// checks that the body was whole, so the writer compares what came with this.
+fn announced_length(request: &Request) -> Option<u64> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(range) = header("content-range") {
+        let (first, last) = range
+            .strip_prefix("bytes ")?
+            .split('/')
+            .next()?
+            .split_once('-')?;
+        let (first, last) = (
+            first.trim().parse::<u64>().ok()?,
+            last.trim().parse::<u64>().ok()?,
+        );
+        return last.checked_sub(first)?.checked_add(1);
+    }
+    header("content-length")
+        .or_else(|| header("x-expected-entity-length"))
+        .and_then(|v| v.parse().ok())
 }
 
 impl SessionFs {
@@ -196,6 +226,10 @@ struct Writer {
     upload: Option<Upload>,
     /// The file's length so far, for its attributes once the upload is committed.
     written: u64,
+    /// Bytes the request said it carries (`Content-Length`, a range's length).
+    announced: Option<u64>,
+    /// Bytes received.
+    received: u64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -207,6 +241,7 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     async fn write(&mut self, data: Vec<u8>) -> FsResult<()> {
         let upload = self.upload.as_ref().ok_or(FsError::GeneralFailure)?;
+        self.received += data.len() as u64;
         upload.push(data).await.map_err(|e| fs_error(&e))?;
         self.written = upload.end();
         Ok(())
@@ -258,6 +293,14 @@ impl DavFile for Writer {
     fn flush(&mut self) -> FsFuture<'_, ()> {
         Box::pin(async move {
             if let Some(upload) = self.upload.take() {
+                // dav-server flushes before it checks that the body was whole: a body cut
+                // short must not be committed under the final name.
+                if self.announced.is_some_and(|n| n != self.received) {
+                    upload
+                        .abort("request body ended before its announced length")
+                        .await;
+                    return Err(FsError::GeneralFailure);
+                }
                 upload.commit().await.map_err(|e| fs_error(&e))?;
             }
             Ok(())
@@ -304,6 +347,8 @@ impl DavFileSystem for SessionFs {
             Ok(Box::new(Writer {
                 written: upload.end(),
                 upload: Some(upload),
+                announced: options.size.or(self.announced),
+                received: 0,
             }) as Box<dyn DavFile>)
         })
     }
@@ -626,6 +671,31 @@ pub(crate) async fn handle(
         )
             .into_response();
     }
+    let request = if matches!(request.method().as_str(), "PUT" | "PATCH") {
+        let max = shared.config.max_upload_size;
+        let declared = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            let mut refused = shared
+                .event(EventKind::CommandRefused, &conn)
+                .failed(format!(
+                    "WebDAV upload larger than max_upload_size ({max} bytes)"
+                ));
+            refused.account = Some(session.account().name.to_string());
+            shared.events.emit(refused);
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("uploads are limited to {max} bytes\n"),
+            )
+                .into_response();
+        }
+        crate::upload_body::bounded(request, max, shared.config.body_timeout)
+    } else {
+        request
+    };
     let request = match bounded_xml_body(request).await {
         Ok(request) => request,
         Err((status, why)) => {
@@ -637,12 +707,14 @@ pub(crate) async fn handle(
             return (status, format!("{why}\n")).into_response();
         }
     };
+    let announced = announced_length(&request);
     let mut builder = DavHandler::builder()
         .filesystem(Box::new(SessionFs {
             session: Arc::clone(&session),
             dav: shared.dav.clone(),
             prop_paths: Arc::default(),
             copied: Arc::default(),
+            announced,
         }))
         .principal(session.account().name.to_string())
         .strip_prefix(PREFIX);

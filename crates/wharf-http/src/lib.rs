@@ -22,6 +22,7 @@ pub mod range;
 mod routes;
 mod server;
 mod sessions;
+mod upload_body;
 mod web;
 mod xml_guard;
 

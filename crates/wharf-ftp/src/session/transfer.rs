@@ -426,10 +426,10 @@ pub(super) async fn store(st: &mut State, raw: &[u8], mode: WriteMode, offset: u
     // Answer the client's TLS close_notify with ours; a plain socket just closes.
     let _ = stream.shutdown().await;
     match upload.commit().await {
-        Ok(summary) => Reply::new(
-            226,
-            format!("transfer complete; SHA-256 {}", summary.sha256),
-        ),
+        Ok(summary) => match st.core().ok().and_then(|s| s.digest_for_client(&summary)) {
+            Some(sha256) => Reply::new(226, format!("transfer complete; SHA-256 {sha256}")),
+            None => Reply::new(226, "transfer complete"),
+        },
         Err(e) => core_reply(&e),
     }
 }

@@ -3,7 +3,6 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use wharf_core::upload::AT_END;
 use wharf_core::vfs::{Attrs, FileKind, Metadata};
 use wharf_core::{CoreError, ErrorKind, UploadOpen, WriteMode};
 use wharf_sftp_proto::{
@@ -143,8 +142,11 @@ async fn run(engine: &Engine, request: Request) -> Result<Response, CoreError> {
                     "handle not open for writing",
                 ));
             };
-            let offset = if *append { AT_END } else { offset };
-            upload.write_at(offset, data).await?;
+            if *append {
+                upload.append(data).await?;
+            } else {
+                upload.write_at(offset, data).await?;
+            }
             Ok(Response::ok(id))
         }
         RequestBody::Lstat { path: raw } => {
