@@ -198,3 +198,13 @@ def test_a_body_sent_a_byte_at_a_time_holds_no_more_than_a_buffer(server, partne
         conn.close()
     # Three held uploads of 200,000 one-byte chunks: a buffer each, not a heap piece per byte.
     assert grown < 3 * 4096, f"server grew by {grown} KiB"
+
+
+def test_a_webdav_put_onto_a_folder_is_refused_not_a_failure(server, partners):
+    _, fred = partners
+    (fred / "folder").mkdir()
+    body = server.root / "one"
+    body.write_bytes(b"1")
+    status = dav(server, "fred", "-T", str(body), f"https://127.0.0.1:{server.https_port}/dav/folder")
+    assert status.startswith("4"), status
+    assert (fred / "folder").is_dir()

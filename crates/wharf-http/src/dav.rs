@@ -41,7 +41,10 @@ pub(crate) const PREFIX: &str = "/dav";
 fn fs_error(e: &CoreError) -> FsError {
     match e.kind {
         ErrorKind::NotFound => FsError::NotFound,
-        ErrorKind::PermissionDenied | ErrorKind::InvalidPath => FsError::Forbidden,
+        // A PUT or COPY onto a folder is refused, not a server failure.
+        ErrorKind::PermissionDenied | ErrorKind::InvalidPath | ErrorKind::IsADirectory => {
+            FsError::Forbidden
+        }
         ErrorKind::AlreadyExists | ErrorKind::NotEmpty => FsError::Exists,
         ErrorKind::LimitReached => FsError::InsufficientStorage,
         ErrorKind::Unsupported => FsError::NotImplemented,
