@@ -20,6 +20,8 @@ import time
 import paramiko
 import pytest
 
+from raw_sockets import first_bytes
+
 PASSWORD = "correct horse battery staple"
 FTP_SERVICE = "ftp-plain"
 
@@ -87,23 +89,6 @@ def open_https(server, host, source):
         raise
     assert response.status == 200, response.status
     return conn  # kept alive: the connection stays open and holds its place
-
-
-def first_bytes(host, port, source):
-    """What a listener says first: b"" when it closes at once, None when it waits (TLS)."""
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    s.settimeout(5)
-    s.bind(source_of(source))
-    s.connect((host, port))
-    s.settimeout(2)
-    try:
-        return s.recv(200)
-    except socket.timeout:
-        return None
-    except ConnectionResetError:
-        return b""
-    finally:
-        s.close()
 
 
 def refused_ssh(server, host, source, why):

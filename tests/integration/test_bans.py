@@ -4,12 +4,13 @@ grow for repeat offenders, survive a restart and can be lifted by an administrat
 
 import ftplib
 import json
-import socket
 import subprocess
 import time
 
 import paramiko
 import pytest
+
+from raw_sockets import first_bytes
 
 PASSWORD = "correct horse battery staple"
 
@@ -24,19 +25,6 @@ def configure(server, **ban):
             f.write(f"{key} = {json.dumps(value)}\n")
     server.add_account("alice", password=PASSWORD)
     server.start()
-
-
-def first_bytes(host, port):
-    """What a server says first: b"" when it closes at once, None when it waits for the
-    client (TLS), else its greeting."""
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.settimeout(2)
-        try:
-            return s.recv(200)
-        except socket.timeout:
-            return None
-        except ConnectionResetError:
-            return b""
 
 
 def refused_everywhere(server, host):

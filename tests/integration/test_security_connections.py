@@ -23,6 +23,7 @@ import pytest
 
 from conftest import random_file, sha256
 from logins import ftps_login, https_status
+from raw_sockets import connect, first_bytes, greeting
 from test_auth_ldap import LARA_PASSWORD, directory, search_then_bind, use_chain  # noqa: F401
 
 PASSWORD = "correct horse battery staple"
@@ -38,33 +39,6 @@ def set_option(server, old, new):
     text = config.read_text()
     assert old in text, old
     config.write_text(text.replace(old, new))
-
-
-def connect(host, port, source=None):
-    """A TCP connection; `source` binds the client's address (any 127.x address is ours)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(5)
-    if source:
-        s.bind((source, 0))
-    s.connect((host, port))
-    return s
-
-
-def greeting(s):
-    """What the server says first: b"" when it closes at once, None when it waits (TLS)."""
-    s.settimeout(2)
-    try:
-        return s.recv(200)
-    except socket.timeout:
-        return None
-    except ConnectionResetError:
-        return b""
-
-
-def first_bytes(host, port, source=None):
-    with connect(host, port, source) as s:
-        return greeting(s)
 
 
 def flood(ports, seconds, limit):

@@ -113,9 +113,9 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn front_ends_touch_no_file_and_no_store_but_through_the_core() {
-    let mut broken = Vec::new();
+/// Every Rust source file of the protocol front-ends.
+fn front_end_sources() -> Vec<PathBuf> {
+    let mut all = Vec::new();
     for front in FRONT_ENDS {
         let mut files = Vec::new();
         rust_files(
@@ -123,12 +123,19 @@ fn front_ends_touch_no_file_and_no_store_but_through_the_core() {
             &mut files,
         );
         assert!(!files.is_empty(), "{front} has no sources");
-        for file in files {
-            let source = non_test_source(&file);
-            for forbidden in ["std::fs", "tokio::fs", "wharf_store"] {
-                if source.contains(forbidden) {
-                    broken.push(format!("{}: uses {forbidden}", file.display()));
-                }
+        all.extend(files);
+    }
+    all
+}
+
+#[test]
+fn front_ends_touch_no_file_and_no_store_but_through_the_core() {
+    let mut broken = Vec::new();
+    for file in front_end_sources() {
+        let source = non_test_source(&file);
+        for forbidden in ["std::fs", "tokio::fs", "wharf_store"] {
+            if source.contains(forbidden) {
+                broken.push(format!("{}: uses {forbidden}", file.display()));
             }
         }
     }
@@ -170,32 +177,25 @@ fn only_the_core_records_what_happened_to_files() {
     assert!(file_kinds.contains_key("FileQuarantined"), "{file_kinds:?}");
     assert!(!file_kinds.contains_key("LoginFailed"), "{file_kinds:?}");
     let mut broken = Vec::new();
-    for front in FRONT_ENDS {
-        let mut files = Vec::new();
-        rust_files(
-            &workspace().join("crates").join(front).join("src"),
-            &mut files,
-        );
-        for file in files {
-            let compact: String = non_test_source(&file)
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            for (kind, id) in &file_kinds {
-                if names_kind(&compact, kind) {
-                    broken.push(format!(
-                        "{}: names the file event {kind} ({id}); only the core records those",
-                        file.display()
-                    ));
-                }
-            }
-            // Kinds reached without their full name would slip past the names.
-            for way in indirect_kind_uses(&compact) {
+    for file in front_end_sources() {
+        let compact: String = non_test_source(&file)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        for (kind, id) in &file_kinds {
+            if names_kind(&compact, kind) {
                 broken.push(format!(
-                    "{}: reaches event kinds through `{way}`; name each as EventKind::Name",
+                    "{}: names the file event {kind} ({id}); only the core records those",
                     file.display()
                 ));
             }
+        }
+        // Kinds reached without their full name would slip past the names.
+        for way in indirect_kind_uses(&compact) {
+            broken.push(format!(
+                "{}: reaches event kinds through `{way}`; name each as EventKind::Name",
+                file.display()
+            ));
         }
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));
