@@ -377,6 +377,25 @@ fn is_attribute_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// The CA certificate file (PEM) the method `entry` trusts, read now, if it names one.
+fn read_ca(
+    loaded: &Loaded,
+    entry: &AuthenticationSection,
+    name: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(path) = &entry.ca else {
+        return Ok(None);
+    };
+    let path = loaded.resolve(path.get_ref());
+    let pem = std::fs::read(&path).with_context(|| {
+        format!(
+            "[[authentication]] {name}: cannot read ca {}",
+            path.display()
+        )
+    })?;
+    Ok(Some(pem))
+}
+
 /// Where homes given by the method `entry` must lie.
 fn home_roots_of(loaded: &Loaded, entry: &AuthenticationSection) -> HomeRoots {
     match &entry.home_roots {
@@ -438,18 +457,7 @@ pub fn methods(loaded: &Loaded) -> Result<Vec<Method>> {
                         .as_ref()
                         .map(|u| u.get_ref().as_str())
                         .unwrap_or_default();
-                    let ca = match &entry.ca {
-                        Some(path) => {
-                            let path = loaded.resolve(path.get_ref());
-                            Some(std::fs::read(&path).with_context(|| {
-                                format!(
-                                    "[[authentication]] {name}: cannot read ca {}",
-                                    path.display()
-                                )
-                            })?)
-                        }
-                        None => None,
-                    };
+                    let ca = read_ca(loaded, entry, &name)?;
                     let bearer = entry
                         .bearer_token
                         .as_ref()
@@ -471,18 +479,7 @@ pub fn methods(loaded: &Loaded) -> Result<Vec<Method>> {
                 "ldap" => {
                     let text =
                         |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
-                    let ca = match &entry.ca {
-                        Some(path) => {
-                            let path = loaded.resolve(path.get_ref());
-                            Some(std::fs::read(&path).with_context(|| {
-                                format!(
-                                    "[[authentication]] {name}: cannot read ca {}",
-                                    path.display()
-                                )
-                            })?)
-                        }
-                        None => None,
-                    };
+                    let ca = read_ca(loaded, entry, &name)?;
                     let bind_password = entry
                         .bind_password
                         .as_ref()
