@@ -82,3 +82,19 @@ def test_hash_names_the_bytes_hashed_without_list(ftp_server):
         assert client.sendcmd("HASH r.bin").lower() == f"213 sha-256 0-4321 {digest} r.bin"
     finally:
         client.quit()
+
+
+def test_lftp_continues_an_upload_from_the_files_end(ftp_server):
+    # lftp's `put -c` asks the size and continues with REST + STOR; the core checks the
+    # offset against the file it opens.
+    s = ftp_server
+    src = random_file(s.root / "whole.bin", 300_000)
+    data = src.read_bytes()
+    (s.home / "whole.bin").write_bytes(data[:100_000])
+    r = subprocess.run(["lftp", "-c", "set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 15; "
+                        f"open -u alice,{PASSWORD} -p {s.ftp_port} 127.0.0.1; put -c {src} -o whole.bin"],
+                       capture_output=True, text=True, timeout=120, cwd=s.root)
+    assert r.returncode == 0, r.stderr
+    assert (s.home / "whole.bin").read_bytes() == data
+    started = [e for e in s.events() if e["name"] == "upload.started" and e["path"] == "/whole.bin"]
+    assert started and started[-1]["attrs"].get("mode") == "resume", started

@@ -4,7 +4,9 @@ that tell a file's size or digest to an account that may not look, silent probes
 WebDAV bodies cut short or past the service's bounds, offsets at the end of the 64-bit range,
 and bodies sent a byte at a time."""
 
+import base64
 import ftplib
+import io
 import socket
 import ssl
 import subprocess
@@ -76,12 +78,12 @@ def test_resume_answers_say_nothing_of_a_file_the_account_may_not_look_at(server
     client = server.ftp_client("ftps", "anna", PASSWORD)
     try:
         with pytest.raises(ftplib.error_perm) as refused:
-            client.storbinary("STOR earlier.txt", __import__("io").BytesIO(b"Z"), rest=5)
+            client.storbinary("STOR earlier.txt", io.BytesIO(b"Z"), rest=5)
         assert str(refused.value).startswith("554"), refused.value
         assert "1024" not in str(refused.value)
         # At the right offset it continues the file; the reply gives no digest of bytes
         # the account did not send and may not read.
-        reply = client.storbinary("STOR earlier.txt", __import__("io").BytesIO(b"!"), rest=len(EARLIER))
+        reply = client.storbinary("STOR earlier.txt", io.BytesIO(b"!"), rest=len(EARLIER))
         assert reply.startswith("226") and "SHA-256" not in reply, reply
     finally:
         client.quit()
@@ -121,7 +123,6 @@ def test_webdav_bodies_cut_short_or_past_the_bounds_are_not_kept(server, partner
     context.verify_mode = ssl.CERT_NONE
     raw = socket.create_connection(("127.0.0.1", server.https_port), timeout=30)
     conn = context.wrap_socket(raw, server_hostname="localhost")
-    import base64
     auth = base64.b64encode(f"fred:{PASSWORD}".encode()).decode()
     conn.sendall((f"PUT /dav/stalled.bin HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n"
                   "Content-Length: 100000\r\n\r\n").encode() + b"s" * 50_000)
@@ -134,6 +135,9 @@ def test_webdav_bodies_cut_short_or_past_the_bounds_are_not_kept(server, partner
         raise AssertionError("the stalled WebDAV upload was not given up")
     conn.close()
     assert not (fred / "stalled.bin").exists()
+    refusals = [e.get("message") or "" for e in server.events() if e["name"] == "command.refused"]
+    assert any("stalled" in r for r in refusals), refusals
+    assert any("max_upload_size" in r for r in refusals), refusals
     assert not any(e["name"] == "upload.finished" and e["path"] in ("/partial.bin", "/big.bin", "/big2.bin",
                                                                      "/stalled.bin") for e in server.events())
 
@@ -170,7 +174,6 @@ def test_a_body_sent_a_byte_at_a_time_holds_no_more_than_a_buffer(server, partne
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    import base64
     auth = base64.b64encode(f"fred:{PASSWORD}".encode()).decode()
     # The first upload sets up what every later one shares (threads, caches): not counted.
     warm = server.root / "warm"

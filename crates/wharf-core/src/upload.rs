@@ -831,7 +831,10 @@ impl Drop for Upload {
         if !self.closed.swap(true, Ordering::SeqCst) {
             // The backend's own drop removes (or keeps) the data; the trail must still say
             // the upload did not finish.
-            self.emit_failed("session ended before the upload was closed", false);
+            self.emit_failed(
+                "the connection or request ended before the upload was closed",
+                false,
+            );
         }
     }
 }

@@ -695,7 +695,14 @@ pub(crate) async fn handle(
             )
                 .into_response();
         }
-        crate::upload_body::bounded(request, max, shared.config.body_timeout)
+        let (events, mut refused) = (
+            shared.events.clone(),
+            shared.event(EventKind::CommandRefused, &conn),
+        );
+        refused.account = Some(session.account().name.to_string());
+        crate::upload_body::bounded(request, max, shared.config.body_timeout, move |why| {
+            events.emit(refused.clone().failed(format!("WebDAV upload: {why}")));
+        })
     } else {
         request
     };
