@@ -99,6 +99,12 @@ impl Store {
         }
     }
 
+    /// Answers whether the store is reachable now: one round trip, nothing read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the pool, flushing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
