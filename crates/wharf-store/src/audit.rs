@@ -14,6 +14,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use wharf_core::Event;
 
+use crate::backend::{Backing as _, Fetch, on_pool};
 use crate::{Store, StoreError};
 
 /// The hash before the first record.
@@ -118,152 +119,160 @@ impl Store {
         node: &str,
         events: &[Event],
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        // IMMEDIATE takes the write lock before reading the chain's head, so a CLI command
-        // and the server appending at once cannot both claim the same number.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let last = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev) = match last {
-            Some(row) => (
-                row.try_get::<i64, _>("seq")?,
-                row.try_get::<String, _>("hash")?,
-            ),
-            None => (0, GENESIS.to_owned()),
-        };
-        let mut records = Vec::with_capacity(events.len());
-        for event in events {
-            seq += 1;
-            let mut record = AuditRecord {
-                seq,
-                id: event.kind.id(),
-                name: event.kind.name().to_owned(),
-                time: format_time(event.time),
-                node: node.to_owned(),
-                service: event.service.clone(),
-                protocol: event.protocol.map(|p| p.as_str().to_owned()),
-                session: event.session.clone(),
-                account: event.account.clone(),
-                remote: event.remote.map(|r| r.to_string()),
-                path: event.path.clone(),
-                path2: event.path2.clone(),
-                bytes: event.bytes,
-                sha256: event.sha256.clone(),
-                duration_ms: event.duration_ms,
-                outcome: event.outcome.as_str().to_owned(),
-                message: event.message.clone(),
-                attrs: event.attrs.clone(),
-                prev: prev.clone(),
-                hash: String::new(),
+        on_pool!(self, pool => {
+            // IMMEDIATE takes the write lock before reading the chain's head, so a CLI command
+            // and the server appending at once cannot both claim the same number.
+            let mut tx = pool.begin_write("events").await?;
+            let last = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (mut seq, mut prev) = match last {
+                Some(row) => (
+                    row.int("seq")?,
+                    row.text("hash")?,
+                ),
+                None => (0, GENESIS.to_owned()),
             };
-            record.hash = chain_hash(&record);
-            let record_json = serde_json::to_string(&record).unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(seq)
-            .bind(i64::from(record.id))
-            .bind(&record.name)
-            .bind(time_us(event.time))
-            .bind(&record.account)
-            .bind(&record_json)
-            .bind(&record.prev)
-            .bind(&record.hash)
-            .execute(&mut *tx)
-            .await?;
-            prev = record.hash.clone();
-            records.push(record);
-        }
-        tx.commit().await?;
-        Ok(records)
+            let mut records = Vec::with_capacity(events.len());
+            for event in events {
+                seq += 1;
+                let mut record = AuditRecord {
+                    seq,
+                    id: event.kind.id(),
+                    name: event.kind.name().to_owned(),
+                    time: format_time(event.time),
+                    node: node.to_owned(),
+                    service: event.service.clone(),
+                    protocol: event.protocol.map(|p| p.as_str().to_owned()),
+                    session: event.session.clone(),
+                    account: event.account.clone(),
+                    remote: event.remote.map(|r| r.to_string()),
+                    path: event.path.clone(),
+                    path2: event.path2.clone(),
+                    bytes: event.bytes,
+                    sha256: event.sha256.clone(),
+                    duration_ms: event.duration_ms,
+                    outcome: event.outcome.as_str().to_owned(),
+                    message: event.message.clone(),
+                    attrs: event.attrs.clone(),
+                    prev: prev.clone(),
+                    hash: String::new(),
+                };
+                record.hash = chain_hash(&record);
+                let record_json = serde_json::to_string(&record).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(seq)
+                .bind(i64::from(record.id))
+                .bind(&record.name)
+                .bind(time_us(event.time))
+                .bind(&record.account)
+                .bind(&record_json)
+                .bind(&record.prev)
+                .bind(&record.hash)
+                .execute(&mut *tx)
+                .await?;
+                prev = record.hash.clone();
+                records.push(record);
+            }
+            tx.commit().await?;
+            Ok(records)
+        })
     }
 
     /// Records matching `filter`, oldest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = if filter.limit <= 0 {
-            1000
-        } else {
-            filter.limit
-        };
-        let id = filter.id.map(i64::from);
-        // With a cursor, read forward from it; without one, the newest `limit` records.
-        let sql = if filter.after_seq.is_some() {
-            "SELECT record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
-             AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) ORDER BY seq ASC LIMIT $5"
-        } else {
-            "SELECT record_json FROM (SELECT seq, record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
-             AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) ORDER BY seq DESC LIMIT $5) ORDER BY seq ASC"
-        };
-        let rows = sqlx::query(sql)
-            .bind(filter.after_seq.unwrap_or(0))
-            .bind(filter.since_us)
-            .bind(id)
-            .bind(&filter.account)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let text: String = row.try_get("record_json")?;
-                serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
-                    what: "events.record_json",
-                    source,
+        on_pool!(self, pool => {
+            let limit = if filter.limit <= 0 {
+                1000
+            } else {
+                filter.limit
+            };
+            let id = filter.id.map(i64::from);
+            // With a cursor, read forward from it; without one, the newest `limit` records.
+            let sql = if filter.after_seq.is_some() {
+                "SELECT record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
+                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) ORDER BY seq ASC LIMIT $5"
+            } else {
+                "SELECT record_json FROM (SELECT seq, record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
+                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) ORDER BY seq DESC LIMIT $5) AS recent ORDER BY seq ASC"
+            };
+            let rows = sqlx::query(sql)
+                .bind(filter.after_seq.unwrap_or(0))
+                .bind(filter.since_us)
+                .bind(id)
+                .bind(&filter.account)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let text: String = row.try_get("record_json")?;
+                    serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
+                        what: "events.record_json",
+                        source,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The stored hash of record `seq`, if there is one.
     pub async fn event_hash(&self, seq: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT hash FROM events WHERE seq = $1")
-            .bind(seq)
-            .fetch_optional(&self.pool)
-            .await?)
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT hash FROM events WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     /// Walks the whole chain. `Ok(n)` when all `n` records hold; `Err((seq, why))` names the
     /// first record that does not.
     pub async fn verify_chain(&self) -> Result<Result<i64, (i64, String)>, StoreError> {
-        let mut prev = GENESIS.to_owned();
-        let mut expected_seq = 1;
-        let mut cursor = 0;
-        loop {
-            let rows = sqlx::query(
-                "SELECT seq, record_json, prev, hash FROM events WHERE seq > $1 ORDER BY seq ASC LIMIT 5000",
-            )
-            .bind(cursor)
-            .fetch_all(&self.pool)
-            .await?;
-            if rows.is_empty() {
-                return Ok(Ok(expected_seq - 1));
+        on_pool!(self, pool => {
+            let mut prev = GENESIS.to_owned();
+            let mut expected_seq = 1;
+            let mut cursor = 0;
+            loop {
+                let rows = sqlx::query(
+                    "SELECT seq, record_json, prev, hash FROM events WHERE seq > $1 ORDER BY seq ASC LIMIT 5000",
+                )
+                .bind(cursor)
+                .fetch_all(pool)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(Ok(expected_seq - 1));
+                }
+                for row in &rows {
+                    let seq: i64 = row.try_get("seq")?;
+                    cursor = seq;
+                    if seq != expected_seq {
+                        return Ok(Err((
+                            expected_seq,
+                            format!("record {expected_seq} is missing"),
+                        )));
+                    }
+                    let text: String = row.try_get("record_json")?;
+                    let stored_hash: String = row.try_get("hash")?;
+                    let stored_prev: String = row.try_get("prev")?;
+                    let record: AuditRecord = match serde_json::from_str(&text) {
+                        Ok(r) => r,
+                        Err(e) => return Ok(Err((seq, format!("record does not parse: {e}")))),
+                    };
+                    if record.seq != seq || stored_prev != prev || record.prev != prev {
+                        return Ok(Err((seq, "does not follow the previous record".to_owned())));
+                    }
+                    if chain_hash(&record) != stored_hash || record.hash != stored_hash {
+                        return Ok(Err((seq, "content does not match its hash".to_owned())));
+                    }
+                    prev = stored_hash;
+                    expected_seq += 1;
+                }
             }
-            for row in &rows {
-                let seq: i64 = row.try_get("seq")?;
-                cursor = seq;
-                if seq != expected_seq {
-                    return Ok(Err((
-                        expected_seq,
-                        format!("record {expected_seq} is missing"),
-                    )));
-                }
-                let text: String = row.try_get("record_json")?;
-                let stored_hash: String = row.try_get("hash")?;
-                let stored_prev: String = row.try_get("prev")?;
-                let record: AuditRecord = match serde_json::from_str(&text) {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err((seq, format!("record does not parse: {e}")))),
-                };
-                if record.seq != seq || stored_prev != prev || record.prev != prev {
-                    return Ok(Err((seq, "does not follow the previous record".to_owned())));
-                }
-                if chain_hash(&record) != stored_hash || record.hash != stored_hash {
-                    return Ok(Err((seq, "content does not match its hash".to_owned())));
-                }
-                prev = stored_hash;
-                expected_seq += 1;
-            }
-        }
+        })
     }
 }
 
@@ -274,35 +283,49 @@ mod tests {
 
     #[tokio::test]
     async fn chain_detects_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
-        let events: Vec<Event> = (0..5)
-            .map(|i| Event::new(EventKind::FileDeleted).path(format!("/f{i}")))
-            .collect();
-        let records = store.append_events("n1", &events).await.unwrap();
-        assert_eq!(
-            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5]
-        );
-        assert_eq!(store.verify_chain().await.unwrap(), Ok(5));
+        for under_test in crate::testing::backends().await {
+            let store = &under_test.store;
+            let events: Vec<Event> = (0..5)
+                .map(|i| Event::new(EventKind::FileDeleted).path(format!("/f{i}")))
+                .collect();
+            let records = store.append_events("n1", &events).await.unwrap();
+            assert_eq!(
+                records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                [1, 2, 3, 4, 5],
+                "{}",
+                under_test.name
+            );
+            assert_eq!(
+                store.verify_chain().await.unwrap(),
+                Ok(5),
+                "{}",
+                under_test.name
+            );
 
-        let mut edited = records[2].clone();
-        edited.path = Some("/other".into());
-        sqlx::query("UPDATE events SET record_json = $1 WHERE seq = 3")
-            .bind(serde_json::to_string(&edited).unwrap())
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(store.verify_chain().await.unwrap().unwrap_err().0, 3);
+            store
+                .execute_raw("UPDATE events SET record_json = replace(record_json, '/f2', '/other') WHERE seq = 3")
+                .await;
+            assert_eq!(
+                store.verify_chain().await.unwrap().unwrap_err().0,
+                3,
+                "{}",
+                under_test.name
+            );
 
-        let filtered = store
-            .events(&EventFilter {
-                id: Some(30020),
-                limit: 2,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(filtered.iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 5]);
+            let filtered = store
+                .events(&EventFilter {
+                    id: Some(30020),
+                    limit: 2,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                filtered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                [4, 5],
+                "{}",
+                under_test.name
+            );
+        }
     }
 }

@@ -7,11 +7,11 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use wharf_core::dav_state::{DavStore, DeadProp, Lock, PropChange};
 use wharf_core::{CoreError, ErrorKind};
 use wharf_types::VirtualPath;
 
+use crate::backend::{Backing as _, Fetch, on_pool};
 use crate::{Store, StoreError};
 
 fn failure(e: impl Into<StoreError>) -> CoreError {
@@ -27,17 +27,17 @@ fn beneath(path: &str) -> String {
     }
 }
 
-fn lock(row: &SqliteRow) -> Result<Lock, CoreError> {
-    let path: String = row.try_get("path").map_err(failure)?;
+fn lock(row: &impl Fetch) -> Result<Lock, CoreError> {
+    let path = row.text("path").map_err(failure)?;
     Ok(Lock {
-        token: row.try_get("token").map_err(failure)?,
+        token: row.text("token").map_err(failure)?,
         path: VirtualPath::parse(&path).map_err(|e| failure(StoreError::Missing(e.to_string())))?,
-        account: row.try_get("account").map_err(failure)?,
-        owner: row.try_get("owner").map_err(failure)?,
-        shared: row.try_get::<i64, _>("shared").map_err(failure)? != 0,
-        deep: row.try_get::<i64, _>("deep").map_err(failure)? != 0,
-        timeout_s: u64::try_from(row.try_get::<i64, _>("timeout_s").map_err(failure)?).unwrap_or(0),
-        expires_us: row.try_get("expires_us").map_err(failure)?,
+        account: row.text("account").map_err(failure)?,
+        owner: row.opt_text("owner").map_err(failure)?,
+        shared: row.int("shared").map_err(failure)? != 0,
+        deep: row.int("deep").map_err(failure)? != 0,
+        timeout_s: u64::try_from(row.int("timeout_s").map_err(failure)?).unwrap_or(0),
+        expires_us: row.int("expires_us").map_err(failure)?,
     })
 }
 
@@ -57,14 +57,16 @@ impl Store {
         scope: &str,
         path: &str,
     ) -> Result<(), CoreError> {
-        sqlx::query(delete)
-            .bind(scope)
-            .bind(path)
-            .bind(beneath(path))
-            .execute(&self.pool)
-            .await
-            .map_err(failure)?;
-        Ok(())
+        on_pool!(self, pool => {
+            sqlx::query(delete)
+                .bind(scope)
+                .bind(path)
+                .bind(beneath(path))
+                .execute(pool)
+                .await
+                .map_err(failure)?;
+            Ok(())
+        })
     }
 }
 
@@ -76,15 +78,17 @@ impl DavStore for Store {
         path: &str,
         now_us: i64,
     ) -> Result<Vec<Lock>, CoreError> {
-        let rows = sqlx::query(AROUND)
-            .bind(scope)
-            .bind(path)
-            .bind(now_us)
-            .bind(beneath(path))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failure)?;
-        rows.iter().map(lock).collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query(AROUND)
+                .bind(scope)
+                .bind(path)
+                .bind(now_us)
+                .bind(beneath(path))
+                .fetch_all(pool)
+                .await
+                .map_err(failure)?;
+            rows.iter().map(lock).collect()
+        })
     }
 
     async fn add_lock(
@@ -95,57 +99,57 @@ impl DavStore for Store {
         max_per_account: usize,
         conflict: &(dyn for<'x> Fn(&'x [Lock]) -> Option<Lock> + Send + Sync),
     ) -> Result<Result<(), Lock>, CoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failure)?;
-        sqlx::query("DELETE FROM dav_locks WHERE expires_us <= $1")
-            .bind(now_us)
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write("dav_locks")
+                .await
+                .map_err(failure)?;
+            sqlx::query("DELETE FROM dav_locks WHERE expires_us <= $1")
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await
+                .map_err(failure)?;
+            let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dav_locks WHERE account = $1")
+                .bind(&new.account)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failure)?;
+            if usize::try_from(held).unwrap_or(usize::MAX) >= max_per_account {
+                return Err(CoreError::new(
+                    ErrorKind::LimitReached,
+                    format!("an account holds at most {max_per_account} locks"),
+                ));
+            }
+            let rows = sqlx::query(AROUND)
+                .bind(scope)
+                .bind(new.path.as_str())
+                .bind(now_us)
+                .bind(beneath(new.path.as_str()))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failure)?;
+            let around = rows.iter().map(lock).collect::<Result<Vec<_>, _>>()?;
+            if let Some(found) = conflict(&around) {
+                return Ok(Err(found));
+            }
+            sqlx::query(
+                "INSERT INTO dav_locks (token, scope, path, account, owner, shared, deep, timeout_s,
+                   expires_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&new.token)
+            .bind(scope)
+            .bind(new.path.as_str())
+            .bind(&new.account)
+            .bind(&new.owner)
+            .bind(i64::from(new.shared))
+            .bind(i64::from(new.deep))
+            .bind(i64::try_from(new.timeout_s).unwrap_or(i64::MAX))
+            .bind(new.expires_us)
             .execute(&mut *tx)
             .await
             .map_err(failure)?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dav_locks WHERE account = $1")
-            .bind(&new.account)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failure)?;
-        if usize::try_from(held).unwrap_or(usize::MAX) >= max_per_account {
-            return Err(CoreError::new(
-                ErrorKind::LimitReached,
-                format!("an account holds at most {max_per_account} locks"),
-            ));
-        }
-        let rows = sqlx::query(AROUND)
-            .bind(scope)
-            .bind(new.path.as_str())
-            .bind(now_us)
-            .bind(beneath(new.path.as_str()))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(failure)?;
-        let around = rows.iter().map(lock).collect::<Result<Vec<_>, _>>()?;
-        if let Some(found) = conflict(&around) {
-            return Ok(Err(found));
-        }
-        sqlx::query(
-            "INSERT INTO dav_locks (token, scope, path, account, owner, shared, deep, timeout_s,
-               expires_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&new.token)
-        .bind(scope)
-        .bind(new.path.as_str())
-        .bind(&new.account)
-        .bind(&new.owner)
-        .bind(i64::from(new.shared))
-        .bind(i64::from(new.deep))
-        .bind(i64::try_from(new.timeout_s).unwrap_or(i64::MAX))
-        .bind(new.expires_us)
-        .execute(&mut *tx)
-        .await
-        .map_err(failure)?;
-        tx.commit().await.map_err(failure)?;
-        Ok(Ok(()))
+            tx.commit().await.map_err(failure)?;
+            Ok(Ok(()))
+        })
     }
 
     async fn refresh_lock(
@@ -156,21 +160,23 @@ impl DavStore for Store {
         timeout_s: u64,
         now_us: i64,
     ) -> Result<Option<Lock>, CoreError> {
-        let timeout = i64::try_from(timeout_s).unwrap_or(i64::MAX);
-        let row = sqlx::query(
-            "UPDATE dav_locks SET timeout_s = $4, expires_us = $5 + $4 * 1000000
-             WHERE scope = $1 AND account = $2 AND token = $3 AND expires_us > $5
-             RETURNING token, path, account, owner, shared, deep, timeout_s, expires_us",
-        )
-        .bind(scope)
-        .bind(account)
-        .bind(token)
-        .bind(timeout)
-        .bind(now_us)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failure)?;
-        row.as_ref().map(lock).transpose()
+        on_pool!(self, pool => {
+            let timeout = i64::try_from(timeout_s).unwrap_or(i64::MAX);
+            let row = sqlx::query(
+                "UPDATE dav_locks SET timeout_s = $4, expires_us = $5 + $4 * 1000000
+                 WHERE scope = $1 AND account = $2 AND token = $3 AND expires_us > $5
+                 RETURNING token, path, account, owner, shared, deep, timeout_s, expires_us",
+            )
+            .bind(scope)
+            .bind(account)
+            .bind(token)
+            .bind(timeout)
+            .bind(now_us)
+            .fetch_optional(pool)
+            .await
+            .map_err(failure)?;
+            row.as_ref().map(lock).transpose()
+        })
     }
 
     async fn remove_lock(
@@ -179,15 +185,17 @@ impl DavStore for Store {
         account: &str,
         token: &str,
     ) -> Result<bool, CoreError> {
-        let done =
-            sqlx::query("DELETE FROM dav_locks WHERE scope = $1 AND account = $2 AND token = $3")
-                .bind(scope)
-                .bind(account)
-                .bind(token)
-                .execute(&self.pool)
-                .await
-                .map_err(failure)?;
-        Ok(done.rows_affected() > 0)
+        on_pool!(self, pool => {
+            let done =
+                sqlx::query("DELETE FROM dav_locks WHERE scope = $1 AND account = $2 AND token = $3")
+                    .bind(scope)
+                    .bind(account)
+                    .bind(token)
+                    .execute(pool)
+                    .await
+                    .map_err(failure)?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     async fn remove_locks(&self, scope: &str, path: &str) -> Result<(), CoreError> {
@@ -201,32 +209,36 @@ impl DavStore for Store {
     }
 
     async fn props(&self, scope: &str, path: &str) -> Result<Vec<DeadProp>, CoreError> {
-        let rows = sqlx::query(
-            "SELECT namespace, name, xml FROM dav_props WHERE scope = $1 AND path = $2
-             ORDER BY namespace, name",
-        )
-        .bind(scope)
-        .bind(path)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failure)?;
-        rows.iter()
-            .map(|row| {
-                Ok(DeadProp {
-                    namespace: row.try_get("namespace").map_err(failure)?,
-                    name: row.try_get("name").map_err(failure)?,
-                    xml: row.try_get("xml").map_err(failure)?,
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT namespace, name, xml FROM dav_props WHERE scope = $1 AND path = $2
+                 ORDER BY namespace, name",
+            )
+            .bind(scope)
+            .bind(path)
+            .fetch_all(pool)
+            .await
+            .map_err(failure)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeadProp {
+                        namespace: row.try_get("namespace").map_err(failure)?,
+                        name: row.try_get("name").map_err(failure)?,
+                        xml: row.try_get("xml").map_err(failure)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     async fn prop_paths(&self, scope: &str) -> Result<Vec<String>, CoreError> {
-        sqlx::query_scalar("SELECT DISTINCT path FROM dav_props WHERE scope = $1")
-            .bind(scope)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failure)
+        on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT DISTINCT path FROM dav_props WHERE scope = $1")
+                .bind(scope)
+                .fetch_all(pool)
+                .await
+                .map_err(failure)
+        })
     }
 
     async fn patch_props(
@@ -237,93 +249,93 @@ impl DavStore for Store {
         changes: &[PropChange],
         (max_per_entry, max_per_account): (usize, usize),
     ) -> Result<(), CoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failure)?;
-        for change in changes {
-            match change {
-                PropChange::Remove(namespace, name) => sqlx::query(
-                    "DELETE FROM dav_props WHERE scope = $1 AND path = $2 AND namespace = $3
-                       AND name = $4",
-                )
-                .bind(scope)
-                .bind(path)
-                .bind(namespace)
-                .bind(name),
-                PropChange::Set(prop) => sqlx::query(
-                    "INSERT INTO dav_props (scope, path, namespace, name, account, xml)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (scope, path, namespace, name) DO UPDATE SET xml = excluded.xml",
-                )
-                .bind(scope)
-                .bind(path)
-                .bind(&prop.namespace)
-                .bind(&prop.name)
-                .bind(account)
-                .bind(&prop.xml),
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write("dav_props")
+                .await
+                .map_err(failure)?;
+            for change in changes {
+                match change {
+                    PropChange::Remove(namespace, name) => sqlx::query(
+                        "DELETE FROM dav_props WHERE scope = $1 AND path = $2 AND namespace = $3
+                           AND name = $4",
+                    )
+                    .bind(scope)
+                    .bind(path)
+                    .bind(namespace)
+                    .bind(name),
+                    PropChange::Set(prop) => sqlx::query(
+                        "INSERT INTO dav_props (scope, path, namespace, name, account, xml)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (scope, path, namespace, name) DO UPDATE SET xml = excluded.xml",
+                    )
+                    .bind(scope)
+                    .bind(path)
+                    .bind(&prop.namespace)
+                    .bind(&prop.name)
+                    .bind(account)
+                    .bind(&prop.xml),
+                }
+                .execute(&mut *tx)
+                .await
+                .map_err(failure)?;
             }
-            .execute(&mut *tx)
-            .await
-            .map_err(failure)?;
-        }
-        let on_entry: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dav_props WHERE scope = $1 AND path = $2")
-                .bind(scope)
-                .bind(path)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failure)?;
-        let of_account: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dav_props WHERE account = $1")
-                .bind(account)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failure)?;
-        let over = |n: i64, max: usize| usize::try_from(n).unwrap_or(usize::MAX) > max;
-        if over(on_entry, max_per_entry) || over(of_account, max_per_account) {
-            // Dropping the transaction rolls the whole patch back.
-            return Err(CoreError::new(
-                ErrorKind::LimitReached,
-                format!(
-                    "at most {max_per_entry} properties an entry and {max_per_account} an account"
-                ),
-            ));
-        }
-        tx.commit().await.map_err(failure)?;
-        Ok(())
+            let on_entry: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM dav_props WHERE scope = $1 AND path = $2")
+                    .bind(scope)
+                    .bind(path)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failure)?;
+            let of_account: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM dav_props WHERE account = $1")
+                    .bind(account)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failure)?;
+            let over = |n: i64, max: usize| usize::try_from(n).unwrap_or(usize::MAX) > max;
+            if over(on_entry, max_per_entry) || over(of_account, max_per_account) {
+                // Dropping the transaction rolls the whole patch back.
+                return Err(CoreError::new(
+                    ErrorKind::LimitReached,
+                    format!(
+                        "at most {max_per_entry} properties an entry and {max_per_account} an account"
+                    ),
+                ));
+            }
+            tx.commit().await.map_err(failure)?;
+            Ok(())
+        })
     }
 
     async fn move_props(&self, scope: &str, from: &str, to: &str) -> Result<(), CoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write("dav_props")
+                .await
+                .map_err(failure)?;
+            sqlx::query(
+                "DELETE FROM dav_props WHERE scope = $1
+                   AND (path = $2 OR substr(path, 1, length($3)) = $3)",
+            )
+            .bind(scope)
+            .bind(to)
+            .bind(beneath(to))
+            .execute(&mut *tx)
             .await
             .map_err(failure)?;
-        sqlx::query(
-            "DELETE FROM dav_props WHERE scope = $1
-               AND (path = $2 OR substr(path, 1, length($3)) = $3)",
-        )
-        .bind(scope)
-        .bind(to)
-        .bind(beneath(to))
-        .execute(&mut *tx)
-        .await
-        .map_err(failure)?;
-        sqlx::query(
-            "UPDATE dav_props SET path = $4 || substr(path, length($2) + 1) WHERE scope = $1
-               AND (path = $2 OR substr(path, 1, length($3)) = $3)",
-        )
-        .bind(scope)
-        .bind(from)
-        .bind(beneath(from))
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .map_err(failure)?;
-        tx.commit().await.map_err(failure)?;
-        Ok(())
+            sqlx::query(
+                "UPDATE dav_props SET path = $4 || substr(path, length($2) + 1) WHERE scope = $1
+                   AND (path = $2 OR substr(path, 1, length($3)) = $3)",
+            )
+            .bind(scope)
+            .bind(from)
+            .bind(beneath(from))
+            .bind(to)
+            .execute(&mut *tx)
+            .await
+            .map_err(failure)?;
+            tx.commit().await.map_err(failure)?;
+            Ok(())
+        })
     }
 
     async fn copy_props(
@@ -333,31 +345,31 @@ impl DavStore for Store {
         from: &str,
         to: &str,
     ) -> Result<(), CoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failure)?;
-        sqlx::query("DELETE FROM dav_props WHERE scope = $1 AND path = $2")
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write("dav_props")
+                .await
+                .map_err(failure)?;
+            sqlx::query("DELETE FROM dav_props WHERE scope = $1 AND path = $2")
+                .bind(scope)
+                .bind(to)
+                .execute(&mut *tx)
+                .await
+                .map_err(failure)?;
+            sqlx::query(
+                "INSERT INTO dav_props (scope, path, namespace, name, account, xml)
+                 SELECT scope, $3, namespace, name, $4, xml FROM dav_props
+                 WHERE scope = $1 AND path = $2",
+            )
             .bind(scope)
+            .bind(from)
             .bind(to)
+            .bind(account)
             .execute(&mut *tx)
             .await
             .map_err(failure)?;
-        sqlx::query(
-            "INSERT INTO dav_props (scope, path, namespace, name, account, xml)
-             SELECT scope, $3, namespace, name, $4, xml FROM dav_props
-             WHERE scope = $1 AND path = $2",
-        )
-        .bind(scope)
-        .bind(from)
-        .bind(to)
-        .bind(account)
-        .execute(&mut *tx)
-        .await
-        .map_err(failure)?;
-        tx.commit().await.map_err(failure)?;
-        Ok(())
+            tx.commit().await.map_err(failure)?;
+            Ok(())
+        })
     }
 
     async fn remove_props(&self, scope: &str, path: &str) -> Result<(), CoreError> {
@@ -390,8 +402,12 @@ mod tests {
 
     #[tokio::test]
     async fn locks_are_found_around_a_path_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        for under_test in crate::testing::backends().await {
+            locks_are_found_around_a_path_and_expire_on(&under_test.store).await;
+        }
+    }
+
+    async fn locks_are_found_around_a_path_and_expire_on(store: &Store) {
         let none = |_: &[Lock]| None;
         for l in [
             at("/a", "t1", true),
@@ -447,8 +463,12 @@ mod tests {
 
     #[tokio::test]
     async fn properties_move_copy_and_stay_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        for under_test in crate::testing::backends().await {
+            properties_move_copy_and_stay_bounded_on(&under_test.store).await;
+        }
+    }
+
+    async fn properties_move_copy_and_stay_bounded_on(store: &Store) {
         let prop = |name: &str| DeadProp {
             namespace: "urn:x".into(),
             name: name.into(),

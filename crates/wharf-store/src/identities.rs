@@ -1,11 +1,10 @@
 //! Accounts, groups and Manager administrators.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use wharf_core::{Rule, UploadMode};
 use wharf_types::{AccountName, AddressRules, Protocol};
 
+use crate::backend::{Fetch, on_pool};
 use crate::{Store, StoreError, now_us};
 
 /// An account as stored. The password is only ever an Argon2id (or imported) hash.
@@ -84,8 +83,8 @@ fn size_column(size: Option<u64>) -> Option<i64> {
     size.map(|s| i64::try_from(s).unwrap_or(i64::MAX))
 }
 
-fn size_from_row(row: &SqliteRow, what: &'static str) -> Result<Option<u64>, StoreError> {
-    let stored: Option<i64> = row.try_get("max_file_size")?;
+fn size_from_row(row: &impl Fetch, what: &'static str) -> Result<Option<u64>, StoreError> {
+    let stored = row.opt_int("max_file_size")?;
     stored
         .map(|s| {
             u64::try_from(s).map_err(|_| StoreError::Corrupt {
@@ -96,50 +95,41 @@ fn size_from_row(row: &SqliteRow, what: &'static str) -> Result<Option<u64>, Sto
         .transpose()
 }
 
-fn account_from_row(row: &SqliteRow) -> Result<AccountRecord, StoreError> {
-    let name: String = row.try_get("name")?;
+fn account_from_row(row: &impl Fetch) -> Result<AccountRecord, StoreError> {
+    let name = row.text("name")?;
     Ok(AccountRecord {
         name: AccountName::new(&name).map_err(|e| StoreError::Corrupt {
             what: "accounts.name",
             source: serde::de::Error::custom(e),
         })?,
-        password_hash: row.try_get("password_hash")?,
-        home: row.try_get("home")?,
-        enabled: row.try_get::<i64, _>("enabled")? != 0,
-        groups: parse(&row.try_get::<String, _>("groups_json")?, "accounts.groups")?,
-        keys: parse(&row.try_get::<String, _>("keys_json")?, "accounts.keys")?,
-        rules: parse(&row.try_get::<String, _>("rules_json")?, "accounts.rules")?,
-        addresses: parse(
-            &row.try_get::<String, _>("addresses_json")?,
-            "accounts.addresses",
-        )?,
-        expires_us: row.try_get("expires_us")?,
-        second_factor: row.try_get("second_factor_json")?,
-        require_second_factor: row.try_get::<i64, _>("require_second_factor")? != 0,
+        password_hash: row.opt_text("password_hash")?,
+        home: row.opt_text("home")?,
+        enabled: row.int("enabled")? != 0,
+        groups: parse(&row.text("groups_json")?, "accounts.groups")?,
+        keys: parse(&row.text("keys_json")?, "accounts.keys")?,
+        rules: parse(&row.text("rules_json")?, "accounts.rules")?,
+        addresses: parse(&row.text("addresses_json")?, "accounts.addresses")?,
+        expires_us: row.opt_int("expires_us")?,
+        second_factor: row.opt_text("second_factor_json")?,
+        require_second_factor: row.int("require_second_factor")? != 0,
         max_file_size: size_from_row(row, "accounts.max_file_size")?,
     })
 }
 
-fn group_from_row(row: &SqliteRow) -> Result<GroupRecord, StoreError> {
-    let upload_mode: Option<String> = row.try_get("upload_mode")?;
+fn group_from_row(row: &impl Fetch) -> Result<GroupRecord, StoreError> {
+    let upload_mode = row.opt_text("upload_mode")?;
     Ok(GroupRecord {
-        name: row.try_get("name")?,
-        home_template: row.try_get("home_template")?,
-        create_home: row.try_get::<i64, _>("create_home")? != 0,
-        rules: parse(&row.try_get::<String, _>("rules_json")?, "groups.rules")?,
-        protocols: parse(
-            &row.try_get::<String, _>("protocols_json")?,
-            "groups.protocols",
-        )?,
+        name: row.text("name")?,
+        home_template: row.opt_text("home_template")?,
+        create_home: row.int("create_home")? != 0,
+        rules: parse(&row.text("rules_json")?, "groups.rules")?,
+        protocols: parse(&row.text("protocols_json")?, "groups.protocols")?,
         upload_mode: match upload_mode {
             Some(text) => Some(parse(&format!("{text:?}"), "groups.upload_mode")?),
             None => None,
         },
-        addresses: parse(
-            &row.try_get::<String, _>("addresses_json")?,
-            "groups.addresses",
-        )?,
-        require_second_factor: row.try_get::<i64, _>("require_second_factor")? != 0,
+        addresses: parse(&row.text("addresses_json")?, "groups.addresses")?,
+        require_second_factor: row.int("require_second_factor")? != 0,
         max_file_size: size_from_row(row, "groups.max_file_size")?,
     })
 }
@@ -154,59 +144,63 @@ fn upload_mode_text(mode: Option<UploadMode>) -> Option<&'static str> {
 impl Store {
     /// Creates an account; fails if the name is taken.
     pub async fn create_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
-        let now = now_us();
-        let result = sqlx::query(
-            "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, max_file_size, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(account.name.as_str())
-        .bind(&account.password_hash)
-        .bind(&account.home)
-        .bind(i64::from(account.enabled))
-        .bind(json(&account.groups))
-        .bind(json(&account.keys))
-        .bind(json(&account.rules))
-        .bind(json(&account.addresses))
-        .bind(account.expires_us)
-        .bind(&account.second_factor)
-        .bind(i64::from(account.require_second_factor))
-        .bind(size_column(account.max_file_size))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Exists(format!("account {}", account.name)));
-        }
-        Ok(())
+        on_pool!(self, pool => {
+            let now = now_us();
+            let result = sqlx::query(
+                "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, max_file_size, created_us, updated_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(account.name.as_str())
+            .bind(&account.password_hash)
+            .bind(&account.home)
+            .bind(i64::from(account.enabled))
+            .bind(json(&account.groups))
+            .bind(json(&account.keys))
+            .bind(json(&account.rules))
+            .bind(json(&account.addresses))
+            .bind(account.expires_us)
+            .bind(&account.second_factor)
+            .bind(i64::from(account.require_second_factor))
+            .bind(size_column(account.max_file_size))
+            .bind(now)
+            .execute(pool)
+            .await?;
+            if result.rows_affected() == 0 {
+                return Err(StoreError::Exists(format!("account {}", account.name)));
+            }
+            Ok(())
+        })
     }
 
     /// Replaces an existing account's fields.
     pub async fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
-             keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, \
-             second_factor_json = $10, require_second_factor = $11, max_file_size = $12, \
-             updated_us = $13 WHERE name = $1",
-        )
-        .bind(account.name.as_str())
-        .bind(&account.password_hash)
-        .bind(&account.home)
-        .bind(i64::from(account.enabled))
-        .bind(json(&account.groups))
-        .bind(json(&account.keys))
-        .bind(json(&account.rules))
-        .bind(json(&account.addresses))
-        .bind(account.expires_us)
-        .bind(&account.second_factor)
-        .bind(i64::from(account.require_second_factor))
-        .bind(size_column(account.max_file_size))
-        .bind(now_us())
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Missing(format!("account {}", account.name)));
-        }
-        Ok(())
+        on_pool!(self, pool => {
+            let result = sqlx::query(
+                "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
+                 keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, \
+                 second_factor_json = $10, require_second_factor = $11, max_file_size = $12, \
+                 updated_us = $13 WHERE name = $1",
+            )
+            .bind(account.name.as_str())
+            .bind(&account.password_hash)
+            .bind(&account.home)
+            .bind(i64::from(account.enabled))
+            .bind(json(&account.groups))
+            .bind(json(&account.keys))
+            .bind(json(&account.rules))
+            .bind(json(&account.addresses))
+            .bind(account.expires_us)
+            .bind(&account.second_factor)
+            .bind(i64::from(account.require_second_factor))
+            .bind(size_column(account.max_file_size))
+            .bind(now_us())
+            .execute(pool)
+            .await?;
+            if result.rows_affected() == 0 {
+                return Err(StoreError::Missing(format!("account {}", account.name)));
+            }
+            Ok(())
+        })
     }
 
     /// Replaces an account's second factor only if it is still `expected` (so a code or
@@ -217,142 +211,164 @@ impl Store {
         expected: &str,
         next: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE accounts SET second_factor_json = $3, updated_us = $4 \
-             WHERE name = $1 AND second_factor_json = $2",
-        )
-        .bind(name)
-        .bind(expected)
-        .bind(next)
-        .bind(now_us())
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        on_pool!(self, pool => {
+            let result = sqlx::query(
+                "UPDATE accounts SET second_factor_json = $3, updated_us = $4 \
+                 WHERE name = $1 AND second_factor_json = $2",
+            )
+            .bind(name)
+            .bind(expected)
+            .bind(next)
+            .bind(now_us())
+            .execute(pool)
+            .await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     /// One account by name.
     pub async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT * FROM accounts WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(account_from_row).transpose()
+        })
     }
 
     /// Every account, by name.
     pub async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM accounts ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(account_from_row).collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT * FROM accounts ORDER BY name")
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(account_from_row).collect()
+        })
     }
 
     /// Removes an account; false if there was none.
     pub async fn remove_account(&self, name: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM accounts WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+        on_pool!(self, pool => {
+            let result = sqlx::query("DELETE FROM accounts WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await?;
+            Ok(result.rows_affected() > 0)
+        })
     }
 
     /// Creates a group; fails if the name is taken.
     pub async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
-        let now = now_us();
-        let result = sqlx::query(
-            "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, max_file_size, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&group.name)
-        .bind(&group.home_template)
-        .bind(i64::from(group.create_home))
-        .bind(json(&group.rules))
-        .bind(json(&group.protocols))
-        .bind(upload_mode_text(group.upload_mode))
-        .bind(json(&group.addresses))
-        .bind(i64::from(group.require_second_factor))
-        .bind(size_column(group.max_file_size))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Exists(format!("group {}", group.name)));
-        }
-        Ok(())
+        on_pool!(self, pool => {
+            let now = now_us();
+            let result = sqlx::query(
+                "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, max_file_size, created_us, updated_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&group.name)
+            .bind(&group.home_template)
+            .bind(i64::from(group.create_home))
+            .bind(json(&group.rules))
+            .bind(json(&group.protocols))
+            .bind(upload_mode_text(group.upload_mode))
+            .bind(json(&group.addresses))
+            .bind(i64::from(group.require_second_factor))
+            .bind(size_column(group.max_file_size))
+            .bind(now)
+            .execute(pool)
+            .await?;
+            if result.rows_affected() == 0 {
+                return Err(StoreError::Exists(format!("group {}", group.name)));
+            }
+            Ok(())
+        })
     }
 
     /// Replaces an existing group's fields.
     pub async fn update_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
-             upload_mode = $6, addresses_json = $7, require_second_factor = $8, max_file_size = $9, \
-             updated_us = $10 WHERE name = $1",
-        )
-        .bind(&group.name)
-        .bind(&group.home_template)
-        .bind(i64::from(group.create_home))
-        .bind(json(&group.rules))
-        .bind(json(&group.protocols))
-        .bind(upload_mode_text(group.upload_mode))
-        .bind(json(&group.addresses))
-        .bind(i64::from(group.require_second_factor))
-        .bind(size_column(group.max_file_size))
-        .bind(now_us())
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Missing(format!("group {}", group.name)));
-        }
-        Ok(())
+        on_pool!(self, pool => {
+            let result = sqlx::query(
+                "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
+                 upload_mode = $6, addresses_json = $7, require_second_factor = $8, max_file_size = $9, \
+                 updated_us = $10 WHERE name = $1",
+            )
+            .bind(&group.name)
+            .bind(&group.home_template)
+            .bind(i64::from(group.create_home))
+            .bind(json(&group.rules))
+            .bind(json(&group.protocols))
+            .bind(upload_mode_text(group.upload_mode))
+            .bind(json(&group.addresses))
+            .bind(i64::from(group.require_second_factor))
+            .bind(size_column(group.max_file_size))
+            .bind(now_us())
+            .execute(pool)
+            .await?;
+            if result.rows_affected() == 0 {
+                return Err(StoreError::Missing(format!("group {}", group.name)));
+            }
+            Ok(())
+        })
     }
 
     /// One group by name.
     pub async fn group(&self, name: &str) -> Result<Option<GroupRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM groups WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(group_from_row).transpose()
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT * FROM groups WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(group_from_row).transpose()
+        })
     }
 
     /// Every group, by name.
     pub async fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM groups ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(group_from_row).collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT * FROM groups ORDER BY name")
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(group_from_row).collect()
+        })
     }
 
     /// Removes a group; false if there was none.
     pub async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM groups WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+        on_pool!(self, pool => {
+            let result = sqlx::query("DELETE FROM groups WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await?;
+            Ok(result.rows_affected() > 0)
+        })
     }
 
     /// Creates a Manager administrator; fails if the name is taken.
     pub async fn create_admin(&self, admin: &AdminRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO admins (name, password_hash, created_us) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&admin.name)
-        .bind(&admin.password_hash)
-        .bind(now_us())
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Exists(format!("administrator {}", admin.name)));
-        }
-        Ok(())
+        on_pool!(self, pool => {
+            let result = sqlx::query(
+                "INSERT INTO admins (name, password_hash, created_us) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&admin.name)
+            .bind(&admin.password_hash)
+            .bind(now_us())
+            .execute(pool)
+            .await?;
+            if result.rows_affected() == 0 {
+                return Err(StoreError::Exists(format!("administrator {}", admin.name)));
+            }
+            Ok(())
+        })
     }
 
     /// How many Manager administrators exist.
     pub async fn admin_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM admins")
-            .fetch_one(&self.pool)
-            .await?)
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM admins")
+                .fetch_one(pool)
+                .await?)
+        })
     }
 }
 
@@ -362,8 +378,12 @@ mod tests {
 
     #[tokio::test]
     async fn max_file_size_is_stored_cleared_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        for under_test in crate::testing::backends().await {
+            max_file_size_on(&under_test.store).await;
+        }
+    }
+
+    async fn max_file_size_on(store: &Store) {
         let mut group = GroupRecord {
             name: "g".into(),
             home_template: Some("/srv/${USER}".into()),
@@ -407,10 +427,9 @@ mod tests {
         assert_eq!(stored.max_file_size, Some(i64::MAX as u64));
 
         // A negative size (the database edited by hand) is reported, not wrapped.
-        sqlx::query("UPDATE accounts SET max_file_size = -1")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        store
+            .execute_raw("UPDATE accounts SET max_file_size = -1")
+            .await;
         assert!(matches!(
             store.account("a").await,
             Err(StoreError::Corrupt {

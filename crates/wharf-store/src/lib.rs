@@ -1,5 +1,7 @@
 //! Wharf's store: identities (accounts, groups, Manager administrators) and runtime state
-//! (the numbered, hash-chained audit trail; bans) in SQLite, with PostgreSQL for clusters to come.
+//! (the numbered, hash-chained audit trail; bans; handler jobs; WebDAV locks) in SQLite on one
+//! machine, or in PostgreSQL shared by every node of a cluster: one set of operations over
+//! both backends (`backend.rs`).
 //!
 //! Queries are runtime-checked sqlx queries with bound parameters only: no SQL is ever built
 //! from input text. Lists (keys, groups, rules) are stored as JSON text so the schema stays
@@ -11,23 +13,25 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backend;
 mod bans;
+mod connect;
 mod dav_state;
 mod handler_queue;
 mod identities;
 mod migrate;
+#[cfg(test)]
+mod testing;
 
 use std::path::Path;
-use std::time::Duration;
-
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 
 pub use audit::{AuditRecord, EventFilter, GENESIS, chain_hash, format_time};
 pub use bans::BanRecord;
+pub use connect::{Backend, Connect, check_url, redacted};
 pub use handler_queue::{HandlerJob, JobState};
 pub use identities::{AccountRecord, AdminRecord, GroupRecord};
+
+use backend::{Pool, on_pool};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -51,63 +55,74 @@ pub enum StoreError {
     #[error("{0} does not exist")]
     Missing(String),
     /// The store URL is not one Wharf knows.
-    #[error("unsupported store url {0:?}: use sqlite:PATH")]
+    #[error("unsupported store url {0:?}: use sqlite:PATH or postgres://USER@HOST:PORT/DATABASE")]
     UnsupportedUrl(String),
+    /// The store URL names a known backend but cannot be used as written.
+    #[error("store url {0}")]
+    BadUrl(String),
+    /// The PostgreSQL server could not be reached or refused the connection.
+    #[error("cannot reach the PostgreSQL store at {place}: {why}")]
+    Unreachable {
+        /// `host:port`.
+        place: String,
+        /// What failed (never the password).
+        why: String,
+    },
 }
 
 /// The store handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        let store = Store { pool };
-        migrate::apply(&store.pool).await?;
-        Ok(store)
+        let pool = connect::open_sqlite(path).await?;
+        migrate::apply_sqlite(&pool).await?;
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+        })
     }
 
-    /// Opens the store named by `url` (`sqlite:PATH`), relative paths from `base`.
+    /// Opens the store `connect` names and applies migrations.
+    pub async fn open(connect: &Connect) -> Result<Store, StoreError> {
+        let pool = connect::open(connect).await?;
+        match &pool {
+            Pool::Sqlite(p) => migrate::apply_sqlite(p).await?,
+            Pool::Postgres(p) => migrate::apply_postgres(p).await?,
+        }
+        Ok(Store { pool })
+    }
+
+    /// Opens the store named by `url` with no password, relative paths from `base`.
     pub async fn open_url(url: &str, base: &Path) -> Result<Store, StoreError> {
-        let Some(rest) = url.strip_prefix("sqlite:") else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
-        };
-        let rest = rest.trim_start_matches("//");
-        let path = base.join(rest);
-        Store::open_sqlite(&path).await
+        Store::open(&Connect {
+            url: url.to_owned(),
+            base: base.to_owned(),
+            ..Connect::default()
+        })
+        .await
     }
 
-    /// Validates a store URL without opening it.
-    pub fn check_url(url: &str) -> Result<(), StoreError> {
-        if url.starts_with("sqlite:") {
-            Ok(())
-        } else {
-            Err(StoreError::UnsupportedUrl(url.to_owned()))
+    /// Which backend this store is.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
         }
     }
 
     /// Answers whether the store is reachable now: one round trip, nothing read.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 
-    /// Closes the pool, flushing the WAL.
+    /// Closes the pool, flushing SQLite's WAL.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, pool => pool.close().await);
     }
 }
 

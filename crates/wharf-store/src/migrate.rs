@@ -1,13 +1,17 @@
 //! Schema migrations, embedded in the binary and applied in order at open.
 //!
-//! Each migration runs once, inside a transaction, and its number is recorded. Migrations
-//! are never edited after release; a change is a new migration.
+//! Each backend has its own text of every migration (same numbers, same tables and columns;
+//! `migrations/sqlite` and `migrations/postgres`). Each migration runs once, inside a
+//! transaction, and its number is recorded. Several nodes starting at once against one
+//! PostgreSQL take turns on an advisory lock, so a migration is never applied twice; SQLite
+//! writers take turns on its write lock. Migrations are never edited after release; a change
+//! is a new migration.
 
-use sqlx::SqlitePool;
+use sqlx::{Connection, PgPool, SqlitePool};
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[
+const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (2, include_str!("migrations/sqlite/0002_bans.sql")),
     (
@@ -20,14 +24,41 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/sqlite/0007_dav_state.sql")),
 ];
 
-pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_initial.sql")),
+    (2, include_str!("migrations/postgres/0002_bans.sql")),
+    (
+        3,
+        include_str!("migrations/postgres/0003_address_rules_expiry.sql"),
+    ),
+    (
+        4,
+        include_str!("migrations/postgres/0004_second_factor.sql"),
+    ),
+    (
+        5,
+        include_str!("migrations/postgres/0005_handler_queue.sql"),
+    ),
+    (
+        6,
+        include_str!("migrations/postgres/0006_max_file_size.sql"),
+    ),
+    (7, include_str!("migrations/postgres/0007_dav_state.sql")),
+];
+
+/// The advisory lock key every Wharf node takes while migrating ("wharf" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0077_6861_7266;
+
+pub(crate) async fn apply_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS wharf_schema (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)",
     )
     .execute(pool)
     .await?;
-    for (version, sql) in MIGRATIONS {
-        let mut tx = pool.begin().await?;
+    for (version, sql) in SQLITE {
+        // IMMEDIATE: a second process opening the same file waits here, then sees the
+        // version recorded and skips it.
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let done: Option<i64> =
             sqlx::query_scalar("SELECT version FROM wharf_schema WHERE version = $1")
                 .bind(version)
@@ -48,4 +79,62 @@ pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), StoreError> {
         tx.commit().await?;
     }
     Ok(())
+}
+
+pub(crate) async fn apply_postgres(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    // A session lock, held on this one connection across every migration's transaction;
+    // released below, or by PostgreSQL if this process dies first.
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let applied = apply_postgres_locked(&mut conn).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply_postgres_locked(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS wharf_schema (version BIGINT PRIMARY KEY, applied_us BIGINT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    for (version, sql) in POSTGRES {
+        let mut tx = conn.begin().await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM wharf_schema WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO wharf_schema (version, applied_us) VALUES ($1, $2)")
+            .bind(version)
+            .bind(crate::now_us())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_know_the_same_migrations() {
+        let numbers = |list: &[(i64, &str)]| list.iter().map(|(v, _)| *v).collect::<Vec<_>>();
+        assert_eq!(numbers(SQLITE), numbers(POSTGRES));
+    }
 }

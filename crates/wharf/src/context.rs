@@ -23,10 +23,10 @@ impl Context {
     /// Loads the configuration at `path` and opens its store.
     pub async fn open(path: &std::path::Path) -> Result<Context> {
         let loaded = Loaded::load(path)?;
-        let store_url = loaded.config.store.url.get_ref().clone();
-        let store = Store::open_url(&store_url, &loaded.base)
+        let connect = crate::config::store::connect(&loaded)?;
+        let store = Store::open(&connect)
             .await
-            .with_context(|| format!("cannot open the store {store_url}"))?;
+            .with_context(|| format!("cannot open the store {}", connect.url))?;
         let section = &loaded.config.audit;
         let jsonl = match section.jsonl.as_str() {
             "" => None,

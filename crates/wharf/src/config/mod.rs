@@ -2,7 +2,7 @@
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key, with what
 //! to do about it. Relative paths are relative to the folder holding the configuration file.
-//! Each section's own module (`service`, `auth`, `handler`, `policy`, `sink`) owns its keys
+//! Each section's own module (`service`, `auth`, `handler`, `policy`, `sink`, `store`) owns its keys
 //! and checks; this one reads the file and gathers their issues. Loading never opens a socket,
 //! writes a file or changes the store: it only reads and checks.
 
@@ -20,6 +20,7 @@ mod keys;
 pub mod policy;
 pub mod service;
 pub mod sink;
+pub mod store;
 
 pub use service::{FtpTls, Service, ServiceKind};
 
@@ -32,7 +33,7 @@ pub struct Config {
     pub server: ServerSection,
     /// `[store]`.
     #[serde(default)]
-    pub store: StoreSection,
+    pub store: crate::config::store::StoreSection,
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditSection,
@@ -83,31 +84,6 @@ fn default_node() -> String {
 
 fn default_data_dir() -> String {
     "wharf-data".to_owned()
-}
-
-/// `[store]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSection {
-    /// `sqlite:PATH`.
-    #[serde(default = "default_store_url")]
-    pub url: Spanned<String>,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        StoreSection {
-            url: Spanned::new(0..0, default_store_url_text()),
-        }
-    }
-}
-
-fn default_store_url_text() -> String {
-    "sqlite:wharf-data/wharf.db".to_owned()
-}
-
-fn default_store_url() -> Spanned<String> {
-    Spanned::new(0..0, default_store_url_text())
 }
 
 /// `[audit]`.
@@ -350,13 +326,7 @@ impl Loaded {
         crate::config::auth::validate(&self.config.authentication, &mut issue);
         crate::config::handler::validate(self, &mut issue);
         crate::config::sink::validate(self, &mut issue);
-        if let Err(e) = wharf_store::Store::check_url(self.config.store.url.get_ref()) {
-            issue(
-                self.config.store.url.span(),
-                "store.url".into(),
-                e.to_string(),
-            );
-        }
+        self.config.store.validate(&mut issue);
         if !self.resolve(&self.config.server.data_dir).is_dir() {
             issue(
                 0..0,
