@@ -57,7 +57,7 @@ def sha256(path) -> str:
 
 
 class WharfServer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, init_args=()):
         self.root = root
         self.port = free_port()
         self.ftps_port = free_port()
@@ -65,7 +65,7 @@ class WharfServer:
         self.https_port = free_port()
         self.proc = None
         self.log = root / "serve.log"
-        out = self.wharf("init", str(root), check=True)
+        out = self.wharf("init", str(root), *init_args, check=True)
         self.admin_output = out.stderr
         config = (root / "wharf.toml").read_text()
         config = config.replace('address = "::"', 'address = ["127.0.0.1", "::1"]')
@@ -241,6 +241,91 @@ def server(tmp_path):
     s = WharfServer(tmp_path)
     yield s
     s.stop()
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL server of this test worker (scripts/throwaway-postgres)."""
+
+    SCRIPT = ROOT / "scripts" / "throwaway-postgres"
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = f"/tmp/wharf-pytest-pg-{os.getpid()}-{self.port}"
+        out = subprocess.run([str(self.SCRIPT), self.dir, str(self.port), str(os.getpid())],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise AssertionError(f"cannot start PostgreSQL: {out.stderr}")
+        self.url = out.stdout.strip()
+        self._databases = 0
+
+    def database(self) -> str:
+        """A new empty database; its URL."""
+        self._databases += 1
+        name = f"w{os.getpid()}_{self._databases}"
+        subprocess.run(["psql", "-q", f"{self.url}/postgres", "-c", f"CREATE DATABASE {name}"],
+                       check=True, capture_output=True, timeout=30)
+        return f"{self.url}/{name}"
+
+    def psql(self, database_url: str, sql: str) -> str:
+        out = subprocess.run(["psql", "-At", database_url, "-c", sql], check=True,
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout.strip()
+
+    def pause(self):
+        """Stops the server, keeping its data."""
+        subprocess.run([str(self.SCRIPT), "--pause", self.dir], check=True, timeout=60)
+
+    def resume(self):
+        subprocess.run([str(self.SCRIPT), "--resume", self.dir], check=True, timeout=60)
+
+    def remove(self):
+        subprocess.run([str(self.SCRIPT), "--stop", self.dir], timeout=60)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """This worker's throwaway PostgreSQL server, shared by its tests (one database each)."""
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.remove()
+
+
+class Cluster:
+    """Wharf nodes sharing one PostgreSQL store (a fresh database) and one homes folder.
+
+    `node(name)` makes a node with `wharf init --store URL --node NAME`; the first node's
+    init creates the `users` group (homes under the cluster's folder) and the
+    administrator in the store; later nodes find them there."""
+
+    def __init__(self, root: Path, postgres: PostgresCluster):
+        self.root = root
+        self.postgres = postgres
+        self.store_url = postgres.database()
+        self.nodes = {}
+
+    def node(self, name: str) -> WharfServer:
+        node = WharfServer(self.root / name, init_args=("--store", self.store_url, "--node", name))
+        # Every node sees the first node's homes (the storage every node mounts).
+        node.homes = next(iter(self.nodes.values())).homes if self.nodes else node.homes
+        # One client key for the whole cluster, as one partner uses towards every node.
+        if self.nodes:
+            node.key = next(iter(self.nodes.values())).key
+        self.nodes[name] = node
+        return node
+
+    def psql(self, sql: str) -> str:
+        return self.postgres.psql(self.store_url, sql)
+
+    def stop(self):
+        for node in self.nodes.values():
+            node.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, postgres):
+    c = Cluster(tmp_path, postgres)
+    yield c
+    c.stop()
 
 
 def random_file(path: Path, size: int) -> Path:

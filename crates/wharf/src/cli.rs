@@ -30,6 +30,17 @@ pub enum Command {
         /// Folder to create them in.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Use this store instead of a new SQLite file: `postgres://USER@HOST:PORT/DB` joins
+        /// (or starts) a cluster; the `users` group and the administrator are made only if the
+        /// store has none.
+        #[arg(long)]
+        store: Option<String>,
+        /// The store's password, as `env:NAME` or `file:PATH` (written to the configuration).
+        #[arg(long, requires = "store")]
+        store_password: Option<String>,
+        /// This node's name, unique in the cluster (default wharf-1).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Validate the configuration; errors name file, line and key.
     CheckConfig,

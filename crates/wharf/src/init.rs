@@ -4,6 +4,10 @@
 //! certificate for the TLS services, the SQLite store, a default `users` group (home folders
 //! under the data folder, created at first login, full access inside them) and one Manager
 //! administrator whose random password is printed once and stored only as a hash.
+//!
+//! With `--store postgres://…` the node joins a cluster's store instead: the group and the
+//! administrator are made only by the first node to initialise it, so a second node's
+//! `init` changes nothing shared.
 
 use std::fs;
 use std::io::Write;
@@ -147,7 +151,90 @@ fn certificate(dir: &Path) -> Result<()> {
 
 /// Creates `dir/wharf.toml` and `dir/wharf-data/`; refuses to overwrite a configuration.
 /// Returns the configuration path and, when an administrator was created, its password.
-pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
+/// What `wharf init` may be told besides the folder.
+#[derive(Debug, Default)]
+pub struct InitOptions {
+    /// A store URL other than the default SQLite file.
+    pub store: Option<String>,
+    /// The store's password spec (`env:NAME` or `file:PATH`).
+    pub store_password: Option<String>,
+    /// The node's name.
+    pub node: Option<String>,
+}
+
+impl InitOptions {
+    /// The default configuration with these options written in.
+    fn config_text(&self) -> Result<String> {
+        let mut text = DEFAULT_CONFIG.to_owned();
+        if let Some(node) = &self.node {
+            if node.is_empty()
+                || !node
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!("--node {node:?}: use letters, digits, '-', '_' and '.'");
+            }
+            text = text.replacen("name = \"wharf-1\"", &format!("name = \"{node}\""), 1);
+        }
+        if let Some(url) = &self.store {
+            wharf_store::check_url(url).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+            let mut section = format!(
+                "# Shared by every node of the cluster.\nurl = {}\n",
+                toml_string(url)
+            );
+            if let Some(spec) = &self.store_password {
+                if !(spec.starts_with("env:") || spec.starts_with("file:")) {
+                    bail!("--store-password: give it as env:NAME or file:PATH, never literally");
+                }
+                section.push_str(&format!("password = {}\n", toml_string(spec)));
+            }
+            text = text.replacen(
+                "# SQLite file (relative to this file's folder).\nurl = \"sqlite:wharf-data/wharf.db\"\n",
+                &section,
+                1,
+            );
+        }
+        Ok(text)
+    }
+
+    async fn open_store(&self, dir: &Path, data: &Path) -> Result<Store> {
+        let Some(url) = &self.store else {
+            return Ok(Store::open_sqlite(&data.join("wharf.db")).await?);
+        };
+        let password = match &self.store_password {
+            Some(spec) => Some(read_secret(dir, spec)?),
+            None => None,
+        };
+        let connect = wharf_store::Connect {
+            url: url.clone(),
+            base: dir.to_owned(),
+            password,
+            ..Default::default()
+        };
+        Store::open(&connect)
+            .await
+            .with_context(|| format!("cannot open the store {}", wharf_store::redacted(url)))
+    }
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+fn read_secret(dir: &Path, spec: &str) -> Result<String> {
+    if let Some(name) = spec.strip_prefix("env:") {
+        return std::env::var(name)
+            .with_context(|| format!("environment variable {name} is not set"));
+    }
+    let path = dir.join(spec.strip_prefix("file:").unwrap_or(spec));
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Creates the configuration and data folder in `dir` (see the module header).
+pub async fn init(dir: &Path, options: &InitOptions) -> Result<(PathBuf, Option<String>)> {
+    let config_text = options.config_text()?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let config_path = dir.join("wharf.toml");
     if config_path.exists() {
@@ -170,7 +257,7 @@ pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
         },
     )?;
     certificate(&data.join("tls"))?;
-    let store = Store::open_sqlite(&data.join("wharf.db")).await?;
+    let store = options.open_store(dir, &data).await?;
     let homes = fs::canonicalize(data.join("homes"))?;
     if store.group("users").await?.is_none() {
         store
@@ -204,7 +291,7 @@ pub async fn init(dir: &Path) -> Result<(PathBuf, Option<String>)> {
         .write(true)
         .create_new(true)
         .open(&config_path)?;
-    file.write_all(DEFAULT_CONFIG.as_bytes())?;
+    file.write_all(config_text.as_bytes())?;
     Ok((config_path, admin_password))
 }
 

@@ -22,7 +22,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let (path, password) = crate::init::init(dir).await?;
+        let (path, password) = crate::init::init(dir, &Default::default()).await?;
         crate::init::announce(&path, password.as_deref());
     }
     let ctx = Context::open(config_path).await?;

@@ -22,8 +22,18 @@ use crate::context::Context;
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve => crate::serve::serve(&cli.config).await,
-        Command::Init { dir } => {
-            let (path, password) = crate::init::init(&dir).await?;
+        Command::Init {
+            dir,
+            store,
+            store_password,
+            node,
+        } => {
+            let options = crate::init::InitOptions {
+                store,
+                store_password,
+                node,
+            };
+            let (path, password) = crate::init::init(&dir, &options).await?;
             crate::init::announce(&path, password.as_deref());
             Ok(ExitCode::SUCCESS)
         }
