@@ -3,6 +3,10 @@
 What one node writes to the store, every node reads: an account made through node A logs in
 on node B, and both nodes' records land in the one audit trail, each naming its node."""
 
+import os
+import signal
+import sqlite3
+
 from conftest import sha256
 
 
@@ -37,3 +41,69 @@ def test_a_second_node_init_changes_nothing_shared(cluster):
     assert "Password (shown once" not in b.admin_output
     assert cluster.psql("SELECT count(*) FROM admins") == "1"
     assert cluster.psql("SELECT name, home_template FROM groups") == groups_before
+
+
+def test_a_sqlite_store_copied_into_postgresql_arrives_whole(server, postgres, tmp_path):
+    """`wharf store copy --to postgres://…` moves a single node's store: accounts with their
+    second factor, groups, the administrator, bans and the audit trail with its numbers and
+    hashes, so `wharf audit verify` passes on the copy and the accounts log in."""
+    server.add_account("alice", password="correct horse battery")
+    # A ban as the ban engine stores it (none is set off here: 192.0.2.0/24 is documentation).
+    with sqlite3.connect(server.root / "wharf-data" / "wharf.db") as db:
+        db.execute("INSERT INTO bans (network, banned_us, until_us, strikes, reason, node) "
+                   "VALUES ('192.0.2.0/24', 1, 9000000000000000, 3, 'test', 'wharf-1')")
+    server.start()
+    payload = tmp_path / "p.txt"
+    payload.write_text("before the move\n")
+    server.sftp("alice", f"put {payload} before.txt\n")
+    server.wait_event("upload.finished", account="alice")
+    server.stop()
+    before = server.events()
+
+    url = postgres.database()
+    out = server.wharf("store", "copy", "--to", url, check=True).stdout
+    assert "events" in out and "set [store] url" in out
+    # The source is untouched; a second copy into the same database is refused.
+    again = server.wharf("store", "copy", "--to", url)
+    assert again.returncode != 0 and "not empty" in again.stderr
+
+    config = server.root / "wharf.toml"
+    config.write_text(config.read_text().replace('url = "sqlite:wharf-data/wharf.db"', f'url = "{url}"'))
+    assert server.events() == before
+    verified = server.wharf("audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert postgres.psql(url, "SELECT count(*) FROM admins") == "1"
+    assert "192.0.2.0/24" in server.wharf("ban", "list", check=True).stdout
+
+    server.start()
+    got = server.sftp("alice", "get before.txt -\n".replace("-", str(tmp_path / "back.txt")))
+    assert (tmp_path / "back.txt").read_text() == "before the move\n", got.stdout
+    server.wait_event("download.finished", account="alice")
+
+
+def test_kill_9_of_a_node_mid_upload_leaves_no_partial_file_and_b_serves(cluster, tmp_path):
+    a = cluster.node("a")
+    b = cluster.node("b")
+    a.add_account("alice", password="correct horse battery")
+    a.start()
+    b.start()
+
+    client = a.paramiko("alice")
+    sftp = client.open_sftp()
+    remote = sftp.open("big.bin", "wb")
+    chunk = os.urandom(64 * 1024)
+    for _ in range(32):  # 2 MiB written, the upload still open
+        remote.write(chunk)
+    remote.flush()
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(timeout=10)
+    client.close()
+
+    home = a.homes / "alice"
+    assert not (home / "big.bin").exists(), sorted(p.name for p in home.iterdir())
+
+    whole = tmp_path / "whole.bin"
+    whole.write_bytes(chunk * 48)
+    b.sftp("alice", f"put {whole} big.bin\n")
+    assert sha256(home / "big.bin") == sha256(whole)
+    b.wait_event("upload.finished", account="alice", path="/big.bin")

@@ -16,6 +16,7 @@ mod audit;
 mod backend;
 mod bans;
 mod connect;
+mod copy;
 mod dav_state;
 mod handler_queue;
 mod identities;
@@ -60,6 +61,9 @@ pub enum StoreError {
     /// The store URL names a known backend but cannot be used as written.
     #[error("store url {0}")]
     BadUrl(String),
+    /// Two stores do not fit together (a copy between different versions or backends).
+    #[error("{0}")]
+    Mismatch(String),
     /// The PostgreSQL server could not be reached or refused the connection.
     #[error("cannot reach the PostgreSQL store at {place}: {why}")]
     Unreachable {

@@ -68,6 +68,26 @@ pub enum Command {
     /// Event handlers' queue.
     #[command(subcommand)]
     Handler(HandlerCommand),
+    /// The store as a whole.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `wharf store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this node's SQLite store, whole, into a new PostgreSQL database (for a cluster).
+    Copy {
+        /// `postgres://USER@HOST:PORT/DB` (an empty database).
+        #[arg(long)]
+        to: String,
+        /// Its password, as `env:NAME` or `file:PATH`.
+        #[arg(long)]
+        password: Option<String>,
+        /// The CA certificate (PEM) that signed its server's certificate.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// `wharf handler ...`.

@@ -8,6 +8,7 @@ mod groups;
 mod handlers;
 mod io;
 mod size;
+mod store;
 mod totp;
 
 use std::process::ExitCode;
@@ -62,6 +63,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ban(command) => bans::run(&Context::open(&cli.config).await?, command).await,
         Command::Handler(command) => {
             handlers::run(&Context::open(&cli.config).await?, command).await
+        }
+        Command::Store(crate::cli::StoreCommand::Copy {
+            to,
+            password,
+            ca_file,
+        }) => {
+            let ctx = Context::open(&cli.config).await?;
+            store::copy(&ctx, &to, password.as_deref(), ca_file).await
         }
         Command::Audit(crate::cli::AuditCommand::Verify { witness }) => {
             events::verify(&Context::open(&cli.config).await?, &witness).await
