@@ -4,10 +4,13 @@ What one node writes to the store, every node reads: an account made through nod
 on node B, and both nodes' records land in the one audit trail, each naming its node."""
 
 import os
+import shutil
 import signal
 import sqlite3
+import subprocess
+from pathlib import Path
 
-from conftest import sha256
+from conftest import WharfServer, sha256
 
 
 def test_an_account_made_on_a_logs_in_on_b(cluster, tmp_path):
@@ -107,3 +110,52 @@ def test_kill_9_of_a_node_mid_upload_leaves_no_partial_file_and_b_serves(cluster
     b.sftp("alice", f"put {whole} big.bin\n")
     assert sha256(home / "big.bin") == sha256(whole)
     b.wait_event("upload.finished", account="alice", path="/big.bin")
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_the_store_over_tls_checks_the_servers_certificate(postgres, tmp_path):
+    """`sslmode=verify-full` with `[store] ca_file`: the node talks to PostgreSQL over TLS
+    (rustls) and refuses a server whose certificate its CA did not sign."""
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Store CA", cwd=pki)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", "other.key", "-out", "other.pem", "-days", "2", "-subj", "/CN=Other CA", cwd=pki)
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=pki)
+    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=pki)
+    # The server's own copies, readable by the PostgreSQL user only.
+    for name in ("server.pem", "server.key"):
+        target = Path(postgres.dir) / f"tls-{name}"
+        shutil.copy(pki / name, target)
+        os.chmod(target, 0o600)
+        if os.getuid() == 0:
+            shutil.chown(target, "postgres")
+    admin = f"{postgres.url}/postgres"
+    postgres.psql(admin, f"ALTER SYSTEM SET ssl_cert_file = '{postgres.dir}/tls-server.pem'")
+    postgres.psql(admin, f"ALTER SYSTEM SET ssl_key_file = '{postgres.dir}/tls-server.key'")
+    postgres.psql(admin, "ALTER SYSTEM SET ssl = on")
+    postgres.psql(admin, "SELECT pg_reload_conf()")
+
+    database = postgres.database()
+    node = WharfServer(tmp_path / "node", init_args=("--store", database, "--node", "tls"))
+    config = node.root / "wharf.toml"
+    plain = config.read_text()
+    config.write_text(plain.replace(f'url = "{database}"', f'url = "{database}?sslmode=verify-full"\nca_file = "{pki / "ca.pem"}"'))
+    listed = node.wharf("account", "list")
+    assert listed.returncode == 0, listed.stderr
+    # verify-full cannot fall back to plain text: this worked over TLS, checked.
+
+    # Another CA: the server is not trusted, and the message says why.
+    config.write_text(plain.replace(f'url = "{database}"', f'url = "{database}?sslmode=verify-full"\nca_file = "{pki / "other.pem"}"'))
+    refused = node.wharf("account", "list")
+    assert refused.returncode != 0
+    assert "127.0.0.1" in refused.stderr and "certificate" in refused.stderr.lower(), refused.stderr
+    postgres.psql(admin, "ALTER SYSTEM RESET ssl")
+    postgres.psql(admin, "SELECT pg_reload_conf()")
