@@ -46,10 +46,11 @@ class Row:
     unit: str
     peer: str
     higher_is_better: bool = True
-    target: float | None = None  # ratio Wharf / peer to reach (>= when higher is better)
+    target: float | None = None  # ratio subject / peer to reach (>= when higher is better)
     cpu_unit: str = ""
     cpu_target: float | None = None
     results: dict = field(default_factory=dict)  # server name -> Result
+    subject: str = "wharf"  # the server measured against `peer`
 
 
 class Bench:
@@ -75,13 +76,11 @@ class Bench:
         self.servers["openssh"] = servers.start_sshd(s)
         self.servers["vsftpd"] = servers.start_vsftpd(s)
         self.servers["nginx"] = servers.start_nginx(s)
-        self.ssh_config.write_text(f"""Host wharf
-  HostName 127.0.0.1
-  Port {self.servers["wharf"].ports["ssh"]}
-Host openssh
-  HostName 127.0.0.1
-  Port {self.servers["openssh"].ports["ssh"]}
-Host *
+        if "e" in set(self.args.only.split(",")):
+            self.set_up_cluster()
+        hosts = "".join(f"Host {name}\n  HostName 127.0.0.1\n  Port {srv.ports['ssh']}\n"
+                        for name, srv in self.servers.items() if "ssh" in srv.ports)
+        self.ssh_config.write_text(f"""{hosts}Host *
   User {USER}
   IdentityFile {s.key}
   IdentitiesOnly yes
@@ -93,9 +92,20 @@ Host *
   ControlMaster no
 """)
 
+    def set_up_cluster(self):
+        """Group e: the same binary on a PostgreSQL store (one node, then two behind HAProxy)."""
+        s = self.scratch
+        url = servers.start_postgres(s)
+        binary = Path(self.args.wharf)
+        shared = s.path / "cluster-home"
+        self.servers["wharf-pg"] = servers.start_wharf(s, binary, "wharf-pg", store=url, home=shared)
+        nodes = [servers.start_wharf(s, binary, f"wharf-pg-{n}", store=url, home=shared) for n in ("a", "b")]
+        self.servers["wharf-2pg"] = servers.Balanced("wharf-2pg", s, nodes)
+
     def tear_down(self):
         for server in self.servers.values():
             server.stop()
+        servers.stop_postgres()
         self.scratch.remove_user()
         if not self.args.keep:
             shutil.rmtree(self.scratch.path, ignore_errors=True)
@@ -153,7 +163,7 @@ Host *
         s = self.scratch
         if tool == "sftp":
             batch = self.batch("small.batch", f"put -r {s.path / 'src' / 'small'} smallup\n")
-            return ["sftp", "-q", "-F", self.ssh_config, "-b", batch, "wharf" if server == "wharf" else "openssh"]
+            return ["sftp", "-q", "-F", self.ssh_config, "-b", batch, server]
         port = self.port(server, "ftp")
         tls = ("set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:verify-certificate no;"
                if tool == "lftp-ftps" else "set ftp:ssl-allow no;")
@@ -292,6 +302,17 @@ Host *
                                                ("ftps", "FTPS logins, AUTH TLS + PROT P (ftplib)", "vsftpd", None)]:
                 row = Row("c", label, "logins/s", peer, True, target, "ms/login")
                 add(row, lambda srv, r=row, p=proto: self.measure_logins(r, srv, p))
+        if "e" in only:
+            # The store's cost: the same binary on PostgreSQL against SQLite, then two nodes
+            # behind HAProxy against one (same machine: this shows overhead, not scale).
+            for subject, peer, what, target in [("wharf-pg", "wharf", "store on PostgreSQL / SQLite", 0.8),
+                                                ("wharf-2pg", "wharf-pg", "2 nodes behind HAProxy / 1 node", None)]:
+                row = Row("e", f"SFTP key logins (paramiko), {what}", "logins/s", peer, True, target,
+                          "ms/login", subject=subject)
+                add(row, lambda srv, r=row: self.measure_logins(r, srv, "sftp"))
+                row = Row("e", f"{self.args.small} x 4 KiB, SFTP, sftp put -r, {what}", "files/s", peer, True,
+                          target, "ms/file", subject=subject)
+                add(row, lambda srv, r=row: self.measure_small(r, srv, "sftp"))
         if "d" in only:
             for proto, label, peer, target in [("sftp", "idle SFTP session", "openssh", 0.1),
                                                ("ftps", "idle FTPS session (PROT P)", "vsftpd", None)]:
@@ -303,7 +324,7 @@ Host *
         plan = self.plan()
         for round_no in range(self.args.runs):
             for row, measure in plan:
-                order = ["wharf", row.peer] if round_no % 2 == 0 else [row.peer, "wharf"]
+                order = [row.subject, row.peer] if round_no % 2 == 0 else [row.peer, row.subject]
                 for server in order:
                     print(f"bench: round {round_no + 1}/{self.args.runs}: {row.name}: {server}", file=sys.stderr)
                     measure(server)
@@ -320,7 +341,7 @@ Host *
                  "server CPU Wharf / peer | CPU ratio (target) |",
                  "|---|---|---|---:|---|---:|---:|---|---|---|"]
         for row in self.rows:
-            w, p = row.results.get("wharf"), row.results.get(row.peer)
+            w, p = row.results.get(row.subject), row.results.get(row.peer)
             if not (w and p and w.values and p.values):
                 continue
             ratio = w.median() / p.median() if p.median() else float("inf")
@@ -335,7 +356,8 @@ Host *
                 cpu_ratio = f"{wc / pc:.2f}" if pc else "-"
                 if row.cpu_target is not None:
                     cpu_ratio += f" (≤ {row.cpu_target:g} {'met' if wc / pc <= row.cpu_target else 'NOT met'})"
-            lines.append(f"| {row.group} | {row.name} | {row.unit} | {fmt(w)} | {row.peer} | {fmt(p)} | "
+            name = row.name if row.subject == "wharf" else f"{row.name} ({row.subject})"
+            lines.append(f"| {row.group} | {name} | {row.unit} | {fmt(w)} | {row.peer} | {fmt(p)} | "
                          f"{ratio:.2f} | {target} | {cpu} | {cpu_ratio} |")
         extras = [f"- {row.name}: {srv}: {'; '.join(dict.fromkeys(r.extra))}"
                   for row in self.rows for srv, r in row.results.items() if r.extra]
@@ -391,8 +413,8 @@ def main():
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--login-seconds", type=float, default=10)
     parser.add_argument("--login-workers", type=int, default=1)
-    parser.add_argument("--only", default="a,b,c,d", help="groups to run: a (1 file), b (small files), "
-                        "c (logins), d (idle memory)")
+    parser.add_argument("--only", default="a,b,c,d,e", help="groups to run: a (1 file), b (small files), "
+                        "c (logins), d (idle memory), e (store on PostgreSQL, nodes behind HAProxy)")
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--scratch", help="scratch folder (default: a new one under the temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")

@@ -183,10 +183,15 @@ class Scratch:
         run("chown", "-R", f"{USER}:{USER}", self.peer_home)
 
 
-def start_wharf(scratch: Scratch, binary: Path) -> Server:
-    root = scratch.path / "wharf"
+def start_wharf(scratch: Scratch, binary: Path, name="wharf", store=None, home=None) -> Server:
+    """A Wharf node. `store`: a postgres:// URL (the node joins that cluster store; the
+    account is made by the first node only); `home`: the account's home (shared by nodes)."""
+    root = scratch.path / name
     config_dir = root / "config"
-    run(binary, "init", config_dir)
+    init = [binary, "init", config_dir]
+    if store:
+        init += ["--store", store, "--node", name]
+    run(*init)
     config_file = config_dir / "wharf.toml"
     ports = {"ssh": free_port(), "ftp": free_port(), "ftps-implicit": free_port(), "https": free_port()}
     config = config_file.read_text()
@@ -206,15 +211,75 @@ def start_wharf(scratch: Scratch, binary: Path) -> Server:
     config = config.replace('certificate = "wharf-data/tls/certificate.pem"', f'certificate = "{scratch.cert}"')
     config = config.replace('key = "wharf-data/tls/key.pem"', f'key = "{scratch.cert_key}"')
     config_file.write_text(config)
-    home = root / "home"
+    home = Path(home) if home else root / "home"
     home.mkdir(exist_ok=True)
-    run(binary, "--config", config_file, "account", "add", USER, "--home", home, "--ssh-key",
-        f"{scratch.key}.pub", "--password-stdin", input=scratch.password + "\n", cwd=config_dir)
-    server = Server("wharf", [binary, "--config", config_file, "serve"], ports, scratch.path / "log" / "wharf.log")
+    add = subprocess.run([str(c) for c in (binary, "--config", config_file, "account", "add", USER, "--home", home,
+                          "--ssh-key", f"{scratch.key}.pub", "--password-stdin")],
+                         input=scratch.password + "\n", cwd=config_dir, capture_output=True, text=True)
+    if add.returncode != 0 and not (store and "already exists" in add.stderr):
+        raise RuntimeError(f"{name}: account add failed: {add.stderr}")
+    server = Server(name, [binary, "--config", config_file, "serve"], ports, scratch.path / "log" / f"{name}.log")
     for port in ports.values():
         server.wait_listening(port)
     server.home = home
     return server
+
+
+def start_postgres(scratch: Scratch) -> str:
+    """A throwaway PostgreSQL (scripts/throwaway-postgres, stopped when this process ends)
+    with one empty database; its URL. Same settings as the test suite's: fsync off."""
+    port = free_port()
+    base = run(ROOT / "scripts" / "throwaway-postgres", f"/tmp/wharf-bench-pg-{os.getpid()}", port,
+               os.getpid()).stdout.strip()
+    run("psql", "-q", f"{base}/postgres", "-c", "CREATE DATABASE bench")
+    return f"{base}/bench"
+
+
+def stop_postgres():
+    subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "--stop", f"/tmp/wharf-bench-pg-{os.getpid()}"],
+                   capture_output=True)
+
+
+class Balanced:
+    """Several Wharf nodes behind one HAProxy (TCP, round robin): measured as one server,
+    its CPU the sum of the balancer's and every node's."""
+
+    def __init__(self, name, scratch: Scratch, nodes):
+        self.name = name
+        self.nodes = nodes
+        self.home = nodes[0].home
+        port = free_port()
+        self.ports = {"ssh": port}
+        backends = "\n".join(f"    server {n.name} 127.0.0.1:{n.ports['ssh']}" for n in nodes)
+        config = scratch.path / "etc" / f"{name}-haproxy.cfg"
+        config.write_text(f"""global
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+frontend ssh
+    bind 127.0.0.1:{port}
+    default_backend nodes
+backend nodes
+    balance roundrobin
+{backends}
+""")
+        self.balancer = Server(f"{name}-haproxy", ["haproxy", "-db", "-f", config], self.ports,
+                               scratch.path / "log" / f"{name}-haproxy.log")
+        self.balancer.wait_listening(port)
+
+    def cpu_seconds(self) -> float:
+        return self.balancer.cpu_seconds() + sum(n.cpu_seconds() for n in self.nodes)
+
+    def pss_kib(self) -> int:
+        return self.balancer.pss_kib() + sum(n.pss_kib() for n in self.nodes)
+
+    def stop(self):
+        self.balancer.stop()
+        for node in self.nodes:
+            node.stop()
 
 
 def start_sshd(scratch: Scratch) -> Server:
