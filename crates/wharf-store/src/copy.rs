@@ -154,31 +154,42 @@ async fn copy_table(
         .map(|(c, _)| quoted(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let placeholders = (1..=columns.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let insert = format!(
-        "INSERT INTO {} ({names}) VALUES ({placeholders})",
+    let mut copied = 0u64;
+    let mut after = i64::MIN;
+    let select = format!(
+        "SELECT rowid, {names} FROM {} WHERE rowid > $1 ORDER BY rowid LIMIT {BATCH}",
         quoted(table)
     );
-    let mut copied = 0u64;
-    let mut offset = 0i64;
     loop {
-        // rowid order is insertion order for every table here (none is WITHOUT ROWID).
-        let select = format!(
-            "SELECT {names} FROM {} ORDER BY rowid LIMIT {BATCH} OFFSET {offset}",
-            quoted(table)
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(select))
+        // rowid order is insertion order for every table here (none is WITHOUT ROWID), and
+        // paging by it reads each row once however long the table is.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+            .bind(after)
             .fetch_all(from)
             .await?;
         if rows.is_empty() {
             return Ok(copied);
         }
+        // One statement per batch: BATCH rows of at most a few dozen columns stay far below
+        // PostgreSQL's 65,535 parameters.
+        let width = columns.len();
+        let tuples = (0..rows.len())
+            .map(|r| {
+                let marks = (1..=width)
+                    .map(|c| format!("${}", r * width + c))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({marks})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = format!("INSERT INTO {} ({names}) VALUES {tuples}", quoted(table));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
         for row in &rows {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
-            for (index, (column, kind)) in columns.iter().enumerate() {
+            after = row.try_get::<i64, _>(0)?;
+            for (position, (column, kind)) in columns.iter().enumerate() {
+                let index = position + 1;
+                debug_assert_eq!(row.columns()[index].name(), column);
                 let null = row.try_get_raw(index)?.is_null();
                 query = match (kind, null) {
                     (Kind::Int, true) => query.bind(None::<i64>),
@@ -188,12 +199,10 @@ async fn copy_table(
                     (Kind::Text, false) => query.bind(row.try_get::<String, _>(index)?),
                     (Kind::Bytes, false) => query.bind(row.try_get::<Vec<u8>, _>(index)?),
                 };
-                debug_assert_eq!(row.columns()[index].name(), column);
             }
-            query.execute(&mut **tx).await?;
-            copied += 1;
         }
-        offset += BATCH;
+        query.execute(&mut **tx).await?;
+        copied += rows.len() as u64;
     }
 }
 
