@@ -159,3 +159,22 @@ def test_the_store_over_tls_checks_the_servers_certificate(postgres, tmp_path):
     assert "127.0.0.1" in refused.stderr and "certificate" in refused.stderr.lower(), refused.stderr
     postgres.psql(admin, "ALTER SYSTEM RESET ssl")
     postgres.psql(admin, "SELECT pg_reload_conf()")
+
+
+def test_a_store_password_is_never_written_or_printed(server):
+    config = server.root / "wharf.toml"
+    default = config.read_text()
+    config.write_text(default.replace('url = "sqlite:wharf-data/wharf.db"',
+                                      'url = "postgres://wharf:hunter2@127.0.0.1:5432/wharf"'))
+    out = server.wharf("check-config")
+    assert out.returncode != 0
+    assert "hunter2" not in out.stdout + out.stderr
+    assert "store.url" in out.stderr and "env:NAME" in out.stderr, out.stderr
+    assert "wharf.toml:" in out.stderr, out.stderr
+
+    config.write_text(default.replace('url = "sqlite:wharf-data/wharf.db"',
+                                      'url = "postgres://wharf@127.0.0.1:5432/wharf"\npassword = "hunter2"'))
+    out = server.wharf("check-config")
+    assert out.returncode != 0
+    assert "store.password" in out.stderr and "never literally" in out.stderr, out.stderr
+    assert "hunter2" not in out.stdout + out.stderr
