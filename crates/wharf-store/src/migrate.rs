@@ -137,4 +137,33 @@ mod tests {
         let numbers = |list: &[(i64, &str)]| list.iter().map(|(v, _)| *v).collect::<Vec<_>>();
         assert_eq!(numbers(SQLITE), numbers(POSTGRES));
     }
+
+    /// Nodes starting at once against one empty database: each migration applies once and
+    /// every node opens the store.
+    #[tokio::test]
+    async fn nodes_starting_at_once_migrate_once() {
+        if std::env::var_os("WHARF_TEST_NO_POSTGRES").is_some() {
+            eprintln!("WHARF_TEST_NO_POSTGRES is set: this test needs PostgreSQL; skipped");
+            return;
+        }
+        let url = crate::testing::new_database().await;
+        let opens = (0..6).map(|_| {
+            let connect = crate::Connect {
+                url: url.clone(),
+                ..crate::Connect::default()
+            };
+            tokio::spawn(async move { crate::Store::open(&connect).await.map(|_| ()) })
+        });
+        for open in opens.collect::<Vec<_>>() {
+            open.await.unwrap().unwrap();
+        }
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM wharf_schema ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let known: Vec<i64> = POSTGRES.iter().map(|(v, _)| *v).collect();
+        assert_eq!(applied, known);
+    }
 }
