@@ -35,7 +35,7 @@ use wharf_types::{IpNetwork, rfc3339};
 
 mod admission;
 
-pub use admission::{Admission, Admitted, Limits, TurnedAway};
+pub use admission::{Admission, Admitted, Limits, ProxyPolicy, TurnedAway};
 
 /// Networks scored at once; past this, failures from new networks are not scored until
 /// old scores age out (the bans already in force still hold). Also the most networks whose

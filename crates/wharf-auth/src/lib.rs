@@ -34,7 +34,8 @@ mod resolve;
 mod totp;
 
 pub use ban::{
-    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, Refusal, TurnedAway,
+    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, ProxyPolicy, Refusal,
+    TurnedAway,
 };
 pub use chain::{Attempt, Authenticated, Authenticator, Denied, Grant, Method};
 pub use homes::{HomeRoots, normalise_home, template_root};

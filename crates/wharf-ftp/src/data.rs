@@ -1,11 +1,20 @@
 //! Data connections: a passive listener waiting for the client, or an active connection
 //! to it, with the peer address checked either way.
+//!
+//! Behind load balancers speaking the PROXY protocol, a passive data connection comes
+//! through a balancer too (HAProxy `send-proxy-v2` on the passive port range): it must come
+//! from a listed balancer and start with its own header, and the address that header names
+//! is the one compared with the control connection's client. Active connections go from
+//! this node straight to the client's address (the one the control connection's header
+//! named), as without a balancer.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use wharf_auth::ProxyPolicy;
+use wharf_net::proxied::{ProxyReadError, read_header};
 
 /// How the next transfer's data connection is made.
 pub(crate) enum DataPlan {
@@ -48,6 +57,10 @@ pub(crate) enum DataError {
     Timeout,
     /// A connection came from another address than the control peer (port stealing).
     Stolen(SocketAddr),
+    /// Behind balancers: a connection from an address not listed in `proxy_from`.
+    Unproxied(SocketAddr),
+    /// Behind balancers: a connection without a valid PROXY header.
+    ProxyHeader(SocketAddr, ProxyReadError),
     /// Connecting or accepting failed.
     Io(std::io::Error),
 }
@@ -60,18 +73,28 @@ impl DataError {
             DataError::Stolen(from) => {
                 format!("data connection from {from} refused: not the control connection's address")
             }
+            DataError::Unproxied(from) => {
+                format!(
+                    "data connection from {from} refused: not a load balancer listed in proxy_from"
+                )
+            }
+            DataError::ProxyHeader(from, e) => {
+                format!("data connection from {from} refused: {e}")
+            }
             DataError::Io(e) => format!("cannot open data connection: {e}"),
         }
     }
 }
 
 /// Opens the data connection the plan describes.
-/// A passive connection must come from `control_peer` unless `allow_foreign`.
+/// A passive connection must come from `control_peer` unless `allow_foreign`; behind
+/// balancers (`proxy`), from a listed balancer whose header names `control_peer`.
 pub(crate) async fn connect(
     plan: DataPlan,
     control_peer: IpAddr,
     allow_foreign: bool,
     timeout: Duration,
+    proxy: Option<&ProxyPolicy>,
 ) -> Result<TcpStream, DataError> {
     match plan {
         DataPlan::None => Err(DataError::NotArranged),
@@ -80,9 +103,20 @@ pub(crate) async fn connect(
                 .await
                 .map_err(|_| DataError::Timeout)?
                 .map_err(DataError::Io)?;
-            let (stream, from) = accepted;
-            if !allow_foreign && from.ip().to_canonical() != control_peer {
-                return Err(DataError::Stolen(from));
+            let (mut stream, from) = accepted;
+            let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+            let client = match proxy {
+                None => from,
+                Some(proxy) if !proxy.trusts(from.ip()) => return Err(DataError::Unproxied(from)),
+                Some(proxy) => {
+                    read_header(&mut stream, from, proxy.wait)
+                        .await
+                        .map_err(|e| DataError::ProxyHeader(from, e))?
+                        .client
+                }
+            };
+            if !allow_foreign && client.ip().to_canonical() != control_peer {
+                return Err(DataError::Stolen(client));
             }
             let _ = stream.set_nodelay(true);
             Ok(stream)

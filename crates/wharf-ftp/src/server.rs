@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use wharf_auth::{Admission, Authenticator, Limits};
+use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
 use wharf_core::EventBus;
 use wharf_net::Listeners;
 use wharf_types::Protocol;
@@ -63,6 +63,10 @@ pub struct FtpConfig {
     /// Largest file a session of this service may make, in bytes (`None`: the core's
     /// default, or what the account and its groups set).
     pub max_file_size: Option<u64>,
+    /// Behind load balancers speaking the PROXY protocol: the balancers and the wait for
+    /// their header (`None`: clients connect directly). Passive data connections come
+    /// through the balancers too, each with its own header.
+    pub proxy: Option<ProxyPolicy>,
 }
 
 impl FtpConfig {
@@ -118,6 +122,10 @@ impl FtpService {
                 max_per_ip: self.config.max_per_ip,
             },
         );
+        let admission = match &self.config.proxy {
+            Some(proxy) => admission.behind_proxies(proxy.clone()),
+            None => admission,
+        };
         let shared = Arc::new(Shared {
             config: Arc::clone(&self.config),
             auth,
@@ -152,17 +160,25 @@ fn turn_away(socket: tokio::net::TcpStream, shared: &Shared, why: &'static str) 
 
 /// Control connections only: data connections arrive on their own listeners and never
 /// pass through here.
-fn accept(socket: tokio::net::TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
-    let admitted = match shared.admission.admit(remote) {
-        Ok(admitted) => admitted,
-        Err(why) => {
-            turn_away(socket, shared, why.reply());
-            return;
-        }
-    };
+/// Behind a balancer, the PROXY header is read before the greeting and names the client
+/// the connection is admitted, and its session run, for.
+fn accept(socket: tokio::net::TcpStream, socket_peer: SocketAddr, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
+        let mut socket = socket;
+        let admitted = match shared
+            .admission
+            .admit_proxied(&mut socket, socket_peer)
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                turn_away(socket, &shared, why.reply());
+                return;
+            }
+        };
         let id = admitted.id().to_owned();
+        let remote = admitted.peer();
         let _held = admitted;
         crate::session::run(socket, remote, id, shared).await;
     });

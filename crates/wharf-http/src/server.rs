@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
-use wharf_auth::{Admission, Authenticator, Limits};
+use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
 use wharf_core::dav_state::DavState;
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::Listeners;
@@ -49,6 +49,9 @@ pub struct HttpConfig {
     pub recheck_after: Duration,
     /// HTTP only: answer every request with a redirect to HTTPS on this port.
     pub redirect_to_https: Option<u16>,
+    /// Behind load balancers speaking the PROXY protocol: the balancers and the wait for
+    /// their header (`None`: clients connect directly).
+    pub proxy: Option<ProxyPolicy>,
 }
 
 impl HttpConfig {
@@ -77,6 +80,7 @@ pub(crate) fn test_config() -> HttpConfig {
         session_lifetime: crate::sessions::DEFAULT_SESSION_LIFETIME,
         recheck_after: crate::sessions::DEFAULT_RECHECK_AFTER,
         redirect_to_https: None,
+        proxy: None,
     }
 }
 
@@ -149,6 +153,10 @@ impl HttpService {
                 max_per_ip: self.config.max_per_ip,
             },
         );
+        let admission = match &self.config.proxy {
+            Some(proxy) => admission.behind_proxies(proxy.clone()),
+            None => admission,
+        };
         let tls = self.config.tls.clone().map(TlsAcceptor::from);
         let shared = Arc::new(Shared {
             sessions: Sessions::new(self.config.session_timeout)
@@ -160,19 +168,23 @@ impl HttpService {
         });
         let router = crate::routes::router(Arc::clone(&shared));
         self.listeners
-            .serve(shutdown, move |socket, remote| {
-                // Refused before the TLS handshake: a refused client costs no handshake.
-                let Ok(admitted) = admission.admit(remote) else {
-                    return;
-                };
-                let conn = Conn {
-                    id: admitted.id().to_owned(),
-                    remote,
-                };
+            .serve(shutdown, move |socket, socket_peer| {
                 let shared = Arc::clone(&shared);
                 let router = router.clone();
                 let tls = tls.clone();
+                let admission = admission.clone();
                 tokio::spawn(async move {
+                    let mut socket = socket;
+                    // Refused before the TLS handshake: a refused client costs no handshake.
+                    // Behind a balancer, its PROXY header comes first and names the client.
+                    let Ok(admitted) = admission.admit_proxied(&mut socket, socket_peer).await
+                    else {
+                        return;
+                    };
+                    let conn = Conn {
+                        id: admitted.id().to_owned(),
+                        remote: admitted.peer(),
+                    };
                     let _held = admitted;
                     serve_connection(socket, conn, shared, router, tls).await;
                 });

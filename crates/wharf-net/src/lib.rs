@@ -3,7 +3,10 @@
 //! (`tls`) the TLS front-ends share; the bounded per-network tables that admission at
 //! accept is built from (open connections: [`AddressSlots`]; new connections a minute:
 //! [`RateLimiter`]; records held back from a flood: [`Throttle`]); and the one outbound
-//! JSON POST (`post`) that the HTTP authentication method and webhooks use.
+//! JSON POST (`post`) that the HTTP authentication method and webhooks use; the PROXY
+//! protocol header a load balancer sends first (`proxy_header`: the pure parser;
+//! `proxied`: reading exactly the header off a socket); and the bounded plain-HTTP listener
+//! answering a balancer's health probes (`health`), whose answers the binary composes.
 //!
 //! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
 //! so every protocol records and compares client addresses the same way. An accept error
@@ -15,7 +18,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod health;
 pub mod post;
+pub mod proxied;
+pub mod proxy_header;
 mod rate;
 mod slots;
 mod throttle;

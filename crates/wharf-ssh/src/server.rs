@@ -13,7 +13,8 @@ use russh::{Channel, ChannelId, Disconnect};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use wharf_auth::{
-    Admission, Attempt, Authenticated, Authenticator, Credential, Limits, fingerprint,
+    Admission, Admitted, Attempt, Authenticated, Authenticator, Credential, Limits, ProxyPolicy,
+    fingerprint,
 };
 use wharf_core::{Account, Event, EventBus, EventKind, Session, SessionInfo};
 use wharf_net::Listeners;
@@ -49,6 +50,9 @@ pub struct SshConfig {
     /// Largest file a session of this service may make, in bytes (`None`: the core's
     /// default, or what the account and its groups set).
     pub max_file_size: Option<u64>,
+    /// Behind load balancers speaking the PROXY protocol: the balancers and the wait for
+    /// their header (`None`: clients connect directly).
+    pub proxy: Option<ProxyPolicy>,
 }
 
 /// A bound SSH service, ready to run.
@@ -110,6 +114,10 @@ impl SshService {
                 max_per_ip: self.config.max_per_ip,
             },
         );
+        let admission = match &self.config.proxy {
+            Some(proxy) => admission.behind_proxies(proxy.clone()),
+            None => admission,
+        };
         let shared = Arc::new(Shared {
             admission,
             service: self.config.name.clone(),
@@ -129,15 +137,37 @@ impl SshService {
 
 fn accept(
     socket: TcpStream,
-    remote: SocketAddr,
+    socket_peer: SocketAddr,
     config: &Arc<russh::server::Config>,
     shared: &Arc<Shared>,
     grace: Duration,
 ) {
-    // Refused before the SSH banner: a refused client costs no key exchange.
-    let Ok(admitted) = shared.admission.admit(remote) else {
-        return;
-    };
+    let config = Arc::clone(config);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let mut socket = socket;
+        // Refused before the SSH banner: a refused client costs no key exchange. Behind a
+        // balancer, its PROXY header is read first and names the client decided on.
+        let Ok(admitted) = shared
+            .admission
+            .admit_proxied(&mut socket, socket_peer)
+            .await
+        else {
+            return;
+        };
+        serve(socket, admitted, config, shared, grace).await;
+    });
+}
+
+/// Runs one admitted connection, recorded under the client address it was admitted for.
+async fn serve(
+    socket: TcpStream,
+    admitted: Admitted,
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    grace: Duration,
+) {
+    let remote = admitted.peer();
     let connection_id = admitted.id().to_owned();
     let event = |kind: EventKind| {
         let mut e = Event::new(kind);
@@ -152,7 +182,7 @@ fn accept(
     let account_name = Arc::new(Mutex::new(None::<String>));
     let authenticated = Arc::new(AtomicBool::new(false));
     let handler = Connection {
-        shared: Arc::clone(shared),
+        shared: Arc::clone(&shared),
         remote,
         id: connection_id.clone(),
         account: None,
@@ -163,48 +193,44 @@ fn accept(
         pending: None,
     };
     let closed = event(EventKind::ConnectionClosed);
-    let config = Arc::clone(config);
     let events = shared.events.clone();
-    tokio::spawn(async move {
-        let _held = admitted;
-        let _ = socket.set_nodelay(true);
-        // The grace period covers everything before authentication, including a client
-        // that connects and never sends its identification line.
-        let deadline = tokio::time::Instant::now() + grace;
-        let started_stream =
-            tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler))
-                .await;
-        let reason = match started_stream {
-            Err(_) => "login grace time exceeded before the handshake".to_owned(),
-            Ok(Err(e)) => format!("handshake failed: {e}"),
-            Ok(Ok(running)) => {
-                let handle = running.handle();
-                let grace_timer = tokio::spawn(async move {
-                    tokio::time::sleep_until(deadline).await;
-                    if !authenticated.load(Ordering::SeqCst) {
-                        let _ = handle
-                            .disconnect(
-                                Disconnect::ByApplication,
-                                "login grace time exceeded".into(),
-                                "en".into(),
-                            )
-                            .await;
-                    }
-                });
-                let result = running.await;
-                grace_timer.abort();
-                match result {
-                    Ok(()) => "closed".to_owned(),
-                    Err(e) => format!("closed: {e}"),
+    let _held = admitted;
+    let _ = socket.set_nodelay(true);
+    // The grace period covers everything before authentication, including a client
+    // that connects and never sends its identification line.
+    let deadline = tokio::time::Instant::now() + grace;
+    let started_stream =
+        tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler)).await;
+    let reason = match started_stream {
+        Err(_) => "login grace time exceeded before the handshake".to_owned(),
+        Ok(Err(e)) => format!("handshake failed: {e}"),
+        Ok(Ok(running)) => {
+            let handle = running.handle();
+            let grace_timer = tokio::spawn(async move {
+                tokio::time::sleep_until(deadline).await;
+                if !authenticated.load(Ordering::SeqCst) {
+                    let _ = handle
+                        .disconnect(
+                            Disconnect::ByApplication,
+                            "login grace time exceeded".into(),
+                            "en".into(),
+                        )
+                        .await;
                 }
+            });
+            let result = running.await;
+            grace_timer.abort();
+            match result {
+                Ok(()) => "closed".to_owned(),
+                Err(e) => format!("closed: {e}"),
             }
-        };
-        let mut closed = closed.message(reason);
-        closed.time = time::OffsetDateTime::now_utc();
-        closed.account = account_name.lock().ok().and_then(|a| a.clone());
-        closed.duration_ms = Some(started.elapsed().as_millis() as u64);
-        events.emit(closed);
-    });
+        }
+    };
+    let mut closed = closed.message(reason);
+    closed.time = time::OffsetDateTime::now_utc();
+    closed.account = account_name.lock().ok().and_then(|a| a.clone());
+    closed.duration_ms = Some(started.elapsed().as_millis() as u64);
+    events.emit(closed);
 }
 
 enum Chan {

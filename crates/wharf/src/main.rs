@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod config;
 mod context;
+mod health;
 mod init;
 mod leftovers;
 mod serve;

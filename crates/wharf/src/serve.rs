@@ -1,4 +1,6 @@
 //! `wharf serve`: the store, the audit writer and every configured service, until a signal.
+//! With `[health]`, the load balancers' probe listener too, and on SIGTERM a drain of
+//! `drain_seconds` (not ready, still serving) before stopping.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -77,6 +79,27 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         None => None,
     };
 
+    let health =
+        crate::health::Health::new(ctx.loaded.config.server.name.clone(), ctx.store.clone());
+    if let Some(section) = &ctx.loaded.config.health {
+        let address = section.address().map_err(anyhow::Error::msg)?;
+        match health.listen(address, stop_rx.clone()).await {
+            Ok((bound, _task)) => {
+                eprintln!(
+                    "wharf: health (load balancer probes: /live, /ready) listening on {bound}"
+                );
+            }
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                drop(bus);
+                let _ = ban_keeper.await;
+                let _ = sweeper.await;
+                let _ = writer.await;
+                anyhow::bail!("[health]: cannot listen on {address}: {e}");
+            }
+        }
+    }
+
     for service in &ctx.loaded.config.services {
         let name = service.name.get_ref().clone();
         let addresses = service.socket_addresses().map_err(anyhow::Error::msg)?;
@@ -116,6 +139,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     tls_config: tls.clone(),
                     require_tls_session_reuse: ftp.require_tls_session_reuse,
                     max_file_size,
+                    proxy: service.proxy(),
                 };
                 let what = match mode {
                     TlsMode::Off => "ftp: FTP",
@@ -154,6 +178,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     session_lifetime: secs(&http.session_lifetime),
                     recheck_after: secs(&http.recheck_after),
                     redirect_to_https,
+                    proxy: service.proxy(),
                 };
                 let dav =
                     wharf_core::dav_state::DavState::new(std::sync::Arc::new(ctx.store.clone()));
@@ -184,6 +209,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                     algorithms: ssh.algorithms(),
                     host_keys,
                     max_file_size,
+                    proxy: service.proxy(),
                 };
                 SshService::bind(config).await.map(|b| {
                     let addrs = b.local_addrs();
@@ -221,13 +247,33 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         Event::new(EventKind::ServerStarted)
             .message(format!("wharf {}", env!("CARGO_PKG_VERSION"))),
     );
+    health.set_listening(true);
 
+    let drain = ctx
+        .loaded
+        .config
+        .health
+        .as_ref()
+        .map_or(0, |h| *h.drain_seconds.get_ref());
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            _ = term.recv() => {
+                if drain > 0 {
+                    // Balancers see "not ready" and send new clients elsewhere; everything
+                    // here keeps serving until the drain ends (or a second signal).
+                    health.start_draining();
+                    eprintln!("wharf: draining: not ready for {drain} s, then stopping (SIGTERM again stops now)");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(drain)) => {}
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                break;
+            }
             _ = hup.recv() => {
                 // Accounts and groups are read from the store at each login, so they need no
                 // reload; listener changes still need a restart.
@@ -238,6 +284,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
             }
         }
     }
+    health.set_listening(false);
     let _ = stop_tx.send(true);
     while services.join_next().await.is_some() {}
     let _ = ban_keeper.await;

@@ -9,11 +9,14 @@
 //! [`Admitted`] ticket: its id, the address decided on, and its places in the limits, given
 //! back when the ticket is dropped, whatever ends the connection.
 //!
-//! The address decided on is the caller's argument, not read from the socket: today every
-//! listener passes the accepted socket's peer; behind a proxy speaking the PROXY protocol
-//! the listener will pass the client address the proxy's header names (read from a trusted
-//! proxy's connection, then the gate asked), and bans, limits and records follow the real
-//! client. The gate does not read the PROXY header itself.
+//! The address decided on is the caller's argument, not read from the socket: a listener
+//! passes the accepted socket's peer, or, on a service with `proxy_protocol = true`, calls
+//! [`Admission::admit_proxied`], which first refuses a socket whose peer is not a listed
+//! balancer (`proxy_from`), then reads the balancer's PROXY header (`wharf_net::proxied`:
+//! exactly the header, within [`ProxyPolicy::wait`], at most a service's `max_connections`
+//! headers awaited at once) and decides on the client address it names. Bans, limits,
+//! address rules and records then follow the real client. A missing, malformed, oversized or
+//! late header is refused and recorded like any other refusal, under the socket's address.
 //!
 //! Every refusal is an audit record (`connection.refused`, `attrs.cause`, `attrs.network`),
 //! thinned out by the ban engine so a flood writes a handful of records that count what they
@@ -25,12 +28,15 @@
 //! bans): it needs the ban engine, the event bus and `wharf-net`'s tables, and `wharf-auth`
 //! is the lowest crate that sees all three.
 //!
-//! This must never block or touch the network: it runs in the accept loop, before a byte
-//! is read, and only takes short locks.
+//! [`Admission::admit`] must never block or touch the network: it runs in the accept loop,
+//! before a byte is read, and only takes short locks. Only [`Admission::admit_proxied`]
+//! reads, on the connection's own task, and never past the header.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_net::{AddressSlot, AddressSlots};
@@ -59,6 +65,10 @@ pub enum TurnedAway {
     Full,
     /// The network holds `max_per_ip` connections to the service already.
     PerAddress,
+    /// A PROXY-protocol service was reached from an address outside `proxy_from`.
+    ProxyUntrusted,
+    /// A listed balancer sent no valid PROXY header in time.
+    ProxyHeader,
 }
 
 impl TurnedAway {
@@ -69,6 +79,8 @@ impl TurnedAway {
             TurnedAway::Rate => "rate",
             TurnedAway::Full => "max-connections",
             TurnedAway::PerAddress => "max-per-ip",
+            TurnedAway::ProxyUntrusted => "proxy-untrusted",
+            TurnedAway::ProxyHeader => "proxy-header",
         }
     }
 
@@ -79,6 +91,8 @@ impl TurnedAway {
             TurnedAway::Rate => "too many new connections from your address; try again later",
             TurnedAway::Full => "too many connections; try again later",
             TurnedAway::PerAddress => "too many connections from your address",
+            TurnedAway::ProxyUntrusted => "this service is reached through its load balancer only",
+            TurnedAway::ProxyHeader => "no valid PROXY protocol header",
         }
     }
 }
@@ -110,10 +124,27 @@ fn connection_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// A service behind load balancers that speak the PROXY protocol (v1 or v2).
+#[derive(Debug, Clone)]
+pub struct ProxyPolicy {
+    /// The balancers: only connections from these networks are served, each with a header.
+    pub from: Vec<IpNetwork>,
+    /// Time for a whole header to arrive.
+    pub wait: Duration,
+}
+
+impl ProxyPolicy {
+    /// True when `addr` is a listed balancer.
+    pub fn trusts(&self, addr: IpAddr) -> bool {
+        self.from.iter().any(|n| n.contains(addr))
+    }
+}
+
 /// The admission of one service. Cheap to clone.
 #[derive(Clone)]
 pub struct Admission {
     inner: Arc<Inner>,
+    proxy: Option<Arc<ProxyPolicy>>,
 }
 
 struct Inner {
@@ -122,6 +153,8 @@ struct Inner {
     service: Arc<str>,
     protocol: Protocol,
     open: Arc<Semaphore>,
+    /// Connections awaiting their PROXY header, as many as `max_connections`.
+    awaiting_header: Arc<Semaphore>,
     per_network: AddressSlots<IpNetwork>,
     /// IPv4 and IPv6 prefix lengths networks are counted by (the ban engine's).
     prefixes: (u8, u8),
@@ -148,9 +181,60 @@ impl Admission {
                 service: Arc::from(service),
                 protocol,
                 open: Arc::new(Semaphore::new(limits.max_connections)),
+                awaiting_header: Arc::new(Semaphore::new(limits.max_connections)),
                 per_network: AddressSlots::new(limits.max_per_ip),
                 prefixes: (policy.ipv4_prefix, policy.ipv6_prefix),
             }),
+            proxy: None,
+        }
+    }
+
+    /// The same service, reached only through balancers speaking the PROXY protocol.
+    pub fn behind_proxies(mut self, policy: ProxyPolicy) -> Admission {
+        self.proxy = Some(Arc::new(policy));
+        self
+    }
+
+    /// The PROXY-protocol policy, when the service has one (FTP's passive data connections
+    /// come through the balancers too).
+    pub fn proxy(&self) -> Option<&ProxyPolicy> {
+        self.proxy.as_deref()
+    }
+
+    /// Decides about a connection just accepted on `socket` from `socket_peer`: on a
+    /// service behind balancers, refuses a peer that is not one of them, reads the PROXY
+    /// header and decides on the client it names; elsewhere the same as [`Admission::admit`].
+    /// Runs on the connection's own task: it may wait for the header.
+    pub async fn admit_proxied(
+        &self,
+        socket: &mut TcpStream,
+        socket_peer: SocketAddr,
+    ) -> Result<Admitted, TurnedAway> {
+        let Some(proxy) = &self.proxy else {
+            return self.admit(socket_peer);
+        };
+        if !proxy.trusts(socket_peer.ip()) {
+            let why = format!(
+                "{} is not a load balancer listed in proxy_from",
+                socket_peer.ip()
+            );
+            return Err(self.refuse(
+                TurnedAway::ProxyUntrusted,
+                why,
+                socket_peer,
+                connection_id(),
+            ));
+        }
+        let Ok(_awaiting) = Arc::clone(&self.inner.awaiting_header).try_acquire_owned() else {
+            let why = "too many connections awaiting their PROXY protocol header".into();
+            return Err(self.refuse(TurnedAway::Full, why, socket_peer, connection_id()));
+        };
+        match wharf_net::proxied::read_header(socket, socket_peer, proxy.wait).await {
+            Ok(header) => self.admit(header.client),
+            Err(e) => {
+                let why = format!("PROXY protocol header from {}: {e}", socket_peer.ip());
+                Err(self.refuse(TurnedAway::ProxyHeader, why, socket_peer, connection_id()))
+            }
         }
     }
 

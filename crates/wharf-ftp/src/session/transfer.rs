@@ -82,6 +82,7 @@ pub(super) async fn open_data(
         st.remote.ip(),
         st.shared.config.allow_foreign_data,
         st.shared.config.data_timeout,
+        st.shared.config.proxy.as_ref(),
     );
     let connected = tokio::select! {
         c = connect => c,

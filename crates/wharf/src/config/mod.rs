@@ -2,8 +2,8 @@
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key, with what
 //! to do about it. Relative paths are relative to the folder holding the configuration file.
-//! Each section's own module (`service`, `auth`, `handler`, `policy`, `sink`, `store`) owns its keys
-//! and checks; this one reads the file and gathers their issues. Loading never opens a socket,
+//! Each section's own module (`service`, `auth`, `handler`, `health`, `policy`, `sink`,
+//! `store`) owns its keys and checks; this one reads the file and gathers their issues. Loading never opens a socket,
 //! writes a file or changes the store: it only reads and checks.
 
 use std::fmt;
@@ -16,6 +16,7 @@ use toml::de::DeTable;
 
 pub mod auth;
 pub mod handler;
+pub mod health;
 mod keys;
 pub mod policy;
 pub mod service;
@@ -55,6 +56,9 @@ pub struct Config {
     /// `[[handler]]`: event handlers.
     #[serde(default, rename = "handler")]
     pub handlers: Vec<crate::config::handler::HandlerSection>,
+    /// `[health]`: the load balancers' health listener and draining.
+    #[serde(default)]
+    pub health: Option<crate::config::health::HealthSection>,
 }
 
 /// `[server]`.
@@ -326,6 +330,9 @@ impl Loaded {
         crate::config::auth::validate(&self.config.authentication, &mut issue);
         crate::config::handler::validate(self, &mut issue);
         crate::config::sink::validate(self, &mut issue);
+        if let Some(health) = &self.config.health {
+            health.validate(&mut issue);
+        }
         self.config.store.validate(&mut issue);
         if !self.resolve(&self.config.server.data_dir).is_dir() {
             issue(

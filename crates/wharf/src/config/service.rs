@@ -18,6 +18,10 @@ use super::{Addresses, keys};
 
 mod check;
 
+/// The time a balancer has to send a whole PROXY header once connected (HAProxy sends it
+/// at once, with or before the client's first bytes).
+pub const PROXY_HEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a section's checks report: where, which key (`service[N].KEY`), what to do.
 pub type Found = (Range<usize>, String, String);
 
@@ -40,6 +44,10 @@ pub struct Service {
     pub max_per_ip: Spanned<usize>,
     /// Largest file a session may make, in bytes.
     pub max_file_size: Option<Spanned<u64>>,
+    /// Every connection starts with a load balancer's PROXY protocol header.
+    pub proxy_protocol: Spanned<bool>,
+    /// The balancers allowed to send it: addresses or networks.
+    pub proxy_from: Option<Spanned<Vec<String>>>,
     /// The type and its own keys.
     pub kind: ServiceKind,
 }
@@ -94,6 +102,10 @@ struct CommonKeys {
     max_per_ip: Spanned<usize>,
     #[serde(default)]
     max_file_size: Option<Spanned<u64>>,
+    #[serde(default = "no")]
+    proxy_protocol: Spanned<bool>,
+    #[serde(default)]
+    proxy_from: Option<Spanned<Vec<String>>>,
 }
 
 /// Keys of the services with a login per connection (SSH and FTP).
@@ -306,6 +318,28 @@ impl Service {
         parse_addresses(self.address.get_ref(), self.port())
     }
 
+    /// The PROXY-protocol policy, when `proxy_protocol = true` (its balancers as checked by
+    /// `validate`; an entry that does not parse is left out, never widened).
+    pub fn proxy(&self) -> Option<wharf_auth::ProxyPolicy> {
+        if !*self.proxy_protocol.get_ref() {
+            return None;
+        }
+        let from = self
+            .proxy_from
+            .as_ref()
+            .map(|list| {
+                list.get_ref()
+                    .iter()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(wharf_auth::ProxyPolicy {
+            from,
+            wait: PROXY_HEADER_WAIT,
+        })
+    }
+
     /// Makes section `index` typed, or says everything wrong with its keys.
     pub fn from_section(
         index: usize,
@@ -414,6 +448,8 @@ impl Service {
                 max_connections: common.max_connections,
                 max_per_ip: common.max_per_ip,
                 max_file_size: common.max_file_size,
+                proxy_protocol: common.proxy_protocol,
+                proxy_from: common.proxy_from,
                 kind,
             }),
             _ => {
@@ -654,6 +690,9 @@ fn default_max_per_ip() -> Spanned<usize> {
 }
 fn yes() -> bool {
     true
+}
+fn no() -> Spanned<bool> {
+    Spanned::new(0..0, false)
 }
 fn no_keys() -> Spanned<Vec<String>> {
     Spanned::new(0..0, Vec::new())

@@ -34,6 +34,7 @@ impl Service {
         if let Err(e) = parse_addresses(self.address.get_ref(), 1) {
             issue((self.address.span(), key("address"), e));
         }
+        self.validate_proxy(&key, issue);
         if let Some(port) = &self.port
             && *port.get_ref() == 0
         {
@@ -79,6 +80,38 @@ impl Service {
                         key("type"),
                         "HTTPS needs a certificate: add a [tls] section".into(),
                     ));
+                }
+            }
+        }
+    }
+}
+
+impl Service {
+    /// `proxy_protocol` needs its balancers, and `proxy_from` means nothing without it.
+    fn validate_proxy(&self, key: &dyn Fn(&str) -> String, issue: &mut dyn FnMut(Found)) {
+        let on = *self.proxy_protocol.get_ref();
+        match &self.proxy_from {
+            None if on => issue((
+                self.proxy_protocol.span(),
+                key("proxy_protocol"),
+                "list the load balancers allowed to send the PROXY header, such as proxy_from = [\"10.0.0.5\", \"10.1.0.0/24\"]; any other peer is refused".into(),
+            )),
+            None => {}
+            Some(from) if !on => issue((
+                from.span(),
+                key("proxy_from"),
+                "proxy_from is used only with proxy_protocol = true; add that or remove proxy_from".into(),
+            )),
+            Some(from) if from.get_ref().is_empty() => issue((
+                from.span(),
+                key("proxy_from"),
+                "list at least one load balancer address or network, such as [\"10.0.0.5\"]".into(),
+            )),
+            Some(from) => {
+                for entry in from.get_ref() {
+                    if let Err(e) = entry.parse::<wharf_types::IpNetwork>() {
+                        issue((from.span(), key("proxy_from"), e.to_string()));
+                    }
                 }
             }
         }
