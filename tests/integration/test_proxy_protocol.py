@@ -4,20 +4,20 @@ not the balancer; anything else reaching them is refused and recorded. Real HAPr
 (SFTP, explicit and implicit FTPS with passive data through the balancer, HTTPS), raw sockets
 for what a balancer should never send, and the health listener balancers probe."""
 
-import ftplib
+import io
 import json
 import signal
 import socket
-import ssl
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import paramiko
 import pytest
 
-from conftest import free_port, random_file, sha256
+from conftest import WharfServer, free_port, random_file, sha256
 from ftp_clients import ImplicitFTP_TLS, ReusingFTP_TLS, tls_client_context
 from raw_sockets import connect, greeting
 
@@ -211,6 +211,53 @@ def test_sftp_ftps_and_https_through_haproxy_are_recorded_under_the_clients_addr
     # HAProxy's own address appears in no record of these services.
     assert not [e for e in server.events() if e.get("service") in ("ftp", "ftps", "https")
                 and e.get("remote") and host_of(e["remote"]) == "127.0.0.1"]
+
+
+def test_two_nodes_each_with_its_own_passive_range_behind_one_haproxy(server, tmp_path, haproxy_factory):
+    """The layout docs/clustering.md gives for FTPS: control connections balanced over the
+    nodes, each node's passive range forwarded to it alone, health checked on /ready."""
+    other = WharfServer(tmp_path / "node2")
+    nodes = [server, other]
+    fronts = {}
+    try:
+        for node in nodes:
+            node.add_account("alice", password=PASSWORD)
+            node.passive = passive_range()
+            node.health = free_port()
+            behind_balancer(node, services=("ftp",), passive=node.passive,
+                            extra=f'\n[health]\nlisten = "127.0.0.1:{node.health}"\n')
+            start(node)
+            (node.homes / "alice").mkdir(parents=True, exist_ok=True)
+        control = free_port()
+        sections = (
+            f"frontend ftps\n  bind [::1]:{control}\n  default_backend ftps\n\n"
+            "backend ftps\n  balance roundrobin\n  option httpchk GET /ready\n"
+            "  http-check expect status 200\n")
+        for n, node in enumerate(nodes, 1):
+            sections += (f"  server node{n} 127.0.0.1:{node.ftps_port} send-proxy-v2 "
+                         f"check port {node.health} inter 500ms fall 2 rise 1\n")
+        sections += "\n"
+        for n, node in enumerate(nodes, 1):
+            sections += tcp_pair(f"ftp_passive_node{n}", f"[::1]:{node.passive[0]}-{node.passive[1]}",
+                                 "127.0.0.1")
+        h = haproxy_factory(sections)
+        h.wait("::1", control)
+        # Round robin: consecutive sessions land on both nodes, and every passive
+        # transfer reaches the node that holds its control connection.
+        for i in range(4):
+            ftps = ReusingFTP_TLS(context=tls_client_context())
+            ftps.connect("::1", control, timeout=15)
+            ftps.login("alice", PASSWORD)
+            ftps.prot_p()
+            ftps.storbinary(f"STOR f{i}.txt", io.BytesIO(b"x" * 1000))
+            assert f"f{i}.txt" in ftps.nlst()
+            ftps.quit()
+        for node in nodes:
+            assert list((node.homes / "alice").glob("f*.txt")), "a node was never used"
+            uploads = [e for e in node.events() if e["name"] == "upload.finished"]
+            assert uploads and {host_of(e["remote"]) for e in uploads} == {"::1"}
+    finally:
+        other.stop()
 
 
 def test_a_ban_on_the_real_client_holds_through_the_balancer(server, haproxy_factory):

@@ -408,4 +408,72 @@ pub(super) mod tests {
         drop(second);
         assert!(gate.admit(addr("203.0.113.1")).is_ok());
     }
+
+    /// A connected pair: the client's end and the accepted end with its peer address.
+    async fn pair() -> (tokio::net::TcpStream, TcpStream, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        (client, server, peer)
+    }
+
+    #[tokio::test]
+    async fn behind_balancers_the_header_names_the_client_and_strangers_are_refused() {
+        use tokio::io::AsyncWriteExt;
+        let (events, mut records) = EventBus::new();
+        let (store, _scratch) = scratch_store().await;
+        let limits = Limits {
+            max_connections: 10,
+            max_per_ip: 10,
+        };
+        let gate = |from: &str| {
+            Admission::new(
+                &Authenticator::new(store.clone()),
+                events.clone(),
+                "sftp",
+                Protocol::Ssh,
+                limits,
+            )
+            .behind_proxies(ProxyPolicy {
+                from: vec![from.parse().unwrap()],
+                wait: Duration::from_secs(2),
+            })
+        };
+
+        // A listed balancer naming an IPv6 client over IPv4: decided on the client.
+        let trusted = gate("127.0.0.0/8");
+        let (mut client, mut socket, peer) = pair().await;
+        client
+            .write_all(b"PROXY TCP6 2001:db8::9 2001:db8::1 5000 22\r\nSSH-2.0-x\r\n")
+            .await
+            .unwrap();
+        let admitted = trusted.admit_proxied(&mut socket, peer).await.unwrap();
+        assert_eq!(admitted.peer(), "[2001:db8::9]:5000".parse().unwrap());
+
+        // A balancer that sends something else: refused and recorded under its own address.
+        let (mut client, mut socket, peer) = pair().await;
+        client.write_all(b"SSH-2.0-x\r\n").await.unwrap();
+        assert_eq!(
+            trusted.admit_proxied(&mut socket, peer).await.err(),
+            Some(TurnedAway::ProxyHeader)
+        );
+        let refused = records.try_recv().unwrap();
+        assert_eq!(refused.kind, EventKind::ConnectionRefused);
+        assert_eq!(refused.attrs["cause"], "proxy-header");
+        assert_eq!(refused.remote, Some(peer));
+
+        // A peer outside proxy_from: refused before a byte is read.
+        let stranger = gate("10.0.0.0/8");
+        let (_client, mut socket, peer) = pair().await;
+        assert_eq!(
+            stranger.admit_proxied(&mut socket, peer).await.err(),
+            Some(TurnedAway::ProxyUntrusted)
+        );
+        let refused = records.try_recv().unwrap();
+        assert_eq!(refused.attrs["cause"], "proxy-untrusted");
+        assert_eq!(refused.remote, Some(peer));
+        drop(admitted);
+    }
 }
