@@ -3,8 +3,9 @@
 //! Unknown keys are errors, and every error names the file, the line and the key, with what
 //! to do about it. Relative paths are relative to the folder holding the configuration file.
 //! Each section's own module (`service`, `auth`, `handler`, `health`, `policy`, `sink`,
-//! `store`) owns its keys and checks; this one reads the file and gathers their issues. Loading never opens a socket,
-//! writes a file or changes the store: it only reads and checks.
+//! `store`) owns its keys and checks; this one reads the file and gathers their issues.
+//! Loading never opens a socket, writes a file or changes the store: it only reads and
+//! checks.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
