@@ -195,12 +195,6 @@ impl Admission {
         self
     }
 
-    /// The PROXY-protocol policy, when the service has one (FTP's passive data connections
-    /// come through the balancers too).
-    pub fn proxy(&self) -> Option<&ProxyPolicy> {
-        self.proxy.as_deref()
-    }
-
     /// Decides about a connection just accepted on `socket` from `socket_peer`: on a
     /// service behind balancers, refuses a peer that is not one of them, reads the PROXY
     /// header and decides on the client it names; elsewhere the same as [`Admission::admit`].
