@@ -95,12 +95,13 @@ class Bench:
     def set_up_cluster(self):
         """Group e: the same binary on a PostgreSQL store (one node, then two behind HAProxy)."""
         s = self.scratch
-        url = servers.start_postgres(s)
+        url, postmaster = servers.start_postgres(s)
         binary = Path(self.args.wharf)
         shared = s.path / "cluster-home"
-        self.servers["wharf-pg"] = servers.start_wharf(s, binary, "wharf-pg", store=url, home=shared)
+        one = servers.start_wharf(s, binary, "wharf-pg", store=url, home=shared)
+        self.servers["wharf-pg"] = servers.OnStore(one, postmaster)
         nodes = [servers.start_wharf(s, binary, f"wharf-pg-{n}", store=url, home=shared) for n in ("a", "b")]
-        self.servers["wharf-2pg"] = servers.Balanced("wharf-2pg", s, nodes)
+        self.servers["wharf-2pg"] = servers.OnStore(servers.Balanced("wharf-2pg", s, nodes), postmaster)
 
     def tear_down(self):
         for server in self.servers.values():

@@ -45,6 +45,29 @@ def children_map():
     return kids
 
 
+def tree(root: int):
+    kids = children_map()
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(kids.get(pid, []))
+    return pids
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User+system time of the process tree under `root`, reaped children included."""
+    total = 0
+    for pid in tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime are fields 14-17 of stat(5); index from state (3).
+        total += sum(int(fields[i]) for i in range(11, 15))
+    return total / CLK_TCK
+
+
 class Server:
     """A server process tree started under the subreaper."""
 
@@ -80,25 +103,11 @@ class Server:
         raise RuntimeError(f"{self.name} did not listen on {port}: {Path(self.log).read_text()}")
 
     def tree(self):
-        kids = children_map()
-        pids, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            todo.extend(kids.get(pid, []))
-        return pids
+        return tree(self.proc.pid)
 
     def cpu_seconds(self) -> float:
         """User+system time of the whole tree, reaped children included."""
-        total = 0
-        for pid in self.tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # utime, stime, cutime, cstime are fields 14-17 of stat(5); index from state (3).
-            total += sum(int(fields[i]) for i in range(11, 15))
-        return total / CLK_TCK
+        return tree_cpu_seconds(self.proc.pid)
 
     def pss_kib(self) -> int:
         total = 0
@@ -225,14 +234,37 @@ def start_wharf(scratch: Scratch, binary: Path, name="wharf", store=None, home=N
     return server
 
 
-def start_postgres(scratch: Scratch) -> str:
+def start_postgres(scratch: Scratch):
     """A throwaway PostgreSQL (scripts/throwaway-postgres, stopped when this process ends)
-    with one empty database; its URL. Same settings as the test suite's: fsync off."""
+    with one empty database: its URL, and the server's (postmaster's) pid. Same settings as
+    the test suite's: fsync off."""
     port = free_port()
-    base = run(ROOT / "scripts" / "throwaway-postgres", f"/tmp/wharf-bench-pg-{os.getpid()}", port,
-               os.getpid()).stdout.strip()
+    folder = Path(f"/tmp/wharf-bench-pg-{os.getpid()}")
+    base = run(ROOT / "scripts" / "throwaway-postgres", folder, port, os.getpid()).stdout.strip()
     run("psql", "-q", f"{base}/postgres", "-c", "CREATE DATABASE bench")
-    return f"{base}/bench"
+    postmaster = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+    return f"{base}/bench", postmaster
+
+
+class OnStore:
+    """A Wharf server (one node or a balanced pair) measured with the PostgreSQL server it
+    uses: its CPU includes the database's, which a SQLite node spends in its own process."""
+
+    def __init__(self, server, postmaster: int):
+        self.server = server
+        self.postmaster = postmaster
+        self.name = server.name
+        self.home = server.home
+        self.ports = server.ports
+
+    def cpu_seconds(self) -> float:
+        return self.server.cpu_seconds() + tree_cpu_seconds(self.postmaster)
+
+    def pss_kib(self) -> int:
+        return self.server.pss_kib()
+
+    def stop(self):
+        self.server.stop()
 
 
 def stop_postgres():
