@@ -73,7 +73,7 @@ data_timeout = 60             # seconds to wait for a data connection
 max_connections = 256
 max_per_ip = 20
 active_mode = true            # PORT/EPRT, to the client's own address only
-# passive_ports = [50000, 50100]
+# passive_ports = [50000, 50099]
 # passive_address = "203.0.113.10"  # IPv4 announced in PASV replies when behind NAT
 
 [[service]]
