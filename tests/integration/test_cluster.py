@@ -3,14 +3,18 @@
 What one node writes to the store, every node reads: an account made through node A logs in
 on node B, and both nodes' records land in the one audit trail, each naming its node."""
 
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from conftest import WharfServer, sha256
+from conftest import WharfServer, free_port, sha256
 
 
 def test_an_account_made_on_a_logs_in_on_b(cluster, tmp_path):
@@ -178,3 +182,38 @@ def test_a_store_password_is_never_written_or_printed(server):
     assert out.returncode != 0
     assert "store.password" in out.stderr and "never literally" in out.stderr, out.stderr
     assert "hunter2" not in out.stdout + out.stderr
+
+
+def _probe(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_node_whose_store_is_gone_says_not_ready_and_comes_back(cluster):
+    """The balancer's readiness probe follows the shared store: PostgreSQL stopped, the node
+    answers 503 naming the store (still live); PostgreSQL back, ready again, no restart."""
+    a = cluster.node("a")
+    health = free_port()
+    with open(a.root / "wharf.toml", "a") as f:
+        f.write(f'\n[health]\nlisten = "127.0.0.1:{health}"\n')
+    a.start()
+    assert _probe(health, "/ready")[0] == 200
+    cluster.postgres.pause()
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            status, body = _probe(health, "/ready")
+            if status == 503:
+                break
+            time.sleep(0.3)
+        assert status == 503 and body["store"] != "ok", body
+        assert _probe(health, "/live")[0] == 200
+    finally:
+        cluster.postgres.resume()
+    deadline = time.time() + 20
+    while time.time() < deadline and _probe(health, "/ready")[0] != 200:
+        time.sleep(0.3)
+    assert _probe(health, "/ready")[0] == 200
