@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod closing;
 pub mod dav_state;
 pub mod error;
 pub mod events;
@@ -23,6 +24,7 @@ pub mod upload;
 pub mod vfs;
 
 pub use account::{Account, UploadMode};
+pub use closing::ClosingRecord;
 pub use error::{CoreError, ErrorKind};
 pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress, shown_name};
 pub use naming::UploadNaming;

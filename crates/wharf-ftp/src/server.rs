@@ -162,9 +162,13 @@ fn turn_away(socket: tokio::net::TcpStream, shared: &Shared, why: &'static str) 
 /// pass through here.
 /// Behind a balancer, the PROXY header is read before the greeting and names the client
 /// the connection is admitted, and its session run, for.
-fn accept(socket: tokio::net::TcpStream, socket_peer: SocketAddr, shared: &Arc<Shared>) {
+fn accept(
+    socket: tokio::net::TcpStream,
+    socket_peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> impl std::future::Future<Output = ()> + Send + use<> {
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
+    async move {
         let mut socket = socket;
         let admitted = match shared
             .admission
@@ -181,5 +185,5 @@ fn accept(socket: tokio::net::TcpStream, socket_peer: SocketAddr, shared: &Arc<S
         let remote = admitted.peer();
         let _held = admitted;
         crate::session::run(socket, remote, id, shared).await;
-    });
+    }
 }

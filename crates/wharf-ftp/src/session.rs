@@ -7,13 +7,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wharf_auth::{Attempt, Authenticated, Credential};
 use wharf_core::vfs::{Attrs, FileKind};
-use wharf_core::{CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode};
+use wharf_core::{
+    ClosingRecord, CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode,
+};
 use wharf_ftp_proto::{Command, Line, Reply, TransferType, next_line};
 use wharf_types::{Protocol, VirtualPath};
 
@@ -56,6 +58,9 @@ pub(crate) struct State {
     pbsz: bool,
     /// PROT P: data connections are TLS.
     private_data: bool,
+    /// The record of the connection's end. After `session` so that, when a server stop cuts
+    /// the connection, the session records its end first.
+    closing: Option<ClosingRecord>,
 }
 
 fn core_reply(e: &CoreError) -> Reply {
@@ -124,7 +129,6 @@ impl State {
 
 /// Serves one control connection to its end.
 pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, shared: Arc<Shared>) {
-    let started = Instant::now();
     let local_ip = socket
         .local_addr()
         .map(|a| a.ip().to_canonical())
@@ -161,8 +165,13 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
         pbsz: false,
         // Implicit FTPS clients expect protected data without asking (the usage before RFC 4217).
         private_data: implicit,
+        closing: None,
     };
     shared.events.emit(st.event(EventKind::ConnectionOpened));
+    st.closing = Some(ClosingRecord::new(
+        st.event(EventKind::ConnectionClosed),
+        shared.events.clone(),
+    ));
     let login_deadline = tokio::time::Instant::now() + shared.config.login_grace_time;
     let reason = match secure_start(&mut st, implicit, login_deadline).await {
         Ok(()) => serve_commands(&mut st, login_deadline).await,
@@ -170,10 +179,14 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
     };
     // A TLS client expects close_notify, not a bare TCP close.
     let _ = tokio::time::timeout(Duration::from_secs(2), st.control.shutdown()).await;
-    let mut closed = st.event(EventKind::ConnectionClosed).message(reason);
-    closed.duration_ms = Some(started.elapsed().as_millis() as u64);
+    let now = st.event(EventKind::ConnectionClosed);
     st.session = None;
-    shared.events.emit(closed);
+    if let Some(closing) = st.closing.take() {
+        closing.close(reason, |e| {
+            e.account = now.account;
+            e.protocol = now.protocol;
+        });
+    }
 }
 
 /// Implicit FTPS: the TLS handshake comes before the greeting.
@@ -572,6 +585,13 @@ async fn login(st: &mut State, password: &str) -> bool {
             match Session::open(account, info, st.shared.events.clone()).await {
                 Ok(session) => {
                     st.session = Some(session);
+                    let now = st.event(EventKind::ConnectionClosed);
+                    if let Some(closing) = &mut st.closing {
+                        closing.update(|e| {
+                            e.account = now.account;
+                            e.protocol = now.protocol;
+                        });
+                    }
                     if let Some(tls) = &st.acceptor {
                         tls.bind_login(st.user.clone());
                     }

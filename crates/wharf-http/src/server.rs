@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -11,7 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
 use wharf_core::dav_state::DavState;
-use wharf_core::{Event, EventBus, EventKind};
+use wharf_core::{ClosingRecord, Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_net::tls::TlsAcceptor;
 use wharf_types::Protocol;
@@ -173,7 +173,7 @@ impl HttpService {
                 let router = router.clone();
                 let tls = tls.clone();
                 let admission = admission.clone();
-                tokio::spawn(async move {
+                async move {
                     let mut socket = socket;
                     // Refused before the TLS handshake: a refused client costs no handshake.
                     // Behind a balancer, its PROXY header comes first and names the client.
@@ -187,7 +187,7 @@ impl HttpService {
                     };
                     let _held = admitted;
                     serve_connection(socket, conn, shared, router, tls).await;
-                });
+                }
             })
             .await;
     }
@@ -222,10 +222,14 @@ async fn serve_connection(
     router: axum::Router,
     tls: Option<TlsAcceptor>,
 ) {
-    let started = Instant::now();
     shared
         .events
         .emit(shared.event(EventKind::ConnectionOpened, &conn));
+    // Sent at the end however the connection ends (a server stop cuts it).
+    let closing = ClosingRecord::new(
+        shared.event(EventKind::ConnectionClosed, &conn),
+        shared.events.clone(),
+    );
     let service = TowerToHyperService::new(router.layer(axum::Extension(conn.clone())));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -279,9 +283,5 @@ async fn serve_connection(
             }
         }
     };
-    let mut closed = shared
-        .event(EventKind::ConnectionClosed, &conn)
-        .message(reason);
-    closed.duration_ms = Some(started.elapsed().as_millis() as u64);
-    shared.events.emit(closed);
+    closing.close(reason, |_| {});
 }

@@ -34,7 +34,9 @@ pub use throttle::{Passed, Throttle};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::future::Future;
 use tokio::net::{TcpListener, TcpStream};
+
 use tokio::sync::watch;
 
 /// The bound sockets of one service.
@@ -60,27 +62,35 @@ impl Listeners {
             .collect()
     }
 
-    /// Accepts on every socket until `shutdown` turns true, handing each connection and
-    /// its peer address to `on_accept`, which must not block.
-    pub async fn serve<F>(self, shutdown: watch::Receiver<bool>, on_accept: F)
+    /// Accepts on every socket until `shutdown` turns true, running what `on_accept` makes
+    /// of each connection and its peer address as a task of its own. At shutdown the
+    /// listeners close at once; the connections still open get [`SESSION_GRACE`] to end, then
+    /// are cut (their tasks dropped, so what they hold records its own end), and only then
+    /// does `serve` return: the audit writer, stopped after the services, sees every record.
+    pub async fn serve<F, Fut>(self, shutdown: watch::Receiver<bool>, on_accept: F)
     where
-        F: Fn(TcpStream, SocketAddr) + Clone + Send + 'static,
+        F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let mut accepts = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let on_accept = on_accept.clone();
             let mut stop = shutdown.clone();
             accepts.spawn(async move {
+                let mut connections = tokio::task::JoinSet::new();
                 loop {
                     tokio::select! {
                         _ = stop.changed() => break,
+                        // Finished connections are reaped as they end, so the set holds only
+                        // the open ones.
+                        Some(_) = connections.join_next(), if !connections.is_empty() => {}
                         accepted = listener.accept() => match accepted {
                             Ok((socket, remote)) => {
                                 // Replies are small writes that must not wait for the peer's
                                 // delayed ACK (Nagle): 40 ms per FTP command otherwise.
                                 let _ = socket.set_nodelay(true);
                                 let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
-                                on_accept(socket, remote);
+                                connections.spawn(on_accept(socket, remote));
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "accept failed; retrying");
@@ -89,10 +99,19 @@ impl Listeners {
                         },
                     }
                 }
+                drop(listener);
+                let ended = tokio::time::timeout(SESSION_GRACE, async {
+                    while connections.join_next().await.is_some() {}
+                })
+                .await;
+                if ended.is_err() {
+                    connections.shutdown().await;
+                }
             });
         }
-        let mut stop = shutdown;
-        let _ = stop.changed().await;
-        accepts.shutdown().await;
+        while accepts.join_next().await.is_some() {}
     }
 }
+
+/// How long open connections may go on after their service stops before they are cut.
+pub const SESSION_GRACE: Duration = Duration::from_secs(5);

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use russh::keys::PrivateKey;
 use russh::server::ChannelOpenHandle;
@@ -16,7 +16,7 @@ use wharf_auth::{
     Admission, Admitted, Attempt, Authenticated, Authenticator, Credential, Limits, ProxyPolicy,
     fingerprint,
 };
-use wharf_core::{Account, Event, EventBus, EventKind, Session, SessionInfo};
+use wharf_core::{Account, ClosingRecord, Event, EventBus, EventKind, Session, SessionInfo};
 use wharf_net::Listeners;
 use wharf_types::Protocol;
 
@@ -141,10 +141,10 @@ fn accept(
     config: &Arc<russh::server::Config>,
     shared: &Arc<Shared>,
     grace: Duration,
-) {
+) -> impl std::future::Future<Output = ()> + Send + use<> {
     let config = Arc::clone(config);
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
+    async move {
         let mut socket = socket;
         // Refused before the SSH banner: a refused client costs no key exchange. Behind a
         // balancer, its PROXY header is read first and names the client decided on.
@@ -156,7 +156,26 @@ fn accept(
             return;
         };
         serve(socket, admitted, config, shared, grace).await;
-    });
+    }
+}
+
+/// Disconnects the russh connection it holds when dropped still holding it.
+struct DisconnectWhenCut(Option<russh::server::Handle>);
+
+impl Drop for DisconnectWhenCut {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = handle
+                    .disconnect(
+                        Disconnect::ByApplication,
+                        "server stopping".into(),
+                        "en".into(),
+                    )
+                    .await;
+            });
+        }
+    }
 }
 
 /// Runs one admitted connection, recorded under the client address it was admitted for.
@@ -178,7 +197,6 @@ async fn serve(
         e
     };
     shared.events.emit(event(EventKind::ConnectionOpened));
-    let started = Instant::now();
     let account_name = Arc::new(Mutex::new(None::<String>));
     let authenticated = Arc::new(AtomicBool::new(false));
     let handler = Connection {
@@ -192,8 +210,9 @@ async fn serve(
         channel_seq: 0,
         pending: None,
     };
-    let closed = event(EventKind::ConnectionClosed);
-    let events = shared.events.clone();
+    // Made now, sent at the end however the connection ends (a server stop cuts it).
+    let closed = ClosingRecord::new(event(EventKind::ConnectionClosed), shared.events.clone())
+        .account_from(Arc::clone(&account_name));
     let _held = admitted;
     let _ = socket.set_nodelay(true);
     // The grace period covers everything before authentication, including a client
@@ -218,7 +237,12 @@ async fn serve(
                         .await;
                 }
             });
+            // russh runs the connection on a task of its own: if this one is cut (the server
+            // stops), that one is told to disconnect, so its channels and sessions end and
+            // record their ends too.
+            let mut cut = DisconnectWhenCut(Some(running.handle()));
             let result = running.await;
+            cut.0 = None;
             grace_timer.abort();
             match result {
                 Ok(()) => "closed".to_owned(),
@@ -226,11 +250,7 @@ async fn serve(
             }
         }
     };
-    let mut closed = closed.message(reason);
-    closed.time = time::OffsetDateTime::now_utc();
-    closed.account = account_name.lock().ok().and_then(|a| a.clone());
-    closed.duration_ms = Some(started.elapsed().as_millis() as u64);
-    events.emit(closed);
+    closed.close(reason, |_| {});
 }
 
 enum Chan {
