@@ -442,6 +442,66 @@ impl Authenticator {
         attempt: Attempt<'_>,
         recheck_after: Duration,
     ) -> Result<Option<Grant>, Denied> {
+        self.readmit_as(Some(&grant.account), grant, attempt, recheck_after)
+            .await
+    }
+
+    /// A kept login made on another node (or before this process's own memory of it):
+    /// the grant of account `name`, vouched for by method `by` at `since`, checked as
+    /// [`Authenticator::readmit`] checks a login, with the account resolved afresh. An
+    /// external method is asked again without the password where it can be; where it
+    /// cannot, the login has to be made again (`login-expired`).
+    pub async fn resume(
+        &self,
+        name: &str,
+        by: &str,
+        second_factor: bool,
+        since: Instant,
+        attempt: Attempt<'_>,
+        recheck_after: Duration,
+    ) -> Result<Grant, Denied> {
+        let denied = |failure| Denied {
+            failure,
+            by: Some(by.to_owned()),
+        };
+        let name = AccountName::new(name).map_err(|_| denied(AuthFailure::UnknownAccount))?;
+        // Never used as an account: it only names the one to resolve.
+        let unresolved = Grant {
+            account: Arc::new(Account {
+                name,
+                home: std::path::PathBuf::new(),
+                groups: Vec::new(),
+                create_home: false,
+                rules: wharf_core::RuleSet::default(),
+                protocols: Vec::new(),
+                upload_mode: wharf_core::UploadMode::default(),
+                max_file_size: None,
+            }),
+            by: by.to_owned(),
+            second_factor,
+            since,
+            verdict: None,
+        };
+        match self
+            .readmit_as(None, &unresolved, attempt, recheck_after)
+            .await?
+        {
+            Some(grant) => Ok(grant),
+            None => Err(denied(AuthFailure::Misconfigured(
+                "the login's account could not be resolved".to_owned(),
+            ))),
+        }
+    }
+
+    /// [`Authenticator::readmit`] of `grant`, whose session acts for `current` (`None`: no
+    /// session yet, so the account is always resolved anew).
+    async fn readmit_as(
+        &self,
+        current: Option<&Arc<Account>>,
+        grant: &Grant,
+        attempt: Attempt<'_>,
+        recheck_after: Duration,
+    ) -> Result<Option<Grant>, Denied> {
         let decided = |failure| Denied {
             failure,
             by: Some(grant.by.clone()),
@@ -486,7 +546,7 @@ impl Authenticator {
         }
         let record = confined(record, &groups, method.home_roots()).map_err(decided)?;
         let resolution = resolve::Resolution::of(&record, &groups).map_err(decided)?;
-        let account = if resolution.describes(&grant.account) {
+        let account = if current.is_some_and(|a| resolution.describes(a)) {
             None
         } else {
             Some(Arc::new(resolution.compile().map_err(decided)?))

@@ -22,6 +22,7 @@ pub mod permissions;
 pub mod session;
 pub mod upload;
 pub mod vfs;
+pub mod web_sessions;
 
 pub use account::{Account, UploadMode};
 pub use closing::ClosingRecord;

@@ -154,7 +154,10 @@ pub(crate) async fn token_create(
     State(shared): State<Arc<Shared>>,
     Extension(session): Extension<Arc<Session>>,
 ) -> Response {
-    let token = shared.sessions.insert_token(session);
+    let token = match shared.sessions.insert_token(session).await {
+        Ok(token) => token,
+        Err(e) => return crate::auth::unavailable(&e),
+    };
     (
         StatusCode::CREATED,
         Json(json!({
@@ -169,10 +172,13 @@ pub(crate) async fn token_delete(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Response {
-    match crate::auth::bearer(&headers) {
-        Some(token) if shared.sessions.remove_token(token) => {
-            StatusCode::NO_CONTENT.into_response()
-        }
+    let removed = match crate::auth::bearer(&headers) {
+        Some(token) => shared.sessions.remove_token(token).await,
+        None => Ok(false),
+    };
+    match removed {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => crate::auth::unavailable(&e),
         _ => error(
             StatusCode::BAD_REQUEST,
             "send the token to revoke as a bearer token",

@@ -15,7 +15,7 @@
 //! CSRF token in `X-CSRF-Token`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -23,10 +23,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use wharf_auth::{Attempt, Authenticated, Credential, Denied, Grant};
+use wharf_core::web_sessions::WebLogin;
 use wharf_core::{EventKind, Session, SessionInfo};
 use wharf_types::Protocol;
 
 use crate::server::{Conn, Shared};
+use crate::sessions::Found;
 
 /// The answer to a request without valid credentials.
 pub(crate) fn unauthorized(message: &str) -> Response {
@@ -132,17 +134,20 @@ pub(crate) async fn require_account(
     if bearer(request.headers()).is_none()
         && let Some(value) = cookie(request.headers(), name)
     {
-        let Some(browser) = shared.sessions.get_cookie(value) else {
-            return login_again(&request);
+        let browser = match shared.sessions.get_cookie(value).await {
+            Ok(Some(browser)) => browser,
+            Ok(None) => return login_again(&request),
+            Err(e) => return unavailable(&e),
         };
         let echoed = request
             .headers()
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok());
-        if changes_state(request.method()) && echoed != Some(browser.csrf.as_str()) {
+        if changes_state(request.method()) && !browser.echoed(echoed) {
             return forbidden(&shared, &conn, "missing or wrong CSRF token");
         }
-        let Ok(session) = readmit(&shared, &conn, browser.kept, protocol, "cookie").await else {
+        let found = browser.found;
+        let Ok(session) = go_on(&shared, &conn, found, protocol, "cookie").await else {
             return login_again(&request);
         };
         request.extensions_mut().insert(session);
@@ -157,6 +162,18 @@ pub(crate) async fn require_account(
         Err(_) if is_page(&request) => login_again(&request),
         Err(response) => response,
     }
+}
+
+/// The answer when kept logins cannot be read or written (the store is unreachable): the
+/// request is refused, never let through.
+pub(crate) fn unavailable(e: &wharf_core::CoreError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": format!("logins cannot be checked now: {}", e.message)
+        })),
+    )
+        .into_response()
 }
 
 /// Browser pages (as opposed to the API) send people to the login page.
@@ -252,19 +269,40 @@ pub(crate) async fn log_in(
     }
 }
 
-/// Records a successful login of the store's accounts whose one-time code came in a
-/// second step, and opens its core session.
-pub(crate) async fn open_session(
+/// Records a successful login whose one-time code came in a second step (on this node or
+/// another), and opens its core session for the account as it resolves now.
+pub(crate) async fn open_after_code(
     shared: &Arc<Shared>,
     conn: &Conn,
-    account: Arc<wharf_core::Account>,
-    by: &str,
-    user: &str,
+    pending: &WebLogin,
     protocol: Protocol,
-    second_factor: Option<&str>,
 ) -> Result<Arc<Session>, Response> {
-    let grant = Grant::new(account, by.to_owned(), second_factor.is_some());
-    open_login(shared, conn, grant, user, protocol).await
+    let attempt = Attempt {
+        service: &shared.config.name,
+        protocol,
+        offers: &[protocol],
+        remote: conn.remote,
+        code_appended: true,
+    };
+    let recheck_after = shared.sessions.recheck_after();
+    let resumed = shared
+        .auth
+        .resume(
+            &pending.account,
+            &pending.method,
+            true,
+            Instant::now(),
+            attempt,
+            recheck_after,
+        )
+        .await;
+    match resumed {
+        Ok(grant) => open_login(shared, conn, grant, &pending.user, protocol).await,
+        Err(denied) => {
+            let account = pending.account.clone();
+            Err(refuse(shared, conn, &denied, account, protocol, "one-time-code").await)
+        }
+    }
 }
 
 /// Records a successful login and opens its core session.
@@ -327,7 +365,12 @@ async fn authenticate(
     protocol: Protocol,
 ) -> Result<Arc<Session>, Response> {
     if let Some(token) = bearer(headers) {
-        let Some(kept) = shared.sessions.get_token(token) else {
+        let found = shared
+            .sessions
+            .get_token(token)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(found) = found else {
             shared.events.emit(
                 shared
                     .event(EventKind::LoginFailed, conn)
@@ -336,7 +379,7 @@ async fn authenticate(
             );
             return Err(unauthorized("unknown or expired token; log in again"));
         };
-        return readmit(shared, conn, kept, protocol, "token").await;
+        return go_on(shared, conn, found, protocol, "token").await;
     }
     let Some(basic) = headers
         .get(header::AUTHORIZATION)
@@ -379,6 +422,85 @@ async fn authenticate(
     Ok(session)
 }
 
+/// One more request of a token or browser session: of the session this node keeps for
+/// it, or of one opened here now for a login made on another node.
+async fn go_on(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    found: Found,
+    protocol: Protocol,
+    method: &str,
+) -> Result<Arc<Session>, Response> {
+    match found {
+        Found::Kept(kept) => readmit(shared, conn, kept, protocol, method).await,
+        Found::Resume { key, login } => resume(shared, conn, key, login, protocol, method).await,
+    }
+}
+
+/// A login kept in the store that this node has no session for: the account checks
+/// (the account resolved as it is now), then a core session under the login's session id.
+async fn resume(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    key: String,
+    login: WebLogin,
+    protocol: Protocol,
+    method: &str,
+) -> Result<Arc<Session>, Response> {
+    let age = login_age(login.since_us);
+    let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    let attempt = Attempt {
+        service: &shared.config.name,
+        protocol,
+        offers: &[protocol],
+        remote: conn.remote,
+        code_appended: true,
+    };
+    let recheck_after = shared.sessions.recheck_after();
+    let resumed = shared
+        .auth
+        .resume(
+            &login.account,
+            &login.method,
+            login.second_factor,
+            since,
+            attempt,
+            recheck_after,
+        )
+        .await;
+    let grant = match resumed {
+        Ok(grant) => grant,
+        Err(denied) => {
+            if ends_login(&denied)
+                && let Err(e) = shared.sessions.end(&key).await
+            {
+                tracing::warn!("kept login not ended: {e}");
+            }
+            return Err(refuse(shared, conn, &denied, login.account, protocol, method).await);
+        }
+    };
+    let info = SessionInfo {
+        id: login.session_id,
+        service: shared.config.name.clone(),
+        protocol,
+        remote: Some(conn.remote),
+        max_file_size: shared.config.max_file_size,
+    };
+    let session = open_core(shared, Arc::clone(&grant.account), info).await?;
+    shared.sessions.adopt(key, Arc::clone(&session), grant);
+    Ok(Arc::new(session.readdressed(conn.remote, protocol)))
+}
+
+/// How long ago `since_us` (µs since the Unix epoch) was; nothing when it is ahead of this
+/// node's clock.
+fn login_age(since_us: i64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let since = Duration::from_micros(u64::try_from(since_us).unwrap_or(0));
+    now.saturating_sub(since)
+}
+
 /// One more request of a kept login (`method`: `password` for remembered Basic
 /// credentials, `token`, `cookie`): the account checks again, for this request's address
 /// and protocol, then a copy of the session that records this connection's address and
@@ -412,8 +534,10 @@ async fn readmit(
     let renewed = match shared.auth.readmit(grant, attempt, recheck_after).await {
         Ok(renewed) => renewed,
         Err(denied) => {
-            if ends_login(&denied) {
-                shared.sessions.end(&kept.key);
+            if ends_login(&denied)
+                && let Err(e) = shared.sessions.end(&kept.key).await
+            {
+                tracing::warn!("kept login not ended: {e}");
             }
             return Err(refuse(shared, conn, &denied, account, protocol, method).await);
         }

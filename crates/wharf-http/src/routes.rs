@@ -207,7 +207,11 @@ mod tests {
             config: crate::server::test_config(),
             auth: wharf_auth::Authenticator::new(store),
             events,
-            sessions: crate::sessions::Sessions::new(std::time::Duration::from_secs(60)),
+            sessions: crate::sessions::Sessions::new(
+                Arc::new(wharf_core::web_sessions::MemoryWebSessions::default()),
+                "http-test",
+                std::time::Duration::from_secs(60),
+            ),
             dav: None,
         });
         let app = router(shared);

@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
 use wharf_core::dav_state::DavState;
+use wharf_core::web_sessions::{MemoryWebSessions, WebSessionStore};
 use wharf_core::{ClosingRecord, Event, EventBus, EventKind};
 use wharf_net::Listeners;
 use wharf_net::tls::TlsAcceptor;
@@ -117,6 +118,7 @@ pub struct HttpService {
     config: HttpConfig,
     listeners: Listeners,
     dav: Option<DavState>,
+    web_sessions: Option<Arc<dyn WebSessionStore>>,
 }
 
 impl HttpService {
@@ -127,12 +129,20 @@ impl HttpService {
             config,
             listeners,
             dav: None,
+            web_sessions: None,
         })
     }
 
     /// Offers WebDAV locks and dead properties, kept where `dav` keeps them.
     pub fn with_dav_state(mut self, dav: DavState) -> HttpService {
         self.dav = Some(dav);
+        self
+    }
+
+    /// Keeps tokens, browser sessions and pending logins in `store` (every node of a
+    /// cluster), rather than in this process alone.
+    pub fn with_web_sessions(mut self, store: Arc<dyn WebSessionStore>) -> HttpService {
+        self.web_sessions = Some(store);
         self
     }
 
@@ -159,8 +169,13 @@ impl HttpService {
         };
         let tls = self.config.tls.clone().map(TlsAcceptor::from);
         let shared = Arc::new(Shared {
-            sessions: Sessions::new(self.config.session_timeout)
-                .with_limits(self.config.session_lifetime, self.config.recheck_after),
+            sessions: Sessions::new(
+                self.web_sessions
+                    .unwrap_or_else(|| Arc::new(MemoryWebSessions::default())),
+                &self.config.name,
+                self.config.session_timeout,
+            )
+            .with_limits(self.config.session_lifetime, self.config.recheck_after),
             config: self.config,
             auth,
             events,

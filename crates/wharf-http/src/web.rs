@@ -83,9 +83,10 @@ pub(crate) async fn asset(request: Request) -> Response {
 }
 
 pub(crate) async fn index(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let logged_in = cookie(request.headers(), cookie_name(shared.config.tls.is_some()))
-        .and_then(|c| shared.sessions.get_cookie(c))
-        .is_some();
+    let logged_in = match cookie(request.headers(), cookie_name(shared.config.tls.is_some())) {
+        Some(c) => matches!(shared.sessions.get_cookie(c).await, Ok(Some(_))),
+        None => false,
+    };
     let to = if logged_in { "/browse/" } else { "/login" };
     (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
 }
@@ -210,10 +211,13 @@ pub(crate) async fn login_submit(
     let protocol = shared.config.protocol();
     let login = crate::auth::log_in(&shared, &conn, &form.user, &form.password, protocol, false);
     match login.await {
-        Ok(LoggedIn::Session(session)) => browse_with(&shared, session),
+        Ok(LoggedIn::Session(session)) => browse_with(&shared, session).await,
         Ok(LoggedIn::NeedsCode { account, by, user }) => {
-            let token = shared.sessions.insert_pending(account, by, user);
-            code_form(StatusCode::OK, &form.csrf, &token, None)
+            let name = account.name.to_string();
+            match shared.sessions.insert_pending(&name, &by, &user).await {
+                Ok(token) => code_form(StatusCode::OK, &form.csrf, &token, None),
+                Err(e) => store_down(&shared, &e),
+            }
         }
         Err(_) => login_form(
             &shared,
@@ -223,9 +227,22 @@ pub(crate) async fn login_submit(
     }
 }
 
+/// The login page again when kept logins cannot be written (the store is unreachable).
+fn store_down(shared: &Shared, e: &wharf_core::CoreError) -> Response {
+    tracing::warn!("web login not kept: {e}");
+    login_form(
+        shared,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("Logins are not possible at the moment; please try again later."),
+    )
+}
+
 /// Starts the browser session: its cookie, and on to the folder page.
-fn browse_with(shared: &Shared, session: Arc<wharf_core::Session>) -> Response {
-    let value = shared.sessions.insert_cookie(session);
+async fn browse_with(shared: &Shared, session: Arc<wharf_core::Session>) -> Response {
+    let value = match shared.sessions.insert_cookie(session).await {
+        Ok(value) => value,
+        Err(e) => return store_down(shared, &e),
+    };
     let https = shared.config.tls.is_some();
     let cookie = format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Strict{}",
@@ -270,7 +287,11 @@ pub(crate) async fn login_code(
             "This form has expired; please log in again.",
         );
     }
-    let Some(pending) = shared.sessions.take_pending(&form.pending) else {
+    let pending = match shared.sessions.take_pending(&form.pending).await {
+        Ok(pending) => pending,
+        Err(e) => return store_down(&shared, &e),
+    };
+    let Some(pending) = pending else {
         return login_form(
             &shared,
             StatusCode::UNAUTHORIZED,
@@ -281,18 +302,9 @@ pub(crate) async fn login_code(
     let code: String = form.code.chars().take(32).collect();
     match shared.auth.verify_code(&pending.user, &code).await {
         Ok(()) => {
-            let opened = crate::auth::open_session(
-                &shared,
-                &conn,
-                Arc::clone(&pending.account),
-                &pending.by,
-                &pending.user,
-                protocol,
-                Some("totp"),
-            )
-            .await;
+            let opened = crate::auth::open_after_code(&shared, &conn, &pending, protocol).await;
             match opened {
-                Ok(session) => browse_with(&shared, session),
+                Ok(session) => browse_with(&shared, session).await,
                 Err(response) => response,
             }
         }
@@ -302,13 +314,18 @@ pub(crate) async fn login_code(
                 .failed(failure.reason())
                 .attr("method", "one-time-code")
                 .attr("cause", failure.code())
-                .attr("authenticator", pending.by.clone());
+                .attr("authenticator", pending.method.clone());
             failed.account = Some(pending.user.clone());
             failed.protocol = Some(protocol);
             shared.events.emit(failed);
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let token = form.pending.clone();
-            if shared.sessions.retry_pending(&token, pending) {
+            if shared
+                .sessions
+                .retry_pending(&token, pending)
+                .await
+                .unwrap_or(false)
+            {
                 code_form(
                     StatusCode::UNAUTHORIZED,
                     &form.csrf,
@@ -328,8 +345,10 @@ pub(crate) async fn login_code(
 
 pub(crate) async fn logout(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let https = shared.config.tls.is_some();
-    if let Some(value) = cookie(request.headers(), cookie_name(https)) {
-        shared.sessions.remove_cookie(value);
+    if let Some(value) = cookie(request.headers(), cookie_name(https))
+        && let Err(e) = shared.sessions.remove_cookie(value).await
+    {
+        return crate::auth::unavailable(&e);
     }
     let expired = format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",

@@ -23,6 +23,7 @@ mod identities;
 mod migrate;
 #[cfg(test)]
 mod testing;
+mod web_sessions;
 
 use std::path::Path;
 

@@ -183,7 +183,9 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 let dav =
                     wharf_core::dav_state::DavState::new(std::sync::Arc::new(ctx.store.clone()));
                 HttpService::bind(config).await.map(|b| {
-                    let b = b.with_dav_state(dav);
+                    let b = b
+                        .with_dav_state(dav)
+                        .with_web_sessions(std::sync::Arc::new(ctx.store.clone()));
                     let addrs = b.local_addrs();
                     services.spawn(b.run(auth.clone(), bus.clone(), stop_rx.clone()));
                     (addrs, what)
