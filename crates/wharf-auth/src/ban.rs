@@ -11,29 +11,36 @@
 //! An IPv6 client is scored, rate-limited and banned by its /64 (configurable), so one host
 //! cannot escape by rotating through its own range.
 //!
-//! Bans are written to the store, and each node reloads the store's bans every few
-//! seconds, so a cluster shares them and `wharf ban remove` reaches running servers.
-//! Memory is bounded: at most [`MAX_TRACKED`] networks are scored, rate-limited and
+//! Failures are scored twice: at once in this node's memory (so a client failing on one
+//! node is banned by the failure that crosses the threshold, before its next connection),
+//! and in the store by the engine's own task, where every node's failures add up (so a
+//! client spreading its attempts over a cluster is banned at the same threshold). Bans are
+//! written to the store, and every node follows the store's changes each second
+//! (`ban/keeper.rs`), so a ban made on one node, or lifted by `wharf ban remove`, reaches
+//! every node within two seconds. Memory is bounded: at most [`MAX_TRACKED`] networks are scored, rate-limited and
 //! remembered for their earlier bans at once, and refusal records are held back for at most
 //! [`MAX_THROTTLED`] (service, network, cause) triples. Bans in force are not capped: each
 //! one costs its network a threshold's worth of audited failures.
 //!
 //! This engine must never block: `observe`, `refuses` and the admission checks run on the
-//! caller's task and only take short locks; the store is written by the engine's own task.
+//! caller's task and only take short locks; the store is read and written by the engine's
+//! own task ([`BanEngine::run`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch};
-use wharf_core::{Event, EventBus, EventKind, EventObserver};
+use tokio::sync::mpsc;
+use wharf_core::{Event, EventKind, EventObserver};
 use wharf_net::{Passed, RateLimiter, Throttle};
 use wharf_store::{BanRecord, Store};
 use wharf_types::{IpNetwork, rfc3339};
 
 mod admission;
+mod keeper;
 
 pub use admission::{Admission, Admitted, Limits, ProxyPolicy, TurnedAway};
 
@@ -46,8 +53,9 @@ pub const MAX_TRACKED: usize = 100_000;
 /// this, refusals of further networks are counted together (`attrs.suppressed_untracked`).
 pub const MAX_THROTTLED: usize = 10_000;
 
-/// How often the engine reloads bans from the store.
-const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// Failures waiting for the engine's task to score them in the store; past this (the store
+/// is slow or away), further failures are scored on their node alone until it catches up.
+const MAX_QUEUED_FAILURES: usize = 10_000;
 
 /// A banned network's refusals are recorded at most once in this time.
 const BANNED_RECORD_EVERY: Duration = Duration::from_secs(60);
@@ -201,12 +209,39 @@ struct Active {
     stored: bool,
 }
 
-#[derive(Default)]
 struct State {
     scores: HashMap<IpNetwork, Vec<(Instant, u32)>>,
     bans: HashMap<IpNetwork, Active>,
     /// Strikes of networks banned before, with when their last ban ended.
     strikes: HashMap<IpNetwork, (u32, OffsetDateTime)>,
+    /// The store's bans version this node has followed up to (-1: none read yet).
+    version: i64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            scores: HashMap::new(),
+            bans: HashMap::new(),
+            strikes: HashMap::new(),
+            version: -1,
+        }
+    }
+}
+
+/// Work for the engine's own task, in the order it arose.
+enum Job {
+    /// A failure this node alone has not scored enough to ban: scored in the store, with
+    /// every node's failures of its network.
+    Failure {
+        network: IpNetwork,
+        points: u32,
+        at: OffsetDateTime,
+        trigger: Box<Event>,
+    },
+    /// A ban this node made (and recorded): written to the store, unless another node's
+    /// ban of the network is in force there already.
+    Ban(BanRecord),
 }
 
 /// The ban engine of one node. Create it with [`BanEngine::new`], build the event bus
@@ -220,14 +255,18 @@ pub struct BanEngine {
     rates: RateLimiter<IpNetwork>,
     /// Refusal records held back from a flood.
     records: Throttle<RecordKey, Event>,
-    writes: mpsc::UnboundedSender<BanRecord>,
-    pending: Mutex<Option<mpsc::UnboundedReceiver<BanRecord>>>,
+    jobs: mpsc::UnboundedSender<Job>,
+    pending: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    /// `Job::Failure`s queued and not yet scored (bounded by [`MAX_QUEUED_FAILURES`]).
+    queued_failures: AtomicUsize,
+    /// The store failed the engine's last call (logged once until it answers again).
+    store_trouble: AtomicBool,
 }
 
 impl BanEngine {
     /// An engine for `policy`, recording bans in `store` under `node`'s name.
     pub fn new(policy: BanPolicy, store: Store, node: String) -> Arc<BanEngine> {
-        let (writes, pending) = mpsc::unbounded_channel();
+        let (jobs, pending) = mpsc::unbounded_channel();
         Arc::new(BanEngine {
             rates: RateLimiter::new(policy.connection_rate, policy.connection_burst, MAX_TRACKED),
             records: Throttle::new(MAX_THROTTLED, BANNED_RECORD_EVERY),
@@ -235,8 +274,10 @@ impl BanEngine {
             node,
             store,
             state: Mutex::new(State::default()),
-            writes,
+            jobs,
             pending: Mutex::new(Some(pending)),
+            queued_failures: AtomicUsize::new(0),
+            store_trouble: AtomicBool::new(false),
         })
     }
 
@@ -288,69 +329,12 @@ impl BanEngine {
             .map(|passed| counted(passed, false))
     }
 
-    /// Keeps the bans current until `shutdown`: writes new
-    /// bans, records `ban.lifted` as bans run out, and reloads the store's bans (made by
-    /// other nodes, or lifted by an administrator) every few seconds.
-    pub async fn run(self: Arc<Self>, events: EventBus, mut shutdown: watch::Receiver<bool>) {
-        let Some(mut pending) = self.pending.lock().ok().and_then(|mut p| p.take()) else {
-            return;
-        };
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut last_reload = Instant::now();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                Some(record) = pending.recv() => self.write(record).await,
-                _ = tick.tick() => {
-                    for event in self.expire() {
-                        events.emit(event);
-                    }
-                    if last_reload.elapsed() >= RELOAD_EVERY {
-                        self.reload().await;
-                        last_reload = Instant::now();
-                    }
-                }
-            }
-        }
-        while let Ok(record) = pending.try_recv() {
-            self.write(record).await;
-        }
-    }
-
-    async fn write(&self, record: BanRecord) {
-        match self.store.put_ban(&record).await {
-            Ok(()) => {
-                if let Ok(network) = record.network.parse::<IpNetwork>()
-                    && let Some(ban) = self.state().bans.get_mut(&network)
-                {
-                    ban.stored = true;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, network = %record.network, "ban not stored"),
-        }
-    }
-
-    /// Ends bans whose time ran out; returns their `ban.lifted` events.
+    /// Forgets old strikes and scores, prunes the rate table, and returns the refusal
+    /// records held back whose wait is over (their count is written now, not only when the
+    /// flood comes back).
     fn expire(&self) -> Vec<Event> {
         let now = OffsetDateTime::now_utc();
         let mut state = self.state();
-        let ended: Vec<(IpNetwork, Active)> = state
-            .bans
-            .iter()
-            .filter(|(_, ban)| ban.until <= now)
-            .map(|(n, b)| (*n, b.clone()))
-            .collect();
-        let mut events = Vec::new();
-        for (network, ban) in ended {
-            state.bans.remove(&network);
-            state.strikes.insert(network, (ban.strikes, ban.until));
-            events.push(
-                Event::new(EventKind::BanLifted)
-                    .message(format!("ban of {network} ended"))
-                    .attr("network", network.to_string())
-                    .attr("node", self.node.clone()),
-            );
-        }
         let forget = self.policy.forget_after;
         state.strikes.retain(|_, (_, ended)| {
             now - *ended < time::Duration::try_from(forget).unwrap_or(time::Duration::MAX)
@@ -363,61 +347,22 @@ impl BanEngine {
         });
         drop(state);
         self.rates.prune();
-        // Refusals held back whose wait is over: their count is written now, not only
-        // when the flood comes back.
-        events.extend(
-            self.records
-                .due()
-                .into_iter()
-                .map(|passed| counted(passed, true)),
-        );
-        events
+        self.records
+            .due()
+            .into_iter()
+            .map(|passed| counted(passed, true))
+            .collect()
     }
 
-    /// Takes the store's bans as the truth for everything it has seen. `wharf serve` calls
-    /// it once before accepting, so a restarted node refuses banned clients from the start.
-    pub async fn reload(&self) {
-        let now = OffsetDateTime::now_utc();
-        let since = now
-            - time::Duration::try_from(self.policy.forget_after).unwrap_or(time::Duration::ZERO);
-        let rows = match self.store.bans_since(micros(since)).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "bans not reloaded from the store");
-                return;
-            }
-        };
-        let mut state = self.state();
-        let mut seen = std::collections::HashSet::new();
-        for row in rows {
-            let Ok(network) = row.network.parse::<IpNetwork>() else {
-                continue;
-            };
-            let until = from_micros(row.until_us);
-            seen.insert(network);
-            if until > now {
-                let ban = state.bans.entry(network).or_insert(Active {
-                    until,
-                    strikes: row.strikes,
-                    stored: true,
-                });
-                ban.until = ban.until.max(until);
-                ban.strikes = ban.strikes.max(row.strikes);
-                ban.stored = true;
-            } else {
-                let known = state.strikes.entry(network).or_insert((row.strikes, until));
-                known.0 = known.0.max(row.strikes);
-            }
-        }
-        // Stored bans that are gone from the store were lifted by an administrator.
-        state
-            .bans
-            .retain(|network, ban| !ban.stored || seen.contains(network));
-        state.strikes.retain(|network, _| seen.contains(network));
-        cap_strikes(&mut state.strikes);
-    }
-
-    fn ban(&self, state: &mut State, network: IpNetwork, score: u32, trigger: &Event) -> Event {
+    /// Bans `network` in this node's memory from now; returns the ban's store record and
+    /// its `ban.added` event (made after `trigger`, the failure that crossed the threshold).
+    fn ban(
+        &self,
+        state: &mut State,
+        network: IpNetwork,
+        score: u64,
+        trigger: &Event,
+    ) -> (BanRecord, Event) {
         let strikes = state.strikes.get(&network).map_or(0, |(s, _)| *s) + 1;
         let now = OffsetDateTime::now_utc();
         let length = self.policy.ban_length(strikes);
@@ -436,26 +381,27 @@ impl BanEngine {
             self.policy.threshold,
             self.policy.window.as_secs()
         );
-        let _ = self.writes.send(BanRecord {
+        let record = BanRecord {
             network: network.to_string(),
             banned_us: micros(now),
             until_us: micros(until),
             strikes,
             reason: reason.clone(),
             node: self.node.clone(),
-        });
+        };
         let mut event =
             Event::new(EventKind::BanAdded).failed(format!("{network} banned: {reason}"));
         event.remote = trigger.remote;
         event.service = trigger.service.clone();
         event.protocol = trigger.protocol;
         event.session = trigger.session.clone();
-        event
+        let event = event
             .attr("network", network.to_string())
             .attr("until", rfc3339::format_seconds(until))
             .attr("strikes", strikes.to_string())
             .attr("score", score.to_string())
-            .attr("seconds", length.as_secs().to_string())
+            .attr("seconds", length.as_secs().to_string());
+        (record, event)
     }
 }
 
@@ -476,18 +422,34 @@ impl EventObserver for BanEngine {
         if state.bans.contains_key(&network) {
             return Vec::new();
         }
-        if !state.scores.contains_key(&network) && state.scores.len() >= MAX_TRACKED {
-            return Vec::new();
+        // This node's own score: enough on its own, the ban is made here and now.
+        if state.scores.contains_key(&network) || state.scores.len() < MAX_TRACKED {
+            let window = self.policy.window;
+            let hits = state.scores.entry(network).or_default();
+            hits.retain(|(at, _)| at.elapsed() < window);
+            hits.push((Instant::now(), points));
+            let score: u64 = hits.iter().map(|(_, p)| u64::from(*p)).sum();
+            if score >= u64::from(self.policy.threshold) {
+                let (record, added) = self.ban(&mut state, network, score, event);
+                let _ = self.jobs.send(Job::Ban(record));
+                return vec![added];
+            }
         }
-        let window = self.policy.window;
-        let hits = state.scores.entry(network).or_default();
-        hits.retain(|(at, _)| at.elapsed() < window);
-        hits.push((Instant::now(), points));
-        let score: u32 = hits.iter().map(|(_, p)| *p).sum();
-        if score < self.policy.threshold {
-            return Vec::new();
+        drop(state);
+        // Not enough here: the engine's task adds it to every node's failures in the store.
+        if self.queued_failures.fetch_add(1, Ordering::Relaxed) < MAX_QUEUED_FAILURES {
+            let job = Job::Failure {
+                network,
+                points,
+                at: OffsetDateTime::now_utc(),
+                trigger: Box::new(event.clone()),
+            };
+            if self.jobs.send(job).is_ok() {
+                return Vec::new();
+            }
         }
-        vec![self.ban(&mut state, network, score, event)]
+        self.queued_failures.fetch_sub(1, Ordering::Relaxed);
+        Vec::new()
     }
 }
 
@@ -538,6 +500,7 @@ fn from_micros(us: i64) -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wharf_core::EventBus;
 
     #[test]
     fn bans_grow_for_repeat_offenders_up_to_the_cap() {

@@ -67,7 +67,7 @@ catalogue! {
     CommandRefused = 20030, "command.refused", "A request was refused by policy (an exec command, a shell, a forwarding request); `message` names it.";
     ProtocolError = 20031, "protocol.error", "A client sent something the protocol forbids (oversized packet, malformed record, lying size); the session was answered with an error or closed.";
     BanAdded = 20040, "ban.added", "A client network was banned after its failures reached the threshold; `remote` is the address that tipped it, `attrs.network` the banned network, `attrs.until` when the ban ends, `attrs.strikes` how often it was banned, `attrs.score` its score.";
-    BanLifted = 20041, "ban.lifted", "A ban ended when its time ran out (recorded by each node that enforced it); `attrs.network` names it.";
+    BanLifted = 20041, "ban.lifted", "A ban ended when its time ran out (recorded once in a cluster, by the first node to see it end); `attrs.network` names it.";
     UploadStarted = 30001, "upload.started", "A file was opened for writing; `attrs.mode` is create, overwrite, append or resume.";
     UploadFinished = 30002, "upload.finished", "An upload was committed under its final name; `bytes`, `duration_ms` and `sha256` of the whole file.";
     UploadFailed = 30003, "upload.failed", "An upload ended without being committed (disconnect, error, abort); the partial data was removed, or kept under its final name in resumable mode (`attrs.kept`).";
@@ -106,6 +106,7 @@ catalogue! {
     GroupRemoved = 50012, "group.removed", "A group was removed.";
     ConfigurationApplied = 50020, "configuration.applied", "`wharf apply` imported accounts and groups; `message` counts the changes.";
     BanRemoved = 50030, "ban.removed", "An administrator lifted a ban (`wharf ban remove`); `attrs.network` names it.";
+    BanSet = 50031, "ban.set", "An administrator banned a client network (`wharf ban add`); `attrs.network` names it, `attrs.until` when the ban ends.";
 }
 
 impl EventKind {

@@ -324,15 +324,28 @@ mod tests {
             let s = &t.store;
             let net = "192.0.2.7/32";
             // Two nodes' failures count together; an older one is out of the window.
-            assert_eq!(s.score_failure(net, 100, 1, "a", 50).await.unwrap(), 1, "{}", t.name);
+            assert_eq!(
+                s.score_failure(net, 100, 1, "a", 50).await.unwrap(),
+                1,
+                "{}",
+                t.name
+            );
             assert_eq!(s.score_failure(net, 200, 2, "b", 50).await.unwrap(), 3);
             assert_eq!(s.score_failure(net, 300, 1, "a", 150).await.unwrap(), 3);
             // Another network is scored apart.
-            assert_eq!(s.score_failure("2001:db8::/64", 300, 1, "b", 0).await.unwrap(), 1);
+            assert_eq!(
+                s.score_failure("2001:db8::/64", 300, 1, "b", 0)
+                    .await
+                    .unwrap(),
+                1
+            );
             assert_eq!(s.forget_ban_failures(250).await.unwrap(), 2);
             assert_eq!(s.score_failure(net, 400, 1, "b", 0).await.unwrap(), 2);
             // A ban clears the network's failures: after it the score starts again.
-            assert_eq!(s.claim_ban(&ban(net, 500, 900, "b")).await.unwrap(), BanClaim::Made);
+            assert_eq!(
+                s.claim_ban(&ban(net, 500, 900, "b")).await.unwrap(),
+                BanClaim::Made
+            );
             assert_eq!(s.score_failure(net, 1000, 1, "a", 0).await.unwrap(), 1);
         }
     }
@@ -342,14 +355,22 @@ mod tests {
         for t in crate::testing::backends().await {
             let s = &t.store;
             let net = "198.51.100.9/32";
-            assert_eq!(s.claim_ban(&ban(net, 1_000, 5_000, "a")).await.unwrap(), BanClaim::Made);
+            assert_eq!(
+                s.claim_ban(&ban(net, 1_000, 5_000, "a")).await.unwrap(),
+                BanClaim::Made
+            );
             // B crossed the threshold a moment later: A's ban is in force, B adopts it.
             match s.claim_ban(&ban(net, 1_100, 6_000, "b")).await.unwrap() {
-                BanClaim::Held(held) => assert_eq!((held.node.as_str(), held.until_us), ("a", 5_000)),
+                BanClaim::Held(held) => {
+                    assert_eq!((held.node.as_str(), held.until_us), ("a", 5_000))
+                }
                 other => panic!("{}: {other:?}", t.name),
             }
             // Once that ban has ended, a new one is made.
-            assert_eq!(s.claim_ban(&ban(net, 5_000, 9_000, "b")).await.unwrap(), BanClaim::Made);
+            assert_eq!(
+                s.claim_ban(&ban(net, 5_000, 9_000, "b")).await.unwrap(),
+                BanClaim::Made
+            );
             assert_eq!(s.ban(net).await.unwrap().unwrap().node, "b");
             // Its end is noted once, by whichever node asks first, and only once it ended.
             assert!(!s.note_ban_ended(net, 8_999).await.unwrap());
@@ -376,10 +397,17 @@ mod tests {
             assert!(!s.remove_ban(one, 600).await.unwrap());
             let changed = s.bans_changed(seen, 100).await.unwrap();
             assert_eq!(changed.len(), 1);
-            assert!(changed[0].lifted && changed[0].ban.network == one && changed[0].ban.strikes == 0);
+            assert!(
+                changed[0].lifted && changed[0].ban.network == one && changed[0].ban.strikes == 0
+            );
             assert_eq!(s.ban(one).await.unwrap(), None);
-            let active: Vec<String> =
-                s.active_bans(400).await.unwrap().into_iter().map(|b| b.network).collect();
+            let active: Vec<String> = s
+                .active_bans(400)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| b.network)
+                .collect();
             assert_eq!(active, [two]);
             assert_eq!(s.bans_since(0).await.unwrap().len(), 1);
             assert_eq!(s.bans_changed(seen, 1).await.unwrap().len(), 1);
@@ -387,7 +415,9 @@ mod tests {
             // Forgetting old rows keeps the newest, so versions never go back.
             assert_eq!(s.forget_bans(10_000).await.unwrap(), 1);
             let newest = changed[0].version;
-            s.put_ban(&ban("192.0.2.3/32", 20_000, 30_000, "a")).await.unwrap();
+            s.put_ban(&ban("192.0.2.3/32", 20_000, 30_000, "a"))
+                .await
+                .unwrap();
             let after = s.bans_changed(newest, 100).await.unwrap();
             assert_eq!(after.len(), 1);
             assert!(after[0].version > newest);

@@ -116,7 +116,19 @@ pub enum BanCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Lift a ban and forget the network's strikes (running servers follow within seconds).
+    /// Ban a client network now (every running server follows within two seconds).
+    Add {
+        /// An address (banned by its network under `[ban]`'s prefixes) or a network.
+        address: String,
+        /// Length of the ban in seconds (default: `[ban] ban_time`).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Why, as `wharf ban list` will show it.
+        #[arg(long, default_value = "banned by an administrator")]
+        reason: String,
+    },
+    /// Lift a ban and forget the network's strikes (every running server follows within
+    /// two seconds).
     Remove {
         /// The banned network as listed, or an address inside it.
         address: String,
