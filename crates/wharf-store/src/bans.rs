@@ -379,6 +379,36 @@ mod tests {
         }
     }
 
+    /// Nodes crossing the threshold at once: one ban is made, the others hold it.
+    #[tokio::test]
+    async fn of_nodes_claiming_at_once_one_makes_the_ban() {
+        for t in crate::testing::backends().await {
+            let net = "203.0.113.5/32";
+            let claims = (0..6).map(|i| {
+                let store = t.store.clone();
+                tokio::spawn(async move {
+                    store
+                        .claim_ban(&ban(net, 1_000 + i, 9_000, &format!("n{i}")))
+                        .await
+                })
+            });
+            let mut made = 0;
+            for claim in claims {
+                made += usize::from(claim.await.unwrap().unwrap() == BanClaim::Made);
+            }
+            assert_eq!(made, 1, "{}", t.name);
+            let versions: Vec<i64> = t
+                .store
+                .bans_changed(-1, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.version)
+                .collect();
+            assert_eq!(versions.len(), 1);
+        }
+    }
+
     #[tokio::test]
     async fn every_change_and_every_lift_is_seen_after_the_last_version() {
         for t in crate::testing::backends().await {
