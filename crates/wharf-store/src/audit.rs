@@ -330,6 +330,28 @@ impl Store {
         })
     }
 
+    /// Up to `count` records of `node`'s chain from its record `from`, in chain order.
+    pub async fn chain_records(
+        &self,
+        node: &str,
+        from: i64,
+        count: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT record_json FROM events WHERE node = $1 AND node_seq >= $2 ORDER BY node_seq ASC LIMIT $3",
+            )
+            .bind(node)
+            .bind(from)
+            .bind(count)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| parse_record(&row.text("record_json")?))
+                .collect()
+        })
+    }
+
     /// Records matching `filter` (see [`EventFilter`] for their order).
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRecord>, StoreError> {
         on_pool!(self, pool => {
