@@ -10,7 +10,7 @@
 //! Appends take a lock of their own chain only: on PostgreSQL a transaction-scoped advisory
 //! lock keyed by the node name, so nodes append at once without waiting for each other; on
 //! SQLite the one write lock (a single machine). `seq`, the trail's global order, is drawn
-//! under that lock (from a sequence on PostgreSQL, so it may skip a number an aborted append
+//! under that lock (from the column's identity sequence on PostgreSQL, so it may skip a number an aborted append
 //! drew; `MAX + 1` on SQLite). Two nodes' appends may therefore commit in the other order
 //! than their `seq`: a reader paging by `seq > cursor` across all nodes could pass over a
 //! record that commits just after it read. Within one node that cannot happen (the node's
@@ -266,7 +266,8 @@ impl Store {
             // Drawn under the chain's lock, so one node's `seq` grow in commit order.
             let seqs: Vec<i64> = if postgres {
                 sqlx::query_scalar(
-                    "SELECT nextval('events_seq') AS seq FROM generate_series(1, $1) ORDER BY 1",
+                    "SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq \
+                     FROM generate_series(1, $1) ORDER BY 1",
                 )
                 .bind(count)
                 .fetch_all(&mut *tx)
@@ -696,7 +697,7 @@ mod tests {
                             ALTER TABLE events DROP COLUMN node; DELETE FROM wharf_schema WHERE version = 9"
                 .to_owned();
             if store.backend() == crate::Backend::Postgres {
-                undo.push_str("; DROP SEQUENCE events_seq");
+                undo.push_str("; ALTER TABLE events ALTER COLUMN seq DROP IDENTITY");
             }
             on_pool!(store, pool => sqlx::raw_sql(sqlx::AssertSqlSafe(undo)).execute(pool).await.map(|_| ()))
                 .unwrap();
@@ -760,5 +761,30 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// A trail copied into PostgreSQL (`wharf store copy`) goes on there: the next `seq`
+    /// follows the copied ones and the chain continues.
+    #[tokio::test]
+    async fn a_copied_trail_goes_on_in_postgres() {
+        if std::env::var_os("WHARF_TEST_NO_POSTGRES").is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let source = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        source.append_events("n1", &deleted(3, "f")).await.unwrap();
+        let dest = Store::open(&crate::Connect {
+            url: crate::testing::new_database().await,
+            ..crate::Connect::default()
+        })
+        .await
+        .unwrap();
+        source.copy_into(&dest).await.unwrap();
+        let next = dest.append_events("n1", &deleted(2, "g")).await.unwrap();
+        assert_eq!(
+            next.iter().map(|r| (r.seq, r.node_seq)).collect::<Vec<_>>(),
+            [(4, 4), (5, 5)]
+        );
+        assert_eq!(dest.verify_chain().await.unwrap(), Ok(5));
     }
 }
