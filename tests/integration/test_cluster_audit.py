@@ -168,3 +168,46 @@ def test_a_store_outage_under_load_loses_no_record(cluster, postgres):
     assert ok.returncode == 0, ok.stderr
     assert "node a: " in ok.stdout and "node b: " in ok.stdout, ok.stdout
     assert b.wharf("audit", "verify").returncode == 0
+
+
+def test_an_upload_whose_record_cannot_be_kept_is_refused(cluster, postgres):
+    """Neither the store (stopped) nor the spill file (its name taken by a folder) takes the
+    record: the upload is answered with an error, the next one is refused before it starts,
+    and once the store is back the records are written and uploads work again."""
+    a = cluster.node("a")
+    a.add_account("alice", password=PASSWORD)
+    a.start()
+    transport, sftp = sftp_session(a)
+    sftp.putfo(io.BytesIO(b"before\n"), "before.txt")
+    spill = a.root / "wharf-data" / "audit-spill.jsonl"
+    spill.mkdir()
+    refused = []
+    try:
+        postgres.pause()
+        for name in ("during-1.txt", "during-2.txt"):
+            try:
+                sftp.putfo(io.BytesIO(b"during\n"), name)
+            except OSError as e:
+                refused.append(str(e))
+    finally:
+        postgres.resume()
+        spill.rmdir()
+    assert len(refused) == 2, refused
+    log = (a.root / "serve.log").read_text()
+    assert "cannot spill audit records either" in log, log[-3000:]
+    # The store is back: the records kept in memory reach it, and uploads are answered again.
+    deadline = time.time() + 20
+    while True:
+        try:
+            sftp.putfo(io.BytesIO(b"after\n"), "after.txt")
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    transport.close()
+    a.wait_event("upload.finished", path="/after.txt", timeout=20)
+    finished = [e["path"] for e in a.events() if e["name"] == "upload.finished"]
+    assert "/during-1.txt" in finished, finished
+    ok = a.wharf("audit", "verify")
+    assert ok.returncode == 0, ok.stderr

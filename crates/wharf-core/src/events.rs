@@ -121,10 +121,16 @@ impl EventKind {
             "# Audit event catalogue\n\n\
              Generated from `crates/wharf-core/src/events.rs`; a test fails when this page and \
              the code differ. Regenerate with `cargo run -- events --catalogue > docs/events.md`.\n\n\
-             Every record has: `seq` (gap-free number), `id`, `name`, `time` (UTC, microseconds), \
-             `node`, `service`, `protocol`, `session`, `account`, `remote` (address and port, IPv6-aware), \
+             Every record has: `seq` (its place in the trail: increasing, merged across the \
+             cluster's nodes), `node_seq` (gap-free number within the node's own chain), `id`, \
+             `name`, `time` (UTC, microseconds), `node` (the node that recorded it), `service`, `protocol`, `session`, `account`, `remote` (address and port, IPv6-aware), \
              `path`, `path2`, `bytes`, `sha256`, `duration_ms`, `outcome` (`success` or `failure`), \
-             `message`, `attrs` (kind-specific text fields), and the hash-chain fields `prev` and `hash`.\n\n\
+             `message`, `attrs` (kind-specific text fields), and the hash-chain fields `prev` (the hash \
+             of the same node's previous record) and `hash`. Each node keeps its own chain; \
+             `wharf events` shows every node's records merged in time order (`--node NAME` for \
+             one), and `wharf audit verify` checks every chain and reports each node. Records \
+             written before chains were per node have no `node_seq`: their `seq` numbers the \
+             chain.\n\n\
              | range | what |\n|---|---|\n\
              | 1xxxx | server and service lifecycle |\n\
              | 2xxxx | connections, authentication, sessions, bans |\n\

@@ -285,8 +285,10 @@ impl AuditSink {
         self.spill.as_ref().is_some_and(|s| match s.pending() {
             Ok(pending) => pending,
             Err(e) => {
+                // Nothing can be read from it: records go to the store directly (spilling
+                // to it fails too, and says so).
                 tracing::error!(file = %s.path().display(), error = %e, "cannot read the audit spill file");
-                true
+                false
             }
         })
     }

@@ -53,6 +53,7 @@ impl Spill {
     /// Whether records wait in the file.
     pub fn pending(&self) -> io::Result<bool> {
         match fs::metadata(&self.path) {
+            Ok(meta) if !meta.is_file() => Err(io::Error::other("not a regular file")),
             Ok(meta) => Ok(meta.len() > self.offset()?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
