@@ -121,10 +121,16 @@ impl EventKind {
             "# Audit event catalogue\n\n\
              Generated from `crates/wharf-core/src/events.rs`; a test fails when this page and \
              the code differ. Regenerate with `cargo run -- events --catalogue > docs/events.md`.\n\n\
-             Every record has: `seq` (gap-free number), `id`, `name`, `time` (UTC, microseconds), \
-             `node`, `service`, `protocol`, `session`, `account`, `remote` (address and port, IPv6-aware), \
+             Every record has: `seq` (its place in the trail: increasing, merged across the \
+             cluster's nodes), `node_seq` (gap-free number within the node's own chain), `id`, \
+             `name`, `time` (UTC, microseconds), `node` (the node that recorded it), `service`, `protocol`, `session`, `account`, `remote` (address and port, IPv6-aware), \
              `path`, `path2`, `bytes`, `sha256`, `duration_ms`, `outcome` (`success` or `failure`), \
-             `message`, `attrs` (kind-specific text fields), and the hash-chain fields `prev` and `hash`.\n\n\
+             `message`, `attrs` (kind-specific text fields), and the hash-chain fields `prev` (the hash \
+             of the same node's previous record) and `hash`. Each node keeps its own chain; \
+             `wharf events` shows every node's records merged in time order (`--node NAME` for \
+             one), and `wharf audit verify` checks every chain and reports each node. Records \
+             written before chains were per node have no `node_seq`: their `seq` numbers the \
+             chain.\n\n\
              | range | what |\n|---|---|\n\
              | 1xxxx | server and service lifecycle |\n\
              | 2xxxx | connections, authentication, sessions, bans |\n\
@@ -282,28 +288,85 @@ struct BusInner {
     observer: Option<Arc<dyn EventObserver>>,
     /// Records handed to the writer so far; the lock keeps numbering and channel order alike.
     sent: std::sync::Mutex<u64>,
-    /// Records the writer has dealt with (persisted, or reported as not persisted).
-    written: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Whether [`EventBus::emit_durable`] waits for the writer.
+    /// What the writer has dealt with, and what it could not make durable.
+    written: Arc<tokio::sync::watch::Sender<Progress>>,
+    /// Whether event handlers act on file events (records then carry file identities).
     durable: std::sync::atomic::AtomicBool,
+    /// Whether [`EventBus::emit_durable`] waits for the writer and answers an error when
+    /// the record could not be made durable.
+    confirmed: std::sync::atomic::AtomicBool,
     /// Which uploads commit under a unique name (set once, when the server starts).
     naming: std::sync::OnceLock<Arc<dyn crate::naming::UploadNaming>>,
 }
 
+/// A record the audit writer could not make durable (neither in the store nor in the
+/// node's spill file): the operation it records is refused rather than left unaudited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotDurable(pub String);
+
+/// How far the writer got, in the order records were handed to it.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Records dealt with: made durable, or reported lost.
+    dealt: u64,
+    /// The latest runs of records (first, last; inclusive) reported lost, oldest first.
+    lost: std::collections::VecDeque<(u64, u64)>,
+    /// Why the writer cannot make records durable now, while it cannot.
+    trouble: Option<String>,
+}
+
+/// Runs of lost records remembered (adjacent runs merge, so one long outage is one run).
+const LOST_RUNS: usize = 64;
+
 /// The writer's side of the bus's progress: how many records it has dealt with.
 #[derive(Clone)]
-pub struct WriterProgress(Arc<tokio::sync::watch::Sender<u64>>);
+pub struct WriterProgress(Arc<tokio::sync::watch::Sender<Progress>>);
 
 impl WriterProgress {
-    /// Reports `count` more records dealt with, in the order they were received.
+    /// Reports `count` more records made durable, in the order they were received.
     pub fn advance(&self, count: u64) {
-        self.0.send_modify(|n| *n += count);
+        if count > 0 {
+            self.0.send_modify(|p| p.dealt += count);
+        }
+    }
+
+    /// Reports `count` more records, in order, that could not be made durable: the
+    /// operations waiting for them are refused.
+    pub fn lose(&self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.0.send_modify(|p| {
+            let (first, last) = (p.dealt + 1, p.dealt + count);
+            p.dealt = last;
+            match p.lost.back_mut() {
+                Some(run) if run.1 + 1 == first => run.1 = last,
+                _ => p.lost.push_back((first, last)),
+            }
+            while p.lost.len() > LOST_RUNS {
+                p.lost.pop_front();
+            }
+        });
+    }
+
+    /// Says whether records can be made durable now (`None`) or why not: while they
+    /// cannot, file operations are refused before they start.
+    pub fn set_trouble(&self, trouble: Option<String>) {
+        self.0.send_if_modified(|p| {
+            if p.trouble == trouble {
+                return false;
+            }
+            p.trouble = trouble;
+            true
+        });
     }
 }
 
 /// How long [`EventBus::emit_durable`] waits at most (a writer that stopped must not hold
-/// a client's answer for ever).
-const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// a client's answer for ever). The writer makes a record durable within a few seconds
+/// even while the store is unreachable (it spills to a file), so this is a last resort.
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Something that watches every event as it is emitted (the ban engine) and may answer
 /// with events of its own. It runs on the emitting task, so it must be quick and must
@@ -336,8 +399,9 @@ impl EventBus {
                     sender,
                     observer,
                     sent: std::sync::Mutex::new(0),
-                    written: Arc::new(tokio::sync::watch::Sender::new(0)),
+                    written: Arc::new(tokio::sync::watch::Sender::new(Progress::default())),
                     durable: std::sync::atomic::AtomicBool::new(false),
+                    confirmed: std::sync::atomic::AtomicBool::new(false),
                     naming: std::sync::OnceLock::new(),
                 }),
             },
@@ -350,13 +414,42 @@ impl EventBus {
         WriterProgress(self.inner.written.clone())
     }
 
-    /// Makes [`EventBus::emit_durable`] wait until the writer has dealt with the record
-    /// (the server turns this on when event handlers act on file events, so a file a client
-    /// was told is stored always has its record in the trail).
+    /// Says event handlers act on file events: records then carry the identity of the
+    /// file they name, and [`EventBus::emit_durable`] waits for the writer.
     pub fn set_durable(&self, durable: bool) {
         self.inner
             .durable
             .store(durable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes [`EventBus::emit_durable`] wait until the writer has made the record durable
+    /// and answer an error when it could not (the server turns this on: a file a client
+    /// was told is stored always has its record in the trail).
+    pub fn set_confirmed(&self, confirmed: bool) {
+        self.inner
+            .confirmed
+            .store(confirmed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `Err` while the writer cannot make records durable (the store and the spill file
+    /// both fail): a file operation asks before it starts, and is refused.
+    pub fn trail_ready(&self) -> Result<(), NotDurable> {
+        if !self.waits() {
+            return Ok(());
+        }
+        match &self.inner.written.borrow().trouble {
+            Some(why) => Err(NotDurable(format!(
+                "refused: the audit trail cannot record it now ({why})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn waits(&self) -> bool {
+        self.inner
+            .confirmed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || self.is_durable()
     }
 
     /// Whether [`EventBus::emit_durable`] waits for the writer (event handlers act on
@@ -383,22 +476,41 @@ impl EventBus {
         self.emit_counted(event);
     }
 
-    /// Like [`EventBus::emit`], but when the bus is durable, returns only once the writer
-    /// has dealt with the record (or after a few seconds if it has stopped).
-    pub async fn emit_durable(&self, event: Event) {
+    /// Like [`EventBus::emit`], but when the bus waits for the writer (confirmed or
+    /// durable), returns only once the writer has made the record durable, and `Err` when
+    /// it could not (or did not say so in time): the caller then fails the operation.
+    pub async fn emit_durable(&self, event: Event) -> Result<(), NotDurable> {
         let mark = self.emit_counted(event);
-        if !self
-            .inner
-            .durable
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return;
+        if !self.waits() {
+            return Ok(());
         }
-        if let Some(mark) = mark {
-            let mut written = self.inner.written.subscribe();
-            let waited = tokio::time::timeout(DURABLE_WAIT, written.wait_for(|n| *n >= mark)).await;
-            if waited.is_err() {
+        let Some(mark) = mark else {
+            return Err(NotDurable(
+                "the audit writer has stopped; the operation is not recorded".to_owned(),
+            ));
+        };
+        let mut written = self.inner.written.subscribe();
+        match tokio::time::timeout(DURABLE_WAIT, written.wait_for(|p| p.dealt >= mark)).await {
+            Ok(Ok(progress)) => {
+                match progress.lost.iter().any(|(a, b)| (*a..=*b).contains(&mark)) {
+                    false => Ok(()),
+                    true => Err(NotDurable(format!(
+                        "the operation's audit record could not be made durable ({})",
+                        progress
+                            .trouble
+                            .as_deref()
+                            .unwrap_or("neither the store nor the spill file took it")
+                    ))),
+                }
+            }
+            Ok(Err(_)) => Err(NotDurable(
+                "the audit writer has stopped; the operation is not recorded".to_owned(),
+            )),
+            Err(_) => {
                 tracing::warn!("audit writer did not confirm a record in time");
+                Err(NotDurable(
+                    "the audit trail did not confirm the operation's record in time".to_owned(),
+                ))
             }
         }
     }
@@ -480,7 +592,8 @@ mod tests {
         let progress = bus.writer_progress();
         // Not durable: returns at once.
         bus.emit_durable(Event::new(EventKind::UploadFinished))
-            .await;
+            .await
+            .unwrap();
         bus.set_durable(true);
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
@@ -498,8 +611,49 @@ mod tests {
             })
         };
         bus.emit_durable(Event::new(EventKind::UploadFinished))
-            .await;
+            .await
+            .unwrap();
         assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+        drop(bus);
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_made_durable_fails_its_operation() {
+        let (bus, mut rx) = EventBus::new();
+        let progress = bus.writer_progress();
+        bus.set_confirmed(true);
+        assert!(bus.trail_ready().is_ok());
+        let writer = tokio::spawn(async move {
+            let mut seen = 0;
+            while let Some(_event) = rx.recv().await {
+                seen += 1;
+                match seen {
+                    1 => progress.advance(1),
+                    2 => {
+                        progress.set_trouble(Some("disk full".into()));
+                        progress.lose(1);
+                    }
+                    _ => progress.advance(1),
+                }
+            }
+        });
+        assert!(
+            bus.emit_durable(Event::new(EventKind::UploadFinished))
+                .await
+                .is_ok()
+        );
+        let refused = bus
+            .emit_durable(Event::new(EventKind::UploadFinished))
+            .await
+            .unwrap_err();
+        assert!(refused.0.contains("disk full"), "{refused}");
+        assert!(bus.trail_ready().unwrap_err().0.contains("disk full"));
+        assert!(
+            bus.emit_durable(Event::new(EventKind::UploadFinished))
+                .await
+                .is_ok()
+        );
         drop(bus);
         writer.await.unwrap();
     }

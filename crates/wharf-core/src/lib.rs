@@ -27,7 +27,9 @@ pub mod web_sessions;
 pub use account::{Account, UploadMode};
 pub use closing::ClosingRecord;
 pub use error::{CoreError, ErrorKind};
-pub use events::{Event, EventBus, EventKind, EventObserver, Outcome, WriterProgress, shown_name};
+pub use events::{
+    Event, EventBus, EventKind, EventObserver, NotDurable, Outcome, WriterProgress, shown_name,
+};
 pub use naming::UploadNaming;
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{DigestHasher, DigestKind, Session, SessionInfo};

@@ -265,11 +265,23 @@ impl Session {
     }
 
     /// Like `record`, for the file events handlers act on: a success is answered once its
-    /// record is written (when the bus is durable).
-    async fn record_durable<T>(&self, result: &Result<T, CoreError>, event: Event) {
+    /// record is durable (when the bus waits for the writer), and fails when it cannot be
+    /// made durable: no file operation goes unaudited.
+    async fn record_durable<T>(
+        &self,
+        result: &Result<T, CoreError>,
+        event: Event,
+    ) -> Result<(), CoreError> {
         match result {
-            Ok(_) => self.events.emit_durable(event).await,
-            Err(e) => self.emit(event.failed(e.message.clone())),
+            Ok(_) => self
+                .events
+                .emit_durable(event)
+                .await
+                .map_err(|e| CoreError::new(ErrorKind::Failure, e.0)),
+            Err(e) => {
+                self.emit(event.failed(e.message.clone()));
+                Ok(())
+            }
         }
     }
 
@@ -656,6 +668,10 @@ impl Session {
         if real != *path {
             self.check(verb, &real)?;
         }
+        // An upload whose record could not be kept is refused before it starts.
+        self.events
+            .trail_ready()
+            .map_err(|e| self.open_refused(path, ErrorKind::Failure, &e.0))?;
         // A resume offset that cannot be right is refused before anything is opened (a
         // resume in atomic mode starts with a copy of the whole file); the file opened is
         // checked again (see `Upload::start`). Only after the verb is allowed: the answer
@@ -1021,7 +1037,7 @@ impl Session {
                 .file_event(EventKind::EntryRenamed)
                 .path(from.to_string())
                 .path2(to.to_string());
-            self.record_durable(&result, event).await;
+            self.record_durable(&result, event).await?;
             return result;
         }
         let result = self
@@ -1069,7 +1085,7 @@ impl Session {
                 .path2(to.to_string()),
         };
         let result = result.map(|_| ());
-        self.record_durable(&result, event).await;
+        self.record_durable(&result, event).await?;
         result
     }
 
@@ -1400,7 +1416,7 @@ impl Session {
                 .path2(to.to_string()),
         };
         let result = result.map(|(_, _, n)| n);
-        self.record_durable(&result, event).await;
+        self.record_durable(&result, event).await?;
         result
     }
 

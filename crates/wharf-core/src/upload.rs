@@ -696,8 +696,13 @@ impl Upload {
         match result {
             Ok((summary, mut event)) => {
                 event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
-                // Handlers act on this record: the client hears of success once it is written.
-                self.events.emit_durable(event).await;
+                // Handlers act on this record: the client hears of success once it is
+                // durable, and of a failure when it cannot be made so (the file is in
+                // place, but the client is not told it is stored unaudited).
+                self.events
+                    .emit_durable(event)
+                    .await
+                    .map_err(|e| CoreError::new(crate::error::ErrorKind::Failure, e.0))?;
                 Ok(summary)
             }
             Err(e) => {

@@ -228,6 +228,9 @@ impl<R: Recorder> Engine<R> {
                 .store
                 .events(&EventFilter {
                     after_seq: Some(*cursor),
+                    // Only one node's records commit in `seq` order: a cursor over all
+                    // nodes could pass over another node's record committing late.
+                    node: Some(self.node.clone()),
                     limit: 500,
                     ..EventFilter::default()
                 })

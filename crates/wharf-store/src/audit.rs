@@ -1,16 +1,32 @@
-//! The audit trail in the store: numbered, hash-chained, append-only.
+//! The audit trail in the store: one hash chain per node, merged by a global order.
 //!
-//! Each record's `hash` is SHA-256 over the previous record's hash and this record's
-//! canonical JSON (every field but `hash`, in a fixed order). Editing, deleting, inserting
-//! or reordering any record breaks the chain from that point, and [`Store::verify_chain`]
-//! names the first broken record. Records are appended by one writer only (the audit task),
-//! so numbering has no gaps.
+//! Every record names the node that wrote it and belongs to that node's chain: `node_seq`
+//! numbers the chain without gaps, and `hash` is SHA-256 over the previous record of the
+//! same chain (its `prev`) and this record's canonical JSON (every field but `hash`, in a
+//! fixed order). Editing, deleting, inserting or reordering a node's records breaks that
+//! node's chain from that point, and [`Store::verify_chains`] names the node and its first
+//! broken record; the other nodes' chains are not involved.
+//!
+//! Appends take a lock of their own chain only: on PostgreSQL a transaction-scoped advisory
+//! lock keyed by the node name, so nodes append at once without waiting for each other; on
+//! SQLite the one write lock (a single machine). `seq`, the trail's global order, is drawn
+//! under that lock (from the column's identity sequence on PostgreSQL, so it may skip a number an aborted append
+//! drew; `MAX + 1` on SQLite). Two nodes' appends may therefore commit in the other order
+//! than their `seq`: a reader paging by `seq > cursor` across all nodes could pass over a
+//! record that commits just after it read. Within one node that cannot happen (the node's
+//! lock is held from drawing `seq` to commit), so a reader that must see every record pages
+//! one node at a time ([`EventFilter::node`]), as the handler engine does with its own
+//! node's records; readers across nodes (`wharf events --follow`) read again a window
+//! behind their cursor.
+//!
+//! Records written before chains were per node (migration 9) form the chain of the node
+//! that wrote last, numbered by their `seq`; their JSON has no `node_seq` and hashes as it
+//! always did.
 
 use std::collections::BTreeMap;
 
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use time::OffsetDateTime;
 use wharf_core::Event;
 
@@ -23,8 +39,12 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// One audit record, as persisted, written to JSON lines and shown by `wharf events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// Gap-free sequence number.
+    /// The trail's global order (increasing; may skip numbers on PostgreSQL).
     pub seq: i64,
+    /// Gap-free number within the node's own chain (absent, 0, in records written before
+    /// chains were per node: their `seq` numbers that chain).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub node_seq: i64,
     /// Stable event id.
     pub id: u32,
     /// Stable event name.
@@ -78,6 +98,82 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl AuditRecord {
+    /// The record's number within its node's chain.
+    pub fn chain_seq(&self) -> i64 {
+        if self.node_seq == 0 {
+            self.seq
+        } else {
+            self.node_seq
+        }
+    }
+
+    /// `event` as `node` records it, before it is numbered and chained.
+    pub fn unnumbered(node: &str, event: &Event) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            node_seq: 0,
+            id: event.kind.id(),
+            name: event.kind.name().to_owned(),
+            time: format_time(event.time),
+            node: node.to_owned(),
+            service: event.service.clone(),
+            protocol: event.protocol.map(|p| p.as_str().to_owned()),
+            session: event.session.clone(),
+            account: event.account.clone(),
+            remote: event.remote.map(|r| r.to_string()),
+            path: event.path.clone(),
+            path2: event.path2.clone(),
+            bytes: event.bytes,
+            sha256: event.sha256.clone(),
+            duration_ms: event.duration_ms,
+            outcome: event.outcome.as_str().to_owned(),
+            message: event.message.clone(),
+            attrs: event.attrs.clone(),
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// The same record with its numbers and chain cleared: what its node said, whatever
+    /// place it was given in the trail.
+    pub fn content(&self) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            node_seq: 0,
+            prev: String::new(),
+            hash: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// One node's chain as [`Store::verify_chains`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// The node.
+    pub node: String,
+    /// Records of its chain that hold (all of them when `broken` is `None`).
+    pub records: i64,
+    /// The chain's first record that does not hold, and why.
+    pub broken: Option<(i64, String)>,
+}
+
+/// The advisory lock key of `node`'s chain on PostgreSQL.
+fn chain_lock_key(node: &str) -> i64 {
+    let digest = digest::digest(
+        &digest::SHA256,
+        format!("wharf audit chain\n{node}").as_bytes(),
+    );
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(key)
+}
+
 /// Formats a time as the trail writes it: RFC 3339 UTC with exactly six fractional digits.
 pub use wharf_types::rfc3339::format_micros as format_time;
 
@@ -97,7 +193,8 @@ pub fn chain_hash(record: &AuditRecord) -> String {
     wharf_types::hex(context.finish().as_ref())
 }
 
-/// Which records `wharf events` wants.
+/// Which records a reader wants. With `after_seq`, records come in `seq` order from the
+/// cursor; without it, the newest `limit` come in time order (the cluster's nodes merged).
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     /// Only records at or after this time (microseconds since the epoch).
@@ -106,6 +203,8 @@ pub struct EventFilter {
     pub id: Option<u32>,
     /// Only this account.
     pub account: Option<String>,
+    /// Only this node's records (a cursor over one node never passes over a record).
+    pub node: Option<String>,
     /// Only records after this sequence number.
     pub after_seq: Option<i64>,
     /// At most this many (the most recent ones when no `after_seq` is given).
@@ -113,76 +212,148 @@ pub struct EventFilter {
 }
 
 impl Store {
-    /// Numbers, chains and persists `events` in one transaction; returns the records.
+    /// Numbers, chains and persists `events` as `node`'s, in one transaction; returns the
+    /// records.
     pub async fn append_events(
         &self,
         node: &str,
         events: &[Event],
     ) -> Result<Vec<AuditRecord>, StoreError> {
+        let records: Vec<AuditRecord> = events
+            .iter()
+            .map(|event| AuditRecord::unnumbered(node, event))
+            .collect();
+        self.append_records(node, &records).await
+    }
+
+    /// Numbers and chains `records` (as [`AuditRecord::unnumbered`] made them, possibly
+    /// long ago: a spilled batch) after `node`'s last record, and persists them in one
+    /// transaction; returns them numbered.
+    pub async fn append_records(
+        &self,
+        node: &str,
+        records: &[AuditRecord],
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let postgres = matches!(self.backend(), crate::Backend::Postgres);
+        let count = i64::try_from(records.len()).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
-            // IMMEDIATE takes the write lock before reading the chain's head, so a CLI command
-            // and the server appending at once cannot both claim the same number.
-            let mut tx = pool.begin_write("events").await?;
-            let last = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (mut seq, mut prev) = match last {
-                Some(row) => (
-                    row.int("seq")?,
-                    row.text("hash")?,
-                ),
+            let mut tx = if postgres {
+                // Only this node's chain is locked: other nodes append meanwhile.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(chain_lock_key(node))
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            } else {
+                // IMMEDIATE takes the write lock before reading the chain's head, so a CLI
+                // command and the server appending at once cannot both claim a number.
+                pool.begin_write("events").await?
+            };
+            let last = sqlx::query(
+                "SELECT node_seq, hash FROM events WHERE node = $1 ORDER BY node_seq DESC LIMIT 1",
+            )
+            .bind(node)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (mut node_seq, mut prev) = match last {
+                Some(row) => (row.int("node_seq")?, row.text("hash")?),
                 None => (0, GENESIS.to_owned()),
             };
-            let mut records = Vec::with_capacity(events.len());
-            for event in events {
-                seq += 1;
+            // Drawn under the chain's lock, so one node's `seq` grow in commit order.
+            let seqs: Vec<i64> = if postgres {
+                sqlx::query_scalar(
+                    "SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq \
+                     FROM generate_series(1, $1) ORDER BY 1",
+                )
+                .bind(count)
+                .fetch_all(&mut *tx)
+                .await?
+            } else {
+                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                (1..=count).map(|n| head + n).collect()
+            };
+            let mut numbered = Vec::with_capacity(records.len());
+            for (unnumbered, seq) in records.iter().zip(seqs) {
+                node_seq += 1;
                 let mut record = AuditRecord {
                     seq,
-                    id: event.kind.id(),
-                    name: event.kind.name().to_owned(),
-                    time: format_time(event.time),
+                    node_seq,
                     node: node.to_owned(),
-                    service: event.service.clone(),
-                    protocol: event.protocol.map(|p| p.as_str().to_owned()),
-                    session: event.session.clone(),
-                    account: event.account.clone(),
-                    remote: event.remote.map(|r| r.to_string()),
-                    path: event.path.clone(),
-                    path2: event.path2.clone(),
-                    bytes: event.bytes,
-                    sha256: event.sha256.clone(),
-                    duration_ms: event.duration_ms,
-                    outcome: event.outcome.as_str().to_owned(),
-                    message: event.message.clone(),
-                    attrs: event.attrs.clone(),
                     prev: prev.clone(),
                     hash: String::new(),
+                    ..unnumbered.clone()
                 };
                 record.hash = chain_hash(&record);
+                let at = wharf_types::rfc3339::parse(&record.time)
+                    .map(time_us)
+                    .unwrap_or(0);
                 let record_json = serde_json::to_string(&record).unwrap_or_default();
                 sqlx::query(
-                    "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash, node, node_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(seq)
                 .bind(i64::from(record.id))
                 .bind(&record.name)
-                .bind(time_us(event.time))
+                .bind(at)
                 .bind(&record.account)
                 .bind(&record_json)
                 .bind(&record.prev)
                 .bind(&record.hash)
+                .bind(node)
+                .bind(node_seq)
                 .execute(&mut *tx)
                 .await?;
                 prev = record.hash.clone();
-                records.push(record);
+                numbered.push(record);
             }
             tx.commit().await?;
-            Ok(records)
+            Ok(numbered)
         })
     }
 
-    /// Records matching `filter`, oldest first.
+    /// The last record of `node`'s chain, if it has one.
+    pub async fn chain_head(&self, node: &str) -> Result<Option<AuditRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let text: Option<String> = sqlx::query_scalar(
+                "SELECT record_json FROM events WHERE node = $1 ORDER BY node_seq DESC LIMIT 1",
+            )
+            .bind(node)
+            .fetch_optional(pool)
+            .await?;
+            text.map(|text| parse_record(&text)).transpose()
+        })
+    }
+
+    /// Up to `count` records of `node`'s chain from its record `from`, in chain order.
+    pub async fn chain_records(
+        &self,
+        node: &str,
+        from: i64,
+        count: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT record_json FROM events WHERE node = $1 AND node_seq >= $2 ORDER BY node_seq ASC LIMIT $3",
+            )
+            .bind(node)
+            .bind(from)
+            .bind(count)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| parse_record(&row.text("record_json")?))
+                .collect()
+        })
+    }
+
+    /// Records matching `filter` (see [`EventFilter`] for their order).
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRecord>, StoreError> {
         on_pool!(self, pool => {
             let limit = if filter.limit <= 0 {
@@ -191,35 +362,33 @@ impl Store {
                 filter.limit
             };
             let id = filter.id.map(i64::from);
-            // With a cursor, read forward from it; without one, the newest `limit` records.
+            // With a cursor, read forward from it; without one, the newest `limit` records,
+            // every node's merged by time.
             let sql = if filter.after_seq.is_some() {
                 "SELECT record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
-                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) ORDER BY seq ASC LIMIT $5"
+                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) AND ($5 IS NULL OR node = $5) \
+                 ORDER BY seq ASC LIMIT $6"
             } else {
-                "SELECT record_json FROM (SELECT seq, record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
-                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) ORDER BY seq DESC LIMIT $5) AS recent ORDER BY seq ASC"
+                "SELECT record_json FROM (SELECT seq, time_us, record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
+                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) AND ($5 IS NULL OR node = $5) \
+                 ORDER BY time_us DESC, seq DESC LIMIT $6) AS recent ORDER BY time_us ASC, seq ASC"
             };
             let rows = sqlx::query(sql)
                 .bind(filter.after_seq.unwrap_or(0))
                 .bind(filter.since_us)
                 .bind(id)
                 .bind(&filter.account)
+                .bind(&filter.node)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
             rows.iter()
-                .map(|row| {
-                    let text: String = row.try_get("record_json")?;
-                    serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
-                        what: "events.record_json",
-                        source,
-                    })
-                })
+                .map(|row| parse_record(&row.text("record_json")?))
                 .collect()
         })
     }
 
-    /// The stored hash of record `seq`, if there is one.
+    /// The stored hash of record `seq` (the global number), if there is one.
     pub async fn event_hash(&self, seq: i64) -> Result<Option<String>, StoreError> {
         on_pool!(self, pool => {
             Ok(sqlx::query_scalar("SELECT hash FROM events WHERE seq = $1")
@@ -229,51 +398,125 @@ impl Store {
         })
     }
 
-    /// Walks the whole chain. `Ok(n)` when all `n` records hold; `Err((seq, why))` names the
-    /// first record that does not.
+    /// The stored hash of record `node_seq` of `node`'s chain, if there is one.
+    pub async fn chain_hash_at(
+        &self,
+        node: &str,
+        node_seq: i64,
+    ) -> Result<Option<String>, StoreError> {
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT hash FROM events WHERE node = $1 AND node_seq = $2")
+                .bind(node)
+                .bind(node_seq)
+                .fetch_optional(pool)
+                .await?)
+        })
+    }
+
+    /// The nodes that have a chain, by name.
+    pub async fn chain_nodes(&self) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT DISTINCT node FROM events ORDER BY node")
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// Walks every node's chain.
+    pub async fn verify_chains(&self) -> Result<Vec<ChainReport>, StoreError> {
+        let mut reports = Vec::new();
+        for node in self.chain_nodes().await? {
+            let report = match self.verify_node_chain(&node).await? {
+                Ok(records) => ChainReport {
+                    node,
+                    records,
+                    broken: None,
+                },
+                Err((at, why)) => ChainReport {
+                    node,
+                    records: at - 1,
+                    broken: Some((at, why)),
+                },
+            };
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Walks every chain: `Ok(n)` when all `n` records hold; `Err((node_seq, why))` names
+    /// the first record that does not (of the first broken chain, by node name).
     pub async fn verify_chain(&self) -> Result<Result<i64, (i64, String)>, StoreError> {
+        let mut total = 0;
+        for report in self.verify_chains().await? {
+            if let Some(broken) = report.broken {
+                return Ok(Err(broken));
+            }
+            total += report.records;
+        }
+        Ok(Ok(total))
+    }
+
+    /// Walks `node`'s chain. `Ok(n)` when all `n` records hold; `Err((node_seq, why))`
+    /// names the first record that does not.
+    pub async fn verify_node_chain(
+        &self,
+        node: &str,
+    ) -> Result<Result<i64, (i64, String)>, StoreError> {
         on_pool!(self, pool => {
             let mut prev = GENESIS.to_owned();
-            let mut expected_seq = 1;
-            let mut cursor = 0;
+            let mut expected = 1;
             loop {
                 let rows = sqlx::query(
-                    "SELECT seq, record_json, prev, hash FROM events WHERE seq > $1 ORDER BY seq ASC LIMIT 5000",
+                    "SELECT seq, node_seq, record_json, prev, hash FROM events \
+                     WHERE node = $1 AND node_seq >= $2 ORDER BY node_seq ASC LIMIT 5000",
                 )
-                .bind(cursor)
+                .bind(node)
+                .bind(expected)
                 .fetch_all(pool)
                 .await?;
                 if rows.is_empty() {
-                    return Ok(Ok(expected_seq - 1));
+                    return Ok(Ok(expected - 1));
                 }
                 for row in &rows {
-                    let seq: i64 = row.try_get("seq")?;
-                    cursor = seq;
-                    if seq != expected_seq {
-                        return Ok(Err((
-                            expected_seq,
-                            format!("record {expected_seq} is missing"),
-                        )));
+                    let seq = row.int("seq")?;
+                    let node_seq = row.int("node_seq")?;
+                    if node_seq != expected {
+                        return Ok(Err((expected, format!("record {expected} is missing"))));
                     }
-                    let text: String = row.try_get("record_json")?;
-                    let stored_hash: String = row.try_get("hash")?;
-                    let stored_prev: String = row.try_get("prev")?;
-                    let record: AuditRecord = match serde_json::from_str(&text) {
+                    let stored_hash = row.text("hash")?;
+                    let stored_prev = row.text("prev")?;
+                    let record: AuditRecord = match serde_json::from_str(&row.text("record_json")?) {
                         Ok(r) => r,
-                        Err(e) => return Ok(Err((seq, format!("record does not parse: {e}")))),
+                        Err(e) => {
+                            return Ok(Err((node_seq, format!("record does not parse: {e}"))));
+                        }
                     };
-                    if record.seq != seq || stored_prev != prev || record.prev != prev {
-                        return Ok(Err((seq, "does not follow the previous record".to_owned())));
+                    // A record from before per-node chains carries no `node_seq` and is
+                    // numbered by its `seq`; it may name another node (a renamed one).
+                    let placed = if record.node_seq == 0 {
+                        record.seq == seq && seq == node_seq
+                    } else {
+                        record.seq == seq && record.node_seq == node_seq && record.node == node
+                    };
+                    if !placed || stored_prev != prev || record.prev != prev {
+                        return Ok(Err((node_seq, "does not follow the previous record".to_owned())));
                     }
                     if chain_hash(&record) != stored_hash || record.hash != stored_hash {
-                        return Ok(Err((seq, "content does not match its hash".to_owned())));
+                        return Ok(Err((node_seq, "content does not match its hash".to_owned())));
                     }
                     prev = stored_hash;
-                    expected_seq += 1;
+                    expected += 1;
                 }
             }
         })
     }
+}
+
+fn parse_record(text: &str) -> Result<AuditRecord, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
+        what: "events.record_json",
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -281,35 +524,32 @@ mod tests {
     use super::*;
     use wharf_core::EventKind;
 
+    fn deleted(n: usize, prefix: &str) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event::new(EventKind::FileDeleted).path(format!("/{prefix}{i}")))
+            .collect()
+    }
+
     #[tokio::test]
     async fn chain_detects_edits() {
         for under_test in crate::testing::backends().await {
             let store = &under_test.store;
-            let events: Vec<Event> = (0..5)
-                .map(|i| Event::new(EventKind::FileDeleted).path(format!("/f{i}")))
-                .collect();
-            let records = store.append_events("n1", &events).await.unwrap();
+            let name = under_test.name;
+            let records = store.append_events("n1", &deleted(5, "f")).await.unwrap();
             assert_eq!(
-                records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                records.iter().map(|r| r.node_seq).collect::<Vec<_>>(),
                 [1, 2, 3, 4, 5],
-                "{}",
-                under_test.name
+                "{name}"
             );
-            assert_eq!(
-                store.verify_chain().await.unwrap(),
-                Ok(5),
-                "{}",
-                under_test.name
-            );
+            assert_eq!(store.verify_chain().await.unwrap(), Ok(5), "{name}");
 
             store
-                .execute_raw("UPDATE events SET record_json = replace(record_json, '/f2', '/other') WHERE seq = 3")
+                .execute_raw("UPDATE events SET record_json = replace(record_json, '/f2', '/other') WHERE node_seq = 3")
                 .await;
             assert_eq!(
                 store.verify_chain().await.unwrap().unwrap_err().0,
                 3,
-                "{}",
-                under_test.name
+                "{name}"
             );
 
             let filtered = store
@@ -321,11 +561,230 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(
-                filtered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                filtered.iter().map(|r| r.node_seq).collect::<Vec<_>>(),
                 [4, 5],
-                "{}",
-                under_test.name
+                "{name}"
             );
         }
+    }
+
+    /// Two nodes appending at once each get a gap-free chain of their own; a record changed
+    /// in one breaks that node's chain only.
+    #[tokio::test]
+    async fn every_node_keeps_its_own_chain() {
+        for under_test in crate::testing::backends().await {
+            let store = &under_test.store;
+            let name = under_test.name;
+            let mut tasks = Vec::new();
+            for node in ["a", "b"] {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for round in 0..10 {
+                        store
+                            .append_events(node, &deleted(3, &format!("{node}{round}-")))
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let reports = store.verify_chains().await.unwrap();
+            assert_eq!(
+                reports,
+                [
+                    ChainReport {
+                        node: "a".into(),
+                        records: 30,
+                        broken: None
+                    },
+                    ChainReport {
+                        node: "b".into(),
+                        records: 30,
+                        broken: None
+                    },
+                ],
+                "{name}"
+            );
+            // Within a node, `seq` grows with `node_seq`; across nodes it is unique.
+            let mut seqs = Vec::new();
+            for node in ["a", "b"] {
+                let records = store
+                    .events(&EventFilter {
+                        after_seq: Some(0),
+                        node: Some(node.into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    records.iter().map(|r| r.node_seq).collect::<Vec<_>>(),
+                    (1..=30).collect::<Vec<_>>(),
+                    "{name}"
+                );
+                assert!(records.iter().all(|r| r.node == node), "{name}");
+                assert!(records.windows(2).all(|w| w[0].seq < w[1].seq), "{name}");
+                if let Some(first) = records.first() {
+                    assert_eq!(first.prev, GENESIS, "{name}");
+                }
+                seqs.extend(records.iter().map(|r| r.seq));
+            }
+            seqs.sort_unstable();
+            seqs.dedup();
+            assert_eq!(seqs.len(), 60, "{name}");
+            // Merged in time order, both nodes named.
+            let merged = store.events(&EventFilter::default()).await.unwrap();
+            assert_eq!(merged.len(), 60, "{name}");
+            assert!(merged.windows(2).all(|w| w[0].time <= w[1].time), "{name}");
+
+            store
+                .execute_raw("UPDATE events SET record_json = replace(record_json, '\"outcome\"', '\"outcome \"') WHERE node = 'b' AND node_seq = 7")
+                .await;
+            let reports = store.verify_chains().await.unwrap();
+            assert_eq!(reports[0].broken, None, "{name}");
+            assert_eq!(reports[1].node, "b", "{name}");
+            assert_eq!(reports[1].broken.as_ref().map(|b| b.0), Some(7), "{name}");
+            assert_eq!(reports[1].records, 6, "{name}");
+
+            // A record taken out of b's chain is named as missing.
+            store
+                .execute_raw("DELETE FROM events WHERE node = 'a' AND node_seq = 12")
+                .await;
+            let reports = store.verify_chains().await.unwrap();
+            assert_eq!(
+                reports[0].broken,
+                Some((12, "record 12 is missing".to_owned())),
+                "{name}"
+            );
+        }
+    }
+
+    /// A batch made long before it is written (spilled while the store was away) keeps its
+    /// content and continues the chain.
+    #[tokio::test]
+    async fn records_made_earlier_continue_the_chain() {
+        for under_test in crate::testing::backends().await {
+            let store = &under_test.store;
+            let name = under_test.name;
+            store.append_events("a", &deleted(2, "x")).await.unwrap();
+            let waiting: Vec<AuditRecord> = deleted(3, "later")
+                .iter()
+                .map(|e| AuditRecord::unnumbered("a", e))
+                .collect();
+            let written = store.append_records("a", &waiting).await.unwrap();
+            assert_eq!(
+                written.iter().map(|r| r.node_seq).collect::<Vec<_>>(),
+                [3, 4, 5],
+                "{name}"
+            );
+            let head = store.chain_head("a").await.unwrap().unwrap();
+            assert_eq!(head.content(), waiting[2], "{name}");
+            assert_eq!(store.verify_chain().await.unwrap(), Ok(5), "{name}");
+        }
+    }
+
+    /// A trail written before chains were per node (one chain numbered by `seq`, records
+    /// without `node_seq`) still verifies after migration 9, and its node's new records
+    /// continue it.
+    #[tokio::test]
+    async fn a_trail_from_before_migration_9_goes_on() {
+        for under_test in crate::testing::backends().await {
+            let store = &under_test.store;
+            let name = under_test.name;
+            // Back to the layout of migration 7: no node columns, one chain.
+            let mut undo = "DROP INDEX events_node_seq; ALTER TABLE events DROP COLUMN node_seq; \
+                            ALTER TABLE events DROP COLUMN node; DELETE FROM wharf_schema WHERE version = 9"
+                .to_owned();
+            if store.backend() == crate::Backend::Postgres {
+                undo.push_str("; ALTER TABLE events ALTER COLUMN seq DROP IDENTITY");
+            }
+            on_pool!(store, pool => sqlx::raw_sql(sqlx::AssertSqlSafe(undo)).execute(pool).await.map(|_| ()))
+                .unwrap();
+            let mut prev = GENESIS.to_owned();
+            for seq in 1..=4 {
+                let event = Event::new(EventKind::FileDeleted).path(format!("/old{seq}"));
+                let mut record = AuditRecord {
+                    seq,
+                    prev: prev.clone(),
+                    ..AuditRecord::unnumbered("solo", &event)
+                };
+                record.hash = chain_hash(&record);
+                let json = serde_json::to_string(&record).unwrap();
+                assert!(!json.contains("node_seq"), "{name}");
+                on_pool!(store, pool => sqlx::query(
+                    "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash) \
+                     VALUES ($1, 30020, 'file.deleted', $1, NULL, $2, $3, $4)",
+                )
+                .bind(seq)
+                .bind(&json)
+                .bind(&record.prev)
+                .bind(&record.hash)
+                .execute(pool)
+                .await
+                .map(|_| ()))
+                .unwrap();
+                prev = record.hash;
+            }
+            match &store.pool {
+                crate::backend::Pool::Sqlite(p) => crate::migrate::apply_sqlite(p).await,
+                crate::backend::Pool::Postgres(p) => crate::migrate::apply_postgres(p).await,
+            }
+            .unwrap();
+            let migrated = store;
+            assert_eq!(migrated.verify_chain().await.unwrap(), Ok(4), "{name}");
+            let next = migrated
+                .append_events("solo", &deleted(2, "new"))
+                .await
+                .unwrap();
+            assert_eq!(
+                next.iter().map(|r| (r.seq, r.node_seq)).collect::<Vec<_>>(),
+                [(5, 5), (6, 6)],
+                "{name}"
+            );
+            migrated
+                .append_events("other", &deleted(1, "o"))
+                .await
+                .unwrap();
+            let reports = migrated.verify_chains().await.unwrap();
+            assert_eq!(
+                reports
+                    .iter()
+                    .map(|r| (r.node.as_str(), r.records, r.broken.is_none()))
+                    .collect::<Vec<_>>(),
+                [("other", 1, true), ("solo", 6, true)],
+                "{name}"
+            );
+            assert_eq!(
+                migrated.chain_hash_at("solo", 4).await.unwrap(),
+                Some(prev),
+                "{name}"
+            );
+        }
+    }
+
+    /// A trail copied into PostgreSQL (`wharf store copy`) goes on there: the next `seq`
+    /// follows the copied ones and the chain continues.
+    #[tokio::test]
+    async fn a_copied_trail_goes_on_in_postgres() {
+        if std::env::var_os("WHARF_TEST_NO_POSTGRES").is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let source = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        source.append_events("n1", &deleted(3, "f")).await.unwrap();
+        let dest = Store::open(&crate::Connect {
+            url: crate::testing::new_database().await,
+            ..crate::Connect::default()
+        })
+        .await
+        .unwrap();
+        source.copy_into(&dest).await.unwrap();
+        let next = dest.append_events("n1", &deleted(2, "g")).await.unwrap();
+        assert_eq!(
+            next.iter().map(|r| (r.seq, r.node_seq)).collect::<Vec<_>>(),
+            [(4, 4), (5, 5)]
+        );
+        assert_eq!(dest.verify_chain().await.unwrap(), Ok(5));
     }
 }

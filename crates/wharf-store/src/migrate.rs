@@ -11,7 +11,7 @@ use sqlx::{Connection, PgPool, SqlitePool};
 
 use crate::StoreError;
 
-const SQLITE: &[(i64, &str)] = &[
+pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (2, include_str!("migrations/sqlite/0002_bans.sql")),
     (
@@ -22,11 +22,12 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("migrations/sqlite/0005_handler_queue.sql")),
     (6, include_str!("migrations/sqlite/0006_max_file_size.sql")),
     (7, include_str!("migrations/sqlite/0007_dav_state.sql")),
+    (9, include_str!("migrations/sqlite/0009_audit_per_node.sql")),
     (10, include_str!("migrations/sqlite/0010_cluster_bans.sql")),
     (11, include_str!("migrations/sqlite/0011_web_sessions.sql")),
 ];
 
-const POSTGRES: &[(i64, &str)] = &[
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres/0001_initial.sql")),
     (2, include_str!("migrations/postgres/0002_bans.sql")),
     (
@@ -46,6 +47,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0006_max_file_size.sql"),
     ),
     (7, include_str!("migrations/postgres/0007_dav_state.sql")),
+    (
+        9,
+        include_str!("migrations/postgres/0009_audit_per_node.sql"),
+    ),
     (
         10,
         include_str!("migrations/postgres/0010_cluster_bans.sql"),

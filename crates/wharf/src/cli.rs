@@ -368,6 +368,9 @@ pub struct EventsArgs {
     /// Only this account.
     #[arg(long)]
     pub account: Option<String>,
+    /// Only the records of this node of the cluster.
+    #[arg(long)]
+    pub node: Option<String>,
     /// Most records shown (the newest).
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
@@ -385,7 +388,8 @@ pub struct EventsArgs {
 /// `wharf audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain; names the first broken record.
+    /// Check every node's hash chain, reporting each node; names a broken chain's first
+    /// broken record.
     Verify {
         /// A copy kept elsewhere (a syslog server's file, a JSON-lines sink): every record
         /// in it must be in the store, unchanged. May repeat.

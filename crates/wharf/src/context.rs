@@ -43,6 +43,11 @@ impl Context {
             store: store.clone(),
             node: loaded.config.server.name.clone(),
             jsonl,
+            spill: Some(crate::audit_spill::Spill::new(
+                loaded
+                    .resolve(&loaded.config.server.data_dir)
+                    .join("audit-spill.jsonl"),
+            )),
             sinks: std::sync::Arc::new(crate::config::sink::sinks(&loaded, false)?),
             written: None,
             turn: Default::default(),

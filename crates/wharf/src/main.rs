@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod audit_spill;
 mod cli;
 mod commands;
 mod config;

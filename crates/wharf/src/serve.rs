@@ -48,6 +48,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         written,
     );
     bus.set_durable(!ctx.loaded.config.handlers.is_empty());
+    // A file operation is answered once its record is durable, refused when it cannot be.
+    bus.set_confirmed(true);
     // Uploads a uuid-prefix handler would rename are named uniquely as they commit, so a
     // second upload of the same name can never replace one before its handler runs.
     if let Some(naming) = handlers.upload_naming() {

@@ -34,8 +34,8 @@ fn since_us(text: &str) -> Result<i64> {
 
 fn human(r: &AuditRecord) -> String {
     let mut line = format!(
-        "{:>6} {} {} {:<20} {:<7}",
-        r.seq, r.time, r.id, r.name, r.outcome
+        "{:>6} {} {:<12} {} {:<20} {:<7}",
+        r.seq, r.time, r.node, r.id, r.name, r.outcome
     );
     for (label, value) in [
         ("account", r.account.as_deref()),
@@ -59,7 +59,12 @@ fn human(r: &AuditRecord) -> String {
     line
 }
 
-/// `wharf events`.
+/// How far behind its cursor `--follow` reads again: another node's record may commit
+/// after records with a higher `seq` were read (see `wharf_store::audit`).
+const FOLLOW_WINDOW: i64 = 2000;
+
+/// `wharf events`: the cluster's records, every node's merged in time order, each naming
+/// its node.
 pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
     if args.catalogue {
         print!("{}", EventKind::catalogue_markdown());
@@ -70,46 +75,122 @@ pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
         since_us: args.since.as_deref().map(since_us).transpose()?,
         id: args.id,
         account: args.account.clone(),
+        node: args.node.clone(),
         after_seq: None,
         limit: args.limit,
     };
-    let mut last = 0;
+    let print = |r: &AuditRecord| -> Result<()> {
+        if args.json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!("{}", human(r));
+        }
+        Ok(())
+    };
+    let mut shown = std::collections::BTreeSet::new();
+    for r in &ctx.store.events(&filter).await? {
+        print(r)?;
+        shown.insert(r.seq);
+    }
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
-        let records = ctx.store.events(&filter).await?;
-        for r in &records {
-            if args.json {
-                println!("{}", serde_json::to_string(r)?);
-            } else {
-                println!("{}", human(r));
+        let head = shown.last().copied().unwrap_or(0);
+        let floor = head.saturating_sub(FOLLOW_WINDOW).max(0);
+        shown = shown.split_off(&floor);
+        filter.after_seq = Some(floor);
+        filter.limit = FOLLOW_WINDOW + 1000;
+        for r in &ctx.store.events(&filter).await? {
+            if shown.insert(r.seq) {
+                print(r)?;
             }
-            last = r.seq;
         }
-        if !args.follow {
-            break;
-        }
-        filter.after_seq = Some(last);
-        filter.limit = 1000;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `wharf audit verify`: every node's chain, reported per node; this node's chain also
+/// against its JSON-lines file and the witnesses given.
+pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<ExitCode> {
+    let reports = ctx.store.verify_chains().await?;
+    let own = &ctx.audit.node;
+    let mut intact = true;
+    let mut total = 0;
+    let mut lines = Vec::new();
+    for report in &reports {
+        total += report.records;
+        match &report.broken {
+            Some((at, why)) => {
+                intact = false;
+                eprintln!(
+                    "node {}: audit trail broken at record {at}: {why} ({} records before it hold)",
+                    report.node, report.records
+                );
+            }
+            None if &report.node == own => {
+                match verify_own(ctx, report.records, witnesses).await? {
+                    Ok(line) => lines.push(format!("node {}: {line}", report.node)),
+                    Err(why) => {
+                        intact = false;
+                        eprintln!("node {}: {why}", report.node);
+                    }
+                }
+            }
+            None => lines.push(format!(
+                "node {}: {} records, intact",
+                report.node, report.records
+            )),
+        }
+    }
+    if !reports.iter().any(|r| &r.node == own) {
+        // This node has no records in the store: its copies must hold none either.
+        match verify_own(ctx, 0, witnesses).await? {
+            Ok(line) if line.starts_with("0 records") => {}
+            Ok(line) => lines.push(format!("node {own}: {line}")),
+            Err(why) => {
+                intact = false;
+                eprintln!("node {own}: {why}");
+            }
+        }
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    if let Some(spill) = &ctx.audit.spill {
+        let waiting = spill.count().unwrap_or(0);
+        if waiting > 0 {
+            println!(
+                "node {own}: {waiting} records wait in {} for the store (written when the server next reaches it)",
+                spill.path().display()
+            );
+        }
+    }
+    if !intact {
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "audit trail intact: {total} records, {} node{}",
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// `wharf audit verify`.
-pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<ExitCode> {
-    let stored = match ctx.store.verify_chain().await? {
-        Ok(count) => count,
-        Err((seq, why)) => {
-            eprintln!("audit trail broken at record {seq}: {why}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+/// This node's intact chain of `stored` records against the witnesses and its JSON-lines
+/// copy (which holds this node's records only): `Ok(what to print)` or `Err(why not)`.
+async fn verify_own(
+    ctx: &Context,
+    stored: i64,
+    witnesses: &[std::path::PathBuf],
+) -> Result<Result<String, String>> {
+    let node = &ctx.audit.node;
     for witness in witnesses {
-        if let Some((seq, why)) = check_witness(ctx, witness, stored).await? {
-            eprintln!(
-                "audit trail broken at record {seq}: {why} (witness {})",
+        if let Some((at, why)) = check_witness(ctx, witness).await? {
+            return Ok(Err(format!(
+                "audit trail broken at record {at}: {why} (witness {})",
                 witness.display()
-            );
-            return Ok(ExitCode::FAILURE);
+            )));
         }
     }
     // The JSON-lines copy is the second witness: records cut off the end of one copy are
@@ -121,37 +202,34 @@ pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<E
         .map(|j| j.path())
         .filter(|p| wharf_handlers::sinks::segments(p).is_ok_and(|s| !s.is_empty()))
     else {
-        println!("audit trail intact: {stored} records");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Ok(format!("{stored} records, intact")));
     };
     let walk = match crate::audit::verify_file(path)? {
         Ok(walk) => walk,
-        Err((seq, why)) => {
-            eprintln!(
-                "audit trail broken at record {seq} in {}: {why}",
+        Err((at, why)) => {
+            return Ok(Err(format!(
+                "audit trail broken at record {at} in {}: {why}",
                 path.display()
-            );
-            return Ok(ExitCode::FAILURE);
+            )));
         }
     };
     let in_file = walk.last;
     if walk.first > 1 {
         // Retention removed the oldest segments: the copy must start where the store's
         // record before it ends.
-        let before = ctx.store.event_hash(walk.first - 1).await?;
+        let before = ctx.store.chain_hash_at(node, walk.first - 1).await?;
         if before.as_deref() != Some(walk.first_prev.as_str()) {
-            eprintln!(
+            return Ok(Err(format!(
                 "audit trail broken at record {}: the first record kept in {} does not follow the store's record {}",
                 walk.first,
                 path.display(),
                 walk.first - 1
-            );
-            return Ok(ExitCode::FAILURE);
+            )));
         }
     }
     let common = stored.min(in_file);
     if common >= walk.first {
-        let store_hash = ctx.store.event_hash(common).await?;
+        let store_hash = ctx.store.chain_hash_at(node, common).await?;
         let same = if common == in_file {
             store_hash.as_deref() == Some(walk.last_hash.as_str())
         } else {
@@ -160,47 +238,39 @@ pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<E
             store_hash.is_some() && store_hash == at
         };
         if !same {
-            eprintln!(
+            return Ok(Err(format!(
                 "audit trail broken: the store and {} differ at or before record {common}",
                 path.display()
-            );
-            return Ok(ExitCode::FAILURE);
+            )));
         }
     }
     if in_file > stored {
-        eprintln!(
+        return Ok(Err(format!(
             "audit trail broken at record {}: records {}-{in_file} are in {} but not in the store (cut off)",
             stored + 1,
             stored + 1,
             path.display()
-        );
-        return Ok(ExitCode::FAILURE);
+        )));
     }
     if stored > in_file {
-        eprintln!(
+        return Ok(Err(format!(
             "audit trail broken at record {}: records {}-{stored} are in the store but not in {} (cut off)",
             in_file + 1,
             in_file + 1,
             path.display()
-        );
-        return Ok(ExitCode::FAILURE);
+        )));
     }
-    println!(
-        "audit trail intact: {stored} records, the same in the store and {}",
+    Ok(Ok(format!(
+        "{stored} records, intact, the same in the store and {}",
         path.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    )))
 }
 
 /// Compares a copy kept elsewhere with the store: each record it holds (a JSON line, or a
 /// syslog line whose message is the record's JSON) must be in the store with the same
 /// hash. This finds what the two local copies cannot: both cut at the same point, or both
 /// rewritten with a recomputed chain. Answers the first record that differs.
-async fn check_witness(
-    ctx: &Context,
-    path: &std::path::Path,
-    stored: i64,
-) -> Result<Option<(i64, String)>> {
+async fn check_witness(ctx: &Context, path: &std::path::Path) -> Result<Option<(i64, String)>> {
     use std::io::BufRead;
     let file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("cannot read witness {}: {e}", path.display()))?;
@@ -218,19 +288,19 @@ async fn check_witness(
             // The witness's own line is damaged: it proves nothing either way.
             continue;
         }
-        if record.seq > stored {
+        let Some(here) = ctx.store.event_hash(record.seq).await? else {
             return Ok(Some((
-                stored + 1,
+                record.chain_seq(),
                 format!(
-                    "records up to {} were sent elsewhere but are not in the store (cut off)",
-                    record.seq
+                    "record {} of node {} was sent elsewhere but is not in the store (cut off)",
+                    record.chain_seq(),
+                    record.node
                 ),
             )));
-        }
-        let here = ctx.store.event_hash(record.seq).await?;
-        if here.as_deref() != Some(record.hash.as_str()) {
+        };
+        if here != record.hash {
             return Ok(Some((
-                record.seq,
+                record.chain_seq(),
                 "the store's record differs from the copy sent elsewhere".to_owned(),
             )));
         }
