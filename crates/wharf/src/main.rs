@@ -6,6 +6,7 @@
 
 mod audit;
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod context;
