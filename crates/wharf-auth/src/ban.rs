@@ -42,7 +42,7 @@ use wharf_types::{IpNetwork, rfc3339};
 mod admission;
 mod keeper;
 
-pub use admission::{Admission, Admitted, Limits, ProxyPolicy, TurnedAway};
+pub use admission::{Admission, Admitted, Limits, OpenConnections, ProxyPolicy, TurnedAway};
 
 /// Networks scored at once; past this, failures from new networks are not scored until
 /// old scores age out (the bans already in force still hold). Also the most networks whose

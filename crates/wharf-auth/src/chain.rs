@@ -14,8 +14,8 @@ use crate::http_method::{HttpMethod, HttpVerdict};
 use crate::ldap_method::{LdapMethod, LdapVerdict};
 use crate::totp::{CodeCheck, SecondFactor};
 use crate::{
-    AuthFailure, BanEngine, Credential, HomeRoots, Refusal, address_allowed, parse_public_key,
-    password, resolve, verify_password,
+    AuthFailure, BanEngine, Credential, HomeRoots, OpenConnections, Refusal, address_allowed,
+    parse_public_key, password, resolve, verify_password,
 };
 
 /// One link of the chain.
@@ -176,6 +176,7 @@ pub struct Authenticator {
     store: Store,
     methods: Arc<Vec<Method>>,
     bans: Option<Arc<BanEngine>>,
+    connections: OpenConnections,
 }
 
 impl Authenticator {
@@ -185,6 +186,7 @@ impl Authenticator {
             store,
             methods: Arc::new(vec![Method::Local]),
             bans: None,
+            connections: OpenConnections::default(),
         }
     }
 
@@ -210,13 +212,35 @@ impl Authenticator {
         self.bans.as_ref()
     }
 
+    /// The connections open on every service this authenticator serves (the admission
+    /// gates count them).
+    pub fn connections(&self) -> &OpenConnections {
+        &self.connections
+    }
+
     /// Asks the chain about `credential` for `name`.
     ///
     /// The account is the name the deciding method gives (an LDAP entry's own name, an
     /// HTTP service's `username`), whatever case was typed. When that differs from `name`,
     /// the methods before the deciding one are asked about that name too, and the first
     /// that knows it decides: a login typed as `LARA` ends exactly where `lara` would.
+    ///
+    /// A store out of reach fails the login closed (`cause` `store`, reason `store
+    /// unreachable: …`), after at most the store's connect timeout, and says so in the log.
     pub async fn authenticate(
+        &self,
+        name: &str,
+        credential: Credential<'_>,
+        attempt: Attempt<'_>,
+    ) -> Result<Authenticated, Denied> {
+        let decided = self.decide(name, credential, attempt).await;
+        if let Err(denied) = &decided {
+            log_store_failure(denied, name, attempt);
+        }
+        decided
+    }
+
+    async fn decide(
         &self,
         name: &str,
         credential: Credential<'_>,
@@ -685,8 +709,26 @@ impl Authenticator {
                 .iter()
                 .filter_map(|line| parse_public_key(line).ok())
                 .any(|k| k.key_data() == key.key_data()),
-            _ => false,
+            Ok(None) => false,
+            // The signed attempt goes to the chain, which fails it closed and records why;
+            // refusing the key here would leave the failure unexplained.
+            Err(_) => true,
         }
+    }
+}
+
+/// Logs a login refused because the store failed: the client hears only "denied", and
+/// the audit record of it may itself wait for the store.
+fn log_store_failure(denied: &Denied, name: &str, attempt: Attempt<'_>) {
+    if matches!(denied.failure, AuthFailure::Store(_)) {
+        // Debug form: a typed name may hold anything, line breaks included.
+        tracing::warn!(
+            service = attempt.service,
+            remote = %attempt.remote,
+            account = ?wharf_core::shown_name(name),
+            "login refused: {}",
+            denied.failure
+        );
     }
 }
 

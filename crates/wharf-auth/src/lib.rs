@@ -34,8 +34,8 @@ mod resolve;
 mod totp;
 
 pub use ban::{
-    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, ProxyPolicy, Refusal,
-    TurnedAway,
+    Admission, Admitted, BanEngine, BanPolicy, Limits, MAX_TRACKED, OpenConnections, ProxyPolicy,
+    Refusal, TurnedAway,
 };
 pub use chain::{Attempt, Authenticated, Authenticator, Denied, Grant, Method};
 pub use homes::{HomeRoots, normalise_home, template_root};
@@ -122,8 +122,9 @@ pub enum AuthFailure {
     /// stops there and the login fails.
     #[error("authentication service failed: {0}")]
     ServiceFailed(String),
-    /// The store failed.
-    #[error("store error: {0}")]
+    /// The store failed: the login fails closed. Out of reach (PostgreSQL down or
+    /// restarting), it says so: `store unreachable: …`.
+    #[error("{}", store_reason(.0))]
     Store(#[from] wharf_store::StoreError),
 }
 
@@ -154,6 +155,14 @@ impl AuthFailure {
             AuthFailure::ServiceFailed(_) => "service-failed",
             AuthFailure::Store(_) => "store",
         }
+    }
+}
+
+fn store_reason(error: &wharf_store::StoreError) -> String {
+    if error.is_unreachable() {
+        format!("store unreachable: {error}")
+    } else {
+        format!("store error: {error}")
     }
 }
 

@@ -55,6 +55,7 @@ catalogue! {
     ServiceStarted = 10010, "service.started", "A service began listening; `message` lists its addresses.";
     ServiceStopped = 10011, "service.stopped", "A service stopped listening.";
     ServiceFailed = 10012, "service.failed", "A service could not start or stopped on an error; `message` says why.";
+    StoreUnreachable = 10030, "store.unreachable", "The node could not reach its store (PostgreSQL down or restarting) and reaches it again; recorded once it is back. `attrs.since` is when the node first missed it, `attrs.seconds` how long, `message` the first failure. Logins failed closed meanwhile (`login.failed` with `attrs.cause` `store`).";
     ConnectionOpened = 20001, "connection.opened", "A client connected; `remote` holds its address and port (IPv4 or IPv6).";
     ConnectionClosed = 20002, "connection.closed", "A connection ended; `duration_ms` is its length and `message` the reason.";
     ConnectionRefused = 20003, "connection.refused", "A connection was refused at accept, before any handshake; `attrs.cause` says why (`banned`, `rate`, `max-connections`, `max-per-ip`; on a service behind load balancers, `proxy-untrusted` for a peer not listed in `proxy_from` and `proxy-header` for a missing, malformed, oversized or late PROXY protocol header, both under the socket's own address) and `attrs.network` whose. A flood is recorded sparingly: each record also stands for `attrs.suppressed` refusals of the same service, network and cause that were not recorded one by one.";

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -146,24 +147,39 @@ async fn open_postgres(connect: &Connect) -> Result<sqlx::PgPool, StoreError> {
     } else {
         connect.max_connections
     };
-    PgPoolOptions::new()
+    let opened = PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|e| unreachable(&place, e))
+        .connect_with(options.clone())
+        .await;
+    match opened {
+        Ok(pool) => Ok(pool),
+        // The pool retries a refused connection until its timeout and then says only that
+        // it timed out: one more attempt tells why (refused, unknown host, bad password).
+        Err(sqlx::Error::PoolTimedOut) => {
+            let why = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+                Ok(Err(e)) => format!("{} (for {} s)", reason(&e), CONNECT_TIMEOUT.as_secs()),
+                _ => format!("no answer in {} s", CONNECT_TIMEOUT.as_secs()),
+            };
+            Err(StoreError::Unreachable { place, why })
+        }
+        Err(e) => Err(unreachable(&place, e)),
+    }
+}
+
+fn reason(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::PoolTimedOut => "no answer in time".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// A connection failure, named by the server's host and port.
 pub(crate) fn unreachable(place: &str, error: sqlx::Error) -> StoreError {
-    let why = match &error {
-        sqlx::Error::Database(db) => db.message().to_owned(),
-        sqlx::Error::PoolTimedOut => "no answer in time".to_owned(),
-        other => other.to_string(),
-    };
     StoreError::Unreachable {
         place: place.to_owned(),
-        why,
+        why: reason(&error),
     }
 }
 

@@ -21,6 +21,7 @@ mod dav_state;
 mod handler_queue;
 mod identities;
 mod migrate;
+mod nodes;
 #[cfg(test)]
 mod testing;
 mod web_sessions;
@@ -32,6 +33,7 @@ pub use bans::{BanChange, BanClaim, BanRecord};
 pub use connect::{Backend, Connect, check_url, redacted};
 pub use handler_queue::{HandlerJob, JobState};
 pub use identities::{AccountRecord, AdminRecord, GroupRecord};
+pub use nodes::{Claim, NodeRecord, NodeService, NodeState};
 
 use backend::{Pool, on_pool};
 
@@ -73,6 +75,31 @@ pub enum StoreError {
         /// What failed (never the password).
         why: String,
     },
+}
+
+impl StoreError {
+    /// Whether the failure is the store being out of reach (down, restarting, no connection
+    /// in time) rather than an answer it gave: the caller may try again later.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            // PostgreSQL's class 08 (connection exception) and 57P (the server shutting
+            // down or restarting under a connection).
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The store handle. Cheap to clone.

@@ -22,6 +22,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("migrations/sqlite/0005_handler_queue.sql")),
     (6, include_str!("migrations/sqlite/0006_max_file_size.sql")),
     (7, include_str!("migrations/sqlite/0007_dav_state.sql")),
+    (8, include_str!("migrations/sqlite/0008_nodes.sql")),
     (9, include_str!("migrations/sqlite/0009_audit_per_node.sql")),
     (10, include_str!("migrations/sqlite/0010_cluster_bans.sql")),
     (11, include_str!("migrations/sqlite/0011_web_sessions.sql")),
@@ -47,6 +48,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0006_max_file_size.sql"),
     ),
     (7, include_str!("migrations/postgres/0007_dav_state.sql")),
+    (8, include_str!("migrations/postgres/0008_nodes.sql")),
     (
         9,
         include_str!("migrations/postgres/0009_audit_per_node.sql"),

@@ -71,6 +71,25 @@ pub enum Command {
     /// The store as a whole.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The nodes sharing this store.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `wharf cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List the nodes: state (up, down, stopped), version, sessions open, last seen, services.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a node that no longer runs from the list (a live node is refused).
+    Forget {
+        /// The node's name.
+        node: String,
+    },
 }
 
 /// `wharf store ...`.

@@ -7,6 +7,7 @@
 mod audit;
 mod audit_spill;
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod context;

@@ -28,6 +28,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         crate::init::announce(&path, password.as_deref());
     }
     let ctx = Context::open(config_path).await?;
+    let node = crate::cluster::Node::register(&ctx.loaded, &ctx.store).await?;
+    let name_lost = node.lost();
     let bans = BanEngine::new(
         ctx.loaded.config.ban.policy(),
         ctx.store.clone(),
@@ -70,6 +72,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let auth = Authenticator::new(ctx.store.clone())
         .with_methods(crate::config::auth::methods(&ctx.loaded)?)
         .with_bans(bans);
+    let heartbeat =
+        tokio::spawn(node.run(auth.connections().clone(), bus.clone(), stop_rx.clone()));
     let tls = match &ctx.loaded.config.tls {
         Some(section) => Some(
             wharf_net::tls::server_config(
@@ -233,6 +237,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 drop(bus);
                 let _ = ban_keeper.await;
                 let _ = sweeper.await;
+                let _ = heartbeat.await;
                 let _ = writer.await;
                 anyhow::bail!(
                     "service {name}: cannot listen on port {}: {e}",
@@ -261,6 +266,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         .map_or(0, |h| *h.drain_seconds.get_ref());
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut exit = ExitCode::SUCCESS;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -276,6 +282,10 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                         _ = tokio::signal::ctrl_c() => {}
                     }
                 }
+                break;
+            }
+            _ = name_lost.notified() => {
+                exit = ExitCode::FAILURE;
                 break;
             }
             _ = hup.recv() => {
@@ -294,6 +304,7 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let _ = ban_keeper.await;
     let _ = sweeper.await;
     let _ = handler_engine.await;
+    let _ = heartbeat.await;
     for service in &ctx.loaded.config.services {
         let mut event = Event::new(EventKind::ServiceStopped);
         event.service = Some(service.name.get_ref().clone());
@@ -306,5 +317,5 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
     ctx.store.close().await;
     eprintln!("wharf: stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(exit)
 }

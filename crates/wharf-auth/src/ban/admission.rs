@@ -34,6 +34,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -104,6 +105,33 @@ pub struct Admitted {
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
     _slot: AddressSlot<IpNetwork>,
+    _counted: Counted,
+}
+
+/// The connections let in and not yet closed on every service of one authenticator: the
+/// node's count, which its heartbeat reports. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    /// How many are open now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> Counted {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted(Arc::clone(&self.0))
+    }
+}
+
+/// One connection's place in [`OpenConnections`], given back when dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Admitted {
@@ -156,6 +184,7 @@ struct Inner {
     /// Connections awaiting their PROXY header, as many as `max_connections`.
     awaiting_header: Arc<Semaphore>,
     per_network: AddressSlots<IpNetwork>,
+    open_on_node: OpenConnections,
     /// IPv4 and IPv6 prefix lengths networks are counted by (the ban engine's).
     prefixes: (u8, u8),
 }
@@ -183,6 +212,7 @@ impl Admission {
                 open: Arc::new(Semaphore::new(limits.max_connections)),
                 awaiting_header: Arc::new(Semaphore::new(limits.max_connections)),
                 per_network: AddressSlots::new(limits.max_per_ip),
+                open_on_node: auth.connections().clone(),
                 prefixes: (policy.ipv4_prefix, policy.ipv6_prefix),
             }),
             proxy: None,
@@ -268,6 +298,7 @@ impl Admission {
             peer,
             _permit: permit,
             _slot: slot,
+            _counted: inner.open_on_node.enter(),
         })
     }
 
@@ -469,5 +500,25 @@ pub(super) mod tests {
         assert_eq!(refused.attrs["cause"], "proxy-untrusted");
         assert_eq!(refused.remote, Some(peer));
         drop(admitted);
+    }
+
+    #[tokio::test]
+    async fn the_node_counts_the_connections_open_on_all_its_services() {
+        let (events, _records) = EventBus::new();
+        let (store, _scratch) = scratch_store().await;
+        let auth = Authenticator::new(store);
+        let limits = Limits {
+            max_connections: 10,
+            max_per_ip: 10,
+        };
+        let ssh = Admission::new(&auth, events.clone(), "ssh", Protocol::Ssh, limits);
+        let ftp = Admission::new(&auth, events, "ftp", Protocol::Ftp, limits);
+        let one = ssh.admit(addr("192.0.2.1")).unwrap();
+        let two = ftp.admit(addr("192.0.2.2")).unwrap();
+        let _three = ftp.admit(addr("192.0.2.3")).unwrap();
+        assert_eq!(auth.connections().count(), 3);
+        drop(one);
+        drop(two);
+        assert_eq!(auth.clone().connections().count(), 1);
     }
 }

@@ -3,6 +3,7 @@
 mod access;
 mod accounts;
 mod bans;
+mod cluster;
 mod events;
 mod groups;
 mod handlers;
@@ -71,6 +72,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let ctx = Context::open(&cli.config).await?;
             store::copy(&ctx, &to, password.as_deref(), ca_file).await
+        }
+        Command::Cluster(command) => {
+            cluster::run(&Context::open(&cli.config).await?, command).await
         }
         Command::Audit(crate::cli::AuditCommand::Verify { witness }) => {
             events::verify(&Context::open(&cli.config).await?, &witness).await

@@ -72,6 +72,13 @@ pub struct ServerSection {
     /// Data folder.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
+    /// Seconds between this node's heartbeats in the store.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: Spanned<u64>,
+    /// Seconds without a heartbeat after which a node is shown down and its name may be
+    /// taken by a new process.
+    #[serde(default = "default_node_timeout")]
+    pub node_timeout: Spanned<u64>,
 }
 
 impl Default for ServerSection {
@@ -79,6 +86,8 @@ impl Default for ServerSection {
         ServerSection {
             name: default_node(),
             data_dir: default_data_dir(),
+            heartbeat: default_heartbeat(),
+            node_timeout: default_node_timeout(),
         }
     }
 }
@@ -89,6 +98,14 @@ fn default_node() -> String {
 
 fn default_data_dir() -> String {
     "wharf-data".to_owned()
+}
+
+fn default_heartbeat() -> Spanned<u64> {
+    Spanned::new(0..0, 2)
+}
+
+fn default_node_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 6)
 }
 
 /// `[audit]`.
@@ -345,6 +362,7 @@ impl Loaded {
                 ),
             );
         }
+        crate::cluster::validate(&self.config.server, &mut issue);
         if let Some(tls) = &self.config.tls {
             for (key, file) in [("tls.certificate", &tls.certificate), ("tls.key", &tls.key)] {
                 if !self.resolve(file).is_file() {

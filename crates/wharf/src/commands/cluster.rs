@@ -1,0 +1,95 @@
+//! `wharf cluster status`: the nodes of the cluster as the store knows them, and
+//! `wharf cluster forget`: a node removed from the cluster for good.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use wharf_store::NodeRecord;
+
+use crate::cli::ClusterCommand;
+use crate::cluster::{ago, describe, now_us, time_of};
+use crate::context::Context;
+
+fn json(node: &NodeRecord, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "name": node.name,
+        "state": node.state(now).as_str(),
+        "version": node.version,
+        "host": node.host,
+        "pid": node.pid,
+        "services": node.services.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "type": s.kind,
+            "addresses": s.addresses,
+        })).collect::<Vec<_>>(),
+        "sessions_open": node.sessions,
+        "started": time_of(node.started_us),
+        "last_seen": time_of(node.seen_us),
+        "seconds_since_seen": now.saturating_sub(node.seen_us).max(0) as f64 / 1e6,
+        "heartbeat_seconds": node.heartbeat_ms as f64 / 1e3,
+        "timeout_seconds": node.timeout_ms as f64 / 1e3,
+        "stopped": node.stopped_us.map(time_of),
+    })
+}
+
+/// Runs one `wharf cluster` command.
+pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<ExitCode> {
+    match command {
+        ClusterCommand::Status { json: as_json } => {
+            let nodes = ctx.store.nodes().await?;
+            let now = now_us();
+            if as_json {
+                let list: Vec<_> = nodes.iter().map(|n| json(n, now)).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if nodes.is_empty() {
+                println!(
+                    "no node has registered in this store yet (a node registers when `wharf serve` starts)"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<16} {:<7} {:<9} {:>8}  {:<10} SERVICES",
+                "NODE", "STATE", "VERSION", "SESSIONS", "LAST SEEN"
+            );
+            for node in &nodes {
+                let services: Vec<String> = node
+                    .services
+                    .iter()
+                    .map(|s| format!("{} {} {}", s.name, s.kind, s.addresses.join(",")))
+                    .collect();
+                println!(
+                    "{:<16} {:<7} {:<9} {:>8}  {:<10} {}",
+                    node.name,
+                    node.state(now).as_str(),
+                    node.version,
+                    node.sessions,
+                    format!("{} ago", ago(now, node.seen_us)),
+                    services.join("; ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Forget { node } => {
+            let now = now_us();
+            if let Some(live) = ctx
+                .store
+                .nodes()
+                .await?
+                .into_iter()
+                .find(|n| n.name == node && n.state(now) == wharf_store::NodeState::Up)
+            {
+                bail!(
+                    "node {node:?} is up: {}; stop it first",
+                    describe(&live, now)
+                );
+            }
+            if !ctx.store.forget_node(&node, now).await? {
+                bail!("no node is named {node:?}; see `wharf cluster status`");
+            }
+            println!("node {node:?} forgotten");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
