@@ -181,8 +181,6 @@ def test_postgres_restarting_while_serving_fails_logins_closed_until_it_is_back(
     assert int(outage["attrs"]["seconds"]) >= 1
 
 
-@pytest.mark.xfail(strict=False, reason="needs the audit writer to keep records while the "
-                   "store is unreachable and write them once it is back")
 def test_a_login_refused_while_the_store_was_down_is_in_the_trail_once_back(cluster, postgres):
     a = cluster.node("a")
     a.add_account("alice", password="correct horse battery")
