@@ -33,7 +33,7 @@ pub mod template;
 mod verify;
 mod webhook;
 
-pub use engine::{Engine, RecordError, Recorder};
+pub use engine::{Engine, RecordError, Recorder, Settings};
 pub use naming::UniqueUploadNames;
 pub use signature::{PssDigest, SaltLength, Verifier};
 pub use spec::{
