@@ -127,3 +127,13 @@ def test_two_live_nodes_share_the_jobs_and_run_each_once(cluster, tmp_path):
     assert [(j[0], j[1], j[3]) for j in jobs(cluster)] == [(seq, "done", "1") for seq in seqs]
     owners = {j[0]: j[2] for j in jobs(cluster)}
     assert owners == {line.split()[1]: line.split()[0] for line in done}
+
+
+def test_check_config_refuses_a_lease_or_concurrency_out_of_range(server):
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write("\n[handlers]\nlease = 1\nconcurrency = 0\n")
+    out = server.wharf("check-config")
+    assert out.returncode == 1
+    assert "handlers.lease" in out.stderr and "2 to 3600 seconds" in out.stderr, out.stderr
+    assert "handlers.concurrency" in out.stderr, out.stderr
+    assert "wharf.toml:" in out.stderr, out.stderr
