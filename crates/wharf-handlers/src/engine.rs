@@ -631,3 +631,86 @@ async fn run_job<R: Recorder>(shared: Arc<Shared<R>>, job: HandlerJob, since: In
     };
     check_written(written, &job);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    async fn claimed(store: &Store, node: &str, lease: Duration) -> (HandlerJob, Instant) {
+        store.handler_cursor("a").await.unwrap();
+        store
+            .queue_handler_jobs("a", &[("h".to_owned(), 1, 0)], 1)
+            .await
+            .unwrap();
+        let since = Instant::now();
+        let now = store.clock_us().await.unwrap();
+        let mut jobs = store
+            .claim_handler_jobs(node, &["h".to_owned()], now, now + micros(lease), 1)
+            .await
+            .unwrap();
+        (jobs.remove(0), since)
+    }
+
+    #[tokio::test]
+    async fn a_hold_keeps_its_job_past_the_lease_and_stops_when_another_node_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let lease = Duration::from_secs(2);
+        let (job, since) = claimed(&store, "a", lease).await;
+        let mut hold = Hold::new(&store, &job, lease, since);
+        // Work longer than the lease keeps the job: nobody can take it meanwhile.
+        let out = hold
+            .during(tokio::time::sleep(Duration::from_secs(3)))
+            .await;
+        assert!(out.is_ok());
+        let now = store.clock_us().await.unwrap();
+        assert!(
+            store
+                .claim_handler_jobs("b", &["h".to_owned()], now, now + SECOND, 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Taken over once its lease ran out (as after a pause): the work is stopped at the
+        // next renewal, and the outcome is not confirmed for recording.
+        let later = now + 10 * SECOND;
+        let taken = store
+            .claim_handler_jobs("b", &["h".to_owned()], later, later + SECOND, 1)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        let started = Instant::now();
+        let out = hold.during(std::future::pending::<()>()).await;
+        assert!(matches!(out, Err(Lost::TakenOver)), "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(hold.confirm().await.is_none());
+        assert!(
+            !store
+                .finish_handler_job(&job, JobState::Done, 0, None)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hold_that_cannot_renew_gives_up_before_its_lease_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let lease = Duration::from_secs(2);
+        let (job, since) = claimed(&store, "a", lease).await;
+        let mut hold = Hold::new(&store, &job, lease, since);
+        // The store out of reach: no renewal succeeds, so the attempt is stopped before
+        // another node may take the job (90 % of the lease).
+        store.close().await;
+        let out = hold.during(std::future::pending::<()>()).await;
+        assert!(matches!(out, Err(Lost::Expired)), "{out:?}");
+        let held_for = since.elapsed();
+        assert!(
+            held_for >= Duration::from_millis(1700) && held_for < lease,
+            "{held_for:?}"
+        );
+        assert!(hold.confirm().await.is_none());
+    }
+}
