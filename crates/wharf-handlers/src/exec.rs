@@ -6,9 +6,18 @@
 //! (`/usr/local/bin:/usr/bin:/bin`) and `WHARF_*` variables describing the event; the
 //! event's JSON record is the program's standard input. Output is kept up to a cap. A
 //! program still running at the handler's timeout is killed. Exit status 0 is success.
+//!
+//! A program dies with the node that started it: it is started through util-linux's
+//! `setpriv --pdeathsig KILL` where that is installed (Debian: always), so the kernel kills
+//! it when the server process dies, even by `kill -9`. Otherwise a program outliving a dead
+//! node could run on while another node, having taken its job over, runs it again. (The
+//! signal follows the runtime thread that started the program; the server's worker threads
+//! live as long as the server.)
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +37,16 @@ pub(crate) async fn run(
     vars: &BTreeMap<&'static str, String>,
     timeout: Duration,
 ) -> Result<String, ActionError> {
-    let mut command = Command::new(&action.program);
+    let mut command = match death_signal() {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command
+                .args(["--pdeathsig", "KILL", "--"])
+                .arg(&action.program);
+            command
+        }
+        None => Command::new(&action.program),
+    };
     command
         .args(action.args.iter().map(|t| t.expand(vars)))
         .env_clear()
@@ -92,6 +110,22 @@ pub(crate) async fn run(
             excerpt(&said)
         )))
     }
+}
+
+/// `setpriv`, which sets the parent-death signal and then executes the program in its own
+/// place (same process, same status), if this machine has it.
+fn death_signal() -> Option<&'static Path> {
+    static SETPRIV: OnceLock<Option<&'static Path>> = OnceLock::new();
+    *SETPRIV.get_or_init(|| {
+        let found = ["/usr/bin/setpriv", "/bin/setpriv"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file());
+        if found.is_none() {
+            tracing::warn!("setpriv (util-linux) is not installed: a handler's program is not killed when the server dies");
+        }
+        found
+    })
 }
 
 async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<&mut R>) -> String {

@@ -1,12 +1,15 @@
 //! Event handlers: what Wharf does after an event, on its own, durably.
 //!
-//! The [`Engine`] follows the audit trail in the store. Each new record is matched against
-//! the configured [`Handler`]s, and a match becomes a job in the store's queue in the same
-//! transaction that moves the engine's cursor, so a crash or restart between an upload and
-//! its handler loses nothing. Jobs run with a timeout per attempt, are retried with a
+//! The [`Engine`] follows its node's own records in the store's audit trail. Each new record
+//! is matched against the configured [`Handler`]s, and a match becomes a job in the store's
+//! queue in the same transaction that moves the engine's cursor, so a crash or restart
+//! between an upload and its handler loses nothing. Any node of a cluster runs any due job,
+//! holding it for a lease it renews while the job runs; a dead node's jobs are taken over
+//! when their lease runs out. Jobs run with a timeout per attempt, are retried with a
 //! doubling wait, and end `done` or `failed`; every outcome is recorded as a 4xxxx event
-//! before the job is marked, so delivery is at least once, and every action recognises its
-//! own finished work (see [`files`]), so its effect happens once.
+//! before the job is marked, by the node still holding it, so delivery is at least once, and
+//! every file action recognises its own finished work (see [`files`]), so its effect happens
+//! once (what holds for programs and webhooks: see the engine's module).
 //!
 //! Every file action reaches its file through descriptors: the folder an event names is
 //! opened beneath a root (the account's home, the quarantine, a destination's fixed folder)
@@ -33,7 +36,7 @@ pub mod template;
 mod verify;
 mod webhook;
 
-pub use engine::{Engine, RecordError, Recorder};
+pub use engine::{Engine, RecordError, Recorder, Settings};
 pub use naming::UniqueUploadNames;
 pub use signature::{PssDigest, SaltLength, Verifier};
 pub use spec::{

@@ -2,8 +2,9 @@
 //!
 //! Headers: `X-Wharf-Signature: t=<unix seconds>,sha256=<hex>`, the HMAC-SHA256 of
 //! `<t>.<body>` under the configured secret (a receiver checks it and rejects old `t` to
-//! stop replays), `X-Wharf-Delivery` (the same id on every retry of one delivery, so a
-//! receiver can drop duplicates) and `X-Wharf-Event` (the event's name). A 2xx answer is
+//! stop replays), `X-Wharf-Delivery` and `Idempotency-Key` (the same id on every attempt of
+//! one job, whichever node makes it, so a receiver can drop duplicates: a node that dies
+//! after a delivery and before recording it leaves the job to be delivered again) and `X-Wharf-Event` (the event's name). A 2xx answer is
 //! success; 408, 429, 5xx and network failures are retried; any other answer is final.
 
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub(crate) async fn deliver(
             signature_header(&action.secret, t, &body),
         ),
         ("x-wharf-delivery", delivery.to_owned()),
+        ("idempotency-key", delivery.to_owned()),
         ("x-wharf-event", record.name.clone()),
     ];
     let (status, _) = action

@@ -26,6 +26,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("migrations/sqlite/0009_audit_per_node.sql")),
     (10, include_str!("migrations/sqlite/0010_cluster_bans.sql")),
     (11, include_str!("migrations/sqlite/0011_web_sessions.sql")),
+    (
+        12,
+        include_str!("migrations/sqlite/0012_handler_job_leases.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -60,6 +64,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         11,
         include_str!("migrations/postgres/0011_web_sessions.sql"),
+    ),
+    (
+        12,
+        include_str!("migrations/postgres/0012_handler_job_leases.sql"),
     ),
 ];
 

@@ -48,7 +48,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         crate::config::handler::handlers(&ctx.loaded)?,
         audit.clone(),
         written,
-    );
+    )
+    .with_settings(ctx.loaded.config.handler_queue.settings());
     bus.set_durable(!ctx.loaded.config.handlers.is_empty());
     // A file operation is answered once its record is durable, refused when it cannot be.
     bus.set_confirmed(true);

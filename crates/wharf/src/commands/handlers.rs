@@ -24,6 +24,9 @@ fn json(job: &HandlerJob) -> serde_json::Value {
         "due": time_of(job.due_us),
         "queued": time_of(job.created_us),
         "node": job.node,
+        "owner": job.owner,
+        "lease_until": job.lease_until_us.map(time_of),
+        "claims": job.claims,
         "last_error": job.last_error,
     })
 }
@@ -59,13 +62,17 @@ pub async fn run(ctx: &Context, command: HandlerCommand) -> Result<ExitCode> {
             } else {
                 for job in &jobs {
                     println!(
-                        "{:>6}  {:<8} {:<24} event {:<8} attempts {}  due {}{}",
+                        "{:>6}  {:<8} {:<24} event {:<8} attempts {}  due {}{}{}",
                         job.id,
                         job.state.as_str(),
                         job.handler,
                         job.event_seq,
                         job.attempts,
                         time_of(job.due_us),
+                        job.owner
+                            .as_deref()
+                            .map(|o| format!("  node {o}"))
+                            .unwrap_or_default(),
                         job.last_error
                             .as_deref()
                             .map(|e| format!("  ({e})"))

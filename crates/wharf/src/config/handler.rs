@@ -1,3 +1,6 @@
+//! `[handlers]` in `wharf.toml`: how this node holds and runs the handler jobs (the lease and
+//! how many at once).
+//!
 //! `[[handler]]` in `wharf.toml`: event handlers. Each entry has a trigger (`on`), filters,
 //! retry settings, and exactly one action table (`[handler.verify-signature]`,
 //! `[handler.dispatch]`, `[handler.quarantine]`, `[handler.uuid-prefix]`, `[handler.exec]`
@@ -28,6 +31,75 @@ pub enum EventRef {
     Name(String),
     /// `30002`.
     Id(u32),
+}
+
+/// `[handlers]`: how this node runs the handler jobs of its cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Seconds a claimed job stays this node's without renewal.
+    #[serde(default = "default_lease")]
+    lease: Spanned<u64>,
+    /// Jobs run at once.
+    #[serde(default = "default_concurrency")]
+    concurrency: Spanned<u64>,
+}
+
+impl Default for QueueSection {
+    fn default() -> QueueSection {
+        QueueSection {
+            lease: default_lease(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_lease() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+
+fn default_concurrency() -> Spanned<u64> {
+    Spanned::new(0..0, 8)
+}
+
+/// Leases this short would be renewed too often to be worth holding; this long, a dead
+/// node's jobs would wait too long.
+const LEASE: std::ops::RangeInclusive<u64> = 2..=3600;
+const CONCURRENCY: std::ops::RangeInclusive<u64> = 1..=256;
+
+impl QueueSection {
+    fn validate(&self, issue: &mut dyn FnMut(Range<usize>, String, String)) {
+        if !LEASE.contains(self.lease.get_ref()) {
+            issue(
+                self.lease.span(),
+                "handlers.lease".into(),
+                format!(
+                    "give {} to {} seconds (30 by default): how long a dead node's jobs wait before another node takes them over",
+                    LEASE.start(),
+                    LEASE.end()
+                ),
+            );
+        }
+        if !CONCURRENCY.contains(self.concurrency.get_ref()) {
+            issue(
+                self.concurrency.span(),
+                "handlers.concurrency".into(),
+                format!(
+                    "give {} to {} jobs at once (8 by default)",
+                    CONCURRENCY.start(),
+                    CONCURRENCY.end()
+                ),
+            );
+        }
+    }
+
+    /// The engine's settings (the section was validated when it loaded).
+    pub fn settings(&self) -> wharf_handlers::Settings {
+        wharf_handlers::Settings {
+            lease: Duration::from_secs(*self.lease.get_ref()),
+            concurrency: usize::try_from(*self.concurrency.get_ref()).unwrap_or(8),
+        }
+    }
 }
 
 /// One `[[handler]]`.
@@ -542,6 +614,7 @@ impl HandlerSection {
 
 /// Reports what is wrong with the handlers through `issue(span, key, message)`.
 pub fn validate(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String, String)) {
+    loaded.config.handler_queue.validate(issue);
     let mut names = std::collections::HashSet::new();
     for (i, section) in loaded.config.handlers.iter().enumerate() {
         if !names.insert(section.name.get_ref().as_str()) {

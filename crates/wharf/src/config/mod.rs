@@ -60,6 +60,9 @@ pub struct Config {
     /// `[health]`: the load balancers' health listener and draining.
     #[serde(default)]
     pub health: Option<crate::config::health::HealthSection>,
+    /// `[handlers]`: how this node holds and runs handler jobs.
+    #[serde(default, rename = "handlers")]
+    pub handler_queue: crate::config::handler::QueueSection,
 }
 
 /// `[server]`.
