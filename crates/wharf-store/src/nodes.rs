@@ -133,6 +133,16 @@ impl Store {
     /// `node.seen_us` is now. Decided under the table's write lock, so of two processes
     /// claiming one name at once exactly one gets it.
     pub async fn claim_node(&self, node: &NodeRecord) -> Result<Claim, StoreError> {
+        self.claim_node_unless_gone(node, &|_| false).await
+    }
+
+    /// As [`Store::claim_node`], and a holder that `gone` says has ended (the caller saw
+    /// its process is no longer running) is taken over at once, live as its row looks.
+    pub async fn claim_node_unless_gone(
+        &self,
+        node: &NodeRecord,
+        gone: &(dyn Fn(&NodeRecord) -> bool + Send + Sync),
+    ) -> Result<Claim, StoreError> {
         let services =
             serde_json::to_string(&node.services).map_err(|source| StoreError::Corrupt {
                 what: "nodes.services",
@@ -147,6 +157,7 @@ impl Store {
             let holder = row.as_ref().map(record).transpose()?;
             if let Some(holder) = &holder
                 && holder.state(node.seen_us) == NodeState::Up
+                && !gone(holder)
             {
                 return Ok(Claim::Live(holder.clone()));
             }

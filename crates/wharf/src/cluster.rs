@@ -88,7 +88,14 @@ impl Node {
             timeout_ms: millis(Duration::from_secs(*server.node_timeout.get_ref())),
             stopped_us: None,
         };
-        match store.claim_node(&record).await {
+        // A holder on this machine whose process is gone (killed, crashed) cannot beat
+        // again: its name is taken over at once rather than after the timeout, so a node
+        // restarted after a crash starts straight away.
+        let here = record.host.clone();
+        let gone = move |holder: &NodeRecord| {
+            holder.host == here && !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists()
+        };
+        match store.claim_node_unless_gone(&record, &gone).await {
             Ok(Claim::Claimed { replaced }) => {
                 if let Some(old) = replaced.filter(|old| old.stopped_us.is_none()) {
                     tracing::warn!(
