@@ -62,6 +62,9 @@ try {
   const refused = page.locator("#uploads li.refused");
   await refused.waitFor({ timeout: 30000 });
   result.refusedState = await refused.locator(".state").textContent();
+  // The page says how the batch went once it has listed the folder again.
+  await page.locator("#messages", { hasText: "not uploaded" }).waitFor({ timeout: 30000 })
+    .catch(() => {});
   result.message = await page.textContent("#messages");
   await page.screenshot({ path: join(out, "5-refused.png"), fullPage: true });
 
