@@ -30,6 +30,7 @@ def test_a_stop_records_the_end_of_every_cut_connection(server):
     assert opened and opened <= set(closed), (opened, closed)
     cut = [e for e in closed.values() if e.get("message") == "cut: the server stopped"]
     assert cut and cut[0]["account"] == "alice", closed
+    assert cut[0]["outcome"] == "failure", cut
     names = [e["name"] for e in events if e.get("account") == "alice"]
     assert "upload.failed" in names and "session.ended" in names, names
     assert names.index("upload.failed") < names.index("session.ended"), names

@@ -77,7 +77,8 @@ impl ClosingRecord {
 impl Drop for ClosingRecord {
     fn drop(&mut self) {
         if let Some(event) = self.event.take() {
-            let event = self.finish(event).message(CUT_BY_STOP);
+            // The client did not end it and got no orderly close: a failure, not a success.
+            let event = self.finish(event).failed(CUT_BY_STOP);
             self.bus.emit(event);
         }
     }
