@@ -81,6 +81,24 @@ class WharfServer:
         self.key = root / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
 
+    @classmethod
+    def restored(cls, root: Path, source: "WharfServer"):
+        """A server over the folder `wharf restore` made from `source`'s backup, moved to
+        new ports so both can run at once; same client key and home folders as `source`."""
+        self = cls.__new__(cls)
+        self.root = root
+        self.proc = None
+        self.log = root / "serve.log"
+        self.key = source.key
+        self.homes = source.homes
+        config = (root / "wharf.toml").read_text()
+        for attr in ("port", "ftps_port", "implicit_port", "https_port"):
+            port = free_port()
+            config = config.replace(f"port = {getattr(source, attr)}\n", f"port = {port}\n")
+            setattr(self, attr, port)
+        (root / "wharf.toml").write_text(config)
+        return self
+
     def add_ftp_service(self, extra="", tls="off", name="ftp-plain"):
         """Adds an FTP service with the given TLS policy on a free port (both loopback families).
 
@@ -184,6 +202,30 @@ login_grace_time = 10
             except OSError:
                 time.sleep(0.1)
         raise AssertionError(f"wharf did not listen: {self.log.read_text()}")
+
+    def start_standby(self, active=None):
+        """Starts `serve --standby [--for ACTIVE]` and waits until it stands by (listening
+        on nothing)."""
+        self.proc = subprocess.Popen(
+            [str(BIN), "--config", str(self.root / "wharf.toml"), "serve", "--standby",
+             *(["--for", active] if active else [])],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"wharf exited: {self.log.read_text()}")
+            if "standing by" in self.log.read_text():
+                return self
+            time.sleep(0.1)
+        raise AssertionError(f"wharf did not stand by: {self.log.read_text()}")
+
+    def listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

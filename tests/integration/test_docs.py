@@ -111,10 +111,12 @@ def leaf_commands(path=()):
         block = text.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
         subcommands = [line.split()[0] for line in block.splitlines() if line.strip()]
         subcommands = [c for c in subcommands if c != "help"]
+    options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", text, re.M)) - COMMON
     if not subcommands:
-        options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", text, re.M)) - COMMON
         return {path: options}
-    commands = {}
+    # A command with subcommands may run itself too (`wharf backup FILE` beside `wharf
+    # backup verify`): its own options say so.
+    commands = {path: options} if options else {}
     for sub in subcommands:
         commands.update(leaf_commands((*path, sub)))
     return commands

@@ -28,7 +28,7 @@ mod web_sessions;
 
 use std::path::Path;
 
-pub use audit::{AuditRecord, EventFilter, GENESIS, chain_hash, format_time};
+pub use audit::{AuditRecord, ChainReport, EventFilter, GENESIS, chain_hash, format_time};
 pub use bans::{BanChange, BanClaim, BanRecord};
 pub use connect::{Backend, Connect, check_url, redacted};
 pub use handler_queue::{HandlerJob, JobState};

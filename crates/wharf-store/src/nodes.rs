@@ -237,6 +237,32 @@ impl Store {
         })
     }
 
+    /// Fences the process holding `name` as `incarnation` (a standby took over from it):
+    /// its next heartbeat finds the name no longer its own, and it stops. False when that
+    /// process no longer held the name.
+    pub async fn fence_node(
+        &self,
+        name: &str,
+        incarnation: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        self.node_stopped(name, incarnation, now_us).await
+    }
+
+    /// Marks every node that was running as stopped (a store restored from a backup: the
+    /// processes its rows describe are not this store's). Returns how many were.
+    pub async fn stop_every_node(&self, now_us: i64) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE nodes SET stopped_us = $1, sessions = 0 WHERE stopped_us IS NULL",
+            )
+            .bind(now_us)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     /// Every node that ever registered, by name.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         on_pool!(self, pool => {

@@ -24,7 +24,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every configured service (creates a default configuration on first run).
-    Serve,
+    Serve {
+        /// Stand by, listening on nothing, until `wharf takeover` (or, on PostgreSQL, until
+        /// the active node's heartbeat stops); then serve.
+        #[arg(long)]
+        standby: bool,
+        /// The active node to stand by for (default: this node's own name).
+        #[arg(long = "for", requires = "standby", value_name = "NODE")]
+        active: Option<String>,
+    },
+    /// Make this machine's standby (`wharf serve --standby`) serve now; waits until it does.
+    Takeover {
+        /// Seconds to wait for the standby.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
     /// Write a default configuration and data folder without starting anything.
     Init {
         /// Folder to create them in.
@@ -74,6 +88,75 @@ pub enum Command {
     /// The nodes sharing this store.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Write a backup archive (store snapshot, configuration, keys, certificates and every
+    /// file the configuration names) while the server runs; `backup verify FILE` checks one.
+    Backup(BackupArgs),
+    /// Bring a node back from a backup archive into a new folder.
+    Restore(RestoreArgs),
+}
+
+/// `wharf backup FILE` or `wharf backup verify FILE`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub check: Option<BackupCommand>,
+    /// The archive to write (a new file).
+    #[arg(required = true)]
+    pub file: Option<PathBuf>,
+    /// Seal the archive with a passphrase, as `env:NAME` or `file:PATH` (the age format).
+    #[arg(long)]
+    pub passphrase: Option<String>,
+}
+
+/// `wharf backup verify`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check an archive whole (every digest, the store's audit chains) without restoring it.
+    Verify {
+        /// The archive.
+        file: PathBuf,
+        /// Its passphrase, as `env:NAME` or `file:PATH`, if it is sealed.
+        #[arg(long)]
+        passphrase: Option<String>,
+    },
+}
+
+/// `wharf restore FILE --into DIR`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive.
+    pub file: PathBuf,
+    /// The folder to restore into: new or empty (see --force).
+    #[arg(long)]
+    pub into: PathBuf,
+    /// The archive's passphrase, as `env:NAME` or `file:PATH`, if it is sealed.
+    #[arg(long)]
+    pub passphrase: Option<String>,
+    /// Restore the store into this one instead: `sqlite:PATH` (relative to DIR) or
+    /// `postgres://USER@HOST:PORT/DB` (an empty database); the restored configuration is
+    /// changed to use it.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// That PostgreSQL store's password, as `env:NAME` or `file:PATH` (written to the
+    /// configuration).
+    #[arg(long, requires = "store")]
+    pub store_password: Option<String>,
+    /// The CA certificate (PEM) of that PostgreSQL server (written to the configuration).
+    #[arg(long, requires = "store")]
+    pub store_ca_file: Option<String>,
+    /// Give the restored node this name (`[server] name`): the standby of a pair sharing a
+    /// PostgreSQL store needs a name of its own.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Leave the store out: the configuration keeps naming the PostgreSQL store it named
+    /// (the standby of a pair sharing that store).
+    #[arg(long, conflicts_with = "store")]
+    pub no_store: bool,
+    /// Write over a folder that is not empty, and over different files at the absolute
+    /// paths the backup names.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `wharf cluster ...`.

@@ -68,9 +68,26 @@ pub struct Node {
     lost: Arc<Notify>,
 }
 
+/// Whether `holder` ran on this machine and its process is gone (killed, crashed): it cannot
+/// beat again, whatever its last heartbeat says.
+pub fn process_is_gone(holder: &NodeRecord) -> bool {
+    if holder.host != host_name() {
+        return false;
+    }
+    // A process killed but not yet reaped by its parent is a zombie: gone all the same.
+    match std::fs::read_to_string(format!("/proc/{}/stat", holder.pid)) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
 impl Node {
-    /// Takes the node's name in the store, or explains which live node holds it.
-    pub async fn register(loaded: &Loaded, store: &Store) -> Result<Node> {
+    /// Takes the node's name in the store, or explains which live node holds it. With
+    /// `force` (an operator's `wharf takeover`), takes it from a live holder too, which
+    /// stops at its next heartbeat.
+    pub async fn register(loaded: &Loaded, store: &Store, force: bool) -> Result<Node> {
         let server = &loaded.config.server;
         let now = now_us();
         let heartbeat = Duration::from_secs(*server.heartbeat.get_ref());
@@ -91,10 +108,7 @@ impl Node {
         // A holder on this machine whose process is gone (killed, crashed) cannot beat
         // again: its name is taken over at once rather than after the timeout, so a node
         // restarted after a crash starts straight away.
-        let here = record.host.clone();
-        let gone = move |holder: &NodeRecord| {
-            holder.host == here && !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists()
-        };
+        let gone = move |holder: &NodeRecord| force || process_is_gone(holder);
         match store.claim_node_unless_gone(&record, &gone).await {
             Ok(Claim::Claimed { replaced }) => {
                 if let Some(old) = replaced.filter(|old| old.stopped_us.is_none()) {

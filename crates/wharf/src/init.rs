@@ -202,7 +202,7 @@ impl InitOptions {
             return Ok(Store::open_sqlite(&data.join("wharf.db")).await?);
         };
         let password = match &self.store_password {
-            Some(spec) => Some(read_secret(dir, spec)?),
+            Some(spec) => Some(crate::config::auth::secret_at(dir, spec)?),
             None => None,
         };
         let connect = wharf_store::Connect {
@@ -219,17 +219,6 @@ impl InitOptions {
 
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
-}
-
-fn read_secret(dir: &Path, spec: &str) -> Result<String> {
-    if let Some(name) = spec.strip_prefix("env:") {
-        return std::env::var(name)
-            .with_context(|| format!("environment variable {name} is not set"));
-    }
-    let path = dir.join(spec.strip_prefix("file:").unwrap_or(spec));
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Creates the configuration and data folder in `dir` (see the module header).

@@ -6,6 +6,7 @@
 
 mod audit;
 mod audit_spill;
+mod backup;
 mod cli;
 mod cluster;
 mod commands;
@@ -15,6 +16,7 @@ mod health;
 mod init;
 mod leftovers;
 mod serve;
+mod standby;
 
 use std::process::ExitCode;
 

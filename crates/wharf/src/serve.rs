@@ -17,8 +17,8 @@ use wharf_ssh::{PrivateKey, SshConfig, SshService};
 use crate::config::{FtpTls, ServiceKind, secs};
 use crate::context::Context;
 
-/// Runs the server.
-pub async fn serve(config_path: &Path) -> Result<ExitCode> {
+/// Runs the server; as a standby (`--standby`), only once it takes over.
+pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> Result<ExitCode> {
     if !config_path.exists() {
         let dir = config_path
             .parent()
@@ -28,7 +28,37 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         crate::init::announce(&path, password.as_deref());
     }
     let ctx = Context::open(config_path).await?;
-    let node = crate::cluster::Node::register(&ctx.loaded, &ctx.store).await?;
+    let takeover = if standby {
+        match crate::standby::wait(&ctx, active).await? {
+            Some(takeover) => Some(takeover),
+            None => {
+                eprintln!("wharf: stopped while standing by");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    } else {
+        None
+    };
+    let own_name = takeover
+        .as_ref()
+        .is_some_and(|t| t.active == ctx.loaded.config.server.name);
+    let forced = own_name
+        && takeover
+            .as_ref()
+            .is_some_and(|t| t.cause == crate::standby::Cause::Command);
+    if let Some(takeover) = takeover.as_ref().filter(|_| !own_name) {
+        crate::standby::fence(&ctx.store, takeover).await?;
+    }
+    let node = crate::cluster::Node::register(&ctx.loaded, &ctx.store, forced).await?;
+    if let Some(takeover) = &takeover
+        && takeover.holder_was_live()
+        && let Some(old) = &takeover.holder
+    {
+        // The holder is alive: it finds itself fenced at its next heartbeat and stops.
+        // Listening only after that heartbeat keeps the two from serving together.
+        let beat = u64::try_from(old.heartbeat_ms).unwrap_or(0).min(60_000);
+        tokio::time::sleep(std::time::Duration::from_millis(beat)).await;
+    }
     let name_lost = node.lost();
     let bans = BanEngine::new(
         ctx.loaded.config.ban.policy(),
@@ -69,6 +99,8 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         bus.clone(),
         stop_rx.clone(),
     ));
+    let backups = crate::backup::schedule::Schedule::from_config(&ctx.loaded, &ctx.store)?
+        .map(|schedule| tokio::spawn(schedule.run(bus.clone(), stop_rx.clone())));
     let mut services = tokio::task::JoinSet::new();
     let auth = Authenticator::new(ctx.store.clone())
         .with_methods(crate::config::auth::methods(&ctx.loaded)?)
@@ -239,6 +271,9 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
                 let _ = ban_keeper.await;
                 let _ = sweeper.await;
                 let _ = heartbeat.await;
+                if let Some(backups) = backups {
+                    let _ = backups.await;
+                }
                 let _ = writer.await;
                 anyhow::bail!(
                     "service {name}: cannot listen on port {}: {e}",
@@ -257,6 +292,13 @@ pub async fn serve(config_path: &Path) -> Result<ExitCode> {
         Event::new(EventKind::ServerStarted)
             .message(format!("wharf {}", env!("CARGO_PKG_VERSION"))),
     );
+    if let Some(takeover) = &takeover {
+        bus.emit(crate::standby::took_over(takeover));
+        eprintln!(
+            "wharf: took over as node {:?}",
+            ctx.loaded.config.server.name
+        );
+    }
     health.set_listening(true);
 
     let drain = ctx

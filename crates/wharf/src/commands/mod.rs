@@ -2,6 +2,7 @@
 
 mod access;
 mod accounts;
+mod backup;
 mod bans;
 mod cluster;
 mod events;
@@ -23,7 +24,14 @@ use crate::context::Context;
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve => crate::serve::serve(&cli.config).await,
+        Command::Serve { standby, active } => {
+            crate::serve::serve(&cli.config, standby, active.as_deref()).await
+        }
+        Command::Takeover { wait } => {
+            let ctx = Context::open(&cli.config).await?;
+            crate::standby::request(&ctx, std::time::Duration::from_secs(wait)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init {
             dir,
             store,
@@ -76,6 +84,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cluster(command) => {
             cluster::run(&Context::open(&cli.config).await?, command).await
         }
+        Command::Backup(args) => backup::backup(&cli.config, args).await,
+        Command::Restore(args) => backup::restore(args).await,
         Command::Audit(crate::cli::AuditCommand::Verify { witness }) => {
             events::verify(&Context::open(&cli.config).await?, &witness).await
         }

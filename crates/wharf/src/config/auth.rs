@@ -430,11 +430,16 @@ pub(crate) fn secret_spec(
 
 /// Reads a secret given as `env:NAME` or `file:PATH` (relative to the configuration).
 pub(crate) fn secret(loaded: &Loaded, spec: &str) -> Result<String> {
+    secret_at(&loaded.base, spec)
+}
+
+/// Reads a secret given as `env:NAME` or `file:PATH` (a relative path from `base`).
+pub(crate) fn secret_at(base: &std::path::Path, spec: &str) -> Result<String> {
     if let Some(name) = spec.strip_prefix("env:") {
         return std::env::var(name)
             .with_context(|| format!("environment variable {name} is not set"));
     }
-    let path = loaded.resolve(spec.strip_prefix("file:").unwrap_or(spec));
+    let path = base.join(spec.strip_prefix("file:").unwrap_or(spec));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())

@@ -16,6 +16,7 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 pub mod auth;
+pub mod backup;
 pub mod handler;
 pub mod health;
 mod keys;
@@ -63,6 +64,9 @@ pub struct Config {
     /// `[handlers]`: how this node holds and runs handler jobs.
     #[serde(default, rename = "handlers")]
     pub handler_queue: crate::config::handler::QueueSection,
+    /// `[backup]`: backups the server takes on a schedule.
+    #[serde(default)]
+    pub backup: Option<crate::config::backup::BackupSection>,
 }
 
 /// `[server]`.
@@ -353,6 +357,9 @@ impl Loaded {
         crate::config::sink::validate(self, &mut issue);
         if let Some(health) = &self.config.health {
             health.validate(&mut issue);
+        }
+        if let Some(backup) = &self.config.backup {
+            backup.validate(&mut issue);
         }
         self.config.store.validate(&mut issue);
         if !self.resolve(&self.config.server.data_dir).is_dir() {

@@ -1,0 +1,491 @@
+//! `wharf restore FILE --into DIR`: a node brought back from a backup, on this machine or a
+//! new one.
+//!
+//! The whole archive is read and checked into a scratch folder inside `DIR` before anything
+//! is put in place, so a damaged or altered archive changes nothing. Then the configuration
+//! and the files below its folder go below `DIR`; files that lived elsewhere go back to the
+//! same absolute path when nothing is there (a different file already there is kept unless
+//! `--force`, and said). The store snapshot becomes the SQLite file the configuration names,
+//! or, with `--store postgres://…`, is copied into that (empty) database and the restored
+//! configuration is pointed at it. The restored store's node rows are marked stopped (the
+//! processes they describe are not this machine's), and the restore is recorded in its trail.
+//!
+//! This module must never write outside `DIR` except the absolute paths the manifest names,
+//! and never write over a non-empty `DIR` without `--force`.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use aws_lc_rs::digest;
+use wharf_core::{Event, EventKind};
+use wharf_store::{Backend, Connect, Store};
+
+use crate::backup::archive::{self, Manifest};
+use crate::context::Context;
+
+/// What a restore was asked to do.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The archive.
+    pub archive: PathBuf,
+    /// The folder to restore into (new or empty, or anything with `force`).
+    pub into: PathBuf,
+    /// The archive's passphrase, if it is sealed.
+    pub passphrase: Option<String>,
+    /// Restore the store into this store instead of the one the backup names.
+    pub store: Option<String>,
+    /// That store's password, as `env:NAME` or `file:PATH` (written to the configuration).
+    pub store_password: Option<String>,
+    /// That store's CA file (written to the configuration).
+    pub store_ca_file: Option<String>,
+    /// Leave the store out (a standby on its pair's shared PostgreSQL store).
+    pub no_store: bool,
+    /// Give the restored node this name.
+    pub node: Option<String>,
+    /// Write over what is there.
+    pub force: bool,
+}
+
+/// Where the store goes.
+enum StoreTarget {
+    File(PathBuf),
+    Postgres(Connect),
+    /// Nowhere: the configuration's shared store stays as it is.
+    Shared,
+}
+
+/// Restores `options.archive` into `options.into`; prints what was done.
+pub async fn restore(options: &Options) -> Result<()> {
+    let into = &options.into;
+    if into.exists() {
+        let mut entries =
+            fs::read_dir(into).with_context(|| format!("cannot read {}", into.display()))?;
+        if entries.next().is_some() && !options.force {
+            bail!(
+                "{} is not empty: restore into a new or empty folder, or give --force to write over what is there",
+                into.display()
+            );
+        }
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(into)
+        .with_context(|| format!("cannot create {}", into.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".wharf-restore-")
+        .tempdir_in(into)
+        .with_context(|| format!("cannot make a scratch folder in {}", into.display()))?;
+    let staged = scratch.path().to_owned();
+    let manifest = {
+        let staged = staged.clone();
+        let archive_path = options.archive.clone();
+        let passphrase = options.passphrase.clone();
+        tokio::task::spawn_blocking(move || stage(&archive_path, passphrase.as_deref(), &staged))
+            .await??
+    };
+    let config = archive::checked_path(&manifest.config)?;
+    if config.is_absolute() || config.components().count() != 1 {
+        bail!(
+            "the manifest names the configuration {:?}, which is not a file name",
+            manifest.config
+        );
+    }
+    let target = store_target(options, &manifest)?;
+
+    let mut outside_kept = Vec::new();
+    let mut inside = 0usize;
+    let mut outside = 0usize;
+    for file in &manifest.files {
+        let path = archive::checked_path(&file.path)?;
+        let source = staged.join(file.entry());
+        if path.is_absolute() {
+            outside += 1;
+            if !place_outside(&source, &path, file.mode, &file.sha256, options.force)? {
+                outside_kept.push(path);
+            }
+        } else {
+            inside += 1;
+            put(&source, &into.join(&path), file.mode)?;
+        }
+    }
+    let config_path = into.join(&config);
+    edit_config(&config_path, options)?;
+    let snapshot = staged.join(archive::STORE_ENTRY);
+    let store_said = match &target {
+        StoreTarget::File(path) => {
+            for suffix in ["-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(suffix);
+                match fs::remove_file(PathBuf::from(side)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            put(&snapshot, path, 0o600)?;
+            format!("the SQLite file {}", path.display())
+        }
+        StoreTarget::Shared => format!(
+            "none: the configuration still names {}, left as it is",
+            manifest.store.url
+        ),
+        StoreTarget::Postgres(connect) => {
+            let from = Store::open_sqlite(&snapshot).await?;
+            let to = Store::open(connect)
+                .await
+                .with_context(|| format!("cannot open {}", wharf_store::redacted(&connect.url)))?;
+            from.copy_into(&to).await?;
+            let (a, b) = (from.verify_chain().await?, to.verify_chain().await?);
+            from.close().await;
+            to.close().await;
+            if a != b {
+                bail!("the copy's audit chain differs from the backup's: {b:?} against {a:?}");
+            }
+            wharf_store::redacted(&connect.url)
+        }
+    };
+    drop(scratch);
+
+    let ctx = Context::open(&config_path).await.with_context(|| {
+        format!(
+            "the files are restored into {}, but its configuration does not load",
+            into.display()
+        )
+    })?;
+    let renamed = options.node.as_ref().is_some_and(|n| *n != manifest.node);
+    let set_aside = if renamed {
+        set_audit_file_aside(&ctx, &manifest.node)?
+    } else {
+        None
+    };
+    if let Some(aside) = &set_aside {
+        println!(
+            "audit file: node {}'s JSON-lines copy set aside as {} (this node, renamed, starts its own)",
+            manifest.node,
+            aside.display()
+        );
+    }
+    if matches!(target, StoreTarget::Shared) {
+        // The store is the pair's, in use: nothing about it is this restore's to change.
+        ctx.store.close().await;
+        println!(
+            "restored the configuration and files of node {} taken {} (Wharf {}); store: {store_said}",
+            manifest.node, manifest.made, manifest.version
+        );
+        println!(
+            "files: {inside} below {}, {outside} elsewhere",
+            into.display()
+        );
+        println!(
+            "stand by with: wharf --config {} serve --standby --for {}",
+            config_path.display(),
+            manifest.node
+        );
+        return Ok(());
+    }
+    let trimmed = if renamed {
+        0
+    } else {
+        trim_audit_file(&ctx).await?
+    };
+    let stopped = ctx.store.stop_every_node(crate::cluster::now_us()).await?;
+    let event = Event::new(EventKind::BackupRestored)
+        .message(format!(
+            "restored from {} (taken {} by node {}, Wharf {})",
+            options.archive.display(),
+            manifest.made,
+            manifest.node,
+            manifest.version
+        ))
+        .attr("archive", options.archive.display().to_string())
+        .attr("made", manifest.made.clone())
+        .attr("from_node", manifest.node.clone());
+    ctx.record_event(event).await?;
+    ctx.store.close().await;
+
+    println!(
+        "restored the backup of node {} taken {} (Wharf {})",
+        manifest.node, manifest.made, manifest.version
+    );
+    println!(
+        "store: {} accounts, {} audit records, into {store_said}",
+        manifest.store.accounts, manifest.store.records
+    );
+    println!(
+        "files: {inside} below {}, {outside} elsewhere",
+        into.display()
+    );
+    for path in &outside_kept {
+        println!(
+            "kept: {} differs from the backup's copy and was left as it is (--force replaces it)",
+            path.display()
+        );
+    }
+    if trimmed > 0 {
+        println!(
+            "audit file: {trimmed} records written after the store's snapshot were cut, so the file and the trail agree"
+        );
+    }
+    if stopped > 0 {
+        println!("nodes: {stopped} marked stopped (they ran elsewhere when the backup was taken)");
+    }
+    println!(
+        "start it with: wharf --config {} serve",
+        config_path.display()
+    );
+    Ok(())
+}
+
+/// Moves the restored JSON-lines copy of `old_node`'s trail out of the way of the renamed
+/// node's own; where it went.
+fn set_audit_file_aside(ctx: &Context, old_node: &str) -> Result<Option<PathBuf>> {
+    let jsonl = &ctx.loaded.config.audit.jsonl;
+    if jsonl.is_empty() {
+        return Ok(None);
+    }
+    let path = ctx.loaded.resolve(jsonl);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".from-{old_node}"));
+    let aside = PathBuf::from(aside);
+    fs::rename(&path, &aside).with_context(|| format!("cannot rename {}", path.display()))?;
+    Ok(Some(aside))
+}
+
+/// Cuts the restored JSON-lines copy of the trail back to the store's snapshot: the file
+/// was read after the snapshot was taken, so it may end with records the restored store
+/// does not hold (and with half a line). Returns how many records were cut.
+async fn trim_audit_file(ctx: &Context) -> Result<usize> {
+    let jsonl = &ctx.loaded.config.audit.jsonl;
+    if jsonl.is_empty() {
+        return Ok(0);
+    }
+    let path = ctx.loaded.resolve(jsonl);
+    let Ok(text) = fs::read(&path) else {
+        return Ok(0);
+    };
+    let node = &ctx.loaded.config.server.name;
+    let head = ctx
+        .store
+        .chain_head(node)
+        .await?
+        .map_or(0, |record| record.chain_seq());
+    let mut keep = 0usize;
+    let mut cut = 0usize;
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        let within = line.ends_with(b"\n")
+            && serde_json::from_slice::<wharf_store::AuditRecord>(line)
+                .is_ok_and(|record| record.chain_seq() <= head);
+        if within && cut == 0 {
+            keep += line.len();
+        } else {
+            cut += 1;
+        }
+    }
+    if cut > 0 {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.set_len(keep as u64)?;
+        file.sync_all()?;
+    }
+    Ok(cut)
+}
+
+/// Reads and checks the whole archive into `staged`.
+fn stage(archive_path: &Path, passphrase: Option<&str>, staged: &Path) -> Result<Manifest> {
+    let source = archive::open(archive_path, passphrase)?;
+    archive::read(source, |name, contents, _, _| {
+        // `name` is checked by `archive::read`: plain parts under a known prefix.
+        let target = staged.join(name);
+        if let Some(parent) = target.parent() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        io::copy(contents, &mut out)?;
+        Ok(())
+    })
+    .with_context(|| format!("{} is not a sound backup", archive_path.display()))
+}
+
+/// Decides where the store goes, before anything is put in place.
+fn store_target(options: &Options, manifest: &Manifest) -> Result<StoreTarget> {
+    if options.no_store {
+        if manifest.store.backend != "postgres" {
+            bail!(
+                "--no-store: the backup's store is the SQLite file {}, which only the archive holds; restore it with the rest",
+                manifest.store.url
+            );
+        }
+        return Ok(StoreTarget::Shared);
+    }
+    let (url, chosen) = match &options.store {
+        Some(url) => (url.as_str(), true),
+        None => (manifest.store.url.as_str(), false),
+    };
+    match wharf_store::check_url(url)? {
+        Backend::Sqlite => {
+            let path = Path::new(url.trim_start_matches("sqlite:").trim_start_matches("//"));
+            if path.is_absolute() && !chosen {
+                bail!(
+                    "the backup's store was the SQLite file {}, outside its folder: give --store sqlite:PATH (relative to {})",
+                    path.display(),
+                    options.into.display()
+                );
+            }
+            Ok(StoreTarget::File(options.into.join(path)))
+        }
+        Backend::Postgres if !chosen => bail!(
+            "the backup was taken from the PostgreSQL store {url}: give --store postgres://USER@HOST:PORT/DB (an empty database) or --store sqlite:wharf-data/wharf.db"
+        ),
+        Backend::Postgres => {
+            if let Some(spec) = &options.store_password
+                && !(spec.starts_with("env:") || spec.starts_with("file:"))
+            {
+                bail!("--store-password: give it as env:NAME or file:PATH, never literally");
+            }
+            let password = options
+                .store_password
+                .as_deref()
+                .map(|spec| crate::config::auth::secret_at(&options.into, spec))
+                .transpose()?;
+            Ok(StoreTarget::Postgres(Connect {
+                url: url.to_owned(),
+                base: options.into.clone(),
+                password,
+                ca_file: options.store_ca_file.as_ref().map(PathBuf::from),
+                application: "wharf restore".to_owned(),
+                max_connections: 2,
+            }))
+        }
+    }
+}
+
+/// Moves a staged file to `target` with `mode`, replacing what is there.
+fn put(source: &Path, target: &Path, mode: u32) -> Result<()> {
+    if let Some(parent) = target.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    fs::rename(source, target)
+        .with_context(|| format!("cannot put {} in place", target.display()))?;
+    fs::set_permissions(target, fs::Permissions::from_mode(mode & 0o777))?;
+    Ok(())
+}
+
+/// Puts a file that lived outside the configuration's folder back at its path; false when
+/// a different file there was kept.
+fn place_outside(
+    source: &Path,
+    target: &Path,
+    mode: u32,
+    sha256: &str,
+    force: bool,
+) -> Result<bool> {
+    if target.exists() {
+        if digest_of(target)? == sha256 {
+            return Ok(true);
+        }
+        if !force {
+            return Ok(false);
+        }
+    }
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    // Another file system, most likely: copy beside the target, then rename over it, so
+    // the path never holds half a file.
+    let mut beside = target.as_os_str().to_owned();
+    beside.push(".wharf-restore");
+    let beside = PathBuf::from(beside);
+    fs::copy(source, &beside).with_context(|| format!("cannot write {}", beside.display()))?;
+    fs::set_permissions(&beside, fs::Permissions::from_mode(mode & 0o777))?;
+    File::open(&beside)?.sync_all()?;
+    fs::rename(&beside, target)
+        .with_context(|| format!("cannot put {} in place", target.display()))?;
+    Ok(true)
+}
+
+fn digest_of(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut context = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buf[..n]);
+    }
+    Ok(wharf_types::hex(context.finish().as_ref()))
+}
+
+/// Gives the restored configuration the node name and the store the command line gave,
+/// keeping the rest of the file (comments included) as it was.
+fn edit_config(config_path: &Path, options: &Options) -> Result<()> {
+    if options.store.is_none() && options.node.is_none() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("cannot parse {}", config_path.display()))?;
+    if let Some(node) = &options.node {
+        doc.entry("server")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_mut()
+            .context("[server] is not a table")?
+            .insert("name", toml_edit::value(node.as_str()));
+    }
+    if options.store.is_none() {
+        fs::write(config_path, doc.to_string())
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        return Ok(());
+    }
+    let store = doc
+        .entry("store")
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_mut()
+        .context("[store] is not a table")?;
+    if let Some(url) = &options.store {
+        store.insert("url", toml_edit::value(url.as_str()));
+    }
+    match &options.store_password {
+        Some(spec) => {
+            store.insert("password", toml_edit::value(spec.as_str()));
+        }
+        None => {
+            store.remove("password");
+        }
+    }
+    match &options.store_ca_file {
+        Some(path) => {
+            store.insert("ca_file", toml_edit::value(path.as_str()));
+        }
+        None => {
+            store.remove("ca_file");
+        }
+    }
+    fs::write(config_path, doc.to_string())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    Ok(())
+}
