@@ -275,3 +275,98 @@ def test_a_store_moves_between_sqlite_and_postgresql_by_restoring(tmp_path, post
     finally:
         for node in nodes:
             node.stop()
+
+
+def rewrite(archive, out, manifest_change=None, contents=None):
+    """A copy of a plain archive with entries replaced and the manifest's digests made to
+    match, as anyone who can write a plain archive can do."""
+    import hashlib
+    import io
+    import tarfile
+    entries = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            entries[member.name] = (member, tar.extractfile(member).read())
+    manifest = json.loads(entries.pop("manifest.json")[1])
+    for name, data in (contents or {}).items():
+        entries[name] = (entries[name][0], data)
+    for f in manifest["files"]:
+        entry = "outside" + f["path"] if f["path"].startswith("/") else "files/" + f["path"]
+        data = entries[entry][1]
+        f["size"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    store = entries["store.db"][1]
+    manifest["store"]["size"], manifest["store"]["sha256"] = len(store), hashlib.sha256(store).hexdigest()
+    if manifest_change:
+        manifest_change(manifest)
+    with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, (member, data) in entries.items():
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+        text = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    return out
+
+
+def test_a_hostile_archive_writes_nothing_outside_its_folder(server, tmp_path):
+    """A plain archive carries no authentication: rewritten by an attacker, its store URL
+    and its configuration must still not reach files outside the restore's folder."""
+    server.start()
+    archive = tmp_path / "plain.tar"
+    server.wharf("backup", str(archive), check=True)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    precious = victim / "precious.db"
+    precious.write_text("keep me")
+    log = victim / "log.jsonl"
+    log.write_text('{"not": "a record"}\n')
+
+    def store_elsewhere(manifest):
+        manifest["store"]["url"] = "sqlite:../victim/precious.db"
+    hostile = rewrite(archive, tmp_path / "store-url.tar", store_elsewhere)
+    refused = wharf("restore", hostile, "--into", tmp_path / "r1")
+    assert refused.returncode != 0 and "outside its folder" in refused.stderr, refused.stderr
+    assert precious.read_text() == "keep me"
+    assert not (tmp_path / "r1" / "wharf.toml").exists()
+
+    config = (server.root / "wharf.toml").read_text().replace(
+        'jsonl = "wharf-data/audit.jsonl"', f'jsonl = "{log}"')
+    hostile = rewrite(archive, tmp_path / "jsonl.tar", contents={"files/wharf.toml": config.encode()})
+    restored = wharf("restore", hostile, "--into", tmp_path / "r2")
+    assert restored.returncode == 0, restored.stderr
+    # The audit file the configuration names outside the folder is not the restore's to cut.
+    assert log.read_text().startswith('{"not": "a record"}\n')
+
+    def config_in_a_folder(manifest):
+        manifest["config"] = "../wharf.toml"
+    hostile = rewrite(archive, tmp_path / "config.tar", config_in_a_folder)
+    for command in (["backup", "verify", hostile], ["restore", hostile, "--into", tmp_path / "r3"]):
+        refused = wharf(*command)
+        assert refused.returncode != 0 and "not a plain path" in refused.stderr, refused.stderr
+
+
+def test_a_restore_never_replaces_a_running_nodes_store(server, tmp_path):
+    server.add_account("alice", password=PASSWORD)
+    server.start()
+    archive = tmp_path / "self.tar"
+    server.wharf("backup", str(archive), check=True)
+    refused = wharf("restore", archive, "--into", server.root, "--force")
+    assert refused.returncode != 0 and "running now" in refused.stderr, refused.stderr
+    # The running node goes on with its own store.
+    server.add_account("bob", password=PASSWORD)
+    assert server.wharf("audit", "verify").returncode == 0
+
+
+def test_the_backup_passphrase_file_is_never_carried(server, tmp_path):
+    (server.root / "backup-passphrase").write_text("sealed with this\n")
+    configure(server, """
+[backup]
+folder = "wharf-data/backups"
+interval = 86400
+passphrase = "file:backup-passphrase"
+""")
+    archive = tmp_path / "plain.tar"
+    made = server.wharf("backup", str(archive), check=True)
+    assert "backup-passphrase" not in made.stdout
+    assert b"sealed with this" not in archive.read_bytes()

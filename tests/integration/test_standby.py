@@ -71,6 +71,8 @@ def test_a_standby_serves_when_told(tmp_path):
         b.start_standby()
         time.sleep(1)
         assert not b.listening()
+        second = b.wharf("serve", "--standby")
+        assert second.returncode != 0 and "another standby runs" in second.stderr, second.stderr
         asked = time.time()
         took = b.wharf("takeover")
         assert took.returncode == 0, took.stderr

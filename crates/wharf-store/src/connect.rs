@@ -84,16 +84,32 @@ pub fn redacted(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => {
+            let kept: Vec<String> = query_pairs(url)
+                .map(|(key, value)| {
+                    if key.eq_ignore_ascii_case("password") {
+                        format!("{key}=…")
+                    } else {
+                        format!("{key}={value}")
+                    }
+                })
+                .collect();
+            format!("{path}?{}", kept.join("&"))
+        }
+        None => tail.to_owned(),
+    };
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}@{host}{tail}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
 }
 
-/// Whether `url`'s authority holds a password (`user:password@host`).
+/// Whether `url` holds a password: in its authority (`user:password@host`) or as a
+/// `password=` parameter of its query.
 fn has_password(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {
         return false;
@@ -102,6 +118,16 @@ fn has_password(url: &str) -> bool {
     authority
         .rsplit_once('@')
         .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || query_pairs(url).any(|(key, _)| key.eq_ignore_ascii_case("password"))
+}
+
+/// The `key=value` pairs of `url`'s query.
+fn query_pairs(url: &str) -> impl Iterator<Item = (&str, &str)> {
+    url.split_once('?')
+        .map_or("", |(_, query)| query)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
 pub(crate) async fn open(connect: &Connect) -> Result<Pool, StoreError> {
@@ -208,6 +234,14 @@ mod tests {
         assert_eq!(
             redacted("postgres://u:p@h:1/d?x=y"),
             "postgres://u@h:1/d?x=y"
+        );
+        let in_query = check_url("postgres://u@h:1/d?sslmode=require&password=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(!in_query.contains("hunter2"), "{in_query}");
+        assert_eq!(
+            redacted("postgres://u@h:1/d?password=hunter2&sslmode=require"),
+            "postgres://u@h:1/d?password=…&sslmode=require"
         );
     }
 }

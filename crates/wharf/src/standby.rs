@@ -88,6 +88,7 @@ pub fn request_path(loaded: &Loaded) -> PathBuf {
 /// Stands by for the node `active` (default: this node's own name) until a takeover is
 /// due; `None` when a signal stopped the standby first.
 pub async fn wait(ctx: &Context, active: Option<&str>) -> Result<Option<Takeover>> {
+    hold_standby_lock(&ctx.loaded)?;
     let request = request_path(&ctx.loaded);
     // A request left from before this standby started is not for it.
     remove(&request)?;
@@ -146,6 +147,31 @@ pub async fn wait(ctx: &Context, active: Option<&str>) -> Result<Option<Takeover
             }));
         }
     }
+}
+
+/// The lock that keeps a second standby off this folder, held until the process ends.
+static STANDBY_LOCK: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Takes the folder's standby lock, or says which folder another standby holds.
+fn hold_standby_lock(loaded: &Loaded) -> Result<()> {
+    let path = loaded
+        .resolve(&loaded.config.server.data_dir)
+        .join("standby.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        bail!(
+            "another standby runs on {} already (it holds {})",
+            loaded.path.display(),
+            path.display()
+        );
+    }
+    let _ = STANDBY_LOCK.set(file);
+    Ok(())
 }
 
 /// The process holding `name`, as the store has it.

@@ -96,19 +96,50 @@ pub fn entry_for(path: &str) -> String {
 }
 
 /// Checks that `path`, from a manifest, is one a restore may write: a plain relative path,
-/// or a plain absolute one, with no `.`, `..` or empty part.
+/// or a plain absolute one, every part a name (no `.`, `..` or empty part).
 pub fn checked_path(path: &str) -> Result<PathBuf> {
-    let p = Path::new(path);
-    let plain = p
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::RootDir))
-        && p.components().any(|c| matches!(c, Component::Normal(_)))
-        && !path.contains("//")
-        && !path.ends_with('/');
+    let relative = path.strip_prefix('/').unwrap_or(path);
+    let plain = !relative.is_empty()
+        && relative
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
     if !plain {
         bail!("the manifest names {path:?}, which is not a plain path");
     }
-    Ok(p.to_owned())
+    Ok(PathBuf::from(path))
+}
+
+/// Checks what a restore relies on in a manifest beyond its digests: the configuration is
+/// a file name listed among the files, and no file's path is another's folder.
+fn check_manifest(manifest: &Manifest) -> Result<()> {
+    checked_path(&manifest.config)?;
+    if manifest.config.contains('/') {
+        bail!(
+            "the manifest names the configuration {:?}, which is not a file name",
+            manifest.config
+        );
+    }
+    if !manifest.files.iter().any(|f| f.path == manifest.config) {
+        bail!(
+            "the manifest does not list its configuration {:?} among its files",
+            manifest.config
+        );
+    }
+    let mut paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    for pair in paths.windows(2) {
+        if pair[1]
+            .strip_prefix(pair[0])
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            bail!(
+                "the manifest names {:?} both as a file and as a folder ({:?})",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Where an archive is written: plain or sealed.
@@ -250,7 +281,12 @@ pub fn open(path: &Path, passphrase: Option<&str>) -> Result<Box<dyn Read>> {
         age::scrypt::Identity::new(age::secrecy::SecretString::from(passphrase.to_owned()));
     let unsealed = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
-        .map_err(|e| anyhow::anyhow!("cannot decrypt {}: {e}", path.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot decrypt {}: {e} (a wrong passphrase, or an altered archive)",
+                path.display()
+            )
+        })?;
     Ok(Box::new(unsealed))
 }
 
@@ -263,8 +299,9 @@ pub fn read(
     let mut archive = tar::Archive::new(source);
     let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
-    for entry in archive.entries().context("the archive cannot be read")? {
-        let entry = entry.context("the archive is damaged")?;
+    let unreadable = "the archive is damaged, or is neither a Wharf backup nor an age file";
+    for entry in archive.entries().context(unreadable)? {
+        let entry = entry.context(unreadable)?;
         let name = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| anyhow::anyhow!("the archive holds an entry whose name is not UTF-8"))?;
         if manifest.is_some() {
@@ -287,18 +324,16 @@ pub fn read(
             continue;
         }
         check_entry_name(&name)?;
+        if seen.contains_key(&name) {
+            bail!("the archive holds {name:?} twice");
+        }
         let mut hashing = Hashing::new(entry);
         take(&name, &mut hashing, size, mode)?;
         io::copy(&mut hashing, &mut io::sink())?;
         if hashing.read != size {
             bail!("the archive's entry {name:?} is cut short");
         }
-        if seen
-            .insert(name.clone(), (size, hashing.finish()))
-            .is_some()
-        {
-            bail!("the archive holds {name:?} twice");
-        }
+        seen.insert(name, (size, hashing.finish()));
     }
     let Some(manifest) = manifest else {
         bail!("the archive has no manifest: it is cut short, or not a Wharf backup");
@@ -310,6 +345,7 @@ pub fn read(
             env!("CARGO_PKG_VERSION")
         );
     }
+    check_manifest(&manifest)?;
     let mut expected: BTreeMap<String, (u64, String)> = BTreeMap::new();
     expected.insert(
         STORE_ENTRY.to_owned(),
@@ -464,7 +500,9 @@ mod tests {
         ] {
             assert!(check_entry_name(bad).is_err(), "{bad}");
         }
-        for bad in ["../x", "a/../b", "", "a//b", "./a", "/"] {
+        for bad in [
+            "../x", "a/../b", "", "a//b", "./a", "/", "a/.", "a/b/", "/a/./b",
+        ] {
             assert!(checked_path(bad).is_err(), "{bad}");
         }
         assert!(checked_path("/opt/scan.sh").is_ok());

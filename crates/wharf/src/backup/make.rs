@@ -28,6 +28,9 @@ pub struct Source {
     pub node: String,
     /// The store's URL as configured.
     pub store_url: String,
+    /// Files never carried: `[backup] passphrase`'s file, which would open every sealed
+    /// archive (and sit in the clear in a plain one).
+    pub left_out: Vec<PathBuf>,
 }
 
 impl Source {
@@ -38,6 +41,15 @@ impl Source {
             base: loaded.base.clone(),
             node: loaded.config.server.name.clone(),
             store_url: loaded.config.store.url.get_ref().clone(),
+            left_out: loaded
+                .config
+                .backup
+                .as_ref()
+                .and_then(|b| b.passphrase.as_ref())
+                .and_then(|spec| spec.get_ref().strip_prefix("file:"))
+                .and_then(|path| std::fs::canonicalize(loaded.resolve(path)).ok())
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -92,7 +104,7 @@ pub async fn make(
         snapshot.close().await;
         (accounts, records)
     };
-    let named = named::files(&source.config, &source.base)?;
+    let named = named::files(&source.config, &source.base, &source.left_out)?;
     let backend = match store.backend() {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",

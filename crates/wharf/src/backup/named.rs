@@ -35,8 +35,8 @@ pub enum Place {
 }
 
 /// The configuration file at `config` and every file it names (relative paths from
-/// `base`), each once.
-pub fn files(config: &Path, base: &Path) -> Result<Vec<Named>> {
+/// `base`), each once, but those in `left_out` (canonical paths).
+pub fn files(config: &Path, base: &Path, left_out: &[PathBuf]) -> Result<Vec<Named>> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     let table: toml::Table = text
@@ -64,6 +64,9 @@ pub fn files(config: &Path, base: &Path) -> Result<Vec<Named>> {
         }
         let canonical = std::fs::canonicalize(&resolved)
             .with_context(|| format!("cannot resolve {}", resolved.display()))?;
+        if left_out.contains(&canonical) {
+            continue;
+        }
         let place = place_of(&canonical_base, &canonical);
         found.entry(canonical).or_insert(place);
     }

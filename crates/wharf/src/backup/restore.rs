@@ -87,45 +87,23 @@ pub async fn restore(options: &Options) -> Result<()> {
         tokio::task::spawn_blocking(move || stage(&archive_path, passphrase.as_deref(), &staged))
             .await??
     };
-    let config = archive::checked_path(&manifest.config)?;
-    if config.is_absolute() || config.components().count() != 1 {
-        bail!(
-            "the manifest names the configuration {:?}, which is not a file name",
-            manifest.config
-        );
-    }
+    // `archive::read` checked the configuration's name and every path of the manifest.
+    let config = PathBuf::from(&manifest.config);
     let target = store_target(options, &manifest)?;
-
-    let mut outside_kept = Vec::new();
-    let mut inside = 0usize;
-    let mut outside = 0usize;
-    for file in &manifest.files {
-        let path = archive::checked_path(&file.path)?;
-        let source = staged.join(file.entry());
-        if path.is_absolute() {
-            outside += 1;
-            if !place_outside(&source, &path, file.mode, &file.sha256, options.force)? {
-                outside_kept.push(path);
-            }
-        } else {
-            inside += 1;
-            put(&source, &into.join(&path), file.mode)?;
-        }
-    }
-    let config_path = into.join(&config);
-    edit_config(&config_path, options)?;
     let snapshot = staged.join(archive::STORE_ENTRY);
+    check_snapshot(&snapshot).await?;
+    // Everything that can refuse the restore is asked before anything is put in place.
     let store_said = match &target {
         StoreTarget::File(path) => {
-            for suffix in ["-wal", "-shm"] {
-                let mut side = path.as_os_str().to_owned();
-                side.push(suffix);
-                match fs::remove_file(PathBuf::from(side)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
+            if path.exists() {
+                if !options.force {
+                    bail!(
+                        "{} exists: give --force to replace it with the backup's store",
+                        path.display()
+                    );
                 }
+                refuse_if_running(path).await?;
             }
-            put(&snapshot, path, 0o600)?;
             format!("the SQLite file {}", path.display())
         }
         StoreTarget::Shared => format!(
@@ -147,6 +125,33 @@ pub async fn restore(options: &Options) -> Result<()> {
             wharf_store::redacted(&connect.url)
         }
     };
+
+    let mut outside_said = Vec::new();
+    let mut inside = 0usize;
+    for file in &manifest.files {
+        let path = PathBuf::from(&file.path);
+        let source = staged.join(file.entry());
+        if path.is_absolute() {
+            let placed = place_outside(&source, &path, file.mode, &file.sha256, options.force)?;
+            outside_said.push(format!("{}: {}", path.display(), placed.as_str()));
+        } else {
+            inside += 1;
+            put(&source, &into.join(&path), file.mode)?;
+        }
+    }
+    let config_path = into.join(&config);
+    edit_config(&config_path, options)?;
+    if let StoreTarget::File(path) = &target {
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            match fs::remove_file(PathBuf::from(side)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        put(&snapshot, path, 0o600)?;
+    }
     drop(scratch);
 
     let ctx = Context::open(&config_path).await.with_context(|| {
@@ -157,7 +162,7 @@ pub async fn restore(options: &Options) -> Result<()> {
     })?;
     let renamed = options.node.as_ref().is_some_and(|n| *n != manifest.node);
     let set_aside = if renamed {
-        set_audit_file_aside(&ctx, &manifest.node)?
+        set_audit_file_aside(&ctx, into, &manifest.node)?
     } else {
         None
     };
@@ -175,10 +180,7 @@ pub async fn restore(options: &Options) -> Result<()> {
             "restored the configuration and files of node {} taken {} (Wharf {}); store: {store_said}",
             manifest.node, manifest.made, manifest.version
         );
-        println!(
-            "files: {inside} below {}, {outside} elsewhere",
-            into.display()
-        );
+        print_files(inside, into, &outside_said);
         println!(
             "stand by with: wharf --config {} serve --standby --for {}",
             config_path.display(),
@@ -189,7 +191,7 @@ pub async fn restore(options: &Options) -> Result<()> {
     let trimmed = if renamed {
         0
     } else {
-        trim_audit_file(&ctx).await?
+        trim_audit_file(&ctx, into).await?
     };
     let stopped = ctx.store.stop_every_node(crate::cluster::now_us()).await?;
     let event = Event::new(EventKind::BackupRestored)
@@ -214,23 +216,16 @@ pub async fn restore(options: &Options) -> Result<()> {
         "store: {} accounts, {} audit records, into {store_said}",
         manifest.store.accounts, manifest.store.records
     );
-    println!(
-        "files: {inside} below {}, {outside} elsewhere",
-        into.display()
-    );
-    for path in &outside_kept {
-        println!(
-            "kept: {} differs from the backup's copy and was left as it is (--force replaces it)",
-            path.display()
-        );
-    }
+    print_files(inside, into, &outside_said);
     if trimmed > 0 {
         println!(
             "audit file: {trimmed} records written after the store's snapshot were cut, so the file and the trail agree"
         );
     }
     if stopped > 0 {
-        println!("nodes: {stopped} marked stopped (they ran elsewhere when the backup was taken)");
+        println!(
+            "nodes: {stopped} marked stopped (the processes that were running when the backup was taken)"
+        );
     }
     println!(
         "start it with: wharf --config {} serve",
@@ -239,17 +234,24 @@ pub async fn restore(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Moves the restored JSON-lines copy of `old_node`'s trail out of the way of the renamed
-/// node's own; where it went.
-fn set_audit_file_aside(ctx: &Context, old_node: &str) -> Result<Option<PathBuf>> {
+/// The JSON-lines copy of the trail the restored configuration names, if the restore put
+/// it below `into`: a file elsewhere belongs to whoever wrote it there, and is left alone.
+fn restored_audit_file(ctx: &Context, into: &Path) -> Option<PathBuf> {
     let jsonl = &ctx.loaded.config.audit.jsonl;
     if jsonl.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let path = ctx.loaded.resolve(jsonl);
-    if !path.exists() {
+    let path = fs::canonicalize(ctx.loaded.resolve(jsonl)).ok()?;
+    let folder = fs::canonicalize(into).ok()?;
+    path.starts_with(&folder).then_some(path)
+}
+
+/// Moves the restored JSON-lines copy of `old_node`'s trail out of the way of the renamed
+/// node's own; where it went.
+fn set_audit_file_aside(ctx: &Context, into: &Path, old_node: &str) -> Result<Option<PathBuf>> {
+    let Some(path) = restored_audit_file(ctx, into) else {
         return Ok(None);
-    }
+    };
     let mut aside = path.as_os_str().to_owned();
     aside.push(format!(".from-{old_node}"));
     let aside = PathBuf::from(aside);
@@ -260,12 +262,10 @@ fn set_audit_file_aside(ctx: &Context, old_node: &str) -> Result<Option<PathBuf>
 /// Cuts the restored JSON-lines copy of the trail back to the store's snapshot: the file
 /// was read after the snapshot was taken, so it may end with records the restored store
 /// does not hold (and with half a line). Returns how many records were cut.
-async fn trim_audit_file(ctx: &Context) -> Result<usize> {
-    let jsonl = &ctx.loaded.config.audit.jsonl;
-    if jsonl.is_empty() {
+async fn trim_audit_file(ctx: &Context, into: &Path) -> Result<usize> {
+    let Some(path) = restored_audit_file(ctx, into) else {
         return Ok(0);
-    }
-    let path = ctx.loaded.resolve(jsonl);
+    };
     let Ok(text) = fs::read(&path) else {
         return Ok(0);
     };
@@ -296,6 +296,18 @@ async fn trim_audit_file(ctx: &Context) -> Result<usize> {
         file.sync_all()?;
     }
     Ok(cut)
+}
+
+/// Says how many files went below the folder, and names each one put elsewhere.
+fn print_files(inside: usize, into: &Path, outside: &[String]) {
+    println!(
+        "files: {inside} below {}, {} elsewhere",
+        into.display(),
+        outside.len()
+    );
+    for said in outside {
+        println!("  {said}");
+    }
 }
 
 /// Reads and checks the whole archive into `staged`.
@@ -339,11 +351,13 @@ fn store_target(options: &Options, manifest: &Manifest) -> Result<StoreTarget> {
     };
     match wharf_store::check_url(url)? {
         Backend::Sqlite => {
-            let path = Path::new(url.trim_start_matches("sqlite:").trim_start_matches("//"));
-            if path.is_absolute() && !chosen {
+            let written = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            let path = Path::new(written);
+            // The backup's own URL may only place the store below the folder; a place
+            // elsewhere must be chosen on the command line.
+            if !chosen && (path.is_absolute() || archive::checked_path(written).is_err()) {
                 bail!(
-                    "the backup's store was the SQLite file {}, outside its folder: give --store sqlite:PATH (relative to {})",
-                    path.display(),
+                    "the backup's store was the SQLite file {written}, outside its folder: give --store sqlite:PATH (relative to {})",
                     options.into.display()
                 );
             }
@@ -390,38 +404,111 @@ fn put(source: &Path, target: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Puts a file that lived outside the configuration's folder back at its path; false when
-/// a different file there was kept.
+/// What became of a file that lived outside the configuration's folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    Written,
+    Unchanged,
+    Kept,
+}
+
+impl Placed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Placed::Written => "written",
+            Placed::Unchanged => "already there, the same",
+            Placed::Kept => "a different file is there; kept as it is (--force replaces it)",
+        }
+    }
+}
+
+/// Puts a file that lived outside the configuration's folder back at its path.
 fn place_outside(
     source: &Path,
     target: &Path,
     mode: u32,
     sha256: &str,
     force: bool,
-) -> Result<bool> {
+) -> Result<Placed> {
     if target.exists() {
         if digest_of(target)? == sha256 {
-            return Ok(true);
+            return Ok(Placed::Unchanged);
         }
         if !force {
-            return Ok(false);
+            return Ok(Placed::Kept);
         }
     }
     if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    // Another file system, most likely: copy beside the target, then rename over it, so
-    // the path never holds half a file.
+    // Another file system, most likely: written beside the target as a new file (never
+    // through a link someone left there), then renamed over it, so the path never holds
+    // half a file.
     let mut beside = target.as_os_str().to_owned();
-    beside.push(".wharf-restore");
+    beside.push(format!(".wharf-restore-{:08x}", rand::random::<u32>()));
     let beside = PathBuf::from(beside);
-    fs::copy(source, &beside).with_context(|| format!("cannot write {}", beside.display()))?;
-    fs::set_permissions(&beside, fs::Permissions::from_mode(mode & 0o777))?;
-    File::open(&beside)?.sync_all()?;
-    fs::rename(&beside, target)
-        .with_context(|| format!("cannot put {} in place", target.display()))?;
-    Ok(true)
+    let written = (|| -> Result<()> {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode & 0o777)
+            .open(&beside)
+            .with_context(|| format!("cannot create {}", beside.display()))?;
+        io::copy(&mut File::open(source)?, &mut out)?;
+        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
+        out.sync_all()?;
+        fs::rename(&beside, target)
+            .with_context(|| format!("cannot put {} in place", target.display()))?;
+        Ok(())
+    })();
+    if written.is_err() {
+        fs::remove_file(&beside).ok();
+    }
+    written.map(|()| Placed::Written)
+}
+
+/// Refuses to replace the store of a node that runs now on this machine.
+async fn refuse_if_running(path: &Path) -> Result<()> {
+    let Ok(existing) = Store::open_sqlite(path).await else {
+        return Ok(());
+    };
+    let nodes = existing.nodes().await.unwrap_or_default();
+    existing.close().await;
+    let now = crate::cluster::now_us();
+    if let Some(node) = nodes.iter().find(|n| {
+        n.stopped_us.is_none()
+            && n.state(now) == wharf_store::NodeState::Up
+            && !crate::cluster::process_is_gone(n)
+    }) {
+        bail!(
+            "{} is the store of node {}, running now ({}): stop it before restoring over it",
+            path.display(),
+            node.name,
+            crate::cluster::describe(node, now)
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a snapshot that is not a store, or whose audit trail does not verify.
+async fn check_snapshot(snapshot: &Path) -> Result<()> {
+    let store = Store::open_sqlite(snapshot)
+        .await
+        .context("the archive's store snapshot does not open")?;
+    let chains = store.verify_chains().await;
+    store.close().await;
+    if let Some(chain) = chains?.into_iter().find(|c| c.broken.is_some()) {
+        let (at, why) = chain.broken.unwrap_or_default();
+        bail!(
+            "the archive's audit trail does not verify: node {}, record {at}: {why}",
+            chain.node
+        );
+    }
+    Ok(())
 }
 
 fn digest_of(path: &Path) -> Result<String> {

@@ -48,6 +48,11 @@ impl Schedule {
             .map(|spec| crate::config::auth::secret(loaded, spec.get_ref()))
             .transpose()
             .context("[backup] passphrase")?;
+        if passphrase.as_deref() == Some("") {
+            anyhow::bail!(
+                "[backup] passphrase is empty: archives sealed with it could not be opened"
+            );
+        }
         Ok(Some(Schedule {
             source: Source::of(loaded),
             store: store.clone(),
@@ -107,8 +112,9 @@ impl Schedule {
         format!("wharf-backup-{node}-")
     }
 
-    /// This node's archives in the folder, oldest first (their names sort by time).
-    fn archives(&self) -> Vec<PathBuf> {
+    /// This node's files in the folder that `keep` picks, oldest first (their names sort by
+    /// time): its archives, or with `partial` its half-written ones.
+    fn own_files(&self, partial: bool) -> Vec<PathBuf> {
         let prefix = self.prefix();
         let Ok(entries) = std::fs::read_dir(&self.folder) else {
             return Vec::new();
@@ -118,12 +124,18 @@ impl Schedule {
             .filter(|e| {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                name.starts_with(&prefix) && (name.ends_with(".tar") || name.ends_with(".tar.age"))
+                name.strip_prefix(&prefix)
+                    .and_then(archive_suffix)
+                    .is_some_and(|is_partial| is_partial == partial)
             })
             .map(|e| e.path())
             .collect();
         found.sort();
         found
+    }
+
+    fn archives(&self) -> Vec<PathBuf> {
+        self.own_files(false)
     }
 
     fn newest(&self) -> Option<SystemTime> {
@@ -164,25 +176,21 @@ impl Schedule {
                 let removed = self.prune(&made.file);
                 made_event(&made, "schedule").attr("removed", removed.to_string())
             }
-            Err(e) => Event::new(EventKind::BackupFailed)
-                .failed(format!("{e:#}"))
-                .attr("file", file.display().to_string())
-                .attr("trigger", "schedule"),
+            Err(e) => {
+                tracing::warn!("scheduled backup into {} failed: {e:#}", file.display());
+                Event::new(EventKind::BackupFailed)
+                    .failed(format!("{e:#}"))
+                    .attr("file", file.display().to_string())
+                    .attr("trigger", "schedule")
+            }
         }
     }
 
     /// Removes this node's archives beyond the newest `keep`, and archives a stopped server
     /// left half-written; how many archives.
     fn prune(&self, just_made: &Path) -> usize {
-        let prefix = self.prefix();
-        if let Ok(entries) = std::fs::read_dir(&self.folder) {
-            for entry in entries.filter_map(|e| e.ok()) {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(&prefix) && name.ends_with(".partial") {
-                    std::fs::remove_file(entry.path()).ok();
-                }
-            }
+        for half in self.own_files(true) {
+            std::fs::remove_file(half).ok();
         }
         let archives = self.archives();
         let excess = archives.len().saturating_sub(self.keep);
@@ -199,6 +207,26 @@ impl Schedule {
         }
         removed
     }
+}
+
+/// What follows a node's prefix in its archives' names: `YYYYMMDDTHHMMSSZ.tar` or
+/// `.tar.age`, possibly `.partial`. Whether it is a partial one; `None` for any other name
+/// (another node's, whose name starts like this one's, included).
+fn archive_suffix(rest: &str) -> Option<bool> {
+    let (stamp, kind) = rest.split_at_checked(16)?;
+    let stamp_ok = stamp.bytes().enumerate().all(|(i, b)| match i {
+        8 => b == b'T',
+        15 => b == b'Z',
+        _ => b.is_ascii_digit(),
+    });
+    if !stamp_ok {
+        return None;
+    }
+    let (kind, partial) = match kind.strip_suffix(".partial") {
+        Some(kind) => (kind, true),
+        None => (kind, false),
+    };
+    matches!(kind, ".tar" | ".tar.age").then_some(partial)
 }
 
 /// The record of a finished backup.
@@ -221,4 +249,22 @@ pub fn made_event(made: &make::Made, trigger: &str) -> Event {
         .attr("trigger", trigger);
     event.bytes = Some(made.bytes);
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::archive_suffix;
+
+    #[test]
+    fn only_this_nodes_archive_names_match() {
+        assert_eq!(archive_suffix("20261201T120000Z.tar"), Some(false));
+        assert_eq!(
+            archive_suffix("20261201T120000Z.tar.age.partial"),
+            Some(true)
+        );
+        // Node "n" must not take node "n-2"'s archives for its own.
+        assert_eq!(archive_suffix("2-20261201T120000Z.tar"), None);
+        assert_eq!(archive_suffix("20261201T120000Z.tar.gz"), None);
+        assert_eq!(archive_suffix("notes.txt"), None);
+    }
 }
