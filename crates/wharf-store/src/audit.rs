@@ -211,6 +211,12 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
+/// A value an event filter binds.
+enum FilterValue {
+    Int(i64),
+    Text(String),
+}
+
 impl Store {
     /// Numbers, chains and persists `events` as `node`'s, in one transaction; returns the
     /// records.
@@ -354,34 +360,78 @@ impl Store {
     }
 
     /// Records matching `filter` (see [`EventFilter`] for their order).
+    ///
+    /// The statement names only the filters given, so the database can answer from the
+    /// index that fits (`events_account`, `events_id`, `events_node_time`, `events_time`):
+    /// a test such as `($4 IS NULL OR account = $4)` would keep SQLite from using any and read
+    /// the whole trail for an account with few records.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = if filter.limit <= 0 {
+            1000
+        } else {
+            filter.limit
+        };
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values: Vec<FilterValue> = Vec::new();
+        let mut add = |column: &str, op: &str, value: FilterValue| {
+            values.push(value);
+            conditions.push(format!("{column} {op} ${}", values.len()));
+        };
+        if let Some(after) = filter.after_seq {
+            add("seq", ">", FilterValue::Int(after));
+        }
+        if let Some(since) = filter.since_us {
+            add("time_us", ">=", FilterValue::Int(since));
+        }
+        if let Some(id) = filter.id {
+            add("id", "=", FilterValue::Int(i64::from(id)));
+        }
+        if let Some(account) = &filter.account {
+            add("account", "=", FilterValue::Text(account.clone()));
+        }
+        if let Some(node) = &filter.node {
+            add("node", "=", FilterValue::Text(node.clone()));
+        }
+        values.push(FilterValue::Int(limit));
+        let limit_mark = format!("${}", values.len());
+        let conditions = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        // SQLite's planner, without statistics, may walk the time index backwards for the
+        // ORDER BY and test every record against an account: it is told which index fits,
+        // the most selective filter's. Each index ends in the time, so the newest records
+        // of that filter come first. PostgreSQL keeps statistics and chooses for itself.
+        let index = match self.backend() {
+            crate::Backend::Postgres => "",
+            crate::Backend::Sqlite if filter.account.is_some() => "INDEXED BY events_account",
+            crate::Backend::Sqlite if filter.id.is_some() => "INDEXED BY events_id",
+            crate::Backend::Sqlite if filter.node.is_some() => "INDEXED BY events_node_time",
+            crate::Backend::Sqlite => "",
+        };
+        // With a cursor, read forward from it; without one, the newest `limit` records,
+        // every node's merged by time.
+        let sql = if filter.after_seq.is_some() {
+            format!(
+                "SELECT record_json FROM events {conditions} ORDER BY seq ASC LIMIT {limit_mark}"
+            )
+        } else {
+            format!(
+                "SELECT record_json FROM (SELECT seq, time_us, record_json FROM events {index} {conditions} \
+                 ORDER BY time_us DESC, seq DESC LIMIT {limit_mark}) AS recent ORDER BY time_us ASC, seq ASC"
+            )
+        };
         on_pool!(self, pool => {
-            let limit = if filter.limit <= 0 {
-                1000
-            } else {
-                filter.limit
-            };
-            let id = filter.id.map(i64::from);
-            // With a cursor, read forward from it; without one, the newest `limit` records,
-            // every node's merged by time.
-            let sql = if filter.after_seq.is_some() {
-                "SELECT record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
-                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) AND ($5 IS NULL OR node = $5) \
-                 ORDER BY seq ASC LIMIT $6"
-            } else {
-                "SELECT record_json FROM (SELECT seq, time_us, record_json FROM events WHERE seq > $1 AND ($2 IS NULL OR time_us >= $2) \
-                 AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR account = $4) AND ($5 IS NULL OR node = $5) \
-                 ORDER BY time_us DESC, seq DESC LIMIT $6) AS recent ORDER BY time_us ASC, seq ASC"
-            };
-            let rows = sqlx::query(sql)
-                .bind(filter.after_seq.unwrap_or(0))
-                .bind(filter.since_us)
-                .bind(id)
-                .bind(&filter.account)
-                .bind(&filter.node)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
+            // Only fixed text and `$N` marks are put together above; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for value in &values {
+                query = match value {
+                    FilterValue::Int(v) => query.bind(*v),
+                    FilterValue::Text(v) => query.bind(v.clone()),
+                };
+            }
+            let rows = query.fetch_all(pool).await?;
             rows.iter()
                 .map(|row| parse_record(&row.text("record_json")?))
                 .collect()
@@ -568,6 +618,77 @@ mod tests {
         }
     }
 
+    /// Every combination of filters answers exactly the records it names, newest last, on
+    /// both backends (the statement is put together from the filters given).
+    #[tokio::test]
+    async fn every_filter_combination_answers_its_records() {
+        for under_test in crate::testing::backends().await {
+            let store = &under_test.store;
+            let name = under_test.name;
+            let mut all = Vec::new();
+            for (i, (node, account, kind)) in [
+                ("a", "ann", EventKind::FileDeleted),
+                ("b", "ann", EventKind::UploadFinished),
+                ("a", "bob", EventKind::UploadFinished),
+                ("b", "bob", EventKind::FileDeleted),
+                ("a", "ann", EventKind::UploadFinished),
+                ("b", "cy", EventKind::FileDeleted),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut event = Event::new(kind).path(format!("/{i}"));
+                event.account = Some(account.to_owned());
+                all.extend(store.append_events(node, &[event]).await.unwrap());
+            }
+            for account in [None, Some("ann"), Some("bob"), Some("nobody")] {
+                for id in [None, Some(EventKind::UploadFinished.id())] {
+                    for node in [None, Some("a"), Some("b")] {
+                        for after_seq in [None, Some(all[1].seq)] {
+                            let filter = EventFilter {
+                                account: account.map(str::to_owned),
+                                id,
+                                node: node.map(str::to_owned),
+                                after_seq,
+                                limit: 100,
+                                ..Default::default()
+                            };
+                            let got: Vec<i64> = store
+                                .events(&filter)
+                                .await
+                                .unwrap()
+                                .iter()
+                                .map(|r| r.seq)
+                                .collect();
+                            let want: Vec<i64> = all
+                                .iter()
+                                .filter(|r| account.is_none_or(|a| r.account.as_deref() == Some(a)))
+                                .filter(|r| id.is_none_or(|id| r.id == id))
+                                .filter(|r| node.is_none_or(|n| r.node == n))
+                                .filter(|r| after_seq.is_none_or(|s| r.seq > s))
+                                .map(|r| r.seq)
+                                .collect();
+                            assert_eq!(got, want, "{name}: {filter:?}");
+                        }
+                    }
+                }
+            }
+            let newest_two = store
+                .events(&EventFilter {
+                    account: Some("ann".into()),
+                    limit: 2,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                newest_two.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                [all[1].seq, all[4].seq],
+                "{name}"
+            );
+        }
+    }
+
     /// Two nodes appending at once each get a gap-free chain of their own; a record changed
     /// in one breaks that node's chain only.
     #[tokio::test]
@@ -693,8 +814,9 @@ mod tests {
             let store = &under_test.store;
             let name = under_test.name;
             // Back to the layout of migration 7: no node columns, one chain.
-            let mut undo = "DROP INDEX events_node_seq; ALTER TABLE events DROP COLUMN node_seq; \
-                            ALTER TABLE events DROP COLUMN node; DELETE FROM wharf_schema WHERE version = 9"
+            let mut undo = "DROP INDEX events_node_seq; DROP INDEX events_node_time; \
+                            ALTER TABLE events DROP COLUMN node_seq; ALTER TABLE events DROP COLUMN node; \
+                            DELETE FROM wharf_schema WHERE version IN (9, 13)"
                 .to_owned();
             if store.backend() == crate::Backend::Postgres {
                 undo.push_str("; ALTER TABLE events ALTER COLUMN seq DROP IDENTITY");

@@ -30,6 +30,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("migrations/sqlite/0012_handler_job_leases.sql"),
     ),
+    (
+        13,
+        include_str!("migrations/sqlite/0013_events_by_node.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -68,6 +72,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         12,
         include_str!("migrations/postgres/0012_handler_job_leases.sql"),
+    ),
+    (
+        13,
+        include_str!("migrations/postgres/0013_events_by_node.sql"),
     ),
 ];
 
