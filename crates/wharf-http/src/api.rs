@@ -453,6 +453,7 @@ pub(crate) async fn files_put(
         let len = data.len() as u64;
         if position + len > max {
             upload.abort("larger than max_upload_size").await;
+            drain(&mut body).await;
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("uploads are limited to {max} bytes"),
@@ -463,6 +464,7 @@ pub(crate) async fn files_put(
         // writes.
         if let Err(e) = upload.push(data.to_vec()).await {
             upload.abort(&e.message).await;
+            drain(&mut body).await;
             return Err(core_error(&e));
         }
     }
@@ -479,6 +481,32 @@ pub(crate) async fn files_put(
             .insert(header::HeaderName::from_static("repr-digest"), digest);
     }
     Ok(response)
+}
+
+/// The most of a refused upload's body read and dropped before the refusal is sent.
+const DRAIN_BYTES: u64 = 1 << 20;
+/// The longest time spent on it.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused upload's body, a bounded amount for a bounded
+/// time. The connection closes after the refusal, and closing a socket with unread bytes
+/// makes the kernel reset it: a client still sending then loses the answer (curl reports
+/// the `100 Continue` it had). A small body is read out whole and its refusal arrives; a
+/// large one costs the server at most `DRAIN_BYTES` and `DRAIN_TIME`.
+async fn drain(body: &mut Body) {
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    left = left.saturating_sub(len);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 pub(crate) async fn files_delete(
