@@ -84,43 +84,32 @@ impl Store {
     /// Records a ban, replacing the network's earlier row (an administrator's ban, or a
     /// copy); every node follows it.
     pub async fn put_ban(&self, ban: &BanRecord) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write("bans").await?;
-            let version: i64 = sqlx::query_scalar(NEXT_VERSION).fetch_one(&mut *tx).await?;
-            sqlx::query(UPSERT)
-                .bind(&ban.network)
-                .bind(ban.banned_us)
-                .bind(ban.until_us)
-                .bind(i64::from(ban.strikes))
-                .bind(&ban.reason)
-                .bind(&ban.node)
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM ban_failures WHERE network = $1")
-                .bind(&ban.network)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        self.write_ban(ban, false).await.map(|_| ())
     }
 
     /// Records a ban unless the network is banned already at `ban.banned_us` (another node
     /// was first): then that ban is returned and nothing is written. One node's ban is the
     /// one in force, so one node records it.
     pub async fn claim_ban(&self, ban: &BanRecord) -> Result<BanClaim, StoreError> {
+        self.write_ban(ban, true).await
+    }
+
+    /// Writes `ban` with the table's next version and forgets the network's failures; with
+    /// `unless_held`, a ban in force at `ban.banned_us` is returned instead.
+    async fn write_ban(&self, ban: &BanRecord, unless_held: bool) -> Result<BanClaim, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write("bans").await?;
-            let held = sqlx::query(
-                "SELECT * FROM bans WHERE network = $1 AND lifted = 0 AND until_us > $2",
-            )
-            .bind(&ban.network)
-            .bind(ban.banned_us)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = held {
-                return Ok(BanClaim::Held(record(&row)?));
+            if unless_held {
+                let held = sqlx::query(
+                    "SELECT * FROM bans WHERE network = $1 AND lifted = 0 AND until_us > $2",
+                )
+                .bind(&ban.network)
+                .bind(ban.banned_us)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = held {
+                    return Ok(BanClaim::Held(record(&row)?));
+                }
             }
             let version: i64 = sqlx::query_scalar(NEXT_VERSION).fetch_one(&mut *tx).await?;
             sqlx::query(UPSERT)

@@ -266,7 +266,7 @@ async fn trim_audit_file(ctx: &Context, into: &Path) -> Result<usize> {
     let Some(path) = restored_audit_file(ctx, into) else {
         return Ok(0);
     };
-    let Ok(text) = fs::read(&path) else {
+    let Ok(file) = File::open(&path) else {
         return Ok(0);
     };
     let node = &ctx.loaded.config.server.name;
@@ -275,11 +275,18 @@ async fn trim_audit_file(ctx: &Context, into: &Path) -> Result<usize> {
         .chain_head(node)
         .await?
         .map_or(0, |record| record.chain_seq());
+    // Read line by line: the file may be far larger than memory should hold.
+    let mut lines = io::BufReader::new(file);
+    let mut line = Vec::new();
     let mut keep = 0usize;
     let mut cut = 0usize;
-    for line in text.split_inclusive(|b| *b == b'\n') {
+    loop {
+        line.clear();
+        if io::BufRead::read_until(&mut lines, b'\n', &mut line)? == 0 {
+            break;
+        }
         let within = line.ends_with(b"\n")
-            && serde_json::from_slice::<wharf_store::AuditRecord>(line)
+            && serde_json::from_slice::<wharf_store::AuditRecord>(&line)
                 .is_ok_and(|record| record.chain_seq() <= head);
         if within && cut == 0 {
             keep += line.len();
