@@ -202,10 +202,11 @@ def start_wharf(scratch: Scratch, binary: Path, name="wharf", store=None, home=N
         init += ["--store", store, "--node", name]
     run(*init)
     config_file = config_dir / "wharf.toml"
-    ports = {"ssh": free_port(), "ftp": free_port(), "ftps-implicit": free_port(), "https": free_port()}
+    ports = {"ssh": free_port(), "ftp": free_port(), "ftps-implicit": free_port(), "https": free_port(),
+             "manager": free_port()}
     config = config_file.read_text()
     for default, port in [(2222, ports["ssh"]), (2121, ports["ftp"]), (2990, ports["ftps-implicit"]),
-                          (8443, ports["https"])]:
+                          (8443, ports["https"]), (9443, ports["manager"])]:
         config = config.replace(f"port = {default}\n", f"port = {port}\n")
     config = config.replace('address = "::"', 'address = "127.0.0.1"')
     # Same policy as the vsftpd peer: TLS optional on the control port, so one port serves

@@ -63,6 +63,7 @@ class WharfServer:
         self.ftps_port = free_port()
         self.implicit_port = free_port()
         self.https_port = free_port()
+        self.manager_port = free_port()
         self.proc = None
         self.log = root / "serve.log"
         out = self.wharf("init", str(root), *init_args, check=True)
@@ -73,6 +74,7 @@ class WharfServer:
         config = config.replace("port = 2121", f"port = {self.ftps_port}")
         config = config.replace("port = 2990", f"port = {self.implicit_port}")
         config = config.replace("port = 8443", f"port = {self.https_port}")
+        config = config.replace("port = 9443", f"port = {self.manager_port}")
         # Long enough for a login on a loaded machine (several tests run at once); tests of
         # the grace time itself shorten it with short_login_grace().
         config = config.replace("login_grace_time = 120", "login_grace_time = 20")
@@ -92,7 +94,7 @@ class WharfServer:
         self.key = source.key
         self.homes = source.homes
         config = (root / "wharf.toml").read_text()
-        for attr in ("port", "ftps_port", "implicit_port", "https_port"):
+        for attr in ("port", "ftps_port", "implicit_port", "https_port", "manager_port"):
             port = free_port()
             config = config.replace(f"port = {getattr(source, attr)}\n", f"port = {port}\n")
             setattr(self, attr, port)

@@ -162,6 +162,13 @@ impl BanPolicy {
                 ) => 0,
                 _ => self.score_failed_login,
             },
+            // A Manager login scores as a file service's: an unknown name more than a
+            // wrong password, the server's own trouble not at all.
+            EventKind::AdminLoginFailed => match cause {
+                Some("unknown-admin") => self.score_unknown_account,
+                Some("store") => 0,
+                _ => self.score_failed_login,
+            },
             EventKind::ProtocolError => self.score_protocol_error,
             // A record of refusals stands for itself and the ones it counts.
             EventKind::ConnectionRefused if cause == Some(TurnedAway::Rate.cause()) => {
@@ -534,6 +541,14 @@ mod tests {
         assert_eq!(policy.score(&failed("store", "password")), 0);
         assert_eq!(policy.score(&Event::new(EventKind::ProtocolError)), 2);
         assert_eq!(policy.score(&Event::new(EventKind::UploadFailed)), 0);
+        let manager = |cause: &str| {
+            Event::new(EventKind::AdminLoginFailed)
+                .failed("x")
+                .attr("cause", cause)
+        };
+        assert_eq!(policy.score(&manager("unknown-admin")), 2);
+        assert_eq!(policy.score(&manager("wrong-code")), 1);
+        assert_eq!(policy.score(&manager("store")), 0);
     }
 
     #[test]

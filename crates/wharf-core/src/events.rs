@@ -103,8 +103,7 @@ catalogue! {
     FilePrefixed = 40040, "file.prefixed", "An upload was renamed to `<uuid>-<name>`, or was given that name as it committed (`message` says so); `path` is the old name and `path2` the new one (both as the account sees them).";
     ProgramRan = 40050, "program.ran", "An `exec` handler's program exited with status 0; `attrs.program` names it and `message` holds the start of its output.";
     WebhookDelivered = 40060, "webhook.delivered", "An event was POSTed to a webhook and the receiver answered 2xx; `attrs.status` is the answer's status, `attrs.delivery` the delivery id the receiver can deduplicate on.";
-    AccountCreated = 50001,
- "account.created", "An account was created.";
+    AccountCreated = 50001, "account.created", "An account was created.";
     AccountUpdated = 50002, "account.updated", "An account changed; `message` says what (password, key, groups, enabled). Never holds a password.";
     AccountRemoved = 50003, "account.removed", "An account was removed.";
     GroupCreated = 50010, "group.created", "A group was created.";
@@ -113,6 +112,15 @@ catalogue! {
     ConfigurationApplied = 50020, "configuration.applied", "`wharf apply` imported accounts and groups; `message` counts the changes.";
     BanRemoved = 50030, "ban.removed", "An administrator lifted a ban (`wharf ban remove`); `attrs.network` names it.";
     BanSet = 50031, "ban.set", "An administrator banned a client network (`wharf ban add`); `attrs.network` names it, `attrs.until` when the ban ends.";
+    AdminCreated = 50040, "admin.created", "A Manager administrator was created; `attrs.target` names it, `attrs.after` gives its role. Every 5xxxx record names who acted: `attrs.admin` (a Manager administrator, with `attrs.token` when an API token was used) or `attrs.operator` (the operating-system user of a `wharf` command, `service` `cli`), and `remote` the Manager client's address.";
+    AdminUpdated = 50041, "admin.updated", "A Manager administrator changed (password, role, one-time codes, enabled); `attrs.target` names it, `message` says what, `attrs.before` and `attrs.after` what changed (never a secret).";
+    AdminRemoved = 50042, "admin.removed", "A Manager administrator was removed, with its API tokens; `attrs.target` names it.";
+    TokenCreated = 50045, "token.created", "A Manager API token was made; `attrs.target` is its name, `attrs.after` its role, owner and expiry. The token itself is shown once and never recorded.";
+    TokenRemoved = 50046, "token.removed", "A Manager API token was revoked; `attrs.target` is its name.";
+    AdminLoginSucceeded = 50050, "admin.login_succeeded", "An administrator logged in to the Manager; `attrs.admin` names it, `attrs.second_factor` whether a one-time code was given.";
+    AdminLoginFailed = 50051, "admin.login_failed", "A Manager login failed; `attrs.cause` says why (`unknown-admin`, `wrong-password`, `wrong-code`, `disabled`, `second-factor-not-enrolled`, `expired-token`), `attrs.name` the name given. It counts toward bans like `login.failed`. Never holds a password.";
+    AdminLoggedOut = 50052, "admin.logged_out", "An administrator logged out of the Manager.";
+    AdminRefused = 50053, "admin.refused", "A Manager request was refused because the caller's role does not allow it; `attrs.admin` names the caller, `attrs.role` its role, `message` the request.";
 }
 
 impl EventKind {

@@ -303,21 +303,28 @@ impl RuleSet {
 
     /// The decision for `verb` on `path`: the first rule that matches and names the verb.
     pub fn decide(&self, verb: Verb, path: &VirtualPath) -> Effect {
+        self.explain(verb, path).0
+    }
+
+    /// The decision for `verb` on `path` and the position (in [`RuleSet::source`]) of the
+    /// rule that gave it; `None`: no rule named the verb there, so the default refused it.
+    pub fn explain(&self, verb: Verb, path: &VirtualPath) -> (Effect, Option<usize>) {
         let bit = verb_bit(verb);
         let text = path.as_str();
-        for rule in &self.rules {
+        for (position, rule) in self.rules.iter().enumerate() {
             if (rule.allow | rule.deny) & bit == 0 {
                 continue;
             }
             if rule.matcher.is_match(text) {
-                return if rule.deny & bit != 0 {
+                let effect = if rule.deny & bit != 0 {
                     Effect::Deny
                 } else {
                     Effect::Allow
                 };
+                return (effect, Some(position));
             }
         }
-        Effect::Deny
+        (Effect::Deny, None)
     }
 
     /// True when `verb` is allowed on `path`.

@@ -1,12 +1,10 @@
-//! The listener: TLS (on HTTPS services), hyper's HTTP/1.1 and HTTP/2 connection handling
-//! with header limits and timeouts, and connection events.
+//! The listener: admission, then each connection served by `wharf_net::http_conn` (TLS on
+//! HTTPS services, hyper's limits and timeouts), and connection events.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
@@ -14,6 +12,7 @@ use wharf_core::dav_state::DavState;
 use wharf_core::web_sessions::{MemoryWebSessions, WebSessionStore};
 use wharf_core::{ClosingRecord, Event, EventBus, EventKind};
 use wharf_net::Listeners;
+use wharf_net::http_conn::{self, Ending};
 use wharf_net::tls::TlsAcceptor;
 use wharf_types::Protocol;
 
@@ -208,28 +207,6 @@ impl HttpService {
     }
 }
 
-/// Why a connection ended; malformed, oversized or too slow requests (which hyper answers
-/// with 400, 431 or 408 before any route runs) are recorded as `protocol.error`.
-fn ended(
-    shared: &Shared,
-    conn: &Conn,
-    result: Result<(), Box<dyn std::error::Error + Send + Sync>>,
-) -> String {
-    let Err(e) = result else {
-        return "client closed the connection".to_owned();
-    };
-    if let Some(h) = e.downcast_ref::<hyper::Error>()
-        && (h.is_parse() || h.is_parse_too_large() || h.is_timeout())
-    {
-        shared.events.emit(
-            shared
-                .event(EventKind::ProtocolError, conn)
-                .failed(format!("request refused: {h}")),
-        );
-    }
-    format!("connection ended: {e}")
-}
-
 async fn serve_connection(
     socket: tokio::net::TcpStream,
     conn: Conn,
@@ -246,57 +223,21 @@ async fn serve_connection(
         shared.events.clone(),
     );
     let service = TowerToHyperService::new(router.layer(axum::Extension(conn.clone())));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_timeout)
-        .max_buf_size(64 * 1024)
-        .max_headers(100);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(64 * 1024)
-        .max_concurrent_streams(64)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let reason = match tls {
-        None => ended(
-            &shared,
-            &conn,
-            builder
-                .serve_connection(TokioIo::new(socket), service)
-                .await,
+    let ending =
+        http_conn::serve(socket, tls.as_ref(), shared.config.header_timeout, service).await;
+    match &ending {
+        Ending::Refused(why) => shared.events.emit(
+            shared
+                .event(EventKind::ProtocolError, &conn)
+                .failed(why.clone()),
         ),
-        Some(acceptor) => {
-            match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(socket)).await
-            {
-                Ok(Ok(stream)) => ended(
-                    &shared,
-                    &conn,
-                    builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await,
-                ),
-                Ok(Err(e)) => {
-                    let why = format!("TLS handshake failed: {e}");
-                    shared.events.emit(
-                        shared
-                            .event(EventKind::TlsFailed, &conn)
-                            .failed(why.clone()),
-                    );
-                    why
-                }
-                Err(_) => {
-                    let why = "TLS handshake did not finish in time".to_owned();
-                    shared.events.emit(
-                        shared
-                            .event(EventKind::TlsFailed, &conn)
-                            .failed(why.clone()),
-                    );
-                    why
-                }
-            }
-        }
-    };
+        Ending::TlsFailed(why) => shared.events.emit(
+            shared
+                .event(EventKind::TlsFailed, &conn)
+                .failed(why.clone()),
+        ),
+        Ending::Closed | Ending::Ended(_) => {}
+    }
+    let reason = ending.reason();
     closing.close(reason, |_| {});
 }

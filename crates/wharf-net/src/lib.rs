@@ -6,7 +6,9 @@
 //! JSON POST (`post`) that the HTTP authentication method and webhooks use; the PROXY
 //! protocol header a load balancer sends first (`proxy_header`: the pure parser;
 //! `proxied`: reading exactly the header off a socket); and the bounded plain-HTTP listener
-//! answering a balancer's health probes (`health`), whose answers the binary composes.
+//! answering a balancer's health probes (`health`), whose answers the binary composes; and
+//! one HTTP connection served to its end (`http_conn`: TLS handshake, hyper's limits) for
+//! the HTTP front-ends, whose routes answer the requests.
 //!
 //! Peers on a dual-stack socket are reported as plain IPv4 addresses (not `::ffff:a.b.c.d`),
 //! so every protocol records and compares client addresses the same way. An accept error
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod health;
+pub mod http_conn;
 pub mod post;
 pub mod proxied;
 pub mod proxy_header;

@@ -2,12 +2,12 @@
 //! (`wharf store copy`, a restore into PostgreSQL), and any store into a new SQLite file as a
 //! consistent snapshot (`wharf backup`).
 //!
-//! Every table is copied row for row, columns as they are: accounts, groups, administrators,
-//! second-factor secrets, bans, handler jobs, WebDAV state and the audit trail with its
-//! sequence numbers and hashes, so the copy's chains verify exactly as the source's do. Both
-//! stores are migrated by the same binary first, so their tables and columns match; a
-//! difference stops the copy before anything is written. Each copy writes in one transaction:
-//! a failure leaves the destination as empty as it was.
+//! Every table is copied row for row, columns as they are: accounts, groups, administrators
+//! and their API tokens, second-factor secrets, bans, handler jobs, WebDAV state and the
+//! audit trail with its sequence numbers and hashes, so the copy's chains verify exactly as
+//! the source's do. Both stores are migrated by the same binary first, so their tables and
+//! columns match; a difference stops the copy before anything is written. Each copy writes in
+//! one transaction: a failure leaves the destination as empty as it was.
 //!
 //! A snapshot reads PostgreSQL in one `REPEATABLE READ` transaction, so every table is seen
 //! at the same instant while the cluster goes on writing; a SQLite store is snapshot by

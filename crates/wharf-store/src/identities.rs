@@ -1,4 +1,4 @@
-//! Accounts, groups and Manager administrators.
+//! Accounts and groups. (Manager administrators and their API tokens are in `admins.rs`.)
 
 use serde::{Deserialize, Serialize};
 use wharf_core::{Rule, UploadMode};
@@ -58,15 +58,6 @@ pub struct GroupRecord {
     pub require_second_factor: bool,
     /// The largest file a member may make, in bytes; `None`: no bound from this group.
     pub max_file_size: Option<u64>,
-}
-
-/// A Manager administrator.
-#[derive(Debug, Clone)]
-pub struct AdminRecord {
-    /// Login name.
-    pub name: String,
-    /// PHC-format password hash.
-    pub password_hash: String,
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -341,33 +332,6 @@ impl Store {
                 .execute(pool)
                 .await?;
             Ok(result.rows_affected() > 0)
-        })
-    }
-
-    /// Creates a Manager administrator; fails if the name is taken.
-    pub async fn create_admin(&self, admin: &AdminRecord) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            let result = sqlx::query(
-                "INSERT INTO admins (name, password_hash, created_us) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(&admin.name)
-            .bind(&admin.password_hash)
-            .bind(now_us())
-            .execute(pool)
-            .await?;
-            if result.rows_affected() == 0 {
-                return Err(StoreError::Exists(format!("administrator {}", admin.name)));
-            }
-            Ok(())
-        })
-    }
-
-    /// How many Manager administrators exist.
-    pub async fn admin_count(&self) -> Result<i64, StoreError> {
-        on_pool!(self, pool => {
-            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM admins")
-                .fetch_one(pool)
-                .await?)
         })
     }
 }

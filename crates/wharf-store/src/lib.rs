@@ -1,5 +1,6 @@
-//! Wharf's store: identities (accounts, groups, Manager administrators) and runtime state
-//! (the numbered, hash-chained audit trail; bans; handler jobs; WebDAV locks) in SQLite on one
+//! Wharf's store: identities (accounts and groups, `identities.rs`; Manager administrators
+//! with their roles, second factor and API tokens, `admins.rs`) and runtime state (the
+//! numbered, hash-chained audit trail; bans; handler jobs; WebDAV locks) in SQLite on one
 //! machine, or in PostgreSQL shared by every node of a cluster: one set of operations over
 //! both backends (`backend.rs`).
 //!
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admins;
 mod audit;
 mod backend;
 mod bans;
@@ -28,11 +30,12 @@ mod web_sessions;
 
 use std::path::Path;
 
+pub use admins::{AdminRecord, AdminTokenRecord};
 pub use audit::{AuditRecord, ChainReport, EventFilter, GENESIS, chain_hash, format_time};
 pub use bans::{BanChange, BanClaim, BanRecord};
 pub use connect::{Backend, Connect, check_url, redacted};
 pub use handler_queue::{HandlerJob, JobState};
-pub use identities::{AccountRecord, AdminRecord, GroupRecord};
+pub use identities::{AccountRecord, GroupRecord};
 pub use nodes::{Claim, NodeRecord, NodeService, NodeState};
 
 use backend::{Pool, on_pool};

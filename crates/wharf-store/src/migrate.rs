@@ -34,6 +34,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         13,
         include_str!("migrations/sqlite/0013_events_by_node.sql"),
     ),
+    (
+        14,
+        include_str!("migrations/sqlite/0014_admin_roles_tokens.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -77,21 +81,32 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         13,
         include_str!("migrations/postgres/0013_events_by_node.sql"),
     ),
+    (
+        14,
+        include_str!("migrations/postgres/0014_admin_roles_tokens.sql"),
+    ),
 ];
 
 /// The advisory lock key every Wharf node takes while migrating ("wharf" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0077_6861_7266;
 
 pub(crate) async fn apply_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
+    // Every step on this one connection. Taking a new one from the pool per migration would
+    // open several while the skipped ones' transactions roll back, each reading the schema
+    // as it was; one that read a table before a migration added columns to it prepares
+    // `SELECT *` with the old columns, and sqlx's SQLite worker panics reading the row once
+    // SQLite re-prepares the statement with the new ones. Connections the pool opens after
+    // this read the migrated schema.
+    let mut conn = pool.acquire().await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS wharf_schema (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     for (version, sql) in SQLITE {
         // IMMEDIATE: a second process opening the same file waits here, then sees the
         // version recorded and skips it.
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let done: Option<i64> =
             sqlx::query_scalar("SELECT version FROM wharf_schema WHERE version = $1")
                 .bind(version)

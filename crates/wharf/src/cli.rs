@@ -79,6 +79,9 @@ pub enum Command {
     /// Banned client networks.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Manager administrators and their API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Event handlers' queue.
     #[command(subcommand)]
     Handler(HandlerCommand),
@@ -234,6 +237,135 @@ pub enum BanCommand {
     Remove {
         /// The banned network as listed, or an address inside it.
         address: String,
+    },
+}
+
+/// `wharf admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Add a Manager administrator; its password is read from standard input.
+    Add {
+        /// Login name.
+        name: String,
+        /// admin (everything), operator (accounts, groups, bans, jobs, sessions) or auditor
+        /// (reads only).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Read the password from standard input (required: a password is never an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Its logins need a one-time code (enrol one with `wharf admin totp enable NAME`).
+        #[arg(long)]
+        require_second_factor: bool,
+    },
+    /// List administrators.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one administrator.
+    Show {
+        /// Login name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an administrator and its API tokens.
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Set an administrator's password (read from standard input).
+    SetPassword {
+        /// Login name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set an administrator's role: admin, operator or auditor.
+    Role {
+        /// Login name.
+        name: String,
+        /// The new role.
+        role: String,
+    },
+    /// Enable or disable an administrator.
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// Disable an administrator (its sessions and tokens stop working at their next request).
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// One-time codes (TOTP) for an administrator.
+    #[command(subcommand)]
+    Totp(AdminTotpCommand),
+    /// API tokens for automation.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `wharf admin totp ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminTotpCommand {
+    /// Enrol one-time codes: prints the secret, a QR code and recovery codes once.
+    Enable {
+        /// Login name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the enrolled one-time codes (a lost phone).
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// Require (or with --off, stop requiring) a one-time code at every login.
+    Require {
+        /// Login name.
+        name: String,
+        /// Stop requiring it.
+        #[arg(long)]
+        off: bool,
+    },
+}
+
+/// `wharf admin token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make an API token; it is printed once.
+    Add {
+        /// The token's name (unique).
+        name: String,
+        /// The administrator it acts as.
+        #[arg(long = "admin")]
+        admin: String,
+        /// Its role, at most its administrator's: admin, operator or auditor.
+        #[arg(long)]
+        role: String,
+        /// Days until it expires (1 to 3650).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API tokens (never the tokens themselves).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token.
+    Remove {
+        /// The token's name.
+        name: String,
     },
 }
 

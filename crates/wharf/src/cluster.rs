@@ -18,7 +18,7 @@ use wharf_auth::OpenConnections;
 use wharf_core::{Event, EventBus, EventKind};
 use wharf_store::{Claim, NodeRecord, NodeService, Store};
 
-use crate::config::{Loaded, ServerSection, ServiceKind};
+use crate::config::{Loaded, ServerSection};
 
 /// The longest node name.
 const MAX_NAME: usize = 64;
@@ -229,14 +229,7 @@ fn services_of(loaded: &Loaded) -> Vec<NodeService> {
         .iter()
         .map(|service| NodeService {
             name: service.name.get_ref().clone(),
-            kind: match service.kind {
-                ServiceKind::Ssh { .. } => "ssh",
-                ServiceKind::Ftp { .. } => "ftp",
-                ServiceKind::FtpsImplicit { .. } => "ftps-implicit",
-                ServiceKind::Http { .. } => "http",
-                ServiceKind::Https { .. } => "https",
-            }
-            .to_owned(),
+            kind: service.type_name().to_owned(),
             addresses: service
                 .socket_addresses()
                 .unwrap_or_default()

@@ -1,7 +1,10 @@
 //! What every command needs: the loaded configuration, the store, and a way to record
 //! administrative events.
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, Result};
+use wharf_admin::{Actor, AdminError, Operations, Recorder, Settings};
 use wharf_core::{Event, EventKind};
 use wharf_store::Store;
 use wharf_types::Protocol;
@@ -77,6 +80,44 @@ impl Context {
         event.service = Some("cli".to_owned());
         event = event.attr("operator", operator());
         Ok(self.audit.write(&[event]).await?)
+    }
+}
+
+/// A command's records go straight to the audit writer.
+struct CommandRecorder(AuditSink);
+
+#[async_trait::async_trait]
+impl Recorder for CommandRecorder {
+    async fn record(&self, event: Event) -> Result<(), AdminError> {
+        self.0
+            .write(&[event])
+            .await
+            .map_err(|e| AdminError::Audit(e.to_string()))
+    }
+}
+
+/// The settings administrative operations follow, from the configuration.
+pub fn admin_settings(loaded: &Loaded) -> Settings {
+    Settings {
+        password_policy: loaded.config.password_policy.policy(),
+        ban_policy: loaded.config.ban.policy(),
+        issuer: format!("Wharf ({})", loaded.config.server.name),
+    }
+}
+
+impl Context {
+    /// The administrative operations, recording as this command.
+    pub fn ops(&self) -> Operations {
+        Operations::new(
+            self.store.clone(),
+            Arc::new(CommandRecorder(self.audit.clone())),
+            admin_settings(&self.loaded),
+        )
+    }
+
+    /// The command's author: the operating-system user running it.
+    pub fn actor(&self) -> Actor {
+        Actor::cli(operator())
     }
 }
 

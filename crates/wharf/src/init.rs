@@ -97,6 +97,16 @@ max_upload_size = 10737418240 # bytes
 session_timeout = 900         # seconds a logged-in client may stay idle
 header_timeout = 30           # seconds to send request headers (slow clients are cut)
 body_timeout = 60             # seconds a request body may stall
+
+[[service]]
+name = "manager"
+type = "manager"              # administrators' web console at /, admin API at /api/v1/
+address = "::"
+port = 9443
+max_connections = 64
+max_per_ip = 16
+session_timeout = 900         # seconds an administrator's browser session may stay unused
+# allow_from = ["127.0.0.1", "::1", "10.0.0.0/8"]  # the networks the Manager is open to
 "#;
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
@@ -271,6 +281,13 @@ pub async fn init(dir: &Path, options: &InitOptions) -> Result<(PathBuf, Option<
             .create_admin(&AdminRecord {
                 name: "admin".to_owned(),
                 password_hash: hash,
+                role: "admin".to_owned(),
+                enabled: true,
+                second_factor: None,
+                require_second_factor: false,
+                // The store sets both times.
+                created_us: 0,
+                updated_us: 0,
             })
             .await?;
         admin_password = Some(password);

@@ -15,6 +15,7 @@ mod context;
 mod health;
 mod init;
 mod leftovers;
+mod manager;
 mod serve;
 mod standby;
 

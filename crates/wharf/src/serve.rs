@@ -139,6 +139,9 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         }
     }
 
+    // The dashboard's list of services: filled as each one binds.
+    let mut service_list = Vec::new();
+    let (services_tx, services_rx) = watch::channel(Vec::new());
     for service in &ctx.loaded.config.services {
         let name = service.name.get_ref().clone();
         let addresses = service.socket_addresses().map_err(anyhow::Error::msg)?;
@@ -230,6 +233,25 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
                     (addrs, what)
                 })
             }
+            ServiceKind::Manager { manager } => {
+                let Some(tls) = tls.clone() else {
+                    anyhow::bail!("service {name}: the Manager needs a [tls] section");
+                };
+                let config = crate::manager::config(service, manager, addresses, tls);
+                wharf_manager::ManagerService::bind(config).await.map(|b| {
+                    let addrs = b.local_addrs();
+                    services.spawn(b.run(
+                        auth.clone(),
+                        crate::manager::operations(&ctx.loaded, &ctx.store, &bus),
+                        bus.clone(),
+                        std::sync::Arc::new(ctx.store.clone()),
+                        services_rx.clone(),
+                        ctx.loaded.config.server.name.clone(),
+                        stop_rx.clone(),
+                    ));
+                    (addrs, "manager: web console, admin API")
+                })
+            }
             ServiceKind::Ssh { login, ssh } => {
                 let mut host_keys = Vec::new();
                 for file in ssh.host_keys.get_ref() {
@@ -281,13 +303,21 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
                 );
             }
         };
+        let bound_addrs = addrs.clone();
         let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         let mut event = Event::new(EventKind::ServiceStarted)
             .message(format!("listening on {}", addrs.join(", ")));
         event.service = Some(name.clone());
         bus.emit(event);
         eprintln!("wharf: {name} ({what}) listening on {}", addrs.join(", "));
+        service_list.push(wharf_manager::ServiceInfo {
+            name: name.clone(),
+            kind: service.type_name().to_owned(),
+            addresses: bound_addrs,
+            state: "running".to_owned(),
+        });
     }
+    let _ = services_tx.send(service_list);
     bus.emit(
         Event::new(EventKind::ServerStarted)
             .message(format!("wharf {}", env!("CARGO_PKG_VERSION"))),

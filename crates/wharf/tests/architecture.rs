@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FRONT_ENDS: [&str; 3] = ["wharf-ssh", "wharf-ftp", "wharf-http"];
+/// The crates that speak to the network: the file protocols and the Manager.
+const FRONT_ENDS: [&str; 4] = ["wharf-ssh", "wharf-ftp", "wharf-http", "wharf-manager"];
 const PARSERS: [&str; 2] = ["wharf-sftp-proto", "wharf-ftp-proto"];
 
 fn workspace() -> PathBuf {
@@ -81,6 +82,16 @@ fn the_crate_graph_keeps_its_layers() {
             }
         }
     }
+    // Administration goes through one layer: the Manager reaches the store only through
+    // the operations, which never depend on a front-end.
+    if !graph["wharf-manager"].contains("wharf-admin") {
+        broken.push("wharf-manager does not call wharf-admin's operations".to_owned());
+    }
+    for dep in &graph["wharf-admin"] {
+        if FRONT_ENDS.contains(&dep.as_str()) || dep == "wharf-handlers" {
+            broken.push(format!("wharf-admin depends on {dep}"));
+        }
+    }
     let core: Vec<_> = graph["wharf-core"]
         .iter()
         .filter(|d| d.starts_with("wharf") && *d != "wharf-types")
@@ -93,8 +104,12 @@ fn the_crate_graph_keeps_its_layers() {
     assert!(broken.is_empty(), "{}", broken.join("\n"));
 }
 
-/// The non-test part of a source file (before its `#[cfg(test)]` module).
+/// The non-test part of a source file (before its `#[cfg(test)]` module; nothing of a
+/// module file named `tests.rs`, which only a `#[cfg(test)]` declaration brings in).
 fn non_test_source(path: &Path) -> String {
+    if path.file_name().is_some_and(|n| n == "tests.rs") {
+        return String::new();
+    }
     let text = std::fs::read_to_string(path).expect("source");
     match text.find("#[cfg(test)]") {
         Some(at) => text[..at].to_owned(),
@@ -196,6 +211,31 @@ fn only_the_core_records_what_happened_to_files() {
                 "{}: reaches event kinds through `{way}`; name each as EventKind::Name",
                 file.display()
             ));
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn commands_change_administrators_only_through_the_operations() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates/wharf/src/commands"), &mut files);
+    let mut broken = Vec::new();
+    for file in files {
+        let source = non_test_source(&file);
+        for call in [
+            "store.create_admin(",
+            "store.update_admin(",
+            "store.remove_admin(",
+            "store.create_admin_token(",
+            "store.remove_admin_token(",
+        ] {
+            if source.contains(call) {
+                broken.push(format!(
+                    "{}: calls the store's {call}; use wharf_admin::Operations",
+                    file.display()
+                ));
+            }
         }
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));

@@ -70,6 +70,9 @@ pub enum TurnedAway {
     ProxyUntrusted,
     /// A listed balancer sent no valid PROXY header in time.
     ProxyHeader,
+    /// A service open to listed networks only (the Manager's `allow_from`) was reached from
+    /// outside them.
+    NotListed,
 }
 
 impl TurnedAway {
@@ -82,6 +85,7 @@ impl TurnedAway {
             TurnedAway::PerAddress => "max-per-ip",
             TurnedAway::ProxyUntrusted => "proxy-untrusted",
             TurnedAway::ProxyHeader => "proxy-header",
+            TurnedAway::NotListed => "network-not-allowed",
         }
     }
 
@@ -94,6 +98,7 @@ impl TurnedAway {
             TurnedAway::PerAddress => "too many connections from your address",
             TurnedAway::ProxyUntrusted => "this service is reached through its load balancer only",
             TurnedAway::ProxyHeader => "no valid PROXY protocol header",
+            TurnedAway::NotListed => "this service is not open to your network",
         }
     }
 }
@@ -173,6 +178,8 @@ impl ProxyPolicy {
 pub struct Admission {
     inner: Arc<Inner>,
     proxy: Option<Arc<ProxyPolicy>>,
+    /// The networks the service is open to (`None`: every network).
+    only_from: Option<Arc<[IpNetwork]>>,
 }
 
 struct Inner {
@@ -216,7 +223,14 @@ impl Admission {
                 prefixes: (policy.ipv4_prefix, policy.ipv6_prefix),
             }),
             proxy: None,
+            only_from: None,
         }
+    }
+
+    /// The same service, open only to clients in `networks` (all of them when empty).
+    pub fn only_from(mut self, networks: Vec<IpNetwork>) -> Admission {
+        self.only_from = (!networks.is_empty()).then(|| Arc::from(networks));
+        self
     }
 
     /// The same service, reached only through balancers speaking the PROXY protocol.
@@ -273,6 +287,15 @@ impl Admission {
         let inner = &self.inner;
         let id = connection_id();
         let network = self.network_of(peer.ip());
+        if let Some(listed) = &self.only_from
+            && !listed.iter().any(|n| n.contains(peer.ip()))
+        {
+            let why = format!(
+                "{} is not in the networks this service is open to",
+                peer.ip()
+            );
+            return Err(self.refuse(TurnedAway::NotListed, why, peer, id));
+        }
         if let Some(bans) = &inner.bans {
             if let Some(refusal) = bans.refuses(peer.ip()) {
                 return Err(self.refuse(TurnedAway::Banned, refusal.reason(), peer, id));
@@ -393,6 +416,39 @@ pub(super) mod tests {
         // A closed connection gives its place back.
         drop(first);
         assert!(admission.admit(addr("2001:db8:1:2::99")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_service_open_to_listed_networks_refuses_the_others() {
+        let (events, mut records) = EventBus::new();
+        let (store, _scratch) = scratch_store().await;
+        let net = |text: &str| text.parse::<IpNetwork>().unwrap();
+        let gate = Admission::new(
+            &Authenticator::new(store),
+            events,
+            "manager",
+            Protocol::Admin,
+            Limits {
+                max_connections: 8,
+                max_per_ip: 8,
+            },
+        )
+        .only_from(vec![net("10.0.0.0/8"), net("2001:db8::/32")]);
+        assert!(gate.admit(addr("10.1.2.3")).is_ok());
+        assert!(gate.admit(addr("::ffff:10.1.2.3")).is_ok());
+        assert!(gate.admit(addr("2001:db8:5::1")).is_ok());
+        for outside in ["192.0.2.1", "2001:db9::1"] {
+            assert_eq!(
+                gate.admit(addr(outside)).err(),
+                Some(TurnedAway::NotListed),
+                "{outside}"
+            );
+            let refused = records.try_recv().unwrap();
+            assert_eq!(refused.attrs["cause"], "network-not-allowed");
+        }
+        // No list: every network.
+        let open = gate.only_from(Vec::new());
+        assert!(open.admit(addr("192.0.2.1")).is_ok());
     }
 
     #[tokio::test]

@@ -4,32 +4,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use time::OffsetDateTime;
+use anyhow::Result;
 use wharf_core::EventKind;
 use wharf_store::{AuditRecord, EventFilter};
 
 use crate::cli::EventsArgs;
 use crate::context::Context;
 
-/// Parses `--since`: RFC 3339, or an age such as 90s, 15m, 2h, 7d.
+/// Parses `--since` (the Manager's API reads it the same way).
 fn since_us(text: &str) -> Result<i64> {
-    let now = OffsetDateTime::now_utc();
-    let at = if let Ok(t) = wharf_types::rfc3339::parse(text) {
-        t
-    } else {
-        let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
-        let n: i64 = number.parse().map_err(|_| anyhow::anyhow!("--since {text:?}: use RFC 3339 (2026-11-25T10:00:00Z) or an age such as 15m, 2h, 7d"))?;
-        let secs = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86400,
-            _ => bail!("--since {text:?}: the unit must be s, m, h or d"),
-        };
-        now - time::Duration::seconds(secs)
-    };
-    Ok(i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(0))
+    wharf_admin::parse_since(text).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 fn human(r: &AuditRecord) -> String {

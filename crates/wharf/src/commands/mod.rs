@@ -2,6 +2,7 @@
 
 mod access;
 mod accounts;
+mod admins;
 mod backup;
 mod bans;
 mod cluster;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export => io::export(&Context::open(&cli.config).await?).await,
         Command::Events(args) => events::events(&cli.config, args).await,
         Command::Ban(command) => bans::run(&Context::open(&cli.config).await?, command).await,
+        Command::Admin(command) => admins::run(&Context::open(&cli.config).await?, command).await,
         Command::Handler(command) => {
             handlers::run(&Context::open(&cli.config).await?, command).await
         }

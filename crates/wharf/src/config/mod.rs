@@ -25,7 +25,7 @@ pub mod service;
 pub mod sink;
 pub mod store;
 
-pub use service::{FtpTls, Service, ServiceKind};
+pub use service::{FtpTls, ManagerKeys, Service, ServiceKind};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]

@@ -72,6 +72,8 @@ pub enum ServiceKind {
     },
     /// `https`: the same over TLS.
     Https { http: HttpKeys },
+    /// `manager`: the administrators' web console and admin REST API, over TLS.
+    Manager { manager: ManagerKeys },
 }
 
 /// An `ftp` service's TLS policy.
@@ -207,6 +209,28 @@ pub struct HttpKeys {
     pub body_timeout: Spanned<u64>,
 }
 
+/// Keys of the `manager` service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerKeys {
+    /// Seconds a browser session may stay unused before its administrator logs in again.
+    #[serde(default = "default_manager_session_timeout")]
+    pub session_timeout: Spanned<u64>,
+    /// Seconds a browser session lasts after its login, used or not.
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: Spanned<u64>,
+    /// Seconds for a TLS handshake and a request's headers (and keep-alive idle time).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Spanned<u64>,
+    /// The networks the Manager is open to; every other client is refused at accept.
+    #[serde(default)]
+    pub allow_from: Option<Spanned<Vec<String>>>,
+}
+
+fn default_manager_session_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 900)
+}
+
 /// The key of an `http` service alone.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +247,7 @@ enum Type {
     FtpsImplicit,
     Http,
     Https,
+    Manager,
 }
 
 /// A group of keys, one struct each.
@@ -235,6 +260,7 @@ enum Group {
     FtpTls,
     Http,
     HttpPlain,
+    Manager,
 }
 
 impl Group {
@@ -247,17 +273,19 @@ impl Group {
             Group::FtpTls => keys::of::<FtpTlsKey>(),
             Group::Http => keys::of::<HttpKeys>(),
             Group::HttpPlain => keys::of::<HttpPlainKey>(),
+            Group::Manager => keys::of::<ManagerKeys>(),
         }
     }
 }
 
 impl Type {
-    const ALL: [Type; 5] = [
+    const ALL: [Type; 6] = [
         Type::Ssh,
         Type::Ftp,
         Type::FtpsImplicit,
         Type::Http,
         Type::Https,
+        Type::Manager,
     ];
 
     fn parse(name: &str) -> Option<Type> {
@@ -271,6 +299,7 @@ impl Type {
             Type::FtpsImplicit => "ftps-implicit",
             Type::Http => "http",
             Type::Https => "https",
+            Type::Manager => "manager",
         }
     }
 
@@ -280,6 +309,7 @@ impl Type {
             Type::Ssh => "ssh",
             Type::Ftp | Type::FtpsImplicit => "ftp",
             Type::Http | Type::Https => "http",
+            Type::Manager => "manager",
         }
     }
 
@@ -290,6 +320,7 @@ impl Type {
             Type::FtpsImplicit => &[Group::Common, Group::Login, Group::Ftp],
             Type::Http => &[Group::Common, Group::Http, Group::HttpPlain],
             Type::Https => &[Group::Common, Group::Http],
+            Type::Manager => &[Group::Common, Group::Manager],
         }
     }
 
@@ -309,6 +340,7 @@ impl Service {
                 ServiceKind::FtpsImplicit { .. } => 2990,
                 ServiceKind::Http { .. } => 8080,
                 ServiceKind::Https { .. } => 8443,
+                ServiceKind::Manager { .. } => 9443,
             },
         }
     }
@@ -340,6 +372,18 @@ impl Service {
         })
     }
 
+    /// The type as written in `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            ServiceKind::Ssh { .. } => "ssh",
+            ServiceKind::Ftp { .. } => "ftp",
+            ServiceKind::FtpsImplicit { .. } => "ftps-implicit",
+            ServiceKind::Http { .. } => "http",
+            ServiceKind::Https { .. } => "https",
+            ServiceKind::Manager { .. } => "manager",
+        }
+    }
+
     /// Makes section `index` typed, or says everything wrong with its keys.
     pub fn from_section(
         index: usize,
@@ -364,19 +408,12 @@ impl Service {
             }
             Some((at, DeValue::String(name))) => match Type::parse(name) {
                 Some(ty) => ty,
-                None if name == "manager" => {
-                    return Err(vec![(
-                        at,
-                        key("type"),
-                        "service type \"manager\" is not available in this version yet; remove this [[service]] or change it to \"ssh\"".into(),
-                    )]);
-                }
                 None => {
                     return Err(vec![(
                         at,
                         key("type"),
                         format!(
-                            "unknown service type {:?}; use ssh, ftp, ftps-implicit, http or https",
+                            "unknown service type {:?}; use ssh, ftp, ftps-implicit, http, https or manager",
                             name.as_ref()
                         ),
                     )]);
@@ -437,6 +474,9 @@ impl Service {
             Type::Https => take
                 .part(Group::Http)
                 .map(|http| ServiceKind::Https { http }),
+            Type::Manager => take
+                .part(Group::Manager)
+                .map(|manager| ServiceKind::Manager { manager }),
         };
         match (common, kind) {
             (Some(common), Some(kind)) if found.is_empty() => Ok(Service {
@@ -580,7 +620,7 @@ fn owners_text(key: &str) -> String {
     let owners: Vec<Type> = Type::ALL.into_iter().filter(|t| t.takes(key)).collect();
     let mut names: Vec<&str> = Vec::new();
     let mut partial = false;
-    for family in ["ssh", "ftp", "http"] {
+    for family in ["ssh", "ftp", "http", "manager"] {
         let members = Type::ALL.into_iter().filter(|t| t.family() == family);
         let (owned, missing): (Vec<Type>, Vec<Type>) = members.partition(|t| owners.contains(t));
         if missing.is_empty() {

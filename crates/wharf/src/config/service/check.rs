@@ -6,7 +6,8 @@ use toml::Spanned;
 use wharf_ssh::Profile;
 
 use super::{
-    Found, FtpKeys, FtpTls, HttpKeys, LoginKeys, Service, ServiceKind, SshKeys, parse_addresses,
+    Found, FtpKeys, FtpTls, HttpKeys, LoginKeys, ManagerKeys, Service, ServiceKind, SshKeys,
+    parse_addresses,
 };
 use crate::config::Loaded;
 
@@ -79,6 +80,16 @@ impl Service {
                         self.type_span.clone(),
                         key("type"),
                         "HTTPS needs a certificate: add a [tls] section".into(),
+                    ));
+                }
+            }
+            ServiceKind::Manager { manager } => {
+                validate_manager(manager, &key, issue);
+                if !has_certificate {
+                    issue((
+                        self.type_span.clone(),
+                        key("type"),
+                        "the Manager is served over HTTPS only and needs a certificate: add a [tls] section".into(),
                     ));
                 }
             }
@@ -240,5 +251,35 @@ fn validate_ssh(
             ),
         };
         issue((span.unwrap_or(0..0), key(field), e.to_string()));
+    }
+}
+
+fn validate_manager(
+    manager: &ManagerKeys,
+    key: &dyn Fn(&str) -> String,
+    issue: &mut dyn FnMut(Found),
+) {
+    for (field, value) in [
+        ("session_timeout", &manager.session_timeout),
+        ("session_lifetime", &manager.session_lifetime),
+        ("header_timeout", &manager.header_timeout),
+    ] {
+        if *value.get_ref() == 0 {
+            issue((value.span(), key(field), "must be at least 1 second".into()));
+        }
+    }
+    if let Some(list) = &manager.allow_from {
+        if list.get_ref().is_empty() {
+            issue((
+                list.span(),
+                key("allow_from"),
+                "list at least one address or network, such as [\"10.0.0.0/8\", \"::1\"], or remove allow_from to open the Manager to every network".into(),
+            ));
+        }
+        for entry in list.get_ref() {
+            if let Err(e) = entry.parse::<wharf_types::IpNetwork>() {
+                issue((list.span(), key("allow_from"), e.to_string()));
+            }
+        }
     }
 }

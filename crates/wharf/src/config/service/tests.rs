@@ -38,15 +38,9 @@ fn refused(text: &str) -> Vec<Lined> {
 fn the_generated_configuration_is_typed_without_a_problem() {
     let kinds: Vec<&str> = sections(crate::init::DEFAULT_CONFIG)
         .into_iter()
-        .map(|s| match s.expect("typed").kind {
-            ServiceKind::Ssh { .. } => "ssh",
-            ServiceKind::Ftp { .. } => "ftp",
-            ServiceKind::FtpsImplicit { .. } => "ftps-implicit",
-            ServiceKind::Http { .. } => "http",
-            ServiceKind::Https { .. } => "https",
-        })
+        .map(|s| s.expect("typed").type_name())
         .collect();
-    assert_eq!(kinds, ["ssh", "ftp", "ftps-implicit", "https"]);
+    assert_eq!(kinds, ["ssh", "ftp", "ftps-implicit", "https", "manager"]);
 }
 
 #[test]
@@ -78,7 +72,7 @@ fn a_key_of_another_type_is_refused_at_its_line_with_its_owners() {
     let (_, key, message) = at(16);
     assert_eq!(key, "service[2].session_timeout");
     assert!(
-        message.contains("http services (http and https)"),
+        message.contains("http and manager services (http, https and manager)"),
         "{message}"
     );
     let (_, key, message) = at(21);
@@ -109,10 +103,6 @@ fn the_type_decides_and_is_checked_first() {
         (
             "[[service]]\nname = \"x\"\ntype = \"telnet\"\n",
             "unknown service type",
-        ),
-        (
-            "[[service]]\nname = \"x\"\ntype = \"manager\"\n",
-            "not available",
         ),
         ("[[service]]\nname = \"x\"\ntype = 3\n", "a string"),
     ] {

@@ -1,0 +1,638 @@
+//! The admin REST API under `/api/v1/`: JSON in and out, each handler a thin caller of
+//! [`wharf_admin::Operations`] (which checks the role again, validates, writes and
+//! records). Its document is `openapi.json`, which a test holds to the route table.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wharf_admin::AccountRecord;
+use wharf_admin::{
+    AccountChange, AdminChange, AdminError, EventSearch, NewAccount, NewAdmin, NewToken, Role,
+    account_view, admin_view, ban_view, token_view,
+};
+use wharf_core::Rule;
+
+use crate::auth::Caller;
+use crate::server::Shared;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// An operation's error as an answer.
+pub(crate) fn failure(e: AdminError) -> Response {
+    let status = match &e {
+        AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+        AdminError::Exists(_) => StatusCode::CONFLICT,
+        AdminError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AdminError::LoginFailed => StatusCode::UNAUTHORIZED,
+        AdminError::Store(_) | AdminError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(json!({"error": e.to_string()}))).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    Json(value).into_response()
+}
+
+fn created(value: Value) -> Response {
+    (StatusCode::CREATED, Json(value)).into_response()
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `GET /api/v1/me`.
+pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Response {
+    let token = match &caller.actor.who {
+        wharf_admin::Who::Admin { token, .. } => token.clone(),
+        wharf_admin::Who::Operator(_) => None,
+    };
+    ok(json!({
+        "name": caller.actor.admin_name(),
+        "role": caller.actor.role().as_str(),
+        "token": token,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChange {
+    password: String,
+}
+
+/// `PATCH /api/v1/me`: an administrator's own password.
+pub(crate) async fn me_change(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<PasswordChange>,
+) -> Response {
+    let name = caller.actor.admin_name().unwrap_or_default().to_owned();
+    match shared
+        .ops
+        .change_admin(&caller.actor, &name, AdminChange::Password(body.password))
+        .await
+    {
+        Ok(record) => ok(admin_view(&record)),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/services`.
+pub(crate) async fn services(State(shared): State<Arc<Shared>>) -> Response {
+    let services = shared.services.borrow().clone();
+    ok(json!({"node": shared.node, "services": services}))
+}
+
+/// `GET /api/v1/accounts`.
+pub(crate) async fn accounts(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match shared.ops.accounts(&caller.actor).await {
+        Ok(list) => ok(json!({"accounts": list.iter().map(account_view).collect::<Vec<_>>()})),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/accounts/{name}`.
+pub(crate) async fn account(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.ops.account(&caller.actor, &name).await {
+        Ok(record) => ok(account_view(&record)),
+        Err(e) => failure(e),
+    }
+}
+
+/// A new account as the API takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccountBody {
+    name: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    home: Option<String>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    require_second_factor: bool,
+}
+
+/// Builds the account an API body or a console form describes.
+pub(crate) fn new_account(body: AccountBody) -> Result<NewAccount, AdminError> {
+    let name = wharf_admin::account_name(&body.name)?;
+    Ok(NewAccount {
+        record: AccountRecord {
+            name,
+            password_hash: None,
+            home: body.home.filter(|h| !h.is_empty()),
+            enabled: body.enabled.unwrap_or(true),
+            groups: body.groups.unwrap_or_else(|| vec!["users".to_owned()]),
+            keys: body
+                .keys
+                .iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            rules: body.rules,
+            addresses: Default::default(),
+            expires_us: None,
+            second_factor: None,
+            require_second_factor: body.require_second_factor,
+            max_file_size: None,
+        },
+        password: body.password.filter(|p| !p.is_empty()),
+    })
+}
+
+impl AccountBody {
+    pub(crate) fn from_form(
+        name: String,
+        password: String,
+        key: String,
+        rules: Vec<Rule>,
+        groups: Vec<String>,
+    ) -> AccountBody {
+        AccountBody {
+            name,
+            password: Some(password),
+            home: None,
+            groups: (!groups.is_empty()).then_some(groups),
+            keys: vec![key],
+            rules,
+            enabled: None,
+            require_second_factor: false,
+        }
+    }
+}
+
+/// `POST /api/v1/accounts`.
+pub(crate) async fn account_add(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<AccountBody>,
+) -> Response {
+    let new = match new_account(body) {
+        Ok(new) => new,
+        Err(e) => return failure(e),
+    };
+    match shared.ops.add_account(&caller.actor, new).await {
+        Ok(record) => created(account_view(&record)),
+        Err(e) => failure(e),
+    }
+}
+
+/// The changes `PATCH /api/v1/accounts/{name}` takes, applied in this order.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccountPatch {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    add_keys: Vec<String>,
+    #[serde(default)]
+    remove_keys: Vec<String>,
+    #[serde(default)]
+    rules: Option<Vec<Rule>>,
+    #[serde(default)]
+    reset_second_factor: bool,
+}
+
+/// `PATCH /api/v1/accounts/{name}`.
+pub(crate) async fn account_change(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(patch): Json<AccountPatch>,
+) -> Response {
+    let mut changes = Vec::new();
+    if let Some(on) = patch.enabled {
+        changes.push(AccountChange::Enabled(on));
+    }
+    if let Some(password) = patch.password {
+        changes.push(AccountChange::Password(password));
+    }
+    changes.extend(patch.add_keys.into_iter().map(AccountChange::AddKey));
+    changes.extend(patch.remove_keys.into_iter().map(AccountChange::RemoveKey));
+    if let Some(rules) = patch.rules {
+        changes.push(AccountChange::Rules(rules));
+    }
+    if patch.reset_second_factor {
+        changes.push(AccountChange::ResetSecondFactor);
+    }
+    if changes.is_empty() {
+        return failure(AdminError::Invalid(
+            "nothing to change: give enabled, password, add_keys, remove_keys, rules or reset_second_factor".into(),
+        ));
+    }
+    let mut last = None;
+    for change in changes {
+        match shared
+            .ops
+            .change_account(&caller.actor, &name, change)
+            .await
+        {
+            Ok(record) => last = Some(record),
+            Err(e) => return failure(e),
+        }
+    }
+    match last {
+        Some(record) => ok(account_view(&record)),
+        None => failure(AdminError::NotFound(format!("no account named {name:?}"))),
+    }
+}
+
+/// `DELETE /api/v1/accounts/{name}`.
+pub(crate) async fn account_remove(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.ops.remove_account(&caller.actor, &name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/bans`.
+pub(crate) async fn bans(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match shared.ops.bans(&caller.actor).await {
+        Ok(list) => ok(json!({"bans": list.iter().map(ban_view).collect::<Vec<_>>()})),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BanBody {
+    address: String,
+    #[serde(default)]
+    seconds: Option<u64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/bans`.
+pub(crate) async fn ban_add(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<BanBody>,
+) -> Response {
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "banned by an administrator".to_owned());
+    match shared
+        .ops
+        .set_ban(&caller.actor, &body.address, body.seconds, &reason)
+        .await
+    {
+        Ok(ban) => created(ban_view(&ban)),
+        Err(e) => failure(e),
+    }
+}
+
+/// `DELETE /api/v1/bans/{network}` (an IPv6 network's `/` written `%2F`).
+pub(crate) async fn ban_lift(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(network): Path<String>,
+) -> Response {
+    match shared.ops.lift_ban(&caller.actor, &network).await {
+        Ok(lifted) => ok(json!({"lifted": lifted.to_string()})),
+        Err(e) => failure(e),
+    }
+}
+
+/// The filters of `GET /api/v1/events`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventQuery {
+    pub(crate) since: Option<String>,
+    pub(crate) id: Option<u32>,
+    pub(crate) account: Option<String>,
+    pub(crate) node: Option<String>,
+    pub(crate) after: Option<i64>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) format: Option<String>,
+}
+
+impl EventQuery {
+    pub(crate) fn search(&self) -> Result<EventSearch, AdminError> {
+        let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(EventSearch {
+            since_us: text(&self.since)
+                .as_deref()
+                .map(wharf_admin::parse_since)
+                .transpose()?,
+            id: self.id,
+            account: text(&self.account),
+            node: text(&self.node),
+            after_seq: self.after,
+            limit: self.limit.unwrap_or(100),
+        })
+    }
+}
+
+/// One CSV field, quoted when it must be (RFC 4180), and never read as a formula by a
+/// spreadsheet.
+fn csv_field(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+/// `GET /api/v1/events`: JSON (`format=json`, the default), JSON lines (`jsonl`) or CSV.
+pub(crate) async fn events(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<EventQuery>,
+) -> Response {
+    let search = match query.search() {
+        Ok(search) => search,
+        Err(e) => return failure(e),
+    };
+    let records = match shared.ops.events(&caller.actor, search).await {
+        Ok(records) => records,
+        Err(e) => return failure(e),
+    };
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => {
+            let next = records.last().map(|r| r.seq);
+            ok(json!({"events": records, "next_after": next}))
+        }
+        "jsonl" => {
+            let mut body = String::new();
+            for record in &records {
+                body.push_str(&serde_json::to_string(record).unwrap_or_default());
+                body.push('\n');
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "application/jsonl"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"events.jsonl\"",
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        "csv" => {
+            let mut body = String::from(
+                "seq,time,node,id,name,outcome,service,protocol,account,remote,path,path2,bytes,sha256,message\n",
+            );
+            for r in &records {
+                let fields = [
+                    r.seq.to_string(),
+                    r.time.clone(),
+                    r.node.clone(),
+                    r.id.to_string(),
+                    r.name.clone(),
+                    r.outcome.clone(),
+                    r.service.clone().unwrap_or_default(),
+                    r.protocol.clone().unwrap_or_default(),
+                    r.account.clone().unwrap_or_default(),
+                    r.remote.clone().unwrap_or_default(),
+                    r.path.clone().unwrap_or_default(),
+                    r.path2.clone().unwrap_or_default(),
+                    r.bytes.map(|b| b.to_string()).unwrap_or_default(),
+                    r.sha256.clone().unwrap_or_default(),
+                    r.message.clone().unwrap_or_default(),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                body.push_str(&line.join(","));
+                body.push_str("\r\n");
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"events.csv\"",
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        other => failure(AdminError::Invalid(format!(
+            "format {other:?}: use json, jsonl or csv"
+        ))),
+    }
+}
+
+/// `GET /api/v1/admins`.
+pub(crate) async fn admins(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match shared.ops.admins(&caller.actor).await {
+        Ok(list) => ok(json!({"admins": list.iter().map(admin_view).collect::<Vec<_>>()})),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/admins/{name}`.
+pub(crate) async fn admin(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.ops.admin(&caller.actor, &name).await {
+        Ok(record) => ok(admin_view(&record)),
+        Err(e) => failure(e),
+    }
+}
+
+fn role(text: &str) -> Result<Role, AdminError> {
+    text.parse().map_err(AdminError::Invalid)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminBody {
+    name: String,
+    password: String,
+    role: String,
+    #[serde(default)]
+    require_second_factor: bool,
+}
+
+/// `POST /api/v1/admins`.
+pub(crate) async fn admin_add(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<AdminBody>,
+) -> Response {
+    let role = match role(&body.role) {
+        Ok(role) => role,
+        Err(e) => return failure(e),
+    };
+    let new = NewAdmin {
+        name: body.name,
+        password: body.password,
+        role,
+        require_second_factor: body.require_second_factor,
+    };
+    match shared.ops.add_admin(&caller.actor, new).await {
+        Ok(record) => created(admin_view(&record)),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminPatch {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    require_second_factor: Option<bool>,
+    #[serde(default)]
+    reset_second_factor: bool,
+}
+
+/// `PATCH /api/v1/admins/{name}`.
+pub(crate) async fn admin_change(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(patch): Json<AdminPatch>,
+) -> Response {
+    let mut changes = Vec::new();
+    if let Some(password) = patch.password {
+        changes.push(AdminChange::Password(password));
+    }
+    if let Some(text) = &patch.role {
+        match role(text) {
+            Ok(role) => changes.push(AdminChange::Role(role)),
+            Err(e) => return failure(e),
+        }
+    }
+    if let Some(on) = patch.enabled {
+        changes.push(AdminChange::Enabled(on));
+    }
+    if let Some(on) = patch.require_second_factor {
+        changes.push(AdminChange::RequireSecondFactor(on));
+    }
+    if patch.reset_second_factor {
+        changes.push(AdminChange::ResetSecondFactor);
+    }
+    let mut last = None;
+    for change in changes {
+        match shared.ops.change_admin(&caller.actor, &name, change).await {
+            Ok(record) => last = Some(record),
+            Err(e) => return failure(e),
+        }
+    }
+    match last {
+        Some(record) => ok(admin_view(&record)),
+        None => failure(AdminError::Invalid(
+            "nothing to change: give password, role, enabled, require_second_factor or reset_second_factor".into(),
+        )),
+    }
+}
+
+/// `DELETE /api/v1/admins/{name}`.
+pub(crate) async fn admin_remove(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.ops.remove_admin(&caller.actor, &name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/tokens`.
+pub(crate) async fn tokens(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match shared.ops.tokens(&caller.actor).await {
+        Ok(list) => ok(json!({"tokens": list.iter().map(token_view).collect::<Vec<_>>()})),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenBody {
+    name: String,
+    role: String,
+    #[serde(default)]
+    admin: Option<String>,
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+/// `POST /api/v1/tokens`: the answer holds the token, the only time it is shown.
+pub(crate) async fn token_add(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<TokenBody>,
+) -> Response {
+    let role = match role(&body.role) {
+        Ok(role) => role,
+        Err(e) => return failure(e),
+    };
+    let new = NewToken {
+        name: body.name,
+        owner: body.admin,
+        role,
+        days: body.days.unwrap_or(90),
+    };
+    match shared.ops.add_token(&caller.actor, new).await {
+        Ok(made) => {
+            let mut view = token_view(&made.record);
+            view["token"] = Value::String(made.token);
+            created(view)
+        }
+        Err(e) => failure(e),
+    }
+}
+
+/// `DELETE /api/v1/tokens/{name}`.
+pub(crate) async fn token_remove(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.ops.remove_token(&caller.actor, &name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failure(e),
+    }
+}

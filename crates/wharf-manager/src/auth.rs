@@ -1,0 +1,321 @@
+//! Who is calling: a browser session (its cookie, kept where every node finds it) or an
+//! API token; the role each route needs; and, for a browser's changes, the CSRF token and
+//! the origin. One guard runs before every handler, from the route table.
+//!
+//! A browser session is a kept login of this service's name (`method` `manager`): a file
+//! service's cookie is not one, whatever it holds. Every request checks the administrator
+//! again (removed or disabled: logged out; its role as it is now). Only the SHA-256 of a
+//! cookie or token is ever looked up or kept; a session's CSRF token is an HMAC of its
+//! cookie, so any node can give it to the session's pages.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use wharf_admin::Actor;
+use wharf_core::EventKind;
+use wharf_core::web_sessions::{WebLogin, WebLoginKind};
+
+use crate::routes::{Surface, route_need};
+use crate::server::{Conn, Shared};
+
+/// The browser session's cookie (`__Host-`: only this origin, over TLS, may set it).
+pub(crate) const SESSION_COOKIE: &str = "__Host-wharf-manager";
+/// A login whose password was accepted, waiting for its one-time code.
+pub(crate) const PENDING_COOKIE: &str = "__Host-wharf-manager-pending";
+/// The login form's double-submit CSRF value.
+pub(crate) const LOGIN_COOKIE: &str = "__Host-wharf-manager-login";
+/// What a Manager browser session's kept login names as its method.
+pub(crate) const METHOD: &str = "manager";
+/// The largest form body a browser sends the console (CSRF is read from it).
+const MAX_FORM: usize = 256 * 1024;
+/// Browser sessions of the Manager held at once; the least recently used goes first.
+pub(crate) const MAX_SESSIONS: usize = 1000;
+
+/// The caller of a request that passed the guard (a request extension).
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub(crate) actor: Actor,
+    /// The session's CSRF token, for the forms of its pages (`None` for an API token).
+    pub(crate) csrf: Option<String>,
+}
+
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn random_token() -> String {
+    wharf_types::hex(&rand::random::<[u8; 32]>())
+}
+
+/// The SHA-256 of a token, as kept logins are keyed.
+pub(crate) fn hashed(token: &str) -> String {
+    wharf_types::hex(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    )
+}
+
+/// A session's CSRF token: an HMAC keyed by its cookie.
+pub(crate) fn csrf_of(cookie: &str) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, cookie.as_bytes());
+    wharf_types::hex(aws_lc_rs::hmac::sign(&key, b"wharf manager csrf token").as_ref())
+}
+
+/// Compares two secrets in constant time.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// The value of cookie `name`.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value for this origin only, unreadable by scripts, never sent by
+/// another site's request.
+pub(crate) fn set_cookie(name: &str, value: &str, max_age: Duration) -> String {
+    format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        max_age.as_secs()
+    )
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A browser's change sent from another origin (a page elsewhere posting a form here).
+fn cross_origin(request: &Request) -> bool {
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("");
+    origin != format!("https://{host}")
+}
+
+/// The browser session a cookie names, if it is one of this service's and in force.
+pub(crate) async fn session_of(shared: &Shared, cookie: &str) -> Option<WebLogin> {
+    let touch_after = micros(shared.config.session_timeout) / 8;
+    let login = shared
+        .sessions
+        .web_login(&hashed(cookie), WebLoginKind::Cookie, now_us(), touch_after)
+        .await
+        .ok()
+        .flatten()?;
+    (login.service == shared.config.name && login.method == METHOD).then_some(login)
+}
+
+/// What the guard found out about the caller.
+enum Found {
+    Nobody,
+    Caller(Caller),
+    /// Credentials were given and are not good: a bad token (recorded as a failed login).
+    Refused,
+}
+
+async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> Found {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return match shared.ops.token_identity(bearer.trim()).await {
+            Ok(Some(found)) => Found::Caller(Caller {
+                actor: Actor::admin(
+                    found.identity.name,
+                    found.identity.role,
+                    Some(found.token),
+                    &shared.config.name,
+                    conn.remote,
+                ),
+                csrf: None,
+            }),
+            Ok(None) => {
+                let event = shared
+                    .event(EventKind::AdminLoginFailed, conn)
+                    .failed(
+                        "Manager API token refused: unknown, expired or its administrator disabled",
+                    )
+                    .attr("cause", "unknown-token");
+                shared.events.emit(event);
+                Found::Refused
+            }
+            Err(e) => {
+                tracing::warn!("Manager token check failed: {e}");
+                Found::Refused
+            }
+        };
+    }
+    let Some(cookie) = cookie(headers, SESSION_COOKIE) else {
+        return Found::Nobody;
+    };
+    let Some(login) = session_of(shared, cookie).await else {
+        return Found::Nobody;
+    };
+    match shared.ops.readmit(&login.account).await {
+        Ok(Some(identity)) => Found::Caller(Caller {
+            actor: Actor::admin(
+                identity.name,
+                identity.role,
+                None,
+                &shared.config.name,
+                conn.remote,
+            ),
+            csrf: Some(csrf_of(cookie)),
+        }),
+        _ => Found::Nobody,
+    }
+}
+
+fn unauthenticated(surface: Surface) -> Response {
+    match surface {
+        Surface::Api => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"wharf-manager\"")],
+            axum::Json(serde_json::json!({"error": "log in, or send an API token"})),
+        )
+            .into_response(),
+        Surface::Console => (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response(),
+    }
+}
+
+pub(crate) fn refusal(surface: Surface, status: StatusCode, message: &str) -> Response {
+    match surface {
+        Surface::Api => (status, axum::Json(serde_json::json!({"error": message}))).into_response(),
+        Surface::Console => crate::html::message_page(status, "Refused", message),
+    }
+}
+
+/// Reads a form body (bounded) for its `csrf` field and gives the request back whole.
+async fn form_csrf(request: Request) -> Result<(Request, Option<String>), Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
+        refusal(
+            Surface::Console,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the form is too large",
+        )
+    })?;
+    let csrf = form_urlencoded_field(&bytes, "csrf");
+    Ok((Request::from_parts(parts, Body::from(bytes)), csrf))
+}
+
+/// One field of an `application/x-www-form-urlencoded` body.
+fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The guard every route passes: the route's need for the method, the caller, its role,
+/// and for a browser's change its origin and CSRF token.
+pub(crate) async fn guard(
+    State(shared): State<Arc<Shared>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(matched) = matched else {
+        return next.run(request).await;
+    };
+    let Some((surface, need)) = route_need(matched.as_str(), request.method()) else {
+        // The router answers 405 for a method the table does not give.
+        return next.run(request).await;
+    };
+    let Some(need) = need else {
+        return next.run(request).await;
+    };
+    let Some(conn) = request.extensions().get::<Conn>().cloned() else {
+        return refusal(surface, StatusCode::INTERNAL_SERVER_ERROR, "no connection");
+    };
+    let caller = match find_caller(&shared, &conn, request.headers()).await {
+        Found::Caller(caller) => caller,
+        Found::Nobody => return unauthenticated(surface),
+        Found::Refused => {
+            return refusal(
+                surface,
+                StatusCode::UNAUTHORIZED,
+                "the API token is not valid",
+            );
+        }
+    };
+    if !caller.actor.role().may(need) {
+        let what = format!("{} {}", request.method(), request.uri().path());
+        if let Err(e) = shared.ops.refused(&caller.actor, &what).await {
+            tracing::warn!("cannot record a refusal: {e}");
+        }
+        return refusal(
+            surface,
+            StatusCode::FORBIDDEN,
+            &format!("the {} role may not do this", caller.actor.role()),
+        );
+    }
+    let mut request = request;
+    if let Some(expected) = &caller.csrf
+        && changes_state(request.method())
+    {
+        if cross_origin(&request) {
+            return refusal(
+                surface,
+                StatusCode::FORBIDDEN,
+                "cross-origin request refused",
+            );
+        }
+        let header = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let given = match header {
+            Some(given) => Some(given),
+            None => {
+                let (whole, field) = match form_csrf(request).await {
+                    Ok(read) => read,
+                    Err(refused) => return refused,
+                };
+                request = whole;
+                field
+            }
+        };
+        if !given.is_some_and(|g| same_secret(&g, expected)) {
+            return refusal(
+                surface,
+                StatusCode::FORBIDDEN,
+                "the form's CSRF token is missing or wrong; reload the page",
+            );
+        }
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}

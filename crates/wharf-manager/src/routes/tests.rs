@@ -1,0 +1,308 @@
+//! The route table walked: every route and method with no caller and with a token of each
+//! role; the router and the handlers agree with the table; the OpenAPI document lists
+//! exactly the API's routes with the role each needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
+use wharf_admin::{Actor, AdminError, NewAdmin, NewToken, Operations, Recorder, Role, Settings};
+use wharf_core::web_sessions::MemoryWebSessions;
+use wharf_core::{Event, EventBus};
+
+use super::*;
+use crate::server::{Conn, ManagerConfig, Shared};
+
+#[derive(Default)]
+struct Kept(Mutex<Vec<Event>>);
+
+#[async_trait]
+impl Recorder for Kept {
+    async fn record(&self, event: Event) -> Result<(), AdminError> {
+        self.0
+            .lock()
+            .map_err(|_| AdminError::Audit("poisoned".into()))?
+            .push(event);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+}
+
+fn tls() -> Arc<rustls::ServerConfig> {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(NoCertificate));
+    Arc::new(config)
+}
+
+struct Fixture {
+    router: axum::Router,
+    tokens: BTreeMap<Role, String>,
+    recorded: Arc<Kept>,
+    _dir: tempfile::TempDir,
+    _events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("scratch");
+    let store = wharf_store::Store::open_sqlite(&dir.path().join("store.db"))
+        .await
+        .expect("store");
+    let recorded = Arc::new(Kept::default());
+    let ops = Operations::new(
+        store,
+        Arc::clone(&recorded) as Arc<dyn Recorder>,
+        Settings {
+            password_policy: Default::default(),
+            ban_policy: Default::default(),
+            issuer: "Wharf (test)".into(),
+        },
+    );
+    let cli = Actor::cli("tester");
+    let mut tokens = BTreeMap::new();
+    for role in Role::ALL {
+        let name = format!("admin-{role}");
+        ops.add_admin(
+            &cli,
+            NewAdmin {
+                name: name.clone(),
+                password: "correct horse battery staple".into(),
+                role,
+                require_second_factor: false,
+            },
+        )
+        .await
+        .expect("admin");
+        let made = ops
+            .add_token(
+                &cli,
+                NewToken {
+                    name: format!("token-{role}"),
+                    owner: Some(name),
+                    role,
+                    days: 1,
+                },
+            )
+            .await
+            .expect("token");
+        tokens.insert(role, made.token);
+    }
+    let (events, receiver) = EventBus::new();
+    let (_, services) = tokio::sync::watch::channel(Vec::new());
+    let shared = Arc::new(Shared {
+        config: ManagerConfig {
+            name: "manager".into(),
+            addresses: Vec::new(),
+            tls: tls(),
+            max_connections: 8,
+            max_per_ip: 8,
+            header_timeout: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(600),
+            session_lifetime: Duration::from_secs(3600),
+            allow_from: Vec::new(),
+            proxy: None,
+        },
+        ops,
+        events,
+        sessions: Arc::new(MemoryWebSessions::default()),
+        services,
+        node: "test".into(),
+    });
+    Fixture {
+        router: router(shared),
+        tokens,
+        recorded,
+        _dir: dir,
+        _events: receiver,
+    }
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{name}", "nobody")
+        .replace("{network}", "192.0.2.1")
+}
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> axum::response::Response {
+    let mut request = Request::builder().method(method).uri(concrete(path));
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if matches!(method, "POST" | "PATCH") && path.starts_with("/api/") {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = if path.starts_with("/api/") && matches!(method, "POST" | "PATCH") {
+        Body::from("{}")
+    } else {
+        Body::empty()
+    };
+    let mut request = request.body(body).expect("request");
+    request.extensions_mut().insert(Conn {
+        id: "c0ffee".into(),
+        remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
+    });
+    router.clone().oneshot(request).await.expect("answer")
+}
+
+#[tokio::test]
+async fn every_route_answers_every_role_as_the_table_says() {
+    let f = fixture().await;
+    for route in ROUTES {
+        for (method, need) in route.methods {
+            let anonymous = call(&f.router, method, route.path, None).await;
+            let status = anonymous.status();
+            match need {
+                None => assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {} is public, answered {status}",
+                    route.path
+                ),
+                Some(_) if route.path.starts_with("/api/") => assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {} without a caller",
+                    route.path
+                ),
+                Some(_) => {
+                    assert_eq!(status, StatusCode::SEE_OTHER, "{method} {}", route.path);
+                    assert_eq!(
+                        anonymous.headers()[header::LOCATION],
+                        "/login",
+                        "{method} {}",
+                        route.path
+                    );
+                }
+            }
+            let Some(need) = need else { continue };
+            for (role, token) in &f.tokens {
+                let status = call(&f.router, method, route.path, Some(token))
+                    .await
+                    .status();
+                if role.may(*need) {
+                    assert!(
+                        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                        "{role} may {method} {}, answered {status}",
+                        route.path
+                    );
+                } else {
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{role} may not {method} {}",
+                        route.path
+                    );
+                }
+            }
+        }
+    }
+    // Every refusal for a role was recorded, naming the administrator and its token.
+    let recorded = f.recorded.0.lock().expect("records");
+    let refused: Vec<&Event> = recorded
+        .iter()
+        .filter(|e| e.kind == wharf_core::EventKind::AdminRefused)
+        .collect();
+    assert!(!refused.is_empty());
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.attrs.contains_key("admin") && e.attrs.contains_key("token"))
+    );
+}
+
+#[tokio::test]
+async fn a_bad_token_is_refused_and_counted_as_a_failed_login() {
+    let f = fixture().await;
+    for token in ["wharf_0000", "not-even-ours", ""] {
+        let status = call(&f.router, "GET", "/api/v1/me", Some(token))
+            .await
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+}
+
+#[tokio::test]
+async fn methods_outside_the_table_are_not_served() {
+    let f = fixture().await;
+    for (method, path) in [
+        ("DELETE", "/api/v1/events"),
+        ("PUT", "/api/v1/accounts/x"),
+        ("POST", "/api/v1/openapi.json"),
+    ] {
+        let status = call(
+            &f.router,
+            method,
+            path,
+            f.tokens.get(&Role::Admin).map(String::as_str),
+        )
+        .await
+        .status();
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+    let status = call(&f.router, "GET", "/api/v1/nothing", None)
+        .await
+        .status();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn routes_and_handlers_agree() {
+    for route in ROUTES {
+        for (method, _) in route.methods {
+            assert!(
+                handler(route.path, method).is_some(),
+                "{method} {} has no handler",
+                route.path
+            );
+        }
+    }
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_api_routes() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../openapi.json")).expect("openapi.json parses");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented = BTreeSet::new();
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().expect("methods") {
+            let role = operation.get("x-wharf-role").and_then(|r| r.as_str());
+            documented.insert((path.clone(), method.to_uppercase(), role.map(str::to_owned)));
+        }
+    }
+    let mut tabled = BTreeSet::new();
+    for route in ROUTES.iter().filter(|r| r.path.starts_with("/api/")) {
+        for (method, need) in route.methods {
+            let role = need.map(|n| match n {
+                Need::Read => "auditor".to_owned(),
+                Need::Operate => "operator".to_owned(),
+                Need::Administer => "admin".to_owned(),
+            });
+            tabled.insert((route.path.to_owned(), (*method).to_owned(), role));
+        }
+    }
+    assert_eq!(documented, tabled);
+}

@@ -1,0 +1,268 @@
+"""The Manager (`type = "manager"`): the first run's administrator logs in; administrators,
+roles and API tokens from the CLI; the admin API driven by curl with a token of each role over
+127.0.0.1 and [::1], each change recorded with who made it; one-time codes; CSRF, cookies and
+headers; failed Manager logins feed the ban engine; `allow_from` refuses other networks."""
+
+import json
+import re
+import time
+
+import pytest
+
+from manager_client import Browser, api
+from test_totp import totp
+
+PASSWORD = "manager pass phrase 1"
+
+
+def first_password(server):
+    return re.search(r"Password \(shown once, stored only as a hash\): (\S+)",
+                     server.admin_output).group(1)
+
+
+def add_admin(server, name, role, password=PASSWORD):
+    server.wharf("admin", "add", name, "--role", role, "--password-stdin",
+                 input=password + "\n", check=True)
+
+
+def token(server, name, admin, role):
+    out = server.wharf("admin", "token", "add", name, "--admin", admin, "--role", role,
+                       check=True).stdout.strip()
+    assert out.startswith("wharf_") and len(out) == 6 + 64, out
+    return out
+
+
+def test_first_run_administrator_logs_in_to_the_console(server):
+    server.start()
+    browser = Browser(server)
+    status, headers, page = browser.login("admin", "not the password")
+    assert status == 401 and "Wrong name or password" in page
+    status, headers, _ = browser.login("admin", first_password(server))
+    assert status == 303 and headers["Location"] == "/"
+    session = browser.cookies["__Host-wharf-manager"]
+    assert len(session) == 64
+    status, headers, page, _ = browser.request("GET", "/")
+    assert status == 200 and "Dashboard" in page
+    # The dashboard lists every service with its addresses, both families.
+    for name in ("ssh", "ftp", "ftps", "https", "manager"):
+        assert f"<td>{name}</td>" in page, name
+    assert f"[::1]:{server.manager_port}" in page and f"127.0.0.1:{server.manager_port}" in page
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert headers["X-Frame-Options"] == "DENY"
+    for page_path in ("/accounts", "/events", "/bans", "/admins", "/me"):
+        status, _, page, _ = browser.request("GET", page_path)
+        assert status == 200, page_path
+    # The cookie is this origin's only, out of scripts' reach, never sent cross-site.
+    failed = server.wait_event("admin.login_failed")
+    assert failed["attrs"]["cause"] == "wrong-password" and failed["protocol"] == "admin"
+    ok = server.wait_event("admin.login_succeeded")
+    assert ok["attrs"]["admin"] == "admin" and ok["service"] == "manager"
+    status, headers, _, cookies = browser.request("POST", "/logout", form={"csrf": browser.csrf})
+    assert status == 303 and headers["Location"] == "/login"
+    status, headers, _, _ = Browser(server).request(
+        "GET", "/", headers={"Cookie": f"__Host-wharf-manager={session}"})
+    assert status == 303 and headers["Location"] == "/login"
+    server.wait_event("admin.logged_out")
+
+
+def test_session_cookie_attributes_and_csrf(server):
+    server.start()
+    browser = Browser(server)
+    browser.request("GET", "/login")
+    status, headers, page = browser.login("admin", first_password(server))
+    set_cookie = [c for c in headers.get_all("Set-Cookie") if c.startswith("__Host-wharf-manager=")][0]
+    for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attribute in set_cookie, set_cookie
+    assert "Domain" not in set_cookie
+    browser.request("GET", "/accounts")
+    form = {"name": "csrf-victim", "password": "a long enough password 1"}
+    # No CSRF token: refused, nothing made.
+    status, _, page, _ = browser.request("POST", "/accounts", form=form)
+    assert status == 403 and "CSRF" in page
+    # Another site's page posting with the browser's cookie: refused on its origin.
+    status, _, _, _ = browser.request("POST", "/accounts", form={**form, "csrf": browser.csrf},
+                                      headers={"Origin": "https://evil.example"})
+    assert status == 403
+    assert server.wharf("account", "show", "csrf-victim").returncode != 0
+    # With the token, from its own origin: made.
+    status, headers, _, _ = browser.request("POST", "/accounts", form={**form, "csrf": browser.csrf})
+    assert status == 303 and headers["Location"] == "/accounts/csrf-victim"
+    made = server.wait_event("account.created", account="csrf-victim")
+    assert made["attrs"]["admin"] == "admin" and made["service"] == "manager"
+    assert made["remote"].startswith("127.0.0.1:")
+    # A file service's cookie is no Manager session.
+    status, headers, _, _ = Browser(server).request(
+        "GET", "/", headers={"Cookie": "__Host-wharf-manager=" + "0" * 64})
+    assert status == 303
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_api_tokens_of_each_role(server, host):
+    add_admin(server, "alice", "admin")
+    add_admin(server, "oscar", "operator")
+    add_admin(server, "aude", "auditor")
+    tokens = {
+        "admin": token(server, "alice-ci", "alice", "admin"),
+        "operator": token(server, "oscar-ci", "oscar", "operator"),
+        "auditor": token(server, "aude-ci", "aude", "auditor"),
+    }
+    # A token holds no more than its administrator's role.
+    refused = server.wharf("admin", "token", "add", "too-much", "--admin", "oscar", "--role", "admin")
+    assert refused.returncode != 0 and "role" in refused.stderr
+    listed = server.wharf("admin", "token", "list", check=True).stdout
+    assert "oscar-ci" in listed and tokens["operator"] not in listed
+    server.start()
+
+    status, body = api(server, "GET", "/api/v1/accounts", host=host)
+    assert status == 401
+    status, body = api(server, "GET", "/api/v1/me", tokens["auditor"], host=host)
+    assert status == 200 and body == {"name": "aude", "role": "auditor", "token": "aude-ci"}
+    status, body = api(server, "GET", "/api/v1/openapi.json", host=host)
+    assert status == 200 and "/api/v1/accounts" in body["paths"]
+
+    account = {"name": "partner1", "password": "partner pass phrase 1",
+               "rules": [{"pattern": "/in/**", "allow": ["list", "write"]}]}
+    status, body = api(server, "POST", "/api/v1/accounts", tokens["auditor"], account, host=host)
+    assert status == 403, body
+    refusal = server.wait_event("admin.refused")
+    assert refusal["attrs"]["admin"] == "aude" and refusal["attrs"]["token"] == "aude-ci"
+    status, body = api(server, "POST", "/api/v1/accounts", tokens["operator"], account, host=host)
+    assert status == 201, body
+    assert body["rules"] == account["rules"] and "password_hash" not in str(body)
+    status, body = api(server, "POST", "/api/v1/accounts", tokens["operator"], account, host=host)
+    assert status == 409
+    status, body = api(server, "POST", "/api/v1/accounts", tokens["operator"],
+                       {"name": "weak", "password": "short"}, host=host)
+    assert status == 422 and "password" in body["error"]
+    status, body = api(server, "GET", "/api/v1/accounts/partner1", tokens["auditor"], host=host)
+    assert status == 200 and body["enabled"] is True
+    status, body = api(server, "PATCH", "/api/v1/accounts/partner1", tokens["auditor"],
+                       {"enabled": False}, host=host)
+    assert status == 403
+    status, body = api(server, "PATCH", "/api/v1/accounts/partner1", tokens["operator"],
+                       {"enabled": False}, host=host)
+    assert status == 200 and body["enabled"] is False
+    changed = server.wait_event("account.updated", account="partner1")
+    assert changed["attrs"]["token"] == "oscar-ci"
+    assert '"enabled":true' in changed["attrs"]["before"] and '"enabled":false' in changed["attrs"]["after"]
+    assert changed["remote"].rsplit(":", 1)[0].strip("[]") == host
+
+    # Administrators and tokens: the admin role only.
+    newcomer = {"name": "nadia", "password": "auditing pass phrase 1", "role": "auditor"}
+    status, _ = api(server, "POST", "/api/v1/admins", tokens["operator"], newcomer, host=host)
+    assert status == 403
+    status, body = api(server, "POST", "/api/v1/admins", tokens["admin"], newcomer, host=host)
+    assert status == 201 and body["role"] == "auditor"
+    status, body = api(server, "POST", "/api/v1/tokens", tokens["admin"],
+                       {"name": "nadia-ci", "admin": "nadia", "role": "auditor", "days": 1}, host=host)
+    assert status == 201 and body["token"].startswith("wharf_")
+    nadia = body["token"]
+    status, body = api(server, "GET", "/api/v1/events?account=partner1&limit=5", nadia, host=host)
+    assert status == 200 and {e["name"] for e in body["events"]} >= {"account.created", "account.updated"}
+    status, body = api(server, "DELETE", "/api/v1/tokens/nadia-ci", tokens["admin"], host=host)
+    assert status == 204
+    status, _ = api(server, "GET", "/api/v1/me", nadia, host=host)
+    assert status == 401
+    # Exports: CSV and JSON lines, the same filters.
+    status, text = api(server, "GET", "/api/v1/events?account=partner1&format=csv", tokens["auditor"],
+                       host=host, raw=True)
+    lines = text.strip().splitlines()
+    assert status == 200 and lines[0].startswith("seq,time,node,id,name,outcome")
+    assert any(",account.created," in line for line in lines[1:])
+    status, text = api(server, "GET", "/api/v1/events?account=partner1&format=jsonl", tokens["auditor"],
+                       host=host, raw=True)
+    assert status == 200 and all(line.startswith("{") for line in text.strip().splitlines())
+    # Removing an administrator removes its tokens: the next request with one is refused.
+    status, _ = api(server, "DELETE", "/api/v1/admins/alice", tokens["admin"], host=host)
+    assert status == 204
+    status, _ = api(server, "GET", "/api/v1/me", tokens["admin"], host=host)
+    assert status == 401
+
+
+def test_cli_administrators_and_the_last_admin(server):
+    add_admin(server, "bob", "operator")
+    out = server.wharf("admin", "list", check=True).stdout
+    assert re.search(r"^admin\s+admin\s+enabled", out, re.M) and re.search(r"^bob\s+operator", out, re.M)
+    weak = server.wharf("admin", "add", "weak", "--password-stdin", input="short\n")
+    assert weak.returncode != 0 and "password refused" in weak.stderr
+    bad_role = server.wharf("admin", "role", "bob", "root")
+    assert bad_role.returncode != 0 and "admin, operator or auditor" in bad_role.stderr
+    last = server.wharf("admin", "remove", "admin")
+    assert last.returncode != 0 and "last enabled administrator" in last.stderr
+    demote = server.wharf("admin", "role", "admin", "auditor")
+    assert demote.returncode != 0 and "last enabled administrator" in demote.stderr
+    server.wharf("admin", "role", "bob", "admin", check=True)
+    server.wharf("admin", "role", "admin", "auditor", check=True)
+    server.wharf("admin", "remove", "admin", check=True)
+    events = [e for e in server.events() if e["id"] // 10000 == 5]
+    names = [e["name"] for e in events]
+    assert names.count("admin.created") == 1 and "admin.removed" in names
+    role_change = next(e for e in events if e["name"] == "admin.updated" and e["attrs"]["target"] == "bob")
+    assert '"role":"operator"' in role_change["attrs"]["before"]
+    assert '"role":"admin"' in role_change["attrs"]["after"]
+    assert role_change["service"] == "cli" and role_change["attrs"]["operator"]
+    assert all("password_hash" not in str(e) and "$argon2" not in str(e) for e in events)
+
+
+def test_one_time_codes_for_an_administrator(server):
+    add_admin(server, "tess", "operator")
+    enrolled = server.wharf("admin", "totp", "enable", "tess", "--json", check=True).stdout
+    secret = json.loads(enrolled)["secret"]
+    server.start()
+    browser = Browser(server)
+    status, headers, page = browser.login("tess", PASSWORD, code="000000")
+    assert status == 401 and "Wrong code" in page
+    status, headers, page = browser.login("tess", PASSWORD, code=lambda: totp(secret))
+    assert status == 303 and headers["Location"] == "/", page
+    ok = server.wait_event("admin.login_succeeded", account=None)
+    assert ok["attrs"]["second_factor"] == "true"
+    wrong = [e for e in server.events() if e["name"] == "admin.login_failed"]
+    assert wrong and wrong[-1]["attrs"]["cause"] == "wrong-code"
+    # Required but not enrolled: no login at all.
+    server.wharf("admin", "totp", "disable", "tess", check=True)
+    server.wharf("admin", "totp", "require", "tess", check=True)
+    status, _, page = Browser(server).login("tess", PASSWORD)
+    assert status == 401
+
+
+def test_failed_manager_logins_ban_the_network_and_the_api_lifts_it(server):
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write("\n[ban]\nthreshold = 3\nwindow = 60\nban_time = 120\n")
+    add_admin(server, "ops", "operator")
+    ops = token(server, "ops-ci", "ops", "operator")
+    server.start()
+    for _ in range(3):
+        status, _, _ = Browser(server).login("admin", "wrong password guess")
+        assert status == 401
+    ban = server.wait_event("ban.added")
+    assert ban["attrs"]["network"] == "127.0.0.1/32"
+    status, _ = api(server, "GET", "/api/v1/me", ops, host="127.0.0.1")
+    assert status == 0, "127.0.0.1 is banned: closed before the TLS handshake"
+    # From [::1] (another network) the operator lifts the ban.
+    status, body = api(server, "DELETE", "/api/v1/bans/127.0.0.1", ops, host="::1")
+    assert status == 200 and body["lifted"] == "127.0.0.1/32"
+    lifted = server.wait_event("ban.removed")
+    assert lifted["attrs"]["admin"] == "ops" and lifted["attrs"]["token"] == "ops-ci"
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        status, _ = api(server, "GET", "/api/v1/me", ops, host="127.0.0.1")
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200
+
+
+def test_allow_from_limits_the_manager_to_listed_networks(server):
+    config = server.root / "wharf.toml"
+    config.write_text(config.read_text().replace(
+        '# allow_from = ["127.0.0.1", "::1", "10.0.0.0/8"]', 'allow_from = ["::1/128"]'))
+    add_admin(server, "ann", "auditor")
+    ann = token(server, "ann-ci", "ann", "auditor")
+    server.start()
+    status, _ = api(server, "GET", "/api/v1/me", ann, host="::1")
+    assert status == 200
+    status, _ = api(server, "GET", "/api/v1/me", ann, host="127.0.0.1")
+    assert status == 0
+    refused = server.wait_event("connection.refused", service="manager")
+    assert refused["attrs"]["cause"] == "network-not-allowed"
