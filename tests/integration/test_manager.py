@@ -137,6 +137,17 @@ def test_api_tokens_of_each_role(server, host):
     assert status == 422 and "password" in body["error"]
     status, body = api(server, "GET", "/api/v1/accounts/partner1", tokens["auditor"], host=host)
     assert status == 200 and body["enabled"] is True
+    # The rule tester: the account's own rule decides writes under /in; its group's the rest.
+    status, body = api(server, "GET", "/api/v1/accounts/partner1/may?verb=write&path=/in/a.pdf",
+                       tokens["auditor"], host=host)
+    assert status == 200 and body == {"allowed": True, "from": "account",
+                                      "rule": {"pattern": "/in/**", "allow": ["list", "write"]}}
+    status, body = api(server, "GET", "/api/v1/accounts/partner1/may?verb=delete&path=/in/a.pdf",
+                       tokens["auditor"], host=host)
+    assert status == 200 and body["from"] == "group users" and body["allowed"] is True
+    status, body = api(server, "GET", "/api/v1/accounts/partner1/may?verb=fly&path=/in",
+                       tokens["auditor"], host=host)
+    assert status == 422
     status, body = api(server, "PATCH", "/api/v1/accounts/partner1", tokens["auditor"],
                        {"enabled": False}, host=host)
     assert status == 403

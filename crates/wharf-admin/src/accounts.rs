@@ -6,7 +6,7 @@ use std::path::Path;
 
 use wharf_core::{EventKind, Rule, RuleSet};
 use wharf_store::AccountRecord;
-use wharf_types::AccountName;
+use wharf_types::{AccountName, AddressRules};
 
 use crate::views::account_view;
 use crate::{Actor, AdminError, Need, Operations};
@@ -35,6 +35,19 @@ pub enum AccountChange {
     Rules(Vec<Rule>),
     /// Removes the enrolled one-time codes (a lost phone).
     ResetSecondFactor,
+    /// Where it may log in from, when it stops working, whether logins need a one-time
+    /// code, and the largest file it may make: all four at once, as `wharf account set`
+    /// gives them.
+    Access {
+        /// Allowed and denied networks.
+        addresses: AddressRules,
+        /// When it stops working (µs since the epoch); `None`: never.
+        expires_us: Option<i64>,
+        /// Logins need a one-time code.
+        require_second_factor: bool,
+        /// Its own bound on file sizes, in bytes.
+        max_file_size: Option<u64>,
+    },
 }
 
 impl AccountChange {
@@ -47,6 +60,7 @@ impl AccountChange {
             AccountChange::RemoveKey(key) => format!("key removed {key}"),
             AccountChange::Rules(rules) => format!("rules replaced ({} rules)", rules.len()),
             AccountChange::ResetSecondFactor => "second factor removed".into(),
+            AccountChange::Access { .. } => "access and limits changed".into(),
         }
     }
 }
@@ -88,7 +102,7 @@ impl Operations {
         for group in &record.groups {
             if self.store.group(group).await?.is_none() {
                 return Err(AdminError::invalid(format!(
-                    "group {group:?} does not exist; create it first (`wharf group add {group}`)"
+                    "group {group:?} does not exist; create it with `wharf group add {group}`"
                 )));
             }
         }
@@ -185,6 +199,17 @@ impl Operations {
                         "{name} has no second factor enrolled"
                     )));
                 }
+            }
+            AccountChange::Access {
+                addresses,
+                expires_us,
+                require_second_factor,
+                max_file_size,
+            } => {
+                record.addresses = addresses.clone();
+                record.expires_us = *expires_us;
+                record.require_second_factor = *require_second_factor;
+                record.max_file_size = *max_file_size;
             }
         }
         self.store.update_account(&record).await?;

@@ -272,6 +272,35 @@ pub(crate) async fn account_remove(
     }
 }
 
+/// The question `GET /api/v1/accounts/{name}/may` asks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MayQuery {
+    verb: String,
+    path: String,
+}
+
+/// `GET /api/v1/accounts/{name}/may?verb=VERB&path=PATH`: the rule tester.
+pub(crate) async fn account_may(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(query): Query<MayQuery>,
+) -> Response {
+    match shared
+        .ops
+        .test_rule(&caller.actor, &name, &query.verb, &query.path)
+        .await
+    {
+        Ok(verdict) => ok(json!({
+            "allowed": verdict.allowed,
+            "rule": verdict.rule,
+            "from": verdict.from,
+        })),
+        Err(e) => failure(e),
+    }
+}
+
 /// `GET /api/v1/bans`.
 pub(crate) async fn bans(
     State(shared): State<Arc<Shared>>,

@@ -105,6 +105,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ), ("PATCH", OPERATE), ("DELETE", OPERATE)],
     },
     Route {
+        path: "/api/v1/accounts/{name}/may",
+        methods: &[("GET", READ)],
+    },
+    Route {
         path: "/api/v1/bans",
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
@@ -185,6 +189,7 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/accounts/{name}", "GET") => get(api::account),
         ("/api/v1/accounts/{name}", "PATCH") => patch(api::account_change),
         ("/api/v1/accounts/{name}", "DELETE") => delete(api::account_remove),
+        ("/api/v1/accounts/{name}/may", "GET") => get(api::account_may),
         ("/api/v1/bans", "GET") => get(api::bans),
         ("/api/v1/bans", "POST") => post(api::ban_add),
         ("/api/v1/bans/{network}", "DELETE") => delete(api::ban_lift),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use wharf_core::EventKind;
+use wharf_admin::{AccountChange, NewAccount};
 use wharf_store::AccountRecord;
 use wharf_types::AccountName;
 
@@ -23,17 +23,6 @@ pub fn read_password() -> Result<String> {
     if password.is_empty() {
         bail!("empty password on standard input");
     }
-    Ok(password)
-}
-
-/// Reads a new password for `account` and checks it against `[password_policy]`.
-fn new_password(ctx: &Context, account: &str) -> Result<String> {
-    let password = read_password()?;
-    ctx.loaded
-        .config
-        .password_policy
-        .policy()
-        .check(account, &password)?;
     Ok(password)
 }
 
@@ -95,21 +84,8 @@ fn show(record: &AccountRecord) -> String {
 }
 
 fn json_view(record: &AccountRecord) -> serde_json::Value {
-    // Never print the hash: it is a secret too.
-    serde_json::json!({
-        "name": record.name,
-        "enabled": record.enabled,
-        "password": record.password_hash.is_some(),
-        "home": record.home,
-        "groups": record.groups,
-        "keys": record.keys,
-        "rules": record.rules,
-        "addresses": record.addresses,
-        "second_factor": record.second_factor.is_some(),
-        "require_second_factor": record.require_second_factor,
-        "expires": super::access::expiry_text(record.expires_us),
-        "max_file_size": record.max_file_size,
-    })
+    // The same view the Manager's API gives: never the hash.
+    wharf_admin::account_view(record)
 }
 
 /// Runs one account command.
@@ -139,23 +115,8 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             } else {
                 groups
             };
-            for group in &groups {
-                if ctx.store.group(group).await?.is_none() {
-                    bail!(
-                        "group {group:?} does not exist; create it with `wharf group add {group}`"
-                    );
-                }
-            }
-            if let Some(home) = &home
-                && !Path::new(home).is_absolute()
-            {
-                bail!("--home must be an absolute path");
-            }
-            let password_hash = if password_stdin {
-                Some(
-                    wharf_auth::hash_password(&new_password(ctx, name.as_str())?)
-                        .map_err(anyhow::Error::msg)?,
-                )
+            let password = if password_stdin {
+                Some(read_password()?)
             } else {
                 None
             };
@@ -163,14 +124,14 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 .iter()
                 .map(|p| read_key(p))
                 .collect::<Result<Vec<_>>>()?;
-            if password_hash.is_none() && keys.is_empty() {
+            if password.is_none() && keys.is_empty() {
                 eprintln!(
                     "note: {name} has no password and no key yet; add one with set-password or add-key"
                 );
             }
-            let record = AccountRecord {
+            let mut record = AccountRecord {
                 name: name.clone(),
-                password_hash,
+                password_hash: None,
                 home,
                 enabled: !disabled,
                 groups,
@@ -187,14 +148,10 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                     .flatten(),
                 max_file_size,
             };
-            let mut record = record;
             super::access::apply(&mut record.addresses, &access, false)?;
-            // Resolving now reports a missing home template before anyone tries to log in.
-            wharf_auth::resolve_account(&ctx.store, &record)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            ctx.store.create_account(&record).await?;
-            ctx.record(EventKind::AccountCreated, name.as_str(), "account created")
+            let record = ctx
+                .ops()
+                .add_account(&ctx.actor(), NewAccount { record, password })
                 .await?;
             if json {
                 println!("{}", json_view(&record));
@@ -236,40 +193,24 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             }
         }
         AccountCommand::Remove { name } => {
-            if !ctx.store.remove_account(&name).await? {
-                bail!("no account named {name:?}");
-            }
-            ctx.record(EventKind::AccountRemoved, &name, "account removed")
-                .await?;
+            ctx.ops().remove_account(&ctx.actor(), &name).await?;
             println!("removed account {name}");
         }
         AccountCommand::SetPassword { name, .. } => {
-            let mut record = load(ctx, &name).await?;
-            record.password_hash = Some(
-                wharf_auth::hash_password(&new_password(ctx, &name)?)
-                    .map_err(anyhow::Error::msg)?,
-            );
-            ctx.store.update_account(&record).await?;
-            ctx.record(EventKind::AccountUpdated, &name, "password changed")
+            let password = read_password()?;
+            ctx.ops()
+                .change_account(&ctx.actor(), &name, AccountChange::Password(password))
                 .await?;
             println!("password changed for {name}");
         }
         AccountCommand::AddKey { name, file } => {
-            let mut record = load(ctx, &name).await?;
             let key = read_key(&file)?;
-            if !record.keys.contains(&key) {
-                record.keys.push(key.clone());
-                ctx.store.update_account(&record).await?;
-            }
+            ctx.ops()
+                .change_account(&ctx.actor(), &name, AccountChange::AddKey(key.clone()))
+                .await?;
             let print = wharf_auth::parse_public_key(&key)
                 .map(|k| wharf_auth::fingerprint(&k))
                 .unwrap_or_default();
-            ctx.record(
-                EventKind::AccountUpdated,
-                &name,
-                format!("key added {print}"),
-            )
-            .await?;
             println!("key {print} added to {name}");
         }
         AccountCommand::Set {
@@ -299,7 +240,19 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                     "nothing to change: give --allow-from, --deny-from, --any-address, --expires, --require-second-factor or --max-file-size"
                 );
             }
-            ctx.store.update_account(&record).await?;
+            let record = ctx
+                .ops()
+                .change_account(
+                    &ctx.actor(),
+                    &name,
+                    AccountChange::Access {
+                        addresses: record.addresses,
+                        expires_us: record.expires_us,
+                        require_second_factor: record.require_second_factor,
+                        max_file_size: record.max_file_size,
+                    },
+                )
+                .await?;
             let what = format!(
                 "addresses: {}; expires: {}; second factor required: {}; max file size: {}",
                 super::access::describe(&record.addresses),
@@ -307,8 +260,6 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 record.require_second_factor,
                 super::size::describe(record.max_file_size)
             );
-            ctx.record(EventKind::AccountUpdated, &name, what.clone())
-                .await?;
             println!("{name}: {what}");
         }
         AccountCommand::Totp(command) => super::totp::run(ctx, command).await?,
@@ -319,12 +270,10 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
 }
 
 async fn set_enabled(ctx: &Context, name: &str, enabled: bool) -> Result<()> {
-    let mut record = load(ctx, name).await?;
-    record.enabled = enabled;
-    ctx.store.update_account(&record).await?;
-    let what = if enabled { "enabled" } else { "disabled" };
-    ctx.record(EventKind::AccountUpdated, name, format!("account {what}"))
+    ctx.ops()
+        .change_account(&ctx.actor(), name, AccountChange::Enabled(enabled))
         .await?;
+    let what = if enabled { "enabled" } else { "disabled" };
     println!("{what} {name}");
     Ok(())
 }

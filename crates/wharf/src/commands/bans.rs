@@ -5,11 +5,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use time::OffsetDateTime;
-use wharf_core::{Event, EventKind};
 use wharf_store::BanRecord;
-use wharf_types::IpNetwork;
 
 use crate::cli::BanCommand;
 use crate::context::Context;
@@ -65,42 +63,12 @@ pub async fn run(ctx: &Context, command: BanCommand) -> Result<ExitCode> {
             reason,
         } => add(ctx, &address, seconds, reason).await,
         BanCommand::Remove { address } => {
-            let candidates = networks(ctx, &address)?;
-            for network in candidates {
-                if ctx.store.remove_ban(&network.to_string(), now_us()).await? {
-                    let event = Event::new(EventKind::BanRemoved)
-                        .message(format!("ban of {network} lifted"))
-                        .attr("network", network.to_string());
-                    ctx.record_event(event).await?;
-                    println!("ban of {network} lifted; running servers follow within 2 seconds");
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            bail!("no ban for {address}; `wharf ban list` shows the bans in force")
+            let network = ctx.ops().lift_ban(&ctx.actor(), &address).await?;
+            println!("ban of {network} lifted; running servers follow within 2 seconds");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
-
-/// The networks `address` may name: itself as written, and for an address the network it is
-/// banned by under the current policy (its /64 for IPv6 by default), most likely last.
-fn networks(ctx: &Context, address: &str) -> Result<Vec<IpNetwork>> {
-    let Ok(given) = address.parse::<IpNetwork>() else {
-        bail!("{address:?} is not an IP address or network (like 203.0.113.7 or 2001:db8::/64)");
-    };
-    let policy = ctx.loaded.config.ban.policy();
-    let mut candidates = vec![given];
-    if let Ok(addr) = address
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-    {
-        candidates.push(policy.network_of(addr));
-    }
-    Ok(candidates)
-}
-
-/// The longest ban an administrator may set (ten years): keeps the end time representable.
-const MAX_ADMIN_BAN_SECS: u64 = 10 * 365 * 24 * 3600;
 
 async fn add(
     ctx: &Context,
@@ -108,42 +76,14 @@ async fn add(
     seconds: Option<u64>,
     reason: String,
 ) -> Result<ExitCode> {
-    let candidates = networks(ctx, address)?;
-    // An address is banned by its network, as the engine would ban it.
-    let Some(network) = candidates.last().copied() else {
-        bail!("{address:?} names no network");
-    };
-    let policy = ctx.loaded.config.ban.policy();
-    let seconds = seconds.unwrap_or(policy.ban_time.as_secs());
-    if seconds == 0 || seconds > MAX_ADMIN_BAN_SECS {
-        bail!("--seconds must be 1 to {MAX_ADMIN_BAN_SECS}");
-    }
-    if reason.len() > 500 {
-        bail!("--reason is at most 500 bytes");
-    }
-    let name = network.to_string();
-    let strikes = ctx.store.ban(&name).await?.map_or(0, |b| b.strikes) + 1;
-    let now = now_us();
-    let until = now.saturating_add(i64::try_from(seconds)?.saturating_mul(1_000_000));
-    ctx.store
-        .put_ban(&BanRecord {
-            network: name.clone(),
-            banned_us: now,
-            until_us: until,
-            strikes,
-            reason: reason.clone(),
-            node: "cli".to_owned(),
-        })
+    let ban = ctx
+        .ops()
+        .set_ban(&ctx.actor(), address, seconds, &reason)
         .await?;
-    let event = Event::new(EventKind::BanSet)
-        .message(format!("{network} banned: {reason}"))
-        .attr("network", name)
-        .attr("until", time_of(until))
-        .attr("seconds", seconds.to_string());
-    ctx.record_event(event).await?;
     println!(
-        "{network} banned until {}; running servers follow within 2 seconds",
-        time_of(until)
+        "{} banned until {}; running servers follow within 2 seconds",
+        ban.network,
+        time_of(ban.until_us)
     );
     Ok(ExitCode::SUCCESS)
 }
