@@ -277,3 +277,63 @@ def test_allow_from_limits_the_manager_to_listed_networks(server):
     assert status == 0
     refused = server.wait_event("connection.refused", service="manager")
     assert refused["attrs"]["cause"] == "network-not-allowed"
+
+
+def test_console_in_chromium(server):
+    """The console flow of a new administrator, in headless Chromium; screenshots land in
+    tests/browser/artifacts/."""
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    browser_dir = ROOT / "tests" / "browser"
+    artifacts = browser_dir / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for old in artifacts.glob("manager-*.png"):
+        old.unlink()
+    server.wharf("group", "add", "partners", "--home-template", str(server.homes) + "/${USER}",
+                 "--create-home", "--allow", "/**=list,read", check=True)
+    add_admin(server, "ada", "admin")
+    secret = json.loads(server.wharf("admin", "totp", "enable", "ada", "--json", check=True).stdout)["secret"]
+    add_admin(server, "audrey", "auditor")
+    server.wharf("ban", "add", "192.0.2.7", "--reason", "seen scanning", check=True)
+    server.start()
+    node = subprocess.Popen(
+        ["node", str(browser_dir / "manager.mjs"), f"https://127.0.0.1:{server.manager_port}",
+         "ada", PASSWORD, totp(secret), "dora", str(server.key) + ".pub", "audrey", PASSWORD,
+         "192.0.2.7", str(artifacts)],
+        cwd=browser_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = node.stdout.readline()
+        assert line.strip() == "READY", line + node.stderr.read()
+        # The account the console made moves a file with OpenSSH's sftp.
+        (server.root / "invoice.csv").write_text("id,total\n1,42\n")
+        server.sftp("dora", "mkdir /drop\nput invoice.csv /drop/invoice.csv\n")
+        server.wait_event("upload.finished", account="dora", path="/drop/invoice.csv")
+        node.stdin.write("go\n")
+        node.stdin.flush()
+        out, err = node.communicate(timeout=120)
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert node.returncode == 0, out + err
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["loginUrl"] == "/login"
+    assert seen["dashboardTitle"].startswith("Dashboard") and seen["chart"] == 72
+    assert seen["accountTitle"] == "Account dora" and seen["keyListed"] == 1
+    assert "Allowed" in seen["allowed"] and "account rule" in seen["allowed"]
+    assert "Refused" in seen["refused"] and "refused by default" in seen["refused"]
+    assert "upload.finished" in seen["dashboardEvents"] and "dora" in seen["dashboardEvents"]
+    assert "/drop/invoice.csv" in seen["events"] and seen["exportLinks"] == 2
+    assert seen["bannedListed"] >= 1 and seen["bannedAfterLift"] == 0
+    assert seen["afterLogout"] == "/login"
+    assert seen["consoleErrors"] == []
+    assert all(status == 200 for status in seen["auditorPages"].values()), seen["auditorPages"]
+    assert seen["auditorForms"] == 0 and seen["auditorChange"] == 403
+    made = server.wait_event("account.created", account="dora")
+    assert made["attrs"]["admin"] == "ada" and '"pattern":"/drop/**"' in made["attrs"]["after"]
+    assert server.wait_event("ban.removed")["attrs"]["admin"] == "ada"
+    assert server.wait_event("admin.refused")["attrs"]["admin"] == "audrey"
+    shots = sorted(p.name for p in artifacts.glob("manager-*.png"))
+    assert len(shots) == 14 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots

@@ -161,7 +161,11 @@ async fn day_counts(
     let start = now - 24 * 3_600_000_000;
     let mut counts = [[0u32; 24]; 3];
     let mut capped = false;
-    let series: [(usize, &[u32]); 3] = [(0, &[20010, 50050]), (1, &[20011, 50051]), (2, &[20040])];
+    let series: [(usize, &[u32]); 3] = [
+        (0, &[20010, 50050]),
+        (1, &[20011, 50051]),
+        (2, &[20040, 50031]),
+    ];
     for (row, ids) in series {
         for id in ids {
             let search = wharf_admin::EventSearch {

@@ -147,7 +147,9 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     let fixed = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` with a form, and the
+        // guard could no longer tell the console's own forms from another site's.
+        (header::REFERRER_POLICY, "same-origin"),
         (
             header::HeaderName::from_static("cross-origin-resource-policy"),
             "same-origin",
