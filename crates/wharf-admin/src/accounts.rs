@@ -120,7 +120,7 @@ impl Operations {
         RuleSet::compile(&record.rules).map_err(|e| AdminError::invalid(e.0))?;
         record.password_hash = match &new.password {
             Some(password) => {
-                self.settings
+                self.settings()
                     .password_policy
                     .check(record.name.as_str(), password)
                     .map_err(|e| AdminError::invalid(e.to_string()))?;
@@ -166,7 +166,7 @@ impl Operations {
         match &change {
             AccountChange::Enabled(on) => record.enabled = *on,
             AccountChange::Password(password) => {
-                self.settings
+                self.settings()
                     .password_policy
                     .check(name, password)
                     .map_err(|e| AdminError::invalid(e.to_string()))?;

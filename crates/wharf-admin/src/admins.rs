@@ -92,7 +92,7 @@ impl Operations {
         actor.require(Need::Administer, "add administrators")?;
         let name = AccountName::new(&new.name)
             .map_err(|e| AdminError::invalid(format!("administrator name: {e}")))?;
-        self.settings
+        self.settings()
             .password_policy
             .check(name.as_str(), &new.password)
             .map_err(|e| AdminError::invalid(e.to_string()))?;
@@ -147,7 +147,7 @@ impl Operations {
         let before = admin_view(&record);
         match &change {
             AdminChange::Password(password) => {
-                self.settings
+                self.settings()
                     .password_policy
                     .check(name, password)
                     .map_err(|e| AdminError::invalid(e.to_string()))?;
@@ -204,7 +204,7 @@ impl Operations {
         let before = admin_view(&record);
         let (factor, codes) =
             SecondFactor::enrol().map_err(|e| AdminError::invalid(format!("cannot enrol: {e}")))?;
-        let uri = factor.uri(&self.settings.issuer, &format!("manager-{name}"));
+        let uri = factor.uri(&self.settings().issuer, &format!("manager-{name}"));
         record.second_factor = Some(
             serde_json::to_string(&factor)
                 .map_err(|e| AdminError::invalid(format!("cannot keep the secret: {e}")))?,

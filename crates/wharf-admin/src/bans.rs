@@ -34,7 +34,7 @@ impl Operations {
             .trim_end_matches(']')
             .parse::<IpAddr>()
         {
-            candidates.push(self.settings.ban_policy.network_of(addr));
+            candidates.push(self.settings().ban_policy.network_of(addr));
         }
         Ok(candidates)
     }
@@ -82,7 +82,7 @@ impl Operations {
         let Some(network) = self.networks(address)?.last().copied() else {
             return Err(AdminError::invalid(format!("{address:?} names no network")));
         };
-        let seconds = seconds.unwrap_or(self.settings.ban_policy.ban_time.as_secs());
+        let seconds = seconds.unwrap_or(self.settings().ban_policy.ban_time.as_secs());
         if seconds == 0 || seconds > MAX_ADMIN_BAN_SECS {
             return Err(AdminError::invalid(format!(
                 "a ban lasts 1 to {MAX_ADMIN_BAN_SECS} seconds"

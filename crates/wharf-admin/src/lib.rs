@@ -58,7 +58,7 @@ pub struct Settings {
 pub struct Operations {
     store: Store,
     recorder: Arc<dyn Recorder>,
-    settings: Arc<Settings>,
+    settings: Arc<std::sync::RwLock<Arc<Settings>>>,
 }
 
 impl Operations {
@@ -67,7 +67,23 @@ impl Operations {
         Operations {
             store,
             recorder,
-            settings: Arc::new(settings),
+            settings: Arc::new(std::sync::RwLock::new(Arc::new(settings))),
+        }
+    }
+
+    /// Follows a reloaded configuration: every clone of these operations checks the new
+    /// settings from the next call.
+    pub fn set_settings(&self, settings: Settings) {
+        if let Ok(mut current) = self.settings.write() {
+            *current = Arc::new(settings);
+        }
+    }
+
+    /// The settings in force.
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(current) => Arc::clone(&current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 

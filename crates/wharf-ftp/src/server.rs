@@ -5,7 +5,6 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
 use wharf_core::EventBus;
 use wharf_net::Listeners;
@@ -111,7 +110,12 @@ impl FtpService {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        auth: Authenticator,
+        events: EventBus,
+        shutdown: impl Into<wharf_net::Stop>,
+    ) {
         let admission = Admission::new(
             &auth,
             events.clone(),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::watch;
 use wharf_auth::{Admission, Authenticator, Limits, ProxyPolicy};
 use wharf_core::dav_state::DavState;
 use wharf_core::web_sessions::{MemoryWebSessions, WebSessionStore};
@@ -151,7 +150,12 @@ impl HttpService {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        auth: Authenticator,
+        events: EventBus,
+        shutdown: impl Into<wharf_net::Stop>,
+    ) {
         let admission = Admission::new(
             &auth,
             events.clone(),

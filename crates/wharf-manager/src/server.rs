@@ -114,7 +114,7 @@ impl ManagerService {
         sessions: Arc<dyn WebSessionStore>,
         services: watch::Receiver<Vec<ServiceInfo>>,
         node: String,
-        shutdown: watch::Receiver<bool>,
+        shutdown: impl Into<wharf_net::Stop>,
     ) {
         let admission = Admission::new(
             &auth,

@@ -65,25 +65,32 @@ impl Listeners {
             .collect()
     }
 
-    /// Accepts on every socket until `shutdown` turns true, running what `on_accept` makes
-    /// of each connection and its peer address as a task of its own. At shutdown the
-    /// listeners close at once; the connections still open get [`SESSION_GRACE`] to end, then
-    /// are cut (their tasks dropped, so what they hold records its own end), and only then
-    /// does `serve` return: the audit writer, stopped after the services, sees every record.
-    pub async fn serve<F, Fut>(self, shutdown: watch::Receiver<bool>, on_accept: F)
+    /// Accepts on every socket until `stop` says to, running what `on_accept` makes of each
+    /// connection and its peer address as a task of its own.
+    ///
+    /// When the server stops (`stop.server`), the listeners close at once; the connections
+    /// still open get [`SESSION_GRACE`] to end, then are cut (their tasks dropped, so what
+    /// they hold records its own end), and only then does `serve` return: the audit writer,
+    /// stopped after the services, sees every record. When only this service is retired
+    /// (`stop.retire`: removed or replaced by a new configuration), the listeners close at
+    /// once too, but the connections open go on until they end, or until the server stops.
+    pub async fn serve<F, Fut>(self, stop: impl Into<Stop>, on_accept: F)
     where
         F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let stop: Stop = stop.into();
         let mut accepts = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let on_accept = on_accept.clone();
-            let mut stop = shutdown.clone();
+            let mut server = stop.server.clone();
+            let mut retire = stop.retire.clone();
             accepts.spawn(async move {
                 let mut connections = tokio::task::JoinSet::new();
-                loop {
+                let retired = loop {
                     tokio::select! {
-                        _ = stop.changed() => break,
+                        _ = server.changed() => break false,
+                        _ = retired(&mut retire) => break true,
                         // Finished connections are reaped as they end, so the set holds only
                         // the open ones.
                         Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -101,8 +108,15 @@ impl Listeners {
                             }
                         },
                     }
-                }
+                };
                 drop(listener);
+                if retired && !*server.borrow() {
+                    // Retired: what is open finishes, unless the server stops meanwhile.
+                    tokio::select! {
+                        _ = async { while connections.join_next().await.is_some() {} } => return,
+                        _ = server.changed() => {}
+                    }
+                }
                 let ended = tokio::time::timeout(SESSION_GRACE, async {
                     while connections.join_next().await.is_some() {}
                 })
@@ -113,6 +127,37 @@ impl Listeners {
             });
         }
         while accepts.join_next().await.is_some() {}
+    }
+}
+
+/// What stops a service: the server stopping (connections get [`SESSION_GRACE`]), or this
+/// service alone being retired (connections go on to their end).
+#[derive(Clone)]
+pub struct Stop {
+    /// Turns true when the server stops.
+    pub server: watch::Receiver<bool>,
+    /// Turns true (or its sender goes) when this service is retired.
+    pub retire: Option<watch::Receiver<bool>>,
+}
+
+impl From<watch::Receiver<bool>> for Stop {
+    fn from(server: watch::Receiver<bool>) -> Stop {
+        Stop {
+            server,
+            retire: None,
+        }
+    }
+}
+
+/// Resolves when `retire` says the service is retired; never without one.
+async fn retired(retire: &mut Option<watch::Receiver<bool>>) {
+    match retire {
+        Some(rx) => loop {
+            if *rx.borrow_and_update() || rx.changed().await.is_err() {
+                return;
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -11,7 +11,6 @@ use russh::server::ChannelOpenHandle;
 use russh::server::{Auth, Msg, PublicKeyOffer, Session as SshSession, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use wharf_auth::{
     Admission, Admitted, Attempt, Authenticated, Authenticator, Credential, Limits, ProxyPolicy,
     fingerprint,
@@ -83,7 +82,12 @@ impl SshService {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(self, auth: Authenticator, events: EventBus, shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        auth: Authenticator,
+        events: EventBus,
+        shutdown: impl Into<wharf_net::Stop>,
+    ) {
         let config = Arc::new(russh::server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-Wharf".into()),
             methods: {

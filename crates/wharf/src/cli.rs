@@ -58,6 +58,9 @@ pub enum Command {
     },
     /// Validate the configuration; errors name file, line and key.
     CheckConfig,
+    /// Make this node's running server apply its configuration file again (as SIGHUP does):
+    /// services started, retired or replaced, the certificate read again, handlers replaced.
+    Reload,
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),

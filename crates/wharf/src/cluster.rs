@@ -286,7 +286,7 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// The machine's name, as the kernel has it.
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -16,8 +16,10 @@ mod health;
 mod init;
 mod leftovers;
 mod manager;
+mod reload;
 mod serve;
 mod standby;
+mod supervisor;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ mod events;
 mod groups;
 mod handlers;
 mod io;
+mod reload;
 mod size;
 mod store;
 mod totp;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Reload => reload::run(&Context::open(&cli.config).await?).await,
         Command::Account(command) => {
             accounts::run(&Context::open(&cli.config).await?, command).await
         }

@@ -297,8 +297,17 @@ impl Loaded {
             Config::deserialize(toml::de::Deserializer::from(root)).map_err(refused)?;
         let mut found = Vec::new();
         for (index, section) in service_sections(sections, &mut found) {
+            // What the section says, written canonically: a reload compares these to tell a
+            // changed service from one only moved or commented.
+            let written =
+                toml::Value::deserialize(toml::de::ValueDeserializer::from(section.clone()))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
             match Service::from_section(index, section) {
-                Ok(service) => config.services.push(service),
+                Ok(mut service) => {
+                    service.written = written;
+                    config.services.push(service);
+                }
                 Err(problems) => found.extend(problems),
             }
         }

@@ -50,6 +50,8 @@ pub struct Service {
     pub proxy_from: Option<Spanned<Vec<String>>>,
     /// The type and its own keys.
     pub kind: ServiceKind,
+    /// The section's keys and values written canonically (what a reload compares).
+    pub written: String,
 }
 
 /// The service types, with the keys each one takes beyond those of every service.
@@ -491,6 +493,7 @@ impl Service {
                 proxy_protocol: common.proxy_protocol,
                 proxy_from: common.proxy_from,
                 kind,
+                written: String::new(),
             }),
             _ => {
                 found.sort_by_key(|(span, _, _)| span.start);

@@ -1,0 +1,148 @@
+"""Live configuration: `wharf reload` (or SIGHUP) applies the file to the running server. A
+new service starts listening, a removed one stops accepting while its open sessions finish,
+a changed handler applies to the next upload while an SFTP session opened before goes on,
+a renewed certificate serves the next handshakes, and a file that does not validate changes
+nothing and says why."""
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+from conftest import free_port
+
+PASSWORD = "reload pass phrase 1"
+
+
+def reload(server):
+    return server.wharf("reload")
+
+
+def cert_of(port):
+    return ssl.get_server_certificate(("127.0.0.1", port), timeout=10)
+
+
+def listens(port, host="127.0.0.1"):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_reload_starts_retires_and_switches_handlers(server):
+    server.add_account("rita", password=PASSWORD)
+    server.start()
+    config = server.root / "wharf.toml"
+    original = config.read_text()
+    # A session opened before the reload, on the service that stays.
+    client = server.paramiko("rita")
+    sftp = client.open_sftp()
+    sftp.mkdir("inbox")
+    with sftp.open("inbox/before.txt", "w") as f:
+        f.write("written before the reload\n")
+    # An implicit-FTPS connection opened before its service is removed.
+    held = socket.create_connection(("127.0.0.1", server.implicit_port), timeout=5)
+    http_port = free_port()
+    changed = original.replace(
+        '[[service]]\nname = "ftps"\ntype = "ftps-implicit"', '[[service]]\nname = "ftps"\ntype = "ftps-implicit"\n# retired below')
+    start = changed.index('[[service]]\nname = "ftps"')
+    end = changed.index("[[service]]", start + 1)
+    changed = changed[:start] + changed[end:]
+    changed += f"""
+[[service]]
+name = "plain-http"
+type = "http"
+address = ["127.0.0.1", "::1"]
+port = {http_port}
+
+[[handler]]
+name = "unique-names"
+on = ["upload.finished"]
+path = "/inbox/*"
+
+[handler.uuid-prefix]
+"""
+    config.write_text(changed)
+    out = reload(server)
+    assert out.returncode == 0, out.stderr
+    assert "started: plain-http" in out.stdout and "retired: ftps" in out.stdout, out.stdout
+    assert "handlers replaced" in out.stdout
+    assert listens(http_port) and listens(http_port, "::1")
+    assert not listens(server.implicit_port)
+    # The connection made before the removal is still open (its session finishes on its own).
+    held.settimeout(5)
+    greeting = ssl.create_default_context()
+    greeting.check_hostname = False
+    greeting.verify_mode = ssl.CERT_NONE
+    with greeting.wrap_socket(held) as tls:
+        assert tls.recv(100).startswith(b"220")
+    # The session opened before the reload goes on, and its next upload follows the new handler.
+    with sftp.open("inbox/after.txt", "w") as f:
+        f.write("written after the reload\n")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        names = sftp.listdir("inbox")
+        if any(n.endswith("-after.txt") for n in names):
+            break
+        time.sleep(0.2)
+    assert "before.txt" in names and any(n.endswith("-after.txt") and len(n) == 36 + 1 + 9 for n in names), names
+    sftp.close()
+    client.close()
+    reloaded = server.wait_event("configuration.reloaded")
+    assert reloaded["attrs"]["handlers"] == "true"
+    stopped = [e for e in server.events() if e["name"] == "service.stopped" and e.get("service") == "ftps"]
+    assert stopped and "retired" in stopped[0]["message"]
+    # The dashboard's list follows: the Manager lists the new service, not the retired one.
+    import manager_client
+    status, body = manager_client.api(server, "GET", "/api/v1/services",
+                                      token=admin_token(server))
+    names = [s["name"] for s in body["services"]]
+    assert "plain-http" in names and "ftps" not in names
+
+
+def admin_token(server):
+    server.wharf("admin", "add", "reloader", "--role", "auditor", "--password-stdin",
+                 input="auditor pass phrase 1\n", check=True)
+    return server.wharf("admin", "token", "add", "reload-ci", "--admin", "reloader", "--role",
+                        "auditor", check=True).stdout.strip()
+
+
+def test_a_configuration_that_does_not_validate_changes_nothing(server):
+    server.start()
+    config = server.root / "wharf.toml"
+    original = config.read_text()
+    config.write_text(original + '\n[[service]]\nname = "broken"\ntype = "ssh"\nport = 0\n')
+    # `wharf reload` checks the file first, and says what is wrong with it.
+    out = reload(server)
+    assert out.returncode == 1
+    assert "wharf.toml:" in out.stderr and "service[5].port" in out.stderr, out.stderr
+    # SIGHUP reaches the server all the same; it refuses the file and records why.
+    os.kill(server.proc.pid, signal.SIGHUP)
+    time.sleep(1)
+    config.write_text(original)  # the commands read the file too
+    refused = server.wait_event("configuration.refused")
+    assert "port 0" in refused["message"]
+    for port in (server.port, server.https_port, server.implicit_port, server.manager_port):
+        assert listens(port), port
+
+
+def test_a_renewed_certificate_serves_the_next_handshakes(server):
+    server.start()
+    before = cert_of(server.https_port)
+    tls = server.root / "wharf-data" / "tls"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=renewed.example", "-keyout", str(tls / "key.pem"),
+                    "-out", str(tls / "certificate.pem")], check=True, capture_output=True)
+    out = reload(server)
+    assert out.returncode == 0, out.stderr
+    after = cert_of(server.https_port)
+    assert after != before
+    assert cert_of(server.manager_port) == after
+    # A certificate that does not load changes nothing.
+    (tls / "key.pem").write_text("not a key\n")
+    out = reload(server)
+    assert out.returncode == 1 and "[tls]" in out.stderr
+    assert cert_of(server.https_port) == after
