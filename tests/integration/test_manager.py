@@ -5,6 +5,7 @@ headers; failed Manager logins feed the ban engine; `allow_from` refuses other n
 
 import json
 import re
+import subprocess
 import time
 
 import pytest
@@ -337,3 +338,63 @@ def test_console_in_chromium(server):
     assert server.wait_event("admin.refused")["attrs"]["admin"] == "audrey"
     shots = sorted(p.name for p in artifacts.glob("manager-*.png"))
     assert len(shots) == 14 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
+
+
+def test_a_token_never_becomes_its_owners_login(server):
+    """An auditor token of an admin tried to set its owner's password and enrol its own
+    authenticator, through the API and the console's forms: both refused."""
+    add_admin(server, "owner", "admin")
+    readonly = token(server, "owner-ro", "owner", "auditor")
+    server.start()
+    status, body = api(server, "PATCH", "/api/v1/me", readonly,
+                       {"current_password": PASSWORD, "password": "attacker chosen pass 1"})
+    assert status == 403 and "token" in body["error"]
+    for path, form in [("/me", "action=password&current=x&password=attacker+chosen+pass+1"),
+                       ("/me", "action=enrol"), ("/admins", "action=add")]:
+        run = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                              "-X", "POST", "-H", f"Authorization: Bearer {readonly}", "--data", form,
+                              f"https://127.0.0.1:{server.manager_port}{path}"],
+                             capture_output=True, text=True, timeout=30)
+        status, _, location = run.stdout.partition(" ")
+        assert status == "303" and location.endswith("/login"), (path, run.stdout)
+    # The owner's password and codes are as they were.
+    status, _, _ = Browser(server).login("owner", PASSWORD)
+    assert status == 303
+    shown = json.loads(server.wharf("admin", "show", "owner", "--json", check=True).stdout)
+    assert shown["second_factor"] is False
+
+
+def test_sessions_end_when_the_administrator_changes(server):
+    add_admin(server, "vic", "operator")
+    server.start()
+    browser = Browser(server)
+    assert browser.login("vic", PASSWORD)[0] == 303
+    assert browser.request("GET", "/")[0] == 200
+    server.wharf("admin", "disable", "vic", check=True)
+    server.wharf("admin", "enable", "vic", check=True)
+    status, headers, _, _ = browser.request("GET", "/")
+    assert status == 303 and headers["Location"] == "/login"
+    # Its own password change needs the current one, and ends its sessions too.
+    assert browser.login("vic", PASSWORD)[0] == 303
+    browser.request("GET", "/me")
+    status, _, page, _ = browser.request("POST", "/me", form={
+        "csrf": browser.csrf, "action": "password", "current": "not it", "password": "brand new pass phrase 2"})
+    assert status == 422 and "current password is wrong" in page
+    status, headers, _, _ = browser.request("POST", "/me", form={
+        "csrf": browser.csrf, "action": "password", "current": PASSWORD, "password": "brand new pass phrase 2"})
+    assert status == 303
+    assert browser.request("GET", "/")[0] == 303
+    assert Browser(server).login("vic", "brand new pass phrase 2")[0] == 303
+
+
+def test_bans_from_the_manager_are_bounded(server):
+    add_admin(server, "olga", "operator")
+    ops = token(server, "olga-ci", "olga", "operator")
+    server.start()
+    for address in ["0.0.0.0/0", "::/0", "10.0.0.0/7"]:
+        status, body = api(server, "POST", "/api/v1/bans", ops, {"address": address})
+        assert status == 422 and "too wide" in body["error"], (address, body)
+    status, body = api(server, "POST", "/api/v1/bans", ops, {"address": "127.0.0.0/8"})
+    assert status == 422 and "your own address" in body["error"]
+    status, body = api(server, "POST", "/api/v1/bans", ops, {"address": "192.0.2.9", "reason": "scan"})
+    assert status == 201 and body["network"] == "192.0.2.9/32" and body["node"] == "wharf-1"

@@ -117,7 +117,7 @@ impl Operations {
             wharf_auth::parse_public_key(key)
                 .map_err(|e| AdminError::invalid(format!("key: {e}")))?;
         }
-        RuleSet::compile(&record.rules).map_err(|e| AdminError::invalid(e.0))?;
+        bounded(&record)?;
         record.password_hash = match &new.password {
             Some(password) => {
                 self.settings()
@@ -153,72 +153,76 @@ impl Operations {
         Ok(record)
     }
 
-    /// Changes an account.
+    /// Changes an account: all of `changes`, checked first, or none of them.
     pub async fn change_account(
         &self,
         actor: &Actor,
         name: &str,
-        change: AccountChange,
+        changes: Vec<AccountChange>,
     ) -> Result<AccountRecord, AdminError> {
         actor.require(Need::Operate, "change accounts")?;
+        if changes.is_empty() {
+            return Err(AdminError::invalid("nothing to change"));
+        }
         let mut record = self.load_account(name).await?;
         let before = account_view(&record);
-        match &change {
-            AccountChange::Enabled(on) => record.enabled = *on,
-            AccountChange::Password(password) => {
-                self.settings()
-                    .password_policy
-                    .check(name, password)
-                    .map_err(|e| AdminError::invalid(e.to_string()))?;
-                record.password_hash = Some(crate::admins::hash(password).await?);
-            }
-            AccountChange::AddKey(line) => {
-                let line = line.trim().to_owned();
-                wharf_auth::parse_public_key(&line)
-                    .map_err(|e| AdminError::invalid(format!("key: {e}")))?;
-                if !record.keys.contains(&line) {
-                    record.keys.push(line);
+        for change in &changes {
+            match change {
+                AccountChange::Enabled(on) => record.enabled = *on,
+                AccountChange::Password(password) => {
+                    self.settings()
+                        .password_policy
+                        .check(name, password)
+                        .map_err(|e| AdminError::invalid(e.to_string()))?;
+                    record.password_hash = Some(crate::admins::hash(password).await?);
                 }
-            }
-            AccountChange::RemoveKey(which) => {
-                let count = record.keys.len();
-                record
-                    .keys
-                    .retain(|k| k.trim() != which.trim() && fingerprint(k) != *which);
-                if record.keys.len() == count {
-                    return Err(AdminError::NotFound(format!("{name} has no key {which}")));
+                AccountChange::AddKey(line) => {
+                    let line = line.trim().to_owned();
+                    wharf_auth::parse_public_key(&line)
+                        .map_err(|e| AdminError::invalid(format!("key: {e}")))?;
+                    if !record.keys.contains(&line) {
+                        record.keys.push(line);
+                    }
                 }
-            }
-            AccountChange::Rules(rules) => {
-                RuleSet::compile(rules).map_err(|e| AdminError::invalid(e.0))?;
-                record.rules = rules.clone();
-            }
-            AccountChange::ResetSecondFactor => {
-                if record.second_factor.take().is_none() {
-                    return Err(AdminError::invalid(format!(
-                        "{name} has no second factor enrolled"
-                    )));
+                AccountChange::RemoveKey(which) => {
+                    let count = record.keys.len();
+                    record
+                        .keys
+                        .retain(|k| k.trim() != which.trim() && fingerprint(k) != *which);
+                    if record.keys.len() == count {
+                        return Err(AdminError::NotFound(format!("{name} has no key {which}")));
+                    }
                 }
-            }
-            AccountChange::Access {
-                addresses,
-                expires_us,
-                require_second_factor,
-                max_file_size,
-            } => {
-                record.addresses = addresses.clone();
-                record.expires_us = *expires_us;
-                record.require_second_factor = *require_second_factor;
-                record.max_file_size = *max_file_size;
+                AccountChange::Rules(rules) => record.rules = rules.clone(),
+                AccountChange::ResetSecondFactor => {
+                    if record.second_factor.take().is_none() {
+                        return Err(AdminError::invalid(format!(
+                            "{name} has no second factor enrolled"
+                        )));
+                    }
+                }
+                AccountChange::Access {
+                    addresses,
+                    expires_us,
+                    require_second_factor,
+                    max_file_size,
+                } => {
+                    record.addresses = addresses.clone();
+                    record.expires_us = *expires_us;
+                    record.require_second_factor = *require_second_factor;
+                    record.max_file_size = *max_file_size;
+                }
             }
         }
+        bounded(&record)?;
         self.store.update_account(&record).await?;
+        let what: Vec<String> = changes.iter().map(AccountChange::describe).collect();
         let mut event = actor.change(
             EventKind::AccountUpdated,
             name,
             Some(&before),
             Some(&account_view(&record)),
-            change.describe(),
+            what.join("; "),
         );
         event.account = Some(name.to_owned());
         self.record(event).await?;
@@ -242,6 +246,36 @@ impl Operations {
         event.account = Some(name.to_owned());
         self.record(event).await
     }
+}
+
+/// The most rules an account holds itself (its groups hold the shared ones).
+pub const MAX_RULES: usize = 256;
+/// The longest rule pattern, in bytes.
+pub const MAX_PATTERN: usize = 1024;
+/// The most SSH keys an account holds.
+pub const MAX_KEYS: usize = 64;
+
+/// Bounds what an account holds, since every login and the rule tester compile its rules,
+/// and checks that they compile.
+fn bounded(record: &AccountRecord) -> Result<(), AdminError> {
+    if record.rules.len() > MAX_RULES {
+        return Err(AdminError::invalid(format!(
+            "at most {MAX_RULES} rules per account; put shared rules on a group"
+        )));
+    }
+    if let Some(rule) = record.rules.iter().find(|r| r.pattern.len() > MAX_PATTERN) {
+        return Err(AdminError::invalid(format!(
+            "rule pattern longer than {MAX_PATTERN} bytes: {}…",
+            rule.pattern.chars().take(40).collect::<String>()
+        )));
+    }
+    if record.keys.len() > MAX_KEYS {
+        return Err(AdminError::invalid(format!(
+            "at most {MAX_KEYS} keys per account"
+        )));
+    }
+    RuleSet::compile(&record.rules).map_err(|e| AdminError::invalid(e.0))?;
+    Ok(())
 }
 
 /// Checks an account name as typed.

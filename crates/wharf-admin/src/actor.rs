@@ -34,6 +34,8 @@ pub struct Actor {
     pub service: String,
     /// The client's address (Manager requests).
     pub remote: Option<SocketAddr>,
+    /// The connection the request came on (Manager requests), as its records name it.
+    pub session: Option<String>,
 }
 
 impl Actor {
@@ -43,16 +45,18 @@ impl Actor {
             who: Who::Operator(operator.into()),
             service: "cli".to_owned(),
             remote: None,
+            session: None,
         }
     }
 
-    /// A Manager administrator on `service`, from `remote`.
+    /// A Manager administrator on `service`, from `remote`, on connection `session`.
     pub fn admin(
         name: impl Into<String>,
         role: Role,
         token: Option<String>,
         service: impl Into<String>,
         remote: SocketAddr,
+        session: impl Into<String>,
     ) -> Actor {
         Actor {
             who: Who::Admin {
@@ -62,6 +66,7 @@ impl Actor {
             },
             service: service.into(),
             remote: Some(remote),
+            session: Some(session.into()),
         }
     }
 
@@ -98,6 +103,7 @@ impl Actor {
         event.protocol = Some(Protocol::Admin);
         event.service = Some(self.service.clone());
         event.remote = self.remote;
+        event.session = self.session.clone();
         match &self.who {
             Who::Operator(user) => event.attr("operator", user.clone()),
             Who::Admin { name, token, .. } => {

@@ -4,7 +4,7 @@
 
 use wharf_auth::SecondFactor;
 use wharf_core::EventKind;
-use wharf_store::AdminRecord;
+use wharf_store::{AdminRecord, AdminWrite};
 use wharf_types::AccountName;
 
 use crate::views::admin_view;
@@ -62,7 +62,7 @@ impl AdminChange {
     }
 }
 
-fn role_of(record: &AdminRecord) -> Role {
+pub(crate) fn role_of_record(record: &AdminRecord) -> Role {
     // A role the store holds that this version does not know gets the least power.
     record.role.parse().unwrap_or(Role::Auditor)
 }
@@ -130,61 +130,119 @@ impl Operations {
         Ok(record)
     }
 
-    /// Changes an administrator. An administrator may change its own password and
-    /// one-time codes whatever its role; everything else needs the admin role.
+    /// Changes an administrator (the admin role only), all of `changes` or none.
     pub async fn change_admin(
         &self,
         actor: &Actor,
         name: &str,
-        change: AdminChange,
+        changes: Vec<AdminChange>,
     ) -> Result<AdminRecord, AdminError> {
-        let own = actor.admin_name() == Some(name);
-        let self_service = matches!(change, AdminChange::Password(_));
-        if !(own && self_service) {
-            actor.require(Need::Administer, "change administrators")?;
+        actor.require(Need::Administer, "change administrators")?;
+        if changes.is_empty() {
+            return Err(AdminError::invalid("nothing to change"));
         }
         let mut record = self.load_admin(name).await?;
         let before = admin_view(&record);
-        match &change {
-            AdminChange::Password(password) => {
-                self.settings()
-                    .password_policy
-                    .check(name, password)
-                    .map_err(|e| AdminError::invalid(e.to_string()))?;
-                record.password_hash = hash(password).await?;
-            }
-            AdminChange::Role(role) => {
-                if *role != Role::Admin {
-                    self.keep_one_admin(&record, "demote").await?;
+        let seen = record.updated_us;
+        let mut ends_sessions = false;
+        for change in &changes {
+            match change {
+                AdminChange::Password(password) => {
+                    self.settings()
+                        .password_policy
+                        .check(name, password)
+                        .map_err(|e| AdminError::invalid(e.to_string()))?;
+                    record.password_hash = hash(password).await?;
+                    ends_sessions = true;
                 }
-                record.role = role.as_str().to_owned();
-            }
-            AdminChange::Enabled(enabled) => {
-                if !enabled {
-                    self.keep_one_admin(&record, "disable").await?;
+                AdminChange::Role(role) => {
+                    record.role = role.as_str().to_owned();
+                    ends_sessions = true;
                 }
-                record.enabled = *enabled;
-            }
-            AdminChange::RequireSecondFactor(on) => record.require_second_factor = *on,
-            AdminChange::ResetSecondFactor => {
-                if record.second_factor.take().is_none() {
-                    return Err(AdminError::invalid(format!(
-                        "{name} has no one-time codes enrolled"
-                    )));
+                AdminChange::Enabled(enabled) => {
+                    record.enabled = *enabled;
+                    ends_sessions |= !enabled;
+                }
+                AdminChange::RequireSecondFactor(on) => record.require_second_factor = *on,
+                AdminChange::ResetSecondFactor => {
+                    if record.second_factor.take().is_none() {
+                        return Err(AdminError::invalid(format!(
+                            "{name} has no one-time codes enrolled"
+                        )));
+                    }
+                    ends_sessions = true;
                 }
             }
         }
-        self.store.update_admin(&record).await?;
-        let after = admin_view(&record);
+        self.write(&mut record, seen).await?;
+        if ends_sessions {
+            self.store.end_admin_sessions(name).await?;
+        }
+        let what: Vec<String> = changes.iter().map(AdminChange::describe).collect();
         self.record(actor.change(
             EventKind::AdminUpdated,
             name,
             Some(&before),
-            Some(&after),
-            format!("administrator {name}: {}", change.describe()),
+            Some(&admin_view(&record)),
+            format!("administrator {name}: {}", what.join("; ")),
         ))
         .await?;
         Ok(record)
+    }
+
+    /// An administrator's own password, from its browser session (never with an API token:
+    /// a token must not turn into its owner's login), with the current one given again.
+    /// Its browser sessions end: it logs in again with the new one.
+    pub async fn change_own_password(
+        &self,
+        actor: &Actor,
+        current: &str,
+        new: &str,
+    ) -> Result<(), AdminError> {
+        let name = own_session(actor, "change the password")?;
+        let mut record = self.load_admin(&name).await?;
+        if !wharf_auth::verify_password(&record.password_hash, current).await {
+            return Err(AdminError::invalid("the current password is wrong"));
+        }
+        self.settings()
+            .password_policy
+            .check(&name, new)
+            .map_err(|e| AdminError::invalid(e.to_string()))?;
+        let seen = record.updated_us;
+        record.password_hash = hash(new).await?;
+        self.write(&mut record, seen).await?;
+        self.store.end_admin_sessions(&name).await?;
+        self.record(actor.change(
+            EventKind::AdminUpdated,
+            &name,
+            None,
+            None,
+            format!("administrator {name}: own password changed"),
+        ))
+        .await
+    }
+
+    /// Writes `record` read at `seen`, keeping an enabled admin.
+    pub(crate) async fn write(
+        &self,
+        record: &mut AdminRecord,
+        seen: i64,
+    ) -> Result<(), AdminError> {
+        match self.store.write_admin(record, seen).await? {
+            AdminWrite::Done(updated) => {
+                record.updated_us = updated;
+                Ok(())
+            }
+            AdminWrite::Missing => Err(AdminError::NotFound(format!(
+                "no administrator named {:?}",
+                record.name
+            ))),
+            AdminWrite::Changed => Err(AdminError::Conflict(format!(
+                "administrator {} was changed meanwhile; read it again and retry",
+                record.name
+            ))),
+            AdminWrite::LastAdmin => Err(last_admin(&record.name)),
+        }
     }
 
     /// Enrols one-time codes for an administrator (its own, or any with the admin role);
@@ -194,7 +252,10 @@ impl Operations {
         actor: &Actor,
         name: &str,
     ) -> Result<Enrolment, AdminError> {
-        if actor.admin_name() != Some(name) {
+        let own = actor.admin_name() == Some(name);
+        if own {
+            own_session(actor, "enrol one-time codes")?;
+        } else {
             actor.require(
                 Need::Administer,
                 "enrol another administrator's one-time codes",
@@ -202,14 +263,19 @@ impl Operations {
         }
         let mut record = self.load_admin(name).await?;
         let before = admin_view(&record);
+        let seen = record.updated_us;
         let (factor, codes) =
             SecondFactor::enrol().map_err(|e| AdminError::invalid(format!("cannot enrol: {e}")))?;
         let uri = factor.uri(&self.settings().issuer, &format!("manager-{name}"));
         record.second_factor = Some(
             serde_json::to_string(&factor)
-                .map_err(|e| AdminError::invalid(format!("cannot keep the secret: {e}")))?,
+                .map_err(|e| AdminError::Audit(format!("cannot keep the secret: {e}")))?,
         );
-        self.store.update_admin(&record).await?;
+        self.write(&mut record, seen).await?;
+        if !own {
+            // Another administrator's authenticator was replaced: its sessions end.
+            self.store.end_admin_sessions(name).await?;
+        }
         self.record(actor.change(
             EventKind::AdminUpdated,
             name,
@@ -225,16 +291,20 @@ impl Operations {
         })
     }
 
-    /// Removes an administrator and its API tokens.
+    /// Removes an administrator, its API tokens and its browser sessions.
     pub async fn remove_admin(&self, actor: &Actor, name: &str) -> Result<(), AdminError> {
         actor.require(Need::Administer, "remove administrators")?;
         let record = self.load_admin(name).await?;
-        self.keep_one_admin(&record, "remove").await?;
-        if !self.store.remove_admin(name).await? {
-            return Err(AdminError::NotFound(format!(
-                "no administrator named {name:?}"
-            )));
+        match self.store.remove_admin_keeping_one(name).await? {
+            AdminWrite::Done(_) => {}
+            AdminWrite::LastAdmin => return Err(last_admin(name)),
+            AdminWrite::Missing | AdminWrite::Changed => {
+                return Err(AdminError::NotFound(format!(
+                    "no administrator named {name:?}"
+                )));
+            }
         }
+        self.store.end_admin_sessions(name).await?;
         self.record(actor.change(
             EventKind::AdminRemoved,
             name,
@@ -244,25 +314,28 @@ impl Operations {
         ))
         .await
     }
-
-    /// Refuses to `verb` the last enabled administrator holding the admin role.
-    async fn keep_one_admin(&self, record: &AdminRecord, verb: &str) -> Result<(), AdminError> {
-        if role_of(record) == Role::Admin
-            && record.enabled
-            && self.store.enabled_admin_count_with_role("admin").await? <= 1
-        {
-            return Err(AdminError::invalid(format!(
-                "cannot {verb} {}: it is the last enabled administrator with the admin role; \
-                 add another first (`wharf admin add NAME --role admin`)",
-                record.name
-            )));
-        }
-        Ok(())
-    }
 }
 
-pub(crate) fn role_of_record(record: &AdminRecord) -> Role {
-    role_of(record)
+fn last_admin(name: &str) -> AdminError {
+    AdminError::invalid(format!(
+        "cannot do this to {name}: it is the last enabled administrator with the admin role; \
+         add another first (`wharf admin add NAME --role admin`)"
+    ))
+}
+
+/// The actor's own name, when it acts from its own browser session (not a token).
+fn own_session(actor: &Actor, what: &str) -> Result<String, AdminError> {
+    match &actor.who {
+        crate::Who::Admin {
+            name, token: None, ..
+        } => Ok(name.clone()),
+        crate::Who::Admin { .. } => Err(AdminError::Forbidden(format!(
+            "an API token may not {what}; log in to the console"
+        ))),
+        crate::Who::Operator(_) => Err(AdminError::Forbidden(format!(
+            "a command may not {what} for an administrator; use `wharf admin set-password`"
+        ))),
+    }
 }
 
 /// Hashes off the async workers: Argon2 takes tens of milliseconds of CPU by design.
@@ -270,6 +343,6 @@ pub(crate) async fn hash(password: &str) -> Result<String, AdminError> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || wharf_auth::hash_password(&password))
         .await
-        .map_err(|e| AdminError::invalid(format!("password hashing stopped: {e}")))?
+        .map_err(|e| AdminError::Audit(format!("password hashing stopped: {e}")))?
         .map_err(|e| AdminError::invalid(e.to_string()))
 }

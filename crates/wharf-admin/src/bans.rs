@@ -10,6 +10,12 @@ use wharf_types::IpNetwork;
 
 use crate::{Actor, AdminError, Need, Operations};
 
+/// The widest IPv4 network an administrator may ban: a mistyped `0.0.0.0/0` would shut out
+/// every client, administrators included.
+pub const MIN_IPV4_PREFIX: u8 = 8;
+/// The widest IPv6 network an administrator may ban.
+pub const MIN_IPV6_PREFIX: u8 = 32;
+
 /// The longest ban an administrator may set (ten years): keeps the end time representable.
 pub const MAX_ADMIN_BAN_SECS: u64 = 10 * 365 * 24 * 3600;
 
@@ -82,6 +88,25 @@ impl Operations {
         let Some(network) = self.networks(address)?.last().copied() else {
             return Err(AdminError::invalid(format!("{address:?} names no network")));
         };
+        let widest = if network.addr().is_ipv4() {
+            MIN_IPV4_PREFIX
+        } else {
+            MIN_IPV6_PREFIX
+        };
+        if network.prefix() < widest {
+            return Err(AdminError::invalid(format!(
+                "{network} is too wide to ban: at most a /{MIN_IPV4_PREFIX} (IPv4) or a /{MIN_IPV6_PREFIX} (IPv6); \
+                 to open the Manager to listed networks only, use the service's allow_from"
+            )));
+        }
+        if let Some(own) = actor.remote
+            && network.contains(own.ip())
+        {
+            return Err(AdminError::invalid(format!(
+                "{network} holds your own address {}: you would lock yourself out",
+                own.ip()
+            )));
+        }
         let seconds = seconds.unwrap_or(self.settings().ban_policy.ban_time.as_secs());
         if seconds == 0 || seconds > MAX_ADMIN_BAN_SECS {
             return Err(AdminError::invalid(format!(
@@ -103,7 +128,7 @@ impl Operations {
             until_us: now.saturating_add(seconds_us),
             strikes,
             reason: reason.to_owned(),
-            node: actor.service.clone(),
+            node: self.settings().node.clone(),
         };
         self.store.put_ban(&ban).await?;
         let event = actor

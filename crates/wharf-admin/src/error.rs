@@ -15,6 +15,9 @@ pub enum AdminError {
     /// What it would create exists already.
     #[error("{0}")]
     Exists(String),
+    /// What it changes was changed by someone else since it was read: try again.
+    #[error("{0}")]
+    Conflict(String),
     /// The request is not valid as given; the message says how to fix it.
     #[error("{0}")]
     Invalid(String),

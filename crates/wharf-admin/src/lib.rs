@@ -30,7 +30,7 @@ pub use admins::{AdminChange, Enrolment, NewAdmin};
 pub use bans::MAX_ADMIN_BAN_SECS;
 pub use error::AdminError;
 pub use events::{EventSearch, MAX_PAGE, parse_since};
-pub use login::{Identity, LoginStep};
+pub use login::{Identity, LoginStep, Origin};
 pub use role::{Need, Role};
 pub use tokens::{MAX_TOKEN_DAYS, NewToken, TokenIdentity, TokenMade};
 pub use views::{account_view, admin_view, ban_view, token_view};
@@ -51,6 +51,8 @@ pub struct Settings {
     pub ban_policy: BanPolicy,
     /// The issuer one-time code enrolments name (`Wharf (node)`).
     pub issuer: String,
+    /// The node's name (what a ban set here records as its origin).
+    pub node: String,
 }
 
 /// The operations, over one store, recording through one [`Recorder`].

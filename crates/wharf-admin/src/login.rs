@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 
-use tokio::sync::OnceCell;
 use wharf_auth::{CodeCheck, SecondFactor};
 use wharf_core::{Event, EventKind};
 use wharf_store::AdminRecord;
@@ -33,38 +32,33 @@ pub enum LoginStep {
     NeedsCode,
 }
 
-/// A hash to check unknown names' passwords against, so they take as long.
-static DECOY: OnceCell<String> = OnceCell::const_new();
+/// The longest name a login is looked up by: longer ones name no administrator.
+const MAX_NAME: usize = 64;
 
-async fn decoy() -> &'static str {
-    DECOY
-        .get_or_init(|| async {
-            tokio::task::spawn_blocking(|| wharf_auth::hash_password("decoy password, never set"))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        })
-        .await
+/// Where a Manager login comes from: the service, the client's address, the connection.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The Manager service's name.
+    pub service: String,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The connection's id, as its records name it.
+    pub session: String,
 }
 
-fn login_event(kind: EventKind, service: &str, remote: SocketAddr, name: &str) -> Event {
+fn login_event(kind: EventKind, from: &Origin, name: &str) -> Event {
     let mut event = Event::new(kind);
     event.protocol = Some(Protocol::Admin);
-    event.service = Some(service.to_owned());
-    event.remote = Some(remote);
-    event.attr("name", name.to_owned())
+    event.service = Some(from.service.clone());
+    event.remote = Some(from.remote);
+    event.session = Some(from.session.clone());
+    // What anyone may type is bounded before it is recorded.
+    event.attr("name", name.chars().take(MAX_NAME).collect::<String>())
 }
 
 impl Operations {
-    async fn refuse(
-        &self,
-        service: &str,
-        remote: SocketAddr,
-        name: &str,
-        cause: &str,
-    ) -> AdminError {
-        let event = login_event(EventKind::AdminLoginFailed, service, remote, name)
+    async fn refuse(&self, from: &Origin, name: &str, cause: &str) -> AdminError {
+        let event = login_event(EventKind::AdminLoginFailed, from, name)
             .failed(format!("Manager login refused: {cause}"))
             .attr("cause", cause.to_owned());
         match self.record(event).await {
@@ -75,20 +69,14 @@ impl Operations {
 
     async fn admitted(
         &self,
-        service: &str,
-        remote: SocketAddr,
+        from: &Origin,
         record: &AdminRecord,
         second_factor: bool,
     ) -> Result<Identity, AdminError> {
-        let event = login_event(
-            EventKind::AdminLoginSucceeded,
-            service,
-            remote,
-            &record.name,
-        )
-        .attr("admin", record.name.clone())
-        .attr("second_factor", second_factor.to_string())
-        .message(format!("{} logged in to the Manager", record.name));
+        let event = login_event(EventKind::AdminLoginSucceeded, from, &record.name)
+            .attr("admin", record.name.clone())
+            .attr("second_factor", second_factor.to_string())
+            .message(format!("{} logged in to the Manager", record.name));
         self.record(event).await?;
         Ok(Identity {
             name: record.name.clone(),
@@ -96,73 +84,82 @@ impl Operations {
         })
     }
 
-    /// Checks `name`'s password on the Manager `service` for a client at `remote`.
+    /// Checks `name`'s password for a Manager login coming `from` a client.
     pub async fn login(
         &self,
-        service: &str,
-        remote: SocketAddr,
+        from: &Origin,
         name: &str,
         password: &str,
     ) -> Result<LoginStep, AdminError> {
-        let record = match self.store.admin(name).await {
-            Ok(record) => record,
-            Err(_) => return Err(self.refuse(service, remote, name, "store").await),
+        let record = if name.len() > MAX_NAME || wharf_types::AccountName::new(name).is_err() {
+            None
+        } else {
+            match self.store.admin(name).await {
+                Ok(record) => record,
+                Err(_) => return Err(self.refuse(from, name, "store").await),
+            }
         };
         let Some(record) = record else {
-            wharf_auth::verify_password(decoy().await, password).await;
-            return Err(self.refuse(service, remote, name, "unknown-admin").await);
+            wharf_auth::burn_time(password).await;
+            return Err(self.refuse(from, name, "unknown-admin").await);
         };
         if !wharf_auth::verify_password(&record.password_hash, password).await {
-            return Err(self.refuse(service, remote, name, "wrong-password").await);
+            return Err(self.refuse(from, name, "wrong-password").await);
         }
         if !record.enabled {
-            return Err(self.refuse(service, remote, name, "disabled").await);
+            return Err(self.refuse(from, name, "disabled").await);
         }
         if record.second_factor.is_some() {
             return Ok(LoginStep::NeedsCode);
         }
         if record.require_second_factor {
-            return Err(self
-                .refuse(service, remote, name, "second-factor-not-enrolled")
-                .await);
+            return Err(self.refuse(from, name, "second-factor-not-enrolled").await);
         }
-        Ok(LoginStep::Done(
-            self.admitted(service, remote, &record, false).await?,
-        ))
+        Ok(LoginStep::Done(self.admitted(from, &record, false).await?))
     }
 
     /// Checks the one-time (or recovery) `code` of `name`, whose password was accepted.
     pub async fn login_code(
         &self,
-        service: &str,
-        remote: SocketAddr,
+        from: &Origin,
         name: &str,
         code: &str,
     ) -> Result<Identity, AdminError> {
-        let Ok(Some(mut record)) = self.store.admin(name).await else {
-            return Err(self.refuse(service, remote, name, "unknown-admin").await);
+        let mut record = match self.store.admin(name).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(self.refuse(from, name, "unknown-admin").await),
+            Err(_) => return Err(self.refuse(from, name, "store").await),
         };
         let factor: Option<SecondFactor> = record
             .second_factor
             .as_deref()
             .and_then(|json| serde_json::from_str(json).ok());
         let Some(factor) = factor else {
-            return Err(self
-                .refuse(service, remote, name, "second-factor-not-enrolled")
-                .await);
+            return Err(self.refuse(from, name, "second-factor-not-enrolled").await);
         };
         let now = u64::try_from(crate::now_us() / 1_000_000).unwrap_or(0);
         let used = factor.check(code, now);
         if used == CodeCheck::Wrong {
-            return Err(self.refuse(service, remote, name, "wrong-code").await);
+            return Err(self.refuse(from, name, "wrong-code").await);
         }
         if !record.enabled {
-            return Err(self.refuse(service, remote, name, "disabled").await);
+            return Err(self.refuse(from, name, "disabled").await);
         }
-        // The code's step (or the recovery code) is spent before the login counts.
-        record.second_factor = serde_json::to_string(&factor.after(&used)).ok();
-        self.store.update_admin(&record).await?;
-        self.admitted(service, remote, &record, true).await
+        // The code's step (or the recovery code) is spent before the login counts, by a
+        // write that fails if another login spent something meanwhile: one code, one login.
+        let seen = record.updated_us;
+        record.second_factor = Some(
+            serde_json::to_string(&factor.after(&used))
+                .map_err(|e| AdminError::Audit(format!("cannot keep the second factor: {e}")))?,
+        );
+        match self.write(&mut record, seen).await {
+            Ok(()) => {}
+            Err(AdminError::Conflict(_)) => {
+                return Err(self.refuse(from, name, "code-reused").await);
+            }
+            Err(e) => return Err(e),
+        }
+        self.admitted(from, &record, true).await
     }
 
     /// The administrator `name` as it stands now (enabled, its current role), for a

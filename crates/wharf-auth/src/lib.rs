@@ -42,7 +42,7 @@ pub use homes::{HomeRoots, normalise_home, template_root};
 pub use http_method::{HttpMethod, HttpMethodError};
 pub use keys::{KeyError, PublicKey, fingerprint, parse_public_key};
 pub use ldap_method::{LdapMethod, LdapMethodError, LdapSettings, normalise_dn};
-pub use password::{PasswordError, hash_password, verify_password};
+pub use password::{PasswordError, burn_time, hash_password, verify_password};
 pub use policy::{MAX_PASSWORD_CHARS, PasswordPolicy, PasswordRejected};
 pub use resolve::{address_allowed, resolve_account, resolve_account_with};
 pub use totp::{CodeCheck, NoRandomness, SecondFactor, split_appended};

@@ -132,7 +132,7 @@ pub async fn verify_password(hash: &str, password: &str) -> bool {
 }
 
 /// Does the work of a verification whose answer is already known to be "no".
-pub(crate) async fn burn_time(password: &str) {
+pub async fn burn_time(password: &str) {
     let password = password.chars().take(64).collect::<String>();
     let hasher = Argon2::default();
     let blocks = Params::default().block_count();

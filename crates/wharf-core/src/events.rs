@@ -120,7 +120,7 @@ catalogue! {
     TokenCreated = 50045, "token.created", "A Manager API token was made; `attrs.target` is its name, `attrs.after` its role, owner and expiry. The token itself is shown once and never recorded.";
     TokenRemoved = 50046, "token.removed", "A Manager API token was revoked; `attrs.target` is its name.";
     AdminLoginSucceeded = 50050, "admin.login_succeeded", "An administrator logged in to the Manager; `attrs.admin` names it, `attrs.second_factor` whether a one-time code was given.";
-    AdminLoginFailed = 50051, "admin.login_failed", "A Manager login failed; `attrs.cause` says why (`unknown-admin`, `wrong-password`, `wrong-code`, `disabled`, `second-factor-not-enrolled`, `expired-token`), `attrs.name` the name given. It counts toward bans like `login.failed`. Never holds a password.";
+    AdminLoginFailed = 50051, "admin.login_failed", "A Manager login failed; `attrs.cause` says why (`unknown-admin`, `wrong-password`, `wrong-code`, `code-reused` (a code another login spent at the same moment), `disabled`, `second-factor-not-enrolled`, `unknown-token` (an API token unknown, expired, or whose administrator is disabled or removed), `store` (the store could not be asked; not counted toward bans)), `attrs.name` the name given (at most 64 characters). It counts toward bans like `login.failed`. Never holds a password.";
     AdminLoggedOut = 50052, "admin.logged_out", "An administrator logged out of the Manager.";
     AdminRefused = 50053, "admin.refused", "A Manager request was refused because the caller's role does not allow it; `attrs.admin` names the caller, `attrs.role` its role, `message` the request.";
 }

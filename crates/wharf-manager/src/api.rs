@@ -22,17 +22,21 @@ use crate::server::Shared;
 
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// An operation's error as an answer.
-pub(crate) fn failure(e: AdminError) -> Response {
-    let status = match &e {
+/// The status an operation's error answers with, on the API and the console alike.
+pub(crate) fn status_of(e: &AdminError) -> StatusCode {
+    match e {
         AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
-        AdminError::Exists(_) => StatusCode::CONFLICT,
+        AdminError::Exists(_) | AdminError::Conflict(_) => StatusCode::CONFLICT,
         AdminError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AdminError::LoginFailed => StatusCode::UNAUTHORIZED,
         AdminError::Store(_) | AdminError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, Json(json!({"error": e.to_string()}))).into_response()
+    }
+}
+
+/// An operation's error as an answer.
+pub(crate) fn failure(e: AdminError) -> Response {
+    (status_of(&e), Json(json!({"error": e.to_string()}))).into_response()
 }
 
 fn ok(value: Value) -> Response {
@@ -64,22 +68,23 @@ pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordChange {
+    current_password: String,
     password: String,
 }
 
-/// `PATCH /api/v1/me`: an administrator's own password.
+/// `PATCH /api/v1/me`: an administrator's own password, from its browser session only
+/// (an API token may not turn into its owner's login); its sessions end.
 pub(crate) async fn me_change(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Json(body): Json<PasswordChange>,
 ) -> Response {
-    let name = caller.actor.admin_name().unwrap_or_default().to_owned();
     match shared
         .ops
-        .change_admin(&caller.actor, &name, AdminChange::Password(body.password))
+        .change_own_password(&caller.actor, &body.current_password, &body.password)
         .await
     {
-        Ok(record) => ok(admin_view(&record)),
+        Ok(()) => ok(json!({"changed": true, "logged_out": true})),
         Err(e) => failure(e),
     }
 }
@@ -243,20 +248,13 @@ pub(crate) async fn account_change(
             "nothing to change: give enabled, password, add_keys, remove_keys, rules or reset_second_factor".into(),
         ));
     }
-    let mut last = None;
-    for change in changes {
-        match shared
-            .ops
-            .change_account(&caller.actor, &name, change)
-            .await
-        {
-            Ok(record) => last = Some(record),
-            Err(e) => return failure(e),
-        }
-    }
-    match last {
-        Some(record) => ok(account_view(&record)),
-        None => failure(AdminError::NotFound(format!("no account named {name:?}"))),
+    match shared
+        .ops
+        .change_account(&caller.actor, &name, changes)
+        .await
+    {
+        Ok(record) => ok(account_view(&record)),
+        Err(e) => failure(e),
     }
 }
 
@@ -579,18 +577,14 @@ pub(crate) async fn admin_change(
     if patch.reset_second_factor {
         changes.push(AdminChange::ResetSecondFactor);
     }
-    let mut last = None;
-    for change in changes {
-        match shared.ops.change_admin(&caller.actor, &name, change).await {
-            Ok(record) => last = Some(record),
-            Err(e) => return failure(e),
-        }
-    }
-    match last {
-        Some(record) => ok(admin_view(&record)),
-        None => failure(AdminError::Invalid(
+    if changes.is_empty() {
+        return failure(AdminError::Invalid(
             "nothing to change: give password, role, enabled, require_second_factor or reset_second_factor".into(),
-        )),
+        ));
+    }
+    match shared.ops.change_admin(&caller.actor, &name, changes).await {
+        Ok(record) => ok(admin_view(&record)),
+        Err(e) => failure(e),
     }
 }
 

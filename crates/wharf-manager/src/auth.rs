@@ -33,8 +33,16 @@ pub(crate) const LOGIN_COOKIE: &str = "__Host-wharf-manager-login";
 pub(crate) const METHOD: &str = "manager";
 /// The largest form body a browser sends the console (CSRF is read from it).
 const MAX_FORM: usize = 256 * 1024;
-/// Browser sessions of the Manager held at once; the least recently used goes first.
-pub(crate) const MAX_SESSIONS: usize = 1000;
+/// Browser sessions (and, apart, logins waiting for a code) one administrator holds at
+/// once; beyond, its own least recently used goes first. Kept per administrator, so nobody
+/// can push another administrator's sessions out by logging in many times.
+pub(crate) const MAX_SESSIONS: usize = 20;
+
+/// The name a kept login is filed under: the service and the administrator, so the cap on
+/// logins applies to each administrator alone.
+pub(crate) fn kept_under(shared: &Shared, admin: &str) -> String {
+    format!("{}/{admin}", shared.config.name)
+}
 
 /// The caller of a request that passed the guard (a request extension).
 #[derive(Clone, Debug)]
@@ -102,7 +110,7 @@ fn changes_state(method: &Method) -> bool {
 }
 
 /// A browser's change sent from another origin (a page elsewhere posting a form here).
-fn cross_origin(request: &Request) -> bool {
+pub(crate) fn cross_origin(request: &Request) -> bool {
     let Some(origin) = request
         .headers()
         .get(header::ORIGIN)
@@ -133,7 +141,7 @@ pub(crate) async fn session_of(shared: &Shared, cookie: &str) -> Option<WebLogin
         .await
         .ok()
         .flatten()?;
-    (login.service == shared.config.name && login.method == METHOD).then_some(login)
+    (login.service == kept_under(shared, &login.account) && login.method == METHOD).then_some(login)
 }
 
 /// What the guard found out about the caller.
@@ -142,15 +150,25 @@ enum Found {
     Caller(Caller),
     /// Credentials were given and are not good: a bad token (recorded as a failed login).
     Refused,
+    /// The store could not say (down, restarting): not the caller's fault.
+    Unavailable,
 }
 
-async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> Found {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+/// The bearer token of `Authorization`, the scheme matched case-insensitively (RFC 9110).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The caller of a request on `surface`: the admin API takes an API token or the browser
+/// session's cookie; the console takes the cookie only, so a token never drives the forms
+/// a person uses (an administrator's own password and one-time codes among them).
+async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap, surface: Surface) -> Found {
+    if surface == Surface::Api
+        && let Some(token) = bearer(headers)
     {
-        return match shared.ops.token_identity(bearer.trim()).await {
+        return match shared.ops.token_identity(token).await {
             Ok(Some(found)) => Found::Caller(Caller {
                 actor: Actor::admin(
                     found.identity.name,
@@ -158,22 +176,21 @@ async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> Found
                     Some(found.token),
                     &shared.config.name,
                     conn.remote,
+                    &conn.id,
                 ),
                 csrf: None,
             }),
             Ok(None) => {
                 let event = shared
                     .event(EventKind::AdminLoginFailed, conn)
-                    .failed(
-                        "Manager API token refused: unknown, expired or its administrator disabled",
-                    )
+                    .failed("Manager API token refused: unknown, expired, or its administrator disabled or removed")
                     .attr("cause", "unknown-token");
                 shared.events.emit(event);
                 Found::Refused
             }
             Err(e) => {
                 tracing::warn!("Manager token check failed: {e}");
-                Found::Refused
+                Found::Unavailable
             }
         };
     }
@@ -191,10 +208,15 @@ async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> Found
                 None,
                 &shared.config.name,
                 conn.remote,
+                &conn.id,
             ),
             csrf: Some(csrf_of(cookie)),
         }),
-        _ => Found::Nobody,
+        Ok(None) => Found::Nobody,
+        Err(e) => {
+            tracing::warn!("Manager session check failed: {e}");
+            Found::Unavailable
+        }
     }
 }
 
@@ -259,7 +281,7 @@ pub(crate) async fn guard(
     let Some(conn) = request.extensions().get::<Conn>().cloned() else {
         return refusal(surface, StatusCode::INTERNAL_SERVER_ERROR, "no connection");
     };
-    let caller = match find_caller(&shared, &conn, request.headers()).await {
+    let caller = match find_caller(&shared, &conn, request.headers(), surface).await {
         Found::Caller(caller) => caller,
         Found::Nobody => return unauthenticated(surface),
         Found::Refused => {
@@ -267,6 +289,13 @@ pub(crate) async fn guard(
                 surface,
                 StatusCode::UNAUTHORIZED,
                 "the API token is not valid",
+            );
+        }
+        Found::Unavailable => {
+            return refusal(
+                surface,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store cannot be reached; try again shortly",
             );
         }
     };

@@ -15,7 +15,7 @@ use wharf_admin::{
 };
 use wharf_core::Rule;
 
-use crate::api::{AccountBody, EventQuery, new_account};
+use crate::api::{AccountBody, EventQuery, new_account, status_of};
 use crate::auth::Caller;
 use crate::html::{csrf_field, escape, page, segment};
 use crate::server::Shared;
@@ -38,17 +38,6 @@ pub(crate) async fn asset(request: Request) -> Response {
         body,
     )
         .into_response()
-}
-
-fn status_of(e: &AdminError) -> StatusCode {
-    match e {
-        AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AdminError::NotFound(_) => StatusCode::NOT_FOUND,
-        AdminError::Exists(_) => StatusCode::CONFLICT,
-        AdminError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        AdminError::LoginFailed => StatusCode::UNAUTHORIZED,
-        AdminError::Store(_) | AdminError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
 }
 
 /// A refused or failed change, on a page of the console.
@@ -608,7 +597,7 @@ pub(crate) async fn account_change(
     };
     match shared
         .ops
-        .change_account(&caller.actor, &name, change)
+        .change_account(&caller.actor, &name, vec![change])
         .await
     {
         Ok(_) => back_to(&here),
@@ -938,7 +927,7 @@ pub(crate) async fn admins_change(
         },
         "role" => match role() {
             Ok(role) => ops
-                .change_admin(actor, &form.name, AdminChange::Role(role))
+                .change_admin(actor, &form.name, vec![AdminChange::Role(role)])
                 .await
                 .map(|_| ()),
             Err(e) => Err(e),
@@ -947,7 +936,7 @@ pub(crate) async fn admins_change(
             .change_admin(
                 actor,
                 &form.name,
-                AdminChange::Enabled(form.action == "enable"),
+                vec![AdminChange::Enabled(form.action == "enable")],
             )
             .await
             .map(|_| ()),
@@ -1010,8 +999,9 @@ pub(crate) async fn me(
         "<h1>My account</h1><section><p>{} · role {} · one-time codes: {}</p></section>\
          <section><h2>Password</h2><form method=\"post\" class=\"inline\">{csrf}\
          <input type=\"hidden\" name=\"action\" value=\"password\">\
+         <label>Current password <input name=\"current\" type=\"password\" autocomplete=\"current-password\" required></label>\
          <label>New password <input name=\"password\" type=\"password\" autocomplete=\"new-password\" required></label>\
-         <button type=\"submit\">Change password</button></form></section>\
+         <button type=\"submit\">Change password</button></form><p class=\"note\">Your sessions end: log in again with the new one.</p></section>\
          <section><h2>One-time codes</h2><form method=\"post\" class=\"inline\">{csrf}\
          <input type=\"hidden\" name=\"action\" value=\"enrol\">\
          <button type=\"submit\">{}</button></form></section>",
@@ -1036,6 +1026,8 @@ pub(crate) struct MeAction {
     #[serde(default)]
     action: String,
     #[serde(default)]
+    current: String,
+    #[serde(default)]
     password: String,
 }
 
@@ -1049,10 +1041,10 @@ pub(crate) async fn me_change(
     match form.action.as_str() {
         "password" => match shared
             .ops
-            .change_admin(&caller.actor, &name, AdminChange::Password(form.password))
+            .change_own_password(&caller.actor, &form.current, &form.password)
             .await
         {
-            Ok(_) => back_to("/me"),
+            Ok(()) => back_to("/login"),
             Err(e) => failed(&caller, "/me", &e),
         },
         "enrol" => match shared

@@ -17,7 +17,7 @@ use wharf_core::web_sessions::{WebLogin, WebLoginKind};
 
 use crate::auth::{
     Caller, LOGIN_COOKIE, MAX_SESSIONS, METHOD, PENDING_COOKIE, SESSION_COOKIE, cookie, csrf_of,
-    hashed, micros, now_us, random_token, same_secret, set_cookie,
+    hashed, kept_under, micros, now_us, random_token, same_secret, set_cookie,
 };
 use crate::html::{bare_page, escape};
 use crate::server::{Conn, Shared};
@@ -96,9 +96,30 @@ fn code_page(status: StatusCode, csrf: &str, message: Option<&str>) -> Response 
     )
 }
 
+fn origin(shared: &Shared, conn: &Conn) -> wharf_admin::Origin {
+    wharf_admin::Origin {
+        service: shared.config.name.clone(),
+        remote: conn.remote,
+        session: conn.id.clone(),
+    }
+}
+
 /// `GET /login`.
 pub(crate) async fn form() -> Response {
     login_page(StatusCode::OK, None)
+}
+
+/// A login form sent from another origin (another site's page, or another service's on
+/// this host, which could have set the double-submit cookie).
+fn foreign(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin != format!("https://{host}")
 }
 
 /// Whether the form's CSRF value is the login cookie's.
@@ -121,7 +142,7 @@ async fn open_session(shared: &Shared, conn: &Conn, name: &str, second_factor: b
     let now = now_us();
     let login = WebLogin {
         kind: WebLoginKind::Cookie,
-        service: shared.config.name.clone(),
+        service: kept_under(shared, name),
         account: name.to_owned(),
         user: name.to_owned(),
         method: METHOD.to_owned(),
@@ -163,7 +184,7 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !double_submitted(&headers, &form.csrf) {
+    if !double_submitted(&headers, &form.csrf) || foreign(&headers) {
         return login_page(
             StatusCode::FORBIDDEN,
             Some("The form expired; log in again."),
@@ -171,7 +192,7 @@ pub(crate) async fn submit(
     }
     let step = shared
         .ops
-        .login(&shared.config.name, conn.remote, &form.name, &form.password)
+        .login(&origin(&shared, &conn), &form.name, &form.password)
         .await;
     match step {
         Ok(LoginStep::Done(identity)) => open_session(&shared, &conn, &identity.name, false).await,
@@ -180,7 +201,7 @@ pub(crate) async fn submit(
             let now = now_us();
             let pending = WebLogin {
                 kind: WebLoginKind::Pending,
-                service: shared.config.name.clone(),
+                service: kept_under(&shared, &form.name),
                 account: form.name.clone(),
                 user: form.name.clone(),
                 method: METHOD.to_owned(),
@@ -224,7 +245,7 @@ pub(crate) async fn code(
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    if !double_submitted(&headers, &form.csrf) {
+    if !double_submitted(&headers, &form.csrf) || foreign(&headers) {
         return login_page(
             StatusCode::FORBIDDEN,
             Some("The form expired; log in again."),
@@ -240,18 +261,17 @@ pub(crate) async fn code(
         .await
         .ok()
         .flatten()
-        .filter(|p| p.service == shared.config.name && p.method == METHOD && p.in_force(now_us()));
+        .filter(|p| {
+            p.service == kept_under(&shared, &p.account)
+                && p.method == METHOD
+                && p.in_force(now_us())
+        });
     let Some(pending) = pending else {
         return login_page(StatusCode::UNAUTHORIZED, Some("Log in again."));
     };
     match shared
         .ops
-        .login_code(
-            &shared.config.name,
-            conn.remote,
-            &pending.account,
-            &form.code,
-        )
+        .login_code(&origin(&shared, &conn), &pending.account, &form.code)
         .await
     {
         Ok(identity) => open_session(&shared, &conn, &identity.name, true).await,

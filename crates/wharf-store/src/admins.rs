@@ -39,6 +39,23 @@ pub struct AdminRecord {
     pub updated_us: i64,
 }
 
+/// Enabled administrators with the `admin` role other than `$1`.
+const OTHER_ADMINS: &str =
+    "SELECT COUNT(*) FROM admins WHERE enabled = 1 AND role = 'admin' AND name <> $1";
+
+/// How a guarded change of an administrator ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminWrite {
+    /// Written; the new `updated_us` (0 for a removal).
+    Done(i64),
+    /// No administrator of that name.
+    Missing,
+    /// Changed by someone else since it was read: read it again.
+    Changed,
+    /// It would leave no enabled administrator with the `admin` role.
+    LastAdmin,
+}
+
 /// An API token of the Manager's REST interface, as stored.
 ///
 /// `Debug` leaves out the token's digest.
@@ -202,10 +219,10 @@ impl Store {
     /// there was no such administrator (their stray tokens, if any, go all the same).
     pub async fn remove_admin(&self, name: &str) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
-            // The token table's writer lock: a token being made for this administrator at
+            // The administrators' writer lock: a token being made for this administrator at
             // the same moment waits for the commit, then finds them gone
             // (`create_admin_token`), instead of slipping in after the delete.
-            let mut tx = pool.begin_write("admin_tokens").await?;
+            let mut tx = pool.begin_write("admins").await?;
             sqlx::query("DELETE FROM admin_tokens WHERE admin = $1")
                 .bind(name)
                 .execute(&mut *tx)
@@ -216,6 +233,107 @@ impl Store {
                 .await?;
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// Writes `admin` only if its row is still as it was read (`updated_us` is `seen_us`),
+    /// and never so that no enabled administrator with the `admin` role is left; all under
+    /// the administrators' writer lock, so two such changes at once (on any node) cannot
+    /// both pass. Returns the new `updated_us` when done.
+    pub async fn write_admin(
+        &self,
+        admin: &AdminRecord,
+        seen_us: i64,
+    ) -> Result<AdminWrite, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write("admins").await?;
+            let row = sqlx::query("SELECT role, enabled, updated_us FROM admins WHERE name = $1")
+                .bind(&admin.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(AdminWrite::Missing);
+            };
+            if row.int("updated_us")? != seen_us {
+                return Ok(AdminWrite::Changed);
+            }
+            let was_admin = row.text("role")? == "admin" && row.int("enabled")? != 0;
+            let stays_admin = admin.role == "admin" && admin.enabled;
+            if was_admin && !stays_admin {
+                let others: i64 = sqlx::query_scalar(OTHER_ADMINS)
+                    .bind(&admin.name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if others == 0 {
+                    return Ok(AdminWrite::LastAdmin);
+                }
+            }
+            // Always later than what was read, even within one microsecond.
+            let updated = now_us().max(seen_us.saturating_add(1));
+            sqlx::query(
+                "UPDATE admins SET password_hash = $2, role = $3, enabled = $4, \
+                 second_factor_json = $5, require_second_factor = $6, updated_us = $7 \
+                 WHERE name = $1",
+            )
+            .bind(&admin.name)
+            .bind(&admin.password_hash)
+            .bind(&admin.role)
+            .bind(i64::from(admin.enabled))
+            .bind(&admin.second_factor)
+            .bind(i64::from(admin.require_second_factor))
+            .bind(updated)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(AdminWrite::Done(updated))
+        })
+    }
+
+    /// Removes an administrator and its tokens unless it is the last enabled one with the
+    /// `admin` role, under the administrators' writer lock.
+    pub async fn remove_admin_keeping_one(&self, name: &str) -> Result<AdminWrite, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write("admins").await?;
+            let row = sqlx::query("SELECT role, enabled FROM admins WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(AdminWrite::Missing);
+            };
+            let is_admin = row.text("role")? == "admin" && row.int("enabled")? != 0;
+            if is_admin {
+                let others: i64 = sqlx::query_scalar(OTHER_ADMINS)
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if others == 0 {
+                    return Ok(AdminWrite::LastAdmin);
+                }
+            }
+            sqlx::query("DELETE FROM admin_tokens WHERE admin = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM admins WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(AdminWrite::Done(0))
+        })
+    }
+
+    /// Ends every Manager browser session and pending login of administrator `name` (its
+    /// password changed, it was disabled, demoted or removed): their next request finds
+    /// none.
+    pub async fn end_admin_sessions(&self, name: &str) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM web_sessions WHERE account = $1 AND method = 'manager'")
+                .bind(name)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
         })
     }
 
@@ -245,7 +363,7 @@ impl Store {
         on_pool!(self, pool => {
             // Under the same lock `remove_admin` takes, so the administrator cannot go
             // between the check and the insert.
-            let mut tx = pool.begin_write("admin_tokens").await?;
+            let mut tx = pool.begin_write("admins").await?;
             let admin: Option<String> =
                 sqlx::query_scalar("SELECT name FROM admins WHERE name = $1")
                     .bind(&token.admin)
@@ -361,6 +479,59 @@ mod tests {
             created_us: 1_000,
             expires_us: 9_000,
             used_us: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn guarded_writes_keep_one_admin_and_refuse_stale_reads() {
+        for t in crate::testing::backends().await {
+            let s = &t.store;
+            s.create_admin(&admin("ann", "admin")).await.unwrap();
+            s.create_admin(&admin("bea", "admin")).await.unwrap();
+            let ann = s.admin("ann").await.unwrap().unwrap();
+            // A change made from a stale read is refused, whoever wrote in between.
+            let mut demoted = ann.clone();
+            demoted.role = "auditor".into();
+            let AdminWrite::Done(now) = s.write_admin(&demoted, ann.updated_us).await.unwrap()
+            else {
+                panic!("{}: first write", t.name);
+            };
+            assert!(now > ann.updated_us, "{}", t.name);
+            assert_eq!(
+                s.write_admin(&ann, ann.updated_us).await.unwrap(),
+                AdminWrite::Changed,
+                "{}",
+                t.name
+            );
+            // Bea is now the last enabled admin: neither disabled, demoted nor removed.
+            let bea = s.admin("bea").await.unwrap().unwrap();
+            let mut off = bea.clone();
+            off.enabled = false;
+            assert_eq!(
+                s.write_admin(&off, bea.updated_us).await.unwrap(),
+                AdminWrite::LastAdmin,
+                "{}",
+                t.name
+            );
+            assert_eq!(
+                s.remove_admin_keeping_one("bea").await.unwrap(),
+                AdminWrite::LastAdmin,
+                "{}",
+                t.name
+            );
+            assert_eq!(
+                s.remove_admin_keeping_one("ann").await.unwrap(),
+                AdminWrite::Done(0),
+                "{}",
+                t.name
+            );
+            assert_eq!(
+                s.remove_admin_keeping_one("ann").await.unwrap(),
+                AdminWrite::Missing,
+                "{}",
+                t.name
+            );
+            assert_eq!(s.end_admin_sessions("bea").await.unwrap(), 0, "{}", t.name);
         }
     }
 

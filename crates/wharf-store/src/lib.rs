@@ -30,7 +30,7 @@ mod web_sessions;
 
 use std::path::Path;
 
-pub use admins::{AdminRecord, AdminTokenRecord};
+pub use admins::{AdminRecord, AdminTokenRecord, AdminWrite};
 pub use audit::{AuditRecord, ChainReport, EventFilter, GENESIS, chain_hash, format_time};
 pub use bans::{BanChange, BanClaim, BanRecord};
 pub use connect::{Backend, Connect, check_url, redacted};

@@ -64,6 +64,11 @@ impl IpNetwork {
     pub fn prefix(&self) -> u8 {
         self.prefix
     }
+
+    /// The network's first address (its host bits cleared).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
 }
 
 impl fmt::Display for IpNetwork {

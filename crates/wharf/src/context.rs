@@ -102,6 +102,7 @@ pub fn admin_settings(loaded: &Loaded) -> Settings {
         password_policy: loaded.config.password_policy.policy(),
         ban_policy: loaded.config.ban.policy(),
         issuer: format!("Wharf ({})", loaded.config.server.name),
+        node: loaded.config.server.name.clone(),
     }
 }
 

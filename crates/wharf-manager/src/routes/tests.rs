@@ -58,6 +58,7 @@ fn tls() -> Arc<rustls::ServerConfig> {
 struct Fixture {
     router: axum::Router,
     tokens: BTreeMap<Role, String>,
+    cookies: BTreeMap<Role, String>,
     recorded: Arc<Kept>,
     _dir: tempfile::TempDir,
     _events: tokio::sync::mpsc::UnboundedReceiver<Event>,
@@ -76,6 +77,7 @@ async fn fixture() -> Fixture {
             password_policy: Default::default(),
             ban_policy: Default::default(),
             issuer: "Wharf (test)".into(),
+            node: "test".into(),
         },
     );
     let cli = Actor::cli("tester");
@@ -107,6 +109,34 @@ async fn fixture() -> Fixture {
             .expect("token");
         tokens.insert(role, made.token);
     }
+    // A browser session for each role, kept as the login form would keep it.
+    let sessions = Arc::new(MemoryWebSessions::default());
+    let mut cookies = BTreeMap::new();
+    for role in Role::ALL {
+        let cookie = crate::auth::random_token();
+        let now = crate::auth::now_us();
+        let login = wharf_core::web_sessions::WebLogin {
+            kind: wharf_core::web_sessions::WebLoginKind::Cookie,
+            service: format!("manager/admin-{role}"),
+            account: format!("admin-{role}"),
+            user: format!("admin-{role}"),
+            method: crate::auth::METHOD.into(),
+            second_factor: false,
+            session_id: "c0ffee".into(),
+            csrf_hash: Some(crate::auth::hashed(&crate::auth::csrf_of(&cookie))),
+            since_us: now,
+            used_us: now,
+            idle_us: 600_000_000,
+            expires_us: now + 3_600_000_000,
+            tries_left: 0,
+        };
+        use wharf_core::web_sessions::WebSessionStore as _;
+        sessions
+            .add_web_login(&crate::auth::hashed(&cookie), &login, now, 100, true)
+            .await
+            .expect("session");
+        cookies.insert(role, cookie);
+    }
     let (events, receiver) = EventBus::new();
     let (_, services) = tokio::sync::watch::channel(Vec::new());
     let shared = Arc::new(Shared {
@@ -124,13 +154,14 @@ async fn fixture() -> Fixture {
         },
         ops,
         events,
-        sessions: Arc::new(MemoryWebSessions::default()),
+        sessions,
         services,
         node: "test".into(),
     });
     Fixture {
         router: router(shared),
         tokens,
+        cookies,
         recorded,
         _dir: dir,
         _events: receiver,
@@ -142,15 +173,34 @@ fn concrete(path: &str) -> String {
         .replace("{network}", "192.0.2.1")
 }
 
+/// Who calls: nobody, an API token, or a browser session's cookie.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Nobody,
+    Token(&'a str),
+    Cookie(&'a str),
+}
+
 async fn call(
     router: &axum::Router,
     method: &str,
     path: &str,
-    token: Option<&str>,
+    who: Who<'_>,
 ) -> axum::response::Response {
     let mut request = Request::builder().method(method).uri(concrete(path));
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    match who {
+        Who::Nobody => {}
+        Who::Token(token) => {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        Who::Cookie(cookie) => {
+            request = request
+                .header(
+                    header::COOKIE,
+                    format!("{}={cookie}", crate::auth::SESSION_COOKIE),
+                )
+                .header("x-csrf-token", crate::auth::csrf_of(cookie));
+        }
     }
     if matches!(method, "POST" | "PATCH") && path.starts_with("/api/") {
         request = request.header(header::CONTENT_TYPE, "application/json");
@@ -171,9 +221,12 @@ async fn call(
 #[tokio::test]
 async fn every_route_answers_every_role_as_the_table_says() {
     let f = fixture().await;
-    for route in ROUTES {
+    // Logging out ends the session the walk goes on with: it comes last.
+    let (last, first): (Vec<&Route>, Vec<&Route>) =
+        ROUTES.iter().partition(|r| r.path == "/logout");
+    for route in first.into_iter().chain(last) {
         for (method, need) in route.methods {
-            let anonymous = call(&f.router, method, route.path, None).await;
+            let anonymous = call(&f.router, method, route.path, Who::Nobody).await;
             let status = anonymous.status();
             match need {
                 None => assert!(
@@ -198,10 +251,14 @@ async fn every_route_answers_every_role_as_the_table_says() {
                 }
             }
             let Some(need) = need else { continue };
-            for (role, token) in &f.tokens {
-                let status = call(&f.router, method, route.path, Some(token))
-                    .await
-                    .status();
+            for role in &Role::ALL {
+                // The API takes tokens; the console, browser sessions only.
+                let who = if route.path.starts_with("/api/") {
+                    Who::Token(&f.tokens[role])
+                } else {
+                    Who::Cookie(&f.cookies[role])
+                };
+                let status = call(&f.router, method, route.path, who).await.status();
                 if role.may(*need) {
                     assert!(
                         status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
@@ -226,18 +283,15 @@ async fn every_route_answers_every_role_as_the_table_says() {
         .filter(|e| e.kind == wharf_core::EventKind::AdminRefused)
         .collect();
     assert!(!refused.is_empty());
-    assert!(
-        refused
-            .iter()
-            .all(|e| e.attrs.contains_key("admin") && e.attrs.contains_key("token"))
-    );
+    assert!(refused.iter().all(|e| e.attrs.contains_key("admin")));
+    assert!(refused.iter().any(|e| e.attrs.contains_key("token")));
 }
 
 #[tokio::test]
 async fn a_bad_token_is_refused_and_counted_as_a_failed_login() {
     let f = fixture().await;
     for token in ["wharf_0000", "not-even-ours", ""] {
-        let status = call(&f.router, "GET", "/api/v1/me", Some(token))
+        let status = call(&f.router, "GET", "/api/v1/me", Who::Token(token))
             .await
             .status();
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
@@ -252,20 +306,41 @@ async fn methods_outside_the_table_are_not_served() {
         ("PUT", "/api/v1/accounts/x"),
         ("POST", "/api/v1/openapi.json"),
     ] {
-        let status = call(
-            &f.router,
-            method,
-            path,
-            f.tokens.get(&Role::Admin).map(String::as_str),
-        )
-        .await
-        .status();
+        let status = call(&f.router, method, path, Who::Token(&f.tokens[&Role::Admin]))
+            .await
+            .status();
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
-    let status = call(&f.router, "GET", "/api/v1/nothing", None)
+    let status = call(&f.router, "GET", "/api/v1/nothing", Who::Nobody)
         .await
         .status();
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_token_is_no_console_session() {
+    let f = fixture().await;
+    let token = Who::Token(&f.tokens[&Role::Admin]);
+    for (method, path) in [("GET", "/"), ("POST", "/me"), ("POST", "/admins")] {
+        let answer = call(&f.router, method, path, token).await;
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{method} {path}");
+    }
+    // Nor may it change its owner's password through the API.
+    let mut request = Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/me")
+        .header(header::AUTHORIZATION, format!("Bearer {}", f.tokens[&Role::Admin]))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"current_password":"correct horse battery staple","password":"another long pass phrase"}"#,
+        ))
+        .expect("request");
+    request.extensions_mut().insert(Conn {
+        id: "c0ffee".into(),
+        remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
+    });
+    let answer = f.router.clone().oneshot(request).await.expect("answer");
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
 }
 
 #[test]

@@ -199,14 +199,18 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
         AccountCommand::SetPassword { name, .. } => {
             let password = read_password()?;
             ctx.ops()
-                .change_account(&ctx.actor(), &name, AccountChange::Password(password))
+                .change_account(&ctx.actor(), &name, vec![AccountChange::Password(password)])
                 .await?;
             println!("password changed for {name}");
         }
         AccountCommand::AddKey { name, file } => {
             let key = read_key(&file)?;
             ctx.ops()
-                .change_account(&ctx.actor(), &name, AccountChange::AddKey(key.clone()))
+                .change_account(
+                    &ctx.actor(),
+                    &name,
+                    vec![AccountChange::AddKey(key.clone())],
+                )
                 .await?;
             let print = wharf_auth::parse_public_key(&key)
                 .map(|k| wharf_auth::fingerprint(&k))
@@ -245,12 +249,12 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 .change_account(
                     &ctx.actor(),
                     &name,
-                    AccountChange::Access {
+                    vec![AccountChange::Access {
                         addresses: record.addresses,
                         expires_us: record.expires_us,
                         require_second_factor: record.require_second_factor,
                         max_file_size: record.max_file_size,
-                    },
+                    }],
                 )
                 .await?;
             let what = format!(
@@ -271,7 +275,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
 
 async fn set_enabled(ctx: &Context, name: &str, enabled: bool) -> Result<()> {
     ctx.ops()
-        .change_account(&ctx.actor(), name, AccountChange::Enabled(enabled))
+        .change_account(&ctx.actor(), name, vec![AccountChange::Enabled(enabled)])
         .await?;
     let what = if enabled { "enabled" } else { "disabled" };
     println!("{what} {name}");

@@ -85,23 +85,23 @@ pub async fn run(ctx: &Context, command: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::SetPassword { name, .. } => {
             let password = super::accounts::read_password()?;
-            ops.change_admin(&actor, &name, AdminChange::Password(password))
+            ops.change_admin(&actor, &name, vec![AdminChange::Password(password)])
                 .await?;
             println!("password changed for administrator {name}");
         }
         AdminCommand::Role { name, role: text } => {
             let record = ops
-                .change_admin(&actor, &name, AdminChange::Role(role(&text)?))
+                .change_admin(&actor, &name, vec![AdminChange::Role(role(&text)?)])
                 .await?;
             println!("{name} now has the {} role", record.role);
         }
         AdminCommand::Enable { name } => {
-            ops.change_admin(&actor, &name, AdminChange::Enabled(true))
+            ops.change_admin(&actor, &name, vec![AdminChange::Enabled(true)])
                 .await?;
             println!("enabled administrator {name}");
         }
         AdminCommand::Disable { name } => {
-            ops.change_admin(&actor, &name, AdminChange::Enabled(false))
+            ops.change_admin(&actor, &name, vec![AdminChange::Enabled(false)])
                 .await?;
             println!("disabled administrator {name}");
         }
@@ -155,12 +155,12 @@ async fn totp(ctx: &Context, command: AdminTotpCommand) -> Result<()> {
             }
         }
         AdminTotpCommand::Disable { name } => {
-            ops.change_admin(&actor, &name, AdminChange::ResetSecondFactor)
+            ops.change_admin(&actor, &name, vec![AdminChange::ResetSecondFactor])
                 .await?;
             println!("one-time codes removed from administrator {name}");
         }
         AdminTotpCommand::Require { name, off } => {
-            ops.change_admin(&actor, &name, AdminChange::RequireSecondFactor(!off))
+            ops.change_admin(&actor, &name, vec![AdminChange::RequireSecondFactor(!off)])
                 .await?;
             if off {
                 println!("{name}'s logins no longer need a one-time code");
