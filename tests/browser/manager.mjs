@@ -2,9 +2,11 @@
 // with a password and a one-time code, create an account with a key and a rule, ask the rule
 // tester, then (after the caller has the account upload a file over SFTP) see the upload on
 // the dashboard and in the events, lift a ban, and check that an auditor sees the pages but
-// is refused every change. Saves a screenshot of each page. Prints "READY" when the account
-// exists and waits for a line on standard input; prints one JSON line at the end with what
-// it saw, which the pytest caller checks.
+// is refused every change, and change the event handlers on the configuration page (check,
+// see the diff, apply). Saves a screenshot of each page. Prints "READY" when the account
+// exists and "APPLIED" when the new configuration is applied, and after each waits for a
+// line on standard input; prints one JSON line at the end with what it saw, which the
+// pytest caller checks.
 //
 // usage: node manager.mjs BASE_URL ADMIN PASSWORD CODE ACCOUNT KEY_FILE AUDITOR AUDITOR_PASSWORD BANNED OUT_DIR
 import { launchChromium } from "./launch.mjs";
@@ -83,13 +85,27 @@ try {
   await page.click(`form:has(input[name=address][value='${banned}/32']) button`);
   await page.waitForURL("**/bans");
   result.bannedAfterLift = await page.locator("td", { hasText: banned }).count();
+  // A handler added on the configuration page: checked (with its diff), then applied.
+  await page.goto(base + "/configuration");
+  result.configurationProblems = await page.textContent("#issues");
+  const current = await page.inputValue("textarea[name=text]");
+  await page.fill("textarea[name=text]", current +
+    '\n[[handler]]\nname = "unique-names"\non = ["upload.finished"]\npath = "/drop/*"\n\n[handler.uuid-prefix]\n');
+  await page.click("button[value=check]");
+  result.diff = await page.textContent("#diff");
+  await shot(page, "10-configuration-diff");
+  await page.click("button[value=apply]");
+  result.applied = await page.textContent("#outcome");
+  await shot(page, "11-configuration-applied");
+  console.log("APPLIED");
+  await nextLine();
   await page.goto(base + "/admins");
-  await shot(page, "10-admins");
+  await shot(page, "12-admins");
   await page.goto(base + "/me");
-  await shot(page, "11-me");
+  await shot(page, "13-me");
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(base + "/");
-  await shot(page, "12-phone");
+  await shot(page, "14-phone");
   await Promise.all([page.waitForURL("**/login"), page.click("header .logout button")]);
   result.afterLogout = new URL(page.url()).pathname;
   result.consoleErrors = errors;
@@ -112,7 +128,7 @@ try {
     await view.goto(base + path);
     result.auditorForms += await view.locator("main form[method=post]").count();
   }
-  await shot(view, "13-auditor");
+  await shot(view, "15-auditor");
   // The forms are not shown; a change sent anyway (with the session's own CSRF token) is refused.
   const refusedStatus = await view.evaluate(async (name) => {
     const csrf = document.querySelector("meta[name=csrf-token]").content;
@@ -122,7 +138,8 @@ try {
   }, account);
   result.auditorChange = refusedStatus;
   await view.goto(base + `/accounts/${account}`);
-  await shot(view, "14-auditor-account");
+  await shot(view, "16-auditor-account");
+  result.auditorConfiguration = (await view.goto(base + "/configuration")).status();
 } finally {
   await browser.close();
 }

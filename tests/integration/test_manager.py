@@ -312,6 +312,25 @@ def test_console_in_chromium(server):
         (server.root / "invoice.csv").write_text("id,total\n1,42\n")
         server.sftp("dora", "mkdir /drop\nput invoice.csv /drop/invoice.csv\n")
         server.wait_event("upload.finished", account="dora", path="/drop/invoice.csv")
+        # A session opened before the configuration changes, kept open across it.
+        client = server.paramiko("dora")
+        sftp = client.open_sftp()
+        node.stdin.write("go\n")
+        node.stdin.flush()
+        line = node.stdout.readline()
+        assert line.strip() == "APPLIED", line + node.stderr.read()
+        # The session goes on, and its next upload follows the handler just added.
+        with sftp.open("/drop/after.csv", "w") as f:
+            f.write("id,total\n2,7\n")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            renamed = [n for n in sftp.listdir("/drop") if n.endswith("-after.csv")]
+            if renamed:
+                break
+            time.sleep(0.2)
+        assert renamed and "invoice.csv" in sftp.listdir("/drop"), sftp.listdir("/drop")
+        sftp.close()
+        client.close()
         node.stdin.write("go\n")
         node.stdin.flush()
         out, err = node.communicate(timeout=120)
@@ -332,12 +351,19 @@ def test_console_in_chromium(server):
     assert seen["consoleErrors"] == []
     assert all(status == 200 for status in seen["auditorPages"].values()), seen["auditorPages"]
     assert seen["auditorForms"] == 0 and seen["auditorChange"] == 403
+    assert "No problem" in seen["configurationProblems"]
+    assert '+ [[handler]]' in seen["diff"] and '+ name = "unique-names"' in seen["diff"]
+    assert "Applied" in seen["applied"] and "handlers replaced" in seen["applied"]
+    assert seen["auditorConfiguration"] == 403
+    changed = server.wait_event("configuration.changed")
+    assert changed["attrs"]["admin"] == "ada" and changed["attrs"]["lines"] == "7"
+    assert "[handler.uuid-prefix]" in (server.root / "wharf.toml").read_text()
     made = server.wait_event("account.created", account="dora")
     assert made["attrs"]["admin"] == "ada" and '"pattern":"/drop/**"' in made["attrs"]["after"]
     assert server.wait_event("ban.removed")["attrs"]["admin"] == "ada"
     assert server.wait_event("admin.refused")["attrs"]["admin"] == "audrey"
     shots = sorted(p.name for p in artifacts.glob("manager-*.png"))
-    assert len(shots) == 14 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
+    assert len(shots) == 16 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
 
 
 def test_a_token_never_becomes_its_owners_login(server):
@@ -398,3 +424,43 @@ def test_bans_from_the_manager_are_bounded(server):
     assert status == 422 and "your own address" in body["error"]
     status, body = api(server, "POST", "/api/v1/bans", ops, {"address": "192.0.2.9", "reason": "scan"})
     assert status == 201 and body["network"] == "192.0.2.9/32" and body["node"] == "wharf-1"
+
+
+def test_configuration_through_the_api(server):
+    add_admin(server, "cfg", "admin")
+    add_admin(server, "opal", "operator")
+    admin = token(server, "cfg-ci", "cfg", "admin")
+    operator = token(server, "opal-ci", "opal", "operator")
+    server.start()
+    status, text = api(server, "GET", "/api/v1/configuration", admin, raw=True)
+    assert status == 200 and '[[service]]' in text
+    status, _ = api(server, "GET", "/api/v1/configuration", operator)
+    assert status == 403
+    broken = text + '\n[[service]]\nname = "x"\ntype = "ssh"\nport = 0\n'
+    run = subprocess.run(["curl", "-sk", "-X", "POST", "-H", f"Authorization: Bearer {admin}",
+                          "--data-binary", broken,
+                          f"https://127.0.0.1:{server.manager_port}/api/v1/configuration/check"],
+                         capture_output=True, text=True, timeout=30)
+    answer = json.loads(run.stdout)
+    assert answer["ok"] is False
+    port_issue = next(i for i in answer["issues"] if i["key"] == "service[5].port")
+    assert port_issue["line"] == broken.splitlines().index("port = 0") + 1
+    # Applying a text that does not validate writes nothing.
+    run = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
+                          "-H", f"Authorization: Bearer {admin}", "--data-binary", broken,
+                          f"https://127.0.0.1:{server.manager_port}/api/v1/configuration"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.stdout == "422" and (server.root / "wharf.toml").read_text() == text
+    # A valid one is written and applied: a service retired, the outcome said.
+    start = text.index('[[service]]\nname = "ftps"')
+    end = text.index("[[service]]", start + 1)
+    smaller = text[:start] + text[end:]
+    run = subprocess.run(["curl", "-sk", "-X", "PUT", "-H", f"Authorization: Bearer {admin}",
+                          "--data-binary", smaller,
+                          f"https://127.0.0.1:{server.manager_port}/api/v1/configuration"],
+                         capture_output=True, text=True, timeout=30)
+    answer = json.loads(run.stdout)
+    assert answer["applied"] is True and "retired: ftps" in answer["outcome"], answer
+    assert (server.root / "wharf.toml").read_text() == smaller
+    changed = server.wait_event("configuration.changed")
+    assert changed["attrs"]["token"] == "cfg-ci"

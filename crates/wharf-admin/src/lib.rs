@@ -92,6 +92,12 @@ impl Operations {
     async fn record(&self, event: wharf_core::Event) -> Result<(), AdminError> {
         self.recorder.record(event).await
     }
+
+    /// Records a change made outside these operations (the configuration file, which the
+    /// binary writes), built with [`Actor::event`] so it names who made it.
+    pub async fn record_event(&self, event: wharf_core::Event) -> Result<(), AdminError> {
+        self.record(event).await
+    }
 }
 
 /// Now, in µs since the Unix epoch.

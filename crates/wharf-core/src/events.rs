@@ -123,6 +123,7 @@ catalogue! {
     AdminLoginFailed = 50051, "admin.login_failed", "A Manager login failed; `attrs.cause` says why (`unknown-admin`, `wrong-password`, `wrong-code`, `code-reused` (a code another login spent at the same moment), `disabled`, `second-factor-not-enrolled`, `unknown-token` (an API token unknown, expired, or whose administrator is disabled or removed), `store` (the store could not be asked; not counted toward bans)), `attrs.name` the name given (at most 64 characters). It counts toward bans like `login.failed`. Never holds a password.";
     AdminLoggedOut = 50052, "admin.logged_out", "An administrator logged out of the Manager.";
     AdminRefused = 50053, "admin.refused", "A Manager request was refused because the caller's role does not allow it; `attrs.admin` names the caller, `attrs.role` its role, `message` the request.";
+    ConfigurationChanged = 50060, "configuration.changed", "An administrator replaced the node's configuration file from the Manager, and the running server reloaded it; `message` gives the reload's outcome, `attrs.lines` how many lines changed (the text itself is not recorded).";
 }
 
 impl EventKind {

@@ -15,21 +15,7 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'sel
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-/// Escapes text for HTML content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use wharf_types::html::escape;
 
 /// Percent-encodes one path segment (an account or administrator name in a link).
 pub(crate) fn segment(text: &str) -> String {
@@ -80,6 +66,9 @@ pub(crate) fn page(caller: &Caller, current: &str, title: &str, body: &str) -> R
     ];
     links.push(("/bans", "Bans"));
     links.push(("/admins", "Administrators"));
+    if role.may(Need::Administer) {
+        links.push(("/configuration", "Configuration"));
+    }
     links.push(("/me", "My account"));
     let items: String = links
         .iter()

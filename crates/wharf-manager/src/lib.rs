@@ -16,10 +16,12 @@
 
 mod api;
 mod auth;
+mod configuration;
 mod console;
 mod html;
 mod login;
 mod routes;
 mod server;
 
-pub use server::{ManagerConfig, ManagerService, ServiceInfo};
+pub use configuration::{ConfigIssue, Configuration, MAX_CONFIGURATION};
+pub use server::{ManagerConfig, ManagerService, Node, ServiceInfo};

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use wharf_admin::Need;
 
 use crate::server::Shared;
-use crate::{api, console, login};
+use crate::{api, configuration, console, login};
 
 /// How a route's refusals look: JSON for the API, pages for the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ), ("POST", ADMINISTER)],
     },
     Route {
+        path: "/configuration",
+        methods: &[("GET", ADMINISTER), ("POST", ADMINISTER)],
+    },
+    Route {
         path: "/me",
         methods: &[("GET", READ), ("POST", READ)],
     },
@@ -119,6 +123,14 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         path: "/api/v1/events",
         methods: &[("GET", READ)],
+    },
+    Route {
+        path: "/api/v1/configuration",
+        methods: &[("GET", ADMINISTER), ("PUT", ADMINISTER)],
+    },
+    Route {
+        path: "/api/v1/configuration/check",
+        methods: &[("POST", ADMINISTER)],
     },
     Route {
         path: "/api/v1/admins",
@@ -161,7 +173,7 @@ pub(crate) fn route_need(path: &str, method: &Method) -> Option<(Surface, Option
 
 /// The handler of `path` for `method`: the one place a route meets its code.
 fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
-    use axum::routing::{delete, get, patch, post};
+    use axum::routing::{delete, get, patch, post, put};
     let router = match (path, method) {
         ("/", "GET") => get(console::dashboard),
         ("/login", "GET") => get(login::form),
@@ -178,6 +190,11 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/bans", "POST") => post(console::bans_change),
         ("/admins", "GET") => get(console::admins),
         ("/admins", "POST") => post(console::admins_change),
+        ("/configuration", "GET") => get(configuration::show),
+        ("/configuration", "POST") => post(configuration::change),
+        ("/api/v1/configuration", "GET") => get(configuration::api_text),
+        ("/api/v1/configuration", "PUT") => put(configuration::api_apply),
+        ("/api/v1/configuration/check", "POST") => post(configuration::api_check),
         ("/me", "GET") => get(console::me),
         ("/me", "POST") => post(console::me_change),
         ("/api/v1/openapi.json", "GET") => get(api::openapi),

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) services: watch::Receiver<Vec<ServiceInfo>>,
     /// The node's name.
     pub(crate) node: String,
+    /// The node's configuration file.
+    pub(crate) configuration: Arc<dyn crate::Configuration>,
 }
 
 impl Shared {
@@ -84,6 +86,24 @@ pub(crate) struct Conn {
     pub(crate) remote: SocketAddr,
 }
 
+/// What a Manager works on: the node's operations, its event bus, the store's kept
+/// logins, its services as they stand, its name and its configuration file.
+#[derive(Clone)]
+pub struct Node {
+    /// Carries out what administrators ask.
+    pub ops: Operations,
+    /// The node's event bus.
+    pub events: EventBus,
+    /// Where browser sessions are kept (the store: every node).
+    pub sessions: Arc<dyn WebSessionStore>,
+    /// The node's services as they stand.
+    pub services: watch::Receiver<Vec<ServiceInfo>>,
+    /// The node's name.
+    pub name: String,
+    /// The node's configuration file.
+    pub configuration: Arc<dyn crate::Configuration>,
+}
+
 /// A bound Manager service.
 pub struct ManagerService {
     config: ManagerConfig,
@@ -102,20 +122,16 @@ impl ManagerService {
         self.listeners.local_addrs()
     }
 
-    /// Serves until `shutdown` turns true. `ops` carries out what administrators ask,
-    /// `sessions` keeps their browser logins, `services` is the node's services as they
-    /// stand, `node` the node's name.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run(
-        self,
-        auth: Authenticator,
-        ops: Operations,
-        events: EventBus,
-        sessions: Arc<dyn WebSessionStore>,
-        services: watch::Receiver<Vec<ServiceInfo>>,
-        node: String,
-        shutdown: impl Into<wharf_net::Stop>,
-    ) {
+    /// Serves until `shutdown` says to. `node` is what the Manager works on.
+    pub async fn run(self, auth: Authenticator, node: Node, shutdown: impl Into<wharf_net::Stop>) {
+        let Node {
+            ops,
+            events,
+            sessions,
+            services,
+            name: node,
+            configuration,
+        } = node;
         let admission = Admission::new(
             &auth,
             events.clone(),
@@ -139,6 +155,7 @@ impl ManagerService {
             sessions,
             services,
             node,
+            configuration,
         });
         let router = crate::routes::router(Arc::clone(&shared));
         self.listeners

@@ -5,8 +5,8 @@
 //! ([`Protocol`]). Each is validated once, when it is built from untrusted input, so code
 //! that holds one never re-checks it.
 //!
-//! It also holds the two text forms every crate writes the same way: lowercase [`hex`] and
-//! RFC 3339 times ([`rfc3339`]).
+//! It also holds the text forms every crate writes the same way: lowercase [`hex`], RFC
+//! 3339 times ([`rfc3339`]) and text escaped for HTML pages ([`html`]).
 //!
 //! It must never do I/O, depend on tokio, or know about any protocol's wire format.
 
@@ -14,6 +14,7 @@
 
 mod account;
 mod hex;
+pub mod html;
 mod network;
 mod path;
 pub mod rfc3339;

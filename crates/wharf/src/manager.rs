@@ -61,3 +61,111 @@ pub fn config(
         proxy: service.proxy(),
     }
 }
+
+/// What the Manager asks of the serve loop: apply the file again, and answer how it went.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// The node's configuration file, for the Manager's configuration page: checked exactly as
+/// `wharf check-config` checks it, written only once it checks (the one before kept as
+/// `wharf.toml.previous`, and put back when the running server cannot apply the new one),
+/// and applied through the serve loop's reload.
+pub struct ConfigFile {
+    path: std::path::PathBuf,
+    reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+}
+
+impl ConfigFile {
+    /// The file at `path`, applied through `reload`.
+    pub fn new(
+        path: &std::path::Path,
+        reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    ) -> ConfigFile {
+        ConfigFile {
+            path: path.to_owned(),
+            reload,
+        }
+    }
+
+    /// A file beside the configuration (so relative paths resolve alike), named `what`.
+    fn beside(&self, what: &str) -> std::path::PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "wharf.toml".to_owned());
+        self.path.with_file_name(format!(".{name}.{what}"))
+    }
+
+    fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
+        ConfigIssue {
+            line: None,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+use wharf_manager::ConfigIssue;
+
+#[async_trait::async_trait]
+impl wharf_manager::Configuration for ConfigFile {
+    fn text(&self) -> Result<String, String> {
+        std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+    }
+
+    fn check(&self, text: &str) -> Vec<ConfigIssue> {
+        let trial = self.beside(&format!("check-{}", std::process::id()));
+        if let Err(e) = std::fs::write(&trial, text) {
+            return vec![ConfigFile::issue("(file)", format!("cannot check: {e}"))];
+        }
+        let issues = match Loaded::load(&trial) {
+            Ok(loaded) => match crate::config::handler::handlers(&loaded) {
+                Ok(_) => Vec::new(),
+                Err(e) => vec![ConfigFile::issue("handler", format!("{e:#}"))],
+            },
+            Err(issues) => issues
+                .0
+                .into_iter()
+                .map(|i| ConfigIssue {
+                    line: i.line,
+                    key: i.key,
+                    message: i.message,
+                })
+                .collect(),
+        };
+        let _ = std::fs::remove_file(&trial);
+        issues
+    }
+
+    async fn apply(&self, text: &str) -> Result<String, Vec<ConfigIssue>> {
+        let issues = self.check(text);
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        let previous = self.beside("previous");
+        let fresh = self.beside(&format!("new-{}", std::process::id()));
+        let written = std::fs::copy(&self.path, &previous)
+            .and_then(|_| std::fs::write(&fresh, text))
+            .and_then(|()| std::fs::rename(&fresh, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(vec![ConfigFile::issue(
+                "(file)",
+                format!("cannot write {}: {e}", self.path.display()),
+            )]);
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let outcome = match self.reload.send(answer).await {
+            Ok(()) => answered
+                .await
+                .unwrap_or_else(|_| Err("the server is stopping".to_owned())),
+            Err(_) => Err("the server is stopping".to_owned()),
+        };
+        outcome.map_err(|why| {
+            // The running server did not take it: the file goes back to what it runs.
+            let _ = std::fs::rename(&previous, &self.path);
+            vec![ConfigFile::issue("reload", why)]
+        })
+    }
+}

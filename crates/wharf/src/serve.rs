@@ -117,6 +117,8 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     }
 
     let operations = crate::manager::operations(&ctx.loaded, &ctx.store, &bus);
+    // The Manager's configuration page asks the loop below to reload, as SIGHUP does.
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::manager::ReloadRequest>(4);
     let mut supervisor = crate::supervisor::Supervisor::new(
         &ctx.loaded,
         ctx.store.clone(),
@@ -124,6 +126,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         bus.clone(),
         stop_rx.clone(),
         operations.clone(),
+        std::sync::Arc::new(crate::manager::ConfigFile::new(config_path, reload_tx)),
     )?;
     if let Err(e) = supervisor.start_all(&ctx.loaded).await {
         let _ = stop_tx.send(true);
@@ -180,6 +183,13 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
             _ = name_lost.notified() => {
                 exit = ExitCode::FAILURE;
                 break;
+            }
+            Some(answer) = reload_rx.recv() => {
+                let outcome = crate::reload::reload(config_path, &mut supervisor, &mut handlers, &operations, &bus).await;
+                if let Ok(line) = &outcome {
+                    eprintln!("wharf: configuration reloaded from the Manager: {line}");
+                }
+                let _ = answer.send(outcome);
             }
             _ = hup.recv() => {
                 // Accounts, groups and administrators are read from the store; the file's

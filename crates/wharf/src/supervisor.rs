@@ -85,6 +85,7 @@ pub struct Supervisor {
     stop: watch::Receiver<bool>,
     node: String,
     operations: Operations,
+    configuration: Arc<dyn wharf_manager::Configuration>,
     certificates: Option<Arc<Certificates>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     dashboard: watch::Sender<Vec<ServiceInfo>>,
@@ -110,6 +111,7 @@ impl Supervisor {
         bus: EventBus,
         stop: watch::Receiver<bool>,
         operations: Operations,
+        configuration: Arc<dyn wharf_manager::Configuration>,
     ) -> Result<Supervisor> {
         let certificates = match certificate_paths(loaded) {
             Some((certificate, key)) => {
@@ -128,6 +130,7 @@ impl Supervisor {
             stop,
             node: loaded.config.server.name.clone(),
             operations,
+            configuration,
             certificates,
             tls,
             dashboard: watch::channel(Vec::new()).0,
@@ -259,9 +262,14 @@ impl Supervisor {
         let bus = self.bus.clone();
         let tls = self.tls.clone();
         let store = self.store.clone();
-        let operations = self.operations.clone();
-        let dashboard = self.dashboard.subscribe();
-        let node = self.node.clone();
+        let manager_node = wharf_manager::Node {
+            ops: self.operations.clone(),
+            events: self.bus.clone(),
+            sessions: Arc::new(self.store.clone()),
+            services: self.dashboard.subscribe(),
+            name: self.node.clone(),
+            configuration: Arc::clone(&self.configuration),
+        };
         let tasks = &mut self.tasks;
         let bound = match &service.kind {
             ServiceKind::Ftp { login, ftp, .. } | ServiceKind::FtpsImplicit { login, ftp } => {
@@ -356,15 +364,7 @@ impl Supervisor {
                 let config = crate::manager::config(service, manager, addresses, tls);
                 wharf_manager::ManagerService::bind(config).await.map(|b| {
                     let addrs = b.local_addrs();
-                    tasks.spawn(b.run(
-                        auth.clone(),
-                        operations.clone(),
-                        bus.clone(),
-                        std::sync::Arc::new(store.clone()),
-                        dashboard.clone(),
-                        node.clone(),
-                        stop.clone(),
-                    ));
+                    tasks.spawn(b.run(auth.clone(), manager_node, stop.clone()));
                     (addrs, "manager: web console, admin API")
                 })
             }

@@ -32,6 +32,29 @@ impl Recorder for Kept {
     }
 }
 
+/// A configuration file in memory: every text checks, applying keeps it.
+#[derive(Default)]
+struct Remembered(Mutex<String>);
+
+#[async_trait]
+impl crate::Configuration for Remembered {
+    fn text(&self) -> Result<String, String> {
+        self.0
+            .lock()
+            .map(|t| t.clone())
+            .map_err(|_| "poisoned".to_owned())
+    }
+    fn check(&self, _: &str) -> Vec<crate::ConfigIssue> {
+        Vec::new()
+    }
+    async fn apply(&self, text: &str) -> Result<String, Vec<crate::ConfigIssue>> {
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = text.to_owned();
+        }
+        Ok("kept".to_owned())
+    }
+}
+
 #[derive(Debug)]
 struct NoCertificate;
 
@@ -157,6 +180,7 @@ async fn fixture() -> Fixture {
         sessions,
         services,
         node: "test".into(),
+        configuration: Arc::new(Remembered::default()),
     });
     Fixture {
         router: router(shared),
