@@ -76,6 +76,14 @@ try {
   await page.goto(base + `/events?account=${account}`);
   result.events = await page.locator("table").last().textContent();
   result.exportLinks = await page.locator("a[href^='/api/v1/events']").count();
+  // The live tail: a change made in another tab shows up here without a reload.
+  const other = await context.newPage();
+  await other.goto(base + `/accounts/${account}`);
+  await other.click("form:has(input[value=disable]) button");
+  await page.locator("tr.live", { hasText: "account.updated" }).first().waitFor({ timeout: 15000 });
+  result.liveRow = await page.locator("tr.live").first().textContent();
+  await other.click("form:has(input[value=enable]) button");
+  await other.close();
   await shot(page, "08-events");
 
   // Lift the ban the caller set.

@@ -346,6 +346,7 @@ def test_console_in_chromium(server):
     assert "Refused" in seen["refused"] and "refused by default" in seen["refused"]
     assert "upload.finished" in seen["dashboardEvents"] and "dora" in seen["dashboardEvents"]
     assert "/drop/invoice.csv" in seen["events"] and seen["exportLinks"] == 2
+    assert "account.updated" in seen["liveRow"] and "dora" in seen["liveRow"]
     assert seen["bannedListed"] >= 1 and seen["bannedAfterLift"] == 0
     assert seen["afterLogout"] == "/login"
     assert seen["consoleErrors"] == []

@@ -646,7 +646,8 @@ pub(crate) async fn events(
          <label>At most <input name=\"limit\" inputmode=\"numeric\" value=\"{}\"></label>\
          <button type=\"submit\">Search</button></form>\
          <p>Export these: <a href=\"{}\">CSV</a> · <a href=\"{}\">JSON lines</a></p></section>\
-         <section><table>{EVENT_HEAD}{}</table></section>",
+         <section><p id=\"live\" data-src=\"{}\" class=\"note\">Live: new records appear at the top as they are written.</p>\
+         <table id=\"events\">{EVENT_HEAD}{}</table></section>",
         value(&query.since),
         query.id.map(|i| i.to_string()).unwrap_or_default(),
         value(&query.account),
@@ -654,6 +655,7 @@ pub(crate) async fn events(
         query.limit.unwrap_or(100),
         escape(&export("csv")),
         escape(&export("jsonl")),
+        escape(&format!("/events/live?{}", filters.join("&"))),
         event_rows(&records),
     );
     page(&caller, "/events", "Events", &body)
@@ -1082,4 +1084,77 @@ pub(crate) async fn me_change(
             &AdminError::Invalid(format!("unknown action {other:?}")),
         ),
     }
+}
+
+/// How often the live tail asks the store for new records.
+const TAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long one live tail runs before the browser reconnects (it does so by itself).
+const TAIL_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `GET /events/live`: the records that arrive from now on, with the events page's filters,
+/// as server-sent events (`record`, its JSON), for the events page's live tail.
+pub(crate) async fn live(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<EventQuery>,
+) -> Response {
+    let mut search = match query.search() {
+        Ok(search) => search,
+        Err(e) => return failed(&caller, "/events", &e),
+    };
+    // From the newest record on: what was before is on the page already.
+    let newest = shared
+        .ops
+        .events(
+            &caller.actor,
+            wharf_admin::EventSearch {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+    search.after_seq = Some(match newest {
+        Ok(records) => records.last().map_or(0, |r| r.seq),
+        Err(e) => return failed(&caller, "/events", &e),
+    });
+    search.since_us = None;
+    search.limit = 200;
+    let deadline = tokio::time::Instant::now() + TAIL_FOR;
+    let state = (shared, caller, search, Vec::<AuditRecord>::new());
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(shared, caller, mut search, mut ready)| async move {
+            loop {
+                if let Some(record) = ready.pop() {
+                    let event = axum::response::sse::Event::default()
+                        .event("record")
+                        .json_data(&record)
+                        .unwrap_or_default();
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (shared, caller, search, ready),
+                    ));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return None;
+                }
+                tokio::time::sleep(TAIL_EVERY).await;
+                match shared.ops.events(&caller.actor, search.clone()).await {
+                    Ok(mut records) => {
+                        if let Some(last) = records.last() {
+                            search.after_seq = Some(last.seq);
+                        }
+                        // Handed out oldest first.
+                        records.reverse();
+                        ready = records;
+                    }
+                    // The store is away: the browser reconnects and asks again.
+                    Err(_) => return None,
+                }
+            }
+        },
+    );
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response()
 }

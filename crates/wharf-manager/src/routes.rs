@@ -72,6 +72,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ)],
     },
     Route {
+        path: "/events/live",
+        methods: &[("GET", READ)],
+    },
+    Route {
         path: "/bans",
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
@@ -186,6 +190,7 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/accounts/{name}", "GET") => get(console::account),
         ("/accounts/{name}", "POST") => post(console::account_change),
         ("/events", "GET") => get(console::events),
+        ("/events/live", "GET") => get(console::live),
         ("/bans", "GET") => get(console::bans),
         ("/bans", "POST") => post(console::bans_change),
         ("/admins", "GET") => get(console::admins),

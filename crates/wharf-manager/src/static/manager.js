@@ -19,3 +19,32 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// The events page's live tail: records arrive as server-sent events and go on top.
+document.addEventListener("DOMContentLoaded", () => {
+  const live = document.getElementById("live");
+  const table = document.getElementById("events");
+  if (!live || !table || !window.EventSource) {
+    return;
+  }
+  const source = new EventSource(live.dataset.src);
+  source.addEventListener("record", (message) => {
+    const record = JSON.parse(message.data);
+    const row = document.createElement("tr");
+    row.className = "live";
+    const cells = [
+      String(record.seq), record.time, `${record.id} ${record.name}`, record.outcome,
+      record.account || "", record.path || record.remote || "", record.message || "",
+    ];
+    cells.forEach((text, i) => {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      if (i === 0) cell.className = "num";
+      if (i === 3) cell.className = record.outcome === "success" ? "ok" : "bad";
+      if (i >= 5) cell.classList.add("wide");
+      row.appendChild(cell);
+    });
+    const header = table.querySelector("tr");
+    header.after(row);
+  });
+});
