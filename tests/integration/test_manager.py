@@ -465,3 +465,48 @@ def test_configuration_through_the_api(server):
     assert (server.root / "wharf.toml").read_text() == smaller
     changed = server.wait_event("configuration.changed")
     assert changed["attrs"]["token"] == "cfg-ci"
+
+
+def test_handler_jobs_are_listed_retried_and_cancelled(server):
+    """A handler whose program fails gives up; an operator retries the job from the API and
+    it runs again; an auditor may list but not retry."""
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write('\n[[handler]]\nname = "always-fails"\non = ["upload.finished"]\nattempts = 1\n\n'
+                '[handler.exec]\nprogram = "/bin/false"\n')
+    server.add_account("jo", password=PASSWORD)
+    add_admin(server, "opie", "operator")
+    add_admin(server, "audi", "auditor")
+    operator = token(server, "opie-ci", "opie", "operator")
+    auditor = token(server, "audi-ci", "audi", "auditor")
+    server.start()
+    (server.root / "a.txt").write_text("a\n")
+    server.sftp("jo", "put a.txt\n")
+    deadline = time.time() + 20
+    failed = []
+    while time.time() < deadline and not failed:
+        status, body = api(server, "GET", "/api/v1/jobs?state=failed", auditor)
+        failed = body["jobs"] if status == 200 else []
+        time.sleep(0.3)
+    assert failed and failed[0]["handler"] == "always-fails" and failed[0]["attempts"] == 1, failed
+    job = failed[0]["id"]
+    status, _ = api(server, "POST", f"/api/v1/jobs/{job}/retry", auditor)
+    assert status == 403
+    status, body = api(server, "POST", f"/api/v1/jobs/{job}/retry", operator)
+    assert status == 200 and body["state"] == "queued"
+    retried = server.wait_event("job.retried")
+    assert retried["attrs"]["admin"] == "opie" and retried["attrs"]["handler"] == "always-fails"
+    # The engine runs it again (and it fails again); cancelling a job no longer queued is refused.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if len([e for e in server.events() if e["name"] == "handler.failed"]) >= 2:
+            break
+        time.sleep(0.3)
+    assert len([e for e in server.events() if e["name"] == "handler.failed"]) == 2
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        status, body = api(server, "GET", "/api/v1/jobs", auditor)
+        if next(j for j in body["jobs"] if j["id"] == job)["state"] == "failed":
+            break
+        time.sleep(0.3)
+    status, body = api(server, "POST", f"/api/v1/jobs/{job}/cancel", operator)
+    assert status == 409 and "not queued" in body["error"]

@@ -124,6 +124,8 @@ catalogue! {
     AdminLoggedOut = 50052, "admin.logged_out", "An administrator logged out of the Manager.";
     AdminRefused = 50053, "admin.refused", "A Manager request was refused because the caller's role does not allow it; `attrs.admin` names the caller, `attrs.role` its role, `message` the request.";
     ConfigurationChanged = 50060, "configuration.changed", "An administrator replaced the node's configuration file from the Manager, and the running server reloaded it; `message` gives the reload's outcome, `attrs.lines` how many lines changed (the text itself is not recorded).";
+    JobRetried = 50070, "job.retried", "An administrator put a failed handler job back in the queue, its attempts counted from zero; `attrs.target` is the job's id, `attrs.handler` its handler.";
+    JobCancelled = 50071, "job.cancelled", "An administrator gave up a queued handler job before any node ran it; `attrs.target` is the job's id, `attrs.handler` its handler.";
 }
 
 impl EventKind {

@@ -659,3 +659,65 @@ pub(crate) async fn token_remove(
         Err(e) => failure(e),
     }
 }
+
+/// The filters of `GET /api/v1/jobs`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobQuery {
+    pub(crate) state: Option<String>,
+    pub(crate) limit: Option<i64>,
+}
+
+impl JobQuery {
+    pub(crate) fn state(&self) -> Result<Option<wharf_admin::JobState>, AdminError> {
+        self.state
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(wharf_admin::job_state)
+            .transpose()
+    }
+}
+
+/// `GET /api/v1/jobs`.
+pub(crate) async fn jobs(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<JobQuery>,
+) -> Response {
+    let state = match query.state() {
+        Ok(state) => state,
+        Err(e) => return failure(e),
+    };
+    match shared
+        .ops
+        .jobs(&caller.actor, state, query.limit.unwrap_or(100))
+        .await
+    {
+        Ok(list) => ok(json!({"jobs": list.iter().map(wharf_admin::job_view).collect::<Vec<_>>()})),
+        Err(e) => failure(e),
+    }
+}
+
+/// `POST /api/v1/jobs/{id}/retry`.
+pub(crate) async fn job_retry(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    match shared.ops.retry_job(&caller.actor, id).await {
+        Ok(()) => ok(json!({"id": id, "state": "queued"})),
+        Err(e) => failure(e),
+    }
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`.
+pub(crate) async fn job_cancel(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    match shared.ops.cancel_job(&caller.actor, id).await {
+        Ok(()) => ok(json!({"id": id, "state": "failed"})),
+        Err(e) => failure(e),
+    }
+}

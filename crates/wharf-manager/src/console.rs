@@ -1158,3 +1158,98 @@ pub(crate) async fn live(
         .keep_alive(axum::response::sse::KeepAlive::default())
         .into_response()
 }
+
+/// `GET /jobs`: the event handlers' queue.
+pub(crate) async fn jobs(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<crate::api::JobQuery>,
+) -> Response {
+    let list = match query.state() {
+        Ok(state) => {
+            shared
+                .ops
+                .jobs(&caller.actor, state, query.limit.unwrap_or(200))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let list = match list {
+        Ok(list) => list,
+        Err(e) => return failed(&caller, "/jobs", &e),
+    };
+    let csrf = csrf_field(&caller);
+    let operate = caller.actor.role().may(Need::Operate);
+    let rows: String = list
+        .iter()
+        .map(|job| {
+            let action = match (operate, job.state) {
+                (true, wharf_admin::JobState::Failed) => "retry",
+                (true, wharf_admin::JobState::Queued) => "cancel",
+                _ => "",
+            };
+            let button = if action.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<form method=\"post\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"id\" value=\"{}\">\
+                     <button type=\"submit\" name=\"action\" value=\"{action}\" class=\"quiet\">{action}</button></form>",
+                    job.id
+                )
+            };
+            let class = match job.state {
+                wharf_admin::JobState::Failed => "bad",
+                wharf_admin::JobState::Done => "ok",
+                _ => "",
+            };
+            format!(
+                "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"{class}\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"wide\">{}</td><td>{button}</td></tr>",
+                job.id,
+                escape(&job.handler),
+                job.state.as_str(),
+                job.attempts,
+                job.event_seq,
+                escape(job.last_error.as_deref().unwrap_or("")),
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Handler jobs</h1><section><form method=\"get\" class=\"inline\"><label>State <select name=\"state\">\
+         <option value=\"\">all</option><option>queued</option><option>running</option><option>done</option><option>failed</option>\
+         </select></label><button type=\"submit\" class=\"quiet\">Show</button></form>\
+         <table id=\"jobs\"><tr><th>#</th><th>handler</th><th>state</th><th>attempts</th><th>record</th>\
+         <th class=\"wide\">last error</th><th></th></tr>{}</table></section>",
+        if rows.is_empty() {
+            "<tr><td colspan=\"7\" class=\"note\">No jobs.</td></tr>".to_owned()
+        } else {
+            rows
+        }
+    );
+    page(&caller, "/jobs", "Handler jobs", &body)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct JobAction {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    id: i64,
+}
+
+/// `POST /jobs`: retry or cancel one.
+pub(crate) async fn jobs_change(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Form(form): Form<JobAction>,
+) -> Response {
+    let result = match form.action.as_str() {
+        "retry" => shared.ops.retry_job(&caller.actor, form.id).await,
+        "cancel" => shared.ops.cancel_job(&caller.actor, form.id).await,
+        other => Err(AdminError::Invalid(format!("unknown action {other:?}"))),
+    };
+    match result {
+        Ok(()) => back_to("/jobs"),
+        Err(e) => failed(&caller, "/jobs", &e),
+    }
+}

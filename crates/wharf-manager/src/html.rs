@@ -65,6 +65,7 @@ pub(crate) fn page(caller: &Caller, current: &str, title: &str, body: &str) -> R
         ("/events", "Events"),
     ];
     links.push(("/bans", "Bans"));
+    links.push(("/jobs", "Jobs"));
     links.push(("/admins", "Administrators"));
     if role.may(Need::Administer) {
         links.push(("/configuration", "Configuration"));

@@ -80,6 +80,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
     Route {
+        path: "/jobs",
+        methods: &[("GET", READ), ("POST", OPERATE)],
+    },
+    Route {
         path: "/admins",
         methods: &[("GET", READ), ("POST", ADMINISTER)],
     },
@@ -135,6 +139,18 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         path: "/api/v1/configuration/check",
         methods: &[("POST", ADMINISTER)],
+    },
+    Route {
+        path: "/api/v1/jobs",
+        methods: &[("GET", READ)],
+    },
+    Route {
+        path: "/api/v1/jobs/{id}/retry",
+        methods: &[("POST", OPERATE)],
+    },
+    Route {
+        path: "/api/v1/jobs/{id}/cancel",
+        methods: &[("POST", OPERATE)],
     },
     Route {
         path: "/api/v1/admins",
@@ -193,6 +209,11 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/events/live", "GET") => get(console::live),
         ("/bans", "GET") => get(console::bans),
         ("/bans", "POST") => post(console::bans_change),
+        ("/jobs", "GET") => get(console::jobs),
+        ("/jobs", "POST") => post(console::jobs_change),
+        ("/api/v1/jobs", "GET") => get(api::jobs),
+        ("/api/v1/jobs/{id}/retry", "POST") => post(api::job_retry),
+        ("/api/v1/jobs/{id}/cancel", "POST") => post(api::job_cancel),
         ("/admins", "GET") => get(console::admins),
         ("/admins", "POST") => post(console::admins_change),
         ("/configuration", "GET") => get(configuration::show),

@@ -401,6 +401,42 @@ impl Store {
         })
     }
 
+    /// An administrator's retry: a failed job goes back in the queue, due now, with its
+    /// attempts counted from zero. `false` when it is not (or no longer) failed.
+    pub async fn retry_handler_job(&self, id: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE handler_jobs SET state = 'queued', due_us = $2, attempts = 0,
+                   owner = NULL, lease_until_us = NULL, finished_us = NULL
+                 WHERE id = $1 AND state = 'failed'",
+            )
+            .bind(id)
+            .bind(crate::now_us())
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// An administrator's cancel: a queued job is given up (`failed`, with `reason`) before
+    /// any node claims it. `false` when it is not (or no longer) queued: a running job
+    /// finishes its attempt.
+    pub async fn cancel_handler_job(&self, id: i64, reason: &str) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE handler_jobs SET state = 'failed', last_error = $2, finished_us = $3,
+                   owner = NULL, lease_until_us = NULL
+                 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(id)
+            .bind(reason)
+            .bind(crate::now_us())
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// Forgets jobs that ended before `before_us`; returns how many.
     pub async fn forget_handler_jobs(&self, before_us: i64) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
