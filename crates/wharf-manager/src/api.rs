@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -18,6 +18,7 @@ use wharf_admin::{
 use wharf_core::Rule;
 
 use crate::auth::Caller;
+use crate::extract::{Body, Params, Segment};
 use crate::server::Shared;
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -77,7 +78,7 @@ pub(crate) struct PasswordChange {
 pub(crate) async fn me_change(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<PasswordChange>,
+    Body(body): Body<PasswordChange>,
 ) -> Response {
     match shared
         .ops
@@ -110,7 +111,7 @@ pub(crate) async fn accounts(
 pub(crate) async fn account(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Segment(name): Segment<String>,
 ) -> Response {
     match shared.ops.account(&caller.actor, &name).await {
         Ok(record) => ok(account_view(&record)),
@@ -191,7 +192,7 @@ impl AccountBody {
 pub(crate) async fn account_add(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<AccountBody>,
+    Body(body): Body<AccountBody>,
 ) -> Response {
     let new = match new_account(body) {
         Ok(new) => new,
@@ -225,8 +226,8 @@ pub(crate) struct AccountPatch {
 pub(crate) async fn account_change(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-    Json(patch): Json<AccountPatch>,
+    Segment(name): Segment<String>,
+    Body(patch): Body<AccountPatch>,
 ) -> Response {
     let mut changes = Vec::new();
     if let Some(on) = patch.enabled {
@@ -262,7 +263,7 @@ pub(crate) async fn account_change(
 pub(crate) async fn account_remove(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Segment(name): Segment<String>,
 ) -> Response {
     match shared.ops.remove_account(&caller.actor, &name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -282,8 +283,8 @@ pub(crate) struct MayQuery {
 pub(crate) async fn account_may(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-    Query(query): Query<MayQuery>,
+    Segment(name): Segment<String>,
+    Params(query): Params<MayQuery>,
 ) -> Response {
     match shared
         .ops
@@ -324,7 +325,7 @@ pub(crate) struct BanBody {
 pub(crate) async fn ban_add(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<BanBody>,
+    Body(body): Body<BanBody>,
 ) -> Response {
     let reason = body
         .reason
@@ -343,7 +344,7 @@ pub(crate) async fn ban_add(
 pub(crate) async fn ban_lift(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(network): Path<String>,
+    Segment(network): Segment<String>,
 ) -> Response {
     match shared.ops.lift_ban(&caller.actor, &network).await {
         Ok(lifted) => ok(json!({"lifted": lifted.to_string()})),
@@ -400,7 +401,7 @@ fn csv_field(text: &str) -> String {
 pub(crate) async fn events(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<EventQuery>,
+    Params(query): Params<EventQuery>,
 ) -> Response {
     let search = match query.search() {
         Ok(search) => search,
@@ -492,7 +493,7 @@ pub(crate) async fn admins(
 pub(crate) async fn admin(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Segment(name): Segment<String>,
 ) -> Response {
     match shared.ops.admin(&caller.actor, &name).await {
         Ok(record) => ok(admin_view(&record)),
@@ -518,7 +519,7 @@ pub(crate) struct AdminBody {
 pub(crate) async fn admin_add(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<AdminBody>,
+    Body(body): Body<AdminBody>,
 ) -> Response {
     let role = match role(&body.role) {
         Ok(role) => role,
@@ -555,8 +556,8 @@ pub(crate) struct AdminPatch {
 pub(crate) async fn admin_change(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-    Json(patch): Json<AdminPatch>,
+    Segment(name): Segment<String>,
+    Body(patch): Body<AdminPatch>,
 ) -> Response {
     let mut changes = Vec::new();
     if let Some(password) = patch.password {
@@ -592,7 +593,7 @@ pub(crate) async fn admin_change(
 pub(crate) async fn admin_remove(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Segment(name): Segment<String>,
 ) -> Response {
     match shared.ops.remove_admin(&caller.actor, &name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -626,7 +627,7 @@ pub(crate) struct TokenBody {
 pub(crate) async fn token_add(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<TokenBody>,
+    Body(body): Body<TokenBody>,
 ) -> Response {
     let role = match role(&body.role) {
         Ok(role) => role,
@@ -652,7 +653,7 @@ pub(crate) async fn token_add(
 pub(crate) async fn token_remove(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Segment(name): Segment<String>,
 ) -> Response {
     match shared.ops.remove_token(&caller.actor, &name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -682,7 +683,7 @@ impl JobQuery {
 pub(crate) async fn jobs(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<JobQuery>,
+    Params(query): Params<JobQuery>,
 ) -> Response {
     let state = match query.state() {
         Ok(state) => state,
@@ -702,7 +703,7 @@ pub(crate) async fn jobs(
 pub(crate) async fn job_retry(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    Segment(id): Segment<i64>,
 ) -> Response {
     match shared.ops.retry_job(&caller.actor, id).await {
         Ok(()) => ok(json!({"id": id, "state": "queued"})),
@@ -714,7 +715,7 @@ pub(crate) async fn job_retry(
 pub(crate) async fn job_cancel(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    Segment(id): Segment<i64>,
 ) -> Response {
     match shared.ops.cancel_job(&caller.actor, id).await {
         Ok(()) => ok(json!({"id": id, "state": "failed"})),

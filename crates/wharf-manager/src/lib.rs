@@ -18,6 +18,7 @@ mod api;
 mod auth;
 mod configuration;
 mod console;
+mod extract;
 mod html;
 mod login;
 mod routes;

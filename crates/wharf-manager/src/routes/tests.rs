@@ -405,3 +405,41 @@ fn the_openapi_document_lists_exactly_the_api_routes() {
     }
     assert_eq!(documented, tabled);
 }
+
+#[tokio::test]
+async fn refused_requests_answer_in_json_too() {
+    let f = fixture().await;
+    let token = &f.tokens[&Role::Admin];
+    for (method, path, content_type, body) in [
+        (
+            "POST",
+            "/api/v1/accounts",
+            "application/json",
+            r#"{"nope": 1}"#,
+        ),
+        ("POST", "/api/v1/accounts", "text/plain", "{}"),
+        ("POST", "/api/v1/accounts", "application/json", "not json"),
+        ("GET", "/api/v1/events?limit=many", "application/json", ""),
+        ("POST", "/api/v1/jobs/seven/retry", "application/json", ""),
+    ] {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .expect("request");
+        request.extensions_mut().insert(Conn {
+            id: "c0ffee".into(),
+            remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        });
+        let answer = f.router.clone().oneshot(request).await.expect("answer");
+        assert!(answer.status().is_client_error(), "{method} {path}");
+        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{method} {path}: {}", String::from_utf8_lossy(&bytes)));
+        assert!(json["error"].is_string(), "{method} {path}: {json}");
+    }
+}
