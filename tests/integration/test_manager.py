@@ -510,3 +510,27 @@ def test_handler_jobs_are_listed_retried_and_cancelled(server):
         time.sleep(0.3)
     status, body = api(server, "POST", f"/api/v1/jobs/{job}/cancel", operator)
     assert status == 409 and "not queued" in body["error"]
+
+
+def test_groups_through_the_api(server):
+    add_admin(server, "gina", "operator")
+    operator = token(server, "gina-ci", "gina", "operator")
+    server.start()
+    group = {"name": "partners", "home_template": str(server.homes) + "/${USER}", "create_home": True,
+             "rules": [{"pattern": "/in/**", "allow": ["list", "write"]}], "protocols": ["sftp"]}
+    status, body = api(server, "POST", "/api/v1/groups", operator, group)
+    assert status == 201 and body["protocols"] == ["sftp"], body
+    status, body = api(server, "POST", "/api/v1/groups", operator, {**group, "home_template": "relative/${USER}"})
+    assert status == 409 or (status == 422 and "absolute" in body["error"])
+    status, body = api(server, "POST", "/api/v1/accounts", operator, {"name": "pia", "groups": ["partners"]})
+    assert status == 201
+    status, body = api(server, "PATCH", "/api/v1/groups/partners", operator,
+                       {"rules": [{"pattern": "/out/**", "allow": ["list", "read"]}]})
+    assert status == 200 and body["rules"][0]["pattern"] == "/out/**"
+    status, body = api(server, "GET", "/api/v1/accounts/pia/may?verb=read&path=/out/a", operator)
+    assert body["allowed"] is True and body["from"] == "group partners"
+    status, body = api(server, "DELETE", "/api/v1/groups/partners", operator)
+    assert status == 409 and "pia" in body["error"]
+    changed = server.wait_event("group.updated")
+    assert '"/in/**"' in changed["attrs"]["before"] and '"/out/**"' in changed["attrs"]["after"]
+    assert changed["attrs"]["token"] == "gina-ci"

@@ -19,6 +19,7 @@ mod admins;
 mod bans;
 mod error;
 mod events;
+mod groups;
 mod jobs;
 mod login;
 mod role;
@@ -31,6 +32,7 @@ pub use admins::{AdminChange, Enrolment, NewAdmin};
 pub use bans::MAX_ADMIN_BAN_SECS;
 pub use error::AdminError;
 pub use events::{EventSearch, MAX_PAGE, parse_since};
+pub use groups::{GroupChange, group_view};
 pub use jobs::{MAX_JOBS, job_state, job_view};
 pub use login::{Identity, LoginStep, Origin};
 pub use role::{Need, Role};
@@ -38,7 +40,8 @@ pub use tokens::{MAX_TOKEN_DAYS, NewToken, TokenIdentity, TokenMade};
 pub use views::{account_view, admin_view, ban_view, token_view};
 /// The records operations return, as the store keeps them.
 pub use wharf_store::{
-    AccountRecord, AdminRecord, AdminTokenRecord, AuditRecord, BanRecord, HandlerJob, JobState,
+    AccountRecord, AdminRecord, AdminTokenRecord, AuditRecord, BanRecord, GroupRecord, HandlerJob,
+    JobState,
 };
 
 use std::sync::Arc;

@@ -722,3 +722,117 @@ pub(crate) async fn job_cancel(
         Err(e) => failure(e),
     }
 }
+
+/// `GET /api/v1/groups`.
+pub(crate) async fn groups(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match shared.ops.groups(&caller.actor).await {
+        Ok(list) => {
+            ok(json!({"groups": list.iter().map(wharf_admin::group_view).collect::<Vec<_>>()}))
+        }
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/groups/{name}`.
+pub(crate) async fn group(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(name): Segment<String>,
+) -> Response {
+    match shared.ops.group(&caller.actor, &name).await {
+        Ok(group) => ok(wharf_admin::group_view(&group)),
+        Err(e) => failure(e),
+    }
+}
+
+/// A new group as the API takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GroupBody {
+    name: String,
+    #[serde(default)]
+    home_template: Option<String>,
+    #[serde(default)]
+    create_home: bool,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    protocols: Vec<wharf_types::Protocol>,
+    #[serde(default)]
+    require_second_factor: bool,
+    #[serde(default)]
+    max_file_size: Option<u64>,
+}
+
+/// `POST /api/v1/groups`.
+pub(crate) async fn group_add(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<GroupBody>,
+) -> Response {
+    let group = wharf_admin::GroupRecord {
+        name: body.name,
+        home_template: body.home_template,
+        create_home: body.create_home,
+        rules: body.rules,
+        protocols: body.protocols,
+        upload_mode: None,
+        addresses: Default::default(),
+        require_second_factor: body.require_second_factor,
+        max_file_size: body.max_file_size,
+    };
+    match shared.ops.add_group(&caller.actor, group).await {
+        Ok(group) => created(wharf_admin::group_view(&group)),
+        Err(e) => failure(e),
+    }
+}
+
+/// The changes `PATCH /api/v1/groups/{name}` takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GroupPatch {
+    #[serde(default)]
+    rules: Option<Vec<Rule>>,
+    #[serde(default)]
+    protocols: Option<Vec<wharf_types::Protocol>>,
+}
+
+/// `PATCH /api/v1/groups/{name}`.
+pub(crate) async fn group_change(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(name): Segment<String>,
+    Body(patch): Body<GroupPatch>,
+) -> Response {
+    let mut changes = Vec::new();
+    if let Some(rules) = patch.rules {
+        changes.push(wharf_admin::GroupChange::Rules(rules));
+    }
+    if let Some(list) = patch.protocols {
+        changes.push(wharf_admin::GroupChange::Protocols(list));
+    }
+    if changes.is_empty() {
+        return failure(AdminError::Invalid(
+            "nothing to change: give rules or protocols".into(),
+        ));
+    }
+    match shared.ops.change_group(&caller.actor, &name, changes).await {
+        Ok(group) => ok(wharf_admin::group_view(&group)),
+        Err(e) => failure(e),
+    }
+}
+
+/// `DELETE /api/v1/groups/{name}`.
+pub(crate) async fn group_remove(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(name): Segment<String>,
+) -> Response {
+    match shared.ops.remove_group(&caller.actor, &name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failure(e),
+    }
+}

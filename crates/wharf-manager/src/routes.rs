@@ -121,6 +121,14 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ)],
     },
     Route {
+        path: "/api/v1/groups",
+        methods: &[("GET", READ), ("POST", OPERATE)],
+    },
+    Route {
+        path: "/api/v1/groups/{name}",
+        methods: &[("GET", READ), ("PATCH", OPERATE), ("DELETE", OPERATE)],
+    },
+    Route {
         path: "/api/v1/bans",
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
@@ -233,6 +241,11 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/accounts/{name}", "PATCH") => patch(api::account_change),
         ("/api/v1/accounts/{name}", "DELETE") => delete(api::account_remove),
         ("/api/v1/accounts/{name}/may", "GET") => get(api::account_may),
+        ("/api/v1/groups", "GET") => get(api::groups),
+        ("/api/v1/groups", "POST") => post(api::group_add),
+        ("/api/v1/groups/{name}", "GET") => get(api::group),
+        ("/api/v1/groups/{name}", "PATCH") => patch(api::group_change),
+        ("/api/v1/groups/{name}", "DELETE") => delete(api::group_remove),
         ("/api/v1/bans", "GET") => get(api::bans),
         ("/api/v1/bans", "POST") => post(api::ban_add),
         ("/api/v1/bans/{network}", "DELETE") => delete(api::ban_lift),

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use wharf_core::{EventKind, Rule, RuleSet, UploadMode};
+use wharf_admin::GroupChange;
+use wharf_core::{Rule, RuleSet, UploadMode};
 use wharf_store::GroupRecord;
-use wharf_types::{AccountName, Protocol};
+use wharf_types::Protocol;
 
 use crate::cli::GroupCommand;
 use crate::context::Context;
@@ -114,7 +115,6 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             access,
             limits,
         } => {
-            AccountName::new(&name)?;
             if let Some(t) = &home_template
                 && !t.starts_with('/')
             {
@@ -141,9 +141,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             };
             let mut group = group;
             super::access::apply(&mut group.addresses, &access, false)?;
-            ctx.store.create_group(&group).await?;
-            ctx.record(EventKind::GroupCreated, &name, "group created")
-                .await?;
+            ctx.ops().add_group(&ctx.actor(), group).await?;
             println!("created group {name}");
         }
         GroupCommand::List { json } => {
@@ -247,34 +245,28 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     "nothing to change: give --allow-from, --deny-from, --any-address, --require-second-factor or --max-file-size"
                 );
             }
-            ctx.store.update_group(&group).await?;
+            let group = ctx
+                .ops()
+                .change_group(
+                    &ctx.actor(),
+                    &name,
+                    vec![GroupChange::Access {
+                        addresses: group.addresses,
+                        require_second_factor: group.require_second_factor,
+                        max_file_size: group.max_file_size,
+                    }],
+                )
+                .await?;
             let what = format!(
                 "addresses: {}; second factor required: {}; max file size: {}",
                 super::access::describe(&group.addresses),
                 group.require_second_factor,
                 super::size::describe(group.max_file_size)
             );
-            ctx.record(EventKind::GroupUpdated, &name, what.clone())
-                .await?;
             println!("{name}: {what}");
         }
         GroupCommand::Remove { name } => {
-            let members: Vec<String> = ctx
-                .store
-                .accounts()
-                .await?
-                .into_iter()
-                .filter(|a| a.groups.contains(&name))
-                .map(|a| a.name.to_string())
-                .collect();
-            if !members.is_empty() {
-                bail!("group {name:?} still has members: {}", members.join(", "));
-            }
-            if !ctx.store.remove_group(&name).await? {
-                bail!("no group named {name:?}");
-            }
-            ctx.record(EventKind::GroupRemoved, &name, "group removed")
-                .await?;
+            ctx.ops().remove_group(&ctx.actor(), &name).await?;
             println!("removed group {name}");
         }
     }
