@@ -52,17 +52,7 @@ pub(crate) fn cookie_name(https: bool) -> &'static str {
     if https { "__Host-wharf" } else { "wharf" }
 }
 
-/// The value of cookie `name`, if sent.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+pub(crate) use wharf_net::http_conn::cookie;
 
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)

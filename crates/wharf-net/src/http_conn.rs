@@ -104,3 +104,16 @@ where
         },
     }
 }
+
+/// The value of cookie `name` in a request's `Cookie` headers, if sent (the file service's
+/// and the Manager's sessions are both found this way).
+pub fn cookie<'a>(headers: &'a hyper::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}

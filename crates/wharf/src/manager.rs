@@ -115,7 +115,12 @@ impl wharf_manager::Configuration for ConfigFile {
     }
 
     fn check(&self, text: &str) -> Vec<ConfigIssue> {
-        let trial = self.beside(&format!("check-{}", std::process::id()));
+        // Each check its own file: two administrators checking at once must never read
+        // each other's text.
+        let trial = self.beside(&format!(
+            "check-{}",
+            wharf_types::hex(&rand::random::<[u8; 8]>())
+        ));
         if let Err(e) = std::fs::write(&trial, text) {
             return vec![ConfigFile::issue("(file)", format!("cannot check: {e}"))];
         }
@@ -144,7 +149,10 @@ impl wharf_manager::Configuration for ConfigFile {
             return Err(issues);
         }
         let previous = self.beside("previous");
-        let fresh = self.beside(&format!("new-{}", std::process::id()));
+        let fresh = self.beside(&format!(
+            "new-{}",
+            wharf_types::hex(&rand::random::<[u8; 8]>())
+        ));
         let written = std::fs::copy(&self.path, &previous)
             .and_then(|_| std::fs::write(&fresh, text))
             .and_then(|()| std::fs::rename(&fresh, &self.path));
