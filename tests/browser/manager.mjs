@@ -72,7 +72,12 @@ try {
   // The upload the caller made shows on the dashboard and in the events.
   await page.goto(base + "/");
   result.dashboardEvents = await page.locator("section", { hasText: "Latest events" }).textContent();
+  result.transfers = await page.textContent("#transfers");
   await shot(page, "07-dashboard-upload");
+  // The caller's SFTP session, open with its upload in flight.
+  await page.goto(base + "/sessions");
+  result.sessions = await page.textContent("#sessions");
+  await shot(page, "07-sessions");
   await page.goto(base + `/events?account=${account}`);
   result.events = await page.locator("table").last().textContent();
   result.exportLinks = await page.locator("a[href^='/api/v1/events']").count();
@@ -126,13 +131,13 @@ try {
   await view.fill("input[name=password]", auditorPassword);
   await Promise.all([view.waitForURL(base + "/"), view.click("button[type=submit]")]);
   result.auditorPages = {};
-  for (const path of ["/", "/accounts", `/accounts/${account}`, "/events", "/bans", "/admins", "/me"]) {
+  for (const path of ["/", "/accounts", `/accounts/${account}`, "/events", "/sessions", "/bans", "/jobs", "/admins", "/me"]) {
     const response = await view.goto(base + path);
     result.auditorPages[path] = response.status();
   }
   // No form to change anything on the account pages (its own page keeps password and codes).
   result.auditorForms = 0;
-  for (const path of ["/accounts", `/accounts/${account}`, "/bans", "/admins"]) {
+  for (const path of ["/accounts", `/accounts/${account}`, "/sessions", "/bans", "/admins"]) {
     await view.goto(base + path);
     result.auditorForms += await view.locator("main form[method=post]").count();
   }

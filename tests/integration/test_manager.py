@@ -312,9 +312,14 @@ def test_console_in_chromium(server):
         (server.root / "invoice.csv").write_text("id,total\n1,42\n")
         server.sftp("dora", "mkdir /drop\nput invoice.csv /drop/invoice.csv\n")
         server.wait_event("upload.finished", account="dora", path="/drop/invoice.csv")
-        # A session opened before the configuration changes, kept open across it.
+        # A session opened before the configuration changes, kept open across it, with an
+        # upload in flight that the dashboard and the sessions page show.
         client = server.paramiko("dora")
         sftp = client.open_sftp()
+        slow = sftp.open("/drop/slow.bin", "wb")
+        slow.set_pipelined(False)
+        slow.write(b"x" * 70_000)
+        slow.flush()
         node.stdin.write("go\n")
         node.stdin.flush()
         line = node.stdout.readline()
@@ -329,6 +334,7 @@ def test_console_in_chromium(server):
                 break
             time.sleep(0.2)
         assert renamed and "invoice.csv" in sftp.listdir("/drop"), sftp.listdir("/drop")
+        slow.close()
         sftp.close()
         client.close()
         node.stdin.write("go\n")
@@ -345,6 +351,8 @@ def test_console_in_chromium(server):
     assert "Allowed" in seen["allowed"] and "account rule" in seen["allowed"]
     assert "Refused" in seen["refused"] and "refused by default" in seen["refused"]
     assert "upload.finished" in seen["dashboardEvents"] and "dora" in seen["dashboardEvents"]
+    assert "/drop/slow.bin" in seen["transfers"] and "68.4 KiB" in seen["transfers"], seen["transfers"]
+    assert "dora" in seen["sessions"] and "sftp" in seen["sessions"], seen["sessions"]
     assert "/drop/invoice.csv" in seen["events"] and seen["exportLinks"] == 2
     assert "account.updated" in seen["liveRow"] and "dora" in seen["liveRow"]
     assert seen["bannedListed"] >= 1 and seen["bannedAfterLift"] == 0
@@ -364,7 +372,7 @@ def test_console_in_chromium(server):
     assert server.wait_event("ban.removed")["attrs"]["admin"] == "ada"
     assert server.wait_event("admin.refused")["attrs"]["admin"] == "audrey"
     shots = sorted(p.name for p in artifacts.glob("manager-*.png"))
-    assert len(shots) == 16 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
+    assert len(shots) == 17 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
 
 
 def test_a_token_never_becomes_its_owners_login(server):

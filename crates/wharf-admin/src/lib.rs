@@ -23,6 +23,7 @@ mod groups;
 mod jobs;
 mod login;
 mod role;
+mod sessions;
 mod tokens;
 mod views;
 
@@ -36,6 +37,7 @@ pub use groups::{GroupChange, group_view};
 pub use jobs::{MAX_JOBS, job_state, job_view};
 pub use login::{Identity, LoginStep, Origin};
 pub use role::{Need, Role};
+pub use sessions::session_view;
 pub use tokens::{MAX_TOKEN_DAYS, NewToken, TokenIdentity, TokenMade};
 pub use views::{account_view, admin_view, ban_view, token_view};
 /// The records operations return, as the store keeps them.

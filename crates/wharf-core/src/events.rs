@@ -126,6 +126,7 @@ catalogue! {
     ConfigurationChanged = 50060, "configuration.changed", "An administrator replaced the node's configuration file from the Manager, and the running server reloaded it; `message` gives the reload's outcome, `attrs.lines` how many lines changed (the text itself is not recorded).";
     JobRetried = 50070, "job.retried", "An administrator put a failed handler job back in the queue, its attempts counted from zero; `attrs.target` is the job's id, `attrs.handler` its handler.";
     JobCancelled = 50071, "job.cancelled", "An administrator gave up a queued handler job before any node ran it; `attrs.target` is the job's id, `attrs.handler` its handler.";
+    SessionDisconnected = 50080, "session.disconnected", "An administrator ended a client's connection from the Manager; `attrs.target` is the session id, `attrs.account` its account, `attrs.client` the client's address, `attrs.before` the session with its transfers in flight. The connection's own records follow (`connection.closed` and any transfer's `*.failed` say `disconnected by an administrator`).";
 }
 
 impl EventKind {
@@ -316,6 +317,9 @@ struct BusInner {
     confirmed: std::sync::atomic::AtomicBool,
     /// Which uploads commit under a unique name (set once, when the server starts).
     naming: std::sync::OnceLock<Arc<dyn crate::naming::UploadNaming>>,
+    /// The sessions open now: the live side of `session.started` and `session.ended`,
+    /// held here because every session is given the bus.
+    live: crate::live::Live,
 }
 
 /// A record the audit writer could not make durable (neither in the store nor in the
@@ -396,6 +400,11 @@ pub trait EventObserver: Send + Sync {
 }
 
 impl EventBus {
+    /// The sessions open now on this node.
+    pub fn live(&self) -> &crate::live::Live {
+        &self.inner.live
+    }
+
     /// A bus and the receiving end the audit writer drains.
     pub fn new() -> (EventBus, mpsc::UnboundedReceiver<Event>) {
         EventBus::build(None)
@@ -422,6 +431,7 @@ impl EventBus {
                     durable: std::sync::atomic::AtomicBool::new(false),
                     confirmed: std::sync::atomic::AtomicBool::new(false),
                     naming: std::sync::OnceLock::new(),
+                    live: crate::live::Live::default(),
                 }),
             },
             receiver,

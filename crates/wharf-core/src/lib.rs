@@ -17,6 +17,7 @@ pub mod closing;
 pub mod dav_state;
 pub mod error;
 pub mod events;
+pub mod live;
 pub mod naming;
 pub mod permissions;
 pub mod session;
@@ -30,6 +31,7 @@ pub use error::{CoreError, ErrorKind};
 pub use events::{
     Event, EventBus, EventKind, EventObserver, NotDurable, Outcome, WriterProgress, shown_name,
 };
+pub use live::{Cut, Live};
 pub use naming::UploadNaming;
 pub use permissions::{Effect, PathPattern, Rule, RuleError, RuleSet};
 pub use session::{DigestHasher, DigestKind, Session, SessionInfo};

@@ -17,6 +17,7 @@ use wharf_types::{Protocol, Verb, VirtualPath};
 use crate::account::{Account, UploadMode};
 use crate::error::{CoreError, ErrorKind};
 use crate::events::{Event, EventBus, EventKind};
+use crate::live::{Cut, Direction, Presence, Transfer};
 use crate::upload::own::{OwnUploads, ReadOwn};
 use crate::upload::{Download, Upload, UploadOpen, UploadSummary, WriteMode, hash_prefix, hex};
 use crate::vfs::{
@@ -59,6 +60,9 @@ pub struct SessionInfo {
     pub remote: Option<SocketAddr>,
     /// The service's bound on file sizes, if it sets one (see [`Session::max_file_size`]).
     pub max_file_size: Option<u64>,
+    /// The connection's off switch (see [`crate::live`]): pulled, the session's transfers
+    /// fail and the front-end closes the connection.
+    pub cut: Cut,
 }
 
 /// An account's file session. Dropping it records `session.ended`.
@@ -76,6 +80,8 @@ pub struct Session {
     origin: Option<Arc<Session>>,
     /// This session's uploads in progress, which it alone sees under their final names.
     own: OwnUploads,
+    /// Its entry among the sessions open now; on the original session only.
+    presence: Option<Presence>,
 }
 
 impl Session {
@@ -115,8 +121,10 @@ impl Session {
         events: EventBus,
         vfs: Arc<dyn Vfs>,
     ) -> Session {
+        let presence = Some(events.live().enter(&info, account.name.as_str()));
         let session = Session {
             follow_links: info.protocol != Protocol::Webdav,
+            presence,
             info,
             account,
             vfs,
@@ -151,12 +159,24 @@ impl Session {
             follow_links: protocol != Protocol::Webdav,
             own: origin.own.clone(),
             origin: Some(origin),
+            presence: None,
         }
     }
 
     /// The account this session acts for.
     pub fn account(&self) -> &Account {
         &self.account
+    }
+
+    /// A transfer of `path` shown under this session among the sessions open now, and
+    /// stopped by its connection's cut.
+    fn transfer(&self, direction: Direction, path: &VirtualPath) -> Arc<Transfer> {
+        let transfer = Transfer::new(direction, path.to_string(), self.info.cut.clone());
+        let owner = self.origin.as_deref().unwrap_or(self);
+        if let Some(presence) = &owner.presence {
+            presence.track(&transfer);
+        }
+        transfer
     }
 
     /// The session's identity fields.
@@ -477,7 +497,8 @@ impl Session {
                 path.clone(),
                 template,
                 self.events.clone(),
-            ));
+            )
+            .moving(self.transfer(Direction::Download, path)));
         }
         let opened = self
             .on_real(
@@ -490,7 +511,8 @@ impl Session {
         match self.jailed(Verb::Read, path, opened) {
             Ok((real, file)) => {
                 let template = self.at(self.event(EventKind::DownloadStarted), &real, path);
-                Ok(Download::start(file, real, template, self.events.clone()))
+                let transfer = self.transfer(Direction::Download, &real);
+                Ok(Download::start(file, real, template, self.events.clone()).moving(transfer))
             }
             Err(e) => {
                 self.emit(
@@ -727,6 +749,7 @@ impl Session {
         };
         match started {
             Ok(upload) => {
+                let upload = upload.moving(self.transfer(Direction::Upload, path));
                 // `append` continues a file; only `overwrite` writes over what it held.
                 if verb == Verb::Append && !self.may_overwrite(path, &upload.path()) {
                     upload.guard_earlier();

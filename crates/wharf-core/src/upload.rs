@@ -4,8 +4,8 @@
 //! that writes it (`own`), which alone sees it before commit; nothing here ever puts a
 //! partial file under its final name for anyone else.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aws_lc_rs::digest;
@@ -13,6 +13,7 @@ use wharf_types::VirtualPath;
 
 use crate::error::CoreError;
 use crate::events::{Event, EventBus, EventKind};
+use crate::live::{Direction, Transfer};
 use crate::vfs::{ReadFile, WriteFile};
 
 mod open;
@@ -124,6 +125,8 @@ pub struct Upload {
     earlier_guarded: AtomicBool,
     /// How the session shares this upload between its handles (see [`crate::Session`]).
     pub(crate) shared: Shared,
+    /// What the sessions open now show of it; its cut stops the upload.
+    transfer: Arc<Transfer>,
 }
 
 /// The session's bookkeeping of an upload several handles may hold at once.
@@ -257,6 +260,7 @@ impl Upload {
                 handles: AtomicUsize::new(1),
                 ..Shared::default()
             },
+            transfer: Transfer::detached(Direction::Upload, String::new()),
         };
         if existing > 0 {
             // Resumed content was written earlier; hash it now so later writes stream on.
@@ -282,6 +286,13 @@ impl Upload {
 
     fn event(&self, kind: EventKind) -> Event {
         stamped(&self.template, kind, &self.path())
+    }
+
+    /// The same upload, shown and cut as `transfer`.
+    pub(crate) fn moving(mut self, transfer: Arc<Transfer>) -> Upload {
+        transfer.add(self.received.load(Ordering::SeqCst));
+        self.transfer = transfer;
+        self
     }
 
     /// The client-visible path being written.
@@ -529,6 +540,7 @@ impl Upload {
     }
 
     async fn gather(&self, offset: u64, data: Vec<u8>) -> Result<(), CoreError> {
+        self.transfer.check()?;
         self.within_bound(offset, data.len())?;
         let _writing = self.writing.lock().await;
         let offset = if self.mode == WriteMode::Append || offset == AT_END {
@@ -608,6 +620,7 @@ impl Upload {
             }
         }
         self.received.fetch_add(len, Ordering::SeqCst);
+        self.transfer.add(len);
         self.end.fetch_max(offset + len, Ordering::SeqCst);
         offset
     }
@@ -823,6 +836,12 @@ impl Upload {
     }
 
     fn emit_failed(&self, reason: &str, kept: bool) {
+        // However the front-end saw it end, a cut connection was the cause.
+        let reason = if self.transfer.was_cut() {
+            crate::live::DISCONNECTED
+        } else {
+            reason
+        };
         let mut event = self.event(EventKind::UploadFailed).failed(reason);
         event.bytes = Some(self.received.load(Ordering::SeqCst));
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
@@ -853,9 +872,17 @@ pub struct Download {
     sent: AtomicU64,
     started: Instant,
     closed: AtomicBool,
+    /// What the sessions open now show of it; its cut stops the download.
+    transfer: Arc<Transfer>,
 }
 
 impl Download {
+    /// The same download, shown and cut as `transfer`.
+    pub(crate) fn moving(mut self, transfer: Arc<Transfer>) -> Download {
+        self.transfer = transfer;
+        self
+    }
+
     pub(crate) fn start(
         file: Box<dyn ReadFile>,
         path: VirtualPath,
@@ -870,6 +897,7 @@ impl Download {
             sent: AtomicU64::new(0),
             started: Instant::now(),
             closed: AtomicBool::new(false),
+            transfer: Transfer::detached(Direction::Download, String::new()),
         };
         download
             .events
@@ -888,8 +916,10 @@ impl Download {
 
     /// Reads up to `len` bytes at `offset`; empty at end of file.
     pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, CoreError> {
+        self.transfer.check()?;
         let data = self.file.read_at(offset, len).await?;
         self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
+        self.transfer.add(data.len() as u64);
         Ok(data)
     }
 
@@ -908,6 +938,12 @@ impl Download {
         let Some(file) = self.file.os_file() else {
             return Ok(None);
         };
+        if let Err(e) = self.transfer.check() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                e.message,
+            ));
+        }
         loop {
             socket.writable().await?;
             let mut at = offset;
@@ -917,6 +953,7 @@ impl Download {
             match sent {
                 Ok(n) => {
                     self.sent.fetch_add(n as u64, Ordering::SeqCst);
+                    self.transfer.add(n as u64);
                     return Ok(Some(n));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -978,6 +1015,11 @@ impl Download {
 
     /// Ends the download on an error and records `download.failed`.
     pub fn fail(&self, reason: &str) {
+        let reason = if self.transfer.was_cut() {
+            crate::live::DISCONNECTED
+        } else {
+            reason
+        };
         if !self.closed.swap(true, Ordering::SeqCst) {
             let mut event = self.event(EventKind::DownloadFailed).failed(reason);
             event.bytes = Some(self.sent.load(Ordering::SeqCst));

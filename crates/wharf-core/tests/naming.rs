@@ -41,6 +41,7 @@ async fn uploads_to_a_drop_folder_never_replace_each_other() {
         protocol: Protocol::Sftp,
         remote: None,
         max_file_size: None,
+        cut: Default::default(),
     };
     let session = Session::open(Arc::new(account), info, events)
         .await

@@ -39,6 +39,7 @@ async fn session(account: &Arc<Account>) -> Session {
         protocol: Protocol::Ftp,
         remote: None,
         max_file_size: None,
+        cut: Default::default(),
     };
     Session::open(Arc::clone(account), info, events)
         .await

@@ -29,6 +29,7 @@ async fn session(account: &Arc<Account>, events: &EventBus, id: &str) -> Session
         protocol: Protocol::Sftp,
         remote: None,
         max_file_size: None,
+        cut: Default::default(),
     };
     Session::open(Arc::clone(account), info, events.clone())
         .await

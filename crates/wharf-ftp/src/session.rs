@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use wharf_auth::{Attempt, Authenticated, Credential};
 use wharf_core::vfs::{Attrs, FileKind};
 use wharf_core::{
-    ClosingRecord, CoreError, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode,
+    ClosingRecord, CoreError, Cut, ErrorKind, Event, EventKind, Session, SessionInfo, WriteMode,
 };
 use wharf_ftp_proto::{Command, Line, Reply, TransferType, next_line};
 use wharf_types::{Protocol, VirtualPath};
@@ -61,6 +61,8 @@ pub(crate) struct State {
     /// The record of the connection's end. After `session` so that, when a server stop cuts
     /// the connection, the session records its end first.
     closing: Option<ClosingRecord>,
+    /// This connection's off switch (the Manager's disconnect), given to its session.
+    off: Cut,
 }
 
 fn core_reply(e: &CoreError) -> Reply {
@@ -166,6 +168,7 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
         // Implicit FTPS clients expect protected data without asking (the usage before RFC 4217).
         private_data: implicit,
         closing: None,
+        off: Cut::default(),
     };
     shared.events.emit(st.event(EventKind::ConnectionOpened));
     st.closing = Some(ClosingRecord::new(
@@ -173,8 +176,16 @@ pub(crate) async fn run(socket: TcpStream, remote: SocketAddr, id: String, share
         shared.events.clone(),
     ));
     let login_deadline = tokio::time::Instant::now() + shared.config.login_grace_time;
+    let off = st.off.clone();
     let reason = match secure_start(&mut st, implicit, login_deadline).await {
-        Ok(()) => serve_commands(&mut st, login_deadline).await,
+        Ok(()) => tokio::select! {
+            why = serve_commands(&mut st, login_deadline) => why,
+            // Dropping the command loop drops a transfer in progress, which records its end.
+            _ = off.pulled() => {
+                st.send(Reply::new(421, wharf_core::live::DISCONNECTED)).await;
+                wharf_core::live::DISCONNECTED.to_owned()
+            }
+        },
         Err(why) => why,
     };
     // A TLS client expects close_notify, not a bare TCP close.
@@ -567,6 +578,7 @@ async fn login(st: &mut State, password: &str) -> bool {
                 protocol: st.protocol(),
                 remote: Some(st.remote),
                 max_file_size: st.shared.config.max_file_size,
+                cut: st.off.clone(),
             };
             // From here on the connection's records name the account as the method gave
             // it (a directory's own spelling); the name as typed is kept on the login.

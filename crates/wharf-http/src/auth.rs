@@ -326,6 +326,7 @@ async fn open_login(
         protocol,
         remote: Some(conn.remote),
         max_file_size: shared.config.max_file_size,
+        cut: Default::default(),
     };
     open_core(shared, account, info).await
 }
@@ -475,6 +476,7 @@ async fn resume(
         protocol,
         remote: Some(conn.remote),
         max_file_size: shared.config.max_file_size,
+        cut: Default::default(),
     };
     let session = open_core(shared, Arc::clone(&grant.account), info).await?;
     shared.sessions.adopt(key, Arc::clone(&session), grant);
@@ -504,6 +506,16 @@ async fn readmit(
     protocol: Protocol,
     method: &str,
 ) -> Result<Arc<Session>, Response> {
+    if kept.session.info().cut.is_pulled() {
+        // An administrator disconnected this login: it ends here, on every node.
+        if let Err(e) = shared.sessions.end(&kept.key).await {
+            tracing::warn!("disconnected login not ended: {e}");
+        }
+        return Err(unauthorized(&format!(
+            "{}; log in again",
+            wharf_core::live::DISCONNECTED
+        )));
+    }
     let account = kept.session.account().name.to_string();
     let Some(grant) = &kept.grant else {
         // Never expected: a kept login whose grant is unknown is not used.

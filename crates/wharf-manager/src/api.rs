@@ -679,6 +679,52 @@ impl JobQuery {
     }
 }
 
+/// `GET /api/v1/sessions`.
+pub(crate) async fn sessions(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match shared.ops.sessions(&caller.actor, shared.events.live()) {
+        Ok(list) => ok(
+            json!({"node": shared.node, "sessions": list.iter().map(wharf_admin::session_view).collect::<Vec<_>>()}),
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/sessions/{id}`.
+pub(crate) async fn session(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(id): Segment<String>,
+) -> Response {
+    match shared.ops.sessions(&caller.actor, shared.events.live()) {
+        Ok(list) => match list.iter().find(|s| s.id == id) {
+            Some(found) => ok(wharf_admin::session_view(found)),
+            None => failure(AdminError::NotFound(format!(
+                "no session {id:?} is open on this node"
+            ))),
+        },
+        Err(e) => failure(e),
+    }
+}
+
+/// `DELETE /api/v1/sessions/{id}`.
+pub(crate) async fn session_disconnect(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(id): Segment<String>,
+) -> Response {
+    match shared
+        .ops
+        .disconnect(&caller.actor, shared.events.live(), &id)
+        .await
+    {
+        Ok(gone) => ok(json!({"disconnected": wharf_admin::session_view(&gone)})),
+        Err(e) => failure(e),
+    }
+}
+
 /// `GET /api/v1/jobs`.
 pub(crate) async fn jobs(
     State(shared): State<Arc<Shared>>,

@@ -20,6 +20,9 @@ use crate::auth::Caller;
 use crate::html::{csrf_field, escape, page, segment};
 use crate::server::Shared;
 
+mod sessions;
+pub(crate) use sessions::{sessions, sessions_change};
+
 const CSS: &str = include_str!("static/manager.css");
 const JS: &str = include_str!("static/manager.js");
 
@@ -41,7 +44,7 @@ pub(crate) async fn asset(request: Request) -> Response {
 }
 
 /// A refused or failed change, on a page of the console.
-fn failed(caller: &Caller, back: &str, e: &AdminError) -> Response {
+pub(super) fn failed(caller: &Caller, back: &str, e: &AdminError) -> Response {
     let mut response = page(
         caller,
         back,
@@ -57,7 +60,7 @@ fn failed(caller: &Caller, back: &str, e: &AdminError) -> Response {
     response
 }
 
-fn back_to(path: &str) -> Response {
+pub(super) fn back_to(path: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, path.to_owned())]).into_response()
 }
 
@@ -219,20 +222,28 @@ pub(crate) async fn dashboard(
     Extension(caller): Extension<Caller>,
 ) -> Response {
     let services = shared.services.borrow().clone();
+    let live = shared.events.live();
+    let open = live.count_by_service();
     let service_rows: String = services
         .iter()
         .map(|s| {
             let addresses: Vec<String> = s.addresses.iter().map(|a| a.to_string()).collect();
             let class = if s.state == "running" { "ok" } else { "bad" };
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(&s.name),
                 escape(&s.kind),
                 escape(&addresses.join(" ")),
-                escape(&s.state)
+                escape(&s.state),
+                open.get(&s.name).copied().unwrap_or(0),
             )
         })
         .collect();
+    let in_flight = match shared.ops.sessions(&caller.actor, live) {
+        Ok(list) => sessions::transfer_rows(&list),
+        Err(e) => return failed(&caller, "/", &e),
+    };
+    let queue = queue_tiles(&shared, &caller).await;
     let accounts = shared.ops.accounts(&caller.actor).await;
     let bans = shared.ops.bans(&caller.actor).await;
     let day = day_counts(&shared, &caller).await;
@@ -274,8 +285,10 @@ pub(crate) async fn dashboard(
          <div class=\"tile\"><strong>{}</strong><span>accounts</span></div>\
          <div class=\"tile\"><strong>{}</strong><span>logins, 24 h</span></div>\
          <div class=\"tile\"><strong>{}</strong><span>failed logins, 24 h</span></div>\
-         <div class=\"tile\"><strong>{}</strong><span>bans in force</span></div></div>\
-         <section><h2>Services</h2><table><tr><th>name</th><th>type</th><th>addresses</th><th>state</th></tr>{service_rows}</table></section>\
+         <div class=\"tile\"><strong>{}</strong><span>bans in force</span></div>{queue}</div>\
+         <section><h2>Services</h2><table id=\"services\"><tr><th>name</th><th>type</th><th>addresses</th><th>state</th>\
+         <th>open sessions</th></tr>{service_rows}</table></section>\
+         <section><h2>Transfers in flight</h2>{in_flight}<p><a href=\"/sessions\">Sessions</a></p></section>\
          <section><h2>Last 24 hours</h2>{chart_html}<p class=\"note\">{} bans set in 24 h.</p></section>\
          <section><h2>Latest events</h2><table>{EVENT_HEAD}{}</table>\
          <p><a href=\"/events\">All events</a></p></section>",
@@ -288,6 +301,31 @@ pub(crate) async fn dashboard(
         event_rows(&recent),
     );
     page(&caller, "/", "Dashboard", &body)
+}
+
+/// The handler queue's depth and failures, as dashboard tiles (counted up to
+/// [`wharf_admin::MAX_JOBS`] each).
+async fn queue_tiles(shared: &Shared, caller: &Caller) -> String {
+    let mut tiles = String::new();
+    for (state, label) in [
+        (wharf_admin::JobState::Queued, "handler jobs queued"),
+        (wharf_admin::JobState::Failed, "handler jobs failed"),
+    ] {
+        let shown = match shared
+            .ops
+            .jobs(&caller.actor, Some(state), wharf_admin::MAX_JOBS)
+            .await
+        {
+            Ok(jobs) if jobs.len() as i64 >= wharf_admin::MAX_JOBS => format!("{}+", jobs.len()),
+            Ok(jobs) => jobs.len().to_string(),
+            Err(_) => "?".to_owned(),
+        };
+        tiles.push_str(&format!(
+            "<div class=\"tile\"><strong><a href=\"/jobs?state={}\">{shown}</a></strong><span>{label}</span></div>",
+            state.as_str()
+        ));
+    }
+    tiles
 }
 
 #[derive(Deserialize, Default)]

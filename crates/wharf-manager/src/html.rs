@@ -64,6 +64,7 @@ pub(crate) fn page(caller: &Caller, current: &str, title: &str, body: &str) -> R
         ("/accounts", "Accounts"),
         ("/events", "Events"),
     ];
+    links.push(("/sessions", "Sessions"));
     links.push(("/bans", "Bans"));
     links.push(("/jobs", "Jobs"));
     links.push(("/admins", "Administrators"));

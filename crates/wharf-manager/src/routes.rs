@@ -84,6 +84,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
     Route {
+        path: "/sessions",
+        methods: &[("GET", READ), ("POST", OPERATE)],
+    },
+    Route {
         path: "/admins",
         methods: &[("GET", READ), ("POST", ADMINISTER)],
     },
@@ -161,6 +165,14 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("POST", OPERATE)],
     },
     Route {
+        path: "/api/v1/sessions",
+        methods: &[("GET", READ)],
+    },
+    Route {
+        path: "/api/v1/sessions/{id}",
+        methods: &[("GET", READ), ("DELETE", OPERATE)],
+    },
+    Route {
         path: "/api/v1/admins",
         methods: &[("GET", READ), ("POST", ADMINISTER)],
     },
@@ -222,6 +234,11 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/jobs", "GET") => get(api::jobs),
         ("/api/v1/jobs/{id}/retry", "POST") => post(api::job_retry),
         ("/api/v1/jobs/{id}/cancel", "POST") => post(api::job_cancel),
+        ("/sessions", "GET") => get(console::sessions),
+        ("/sessions", "POST") => post(console::sessions_change),
+        ("/api/v1/sessions", "GET") => get(api::sessions),
+        ("/api/v1/sessions/{id}", "GET") => get(api::session),
+        ("/api/v1/sessions/{id}", "DELETE") => delete(api::session_disconnect),
         ("/admins", "GET") => get(console::admins),
         ("/admins", "POST") => post(console::admins_change),
         ("/configuration", "GET") => get(configuration::show),

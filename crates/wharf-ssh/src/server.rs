@@ -15,7 +15,7 @@ use wharf_auth::{
     Admission, Admitted, Attempt, Authenticated, Authenticator, Credential, Limits, ProxyPolicy,
     fingerprint,
 };
-use wharf_core::{Account, ClosingRecord, Event, EventBus, EventKind, Session, SessionInfo};
+use wharf_core::{Account, ClosingRecord, Cut, Event, EventBus, EventKind, Session, SessionInfo};
 use wharf_net::Listeners;
 use wharf_types::Protocol;
 
@@ -203,6 +203,8 @@ async fn serve(
     shared.events.emit(event(EventKind::ConnectionOpened));
     let account_name = Arc::new(Mutex::new(None::<String>));
     let authenticated = Arc::new(AtomicBool::new(false));
+    // The Manager's disconnect pulls it through any of this connection's sessions.
+    let off = Cut::default();
     let handler = Connection {
         shared: Arc::clone(&shared),
         remote,
@@ -213,6 +215,7 @@ async fn serve(
         channels: HashMap::new(),
         channel_seq: 0,
         pending: None,
+        off: off.clone(),
     };
     // Made now, sent at the end however the connection ends (a server stop cuts it).
     let closed = ClosingRecord::new(event(EventKind::ConnectionClosed), shared.events.clone())
@@ -245,10 +248,31 @@ async fn serve(
             // stops), that one is told to disconnect, so its channels and sessions end and
             // record their ends too.
             let mut cut = DisconnectWhenCut(Some(running.handle()));
-            let result = running.await;
+            let by_administrator = running.handle();
+            tokio::pin!(running);
+            let result = tokio::select! {
+                result = &mut running => Some(result),
+                _ = off.pulled() => None,
+            };
+            let result = match result {
+                Some(result) => result,
+                None => {
+                    let _ = by_administrator
+                        .disconnect(
+                            Disconnect::ByApplication,
+                            wharf_core::live::DISCONNECTED.into(),
+                            "en".into(),
+                        )
+                        .await;
+                    // The connection's own task ends its channels, which record their ends.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                    Ok(())
+                }
+            };
             cut.0 = None;
             grace_timer.abort();
             match result {
+                _ if off.is_pulled() => wharf_core::live::DISCONNECTED.to_owned(),
                 Ok(()) => "closed".to_owned(),
                 Err(e) => format!("closed: {e}"),
             }
@@ -273,6 +297,8 @@ struct Connection {
     channel_seq: u32,
     /// A first factor accepted, waiting for the one-time code (keyboard-interactive).
     pending: Option<Pending>,
+    /// This connection's off switch, given to each of its sessions.
+    off: Cut,
 }
 
 /// What a login that needs a one-time code keeps until the code arrives.
@@ -411,6 +437,7 @@ impl Connection {
             protocol,
             remote: Some(self.remote),
             max_file_size: self.shared.max_file_size,
+            cut: self.off.clone(),
         };
         Session::open(account, info, self.shared.events.clone())
             .await

@@ -1,0 +1,132 @@
+"""Sessions open now, on every protocol, as the Manager shows them (the admin API and the
+console): an SFTP upload in flight with its bytes, an FTP login, a WebDAV login; an auditor
+sees them and cannot disconnect; an operator disconnects each, the client is cut, the upload
+in flight fails and leaves nothing under its final name, and every disconnect is recorded
+with who made it."""
+
+import ftplib
+import subprocess
+import time
+
+import pytest
+
+from manager_client import Browser, api
+from test_manager import PASSWORD, add_admin, token
+
+
+def sessions(server, bearer, host="127.0.0.1"):
+    status, body = api(server, "GET", "/api/v1/sessions", bearer, host=host)
+    assert status == 200, body
+    return body["sessions"]
+
+
+def wait_for(condition, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def test_sessions_are_listed_and_disconnected_on_every_protocol(server):
+    server.add_account("mover", password="carrier pass phrase 9")
+    server.add_ftp_service()
+    add_admin(server, "oscar", "operator")
+    add_admin(server, "aude", "auditor")
+    operator = token(server, "oscar-ci", "oscar", "operator")
+    auditor = token(server, "aude-ci", "aude", "auditor")
+    server.start()
+
+    # SFTP (paramiko): an upload kept open, its first bytes written.
+    ssh = server.paramiko("mover")
+    sftp = ssh.open_sftp()
+    upload = sftp.open("/slow.bin", "wb")
+    upload.set_pipelined(False)
+    upload.write(b"x" * 100_000)
+    upload.flush()
+    # FTP (ftplib, plain service): logged in.
+    ftp = server.ftp("mover", "carrier pass phrase 9")
+    # WebDAV (curl, Basic): one request; the login is kept for the next.
+    dav = ["curl", "-sk", "-u", "mover:carrier pass phrase 9", "-o", "/dev/null", "-w", "%{http_code}"]
+    url = f"https://127.0.0.1:{server.https_port}/dav/"
+    assert subprocess.run([*dav, "-X", "PROPFIND", "-H", "Depth: 1", url],
+                          capture_output=True, text=True, timeout=30).stdout == "207"
+
+    def open_by_protocol():
+        found = {s["protocol"]: s for s in sessions(server, auditor, host="::1")
+                 if s["account"] == "mover"}
+        return found if {"sftp", "ftp", "webdav"} <= found.keys() else None
+
+    found = wait_for(open_by_protocol)
+    moving = found["sftp"]["transfers"]
+    assert [(t["direction"], t["path"]) for t in moving] == [("upload", "/slow.bin")], moving
+    assert moving[0]["bytes"] >= 100_000
+    assert found["sftp"]["remote"].startswith("127.0.0.1:") and found["sftp"]["service"] == "ssh"
+    assert found["ftp"]["service"] == "ftp-plain" and found["ftp"]["transfers"] == []
+    status, one = api(server, "GET", f"/api/v1/sessions/{found['ftp']['id']}", auditor)
+    assert status == 200 and one["account"] == "mover"
+
+    # The console lists them too, with the transfer.
+    browser = Browser(server)
+    browser.login("aude", PASSWORD)
+    status, _, page, _ = browser.request("GET", "/sessions")
+    assert status == 200 and found["sftp"]["id"] in page and "/slow.bin" in page
+    assert "disconnect</button>" not in page  # an auditor is offered no button
+    status, _, page, _ = browser.request("GET", "/")
+    assert "/slow.bin" in page and "Transfers in flight" in page
+
+    # An auditor may look, not cut; an unknown session is a 404.
+    status, body = api(server, "DELETE", f"/api/v1/sessions/{found['sftp']['id']}", auditor)
+    assert status == 403, body
+    status, body = api(server, "DELETE", "/api/v1/sessions/no-such-session", operator)
+    assert status == 404 and "no session" in body["error"]
+    assert found["sftp"]["id"] in [s["id"] for s in sessions(server, auditor)]
+
+    # The operator disconnects the SFTP session: the upload in flight fails, the client is cut.
+    status, body = api(server, "DELETE", f"/api/v1/sessions/{found['sftp']['id']}", operator,
+                       host="::1")
+    assert status == 200 and body["disconnected"]["account"] == "mover", body
+    with pytest.raises(Exception):
+        upload.write(b"y" * 100_000)
+        upload.flush()
+        upload.close()
+    failed = server.wait_event("upload.failed", account="mover", path="/slow.bin")
+    assert failed["message"] == "disconnected by an administrator", failed
+    assert not (server.homes / "mover" / "slow.bin").exists()
+    done = server.wait_event("session.disconnected")
+    assert done["attrs"]["admin"] == "oscar" and done["attrs"]["token"] == "oscar-ci"
+    assert done["attrs"]["account"] == "mover" and done["attrs"]["target"] == found["sftp"]["id"]
+    assert done["remote"].startswith("[::1]:"), done
+    closed = server.wait_event("connection.closed", protocol="ssh", account="mover")
+    assert closed["message"] == "disconnected by an administrator", closed
+
+    # FTP, from the console's button (an operator's browser session with its CSRF token).
+    console = Browser(server, host="::1")
+    console.login("oscar", PASSWORD)
+    console.request("GET", "/sessions")
+    status, headers, _, _ = console.request(
+        "POST", "/sessions", form={"csrf": console.csrf, "id": found["ftp"]["id"]})
+    assert status == 303 and headers["Location"] == "/sessions"
+    with pytest.raises((ftplib.error_temp, EOFError, ConnectionError)):
+        # The server said 421 and closed; the reply, or the closed socket, reaches the client.
+        ftp.voidcmd("NOOP")
+        ftp.voidcmd("NOOP")
+    closed = server.wait_event("connection.closed", protocol="ftp", account="mover")
+    assert closed["message"] == "disconnected by an administrator", closed
+
+    # WebDAV: the kept login ends; its next request must log in again.
+    status, body = api(server, "DELETE", f"/api/v1/sessions/{found['webdav']['id']}", operator)
+    assert status == 200, body
+    again = subprocess.run([*dav, "-X", "PROPFIND", "-H", "Depth: 1", url],
+                           capture_output=True, text=True, timeout=30).stdout
+    assert again == "401", again
+    assert subprocess.run([*dav, "-X", "PROPFIND", "-H", "Depth: 1", url],
+                          capture_output=True, text=True, timeout=30).stdout == "207"
+
+    left = {s["protocol"] for s in sessions(server, auditor) if s["account"] == "mover"}
+    assert "sftp" not in left and "ftp" not in left, left
+    recorded = [e for e in server.events() if e["name"] == "session.disconnected"]
+    assert len(recorded) == 3 and {e["attrs"]["admin"] for e in recorded} == {"oscar"}
+    ssh.close()
