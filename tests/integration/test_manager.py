@@ -545,3 +545,56 @@ def test_groups_through_the_api(server):
     changed = server.wait_event("group.updated")
     assert '"/in/**"' in changed["attrs"]["before"] and '"/out/**"' in changed["attrs"]["after"]
     assert changed["attrs"]["token"] == "gina-ci"
+
+
+def test_event_search_filters_and_pages_back(server):
+    """The search filters of the API and `wharf events`: protocol, outcome, a range of
+    event ids; paging back with `before` through the whole trail, each record once."""
+    server.add_account("searcher", password="looking glass phrase 4")
+    server.add_ftp_service()
+    add_admin(server, "aude", "auditor")
+    auditor = token(server, "aude-ci", "aude", "auditor")
+    server.start()
+    import ftplib
+    with pytest.raises(ftplib.error_perm):
+        server.ftp("searcher", "not the password")
+    (server.root / "f.txt").write_text("x")
+    server.sftp("searcher", "put f.txt /f.txt\n")
+    server.wait_event("upload.finished", account="searcher")
+
+    status, body = api(server, "GET", "/api/v1/events?protocol=ftp&outcome=failure", auditor)
+    assert status == 200 and body["events"], body
+    assert {e["name"] for e in body["events"]} == {"login.failed"}, body
+    status, body = api(server, "GET", "/api/v1/events?id=30000-30099&account=searcher", auditor,
+                       host="::1")
+    assert status == 200 and {e["name"] for e in body["events"]} == {"upload.started", "upload.finished"}
+    status, body = api(server, "GET", "/api/v1/events?outcome=success&protocol=ftp&id=20011", auditor)
+    assert status == 200 and body["events"] == [] and body["next_before"] is None
+    for bad in ("id=abc", "id=30099-30000", "outcome=maybe", "after=1&before=9"):
+        status, body = api(server, "GET", f"/api/v1/events?{bad}", auditor)
+        assert status == 422 and "error" in body, (bad, body)
+
+    # Paging back, three at a time, gives the whole trail once, in order.
+    status, newest = api(server, "GET", "/api/v1/events?limit=1000", auditor)
+    everything = [e["seq"] for e in newest["events"]]
+    seen, before = [], None
+    while True:
+        status, page = api(server, "GET", "/api/v1/events?limit=3" + (f"&before={before}" if before else ""), auditor)
+        assert status == 200, page
+        seqs = [e["seq"] for e in page["events"]]
+        seen = seqs + seen
+        if page["next_before"] is None:
+            break
+        before = page["next_before"]
+    # The Manager's own connections add records meanwhile: those before the walk began
+    # are each seen once, in order.
+    assert [s for s in seen if s <= everything[-1]] == everything, (seen, everything)
+    assert len(seen) == len(set(seen)), seen
+
+    out = server.wharf("events", "--json", "--protocol", "ftp", "--outcome", "failure", check=True).stdout
+    assert {json.loads(line)["name"] for line in out.splitlines()} == {"login.failed"}
+    first = json.loads(out.splitlines()[0])["seq"]
+    older = server.wharf("events", "--json", "--before", str(first), check=True).stdout
+    assert all(json.loads(line)["seq"] < first for line in older.splitlines())
+    refused = server.wharf("events", "--id", "12-x")
+    assert refused.returncode != 0 and "--id" in refused.stderr

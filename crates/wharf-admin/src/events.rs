@@ -1,5 +1,6 @@
 //! Reading the audit trail: every role may.
 
+use wharf_core::events::Outcome;
 use wharf_store::{AuditRecord, EventFilter};
 
 use crate::{Actor, AdminError, Need, Operations};
@@ -37,6 +38,42 @@ pub fn parse_since(text: &str) -> Result<i64, AdminError> {
         now - time::Duration::seconds(secs)
     };
     Ok(i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(0))
+}
+
+/// Event ids as typed: one (`20011`), or an inclusive range (`30000-30099`); into the
+/// search's `id` or `id_range`.
+pub fn parse_ids(text: &str, search: &mut EventSearch) -> Result<(), AdminError> {
+    let number = |part: &str| {
+        part.trim().parse::<u32>().map_err(|_| {
+            AdminError::invalid(format!(
+                "id {text:?}: give one event id (20011) or a range (30000-30099)"
+            ))
+        })
+    };
+    match text.split_once('-') {
+        None => search.id = Some(number(text)?),
+        Some((low, high)) => {
+            let (low, high) = (number(low)?, number(high)?);
+            if low > high {
+                return Err(AdminError::invalid(format!(
+                    "id {text:?}: the range's first id is above its last"
+                )));
+            }
+            search.id_range = Some((low, high));
+        }
+    }
+    Ok(())
+}
+
+/// An outcome as typed: `success` or `failure`.
+pub fn parse_outcome(text: &str) -> Result<Outcome, AdminError> {
+    match text {
+        "success" => Ok(Outcome::Success),
+        "failure" => Ok(Outcome::Failure),
+        _ => Err(AdminError::invalid(format!(
+            "outcome {text:?}: use success or failure"
+        ))),
+    }
 }
 
 /// The most records one search returns.

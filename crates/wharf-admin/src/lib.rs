@@ -32,7 +32,7 @@ pub use actor::{Actor, Recorder, Who};
 pub use admins::{AdminChange, Enrolment, NewAdmin};
 pub use bans::MAX_ADMIN_BAN_SECS;
 pub use error::AdminError;
-pub use events::{EventSearch, MAX_PAGE, parse_since};
+pub use events::{EventSearch, MAX_PAGE, parse_ids, parse_outcome, parse_since};
 pub use groups::{GroupChange, group_view};
 pub use jobs::{MAX_JOBS, job_state, job_view};
 pub use login::{Identity, LoginStep, Origin};

@@ -357,10 +357,13 @@ pub(crate) async fn ban_lift(
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventQuery {
     pub(crate) since: Option<String>,
-    pub(crate) id: Option<u32>,
+    pub(crate) id: Option<String>,
     pub(crate) account: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) outcome: Option<String>,
     pub(crate) node: Option<String>,
     pub(crate) after: Option<i64>,
+    pub(crate) before: Option<i64>,
     pub(crate) limit: Option<i64>,
     pub(crate) format: Option<String>,
 }
@@ -368,17 +371,32 @@ pub(crate) struct EventQuery {
 impl EventQuery {
     pub(crate) fn search(&self) -> Result<EventSearch, AdminError> {
         let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        Ok(EventSearch {
+        let mut search = EventSearch {
             since_us: text(&self.since)
                 .as_deref()
                 .map(wharf_admin::parse_since)
                 .transpose()?,
-            id: self.id,
             account: text(&self.account),
+            protocol: text(&self.protocol),
+            outcome: text(&self.outcome)
+                .as_deref()
+                .map(wharf_admin::parse_outcome)
+                .transpose()?,
             node: text(&self.node),
             after_seq: self.after,
+            before_seq: self.before,
             limit: self.limit.unwrap_or(100),
-        })
+            ..EventSearch::default()
+        };
+        if let Some(ids) = text(&self.id) {
+            wharf_admin::parse_ids(&ids, &mut search)?;
+        }
+        if search.after_seq.is_some() && search.before_seq.is_some() {
+            return Err(AdminError::Invalid(
+                "give after (reading forward) or before (paging back), not both".to_owned(),
+            ));
+        }
+        Ok(search)
     }
 }
 
@@ -413,8 +431,17 @@ pub(crate) async fn events(
     };
     match query.format.as_deref().unwrap_or("json") {
         "json" => {
+            // `next_after` reads on forward from the newest record shown; `next_before`
+            // pages back from the oldest (absent when the page was not full).
             let next = records.last().map(|r| r.seq);
-            ok(json!({"events": records, "next_after": next}))
+            let asked = match query.limit {
+                Some(l) if l > 0 => l.min(wharf_admin::MAX_PAGE),
+                Some(_) => wharf_admin::MAX_PAGE,
+                None => 100,
+            };
+            let full = records.len() as i64 >= asked;
+            let back = records.first().filter(|_| full).map(|r| r.seq);
+            ok(json!({"events": records, "next_after": next, "next_before": back}))
         }
         "jsonl" => {
             let mut body = String::new();

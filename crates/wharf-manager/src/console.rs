@@ -661,8 +661,10 @@ pub(crate) async fn events(
     let mut filters = Vec::new();
     for (key, v) in [
         ("since", query.since.clone()),
-        ("id", query.id.map(|i| i.to_string())),
+        ("id", query.id.clone()),
         ("account", query.account.clone()),
+        ("protocol", query.protocol.clone()),
+        ("outcome", query.outcome.clone()),
         ("node", query.node.clone()),
         ("limit", query.limit.map(|l| l.to_string())),
     ] {
@@ -675,22 +677,66 @@ pub(crate) async fn events(
         all.push(format!("format={format}"));
         format!("/api/v1/events?{}", all.join("&"))
     };
+    let limit = query.limit.filter(|l| *l > 0).unwrap_or(100);
+    // Keyset paging: the next page back starts below the oldest record shown.
+    let older = match records.first() {
+        Some(oldest) if records.len() as i64 >= limit.min(wharf_admin::MAX_PAGE) => {
+            let mut all = filters.clone();
+            all.push(format!("before={}", oldest.seq));
+            format!(
+                "<a href=\"{}\" rel=\"next\">Older</a>",
+                escape(&format!("/events?{}", all.join("&")))
+            )
+        }
+        _ => String::new(),
+    };
+    let newest = if query.before.is_some() {
+        format!(
+            "<a href=\"{}\">Newest</a>",
+            escape(&format!("/events?{}", filters.join("&")))
+        )
+    } else {
+        String::new()
+    };
+    let choice = |name: &str, options: &[&str], chosen: &Option<String>| {
+        let chosen = chosen.as_deref().unwrap_or("");
+        let items: String = std::iter::once("")
+            .chain(options.iter().copied())
+            .map(|o| {
+                format!(
+                    "<option value=\"{o}\"{}>{}</option>",
+                    if o == chosen { " selected" } else { "" },
+                    if o.is_empty() { "any" } else { o }
+                )
+            })
+            .collect();
+        format!("<select name=\"{name}\">{items}</select>")
+    };
     let body = format!(
         "<h1>Events</h1><section><form method=\"get\" action=\"/events\" class=\"inline\">\
          <label>Since (RFC 3339 or 15m, 2h, 7d) <input name=\"since\" value=\"{}\"></label>\
-         <label>Event id <input name=\"id\" inputmode=\"numeric\" value=\"{}\"></label>\
+         <label>Event id or range <input name=\"id\" placeholder=\"30000-30099\" value=\"{}\"></label>\
          <label>Account <input name=\"account\" value=\"{}\"></label>\
+         <label>Protocol {}</label><label>Outcome {}</label>\
          <label>Node <input name=\"node\" value=\"{}\"></label>\
          <label>At most <input name=\"limit\" inputmode=\"numeric\" value=\"{}\"></label>\
          <button type=\"submit\">Search</button></form>\
          <p>Export these: <a href=\"{}\">CSV</a> · <a href=\"{}\">JSON lines</a></p></section>\
          <section><p id=\"live\" data-src=\"{}\" class=\"note\">Live: new records appear at the top as they are written.</p>\
-         <table id=\"events\">{EVENT_HEAD}{}</table></section>",
+         <table id=\"events\">{EVENT_HEAD}{}</table><p class=\"pages\">{newest} {older}</p></section>",
         value(&query.since),
-        query.id.map(|i| i.to_string()).unwrap_or_default(),
+        value(&query.id),
         value(&query.account),
+        choice(
+            "protocol",
+            &[
+                "sftp", "scp", "ssh", "ftp", "ftps", "http", "https", "webdav", "admin"
+            ],
+            &query.protocol
+        ),
+        choice("outcome", &["success", "failure"], &query.outcome),
         value(&query.node),
-        query.limit.unwrap_or(100),
+        limit,
         escape(&export("csv")),
         escape(&export("jsonl")),
         escape(&format!("/events/live?{}", filters.join("&"))),
@@ -1156,6 +1202,7 @@ pub(crate) async fn live(
         Err(e) => return failed(&caller, "/events", &e),
     });
     search.since_us = None;
+    search.before_seq = None;
     search.limit = 200;
     let deadline = tokio::time::Instant::now() + TAIL_FOR;
     let state = (shared, caller, search, Vec::<AuditRecord>::new());

@@ -29,6 +29,7 @@ use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use wharf_core::Event;
+use wharf_core::events::Outcome;
 
 use crate::backend::{Backing as _, Fetch, on_pool};
 use crate::{Store, StoreError};
@@ -201,12 +202,21 @@ pub struct EventFilter {
     pub since_us: Option<i64>,
     /// Only this event id.
     pub id: Option<u32>,
+    /// Only event ids in this range (inclusive), such as 30000 to 30099 for file events.
+    pub id_range: Option<(u32, u32)>,
     /// Only this account.
     pub account: Option<String>,
+    /// Only this protocol (`sftp`, `ftp`, `webdav`…, as records name it).
+    pub protocol: Option<String>,
+    /// Only successes, or only failures.
+    pub outcome: Option<Outcome>,
     /// Only this node's records (a cursor over one node never passes over a record).
     pub node: Option<String>,
     /// Only records after this sequence number.
     pub after_seq: Option<i64>,
+    /// Only records before record `before_seq` in the newest-first order (the next page
+    /// back: the oldest `seq` of the page shown).
+    pub before_seq: Option<i64>,
     /// At most this many (the most recent ones when no `after_seq` is given).
     pub limit: i64,
 }
@@ -215,6 +225,71 @@ pub struct EventFilter {
 enum FilterValue {
     Int(i64),
     Text(String),
+}
+
+/// The conditions of an event search and the values they bind.
+#[derive(Default)]
+struct Search {
+    conditions: Vec<String>,
+    values: Vec<FilterValue>,
+}
+
+impl Search {
+    /// Binds `value`; its `$N` mark.
+    fn bind(&mut self, value: FilterValue) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+
+    fn add(&mut self, column: &str, op: &str, value: FilterValue) {
+        let mark = self.bind(value);
+        self.conditions.push(format!("{column} {op} {mark}"));
+    }
+
+    /// `WHERE` with every condition, and `extra` (fixed text) too.
+    fn where_clause(&self, extra: &str) -> String {
+        let mut all: Vec<&str> = self.conditions.iter().map(String::as_str).collect();
+        if !extra.is_empty() {
+            all.push(extra);
+        }
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", all.join(" AND "))
+        }
+    }
+}
+
+/// Which index a newest-first page is read from.
+enum Index {
+    Named(&'static str),
+    /// One range of `events_id` per catalogue id in the filter's range, merged.
+    PerId,
+}
+
+impl EventFilter {
+    /// The index of the most selective filter given. An account has the fewest records;
+    /// failures are few next to successes (and a failure filter with an event id that
+    /// never fails would otherwise read that id's whole range); then an event id; then a
+    /// protocol; a node's chain is most of the trail. Each index carries the columns the
+    /// later filters test.
+    fn index_for(&self) -> Index {
+        if self.account.is_some() {
+            Index::Named("events_account")
+        } else if self.outcome == Some(Outcome::Failure) {
+            Index::Named("events_failures")
+        } else if self.id.is_some() {
+            Index::Named("events_id")
+        } else if self.id_range.is_some() {
+            Index::PerId
+        } else if self.protocol.is_some() {
+            Index::Named("events_protocol")
+        } else if self.node.is_some() {
+            Index::Named("events_node_time")
+        } else {
+            Index::Named("events_time")
+        }
+    }
 }
 
 impl Store {
@@ -301,8 +376,8 @@ impl Store {
                     .unwrap_or(0);
                 let record_json = serde_json::to_string(&record).unwrap_or_default();
                 sqlx::query(
-                    "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash, node, node_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash, node, node_seq, protocol, outcome) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(seq)
                 .bind(i64::from(record.id))
@@ -314,6 +389,8 @@ impl Store {
                 .bind(&record.hash)
                 .bind(node)
                 .bind(node_seq)
+                .bind(&record.protocol)
+                .bind(&record.outcome)
                 .execute(&mut *tx)
                 .await?;
                 prev = record.hash.clone();
@@ -361,71 +438,120 @@ impl Store {
 
     /// Records matching `filter` (see [`EventFilter`] for their order).
     ///
-    /// The statement names only the filters given, so the database can answer from the
-    /// index that fits (`events_account`, `events_id`, `events_node_time`, `events_time`):
-    /// a test such as `($4 IS NULL OR account = $4)` would keep SQLite from using any and read
-    /// the whole trail for an account with few records.
+    /// Newest-first pages are found in two steps: the `seq` numbers of the page, from the
+    /// index of the most selective filter given (each filter's index carries the other
+    /// filtered columns, so a combination is tested on index entries, never on records),
+    /// then the page's records by `seq`. A range of event ids is read as one index range
+    /// per catalogue id in it, merged: the newest `limit` of each, never the whole range.
+    /// The statement names only the filters given: a test such as `($4 IS NULL OR
+    /// account = $4)` would keep SQLite from using any index.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = if filter.limit <= 0 {
             1000
         } else {
             filter.limit
         };
-        let mut conditions: Vec<String> = Vec::new();
-        let mut values: Vec<FilterValue> = Vec::new();
-        let mut add = |column: &str, op: &str, value: FilterValue| {
-            values.push(value);
-            conditions.push(format!("{column} {op} ${}", values.len()));
+        let before = match filter.before_seq {
+            Some(seq) => Some((self.event_time(seq).await?, seq)),
+            None => None,
         };
+        let mut search = Search::default();
         if let Some(after) = filter.after_seq {
-            add("seq", ">", FilterValue::Int(after));
+            search.add("seq", ">", FilterValue::Int(after));
         }
         if let Some(since) = filter.since_us {
-            add("time_us", ">=", FilterValue::Int(since));
+            search.add("time_us", ">=", FilterValue::Int(since));
+        }
+        if let Some((time_us, seq)) = before {
+            // A bound on the time the index can range over, then the tie on `seq`.
+            let t = search.bind(FilterValue::Int(time_us));
+            let q = search.bind(FilterValue::Int(seq));
+            search
+                .conditions
+                .push(format!("time_us <= {t} AND (time_us < {t} OR seq < {q})"));
         }
         if let Some(id) = filter.id {
-            add("id", "=", FilterValue::Int(i64::from(id)));
+            search.add("id", "=", FilterValue::Int(i64::from(id)));
+        }
+        if let Some((low, high)) = filter.id_range {
+            let l = search.bind(FilterValue::Int(i64::from(low)));
+            let h = search.bind(FilterValue::Int(i64::from(high)));
+            search.conditions.push(format!("id BETWEEN {l} AND {h}"));
         }
         if let Some(account) = &filter.account {
-            add("account", "=", FilterValue::Text(account.clone()));
+            search.add("account", "=", FilterValue::Text(account.clone()));
+        }
+        if let Some(protocol) = &filter.protocol {
+            search.add("protocol", "=", FilterValue::Text(protocol.clone()));
+        }
+        if let Some(outcome) = filter.outcome {
+            // Written out, not bound: SQLite uses the failures' partial index only when
+            // the statement itself says `outcome = 'failure'`.
+            search
+                .conditions
+                .push(format!("outcome = '{}'", outcome.as_str()));
         }
         if let Some(node) = &filter.node {
-            add("node", "=", FilterValue::Text(node.clone()));
+            search.add("node", "=", FilterValue::Text(node.clone()));
         }
-        values.push(FilterValue::Int(limit));
-        let limit_mark = format!("${}", values.len());
-        let conditions = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        // SQLite's planner, without statistics, may walk the time index backwards for the
-        // ORDER BY and test every record against an account: it is told which index fits,
-        // the most selective filter's. Each index ends in the time, so the newest records
-        // of that filter come first. PostgreSQL keeps statistics and chooses for itself.
-        let index = match self.backend() {
-            crate::Backend::Postgres => "",
-            crate::Backend::Sqlite if filter.account.is_some() => "INDEXED BY events_account",
-            crate::Backend::Sqlite if filter.id.is_some() => "INDEXED BY events_id",
-            crate::Backend::Sqlite if filter.node.is_some() => "INDEXED BY events_node_time",
-            crate::Backend::Sqlite => "",
-        };
-        // With a cursor, read forward from it; without one, the newest `limit` records,
-        // every node's merged by time.
+        let limit_mark = search.bind(FilterValue::Int(limit));
         let sql = if filter.after_seq.is_some() {
+            // A cursor reads forward from it, in `seq` order (a tail).
             format!(
-                "SELECT record_json FROM events {conditions} ORDER BY seq ASC LIMIT {limit_mark}"
+                "SELECT record_json FROM events {} ORDER BY seq ASC LIMIT {limit_mark}",
+                search.where_clause("")
             )
         } else {
+            let sqlite = self.backend() == crate::Backend::Sqlite;
+            let newest = |index: &str, extra: &str| {
+                let index = if sqlite && !index.is_empty() {
+                    format!("INDEXED BY {index}")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "SELECT seq, time_us FROM events {index} {} \
+                     ORDER BY time_us DESC, seq DESC LIMIT {limit_mark}",
+                    search.where_clause(extra)
+                )
+            };
+            let page = match filter.index_for() {
+                Index::PerId => {
+                    let (low, high) = filter.id_range.unwrap_or((0, u32::MAX));
+                    let ids: Vec<u32> = wharf_core::EventKind::ALL
+                        .iter()
+                        .map(|k| k.id())
+                        .filter(|id| (low..=high).contains(id))
+                        .collect();
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let parts: Vec<String> = ids
+                        .iter()
+                        .map(|id| {
+                            format!(
+                                "SELECT * FROM ({}) AS id_{id}",
+                                newest("events_id", &format!("id = {id}"))
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "SELECT seq, time_us FROM ({}) AS merged ORDER BY time_us DESC, seq DESC LIMIT {limit_mark}",
+                        parts.join(" UNION ALL ")
+                    )
+                }
+                Index::Named(index) => newest(index, ""),
+            };
             format!(
-                "SELECT record_json FROM (SELECT seq, time_us, record_json FROM events {index} {conditions} \
-                 ORDER BY time_us DESC, seq DESC LIMIT {limit_mark}) AS recent ORDER BY time_us ASC, seq ASC"
+                "SELECT record_json FROM events WHERE seq IN (SELECT seq FROM ({page}) AS page) \
+                 ORDER BY time_us ASC, seq ASC"
             )
         };
         on_pool!(self, pool => {
-            // Only fixed text and `$N` marks are put together above; every value is bound.
+            // Only fixed text, catalogue ids and `$N` marks are put together above; every
+            // value from a caller is bound.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for value in &values {
+            for value in &search.values {
                 query = match value {
                     FilterValue::Int(v) => query.bind(*v),
                     FilterValue::Text(v) => query.bind(v.clone()),
@@ -436,6 +562,18 @@ impl Store {
                 .map(|row| parse_record(&row.text("record_json")?))
                 .collect()
         })
+    }
+
+    /// The time of record `seq`, for a cursor that pages back from it; a record no longer
+    /// in the store (moved to an archive) pages back from its number alone.
+    async fn event_time(&self, seq: i64) -> Result<i64, StoreError> {
+        let time: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT time_us FROM events WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(time.unwrap_or(i64::MAX))
     }
 
     /// The stored hash of record `seq` (the global number), if there is one.
@@ -578,6 +716,119 @@ mod tests {
         (0..n)
             .map(|i| Event::new(EventKind::FileDeleted).path(format!("/{prefix}{i}")))
             .collect()
+    }
+
+    /// Every filter of the Manager's search, alone and together, and paging back.
+    #[tokio::test]
+    async fn search_filters_combine_and_page_back() {
+        use wharf_types::Protocol;
+        for under_test in crate::testing::backends().await {
+            let store = &under_test.store;
+            let name = under_test.name;
+            let mut events = Vec::new();
+            for i in 0..30u32 {
+                let (kind, protocol) = match i % 3 {
+                    0 => (EventKind::LoginFailed, Protocol::Ftp),
+                    1 => (EventKind::UploadFinished, Protocol::Sftp),
+                    _ => (EventKind::FileDeleted, Protocol::Webdav),
+                };
+                let mut event = Event::new(kind).path(format!("/f{i}"));
+                event.protocol = Some(protocol);
+                event.account = Some(if i % 2 == 0 { "ann" } else { "bob" }.into());
+                if kind == EventKind::LoginFailed {
+                    event = event.failed("wrong password");
+                }
+                events.push(event);
+            }
+            store.append_events("n1", &events).await.unwrap();
+            let find = |filter: EventFilter| async move {
+                store
+                    .events(&filter)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.seq)
+                    .collect::<Vec<_>>()
+            };
+            let every =
+                |pick: &dyn Fn(i64) -> bool| (1..=30).filter(|s| pick(*s)).collect::<Vec<i64>>();
+            // seq s holds event i = s - 1.
+            let failures = every(&|s| (s - 1) % 3 == 0);
+            assert_eq!(
+                find(EventFilter {
+                    outcome: Some(Outcome::Failure),
+                    ..Default::default()
+                })
+                .await,
+                failures,
+                "{name}"
+            );
+            assert_eq!(
+                find(EventFilter {
+                    protocol: Some("ftp".into()),
+                    ..Default::default()
+                })
+                .await,
+                failures,
+                "{name}"
+            );
+            assert_eq!(
+                find(EventFilter {
+                    id_range: Some((30000, 30099)),
+                    ..Default::default()
+                })
+                .await,
+                every(&|s| (s - 1) % 3 != 0),
+                "{name}"
+            );
+            assert_eq!(
+                find(EventFilter {
+                    id_range: Some((30000, 30099)),
+                    account: Some("ann".into()),
+                    protocol: Some("webdav".into()),
+                    outcome: Some(Outcome::Success),
+                    ..Default::default()
+                })
+                .await,
+                every(&|s| (s - 1) % 3 == 2 && (s - 1) % 2 == 0),
+                "{name}"
+            );
+            assert!(
+                find(EventFilter {
+                    id_range: Some((1, 9)),
+                    ..Default::default()
+                })
+                .await
+                .is_empty()
+            );
+            assert!(
+                find(EventFilter {
+                    protocol: Some("ftp".into()),
+                    outcome: Some(Outcome::Success),
+                    ..Default::default()
+                })
+                .await
+                .is_empty(),
+                "{name}"
+            );
+            // Pages of 4, newest first, back to the oldest: each record once.
+            let mut seen = Vec::new();
+            let mut before = None;
+            loop {
+                let page = find(EventFilter {
+                    before_seq: before,
+                    limit: 4,
+                    ..Default::default()
+                })
+                .await;
+                if page.is_empty() {
+                    break;
+                }
+                before = page.first().copied();
+                seen.splice(0..0, page);
+            }
+            assert_eq!(seen, every(&|_| true), "{name}");
+        }
     }
 
     #[tokio::test]
@@ -815,8 +1066,14 @@ mod tests {
             let name = under_test.name;
             // Back to the layout of migration 7: no node columns, one chain.
             let mut undo = "DROP INDEX events_node_seq; DROP INDEX events_node_time; \
+                            DROP INDEX events_failures; DROP INDEX events_protocol; DROP INDEX events_id; \
+                            DROP INDEX events_account; DROP INDEX events_time; \
+                            ALTER TABLE events DROP COLUMN protocol; ALTER TABLE events DROP COLUMN outcome; \
                             ALTER TABLE events DROP COLUMN node_seq; ALTER TABLE events DROP COLUMN node; \
-                            DELETE FROM wharf_schema WHERE version IN (9, 13)"
+                            CREATE INDEX events_time ON events (time_us); \
+                            CREATE INDEX events_id ON events (id, time_us); \
+                            CREATE INDEX events_account ON events (account, time_us); \
+                            DELETE FROM wharf_schema WHERE version IN (9, 13, 15)"
                 .to_owned();
             if store.backend() == crate::Backend::Postgres {
                 undo.push_str("; ALTER TABLE events ALTER COLUMN seq DROP IDENTITY");

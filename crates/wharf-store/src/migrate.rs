@@ -38,6 +38,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         14,
         include_str!("migrations/sqlite/0014_admin_roles_tokens.sql"),
     ),
+    (15, include_str!("migrations/sqlite/0015_event_search.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -84,6 +85,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         14,
         include_str!("migrations/postgres/0014_admin_roles_tokens.sql"),
+    ),
+    (
+        15,
+        include_str!("migrations/postgres/0015_event_search.sql"),
     ),
 ];
 

@@ -599,15 +599,24 @@ pub struct EventsArgs {
     /// Only records since this time: RFC 3339 (2026-11-25T10:00:00Z) or an age (90s, 15m, 2h, 7d).
     #[arg(long)]
     pub since: Option<String>,
-    /// Only this event id.
+    /// Only this event id (20011), or a range of ids (30000-30099).
     #[arg(long)]
-    pub id: Option<u32>,
+    pub id: Option<String>,
     /// Only this account.
     #[arg(long)]
     pub account: Option<String>,
+    /// Only this protocol (sftp, scp, ssh, ftp, ftps, http, https, webdav, admin).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Only successes or only failures (success, failure).
+    #[arg(long)]
+    pub outcome: Option<String>,
     /// Only the records of this node of the cluster.
     #[arg(long)]
     pub node: Option<String>,
+    /// Only records older than record SEQ (the next page back: the first number shown).
+    #[arg(long, value_name = "SEQ")]
+    pub before: Option<i64>,
     /// Most records shown (the newest).
     #[arg(long, default_value_t = 100)]
     pub limit: i64,

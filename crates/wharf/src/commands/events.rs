@@ -57,12 +57,25 @@ pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
     let ctx = Context::open(config).await?;
     let mut filter = EventFilter {
         since_us: args.since.as_deref().map(since_us).transpose()?,
-        id: args.id,
         account: args.account.clone(),
+        protocol: args.protocol.clone(),
+        outcome: args
+            .outcome
+            .as_deref()
+            .map(wharf_admin::parse_outcome)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--{e}"))?,
         node: args.node.clone(),
-        after_seq: None,
+        before_seq: args.before,
         limit: args.limit,
+        ..EventFilter::default()
     };
+    if let Some(ids) = &args.id {
+        wharf_admin::parse_ids(ids, &mut filter).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    }
+    if args.follow && args.before.is_some() {
+        anyhow::bail!("--follow reads on from the newest records; it cannot start --before one");
+    }
     let print = |r: &AuditRecord| -> Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(r)?);
