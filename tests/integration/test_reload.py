@@ -146,3 +146,45 @@ def test_a_renewed_certificate_serves_the_next_handshakes(server):
     out = reload(server)
     assert out.returncode == 1 and "[tls]" in out.stderr
     assert cert_of(server.https_port) == after
+
+
+def test_reload_switches_the_authentication_chain_and_the_ban_policy(server):
+    import ftplib
+
+    import pytest
+
+    server.add_account("rita", password=PASSWORD)
+    server.add_ftp_service()
+    config = server.root / "wharf.toml"
+    original = config.read_text()
+    config.write_text(original + "\n[ban]\nthreshold = 100\n")
+    server.start()
+    # Three wrong passwords stay far under a threshold of 100.
+    for _ in range(3):
+        with pytest.raises(ftplib.error_perm):
+            server.ftp("rita", "not the password")
+    server.ftp("rita", PASSWORD).quit()
+
+    # A chain of one HTTP method whose service is not there: the stored account cannot log in.
+    gone = free_port()
+    config.write_text(original + f'\n[ban]\nthreshold = 100\n\n[[authentication]]\ntype = "http"\n'
+                      f'url = "http://127.0.0.1:{gone}/check"\ntimeout = 1\n')
+    out = reload(server)
+    assert out.returncode == 0 and "authentication chain http" in out.stdout, out.stdout + out.stderr
+    with pytest.raises(ftplib.error_perm):
+        server.ftp("rita", PASSWORD)
+    refused = server.wait_event("login.failed", account="rita", protocol="ftp")
+    refused = [e for e in server.events() if e["name"] == "login.failed"][-1]
+    assert refused["attrs"]["authenticator"] == "http", refused
+
+    # Back to the stored accounts, with a threshold the next wrong password reaches
+    # (three wrong passwords already count 3 within the window).
+    config.write_text(original + "\n[ban]\nthreshold = 4\n")
+    out = reload(server)
+    assert out.returncode == 0 and "authentication chain local" in out.stdout, out.stdout + out.stderr
+    server.ftp("rita", PASSWORD).quit()
+    assert not [e for e in server.events() if e["name"] == "ban.added"]
+    with pytest.raises(ftplib.error_perm):
+        server.ftp("rita", "not the password")
+    banned = server.wait_event("ban.added")
+    assert banned["attrs"]["network"] == "127.0.0.1/32", banned

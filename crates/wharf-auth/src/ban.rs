@@ -254,12 +254,13 @@ enum Job {
 /// The ban engine of one node. Create it with [`BanEngine::new`], build the event bus
 /// with it as observer, then [`BanEngine::run`] it.
 pub struct BanEngine {
-    policy: BanPolicy,
+    /// The policy in force; a reload replaces it for the next connection or failure.
+    policy: std::sync::RwLock<Arc<BanPolicy>>,
     node: String,
     store: Store,
     state: Mutex<State>,
     /// New connections per network (its own lock: admission never waits on scoring).
-    rates: RateLimiter<IpNetwork>,
+    rates: std::sync::RwLock<Arc<RateLimiter<IpNetwork>>>,
     /// Refusal records held back from a flood.
     records: Throttle<RecordKey, Event>,
     jobs: mpsc::UnboundedSender<Job>,
@@ -275,9 +276,13 @@ impl BanEngine {
     pub fn new(policy: BanPolicy, store: Store, node: String) -> Arc<BanEngine> {
         let (jobs, pending) = mpsc::unbounded_channel();
         Arc::new(BanEngine {
-            rates: RateLimiter::new(policy.connection_rate, policy.connection_burst, MAX_TRACKED),
+            rates: std::sync::RwLock::new(Arc::new(RateLimiter::new(
+                policy.connection_rate,
+                policy.connection_burst,
+                MAX_TRACKED,
+            ))),
             records: Throttle::new(MAX_THROTTLED, BANNED_RECORD_EVERY),
-            policy,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
             node,
             store,
             state: Mutex::new(State::default()),
@@ -289,8 +294,29 @@ impl BanEngine {
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> &BanPolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<BanPolicy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Follows a reloaded `[ban]`: scoring, thresholds and ban lengths apply from the next
+    /// failure, and a changed connection rate from the next connection (the counts so far
+    /// start again). Bans in force stay as they are.
+    pub fn set_policy(&self, policy: BanPolicy) {
+        let old = self.policy();
+        if (old.connection_rate, old.connection_burst)
+            != (policy.connection_rate, policy.connection_burst)
+        {
+            *self.rates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(RateLimiter::new(
+                policy.connection_rate,
+                policy.connection_burst,
+                MAX_TRACKED,
+            ));
+        }
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    fn rates(&self) -> Arc<RateLimiter<IpNetwork>> {
+        Arc::clone(&self.rates.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -301,7 +327,7 @@ impl BanEngine {
 
     /// Whether `addr` is in a network banned now.
     pub fn refuses(&self, addr: IpAddr) -> Option<Refusal> {
-        let network = self.policy.network_of(addr);
+        let network = self.policy().network_of(addr);
         let now = OffsetDateTime::now_utc();
         let state = self.state();
         match state.bans.get(&network) {
@@ -316,10 +342,10 @@ impl BanEngine {
     /// Takes one of the network's new connections; true when it has opened too many
     /// lately (`connection_rate`, `connection_burst`). Safelisted networks never are.
     fn over_rate(&self, addr: IpAddr) -> bool {
-        if self.policy.safelisted(addr) {
+        if self.policy().safelisted(addr) {
             return false;
         }
-        !self.rates.allow(&self.policy.network_of(addr))
+        !self.rates().allow(&self.policy().network_of(addr))
     }
 
     /// The refusal record to write now, if any: the first of its service, network and cause
@@ -342,18 +368,18 @@ impl BanEngine {
     fn expire(&self) -> Vec<Event> {
         let now = OffsetDateTime::now_utc();
         let mut state = self.state();
-        let forget = self.policy.forget_after;
+        let forget = self.policy().forget_after;
         state.strikes.retain(|_, (_, ended)| {
             now - *ended < time::Duration::try_from(forget).unwrap_or(time::Duration::MAX)
         });
         cap_strikes(&mut state.strikes);
-        let window = self.policy.window;
+        let window = self.policy().window;
         state.scores.retain(|_, hits| {
             hits.retain(|(at, _)| at.elapsed() < window);
             !hits.is_empty()
         });
         drop(state);
-        self.rates.prune();
+        self.rates().prune();
         self.records
             .due()
             .into_iter()
@@ -372,7 +398,7 @@ impl BanEngine {
     ) -> (BanRecord, Event) {
         let strikes = state.strikes.get(&network).map_or(0, |(s, _)| *s) + 1;
         let now = OffsetDateTime::now_utc();
-        let length = self.policy.ban_length(strikes);
+        let length = self.policy().ban_length(strikes);
         let until = now + time::Duration::try_from(length).unwrap_or(time::Duration::ZERO);
         state.bans.insert(
             network,
@@ -385,8 +411,8 @@ impl BanEngine {
         state.scores.remove(&network);
         let reason = format!(
             "score {score} reached {} within {} s",
-            self.policy.threshold,
-            self.policy.window.as_secs()
+            self.policy().threshold,
+            self.policy().window.as_secs()
         );
         let record = BanRecord {
             network: network.to_string(),
@@ -414,29 +440,29 @@ impl BanEngine {
 
 impl EventObserver for BanEngine {
     fn observe(&self, event: &Event) -> Vec<Event> {
-        if !self.policy.enabled {
+        if !self.policy().enabled {
             return Vec::new();
         }
         let Some(remote) = event.remote else {
             return Vec::new();
         };
-        let points = self.policy.score(event);
-        if points == 0 || self.policy.safelisted(remote.ip()) {
+        let points = self.policy().score(event);
+        if points == 0 || self.policy().safelisted(remote.ip()) {
             return Vec::new();
         }
-        let network = self.policy.network_of(remote.ip());
+        let network = self.policy().network_of(remote.ip());
         let mut state = self.state();
         if state.bans.contains_key(&network) {
             return Vec::new();
         }
         // This node's own score: enough on its own, the ban is made here and now.
         if state.scores.contains_key(&network) || state.scores.len() < MAX_TRACKED {
-            let window = self.policy.window;
+            let window = self.policy().window;
             let hits = state.scores.entry(network).or_default();
             hits.retain(|(at, _)| at.elapsed() < window);
             hits.push((Instant::now(), points));
             let score: u64 = hits.iter().map(|(_, p)| u64::from(*p)).sum();
-            if score >= u64::from(self.policy.threshold) {
+            if score >= u64::from(self.policy().threshold) {
                 let (record, added) = self.ban(&mut state, network, score, event);
                 let _ = self.jobs.send(Job::Ban(record));
                 return vec![added];

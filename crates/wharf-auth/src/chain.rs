@@ -174,7 +174,9 @@ impl Denied {
 #[derive(Clone)]
 pub struct Authenticator {
     store: Store,
-    methods: Arc<Vec<Method>>,
+    /// The chain in force, shared by every clone: a reload replaces it for the next login
+    /// (one already under way finishes with the chain it began with).
+    methods: Arc<std::sync::RwLock<Arc<Vec<Method>>>>,
     bans: Option<Arc<BanEngine>>,
     connections: OpenConnections,
 }
@@ -184,16 +186,27 @@ impl Authenticator {
     pub fn new(store: Store) -> Self {
         Authenticator {
             store,
-            methods: Arc::new(vec![Method::Local]),
+            methods: Arc::new(std::sync::RwLock::new(Arc::new(vec![Method::Local]))),
             bans: None,
             connections: OpenConnections::default(),
         }
     }
 
     /// The same, asking `methods` in order.
-    pub fn with_methods(mut self, methods: Vec<Method>) -> Self {
-        self.methods = Arc::new(methods);
+    pub fn with_methods(self, methods: Vec<Method>) -> Self {
+        self.set_methods(methods);
         self
+    }
+
+    /// Replaces the chain for this authenticator and every clone of it (a reload).
+    pub fn set_methods(&self, methods: Vec<Method>) {
+        let mut current = self.methods.write().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(methods);
+    }
+
+    /// The chain in force now.
+    fn methods(&self) -> Arc<Vec<Method>> {
+        Arc::clone(&self.methods.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The same, refusing the clients `bans` has banned.
@@ -248,8 +261,9 @@ impl Authenticator {
     ) -> Result<Authenticated, Denied> {
         // A name no account can have (too long, or characters account names never hold)
         // goes to no method: external services see only names that could be accounts.
+        let chain = self.methods();
         let methods: &[Method] = if AccountName::new(name).is_ok() {
-            &self.methods
+            &chain
         } else {
             &[]
         };
@@ -530,7 +544,8 @@ impl Authenticator {
             failure,
             by: Some(grant.by.clone()),
         };
-        let Some(method) = self.methods.iter().find(|m| m.name() == grant.by) else {
+        let chain = self.methods();
+        let Some(method) = chain.iter().find(|m| m.name() == grant.by) else {
             return Err(decided(AuthFailure::Misconfigured(format!(
                 "the method {:?} is no longer configured",
                 grant.by
@@ -700,7 +715,7 @@ impl Authenticator {
     /// holding the key, or an external method in the chain may accept it. (The signed
     /// attempt then goes through the whole chain, which decides.)
     pub async fn has_key(&self, name: &str, key: &crate::PublicKey) -> bool {
-        if self.methods.iter().any(|m| !matches!(m, Method::Local)) {
+        if self.methods().iter().any(|m| !matches!(m, Method::Local)) {
             return true;
         }
         match self.store.account(name).await {

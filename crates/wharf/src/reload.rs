@@ -127,6 +127,12 @@ pub async fn reload(
     if let Err(e) = crate::config::handler::handlers(&loaded) {
         return refused(format!("{}: {e:#}", path.display()));
     }
+    // Built before anything is applied: a chain that cannot be built changes nothing.
+    let chain = match crate::config::auth::methods(&loaded) {
+        Ok(chain) => chain,
+        Err(e) => return refused(format!("{}: [[authentication]]: {e:#}", path.display())),
+    };
+    let chain_names: Vec<String> = chain.iter().map(|m| m.name().to_owned()).collect();
     let applied = match supervisor.apply(&loaded).await {
         Ok(applied) => applied,
         Err(why) => return refused(why),
@@ -136,14 +142,19 @@ pub async fn reload(
         Err(e) => return refused(format!("handlers: {e:#}")),
     };
     operations.set_settings(crate::context::admin_settings(&loaded));
+    supervisor.authenticator().set_methods(chain);
+    if let Some(bans) = supervisor.authenticator().bans() {
+        bans.set_policy(loaded.config.ban.policy());
+    }
     let line = format!(
-        "{}; handlers {}; certificate read again",
+        "{}; handlers {}; certificate read again; authentication chain {}; ban policy applied",
         applied.describe(),
         if replaced_handlers {
             "replaced"
         } else {
             "unchanged"
-        }
+        },
+        chain_names.join(", ")
     );
     let outcome = if applied.failed.is_empty() {
         Event::new(EventKind::ConfigurationReloaded).message(line.clone())

@@ -159,6 +159,11 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The authenticator every service shares (a reload replaces its chain).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
     /// Makes the running services match `loaded`, and reads the certificate again.
     pub async fn apply(&mut self, loaded: &Loaded) -> Result<Applied, String> {
         match (&self.certificates, certificate_paths(loaded)) {

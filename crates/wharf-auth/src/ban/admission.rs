@@ -209,7 +209,7 @@ impl Admission {
         let bans = auth.bans().cloned();
         let policy = bans
             .as_ref()
-            .map_or_else(BanPolicy::default, |b| b.policy.clone());
+            .map_or_else(BanPolicy::default, |b| (*b.policy()).clone());
         Admission {
             inner: Arc::new(Inner {
                 bans,
@@ -278,7 +278,16 @@ impl Admission {
 
     /// The network `addr` is counted by.
     pub fn network_of(&self, addr: IpAddr) -> IpNetwork {
-        IpNetwork::around(addr, self.inner.prefixes.0, self.inner.prefixes.1)
+        // The ban policy in force (a reload may have changed its prefixes); the one this
+        // admission began with when there is no ban engine.
+        let (v4, v6) = match &self.inner.bans {
+            Some(bans) => {
+                let policy = bans.policy();
+                (policy.ipv4_prefix, policy.ipv6_prefix)
+            }
+            None => self.inner.prefixes,
+        };
+        IpNetwork::around(addr, v4, v6)
     }
 
     /// Decides about a connection just accepted from the client at `peer` (the socket's
@@ -303,7 +312,8 @@ impl Admission {
             if bans.over_rate(peer.ip()) {
                 let why = format!(
                     "too many new connections from {network} (more than {} at once or {} a minute)",
-                    bans.policy.connection_burst, bans.policy.connection_rate
+                    bans.policy().connection_burst,
+                    bans.policy().connection_rate
                 );
                 return Err(self.refuse(TurnedAway::Rate, why, peer, id));
             }

@@ -119,7 +119,7 @@ impl BanEngine {
         if self.state().bans.contains_key(&network) {
             return;
         }
-        let since = before(at, self.policy.window);
+        let since = before(at, self.policy().window);
         let name = network.to_string();
         let score = match self
             .store
@@ -132,7 +132,7 @@ impl BanEngine {
                 return;
             }
         };
-        if score < u64::from(self.policy.threshold) {
+        if score < u64::from(self.policy().threshold) {
             return;
         }
         let (record, added) = {
@@ -246,7 +246,7 @@ impl BanEngine {
             };
             self.store_trouble.store(false, Ordering::Relaxed);
             let now = OffsetDateTime::now_utc();
-            let remembered = before(now, self.policy.forget_after);
+            let remembered = before(now, self.policy().forget_after);
             let mut state = self.state();
             for change in &changes {
                 apply(&mut state, change, now, remembered);
@@ -263,11 +263,11 @@ impl BanEngine {
     /// it; the deletes are the same whoever runs them.
     async fn forget(&self) {
         let now = OffsetDateTime::now_utc();
-        let failures = before(now, self.policy.window);
+        let failures = before(now, self.policy().window);
         if let Err(e) = self.store.forget_ban_failures(micros(failures)).await {
             self.trouble(&e);
         }
-        let bans = before(now, self.policy.forget_after);
+        let bans = before(now, self.policy().forget_after);
         if let Err(e) = self.store.forget_bans(micros(bans)).await {
             self.trouble(&e);
         }
