@@ -53,6 +53,11 @@ try {
   result.accountTitle = await page.textContent("h1");
   result.keyListed = await page.locator("section", { hasText: "Keys" }).locator("code").count();
   await shot(page, "04-account");
+  // Its group, with the new member listed.
+  await page.goto(base + "/groups/partners");
+  result.groupMembers = await page.textContent("#members");
+  await shot(page, "04-group");
+  await page.goto(base + `/accounts/${account}`);
 
   // The rule tester, for a path the account's rule allows and one nothing allows.
   await page.selectOption("select[name=verb]", "write");
@@ -131,13 +136,13 @@ try {
   await view.fill("input[name=password]", auditorPassword);
   await Promise.all([view.waitForURL(base + "/"), view.click("button[type=submit]")]);
   result.auditorPages = {};
-  for (const path of ["/", "/accounts", `/accounts/${account}`, "/events", "/sessions", "/bans", "/jobs", "/admins", "/me"]) {
+  for (const path of ["/", "/accounts", `/accounts/${account}`, "/groups", "/groups/partners", "/events", "/sessions", "/bans", "/jobs", "/admins", "/me"]) {
     const response = await view.goto(base + path);
     result.auditorPages[path] = response.status();
   }
   // No form to change anything on the account pages (its own page keeps password and codes).
   result.auditorForms = 0;
-  for (const path of ["/accounts", `/accounts/${account}`, "/sessions", "/bans", "/admins"]) {
+  for (const path of ["/accounts", `/accounts/${account}`, "/groups", "/groups/partners", "/sessions", "/bans", "/admins"]) {
     await view.goto(base + path);
     result.auditorForms += await view.locator("main form[method=post]").count();
   }

@@ -348,6 +348,7 @@ def test_console_in_chromium(server):
     assert seen["loginUrl"] == "/login"
     assert seen["dashboardTitle"].startswith("Dashboard") and seen["chart"] == 72
     assert seen["accountTitle"] == "Account dora" and seen["keyListed"] == 1
+    assert "dora" in seen["groupMembers"], seen["groupMembers"]
     assert "Allowed" in seen["allowed"] and "account rule" in seen["allowed"]
     assert "Refused" in seen["refused"] and "refused by default" in seen["refused"]
     assert "upload.finished" in seen["dashboardEvents"] and "dora" in seen["dashboardEvents"]
@@ -372,7 +373,7 @@ def test_console_in_chromium(server):
     assert server.wait_event("ban.removed")["attrs"]["admin"] == "ada"
     assert server.wait_event("admin.refused")["attrs"]["admin"] == "audrey"
     shots = sorted(p.name for p in artifacts.glob("manager-*.png"))
-    assert len(shots) == 17 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
+    assert len(shots) == 18 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
 
 
 def test_a_token_never_becomes_its_owners_login(server):
@@ -598,3 +599,48 @@ def test_event_search_filters_and_pages_back(server):
     assert all(json.loads(line)["seq"] < first for line in older.splitlines())
     refused = server.wharf("events", "--id", "12-x")
     assert refused.returncode != 0 and "--id" in refused.stderr
+
+
+def test_groups_in_the_console(server):
+    """An operator creates a group from the console with rules and protocols, edits them,
+    cannot remove it while it has a member, then removes it; an auditor sees it only."""
+    add_admin(server, "oscar", "operator")
+    add_admin(server, "aude", "auditor")
+    server.start()
+    console = Browser(server, host="::1")
+    console.login("oscar", PASSWORD)
+    console.request("GET", "/groups")
+    status, headers, _, _ = console.request("POST", "/groups", form={
+        "csrf": console.csrf, "name": "carriers", "rules": "/in/** allow list,write",
+        "home_template": str(server.homes) + "/${USER}", "create_home": "on",
+        "protocol-sftp": "on", "protocol-ftps": "on"})
+    assert status == 303 and headers["Location"] == "/groups/carriers"
+    made = server.wait_event("group.created")
+    assert made["attrs"]["admin"] == "oscar" and '"sftp"' in made["attrs"]["after"], made
+    server.wharf("account", "add", "truck", "--group", "carriers", check=True)
+    status, _, page, _ = console.request("GET", "/groups/carriers")
+    assert status == 200 and "truck" in page and "/in/** allow list,write" in page
+    status, _, _, _ = console.request("POST", "/groups/carriers", form={
+        "csrf": console.csrf, "action": "change", "rules": "/out/** allow list,read",
+        "protocol-sftp": "on"})
+    assert status == 303
+    shown = json.loads(server.wharf("group", "show", "carriers", "--json", check=True).stdout)
+    assert [r["pattern"] for r in shown["rules"]] == ["/out/**"] and shown["protocols"] == ["sftp"]
+    status, _, page, _ = console.request("POST", "/groups/carriers", form={
+        "csrf": console.csrf, "action": "remove"})
+    assert status == 409 and "member" in page
+    status, _, page, _ = console.request("POST", "/groups", form={
+        "csrf": console.csrf, "name": "bad", "rules": "/x allow fly"})
+    assert status == 422
+    viewer = Browser(server)
+    viewer.login("aude", PASSWORD)
+    status, _, page, _ = viewer.request("GET", "/groups")
+    assert status == 200 and "carriers" in page and "Create group" not in page
+    status, _, _, _ = viewer.request("POST", "/groups/carriers", form={
+        "csrf": viewer.csrf, "action": "remove"})
+    assert status == 403
+    server.wharf("account", "remove", "truck", check=True)
+    status, headers, _, _ = console.request("POST", "/groups/carriers", form={
+        "csrf": console.csrf, "action": "remove"})
+    assert status == 303 and headers["Location"] == "/groups"
+    assert server.wait_event("group.removed")["attrs"]["admin"] == "oscar"

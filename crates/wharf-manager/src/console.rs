@@ -20,7 +20,9 @@ use crate::auth::Caller;
 use crate::html::{csrf_field, escape, page, segment};
 use crate::server::Shared;
 
+mod groups;
 mod sessions;
+pub(crate) use groups::{group, group_add, group_change, groups};
 pub(crate) use sessions::{sessions, sessions_change};
 
 const CSS: &str = include_str!("static/manager.css");
@@ -537,7 +539,12 @@ pub(crate) async fn account(
         } else {
             "disabled"
         },
-        escape(&record.groups.join(", ")),
+        record
+            .groups
+            .iter()
+            .map(|g| format!("<a href=\"/groups/{}\">{}</a>", segment(g), escape(g)))
+            .collect::<Vec<_>>()
+            .join(", "),
         escape(
             record
                 .home

@@ -62,6 +62,7 @@ pub(crate) fn page(caller: &Caller, current: &str, title: &str, body: &str) -> R
     let mut links = vec![
         ("/", "Dashboard"),
         ("/accounts", "Accounts"),
+        ("/groups", "Groups"),
         ("/events", "Events"),
     ];
     links.push(("/sessions", "Sessions"));

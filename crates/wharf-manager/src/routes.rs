@@ -68,6 +68,14 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
     Route {
+        path: "/groups",
+        methods: &[("GET", READ), ("POST", OPERATE)],
+    },
+    Route {
+        path: "/groups/{name}",
+        methods: &[("GET", READ), ("POST", OPERATE)],
+    },
+    Route {
         path: "/events",
         methods: &[("GET", READ)],
     },
@@ -225,6 +233,10 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/accounts", "POST") => post(console::account_add),
         ("/accounts/{name}", "GET") => get(console::account),
         ("/accounts/{name}", "POST") => post(console::account_change),
+        ("/groups", "GET") => get(console::groups),
+        ("/groups", "POST") => post(console::group_add),
+        ("/groups/{name}", "GET") => get(console::group),
+        ("/groups/{name}", "POST") => post(console::group_change),
         ("/events", "GET") => get(console::events),
         ("/events/live", "GET") => get(console::live),
         ("/bans", "GET") => get(console::bans),
