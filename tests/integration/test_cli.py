@@ -288,3 +288,17 @@ def test_audit_verify_finds_each_tampering(server):
     assert "record 4 in" in err and "content does not match its hash" in err
     err = tampered(reorder_file)
     assert "record 5 in" in err and "out of order" in err
+
+
+def test_a_reader_that_leaves_ends_a_command_quietly(server):
+    """`wharf events | head`: the closed pipe ends the command as it ends other tools
+    (status 141, nothing on stderr), never with a panic."""
+    import os
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([str(BIN), "--config", str(server.root / "wharf.toml"), "events", "--catalogue"],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == b"", done.stderr

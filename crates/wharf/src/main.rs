@@ -25,8 +25,31 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// A command's reader that leaves early (`wharf events | head`) ends the command quietly,
+/// as it ends other Unix tools, instead of `println!`'s panic on the closed pipe. Only for
+/// commands: the server's output goes to its log, and a closed log reader must not stop it.
+fn end_quietly_when_the_reader_leaves() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE, what a shell reports for a tool its reader left.
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Serve { .. }) {
+        end_quietly_when_the_reader_leaves();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn,sqlx=warn"));
     tracing_subscriber::fmt()

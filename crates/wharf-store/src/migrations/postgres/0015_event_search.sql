@@ -16,4 +16,4 @@ CREATE INDEX events_id ON events (id, time_us, seq) INCLUDE (protocol, outcome, 
 CREATE INDEX events_account ON events (account, time_us, seq) INCLUDE (id, protocol, outcome, node);
 CREATE INDEX events_protocol ON events (protocol, time_us, seq) INCLUDE (id, outcome, node);
 CREATE INDEX events_node_time ON events (node, time_us, seq) INCLUDE (id, protocol, outcome);
-CREATE INDEX events_failures ON events (time_us, seq) INCLUDE (id, protocol, node) WHERE outcome = 'failure';
+CREATE INDEX events_failures ON events (time_us, seq) INCLUDE (id, protocol, node, account) WHERE outcome = 'failure';
