@@ -57,15 +57,16 @@ impl Operations {
     }
 
     async fn job(&self, id: i64) -> Result<HandlerJob, AdminError> {
-        // Jobs are few next to records; a failed or queued one is among the newest.
         self.store
-            .handler_jobs(None, MAX_JOBS)
+            .handler_job(id)
             .await?
-            .into_iter()
-            .find(|j| j.id == id)
-            .ok_or_else(|| {
-                AdminError::NotFound(format!("no handler job {id} among the newest {MAX_JOBS}"))
-            })
+            .ok_or_else(|| AdminError::NotFound(format!("no handler job {id}")))
+    }
+
+    /// How many jobs are in `state`, counted up to [`MAX_JOBS`].
+    pub async fn count_jobs(&self, actor: &Actor, state: JobState) -> Result<i64, AdminError> {
+        actor.require(Need::Read, "count handler jobs")?;
+        Ok(self.store.count_handler_jobs(state, MAX_JOBS).await?)
     }
 
     /// Puts failed job `id` back in the queue.

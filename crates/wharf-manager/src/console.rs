@@ -313,13 +313,9 @@ async fn queue_tiles(shared: &Shared, caller: &Caller) -> String {
         (wharf_admin::JobState::Queued, "handler jobs queued"),
         (wharf_admin::JobState::Failed, "handler jobs failed"),
     ] {
-        let shown = match shared
-            .ops
-            .jobs(&caller.actor, Some(state), wharf_admin::MAX_JOBS)
-            .await
-        {
-            Ok(jobs) if jobs.len() as i64 >= wharf_admin::MAX_JOBS => format!("{}+", jobs.len()),
-            Ok(jobs) => jobs.len().to_string(),
+        let shown = match shared.ops.count_jobs(&caller.actor, state).await {
+            Ok(count) if count >= wharf_admin::MAX_JOBS => format!("{count}+"),
+            Ok(count) => count.to_string(),
             Err(_) => "?".to_owned(),
         };
         tiles.push_str(&format!(

@@ -390,14 +390,46 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<HandlerJob>, StoreError> {
         on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT * FROM handler_jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2",
-            )
-            .bind(state.map(JobState::as_str))
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+            // Two statements, not `($1 IS NULL OR state = $1)`: the state's index
+            // (`handler_jobs_state`) answers a few failed jobs among millions done.
+            let rows = match state {
+                Some(state) => sqlx::query(
+                    "SELECT * FROM handler_jobs WHERE state = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(state.as_str())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
+                None => sqlx::query("SELECT * FROM handler_jobs ORDER BY id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?,
+            };
             rows.iter().map(job).collect()
+        })
+    }
+
+    /// Job `id`, whatever its age.
+    pub async fn handler_job(&self, id: i64) -> Result<Option<HandlerJob>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT * FROM handler_jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(job).transpose()
+        })
+    }
+
+    /// How many jobs are in `state`, counted up to `cap` (the dashboard's depth).
+    pub async fn count_handler_jobs(&self, state: JobState, cap: i64) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM handler_jobs WHERE state = $1 LIMIT $2) AS capped",
+            )
+            .bind(state.as_str())
+            .bind(cap)
+            .fetch_one(pool)
+            .await?)
         })
     }
 

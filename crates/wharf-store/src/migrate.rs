@@ -39,6 +39,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0014_admin_roles_tokens.sql"),
     ),
     (15, include_str!("migrations/sqlite/0015_event_search.sql")),
+    (
+        16,
+        include_str!("migrations/sqlite/0016_handler_jobs_by_state.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -89,6 +93,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         15,
         include_str!("migrations/postgres/0015_event_search.sql"),
+    ),
+    (
+        16,
+        include_str!("migrations/postgres/0016_handler_jobs_by_state.sql"),
     ),
 ];
 
