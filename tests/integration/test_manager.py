@@ -238,6 +238,58 @@ def test_one_time_codes_for_an_administrator(server):
     assert status == 401
 
 
+def test_enrolling_in_the_console_waits_for_a_first_code(server):
+    """An administrator enrols an authenticator on its own page: nothing is kept until a
+    current code of it is given; a wrong code or an altered form changes nothing."""
+    import html as html_text
+
+    add_admin(server, "nina", "operator")
+    server.start()
+    browser = Browser(server)
+    browser.login("nina", PASSWORD)
+    browser.request("GET", "/me")
+    status, _, page, _ = browser.request("POST", "/me", form={"csrf": browser.csrf, "action": "enrol"})
+    assert status == 200 and "Nothing changes until" in page, page
+    secret = re.search(r'id="secret">([A-Z2-7]+)<', page).group(1)
+    factor = html_text.unescape(re.search(r'name="factor" value="([^"]+)"', page).group(1))
+    seal = re.search(r'name="seal" value="([0-9a-f]+)"', page).group(1)
+    assert len(re.findall(r"<li><code>", page)) >= 8  # the recovery codes, shown once
+
+    def shown():
+        return json.loads(server.wharf("admin", "show", "nina", "--json", check=True).stdout)
+
+    def confirm(**fields):
+        form = {"csrf": browser.csrf, "action": "confirm", "factor": factor, "seal": seal, **fields}
+        return browser.request("POST", "/me", form=form)
+
+    # Not kept yet: the next login asks no code.
+    assert not shown()["second_factor"]
+    status, _, page, _ = confirm(code="000000")
+    assert status == 422 and "not the app" in page and not shown()["second_factor"]
+    # Another secret slipped in under this session's seal is refused.
+    forged = json.loads(factor)
+    forged["secret"] = "A" * 32
+    status, _, page, _ = confirm(code=totp("A" * 32), factor=json.dumps(forged))
+    assert status == 422 and "altered" in page and not shown()["second_factor"]
+    # Another session's page does not confirm here either.
+    other = Browser(server)
+    other.login("nina", PASSWORD)
+    other.request("GET", "/me")
+    status, _, page, _ = other.request("POST", "/me", form={
+        "csrf": other.csrf, "action": "confirm", "factor": factor, "seal": seal, "code": totp(secret)})
+    assert status == 422 and not shown()["second_factor"]
+    used = totp(secret)
+    status, _, page, _ = confirm(code=used)
+    assert status == 200 and 'id="confirmed"' in page, page
+    assert shown()["second_factor"]
+    made = [e for e in server.events() if e["name"] == "admin.updated"][-1]
+    assert "confirmed" in made["message"] and made["attrs"]["admin"] == "nina"
+    assert secret not in json.dumps(made)
+    # The login now asks for a code, and the one that confirmed is spent.
+    status, _, page = Browser(server).login("nina", PASSWORD, code=used)
+    assert status == 401 and "Wrong code" in page, page
+
+
 def test_failed_manager_logins_ban_the_network_and_the_api_lifts_it(server):
     with open(server.root / "wharf.toml", "a") as f:
         f.write("\n[ban]\nthreshold = 3\nwindow = 60\nban_time = 120\n")

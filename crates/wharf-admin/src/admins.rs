@@ -291,6 +291,67 @@ impl Operations {
         })
     }
 
+    /// A new authenticator for the caller's own administrator, not kept yet: the console
+    /// shows it, and [`Operations::confirm_own_second_factor`] keeps it once a first code
+    /// from the app proves it was taken down right. Returns the factor (to be carried,
+    /// sealed, to the confirmation) and what is shown once.
+    pub fn draft_own_second_factor(
+        &self,
+        actor: &Actor,
+    ) -> Result<(SecondFactor, Enrolment), AdminError> {
+        own_session(actor, "enrol one-time codes")?;
+        let name = actor.admin_name().unwrap_or_default();
+        let (factor, codes) =
+            SecondFactor::enrol().map_err(|e| AdminError::invalid(format!("cannot enrol: {e}")))?;
+        let uri = factor.uri(&self.settings().issuer, &format!("manager-{name}"));
+        let enrolment = Enrolment {
+            secret: factor.secret.clone(),
+            uri,
+            recovery_codes: codes,
+        };
+        Ok((factor, enrolment))
+    }
+
+    /// Keeps `factor` (drafted by [`Operations::draft_own_second_factor`]) as the caller's
+    /// authenticator once `code` is a current code of it; a recovery code does not count.
+    /// The code is spent: the next login needs the next one.
+    pub async fn confirm_own_second_factor(
+        &self,
+        actor: &Actor,
+        factor: SecondFactor,
+        code: &str,
+    ) -> Result<(), AdminError> {
+        own_session(actor, "enrol one-time codes")?;
+        let name = actor.admin_name().unwrap_or_default().to_owned();
+        let now = u64::try_from(crate::now_us() / 1_000_000).unwrap_or(0);
+        let used = match factor.check(code, now) {
+            used @ wharf_auth::CodeCheck::Totp(_) => used,
+            _ => {
+                return Err(AdminError::invalid(
+                    "that is not the app's current code: check the secret was entered as shown \
+                     and the device's clock, then give the next code",
+                ));
+            }
+        };
+        let factor = factor.after(&used);
+        let mut record = self.load_admin(&name).await?;
+        let before = admin_view(&record);
+        let seen = record.updated_us;
+        record.second_factor = Some(
+            serde_json::to_string(&factor)
+                .map_err(|e| AdminError::Audit(format!("cannot keep the secret: {e}")))?,
+        );
+        self.write(&mut record, seen).await?;
+        self.record(actor.change(
+            EventKind::AdminUpdated,
+            &name,
+            Some(&before),
+            Some(&admin_view(&record)),
+            format!("administrator {name}: one-time codes enrolled (confirmed with a first code)"),
+        ))
+        .await
+    }
+
     /// Removes an administrator, its API tokens and its browser sessions.
     pub async fn remove_admin(&self, actor: &Actor, name: &str) -> Result<(), AdminError> {
         actor.require(Need::Administer, "remove administrators")?;

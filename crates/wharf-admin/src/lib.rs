@@ -40,6 +40,8 @@ pub use role::{Need, Role};
 pub use sessions::session_view;
 pub use tokens::{MAX_TOKEN_DAYS, NewToken, TokenIdentity, TokenMade};
 pub use views::{account_view, admin_view, ban_view, token_view};
+/// An authenticator enrolment as drafted and confirmed.
+pub use wharf_auth::SecondFactor;
 /// The records operations return, as the store keeps them.
 pub use wharf_store::{
     AccountRecord, AdminRecord, AdminTokenRecord, AuditRecord, BanRecord, GroupRecord, HandlerJob,

@@ -50,6 +50,45 @@ pub(crate) struct Caller {
     pub(crate) actor: Actor,
     /// The session's CSRF token, for the forms of its pages (`None` for an API token).
     pub(crate) csrf: Option<String>,
+    /// The browser session's sealing key (`None` for an API token).
+    pub(crate) seal: Option<SealKey>,
+}
+
+/// A key only a browser session's own requests derive (from its HttpOnly cookie, never
+/// shown to a page), sealing what a page hands the browser and must get back unchanged: a
+/// drafted authenticator waiting for its first code.
+#[derive(Clone)]
+pub(crate) struct SealKey([u8; 32]);
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(..)")
+    }
+}
+
+impl SealKey {
+    fn of(cookie: &str) -> SealKey {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, cookie.as_bytes());
+        let derived = aws_lc_rs::hmac::sign(&key, b"wharf manager sealing key");
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&derived.as_ref()[..32]);
+        SealKey(bytes)
+    }
+
+    /// The seal of `data`, hex.
+    pub(crate) fn seal(&self, data: &[u8]) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+        wharf_types::hex(aws_lc_rs::hmac::sign(&key, data).as_ref())
+    }
+
+    /// Whether `seal` is this key's seal of `data` (compared in constant time).
+    pub(crate) fn opens(&self, data: &[u8], seal: &str) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            self.seal(data).as_bytes(),
+            seal.as_bytes(),
+        )
+        .is_ok()
+    }
 }
 
 pub(crate) fn now_us() -> i64 {
@@ -169,6 +208,7 @@ async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap, surface:
                     &conn.id,
                 ),
                 csrf: None,
+                seal: None,
             }),
             Ok(None) => {
                 let event = shared
@@ -201,6 +241,7 @@ async fn find_caller(shared: &Shared, conn: &Conn, headers: &HeaderMap, surface:
                 &conn.id,
             ),
             csrf: Some(csrf_of(cookie)),
+            seal: Some(SealKey::of(cookie)),
         }),
         Ok(None) => Found::Nobody,
         Err(e) => {

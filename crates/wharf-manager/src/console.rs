@@ -1118,6 +1118,66 @@ pub(crate) struct MeAction {
     current: String,
     #[serde(default)]
     password: String,
+    /// A drafted authenticator (JSON), with this session's seal of it.
+    #[serde(default)]
+    factor: String,
+    #[serde(default)]
+    seal: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// A drafted authenticator: its secret (and, the first time, the URI and recovery codes),
+/// and the form that confirms it with a first code. Nothing is kept until then.
+fn enrolment_page(
+    caller: &Caller,
+    draft: &str,
+    enrolment: &wharf_admin::Enrolment,
+    error: Option<&str>,
+) -> Response {
+    let seal = caller
+        .seal
+        .as_ref()
+        .map(|key| key.seal(draft.as_bytes()))
+        .unwrap_or_default();
+    let codes: String = enrolment
+        .recovery_codes
+        .iter()
+        .map(|c| format!("<li><code>{}</code></li>", escape(c)))
+        .collect();
+    let shown = if codes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"secret\">{}</p>\
+             <p>Recovery codes, each good once; keep them somewhere safe:</p><ul>{codes}</ul>",
+            escape(&enrolment.uri)
+        )
+    };
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        caller,
+        "/me",
+        "One-time codes",
+        &format!(
+            "<section><h1>Enrol an authenticator</h1>\
+             <p>Enter this secret in an authenticator app:</p>\
+             <p class=\"secret\" id=\"secret\">{}</p>{shown}\
+             <p>Nothing changes until the app's first code confirms it.</p>{error}\
+             <form method=\"post\" class=\"inline\">{}\
+             <input type=\"hidden\" name=\"action\" value=\"confirm\">\
+             <input type=\"hidden\" name=\"factor\" value=\"{}\">\
+             <input type=\"hidden\" name=\"seal\" value=\"{}\">\
+             <label>Code from the app <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required></label>\
+             <button type=\"submit\">Confirm</button></form></section>",
+            escape(&enrolment.secret),
+            csrf_field(caller),
+            escape(draft),
+            escape(&seal),
+        ),
+    )
 }
 
 /// `POST /me`.
@@ -1126,7 +1186,6 @@ pub(crate) async fn me_change(
     Extension(caller): Extension<Caller>,
     Form(form): Form<MeAction>,
 ) -> Response {
-    let name = caller.actor.admin_name().unwrap_or_default().to_owned();
     match form.action.as_str() {
         "password" => match shared
             .ops
@@ -1136,35 +1195,58 @@ pub(crate) async fn me_change(
             Ok(()) => back_to("/login"),
             Err(e) => failed(&caller, "/me", &e),
         },
-        "enrol" => match shared
-            .ops
-            .enrol_admin_second_factor(&caller.actor, &name)
-            .await
-        {
-            Ok(enrolment) => {
-                let codes: String = enrolment
-                    .recovery_codes
-                    .iter()
-                    .map(|c| format!("<li><code>{}</code></li>", escape(c)))
-                    .collect();
-                page(
-                    &caller,
-                    "/me",
-                    "One-time codes",
-                    &format!(
-                        "<section><h1>One-time codes enrolled</h1>\
-                         <p>Enter this secret in an authenticator app (shown this once):</p>\
-                         <p class=\"secret\" id=\"secret\">{}</p><p class=\"secret\">{}</p>\
-                         <p>Recovery codes, each good once; keep them somewhere safe:</p><ul>{codes}</ul>\
-                         <p>From your next login, the Manager asks for a code after the password.</p>\
-                         <p><a href=\"/me\">Done</a></p></section>",
-                        escape(&enrolment.secret),
-                        escape(&enrolment.uri),
-                    ),
-                )
+        "enrol" => match shared.ops.draft_own_second_factor(&caller.actor) {
+            Ok((factor, enrolment)) => {
+                let draft = serde_json::to_string(&factor).unwrap_or_default();
+                enrolment_page(&caller, &draft, &enrolment, None)
             }
             Err(e) => failed(&caller, "/me", &e),
         },
+        "confirm" => {
+            // The drafted authenticator comes back from the page: only as this session
+            // sealed it, so no other secret can be slipped in.
+            let sealed = caller
+                .seal
+                .as_ref()
+                .is_some_and(|key| key.opens(form.factor.as_bytes(), &form.seal));
+            let factor = serde_json::from_str::<wharf_admin::SecondFactor>(&form.factor);
+            let (true, Ok(factor)) = (sealed, factor) else {
+                return failed(
+                    &caller,
+                    "/me",
+                    &AdminError::Invalid(
+                        "the enrolment form was altered or belongs to another session; enrol again"
+                            .into(),
+                    ),
+                );
+            };
+            match shared
+                .ops
+                .confirm_own_second_factor(&caller.actor, factor.clone(), &form.code)
+                .await
+            {
+                Ok(()) => page(
+                    &caller,
+                    "/me",
+                    "One-time codes",
+                    "<section><h1>One-time codes enrolled</h1>\
+                     <p id=\"confirmed\">Your authenticator is confirmed. From your next login, \
+                     the Manager asks for a code after the password.</p>\
+                     <p><a href=\"/me\">Done</a></p></section>",
+                ),
+                Err(AdminError::Invalid(why)) => {
+                    let again = wharf_admin::Enrolment {
+                        secret: factor.secret.clone(),
+                        uri: String::new(),
+                        recovery_codes: Vec::new(),
+                    };
+                    let mut response = enrolment_page(&caller, &form.factor, &again, Some(&why));
+                    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                    response
+                }
+                Err(e) => failed(&caller, "/me", &e),
+            }
+        }
         other => failed(
             &caller,
             "/me",
