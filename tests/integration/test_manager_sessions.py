@@ -116,17 +116,54 @@ def test_sessions_are_listed_and_disconnected_on_every_protocol(server):
     closed = server.wait_event("connection.closed", protocol="ftp", account="mover")
     assert closed["message"] == "disconnected by an administrator", closed
 
-    # WebDAV: the kept login ends; its next request must log in again.
-    status, body = api(server, "DELETE", f"/api/v1/sessions/{found['webdav']['id']}", operator)
+    # WebDAV: the kept login ends at once (it leaves the list without waiting for a
+    # request); disconnecting it again finds nothing; its next request logs in afresh.
+    webdav = found["webdav"]["id"]
+    status, body = api(server, "DELETE", f"/api/v1/sessions/{webdav}", operator)
     assert status == 200, body
-    again = subprocess.run([*dav, "-X", "PROPFIND", "-H", "Depth: 1", url],
-                           capture_output=True, text=True, timeout=30).stdout
-    assert again == "401", again
+    wait_for(lambda: webdav not in [s["id"] for s in sessions(server, auditor)])
+    status, body = api(server, "DELETE", f"/api/v1/sessions/{webdav}", operator)
+    assert status == 404, body
     assert subprocess.run([*dav, "-X", "PROPFIND", "-H", "Depth: 1", url],
                           capture_output=True, text=True, timeout=30).stdout == "207"
+    again = [s for s in sessions(server, auditor) if s["protocol"] == "webdav" and s["account"] == "mover"]
+    assert again and again[0]["id"] != webdav, again
 
     left = {s["protocol"] for s in sessions(server, auditor) if s["account"] == "mover"}
-    assert "sftp" not in left and "ftp" not in left, left
+    assert left == {"webdav"}, left
     recorded = [e for e in server.events() if e["name"] == "session.disconnected"]
     assert len(recorded) == 3 and {e["attrs"]["admin"] for e in recorded} == {"oscar"}
     ssh.close()
+
+
+def test_disconnect_ends_an_ssh_client_that_stopped_reading(server):
+    """An OpenSSH `sftp` download whose client is frozen (SIGSTOP, so it reads nothing):
+    the disconnect still ends the connection, its session leaves the list, and the
+    download's record says why."""
+    import os
+    import signal
+
+    home = server.add_account("mover", password="carrier pass phrase 9")
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "big.bin", "wb") as f:
+        f.write(os.urandom(1 << 20) * 64)
+    add_admin(server, "oscar", "operator")
+    operator = token(server, "oscar-ci", "oscar", "operator")
+    server.start()
+    client = subprocess.Popen(
+        ["sftp", *server.ssh_opts(), "-P", str(server.port), "mover@127.0.0.1:/big.bin",
+         str(server.root / "got.bin")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        moving = wait_for(lambda: [s for s in sessions(server, operator)
+                                   if s["protocol"] == "sftp" and s["transfers"]], timeout=20)[0]
+        os.killpg(client.pid, signal.SIGSTOP)
+        time.sleep(1)
+        status, body = api(server, "DELETE", f"/api/v1/sessions/{moving['id']}", operator)
+        assert status == 200, body
+        wait_for(lambda: moving["id"] not in [s["id"] for s in sessions(server, operator)], timeout=20)
+        failed = server.wait_event("download.failed", account="mover", path="/big.bin")
+        assert failed["message"] == "disconnected by an administrator", failed
+    finally:
+        os.killpg(client.pid, signal.SIGKILL)
+        client.wait()

@@ -188,3 +188,48 @@ def test_reload_switches_the_authentication_chain_and_the_ban_policy(server):
         server.ftp("rita", "not the password")
     banned = server.wait_event("ban.added")
     assert banned["attrs"]["network"] == "127.0.0.1/32", banned
+
+
+def test_bans_in_force_hold_when_a_reload_changes_the_prefixes(server):
+    """A ban is kept under the network it was set for: a reload that counts addresses by
+    another prefix still refuses them, and so does an administrator's wider ban."""
+    import ftplib
+
+    import pytest
+
+    server.add_account("rita", password=PASSWORD)
+    server.add_ftp_service()
+    config = server.root / "wharf.toml"
+    original = config.read_text()
+    config.write_text(original + "\n[ban]\nthreshold = 3\n")
+    server.start()
+    for _ in range(3):
+        with pytest.raises(ftplib.Error):
+            server.ftp("rita", "not the password")
+    assert server.wait_event("ban.added")["attrs"]["network"] == "127.0.0.1/32"
+    config.write_text(original + "\n[ban]\nthreshold = 3\nipv4_prefix = 24\n")
+    assert reload(server).returncode == 0
+    with pytest.raises(ftplib.error_temp, match="421"):
+        server.ftp("rita", PASSWORD)
+    # Lifted, then banned again as a whole /8 by an administrator: refused all the same.
+    server.wharf("ban", "remove", "127.0.0.1/32", check=True)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            server.ftp("rita", PASSWORD).quit()
+            break
+        except ftplib.error_temp:
+            time.sleep(0.5)
+    else:
+        raise AssertionError("the lifted ban still refuses")
+    server.wharf("ban", "add", "127.0.0.0/8", "--reason", "whole loopback", check=True)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            server.ftp("rita", PASSWORD).quit()
+            time.sleep(0.5)
+        except ftplib.error_temp as e:
+            assert "421" in str(e)
+            break
+    else:
+        raise AssertionError("a /8 ban does not refuse an address inside it")

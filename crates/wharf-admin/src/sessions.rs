@@ -35,7 +35,7 @@ impl Operations {
         actor.require(Need::Operate, "disconnect sessions")?;
         let Some(session) = live.disconnect(id) else {
             return Err(AdminError::NotFound(format!(
-                "no session {id:?} is open on this node"
+                "no session {id:?} is open on this node (or it is being disconnected already)"
             )));
         };
         let mut event = actor

@@ -325,27 +325,36 @@ impl BanEngine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `addr` is in a network banned now.
+    /// Whether `addr` is in a network banned now: any ban that contains it, whatever its
+    /// prefix (an administrator's wider ban, or a ban set before a reload changed the
+    /// policy's prefixes). One lookup per prefix length a ban may have, most specific first.
     pub fn refuses(&self, addr: IpAddr) -> Option<Refusal> {
-        let network = self.policy().network_of(addr);
         let now = OffsetDateTime::now_utc();
         let state = self.state();
-        match state.bans.get(&network) {
-            Some(ban) if ban.until > now => Some(Refusal {
-                network,
-                until: ban.until,
-            }),
-            _ => None,
-        }
+        let lengths = match addr.to_canonical() {
+            IpAddr::V4(_) => 0..=32u8,
+            IpAddr::V6(_) => 0..=128u8,
+        };
+        lengths.rev().find_map(|length| {
+            let network = IpNetwork::around(addr, length, length);
+            match state.bans.get(&network) {
+                Some(ban) if ban.until > now => Some(Refusal {
+                    network,
+                    until: ban.until,
+                }),
+                _ => None,
+            }
+        })
     }
 
     /// Takes one of the network's new connections; true when it has opened too many
     /// lately (`connection_rate`, `connection_burst`). Safelisted networks never are.
     fn over_rate(&self, addr: IpAddr) -> bool {
-        if self.policy().safelisted(addr) {
+        let policy = self.policy();
+        if policy.safelisted(addr) {
             return false;
         }
-        !self.rates().allow(&self.policy().network_of(addr))
+        !self.rates().allow(&policy.network_of(addr))
     }
 
     /// The refusal record to write now, if any: the first of its service, network and cause
@@ -396,9 +405,10 @@ impl BanEngine {
         score: u64,
         trigger: &Event,
     ) -> (BanRecord, Event) {
+        let policy = self.policy();
         let strikes = state.strikes.get(&network).map_or(0, |(s, _)| *s) + 1;
         let now = OffsetDateTime::now_utc();
-        let length = self.policy().ban_length(strikes);
+        let length = policy.ban_length(strikes);
         let until = now + time::Duration::try_from(length).unwrap_or(time::Duration::ZERO);
         state.bans.insert(
             network,
@@ -411,8 +421,8 @@ impl BanEngine {
         state.scores.remove(&network);
         let reason = format!(
             "score {score} reached {} within {} s",
-            self.policy().threshold,
-            self.policy().window.as_secs()
+            policy.threshold,
+            policy.window.as_secs()
         );
         let record = BanRecord {
             network: network.to_string(),
@@ -440,29 +450,31 @@ impl BanEngine {
 
 impl EventObserver for BanEngine {
     fn observe(&self, event: &Event) -> Vec<Event> {
-        if !self.policy().enabled {
+        // One policy for the whole event, even if a reload replaces it meanwhile.
+        let policy = self.policy();
+        if !policy.enabled {
             return Vec::new();
         }
         let Some(remote) = event.remote else {
             return Vec::new();
         };
-        let points = self.policy().score(event);
-        if points == 0 || self.policy().safelisted(remote.ip()) {
+        let points = policy.score(event);
+        if points == 0 || policy.safelisted(remote.ip()) {
             return Vec::new();
         }
-        let network = self.policy().network_of(remote.ip());
+        let network = policy.network_of(remote.ip());
         let mut state = self.state();
         if state.bans.contains_key(&network) {
             return Vec::new();
         }
         // This node's own score: enough on its own, the ban is made here and now.
         if state.scores.contains_key(&network) || state.scores.len() < MAX_TRACKED {
-            let window = self.policy().window;
+            let window = policy.window;
             let hits = state.scores.entry(network).or_default();
             hits.retain(|(at, _)| at.elapsed() < window);
             hits.push((Instant::now(), points));
             let score: u64 = hits.iter().map(|(_, p)| u64::from(*p)).sum();
-            if score >= u64::from(self.policy().threshold) {
+            if score >= u64::from(policy.threshold) {
                 let (record, added) = self.ban(&mut state, network, score, event);
                 let _ = self.jobs.send(Job::Ban(record));
                 return vec![added];

@@ -30,18 +30,41 @@ impl std::fmt::Debug for Cut {
     }
 }
 
+/// What runs once when a cut is pulled (a front-end ending what it keeps of the session).
+type Hook = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct CutInner {
     pulled: AtomicBool,
     notify: tokio::sync::Notify,
+    hooks: Mutex<Vec<Hook>>,
 }
 
 impl Cut {
     /// Ends the connection: transfers fail from their next read or write, and the
     /// front-end watching [`Cut::pulled`] closes it.
     pub fn pull(&self) {
-        self.0.pulled.store(true, Ordering::SeqCst);
+        let hooks = {
+            let mut hooks = self.0.hooks.lock().unwrap_or_else(|p| p.into_inner());
+            self.0.pulled.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *hooks)
+        };
         self.0.notify.notify_waiters();
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    /// Runs `hook` once when the switch is pulled (at once if it already was): for a
+    /// front-end that keeps a session beyond its connections (HTTP logins), to end it.
+    pub fn when_pulled(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut hooks = self.0.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        if self.0.pulled.load(Ordering::SeqCst) {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(Box::new(hook));
+        }
     }
 
     /// Whether the switch has been pulled.
@@ -172,6 +195,8 @@ pub struct SessionView {
     pub remote: Option<String>,
     /// When it opened, in microseconds since the Unix epoch.
     pub since_us: i64,
+    /// Disconnected, and still ending (a transfer being stopped, a client being cut).
+    pub disconnecting: bool,
     pub transfers: Vec<TransferView>,
 }
 
@@ -232,6 +257,7 @@ impl Live {
                     account: entry.account.clone(),
                     remote: entry.remote.map(|r| r.to_string()),
                     since_us: entry.since_us,
+                    disconnecting: entry.cut.is_pulled(),
                     transfers: entry
                         .transfers
                         .iter()
@@ -251,11 +277,23 @@ impl Live {
     }
 
     /// Pulls the cut of session `id`'s connection (every session of that connection
-    /// ends with it); the session as it was, or `None` when none is open under that id.
+    /// ends with it); the session as it was, or `None` when none is open under that id
+    /// that is not already being disconnected.
     pub fn disconnect(&self, id: &str) -> Option<SessionView> {
-        let view = self.get(id)?;
-        for entry in self.lock().values().filter(|e| e.id == id) {
-            entry.cut.pull();
+        let view = self.get(id).filter(|v| !v.disconnecting)?;
+        let cuts: Vec<Cut> = self
+            .lock()
+            .values()
+            .filter(|e| e.id == id && !e.cut.is_pulled())
+            .map(|e| e.cut.clone())
+            .collect();
+        if cuts.is_empty() {
+            return None;
+        }
+        // Pulled with the registry unlocked: a cut's hooks may drop sessions, which
+        // leave the registry.
+        for cut in cuts {
+            cut.pull();
         }
         Some(view)
     }
@@ -350,5 +388,28 @@ mod tests {
             transfer.check().map_err(|e| e.message),
             Err(DISCONNECTED.into())
         );
+        // Listed as ending until it is gone, and not disconnected twice.
+        assert!(live.get("c2-1").is_some_and(|s| s.disconnecting));
+        assert!(live.disconnect("c2-1").is_none());
+    }
+
+    #[test]
+    fn hooks_run_once_when_the_cut_is_pulled() {
+        let cut = Cut::default();
+        let runs = Arc::new(AtomicU64::new(0));
+        let counted = |runs: &Arc<AtomicU64>| {
+            let runs = Arc::clone(runs);
+            move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        cut.when_pulled(counted(&runs));
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        cut.pull();
+        cut.pull();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // A hook given after the pull runs at once.
+        cut.when_pulled(counted(&runs));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

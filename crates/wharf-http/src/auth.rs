@@ -507,7 +507,8 @@ async fn readmit(
     method: &str,
 ) -> Result<Arc<Session>, Response> {
     if kept.session.info().cut.is_pulled() {
-        // An administrator disconnected this login: it ends here, on every node.
+        // An administrator disconnected this login while this request was on its way (the
+        // disconnect itself ended it here and in the store).
         if let Err(e) = shared.sessions.end(&kept.key).await {
             tracing::warn!("disconnected login not ended: {e}");
         }

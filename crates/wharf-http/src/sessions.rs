@@ -153,7 +153,7 @@ pub(crate) struct Sessions {
     /// The service's name: its logins are kept under it.
     service: String,
     /// Sessions opened in this process, by key; Basic credentials are kept here alone.
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
     /// The grant of each open login, by the address of its account (which every copy of
     /// its session shares), so a token or cookie made from a session knows its login.
     grants: Mutex<HashMap<usize, Grant>>,
@@ -170,7 +170,7 @@ impl Sessions {
         Sessions {
             store,
             service: service.to_owned(),
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(HashMap::new())),
             grants: Mutex::new(HashMap::new()),
             idle,
             lifetime: DEFAULT_SESSION_LIFETIME,
@@ -465,6 +465,31 @@ impl Sessions {
         Ok(taken.is_some_and(|l| l.service == self.service && l.in_force(now_us())))
     }
 
+    /// An administrator's disconnect (the session's cut) ends the login at `key` at once:
+    /// here, and in the store, so no node resumes it. Weakly held: the hook lives in the
+    /// session, which the map holds.
+    fn end_when_disconnected(&self, key: &str, session: &Session) {
+        let entries = Arc::downgrade(&self.entries);
+        let store = Arc::clone(&self.store);
+        let key = key.to_owned();
+        session.info().cut.when_pulled(move || {
+            let removed = entries
+                .upgrade()
+                .and_then(|entries| entries.lock().ok().and_then(|mut e| e.remove(&key)));
+            drop(removed);
+            if let Some((kind, hash)) = stored_key(&key)
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let hash = hash.to_owned();
+                runtime.spawn(async move {
+                    if let Err(e) = store.take_web_login(&hash, kind).await {
+                        tracing::warn!("disconnected login not ended in the store: {e}");
+                    }
+                });
+            }
+        });
+    }
+
     /// Remembers a session under a Basic credential key; for connection `bound_to` only
     /// when given (a login that used a one-time code).
     pub(crate) fn insert_basic(&self, key: String, session: Arc<Session>, bound_to: Option<&str>) {
@@ -477,6 +502,7 @@ impl Sessions {
     }
 
     fn insert_local(&self, key: String, session: Arc<Session>, grant: Option<Grant>, basic: bool) {
+        self.end_when_disconnected(&key, &session);
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };

@@ -222,6 +222,9 @@ async fn serve(
         .account_from(Arc::clone(&account_name));
     let _held = admitted;
     let _ = socket.set_nodelay(true);
+    // A second handle on the socket, to end it from here when a disconnect finds russh's
+    // task stuck on a client that no longer reads.
+    let spare = rustix::io::dup(&socket).ok();
     // The grace period covers everything before authentication, including a client
     // that connects and never sends its identification line.
     let deadline = tokio::time::Instant::now() + grace;
@@ -257,15 +260,29 @@ async fn serve(
             let result = match result {
                 Some(result) => result,
                 None => {
-                    let _ = by_administrator
-                        .disconnect(
+                    // Bounded: russh's queue to its task is short, and a stuck task does
+                    // not take it.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        by_administrator.disconnect(
                             Disconnect::ByApplication,
                             wharf_core::live::DISCONNECTED.into(),
                             "en".into(),
-                        )
-                        .await;
+                        ),
+                    )
+                    .await;
                     // The connection's own task ends its channels, which record their ends.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                    // A client that stopped reading keeps that task waiting to write: the
+                    // socket is then shut down under it, so it ends all the same.
+                    let ended = tokio::time::timeout(Duration::from_secs(2), &mut running)
+                        .await
+                        .is_ok();
+                    if !ended {
+                        if let Some(spare) = &spare {
+                            let _ = rustix::net::shutdown(spare, rustix::net::Shutdown::Both);
+                        }
+                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                    }
                     Ok(())
                 }
             };

@@ -462,13 +462,19 @@ impl Store {
         if let Some(since) = filter.since_us {
             search.add("time_us", ">=", FilterValue::Int(since));
         }
-        if let Some((time_us, seq)) = before {
-            // A bound on the time the index can range over, then the tie on `seq`.
-            let t = search.bind(FilterValue::Int(time_us));
-            let q = search.bind(FilterValue::Int(seq));
-            search
-                .conditions
-                .push(format!("time_us <= {t} AND (time_us < {t} OR seq < {q})"));
+        match before {
+            Some((Some(time_us), seq)) => {
+                // A bound on the time the index can range over, then the tie on `seq`.
+                let t = search.bind(FilterValue::Int(time_us));
+                let q = search.bind(FilterValue::Int(seq));
+                search
+                    .conditions
+                    .push(format!("time_us <= {t} AND (time_us < {t} OR seq < {q})"));
+            }
+            // A cursor naming no record (made up, or moved out of the store): the records
+            // numbered before it.
+            Some((None, seq)) => search.add("seq", "<", FilterValue::Int(seq)),
+            None => {}
         }
         if let Some(id) = filter.id {
             search.add("id", "=", FilterValue::Int(i64::from(id)));
@@ -564,16 +570,15 @@ impl Store {
         })
     }
 
-    /// The time of record `seq`, for a cursor that pages back from it; a record no longer
-    /// in the store (moved to an archive) pages back from its number alone.
-    async fn event_time(&self, seq: i64) -> Result<i64, StoreError> {
-        let time: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT time_us FROM events WHERE seq = $1")
+    /// The time of record `seq`, for a cursor that pages back from it; `None` when no
+    /// record has that number.
+    async fn event_time(&self, seq: i64) -> Result<Option<i64>, StoreError> {
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT time_us FROM events WHERE seq = $1")
                 .bind(seq)
                 .fetch_optional(pool)
-                .await?
-        });
-        Ok(time.unwrap_or(i64::MAX))
+                .await?)
+        })
     }
 
     /// The stored hash of record `seq` (the global number), if there is one.
@@ -802,6 +807,30 @@ mod tests {
                     Vec::new(),
                 ),
             ];
+            let cases = cases.into_iter().chain([
+                // A cursor naming no record pages back from its number alone.
+                (
+                    EventFilter {
+                        before_seq: Some(0),
+                        ..Default::default()
+                    },
+                    Vec::new(),
+                ),
+                (
+                    EventFilter {
+                        before_seq: Some(i64::MAX),
+                        ..Default::default()
+                    },
+                    every(&|_| true),
+                ),
+                (
+                    EventFilter {
+                        before_seq: Some(-5),
+                        ..Default::default()
+                    },
+                    Vec::new(),
+                ),
+            ]);
             for (filter, expected) in cases {
                 let shown = format!("{filter:?}");
                 assert_eq!(find(filter).await, expected, "{name}: {shown}");
