@@ -139,7 +139,9 @@ def test_a_store_outage_under_load_loses_no_record(cluster, postgres):
         time.sleep(1)
         postgres.pause()
         paused.set()
-        time.sleep(4)
+        # Longer than the writer's wait for the store (3 s) before it spills, with room
+        # for a loaded machine: uploads must finish within the outage, not only after it.
+        time.sleep(7)
     finally:
         paused.clear()
         postgres.resume()
