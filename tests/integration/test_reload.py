@@ -148,17 +148,24 @@ def test_a_renewed_certificate_serves_the_next_handshakes(server):
     assert cert_of(server.https_port) == after
 
 
+def ftp_server_with_ban(server, threshold):
+    """`rita` on a plain FTP service, `[ban] threshold` as given, started; the file as it
+    was before the `[ban]` section (to write variants of it)."""
+    server.add_account("rita", password=PASSWORD)
+    server.add_ftp_service()
+    config = server.root / "wharf.toml"
+    original = config.read_text()
+    config.write_text(original + f"\n[ban]\nthreshold = {threshold}\n")
+    server.start()
+    return config, original
+
+
 def test_reload_switches_the_authentication_chain_and_the_ban_policy(server):
     import ftplib
 
     import pytest
 
-    server.add_account("rita", password=PASSWORD)
-    server.add_ftp_service()
-    config = server.root / "wharf.toml"
-    original = config.read_text()
-    config.write_text(original + "\n[ban]\nthreshold = 100\n")
-    server.start()
+    config, original = ftp_server_with_ban(server, 100)
     # Three wrong passwords stay far under a threshold of 100.
     for _ in range(3):
         with pytest.raises(ftplib.error_perm):
@@ -197,12 +204,7 @@ def test_bans_in_force_hold_when_a_reload_changes_the_prefixes(server):
 
     import pytest
 
-    server.add_account("rita", password=PASSWORD)
-    server.add_ftp_service()
-    config = server.root / "wharf.toml"
-    original = config.read_text()
-    config.write_text(original + "\n[ban]\nthreshold = 3\n")
-    server.start()
+    config, original = ftp_server_with_ban(server, 3)
     for _ in range(3):
         with pytest.raises(ftplib.Error):
             server.ftp("rita", "not the password")

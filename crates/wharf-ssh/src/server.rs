@@ -257,8 +257,10 @@ async fn serve(
                 result = &mut running => Some(result),
                 _ = off.pulled() => None,
             };
+            // `None`: the administrator's disconnect ended it (not a client that left on its
+            // own just before the cut, whose record says it closed).
             let result = match result {
-                Some(result) => result,
+                Some(result) => Some(result),
                 None => {
                     // Bounded: russh's queue to its task is short, and a stuck task does
                     // not take it.
@@ -283,15 +285,15 @@ async fn serve(
                         }
                         let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
                     }
-                    Ok(())
+                    None
                 }
             };
             cut.0 = None;
             grace_timer.abort();
             match result {
-                _ if off.is_pulled() => wharf_core::live::DISCONNECTED.to_owned(),
-                Ok(()) => "closed".to_owned(),
-                Err(e) => format!("closed: {e}"),
+                None => wharf_core::live::DISCONNECTED.to_owned(),
+                Some(Ok(())) => "closed".to_owned(),
+                Some(Err(e)) => format!("closed: {e}"),
             }
         }
     };
