@@ -117,6 +117,12 @@ try {
   await shot(page, "11-configuration-applied");
   console.log("APPLIED");
   await nextLine();
+  // The cluster's shared sections: none published yet, so the file's own are offered.
+  await page.goto(base + "/configuration/cluster");
+  result.clusterRevision = await page.textContent("#revision");
+  await page.click("button[value=check]");
+  result.clusterProblems = await page.textContent("#issues");
+  await shot(page, "11b-cluster-configuration");
   await page.goto(base + "/admins");
   await shot(page, "12-admins");
   await page.goto(base + "/me");
@@ -158,6 +164,7 @@ try {
   await view.goto(base + `/accounts/${account}`);
   await shot(view, "16-auditor-account");
   result.auditorConfiguration = (await view.goto(base + "/configuration")).status();
+  result.auditorClusterConfiguration = (await view.goto(base + "/configuration/cluster")).status();
 } finally {
   await browser.close();
 }

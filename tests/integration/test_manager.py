@@ -417,6 +417,9 @@ def test_console_in_chromium(server):
     assert '+ [[handler]]' in seen["diff"] and '+ name = "unique-names"' in seen["diff"]
     assert "Applied" in seen["applied"] and "handlers replaced" in seen["applied"]
     assert seen["auditorConfiguration"] == 403
+    assert seen["auditorClusterConfiguration"] == 403
+    assert "No revision was published yet" in seen["clusterRevision"]
+    assert "No problem" in seen["clusterProblems"]
     changed = server.wait_event("configuration.changed")
     assert changed["attrs"]["admin"] == "ada" and changed["attrs"]["lines"] == "7"
     assert "[handler.uuid-prefix]" in (server.root / "wharf.toml").read_text()
@@ -425,7 +428,7 @@ def test_console_in_chromium(server):
     assert server.wait_event("ban.removed")["attrs"]["admin"] == "ada"
     assert server.wait_event("admin.refused")["attrs"]["admin"] == "audrey"
     shots = sorted(p.name for p in artifacts.glob("manager-*.png"))
-    assert len(shots) == 18 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
+    assert len(shots) == 19 and all((artifacts / s).stat().st_size > 5000 for s in shots), shots
 
 
 def test_a_token_never_becomes_its_owners_login(server):
@@ -696,3 +699,46 @@ def test_groups_in_the_console(server):
         "csrf": console.csrf, "action": "remove"})
     assert status == 303 and headers["Location"] == "/groups"
     assert server.wait_event("group.removed")["attrs"]["admin"] == "oscar"
+
+
+def test_cluster_configuration_in_the_console(server):
+    """An administrator checks a revision of the shared sections (problems per line and a
+    diff), publishes it, and the running server applies it at once; a publish from a stale
+    page is refused; an operator may not even read it."""
+    add_admin(server, "nadia", "admin")
+    add_admin(server, "otto", "operator")
+    server.start()
+    console = Browser(server)
+    console.login("nadia", PASSWORD)
+    status, _, page, _ = console.request("GET", "/configuration/cluster")
+    assert status == 200 and "No revision was published yet" in page
+    status, _, page, _ = console.request("POST", "/configuration/cluster", form={
+        "csrf": console.csrf, "action": "check", "head": "0",
+        "text": "[ban]\r\nthreshold = 0\r\n"})
+    assert status == 200 and "ban.threshold" in page and "must be at least 1" in page
+    assert 'class="added">+ threshold = 0' in page
+    status, _, page, _ = console.request("POST", "/configuration/cluster", form={
+        "csrf": console.csrf, "action": "publish", "head": "0",
+        "text": "[ban]\r\nthreshold = 0\r\n"})
+    assert status == 422 and "Not published" in page
+    status, _, page, _ = console.request("POST", "/configuration/cluster", form={
+        "csrf": console.csrf, "action": "publish", "head": "0",
+        "text": "[password_policy]\r\nmin_length = 20\r\n"})
+    assert status == 200 and "revision 1 published; this node applied it" in page, page
+    assert "Revision <strong>1</strong>, published by nadia" in page
+    applied = server.wait_event("configuration.reloaded")
+    assert applied["attrs"]["revision"] == "1" and applied["attrs"]["published_by"] == "nadia"
+    published = server.wait_event("cluster.configuration.published")
+    assert published["attrs"]["admin"] == "nadia" and published["remote"].startswith("127.0.0.1:")
+    # The revision's policy is the one new passwords meet now, from the CLI too.
+    short = server.wharf("account", "add", "pat", "--password-stdin",
+                         input="sixteen chars ok\n")
+    assert short.returncode != 0 and "20" in short.stderr, short.stderr
+    # Another page still showing revision 0 cannot publish over revision 1.
+    status, _, page, _ = console.request("POST", "/configuration/cluster", form={
+        "csrf": console.csrf, "action": "publish", "head": "0", "text": "[ban]\nthreshold = 9\n"})
+    assert status == 409 and "revision 1 was published" in page
+    operator = Browser(server, host="::1")
+    operator.login("otto", PASSWORD)
+    status, _, _, _ = operator.request("GET", "/configuration/cluster")
+    assert status == 403

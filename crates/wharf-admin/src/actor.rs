@@ -86,6 +86,14 @@ impl Actor {
         }
     }
 
+    /// Who acted, in one word: the administrator's name, or `cli:USER` for a command.
+    pub fn label(&self) -> String {
+        match &self.who {
+            Who::Admin { name, .. } => name.clone(),
+            Who::Operator(user) => format!("cli:{user}"),
+        }
+    }
+
     /// Refuses unless the actor's role allows `need`; `what` names the request.
     pub(crate) fn require(&self, need: Need, what: &str) -> Result<(), AdminError> {
         if self.role().may(need) {

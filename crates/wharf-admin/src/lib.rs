@@ -17,6 +17,7 @@ mod accounts;
 mod actor;
 mod admins;
 mod bans;
+mod cluster;
 mod error;
 mod events;
 mod groups;
@@ -31,6 +32,7 @@ pub use accounts::{AccountChange, NewAccount, RuleVerdict, account_name};
 pub use actor::{Actor, Recorder, Who};
 pub use admins::{AdminChange, Enrolment, NewAdmin};
 pub use bans::MAX_ADMIN_BAN_SECS;
+pub use cluster::{MAX_REVISIONS, revision_view};
 pub use error::AdminError;
 pub use events::{EventSearch, MAX_PAGE, parse_ids, parse_outcome, parse_since};
 pub use groups::{GroupChange, group_view};
@@ -44,8 +46,8 @@ pub use views::{account_view, admin_view, ban_view, token_view};
 pub use wharf_auth::SecondFactor;
 /// The records operations return, as the store keeps them.
 pub use wharf_store::{
-    AccountRecord, AdminRecord, AdminTokenRecord, AuditRecord, BanRecord, GroupRecord, HandlerJob,
-    JobState,
+    AccountRecord, AdminRecord, AdminTokenRecord, AuditRecord, BanRecord, ClusterRevision,
+    GroupRecord, HandlerJob, JobState,
 };
 
 use std::sync::Arc;

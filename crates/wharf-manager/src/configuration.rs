@@ -47,6 +47,13 @@ pub trait Configuration: Send + Sync {
     /// Writes `text` as the file, once it checks, and has the running server apply it;
     /// returns what the reload did, or the problems and nothing written.
     async fn apply(&self, text: &str) -> Result<String, Vec<ConfigIssue>>;
+    /// The problems `text` would have on this node as cluster configuration revision
+    /// `number` (none: this node would apply it).
+    fn check_shared(&self, number: i64, text: &str) -> Vec<ConfigIssue>;
+    /// The file's shared sections, as TOML: what a first revision starts from.
+    fn shared_of_file(&self) -> String;
+    /// Has the running server apply its configuration (file and newest revision) now.
+    async fn reload(&self) -> Result<String, String>;
 }
 
 /// A line diff of `before` and `after` (`-`, `+`, or ` ` and the line), shortest edit by
@@ -95,7 +102,7 @@ pub(crate) fn diff(before: &str, after: &str) -> Option<Vec<(char, String)>> {
     Some(out)
 }
 
-fn issues_html(issues: &[ConfigIssue]) -> String {
+pub(crate) fn issues_html(issues: &[ConfigIssue]) -> String {
     if issues.is_empty() {
         return "<p class=\"ok\" id=\"issues\">No problem: the server would load this.</p>"
             .to_owned();
@@ -116,7 +123,7 @@ fn issues_html(issues: &[ConfigIssue]) -> String {
     )
 }
 
-fn diff_html(before: &str, after: &str) -> String {
+pub(crate) fn diff_html(before: &str, after: &str) -> String {
     let Some(lines) = diff(before, after) else {
         return "<p class=\"note\">Too long to compare here.</p>".to_owned();
     };
@@ -173,14 +180,16 @@ fn configuration_page(
          {actions}</form>\
          <p class=\"note\">Applying writes the file and has the running server reload it: new services start, \
          removed ones stop accepting while their sessions finish, the certificate and the handlers switch. \
-         Accounts and groups are not in this file.</p></section>",
+         Accounts and groups are not in this file. \
+         <a href=\"/configuration/cluster\">The cluster configuration</a> (authentication, bans, \
+         password policy, handlers), once published, is kept in the store and takes the place of these sections of this file.</p></section>",
         issues_html(issues),
         escape(text)
     );
     page(caller, "/configuration", "Configuration", &body)
 }
 
-fn unavailable(why: &str) -> Response {
+pub(crate) fn unavailable(why: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(serde_json::json!({"error": why})),
@@ -278,7 +287,7 @@ pub(crate) async fn api_text(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// A request body as the file's text: at most [`MAX_CONFIGURATION`] bytes of UTF-8.
-fn body_text(body: &Bytes) -> Result<String, (StatusCode, &'static str)> {
+pub(crate) fn body_text(body: &Bytes) -> Result<String, (StatusCode, &'static str)> {
     if body.len() > MAX_CONFIGURATION {
         return Err((StatusCode::PAYLOAD_TOO_LARGE, "at most 512 KiB"));
     }
@@ -286,7 +295,7 @@ fn body_text(body: &Bytes) -> Result<String, (StatusCode, &'static str)> {
         .map_err(|_| (StatusCode::UNPROCESSABLE_ENTITY, "the file must be UTF-8"))
 }
 
-fn refused((status, why): (StatusCode, &'static str)) -> Response {
+pub(crate) fn refused((status, why): (StatusCode, &'static str)) -> Response {
     (status, Json(serde_json::json!({"error": why}))).into_response()
 }
 

@@ -16,6 +16,7 @@
 
 mod api;
 mod auth;
+mod cluster_configuration;
 mod configuration;
 mod console;
 mod extract;

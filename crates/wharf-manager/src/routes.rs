@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use wharf_admin::Need;
 
 use crate::server::Shared;
-use crate::{api, configuration, console, login};
+use crate::{api, cluster_configuration, configuration, console, login};
 
 /// How a route's refusals look: JSON for the API, pages for the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", ADMINISTER), ("POST", ADMINISTER)],
     },
     Route {
+        path: "/configuration/cluster",
+        methods: &[("GET", ADMINISTER), ("POST", ADMINISTER)],
+    },
+    Route {
         path: "/me",
         methods: &[("GET", READ), ("POST", READ)],
     },
@@ -159,6 +163,18 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         path: "/api/v1/configuration/check",
         methods: &[("POST", ADMINISTER)],
+    },
+    Route {
+        path: "/api/v1/cluster/configuration",
+        methods: &[("GET", ADMINISTER), ("PUT", ADMINISTER)],
+    },
+    Route {
+        path: "/api/v1/cluster/configuration/check",
+        methods: &[("POST", ADMINISTER)],
+    },
+    Route {
+        path: "/api/v1/cluster/configuration/history",
+        methods: &[("GET", ADMINISTER)],
     },
     Route {
         path: "/api/v1/jobs",
@@ -258,6 +274,12 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/configuration", "GET") => get(configuration::api_text),
         ("/api/v1/configuration", "PUT") => put(configuration::api_apply),
         ("/api/v1/configuration/check", "POST") => post(configuration::api_check),
+        ("/configuration/cluster", "GET") => get(cluster_configuration::show),
+        ("/configuration/cluster", "POST") => post(cluster_configuration::change),
+        ("/api/v1/cluster/configuration", "GET") => get(cluster_configuration::api_show),
+        ("/api/v1/cluster/configuration", "PUT") => put(cluster_configuration::api_publish),
+        ("/api/v1/cluster/configuration/check", "POST") => post(cluster_configuration::api_check),
+        ("/api/v1/cluster/configuration/history", "GET") => get(cluster_configuration::api_history),
         ("/me", "GET") => get(console::me),
         ("/me", "POST") => post(console::me_change),
         ("/api/v1/openapi.json", "GET") => get(api::openapi),

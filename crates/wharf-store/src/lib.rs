@@ -1,5 +1,6 @@
 //! Wharf's store: identities (accounts and groups, `identities.rs`; Manager administrators
-//! with their roles, second factor and API tokens, `admins.rs`) and runtime state (the
+//! with their roles, second factor and API tokens, `admins.rs`), the configuration a cluster
+//! shares (`cluster_configuration.rs`) and runtime state (the
 //! numbered, hash-chained audit trail; bans; handler jobs; WebDAV locks) in SQLite on one
 //! machine, or in PostgreSQL shared by every node of a cluster: one set of operations over
 //! both backends (`backend.rs`).
@@ -17,6 +18,7 @@ mod admins;
 mod audit;
 mod backend;
 mod bans;
+mod cluster_configuration;
 mod connect;
 mod copy;
 mod dav_state;
@@ -33,6 +35,7 @@ use std::path::Path;
 pub use admins::{AdminRecord, AdminTokenRecord, AdminWrite};
 pub use audit::{AuditRecord, ChainReport, EventFilter, GENESIS, chain_hash, format_time};
 pub use bans::{BanChange, BanClaim, BanRecord};
+pub use cluster_configuration::{ClusterRevision, Publish};
 pub use connect::{Backend, Connect, check_url, redacted};
 pub use handler_queue::{HandlerJob, JobState};
 pub use identities::{AccountRecord, GroupRecord};

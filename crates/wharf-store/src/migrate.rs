@@ -43,6 +43,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         16,
         include_str!("migrations/sqlite/0016_handler_jobs_by_state.sql"),
     ),
+    (
+        17,
+        include_str!("migrations/sqlite/0017_cluster_configuration.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -97,6 +101,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         16,
         include_str!("migrations/postgres/0016_handler_jobs_by_state.sql"),
+    ),
+    (
+        17,
+        include_str!("migrations/postgres/0017_cluster_configuration.sql"),
     ),
 ];
 

@@ -179,6 +179,30 @@ pub enum ClusterCommand {
         /// The node's name.
         node: String,
     },
+    /// The configuration every node shares ([[authentication]], [ban], [password_policy],
+    /// [[handler]]), kept in the store with a revision number.
+    #[command(subcommand)]
+    Configuration(ClusterConfigurationCommand),
+}
+
+/// `wharf cluster configuration ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterConfigurationCommand {
+    /// Print the newest revision (or `--revision N`); before any, this file's shared
+    /// sections, ready to publish.
+    Show {
+        /// The revision to print.
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// List the revisions: number, who published it, when.
+    History,
+    /// Check FILE as the next revision on this node, and publish it: every node applies it
+    /// within two seconds.
+    Publish {
+        /// A TOML file holding only the shared sections.
+        file: PathBuf,
+    },
 }
 
 /// `wharf store ...`.

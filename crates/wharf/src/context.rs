@@ -20,6 +20,9 @@ pub struct Context {
     pub store: Store,
     /// Audit sink.
     pub audit: AuditSink,
+    /// Why the cluster's newest configuration revision could not be laid over this node's
+    /// file (the file's own sections are in force then); `serve` refuses to start on it.
+    pub cluster_refused: Option<String>,
 }
 
 impl Context {
@@ -30,6 +33,10 @@ impl Context {
         let store = Store::open(&connect)
             .await
             .with_context(|| format!("cannot open the store {}", connect.url))?;
+        let (loaded, cluster_refused) = match with_cluster(loaded, &store).await {
+            Ok(loaded) => (loaded, None),
+            Err((loaded, why)) => (loaded, Some(why)),
+        };
         let section = &loaded.config.audit;
         let jsonl = match section.jsonl.as_str() {
             "" => None,
@@ -59,6 +66,7 @@ impl Context {
             loaded,
             store,
             audit,
+            cluster_refused,
         })
     }
 
@@ -80,6 +88,26 @@ impl Context {
         event.service = Some("cli".to_owned());
         event = event.attr("operator", operator());
         Ok(self.audit.write(&[event]).await?)
+    }
+}
+
+/// `loaded` with the newest cluster configuration revision laid over it, if one was ever
+/// published; or `loaded` as it was, and why the revision does not apply here.
+pub async fn with_cluster(loaded: Loaded, store: &Store) -> Result<Loaded, (Loaded, String)> {
+    let revision = match store.cluster_configuration(None).await {
+        Ok(Some(revision)) => revision,
+        Ok(None) => return Ok(loaded),
+        Err(e) => {
+            return Err((
+                loaded,
+                format!("cannot read the cluster configuration from the store: {e}"),
+            ));
+        }
+    };
+    let mut loaded = loaded;
+    match loaded.lay_cluster(&revision) {
+        Ok(()) => Ok(loaded),
+        Err(issues) => Err((loaded, issues.to_string())),
     }
 }
 

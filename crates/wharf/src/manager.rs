@@ -143,6 +143,35 @@ impl wharf_manager::Configuration for ConfigFile {
         issues
     }
 
+    fn check_shared(&self, number: i64, text: &str) -> Vec<ConfigIssue> {
+        match crate::config::shared::check_revision(&self.path, number, text) {
+            Ok(()) => Vec::new(),
+            Err(issues) => issues
+                .0
+                .into_iter()
+                .map(|i| ConfigIssue {
+                    line: i.line,
+                    key: i.key,
+                    message: i.message,
+                })
+                .collect(),
+        }
+    }
+
+    fn shared_of_file(&self) -> String {
+        crate::config::shared::sections_of_file(&self.path)
+    }
+
+    async fn reload(&self) -> Result<String, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        match self.reload.send(answer).await {
+            Ok(()) => answered
+                .await
+                .unwrap_or_else(|_| Err("the server is stopping".to_owned())),
+            Err(_) => Err("the server is stopping".to_owned()),
+        }
+    }
+
     async fn apply(&self, text: &str) -> Result<String, Vec<ConfigIssue>> {
         let issues = self.check(text);
         if !issues.is_empty() {
@@ -163,13 +192,7 @@ impl wharf_manager::Configuration for ConfigFile {
                 format!("cannot write {}: {e}", self.path.display()),
             )]);
         }
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let outcome = match self.reload.send(answer).await {
-            Ok(()) => answered
-                .await
-                .unwrap_or_else(|_| Err("the server is stopping".to_owned())),
-            Err(_) => Err("the server is stopping".to_owned()),
-        };
+        let outcome = wharf_manager::Configuration::reload(self).await;
         outcome.map_err(|why| {
             // The running server did not take it: the file goes back to what it runs.
             let _ = std::fs::rename(&previous, &self.path);

@@ -3,12 +3,15 @@
 //! the services are started, retired or replaced ([`crate::supervisor`]), the certificate
 //! is read again, the event handlers are replaced when their sections changed (the next
 //! event follows the new ones; their queue and cursor are in the store), and the password
-//! policy the administrative operations check follows. One record says what was done.
+//! policy the administrative operations check follows. The cluster's newest configuration
+//! revision, if one was published, is laid over the file first; [`follow_cluster`] asks
+//! for a reload when another revision appears. One record says what was done.
 //!
 //! This module never touches a session: sessions open before a reload go on as they are.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -27,21 +30,6 @@ pub struct Handlers {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     sections: String,
-}
-
-/// The `[[handler]]` and `[handlers]` sections of the file, written canonically.
-fn handler_sections(path: &Path) -> String {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return String::new();
-    };
-    let Ok(table) = text.parse::<toml::Table>() else {
-        return String::new();
-    };
-    format!(
-        "{:?}{:?}",
-        table.get("handler").map(ToString::to_string),
-        table.get("handlers").map(ToString::to_string)
-    )
 }
 
 impl Handlers {
@@ -83,13 +71,13 @@ impl Handlers {
         let (stop, stopped) = watch::channel(false);
         self.stop = stop;
         self.task = Some(tokio::spawn(engine.run(stopped)));
-        self.sections = handler_sections(&loaded.path);
+        self.sections = loaded.handler_sections();
         Ok(())
     }
 
     /// Replaces the engine when `loaded`'s handler sections differ; true when it did.
     async fn replace(&mut self, loaded: &Loaded, bus: &EventBus) -> anyhow::Result<bool> {
-        if handler_sections(&loaded.path) == self.sections {
+        if loaded.handler_sections() == self.sections {
             return Ok(false);
         }
         // Built before the old one stops: a handler that cannot be built changes nothing.
@@ -108,9 +96,12 @@ impl Handlers {
     }
 }
 
-/// Loads `path` again and applies it; records what happened and returns it as one line.
+/// Loads `path` again, lays the cluster's newest configuration revision over it, and
+/// applies it; records what happened and returns it as one line.
 pub async fn reload(
     path: &Path,
+    store: &Store,
+    cluster_seen: &AtomicI64,
     supervisor: &mut Supervisor,
     handlers: &mut Handlers,
     operations: &wharf_admin::Operations,
@@ -124,6 +115,13 @@ pub async fn reload(
         Ok(loaded) => loaded,
         Err(issues) => return refused(issues.to_string()),
     };
+    let loaded = match crate::context::with_cluster(loaded, store).await {
+        Ok(loaded) => loaded,
+        Err((_, why)) => return refused(why),
+    };
+    if let Some(cluster) = &loaded.cluster {
+        cluster_seen.fetch_max(cluster.revision, Ordering::SeqCst);
+    }
     if let Err(e) = crate::config::handler::handlers(&loaded) {
         return refused(format!("{}: {e:#}", path.display()));
     }
@@ -146,8 +144,14 @@ pub async fn reload(
     if let Some(bans) = supervisor.authenticator().bans() {
         bans.set_policy(loaded.config.ban.policy());
     }
+    let revision = loaded.cluster.as_ref().map_or(String::new(), |c| {
+        format!(
+            "; cluster configuration revision {} (published by {})",
+            c.revision, c.admin
+        )
+    });
     let line = format!(
-        "{}; handlers {}; certificate read again; authentication chain {}; ban policy applied",
+        "{}; handlers {}; certificate read again; authentication chain {}; ban policy applied{revision}",
         applied.describe(),
         if replaced_handlers {
             "replaced"
@@ -161,6 +165,62 @@ pub async fn reload(
     } else {
         Event::new(EventKind::ConfigurationReloaded).failed(line.clone())
     };
-    bus.emit(outcome.attr("handlers", replaced_handlers.to_string()));
+    let mut outcome = outcome.attr("handlers", replaced_handlers.to_string());
+    if let Some(cluster) = &loaded.cluster {
+        outcome = outcome
+            .attr("revision", cluster.revision.to_string())
+            .attr("published_by", cluster.admin.clone());
+    }
+    bus.emit(outcome);
     Ok(line)
+}
+
+/// How often a node asks the store whether a new cluster configuration revision appeared.
+pub const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks the serve loop (through `reload`) to apply each new cluster configuration revision,
+/// once per revision, until `stop`; `seen` is the newest revision a reload has read (a
+/// publish on this node reloads at once, and is not applied twice). A store that cannot be
+/// read is asked again at the next tick.
+pub async fn follow_cluster(
+    store: Store,
+    seen: Arc<AtomicI64>,
+    reload: tokio::sync::mpsc::Sender<crate::manager::ReloadRequest>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(CLUSTER_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(now) = store.cluster_configuration_head().await else {
+            continue;
+        };
+        if now <= seen.load(Ordering::SeqCst) {
+            continue;
+        }
+        // Once per revision: one that does not apply here is refused once (with its
+        // record), not every second.
+        seen.fetch_max(now, Ordering::SeqCst);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if reload.send(answer).await.is_err() {
+            return;
+        }
+        // The loop may be stopping with this request unread: never wait past the stop.
+        let answer = tokio::select! {
+            answer = answered => answer,
+            _ = stop.changed() => return,
+        };
+        match answer {
+            Ok(Ok(line)) => {
+                eprintln!("wharf: cluster configuration revision {now} applied: {line}")
+            }
+            Ok(Err(why)) => eprintln!(
+                "wharf: cluster configuration revision {now} not applied, the running one stays:\n{why}"
+            ),
+            Err(_) => return,
+        }
+    }
 }

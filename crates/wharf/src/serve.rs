@@ -24,6 +24,13 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         crate::init::announce(&path, password.as_deref());
     }
     let ctx = Context::open(config_path).await?;
+    if let Some(why) = &ctx.cluster_refused {
+        // Serving with other policies than the rest of the cluster would be a silent
+        // difference: the revision is mended (or this node's file) first.
+        anyhow::bail!(
+            "the cluster configuration does not apply on this node, which therefore does not start:\n{why}"
+        );
+    }
     let takeover = if standby {
         match crate::standby::wait(&ctx, active).await? {
             Some(takeover) => Some(takeover),
@@ -119,6 +126,15 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     let operations = crate::manager::operations(&ctx.loaded, &ctx.store, &bus);
     // The Manager's configuration page asks the loop below to reload, as SIGHUP does.
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::manager::ReloadRequest>(4);
+    let cluster_seen = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+        ctx.loaded.cluster.as_ref().map_or(0, |c| c.revision),
+    ));
+    let follower = tokio::spawn(crate::reload::follow_cluster(
+        ctx.store.clone(),
+        cluster_seen.clone(),
+        reload_tx.clone(),
+        stop_rx.clone(),
+    ));
     let mut supervisor = crate::supervisor::Supervisor::new(
         &ctx.loaded,
         ctx.store.clone(),
@@ -141,10 +157,14 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         let _ = writer.await;
         return Err(e);
     }
-    bus.emit(
-        Event::new(EventKind::ServerStarted)
-            .message(format!("wharf {}", env!("CARGO_PKG_VERSION"))),
-    );
+    let mut started = Event::new(EventKind::ServerStarted)
+        .message(format!("wharf {}", env!("CARGO_PKG_VERSION")));
+    if let Some(cluster) = &ctx.loaded.cluster {
+        started = started
+            .attr("revision", cluster.revision.to_string())
+            .attr("published_by", cluster.admin.clone());
+    }
+    bus.emit(started);
     if let Some(takeover) = &takeover {
         bus.emit(crate::standby::took_over(takeover));
         eprintln!(
@@ -185,16 +205,17 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
                 break;
             }
             Some(answer) = reload_rx.recv() => {
-                let outcome = crate::reload::reload(config_path, &mut supervisor, &mut handlers, &operations, &bus).await;
+                // The Manager's apply, or a new cluster configuration revision.
+                let outcome = crate::reload::reload(config_path, &ctx.store, &cluster_seen, &mut supervisor, &mut handlers, &operations, &bus).await;
                 if let Ok(line) = &outcome {
-                    eprintln!("wharf: configuration reloaded from the Manager: {line}");
+                    eprintln!("wharf: configuration reloaded: {line}");
                 }
                 let _ = answer.send(outcome);
             }
             _ = hup.recv() => {
                 // Accounts, groups and administrators are read from the store; the file's
                 // services, certificate, handlers and password policy are applied here.
-                match crate::reload::reload(config_path, &mut supervisor, &mut handlers, &operations, &bus).await {
+                match crate::reload::reload(config_path, &ctx.store, &cluster_seen, &mut supervisor, &mut handlers, &operations, &bus).await {
                     Ok(line) => eprintln!("wharf: configuration reloaded: {line}"),
                     Err(why) => eprintln!("wharf: configuration not reloaded, the running one stays:\n{why}"),
                 }
@@ -207,6 +228,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     supervisor.join().await;
     let _ = ban_keeper.await;
     let _ = sweeper.await;
+    let _ = follower.await;
     handlers.stop().await;
     let _ = heartbeat.await;
     for name in names {

@@ -32,7 +32,8 @@ impl Recorder for Kept {
     }
 }
 
-/// A configuration file in memory: every text checks, applying keeps it.
+/// A configuration file in memory: every text checks, applying keeps it; every cluster
+/// revision checks too.
 #[derive(Default)]
 struct Remembered(Mutex<String>);
 
@@ -52,6 +53,15 @@ impl crate::Configuration for Remembered {
             *kept = text.to_owned();
         }
         Ok("kept".to_owned())
+    }
+    fn check_shared(&self, _: i64, _: &str) -> Vec<crate::ConfigIssue> {
+        Vec::new()
+    }
+    fn shared_of_file(&self) -> String {
+        String::new()
+    }
+    async fn reload(&self) -> Result<String, String> {
+        Ok("reloaded".to_owned())
     }
 }
 

@@ -1,12 +1,13 @@
-//! `wharf cluster status`: the nodes of the cluster as the store knows them, and
-//! `wharf cluster forget`: a node removed from the cluster for good.
+//! `wharf cluster status`: the nodes of the cluster as the store knows them,
+//! `wharf cluster forget`: a node removed from the cluster for good, and
+//! `wharf cluster configuration`: the revisions of the configuration every node shares.
 
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use wharf_store::NodeRecord;
 
-use crate::cli::ClusterCommand;
+use crate::cli::{ClusterCommand, ClusterConfigurationCommand};
 use crate::cluster::{ago, describe, now_us, time_of};
 use crate::context::Context;
 
@@ -89,6 +90,77 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<ExitCode> {
                 bail!("no node is named {node:?}; see `wharf cluster status`");
             }
             println!("node {node:?} forgotten");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Configuration(command) => configuration(ctx, command).await,
+    }
+}
+
+async fn configuration(ctx: &Context, command: ClusterConfigurationCommand) -> Result<ExitCode> {
+    let ops = ctx.ops();
+    let actor = ctx.actor();
+    match command {
+        ClusterConfigurationCommand::Show { revision } => {
+            match ops.cluster_configuration(&actor, revision).await? {
+                Some(found) => print!("{}", found.text),
+                None if revision.is_some() => bail!(
+                    "no revision {} was published; see `wharf cluster configuration history`",
+                    revision.unwrap_or_default()
+                ),
+                None => {
+                    eprintln!(
+                        "# no cluster configuration was published yet: these are {}'s shared sections",
+                        ctx.loaded.path.display()
+                    );
+                    print!(
+                        "{}",
+                        crate::config::shared::sections_of_file(&ctx.loaded.path)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterConfigurationCommand::History => {
+            let history = ops.cluster_configuration_history(&actor).await?;
+            if history.is_empty() {
+                println!("no cluster configuration was published yet");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:>8}  {:<20}  PUBLISHED BY", "REVISION", "PUBLISHED");
+            for r in &history {
+                println!(
+                    "{:>8}  {:<20}  {}",
+                    r.revision,
+                    time_of(r.published_us),
+                    r.admin
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterConfigurationCommand::Publish { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            if text.len() > crate::config::shared::MAX_TEXT {
+                bail!(
+                    "{}: at most {} KiB",
+                    file.display(),
+                    crate::config::shared::MAX_TEXT / 1024
+                );
+            }
+            let head = ctx.store.cluster_configuration_head().await?;
+            if let Err(issues) =
+                crate::config::shared::check_revision(&ctx.loaded.path, head + 1, &text)
+            {
+                eprintln!("{issues}");
+                eprintln!("nothing published");
+                return Ok(ExitCode::FAILURE);
+            }
+            let revision = ops
+                .publish_cluster_configuration(&actor, head, &text)
+                .await?;
+            println!(
+                "published cluster configuration revision {revision}; every running node applies it within 2 s (`wharf events --id 10020` shows each node's reload)"
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

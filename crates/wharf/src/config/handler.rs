@@ -615,6 +615,12 @@ impl HandlerSection {
 /// Reports what is wrong with the handlers through `issue(span, key, message)`.
 pub fn validate(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String, String)) {
     loaded.config.handler_queue.validate(issue);
+    validate_list(loaded, issue);
+}
+
+/// Reports what is wrong with the `[[handler]]` list alone (a cluster revision holds it
+/// without the node's `[handlers]`).
+pub fn validate_list(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String, String)) {
     let mut names = std::collections::HashSet::new();
     for (i, section) in loaded.config.handlers.iter().enumerate() {
         if !names.insert(section.name.get_ref().as_str()) {

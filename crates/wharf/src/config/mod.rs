@@ -22,6 +22,7 @@ pub mod health;
 mod keys;
 pub mod policy;
 pub mod service;
+pub mod shared;
 pub mod sink;
 pub mod store;
 
@@ -227,6 +228,8 @@ pub struct Loaded {
     pub path: PathBuf,
     /// Folder relative paths start from.
     pub base: PathBuf,
+    /// The cluster revision whose shared sections replaced the file's, if any.
+    pub cluster: Option<shared::Source>,
 }
 
 fn line_of(text: &str, offset: usize) -> Option<usize> {
@@ -237,7 +240,7 @@ fn line_of(text: &str, offset: usize) -> Option<usize> {
 }
 
 /// A file the TOML parser or a section's struct refused, as an issue.
-fn parse_issue(path: &Path, text: &str, e: &toml::de::Error) -> Issue {
+pub(crate) fn parse_issue(path: &Path, text: &str, e: &toml::de::Error) -> Issue {
     Issue {
         file: path.to_owned(),
         line: e.span().and_then(|s| line_of(text, s.start)),
@@ -326,6 +329,7 @@ impl Loaded {
             config,
             path: path.to_owned(),
             base,
+            cluster: None,
         };
         let issues = loaded.validate(&text, found);
         if issues.is_empty() {
@@ -347,70 +351,81 @@ impl Loaded {
 
     fn validate(&self, text: &str, found: Vec<service::Found>) -> Vec<Issue> {
         let mut issues = Vec::new();
-        let mut issue = |span: std::ops::Range<usize>, key: String, message: String| {
-            issues.push(Issue {
-                file: self.path.clone(),
-                line: if span == (0..0) {
-                    None
-                } else {
-                    line_of(text, span.start)
-                },
-                key,
-                message,
-            });
-        };
-        self.config.ban.validate(&mut issue);
-        self.config.password_policy.validate(&mut issue);
-        crate::config::auth::validate(&self.config.authentication, &mut issue);
-        crate::config::handler::validate(self, &mut issue);
-        crate::config::sink::validate(self, &mut issue);
-        if let Some(health) = &self.config.health {
-            health.validate(&mut issue);
-        }
-        if let Some(backup) = &self.config.backup {
-            backup.validate(&mut issue);
-        }
-        self.config.store.validate(&mut issue);
-        if !self.resolve(&self.config.server.data_dir).is_dir() {
-            issue(
-                0..0,
-                "server.data_dir".into(),
-                format!(
-                    "{:?} is not a folder; create it or run `wharf init`",
-                    self.config.server.data_dir
-                ),
-            );
-        }
-        crate::cluster::validate(&self.config.server, &mut issue);
-        if let Some(tls) = &self.config.tls {
-            for (key, file) in [("tls.certificate", &tls.certificate), ("tls.key", &tls.key)] {
-                if !self.resolve(file).is_file() {
-                    issue(
-                        0..0,
-                        key.into(),
-                        format!("{file:?} does not exist; give a PEM file or remove [tls]"),
-                    );
-                }
+        {
+            let mut issue = collector(&self.path, text, &mut issues);
+            self.config.ban.validate(&mut issue);
+            self.config.password_policy.validate(&mut issue);
+            crate::config::auth::validate(&self.config.authentication, &mut issue);
+            crate::config::handler::validate(self, &mut issue);
+            crate::config::sink::validate(self, &mut issue);
+            if let Some(health) = &self.config.health {
+                health.validate(&mut issue);
             }
-        }
-        for (span, key, message) in found {
-            issue(span, key, message);
-        }
-        let mut names = std::collections::HashSet::new();
-        for service in &self.config.services {
-            if !names.insert(service.name.get_ref().clone()) {
+            if let Some(backup) = &self.config.backup {
+                backup.validate(&mut issue);
+            }
+            self.config.store.validate(&mut issue);
+            if !self.resolve(&self.config.server.data_dir).is_dir() {
                 issue(
-                    service.name.span(),
-                    format!("service[{}].name", service.index),
+                    0..0,
+                    "server.data_dir".into(),
                     format!(
-                        "duplicate service name {:?}; names must be unique",
-                        service.name.get_ref()
+                        "{:?} is not a folder; create it or run `wharf init`",
+                        self.config.server.data_dir
                     ),
                 );
             }
-            service.validate(self, &mut |(span, key, message)| issue(span, key, message));
+            crate::cluster::validate(&self.config.server, &mut issue);
+            if let Some(tls) = &self.config.tls {
+                for (key, file) in [("tls.certificate", &tls.certificate), ("tls.key", &tls.key)] {
+                    if !self.resolve(file).is_file() {
+                        issue(
+                            0..0,
+                            key.into(),
+                            format!("{file:?} does not exist; give a PEM file or remove [tls]"),
+                        );
+                    }
+                }
+            }
+            for (span, key, message) in found {
+                issue(span, key, message);
+            }
+            let mut names = std::collections::HashSet::new();
+            for service in &self.config.services {
+                if !names.insert(service.name.get_ref().clone()) {
+                    issue(
+                        service.name.span(),
+                        format!("service[{}].name", service.index),
+                        format!(
+                            "duplicate service name {:?}; names must be unique",
+                            service.name.get_ref()
+                        ),
+                    );
+                }
+                service.validate(self, &mut |(span, key, message)| issue(span, key, message));
+            }
         }
         issues
+    }
+}
+
+/// A sink for `(span, key, message)` problems of `text`, read from `file`, into `issues`.
+pub(crate) fn collector<'a>(
+    file: &'a Path,
+    text: &'a str,
+    issues: &'a mut Vec<Issue>,
+) -> impl FnMut(std::ops::Range<usize>, String, String) + 'a {
+    move |span, key, message| {
+        issues.push(Issue {
+            file: file.to_owned(),
+            line: if span == (0..0) {
+                None
+            } else {
+                line_of(text, span.start)
+            },
+            key,
+            message,
+        });
     }
 }
 
