@@ -165,7 +165,7 @@ pub struct ChainReport {
 }
 
 /// The advisory lock key of `node`'s chain on PostgreSQL.
-fn chain_lock_key(node: &str) -> i64 {
+pub(crate) fn chain_lock_key(node: &str) -> i64 {
     let digest = digest::digest(
         &digest::SHA256,
         format!("wharf audit chain\n{node}").as_bytes(),
@@ -655,9 +655,15 @@ impl Store {
         &self,
         node: &str,
     ) -> Result<Result<i64, (i64, String)>, StoreError> {
+        // Archived records are checked against their files by `wharf audit verify`; the
+        // store's part of the chain follows the newest checkpoint.
+        let (start_prev, start) = match self.audit_checkpoint(node).await? {
+            Some(c) => (c.last_hash, c.last_seq + 1),
+            None => (GENESIS.to_owned(), 1),
+        };
         on_pool!(self, pool => {
-            let mut prev = GENESIS.to_owned();
-            let mut expected = 1;
+            let mut prev = start_prev.clone();
+            let mut expected = start;
             loop {
                 let rows = sqlx::query(
                     "SELECT seq, node_seq, record_json, prev, hash FROM events \
@@ -703,6 +709,11 @@ impl Store {
             }
         })
     }
+}
+
+/// A stored record's JSON, read back.
+pub(crate) fn parse_stored(text: &str) -> Result<AuditRecord, StoreError> {
+    parse_record(text)
 }
 
 fn parse_record(text: &str) -> Result<AuditRecord, StoreError> {

@@ -16,6 +16,7 @@
 
 mod admins;
 mod audit;
+mod audit_archive;
 mod backend;
 mod bans;
 mod cluster_configuration;
@@ -34,6 +35,7 @@ use std::path::Path;
 
 pub use admins::{AdminRecord, AdminTokenRecord, AdminWrite};
 pub use audit::{AuditRecord, ChainReport, EventFilter, GENESIS, chain_hash, format_time};
+pub use audit_archive::{ArchiveRefusal, Checkpoint};
 pub use bans::{BanChange, BanClaim, BanRecord};
 pub use cluster_configuration::{ClusterRevision, Publish};
 pub use connect::{Backend, Connect, check_url, redacted};

@@ -47,6 +47,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         17,
         include_str!("migrations/sqlite/0017_cluster_configuration.sql"),
     ),
+    (
+        18,
+        include_str!("migrations/sqlite/0018_audit_checkpoints.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -105,6 +109,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         17,
         include_str!("migrations/postgres/0017_cluster_configuration.sql"),
+    ),
+    (
+        18,
+        include_str!("migrations/postgres/0018_audit_checkpoints.sql"),
     ),
 ];
 

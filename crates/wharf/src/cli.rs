@@ -665,5 +665,16 @@ pub enum AuditCommand {
         /// in it must be in the store, unchanged. May repeat.
         #[arg(long)]
         witness: Vec<std::path::PathBuf>,
+        /// Another folder holding archive files (another node's `[audit] archive_dir`);
+        /// this node's own is always read. May repeat.
+        #[arg(long)]
+        archives: Vec<std::path::PathBuf>,
+    },
+    /// Move this node's records older than `[audit] retention_days` (or `--older-than`)
+    /// from the store into archive files now, as the running server does each hour.
+    Archive {
+        /// An age instead of the configured retention: `90d`, `12h`, `30m`.
+        #[arg(long)]
+        older_than: Option<String>,
     },
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod audit_archive;
 mod audit_spill;
 mod backup;
 mod cli;

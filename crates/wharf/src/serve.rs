@@ -96,6 +96,17 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     ));
     let backups = crate::backup::schedule::Schedule::from_config(&ctx.loaded, &ctx.store)?
         .map(|schedule| tokio::spawn(schedule.run(bus.clone(), stop_rx.clone())));
+    let retention = *ctx.loaded.config.audit.retention_days.get_ref();
+    let archiver = (retention > 0).then(|| {
+        tokio::spawn(crate::audit_archive::run(
+            ctx.store.clone(),
+            ctx.loaded.config.server.name.clone(),
+            ctx.loaded.resolve(&ctx.loaded.config.audit.archive_dir),
+            retention,
+            bus.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let auth = Authenticator::new(ctx.store.clone())
         .with_methods(crate::config::auth::methods(&ctx.loaded)?)
         .with_bans(bans);
@@ -229,6 +240,9 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     let _ = ban_keeper.await;
     let _ = sweeper.await;
     let _ = follower.await;
+    if let Some(archiver) = archiver {
+        let _ = archiver.await;
+    }
     handlers.stop().await;
     let _ = heartbeat.await;
     for name in names {

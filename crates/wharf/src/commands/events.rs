@@ -1,12 +1,17 @@
-//! `wharf events` and `wharf audit verify`.
+//! `wharf events`, `wharf audit verify` (the store's chains, the archive files retention
+//! moved records into, this node's JSON-lines copy and the witnesses given) and
+//! `wharf audit archive`.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use wharf_core::EventKind;
-use wharf_store::{AuditRecord, EventFilter};
+use wharf_store::{AuditRecord, Checkpoint, EventFilter};
+
+use crate::audit_archive::ArchivedHashes;
 
 use crate::cli::EventsArgs;
 use crate::context::Context;
@@ -107,9 +112,105 @@ pub async fn events(config: &Path, args: EventsArgs) -> Result<ExitCode> {
     }
 }
 
-/// `wharf audit verify`: every node's chain, reported per node; this node's chain also
-/// against its JSON-lines file and the witnesses given.
-pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<ExitCode> {
+/// The archive files of every node, as the store's checkpoints list them, looked for in
+/// this node's `[audit] archive_dir` and the folders given.
+struct Archives {
+    dirs: Vec<PathBuf>,
+    checkpoints: BTreeMap<String, Vec<Checkpoint>>,
+    hashes: ArchivedHashes,
+}
+
+impl Archives {
+    async fn load(ctx: &Context, extra: &[PathBuf]) -> Result<Archives> {
+        let mut dirs = vec![ctx.loaded.resolve(&ctx.loaded.config.audit.archive_dir)];
+        dirs.extend(extra.iter().cloned());
+        let mut checkpoints = BTreeMap::new();
+        for node in ctx.store.checkpointed_nodes().await? {
+            let list = ctx.store.audit_checkpoints(&node).await?;
+            checkpoints.insert(node, list);
+        }
+        Ok(Archives {
+            hashes: ArchivedHashes::new(&dirs),
+            dirs,
+            checkpoints,
+        })
+    }
+
+    /// The hash of record `n` of `node`'s chain, from the store or its archive.
+    async fn hash_at(&mut self, ctx: &Context, node: &str, n: i64) -> Result<Option<String>> {
+        if let Some(hash) = ctx.store.chain_hash_at(node, n).await? {
+            return Ok(Some(hash));
+        }
+        match self.checkpoints.get(node) {
+            Some(list) => self.hashes.hash_at(list, n),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `wharf audit archive`: this node's records past their retention, into archive files.
+pub async fn archive(ctx: &Context, older_than: Option<&str>) -> Result<ExitCode> {
+    let before_us = match older_than {
+        Some(age) => {
+            wharf_admin::parse_since(age).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?
+        }
+        None => {
+            let days = *ctx.loaded.config.audit.retention_days.get_ref();
+            if days == 0 {
+                anyhow::bail!(
+                    "[audit] retention_days is 0 (every record stays in the store): set it, or give --older-than"
+                );
+            }
+            wharf_admin::parse_since(&format!("{days}d"))
+                .map_err(|e| anyhow::anyhow!("retention_days: {e}"))?
+        }
+    };
+    let dir = ctx.loaded.resolve(&ctx.loaded.config.audit.archive_dir);
+    let events = std::sync::Mutex::new(Vec::new());
+    let made =
+        crate::audit_archive::archive(&ctx.store, &ctx.audit.node, &dir, before_us, &|event| {
+            if let Ok(mut kept) = events.lock() {
+                kept.push(event);
+            }
+        })
+        .await;
+    let recorded = events.into_inner().unwrap_or_default();
+    for event in recorded {
+        ctx.record_event(event).await?;
+    }
+    let made = match made {
+        Ok(made) => made,
+        Err(e) => {
+            ctx.record_event(
+                wharf_core::Event::new(EventKind::AuditArchiveFailed).failed(format!("{e:#}")),
+            )
+            .await?;
+            return Err(e);
+        }
+    };
+    if made.is_empty() {
+        println!("no record of node {} to archive", ctx.audit.node);
+    }
+    for c in &made {
+        println!(
+            "records {}-{} of node {} moved to {}",
+            c.first_seq,
+            c.last_seq,
+            c.node,
+            dir.join(&c.file).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wharf audit verify`: every node's chain, archives then store, reported per node; this
+/// node's chain also against its JSON-lines file and the witnesses given.
+pub async fn verify(
+    ctx: &Context,
+    witnesses: &[PathBuf],
+    archive_dirs: &[PathBuf],
+) -> Result<ExitCode> {
+    let mut archives = Archives::load(ctx, archive_dirs).await?;
     let reports = ctx.store.verify_chains().await?;
     let own = &ctx.audit.node;
     let mut intact = true;
@@ -117,6 +218,27 @@ pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<E
     let mut lines = Vec::new();
     for report in &reports {
         total += report.records;
+        let mut note = String::new();
+        if let Some(list) = archives.checkpoints.get(&report.node) {
+            match crate::audit_archive::verify(list, &archives.dirs)? {
+                Ok(checked) => {
+                    note = format!(
+                        " ({} of them in {} archive file{})",
+                        checked.records,
+                        checked.files,
+                        if checked.files == 1 { "" } else { "s" }
+                    );
+                }
+                Err((at, why)) => {
+                    intact = false;
+                    eprintln!(
+                        "node {}: audit trail broken at record {at}: {why}",
+                        report.node
+                    );
+                    continue;
+                }
+            }
+        }
         match &report.broken {
             Some((at, why)) => {
                 intact = false;
@@ -126,8 +248,12 @@ pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<E
                 );
             }
             None if &report.node == own => {
-                match verify_own(ctx, report.records, witnesses).await? {
-                    Ok(line) => lines.push(format!("node {}: {line}", report.node)),
+                match verify_own(ctx, &mut archives, report.records, witnesses).await? {
+                    Ok(line) => lines.push(format!(
+                        "node {}: {}",
+                        report.node,
+                        line.replacen(" records", &format!(" records{note}"), 1)
+                    )),
                     Err(why) => {
                         intact = false;
                         eprintln!("node {}: {why}", report.node);
@@ -135,14 +261,14 @@ pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<E
                 }
             }
             None => lines.push(format!(
-                "node {}: {} records, intact",
+                "node {}: {} records{note}, intact",
                 report.node, report.records
             )),
         }
     }
     if !reports.iter().any(|r| &r.node == own) {
         // This node has no records in the store: its copies must hold none either.
-        match verify_own(ctx, 0, witnesses).await? {
+        match verify_own(ctx, &mut archives, 0, witnesses).await? {
             Ok(line) if line.starts_with("0 records") => {}
             Ok(line) => lines.push(format!("node {own}: {line}")),
             Err(why) => {
@@ -178,12 +304,13 @@ pub async fn verify(ctx: &Context, witnesses: &[std::path::PathBuf]) -> Result<E
 /// copy (which holds this node's records only): `Ok(what to print)` or `Err(why not)`.
 async fn verify_own(
     ctx: &Context,
+    archives: &mut Archives,
     stored: i64,
-    witnesses: &[std::path::PathBuf],
+    witnesses: &[PathBuf],
 ) -> Result<Result<String, String>> {
     let node = &ctx.audit.node;
     for witness in witnesses {
-        if let Some((at, why)) = check_witness(ctx, witness).await? {
+        if let Some((at, why)) = check_witness(ctx, archives, witness).await? {
             return Ok(Err(format!(
                 "audit trail broken at record {at}: {why} (witness {})",
                 witness.display()
@@ -214,7 +341,7 @@ async fn verify_own(
     if walk.first > 1 {
         // Retention removed the oldest segments: the copy must start where the store's
         // record before it ends.
-        let before = ctx.store.chain_hash_at(node, walk.first - 1).await?;
+        let before = archives.hash_at(ctx, node, walk.first - 1).await?;
         if before.as_deref() != Some(walk.first_prev.as_str()) {
             return Ok(Err(format!(
                 "audit trail broken at record {}: the first record kept in {} does not follow the store's record {}",
@@ -226,7 +353,7 @@ async fn verify_own(
     }
     let common = stored.min(in_file);
     if common >= walk.first {
-        let store_hash = ctx.store.chain_hash_at(node, common).await?;
+        let store_hash = archives.hash_at(ctx, node, common).await?;
         let same = if common == in_file {
             store_hash.as_deref() == Some(walk.last_hash.as_str())
         } else {
@@ -267,7 +394,11 @@ async fn verify_own(
 /// syslog line whose message is the record's JSON) must be in the store with the same
 /// hash. This finds what the two local copies cannot: both cut at the same point, or both
 /// rewritten with a recomputed chain. Answers the first record that differs.
-async fn check_witness(ctx: &Context, path: &std::path::Path) -> Result<Option<(i64, String)>> {
+async fn check_witness(
+    ctx: &Context,
+    archives: &mut Archives,
+    path: &Path,
+) -> Result<Option<(i64, String)>> {
     use std::io::BufRead;
     let file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("cannot read witness {}: {e}", path.display()))?;
@@ -285,7 +416,15 @@ async fn check_witness(ctx: &Context, path: &std::path::Path) -> Result<Option<(
             // The witness's own line is damaged: it proves nothing either way.
             continue;
         }
-        let Some(here) = ctx.store.event_hash(record.seq).await? else {
+        let here = match ctx.store.event_hash(record.seq).await? {
+            Some(here) => Some(here),
+            None => {
+                archives
+                    .hash_at(ctx, &record.node, record.chain_seq())
+                    .await?
+            }
+        };
+        let Some(here) = here else {
             return Ok(Some((
                 record.chain_seq(),
                 format!(

@@ -90,8 +90,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup(args) => backup::backup(&cli.config, args).await,
         Command::Restore(args) => backup::restore(args).await,
-        Command::Audit(crate::cli::AuditCommand::Verify { witness }) => {
-            events::verify(&Context::open(&cli.config).await?, &witness).await
+        Command::Audit(crate::cli::AuditCommand::Verify { witness, archives }) => {
+            events::verify(&Context::open(&cli.config).await?, &witness, &archives).await
+        }
+        Command::Audit(crate::cli::AuditCommand::Archive { older_than }) => {
+            events::archive(&Context::open(&cli.config).await?, older_than.as_deref()).await
         }
     }
 }

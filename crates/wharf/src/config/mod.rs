@@ -135,7 +135,24 @@ pub struct AuditSection {
     /// `[[audit.sink]]`: further copies, each with a filter.
     #[serde(default)]
     pub sink: Vec<crate::config::sink::SinkSection>,
+    /// Days a record stays in the store before it moves to an archive file (0: forever).
+    #[serde(default = "default_retention")]
+    pub retention_days: Spanned<u64>,
+    /// Folder of this node's archive files.
+    #[serde(default = "default_archive_dir")]
+    pub archive_dir: String,
 }
+
+fn default_retention() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+
+fn default_archive_dir() -> String {
+    "wharf-data/archive".to_owned()
+}
+
+/// The longest retention taken: a hundred years.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
 
 impl Default for AuditSection {
     fn default() -> Self {
@@ -145,6 +162,8 @@ impl Default for AuditSection {
             rotate_age: 0,
             keep: 0,
             sink: Vec::new(),
+            retention_days: default_retention(),
+            archive_dir: default_archive_dir(),
         }
     }
 }
@@ -358,6 +377,14 @@ impl Loaded {
             crate::config::auth::validate(&self.config.authentication, &mut issue);
             crate::config::handler::validate(self, &mut issue);
             crate::config::sink::validate(self, &mut issue);
+            let retention = &self.config.audit.retention_days;
+            if *retention.get_ref() > MAX_RETENTION_DAYS {
+                issue(
+                    retention.span(),
+                    "audit.retention_days".into(),
+                    format!("give 0 (keep every record in the store) to {MAX_RETENTION_DAYS}"),
+                );
+            }
             if let Some(health) = &self.config.health {
                 health.validate(&mut issue);
             }
