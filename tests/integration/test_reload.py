@@ -235,3 +235,50 @@ def test_bans_in_force_hold_when_a_reload_changes_the_prefixes(server):
             break
     else:
         raise AssertionError("a /8 ban does not refuse an address inside it")
+
+
+def test_reload_switches_the_audit_sinks(server):
+    """An `[[audit.sink]]` added by a reload takes the next records; one removed takes no
+    more; a sink that cannot be built changes nothing."""
+    import json
+
+    config, original = ftp_server_with_ban(server, 100)
+    copy = server.root / "elsewhere" / "logins.jsonl"
+    sink = f'\n[[audit.sink]]\ntype = "jsonl"\npath = "{copy}"\nevents = ["login.succeeded"]\n'
+    config.write_text(config.read_text() + sink)
+    out = reload(server)
+    assert out.returncode == 0 and "audit sinks replaced" in out.stdout, out.stdout + out.stderr
+    server.ftp("rita", PASSWORD).quit()
+    server.wait_event("login.succeeded", account="rita")
+    deadline = time.time() + 10
+    while not (copy.exists() and copy.read_text().strip()):
+        assert time.time() < deadline, "the new sink took no record"
+        time.sleep(0.1)
+    [line] = copy.read_text().splitlines()
+    assert json.loads(line)["name"] == "login.succeeded"
+
+    # A reload that changes nothing there leaves the sink as it is.
+    out = reload(server)
+    assert "audit sinks unchanged" in out.stdout, out.stdout
+
+    # A sink that does not validate: refused, the running sinks stay.
+    with_bad = config.read_text()
+    config.write_text(with_bad + '\n[[audit.sink]]\ntype = "syslog"\nurl = "udp://localhost"\n')
+    out = reload(server)
+    assert out.returncode != 0 and "audit.sink[1].url" in out.stderr + out.stdout, out.stdout + out.stderr
+    server.ftp("rita", PASSWORD).quit()
+    deadline = time.time() + 10
+    while len(copy.read_text().splitlines()) < 2:
+        assert time.time() < deadline, f"the sink stopped after a bad reload: {out.stdout}{out.stderr}"
+        time.sleep(0.1)
+
+    # Removed: no more records go there.
+    config.write_text(original + "\n[ban]\nthreshold = 100\n")
+    out = reload(server)
+    assert out.returncode == 0 and "audit sinks replaced" in out.stdout, out.stdout + out.stderr
+    before = len(copy.read_text().splitlines())
+    server.ftp("rita", PASSWORD).quit()
+    time.sleep(1)
+    server.wait_event("server.started")
+    logins = [e for e in server.events() if e["name"] == "login.succeeded"]
+    assert len(logins) == 3 and len(copy.read_text().splitlines()) == before

@@ -63,12 +63,46 @@ pub struct AuditSink {
     /// Where the server's writer keeps records the store cannot take yet.
     pub spill: Option<Spill>,
     /// Further copies, each with its filter (`[[audit.sink]]`).
-    pub sinks: Arc<Vec<Sink>>,
+    pub sinks: Sinks,
     /// Told after every batch (the event handlers' engine waits on it).
     pub written: Option<Arc<tokio::sync::Notify>>,
     /// Orders this process's writers (the bus's writer task, the handlers) so that they
     /// never wait for each other on the file lock, which blocks a thread.
     pub turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The `[[audit.sink]]` copies, replaceable by a reload: every clone of an [`AuditSink`]
+/// shares them, so the writer task and the handlers switch together, at the next batch. A
+/// batch being delivered finishes with the sinks it began with.
+#[derive(Clone, Default)]
+pub struct Sinks(Arc<std::sync::RwLock<(String, Arc<Vec<Sink>>)>>);
+
+impl Sinks {
+    /// `sinks`, built from the sections written canonically as `written`.
+    pub fn new(written: String, sinks: Vec<Sink>) -> Sinks {
+        Sinks(Arc::new(std::sync::RwLock::new((written, Arc::new(sinks)))))
+    }
+
+    /// The sinks now.
+    fn current(&self) -> Arc<Vec<Sink>> {
+        self.0
+            .read()
+            .map_or_else(|e| Arc::clone(&e.get_ref().1), |s| Arc::clone(&s.1))
+    }
+
+    /// Whether `written` differs from the sections the sinks were built from.
+    pub fn differ(&self, written: &str) -> bool {
+        self.0.read().map_or(true, |s| s.0 != written)
+    }
+
+    /// Replaces them.
+    pub fn replace(&self, written: String, sinks: Vec<Sink>) {
+        let mut kept = match self.0.write() {
+            Ok(kept) => kept,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *kept = (written, Arc::new(sinks));
+    }
 }
 
 impl wharf_handlers::Recorder for AuditSink {
@@ -133,7 +167,8 @@ impl AuditSink {
     }
 
     async fn deliver(&self, records: &[AuditRecord]) {
-        for sink in self.sinks.iter() {
+        let sinks = self.sinks.current();
+        for sink in sinks.iter() {
             // Another copy failing never fails the trail: it is reported, and the
             // store and the JSON-lines copy still hold the records.
             if let Err(e) = sink.deliver(records).await {

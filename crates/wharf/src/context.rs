@@ -58,7 +58,10 @@ impl Context {
                     .resolve(&loaded.config.server.data_dir)
                     .join("audit-spill.jsonl"),
             )),
-            sinks: std::sync::Arc::new(crate::config::sink::sinks(&loaded, false)?),
+            sinks: crate::audit::Sinks::new(
+                crate::config::sink::written(&loaded),
+                crate::config::sink::sinks(&loaded, false)?,
+            ),
             written: None,
             turn: Default::default(),
         };

@@ -131,6 +131,15 @@ pub async fn reload(
         Err(e) => return refused(format!("{}: [[authentication]]: {e:#}", path.display())),
     };
     let chain_names: Vec<String> = chain.iter().map(|m| m.name().to_owned()).collect();
+    let sinks_written = crate::config::sink::written(&loaded);
+    let sinks = if handlers.audit.sinks.differ(&sinks_written) {
+        match crate::config::sink::sinks(&loaded, true) {
+            Ok(sinks) => Some(sinks),
+            Err(e) => return refused(format!("{}: [[audit.sink]]: {e:#}", path.display())),
+        }
+    } else {
+        None
+    };
     let applied = match supervisor.apply(&loaded).await {
         Ok(applied) => applied,
         Err(why) => return refused(why),
@@ -141,6 +150,10 @@ pub async fn reload(
     };
     operations.set_settings(crate::context::admin_settings(&loaded));
     supervisor.authenticator().set_methods(chain);
+    let replaced_sinks = sinks.is_some();
+    if let Some(sinks) = sinks {
+        handlers.audit.sinks.replace(sinks_written, sinks);
+    }
     if let Some(bans) = supervisor.authenticator().bans() {
         bans.set_policy(loaded.config.ban.policy());
     }
@@ -151,9 +164,14 @@ pub async fn reload(
         )
     });
     let line = format!(
-        "{}; handlers {}; certificate read again; authentication chain {}; ban policy applied{revision}",
+        "{}; handlers {}; audit sinks {}; certificate read again; authentication chain {}; ban policy applied{revision}",
         applied.describe(),
         if replaced_handlers {
+            "replaced"
+        } else {
+            "unchanged"
+        },
+        if replaced_sinks {
             "replaced"
         } else {
             "unchanged"
@@ -165,7 +183,9 @@ pub async fn reload(
     } else {
         Event::new(EventKind::ConfigurationReloaded).failed(line.clone())
     };
-    let mut outcome = outcome.attr("handlers", replaced_handlers.to_string());
+    let mut outcome = outcome
+        .attr("handlers", replaced_handlers.to_string())
+        .attr("sinks", replaced_sinks.to_string());
     if let Some(cluster) = &loaded.cluster {
         outcome = outcome
             .attr("revision", cluster.revision.to_string())

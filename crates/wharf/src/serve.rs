@@ -72,7 +72,10 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     let (bus, receiver) = EventBus::with_observer(bans.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut audit = ctx.audit.clone();
-    audit.sinks = std::sync::Arc::new(crate::config::sink::sinks(&ctx.loaded, true)?);
+    audit.sinks = crate::audit::Sinks::new(
+        crate::config::sink::written(&ctx.loaded),
+        crate::config::sink::sinks(&ctx.loaded, true)?,
+    );
     let written = std::sync::Arc::new(tokio::sync::Notify::new());
     audit.written = Some(written.clone());
     // A file operation is answered once its record is durable, refused when it cannot be.

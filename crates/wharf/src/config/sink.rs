@@ -183,6 +183,21 @@ pub fn validate(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String, Str
 
 /// The configured sinks; `stdout` ones only for the server (`with_stdout`), so commands'
 /// own output stays clean.
+/// The `[[audit.sink]]` sections written canonically: a reload compares them to tell
+/// whether the sinks changed.
+pub fn written(loaded: &Loaded) -> String {
+    std::fs::read_to_string(&loaded.path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| {
+            table
+                .get("audit")
+                .and_then(|a| a.get("sink"))
+                .map(ToString::to_string)
+        })
+        .unwrap_or_default()
+}
+
 pub fn sinks(loaded: &Loaded, with_stdout: bool) -> anyhow::Result<Vec<Sink>> {
     let node = &loaded.config.server.name;
     let mut out = Vec::new();
