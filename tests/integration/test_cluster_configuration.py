@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from manager_client import api
+from manager_client import Browser, api
+from test_manager import first_password
 from raw_sockets import first_bytes
 
 PASSWORD = "correct horse battery staple"
@@ -77,6 +78,27 @@ def test_a_revision_published_on_a_is_in_force_on_b_within_two_seconds(cluster):
     a.start()
     b.start()
     bearer = token(a)
+
+    # The nodes, as an auditor sees them: both up, with their services.
+    auditor = a.wharf("admin", "token", "add", "watcher", "--admin", "admin", "--role",
+                      "auditor", check=True).stdout.strip()
+    status, listed = api(a, "GET", "/api/v1/cluster/nodes", token=auditor, host="::1")
+    assert status == 200, listed
+    by_name = {n["name"]: n for n in listed["nodes"]}
+    assert set(by_name) == {"a", "b"} and all(n["state"] == "up" for n in by_name.values())
+    assert any(s["name"] == "ftp-plain" for s in by_name["b"]["services"]), by_name["b"]
+    # The dashboard lists them too, once there are several.
+    console = Browser(a)
+    status, _, _ = console.login("admin", first_password(a))
+    assert status == 303
+    status, _, page, _ = console.request("GET", "/")
+    assert status == 200 and 'id="nodes"' in page
+    assert "<td>a</td>" in page and "<td>b</td>" in page
+    # An auditor reads no cluster configuration and publishes none.
+    status, _ = api(a, "GET", "/api/v1/cluster/configuration", token=auditor)
+    assert status == 403
+    status, _ = put_toml(a, "/api/v1/cluster/configuration", "[ban]\nthreshold = 9\n", auditor)
+    assert status == 403
 
     # Before any revision: revision 0, and the node's own shared sections to start from.
     status, shown = api(a, "GET", "/api/v1/cluster/configuration", token=bearer)

@@ -96,6 +96,21 @@ pub(crate) async fn services(State(shared): State<Arc<Shared>>) -> Response {
     ok(json!({"node": shared.node, "services": services}))
 }
 
+/// `GET /api/v1/cluster/nodes`.
+pub(crate) async fn nodes(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000)
+        .unwrap_or(i64::MAX);
+    match shared.ops.nodes(&caller.actor).await {
+        Ok(list) => ok(json!({
+            "nodes": list.iter().map(|n| wharf_admin::node_view(n, now)).collect::<Vec<_>>(),
+        })),
+        Err(e) => failure(e),
+    }
+}
+
 /// `GET /api/v1/accounts`.
 pub(crate) async fn accounts(
     State(shared): State<Arc<Shared>>,

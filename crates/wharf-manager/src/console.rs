@@ -246,6 +246,7 @@ pub(crate) async fn dashboard(
         Err(e) => return failed(&caller, "/", &e),
     };
     let queue = queue_tiles(&shared, &caller).await;
+    let nodes = node_section(&shared, &caller).await;
     let accounts = shared.ops.accounts(&caller.actor).await;
     let bans = shared.ops.bans(&caller.actor).await;
     let day = day_counts(&shared, &caller).await;
@@ -290,7 +291,7 @@ pub(crate) async fn dashboard(
          <div class=\"tile\"><strong>{}</strong><span>bans in force</span></div>{queue}</div>\
          <section><h2>Services</h2><table id=\"services\"><tr><th>name</th><th>type</th><th>addresses</th><th>state</th>\
          <th>open sessions</th></tr>{service_rows}</table></section>\
-         <section><h2>Transfers in flight</h2>{in_flight}<p><a href=\"/sessions\">Sessions</a></p></section>\
+         {nodes}<section><h2>Transfers in flight</h2>{in_flight}<p><a href=\"/sessions\">Sessions</a></p></section>\
          <section><h2>Last 24 hours</h2>{chart_html}<p class=\"note\">{} bans set in 24 h.</p></section>\
          <section><h2>Latest events</h2><table>{EVENT_HEAD}{}</table>\
          <p><a href=\"/events\">All events</a></p></section>",
@@ -303,6 +304,45 @@ pub(crate) async fn dashboard(
         event_rows(&recent),
     );
     page(&caller, "/", "Dashboard", &body)
+}
+
+/// The cluster's nodes, where there are several: state, host, version, sessions, last
+/// heartbeat and services.
+async fn node_section(shared: &Shared, caller: &Caller) -> String {
+    let nodes = match shared.ops.nodes(&caller.actor).await {
+        Ok(nodes) if nodes.len() > 1 => nodes,
+        Ok(_) => return String::new(),
+        Err(e) => return format!("<p class=\"error\">{}</p>", escape(&e.to_string())),
+    };
+    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000)
+        .unwrap_or(i64::MAX);
+    let rows: String = nodes
+        .iter()
+        .map(|n| {
+            let view = wharf_admin::node_view(n, now);
+            let state = view["state"].as_str().unwrap_or_default();
+            let class = if state == "up" { "ok" } else { "bad" };
+            let services: Vec<String> = n
+                .services
+                .iter()
+                .map(|s| format!("{} {}", s.name, s.addresses.join(" ")))
+                .collect();
+            format!(
+                "<tr><td>{}</td><td class=\"{class}\">{state}</td><td>{}</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td>{:.1} s ago</td><td>{}</td></tr>",
+                escape(&n.name),
+                escape(&n.host),
+                escape(&n.version),
+                n.sessions,
+                view["seconds_since_seen"].as_f64().unwrap_or_default(),
+                escape(&services.join("; ")),
+            )
+        })
+        .collect();
+    format!(
+        "<section><h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>state</th><th>host</th>\
+         <th>version</th><th>sessions</th><th>last seen</th><th>services</th></tr>{rows}</table></section>"
+    )
 }
 
 /// The handler queue's depth and failures, as dashboard tiles (counted up to

@@ -165,6 +165,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("POST", ADMINISTER)],
     },
     Route {
+        path: "/api/v1/cluster/nodes",
+        methods: &[("GET", READ)],
+    },
+    Route {
         path: "/api/v1/cluster/configuration",
         methods: &[("GET", ADMINISTER), ("PUT", ADMINISTER)],
     },
@@ -276,6 +280,7 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/configuration/check", "POST") => post(configuration::api_check),
         ("/configuration/cluster", "GET") => get(cluster_configuration::show),
         ("/configuration/cluster", "POST") => post(cluster_configuration::change),
+        ("/api/v1/cluster/nodes", "GET") => get(api::nodes),
         ("/api/v1/cluster/configuration", "GET") => get(cluster_configuration::api_show),
         ("/api/v1/cluster/configuration", "PUT") => put(cluster_configuration::api_publish),
         ("/api/v1/cluster/configuration/check", "POST") => post(cluster_configuration::api_check),

@@ -5,33 +5,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use wharf_store::NodeRecord;
 
 use crate::cli::{ClusterCommand, ClusterConfigurationCommand};
 use crate::cluster::{ago, describe, now_us, time_of};
 use crate::context::Context;
-
-fn json(node: &NodeRecord, now: i64) -> serde_json::Value {
-    serde_json::json!({
-        "name": node.name,
-        "state": node.state(now).as_str(),
-        "version": node.version,
-        "host": node.host,
-        "pid": node.pid,
-        "services": node.services.iter().map(|s| serde_json::json!({
-            "name": s.name,
-            "type": s.kind,
-            "addresses": s.addresses,
-        })).collect::<Vec<_>>(),
-        "sessions_open": node.sessions,
-        "started": time_of(node.started_us),
-        "last_seen": time_of(node.seen_us),
-        "seconds_since_seen": now.saturating_sub(node.seen_us).max(0) as f64 / 1e6,
-        "heartbeat_seconds": node.heartbeat_ms as f64 / 1e3,
-        "timeout_seconds": node.timeout_ms as f64 / 1e3,
-        "stopped": node.stopped_us.map(time_of),
-    })
-}
 
 /// Runs one `wharf cluster` command.
 pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<ExitCode> {
@@ -40,7 +17,10 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<ExitCode> {
             let nodes = ctx.store.nodes().await?;
             let now = now_us();
             if as_json {
-                let list: Vec<_> = nodes.iter().map(|n| json(n, now)).collect();
+                let list: Vec<_> = nodes
+                    .iter()
+                    .map(|n| wharf_admin::node_view(n, now))
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(ExitCode::SUCCESS);
             }
