@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,7 +20,7 @@ use wharf_admin::{AdminError, ClusterRevision, revision_view};
 
 use crate::auth::Caller;
 use crate::configuration::{ConfigIssue, body_text, diff_html, issues_html, refused};
-use crate::extract::Params;
+use crate::extract::{Params, Raw};
 use crate::html::{csrf_field, escape, page};
 use crate::server::Shared;
 
@@ -257,7 +256,7 @@ pub(crate) struct HeadQuery {
 pub(crate) async fn api_check(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    body: Bytes,
+    Raw(body): Raw,
 ) -> Response {
     let text = match body_text(&body) {
         Ok(text) => text,
@@ -276,7 +275,7 @@ pub(crate) async fn api_publish(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Params(query): Params<HeadQuery>,
-    body: Bytes,
+    Raw(body): Raw,
 ) -> Response {
     let text = match body_text(&body) {
         Ok(text) => text,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use wharf_admin::Need;
 
 use crate::auth::Caller;
+use crate::extract::Raw;
 use crate::html::{csrf_field, escape, page};
 use crate::server::Shared;
 
@@ -300,7 +301,7 @@ pub(crate) fn refused((status, why): (StatusCode, &'static str)) -> Response {
 }
 
 /// `POST /api/v1/configuration/check`: the problems a text would have as the file.
-pub(crate) async fn api_check(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+pub(crate) async fn api_check(State(shared): State<Arc<Shared>>, Raw(body): Raw) -> Response {
     let text = match body_text(&body) {
         Ok(text) => text,
         Err(why) => return refused(why),
@@ -313,7 +314,7 @@ pub(crate) async fn api_check(State(shared): State<Arc<Shared>>, body: Bytes) ->
 pub(crate) async fn api_apply(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
-    body: Bytes,
+    Raw(body): Raw,
 ) -> Response {
     let text = match body_text(&body) {
         Ok(text) => text,

@@ -1,6 +1,7 @@
-//! The admin API's extractors: axum's JSON body, query and path, whose refusals (a body
-//! that is not the JSON asked for, a field unknown, a query that does not parse, a body too
-//! large) answer as every other API error does, `{"error": "…"}` with the status axum chose.
+//! The admin API's extractors: axum's JSON body, raw body (a configuration's text), query
+//! and path, whose refusals (a body that is not the JSON asked for, a field unknown, a query
+//! that does not parse, a body too large or cut short) answer as every other API error does,
+//! `{"error": "…"}` with the status axum chose.
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -21,6 +22,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
+            Err(e) => Err(refused(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// A request body as it came (a configuration's text), read whole.
+pub(crate) struct Raw(pub(crate) axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Raw {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Raw(bytes)),
             Err(e) => Err(refused(e.status(), e.body_text())),
         }
     }
