@@ -167,3 +167,125 @@ def test_disconnect_ends_an_ssh_client_that_stopped_reading(server):
     finally:
         os.killpg(client.pid, signal.SIGKILL)
         client.wait()
+
+
+ASYNCSSH_SLOW_READER = r"""
+import asyncio, sys
+import asyncssh
+
+async def main(port, key, out):
+    async with asyncssh.connect("127.0.0.1", port, username="mover", client_keys=[key],
+                                known_hosts=None) as conn:
+        async with conn.start_sftp_client() as sftp:
+            async with sftp.open("/big.bin", "rb") as f:
+                with open(out, "wb") as o:
+                    while True:
+                        chunk = await f.read(32768)
+                        if not chunk:
+                            return
+                        o.write(chunk)
+                        await asyncio.sleep(0.05)
+
+try:
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
+except Exception as e:
+    print(type(e).__name__, e, file=sys.stderr)
+    sys.exit(3)
+"""
+
+SLOW_FILE_READER = r"""
+import sys, time
+try:
+    with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as o:
+        while True:
+            chunk = f.read(65536)
+            if not chunk:
+                break
+            o.write(chunk)
+            time.sleep(0.05)
+except OSError as e:
+    print(type(e).__name__, e, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def test_disconnect_ends_other_clients_downloads(server, tmp_path):
+    """lftp (GnuTLS, explicit FTPS), rclone (Go's SFTP), asyncssh and a file read through an
+    sshfs mount, each in the middle of a slow download: each disconnect ends that client's
+    transfer with an error (no client reconnects on its own here), its session leaves the
+    list, and the download's record says why."""
+    import os
+    import shutil
+    import sys
+
+    pass_phrase = "carrier pass phrase 9"
+    home = server.add_account("mover", password=pass_phrase)
+    home.mkdir(parents=True, exist_ok=True)
+    size = 64 << 20
+    with open(home / "big.bin", "wb") as f:
+        f.write(os.urandom(1 << 20) * 64)
+    add_admin(server, "oscar", "operator")
+    operator = token(server, "oscar-ci", "oscar", "operator")
+    server.start()
+    obscured = subprocess.run(["rclone", "obscure", pass_phrase], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    clients = {
+        "lftp": ["lftp", "-c",
+                 "set ssl:verify-certificate no; set ftp:ssl-force true; set net:max-retries 1; "
+                 "set net:limit-rate 262144; set xfer:clobber true; "
+                 f"open -u 'mover,{pass_phrase}' -p {server.ftps_port} 127.0.0.1; "
+                 f"get big.bin -o {tmp_path / 'lftp.bin'}"],
+        "rclone": ["rclone", "copyto", "--bwlimit", "256k", "--retries", "1",
+                   "--low-level-retries", "1",
+                   f":sftp,host=127.0.0.1,port={server.port},user=mover,pass={obscured}:big.bin",
+                   str(tmp_path / "rclone.bin")],
+        "asyncssh": [sys.executable, "-c", ASYNCSSH_SLOW_READER, str(server.port),
+                     str(server.key), str(tmp_path / "asyncssh.bin")],
+    }
+    sshfs_ok = shutil.which("sshfs") and os.path.exists("/dev/fuse")
+    if sshfs_ok:
+        subprocess.run(["sshfs", "mover@127.0.0.1:/", str(mnt), "-p", str(server.port),
+                        "-o", f"IdentityFile={server.key}",
+                        "-o", "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,"
+                              "BatchMode=yes,LogLevel=ERROR"],
+                       check=True, timeout=30)
+        clients["sshfs"] = [sys.executable, "-c", SLOW_FILE_READER, str(mnt / "big.bin"),
+                            str(tmp_path / "sshfs.bin")]
+    env = dict(os.environ, RCLONE_CONFIG=str(tmp_path / "rclone.conf"))
+    handled = set()
+    try:
+        for name, cmd in clients.items():
+            client = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True, env=env, start_new_session=True)
+            try:
+                moving = wait_for(lambda: [s for s in sessions(server, operator)
+                                           if s["id"] not in handled
+                                           and [t for t in s["transfers"] if t["path"] == "/big.bin"]],
+                                  timeout=30)[0]
+                handled.add(moving["id"])
+                failures = len([e for e in server.events() if e["name"] == "download.failed"])
+                status, body = api(server, "DELETE", f"/api/v1/sessions/{moving['id']}", operator)
+                assert status == 200, (name, body)
+                try:
+                    code = client.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(f"{name} still runs after its session was disconnected")
+                assert code != 0, f"{name} finished as if nothing happened: {client.stderr.read()}"
+                got = tmp_path / f"{name}.bin"
+                assert not got.exists() or got.stat().st_size < size, name
+                wait_for(lambda: moving["id"] not in [s["id"] for s in sessions(server, operator)])
+                failed = wait_for(lambda: [e for e in server.events()
+                                           if e["name"] == "download.failed"][failures:])
+                assert failed[0]["message"] == "disconnected by an administrator", (name, failed)
+                assert failed[0]["protocol"] == moving["protocol"], (name, failed[0])
+            finally:
+                if client.poll() is None:
+                    os.killpg(client.pid, 9)
+                    client.wait()
+    finally:
+        if sshfs_ok:
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+    recorded = [e for e in server.events() if e["name"] == "session.disconnected"]
+    assert len(recorded) == len(clients)
