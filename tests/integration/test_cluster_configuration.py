@@ -161,10 +161,18 @@ def test_a_revision_published_on_a_is_in_force_on_b_within_two_seconds(cluster):
     assert shown["revision"] == 1 and shown["text"] == REVISION and shown["published_by"] == "admin"
 
     # The CLI reads and publishes the same revisions; the next one reaches both nodes.
-    assert b.wharf("cluster", "configuration", "show", check=True).stdout == REVISION
+    shown = b.wharf("cluster", "configuration", "show", check=True).stdout
+    assert shown.startswith("# cluster configuration revision 1 (published by admin")
+    assert shown.endswith(REVISION)
     revision2 = b.root / "revision2.toml"
-    revision2.write_text("[ban]\nthreshold = 5\n")
+    revision2.write_text(shown.replace("threshold = 2", "threshold = 5"))
     b.wharf("cluster", "configuration", "publish", str(revision2), check=True)
+    # An edit of what `show` printed before revision 2 cannot publish over it.
+    stale = b.root / "stale.toml"
+    stale.write_text(shown.replace("threshold = 2", "threshold = 7"))
+    stale_publish = b.wharf("cluster", "configuration", "publish", str(stale))
+    assert stale_publish.returncode != 0, stale_publish.stdout
+    assert "revision 2 was published since revision 1" in stale_publish.stderr
     for node in (a, b):
         deadline = time.monotonic() + 2.5
         while not reloaded(node, 2):
@@ -173,9 +181,32 @@ def test_a_revision_published_on_a_is_in_force_on_b_within_two_seconds(cluster):
     history = b.wharf("cluster", "configuration", "history", check=True).stdout
     assert "admin" in history and "cli:" in history, history
 
+    # A revision that needs a secret file only a holds: b refuses it (naming the revision)
+    # and keeps revision 2; once the file is there too, b applies it without a new publish.
+    (a.root / "hook-secret").write_text("a shared secret of 32 bytes....\n")
+    hooked = REVISION + f"""
+[[handler]]
+name = "notify"
+on = ["upload.finished"]
+
+[handler.webhook]
+url = "http://127.0.0.1:{a.port}/hook"
+secret = "file:hook-secret"
+"""
+    status, answer = put_toml(a, "/api/v1/cluster/configuration?head=2", hooked, bearer)
+    assert status == 200 and answer["revision"] == 3 and answer["applied_here"], answer
+    refusal = b.wait_event("configuration.refused", node="b")
+    assert refusal["attrs"]["revision"] == "3" and "hook-secret" in refusal["message"], refusal
+    assert not reloaded(b, 3)
+    (b.root / "hook-secret").write_text("a shared secret of 32 bytes....\n")
+    deadline = time.monotonic() + 15
+    while not reloaded(b, 3):
+        assert time.monotonic() < deadline, "b did not apply revision 3 once its secret was there"
+        time.sleep(0.2)
+
     # A node restarted later starts on the newest revision.
     b.stop()
     b.start()
     started = b.events("--id", "10001", "--node", "b")
     assert len(started) == 2 and "revision" not in started[0].get("attrs", {}), started
-    assert started[1]["attrs"]["revision"] == "2", started[1]
+    assert started[1]["attrs"]["revision"] == "3", started[1]

@@ -738,6 +738,12 @@ def test_cluster_configuration_in_the_console(server):
     status, _, page, _ = console.request("POST", "/configuration/cluster", form={
         "csrf": console.csrf, "action": "publish", "head": "0", "text": "[ban]\nthreshold = 9\n"})
     assert status == 409 and "revision 1 was published" in page
+    # A head no store could hold is refused, not wrapped around.
+    for head in ("9223372036854775807", "-1"):
+        for action in ("check", "publish"):
+            status, _, page, _ = console.request("POST", "/configuration/cluster", form={
+                "csrf": console.csrf, "action": action, "head": head, "text": "[ban]\n"})
+            assert status == 422 and "give the revision read" in page, (head, action, status)
     operator = Browser(server, host="::1")
     operator.login("otto", PASSWORD)
     status, _, _, _ = operator.request("GET", "/configuration/cluster")

@@ -319,7 +319,7 @@ struct BusInner {
     /// the record could not be made durable.
     confirmed: std::sync::atomic::AtomicBool,
     /// Which uploads commit under a unique name (set once, when the server starts).
-    naming: std::sync::OnceLock<Arc<dyn crate::naming::UploadNaming>>,
+    naming: std::sync::RwLock<Option<Arc<dyn crate::naming::UploadNaming>>>,
     /// The sessions open now: the live side of `session.started` and `session.ended`,
     /// held here because every session is given the bus.
     live: crate::live::Live,
@@ -433,7 +433,7 @@ impl EventBus {
                     written: Arc::new(tokio::sync::watch::Sender::new(Progress::default())),
                     durable: std::sync::atomic::AtomicBool::new(false),
                     confirmed: std::sync::atomic::AtomicBool::new(false),
-                    naming: std::sync::OnceLock::new(),
+                    naming: std::sync::RwLock::new(None),
                     live: crate::live::Live::default(),
                 }),
             },
@@ -492,15 +492,23 @@ impl EventBus {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Registers what decides which uploads are committed under a unique name (see
-    /// [`crate::naming`]). Only the first registration counts.
-    pub fn set_upload_naming(&self, naming: Arc<dyn crate::naming::UploadNaming>) {
-        let _ = self.inner.naming.set(naming);
+    /// Sets what decides which uploads are committed under a unique name (see
+    /// [`crate::naming`]), or nothing; a reload that replaces the handlers sets it again,
+    /// and uploads committing after that follow the new one.
+    pub fn set_upload_naming(&self, naming: Option<Arc<dyn crate::naming::UploadNaming>>) {
+        let mut kept = match self.inner.naming.write() {
+            Ok(kept) => kept,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *kept = naming;
     }
 
     /// What decides which uploads are committed under a unique name, if anything does.
-    pub fn upload_naming(&self) -> Option<&Arc<dyn crate::naming::UploadNaming>> {
-        self.inner.naming.get()
+    pub fn upload_naming(&self) -> Option<Arc<dyn crate::naming::UploadNaming>> {
+        match self.inner.naming.read() {
+            Ok(kept) => kept.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Hands `event` (and whatever the observer answers) to the audit writer.

@@ -34,7 +34,7 @@ async fn uploads_to_a_drop_folder_never_replace_each_other() {
         max_file_size: None,
     };
     let (events, mut trail) = EventBus::new();
-    events.set_upload_naming(Arc::new(DropFolder));
+    events.set_upload_naming(Some(Arc::new(DropFolder)));
     let info = SessionInfo {
         id: "s1".into(),
         service: "test".into(),

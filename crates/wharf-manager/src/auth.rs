@@ -32,7 +32,9 @@ pub(crate) const LOGIN_COOKIE: &str = "__Host-wharf-manager-login";
 /// What a Manager browser session's kept login names as its method.
 pub(crate) const METHOD: &str = "manager";
 /// The largest form body a browser sends the console (CSRF is read from it).
-const MAX_FORM: usize = 256 * 1024;
+// A configuration (at most `MAX_CONFIGURATION`) URL-encoded may take three times as many
+// bytes, and the form's other fields a few more.
+const MAX_FORM: usize = 3 * crate::MAX_CONFIGURATION + 16 * 1024;
 /// Browser sessions (and, apart, logins waiting for a code) one administrator holds at
 /// once; beyond, its own least recently used goes first. Kept per administrator, so nobody
 /// can push another administrator's sessions out by logging in many times.

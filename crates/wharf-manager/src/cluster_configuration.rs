@@ -37,9 +37,23 @@ enum Published {
     Failed(AdminError),
 }
 
+/// The revision after `head`, a number the client gave: refused unless it is one a store
+/// could hold (0 or more, and not the last number there is).
+fn after(head: i64) -> Result<i64, AdminError> {
+    head.checked_add(1).filter(|_| head >= 0).ok_or_else(|| {
+        AdminError::Invalid(format!(
+            "head {head}: give the revision read (0 before any)"
+        ))
+    })
+}
+
 /// Checks `text` as the revision after `head` and publishes it; this node applies it now.
 async fn publish(shared: &Shared, caller: &Caller, head: i64, text: &str) -> Published {
-    let issues = shared.configuration.check_shared(head + 1, text);
+    let next = match after(head) {
+        Ok(next) => next,
+        Err(e) => return Published::Failed(e),
+    };
+    let issues = shared.configuration.check_shared(next, text);
     if !issues.is_empty() {
         return Published::Issues(issues);
     }
@@ -103,7 +117,9 @@ async fn cluster_page(
     let text = text.unwrap_or(&shown);
     let issues = match issues {
         Some(issues) => issues.to_vec(),
-        None => shared.configuration.check_shared(head + 1, text),
+        None => shared
+            .configuration
+            .check_shared(head.saturating_add(1), text),
     };
     let history = shared
         .ops
@@ -180,7 +196,11 @@ pub(crate) async fn change(
             Ok(current) => current.map_or_else(String::new, |r| r.text),
             Err(e) => return crate::console::failed(&caller, "/configuration/cluster", &e),
         };
-        let issues = shared.configuration.check_shared(form.head + 1, &text);
+        let next = match after(form.head) {
+            Ok(next) => next,
+            Err(e) => return crate::console::failed(&caller, "/configuration/cluster", &e),
+        };
+        let issues = shared.configuration.check_shared(next, &text);
         let diff = diff_html(&current, &text);
         return cluster_page(&shared, &caller, Some(&text), Some(&issues), &diff).await;
     }
@@ -266,7 +286,9 @@ pub(crate) async fn api_check(
         Ok(current) => current.map_or(0, |r| r.revision),
         Err(e) => return crate::api::failure(e),
     };
-    let issues = shared.configuration.check_shared(head + 1, &text);
+    let issues = shared
+        .configuration
+        .check_shared(head.saturating_add(1), &text);
     Json(json!({"ok": issues.is_empty(), "issues": issues})).into_response()
 }
 

@@ -202,6 +202,10 @@ pub enum ClusterConfigurationCommand {
     Publish {
         /// A TOML file holding only the shared sections.
         file: PathBuf,
+        /// The revision FILE was edited from; refused if another was published since.
+        /// Without it, the one `show` named in FILE's first line, else the newest now.
+        #[arg(long)]
+        head: Option<i64>,
     },
 }
 

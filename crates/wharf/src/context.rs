@@ -33,10 +33,15 @@ impl Context {
         let store = Store::open(&connect)
             .await
             .with_context(|| format!("cannot open the store {}", connect.url))?;
-        let (loaded, cluster_refused) = match with_cluster(loaded, &store).await {
-            Ok(loaded) => (loaded, None),
-            Err((loaded, why)) => (loaded, Some(why)),
-        };
+        let (loaded, cluster_refused) = with_cluster(loaded, &store).await;
+        if let Some(why) = &cluster_refused {
+            // `serve` refuses to start on it; a command goes on, saying which sections it
+            // follows.
+            eprintln!(
+                "wharf: warning: the cluster configuration does not apply on this node, so this command follows {}'s own [[authentication]], [ban], [password_policy] and [[handler]]:\n{why}",
+                path.display()
+            );
+        }
         let section = &loaded.config.audit;
         let jsonl = match section.jsonl.as_str() {
             "" => None,
@@ -95,22 +100,31 @@ impl Context {
 }
 
 /// `loaded` with the newest cluster configuration revision laid over it, if one was ever
-/// published; or `loaded` as it was, and why the revision does not apply here.
-pub async fn with_cluster(loaded: Loaded, store: &Store) -> Result<Loaded, (Loaded, String)> {
-    let revision = match store.cluster_configuration(None).await {
-        Ok(Some(revision)) => revision,
-        Ok(None) => return Ok(loaded),
-        Err(e) => {
-            return Err((
-                loaded,
-                format!("cannot read the cluster configuration from the store: {e}"),
-            ));
-        }
+/// published, and `None`; or `loaded` as it was, and why the revision does not apply here.
+pub async fn with_cluster(loaded: Loaded, store: &Store) -> (Loaded, Option<String>) {
+    match store.cluster_configuration(None).await {
+        Ok(revision) => lay(loaded, revision.as_ref()),
+        Err(e) => (
+            loaded,
+            Some(format!(
+                "cannot read the cluster configuration from the store: {e}"
+            )),
+        ),
+    }
+}
+
+/// `loaded` with `revision` laid over it (as it is without one), and `None`; or `loaded`
+/// as it was, and why the revision does not apply here.
+pub fn lay(
+    mut loaded: Loaded,
+    revision: Option<&wharf_store::ClusterRevision>,
+) -> (Loaded, Option<String>) {
+    let Some(revision) = revision else {
+        return (loaded, None);
     };
-    let mut loaded = loaded;
-    match loaded.lay_cluster(&revision) {
-        Ok(()) => Ok(loaded),
-        Err(issues) => Err((loaded, issues.to_string())),
+    match loaded.lay_cluster(revision) {
+        Ok(()) => (loaded, None),
+        Err(issues) => (loaded, Some(issues.to_string())),
     }
 }
 

@@ -11,12 +11,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use wharf_core::{Event, EventBus, EventKind};
-use wharf_store::Store;
+use wharf_store::{ClusterRevision, Store};
 
 use crate::audit::AuditSink;
 use crate::config::Loaded;
@@ -65,9 +64,7 @@ impl Handlers {
         bus.set_durable(!loaded.config.handlers.is_empty());
         // Uploads a uuid-prefix handler would rename are named uniquely as they commit, so a
         // second upload of the same name can never replace one before its handler runs.
-        if let Some(naming) = engine.upload_naming() {
-            bus.set_upload_naming(naming);
-        }
+        bus.set_upload_naming(engine.upload_naming());
         let (stop, stopped) = watch::channel(false);
         self.stop = stop;
         self.task = Some(tokio::spawn(engine.run(stopped)));
@@ -96,32 +93,85 @@ impl Handlers {
     }
 }
 
-/// Loads `path` again, lays the cluster's newest configuration revision over it, and
-/// applies it; records what happened and returns it as one line.
+/// The cluster configuration revision this node runs (none before the first is published),
+/// kept so that a reload while the store is out of reach lays the same one again.
+#[derive(Default)]
+pub struct InForce(std::sync::Mutex<Option<ClusterRevision>>);
+
+impl InForce {
+    /// Starting with `revision`.
+    pub fn new(revision: Option<ClusterRevision>) -> InForce {
+        InForce(std::sync::Mutex::new(revision))
+    }
+
+    fn get(&self) -> Option<ClusterRevision> {
+        match self.0.lock() {
+            Ok(kept) => kept.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, revision: Option<ClusterRevision>) {
+        match self.0.lock() {
+            Ok(mut kept) => *kept = revision,
+            Err(poisoned) => *poisoned.into_inner() = revision,
+        }
+    }
+
+    /// Its number (0: none).
+    pub fn number(&self) -> i64 {
+        self.get().map_or(0, |r| r.revision)
+    }
+}
+
+/// How long a reload waits for the store to name the newest revision before it lays the
+/// one in force again.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Loads `path` again, lays the cluster's newest configuration revision over it (the one
+/// in force when the store does not answer in time), and applies it; records what happened
+/// and returns it as one line.
 pub async fn reload(
     path: &Path,
     store: &Store,
-    cluster_seen: &AtomicI64,
+    in_force: &InForce,
     supervisor: &mut Supervisor,
     handlers: &mut Handlers,
     operations: &wharf_admin::Operations,
     bus: &EventBus,
 ) -> Result<String, String> {
-    let refused = |why: String| {
-        bus.emit(Event::new(EventKind::ConfigurationRefused).failed(why.clone()));
+    let refused = |why: String, revision: Option<&ClusterRevision>| {
+        let mut event = Event::new(EventKind::ConfigurationRefused).failed(why.clone());
+        if let Some(r) = revision {
+            event = event
+                .attr("revision", r.revision.to_string())
+                .attr("published_by", r.admin.clone());
+        }
+        bus.emit(event);
         Err(why)
     };
     let loaded = match Loaded::load(path) {
         Ok(loaded) => loaded,
-        Err(issues) => return refused(issues.to_string()),
+        Err(issues) => return refused(issues.to_string(), None),
     };
-    let loaded = match crate::context::with_cluster(loaded, store).await {
-        Ok(loaded) => loaded,
-        Err((_, why)) => return refused(why),
+    let newest = match tokio::time::timeout(STORE_WAIT, store.cluster_configuration(None)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the cluster configuration: the revision in force is laid again");
+            in_force.get()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the store did not name the cluster configuration in time: the revision in force is laid again"
+            );
+            in_force.get()
+        }
     };
-    if let Some(cluster) = &loaded.cluster {
-        cluster_seen.fetch_max(cluster.revision, Ordering::SeqCst);
-    }
+    let loaded = match crate::context::lay(loaded, newest.as_ref()) {
+        (loaded, None) => loaded,
+        (_, Some(why)) => return refused(why, newest.as_ref()),
+    };
+    let refused = |why: String| refused(why, newest.as_ref());
     if let Err(e) = crate::config::handler::handlers(&loaded) {
         return refused(format!("{}: {e:#}", path.display()));
     }
@@ -192,38 +242,52 @@ pub async fn reload(
             .attr("published_by", cluster.admin.clone());
     }
     bus.emit(outcome);
+    in_force.set(newest);
     Ok(line)
 }
 
 /// How often a node asks the store whether a new cluster configuration revision appeared.
 pub const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The longest wait before a revision that did not apply here is tried again.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Asks the serve loop (through `reload`) to apply each new cluster configuration revision,
-/// once per revision, until `stop`; `seen` is the newest revision a reload has read (a
-/// publish on this node reloads at once, and is not applied twice). A store that cannot be
-/// read is asked again at the next tick.
+/// until `stop`. A revision that does not apply here (a `file:` secret missing on this
+/// node, the node's own file being edited) is tried again after 2 s, then after twice as
+/// long each time up to a minute, so the node catches up once the cause is mended without
+/// recording a refusal every second. Nothing here waits past `stop`.
 pub async fn follow_cluster(
     store: Store,
-    seen: Arc<AtomicI64>,
+    in_force: Arc<InForce>,
     reload: tokio::sync::mpsc::Sender<crate::manager::ReloadRequest>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(CLUSTER_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The head last tried without success, when to try it again, and the wait after that.
+    let mut retry: Option<(i64, tokio::time::Instant, std::time::Duration)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let Ok(now) = store.cluster_configuration_head().await else {
+        let head = tokio::select! {
+            head = tokio::time::timeout(STORE_WAIT, store.cluster_configuration_head()) => head,
+            _ = stop.changed() => return,
+        };
+        let Ok(Ok(now)) = head else {
             continue;
         };
-        if now <= seen.load(Ordering::SeqCst) {
+        if now <= in_force.number() {
+            retry = None;
             continue;
         }
-        // Once per revision: one that does not apply here is refused once (with its
-        // record), not every second.
-        seen.fetch_max(now, Ordering::SeqCst);
+        let wait = match retry {
+            Some((tried, at, _)) if tried == now && tokio::time::Instant::now() < at => continue,
+            Some((tried, _, wait)) if tried == now => (wait * 2).min(RETRY_MAX),
+            _ => std::time::Duration::from_secs(2),
+        };
         let (answer, answered) = tokio::sync::oneshot::channel();
         if reload.send(answer).await.is_err() {
             return;
@@ -235,11 +299,16 @@ pub async fn follow_cluster(
         };
         match answer {
             Ok(Ok(line)) => {
-                eprintln!("wharf: cluster configuration revision {now} applied: {line}")
+                retry = None;
+                eprintln!("wharf: cluster configuration revision {now} applied: {line}");
             }
-            Ok(Err(why)) => eprintln!(
-                "wharf: cluster configuration revision {now} not applied, the running one stays:\n{why}"
-            ),
+            Ok(Err(why)) => {
+                retry = Some((now, tokio::time::Instant::now() + wait, wait));
+                eprintln!(
+                    "wharf: cluster configuration revision {now} not applied, the running one stays (tried again in {} s):\n{why}",
+                    wait.as_secs()
+                );
+            }
             Err(_) => return,
         }
     }

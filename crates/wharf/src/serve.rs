@@ -13,6 +13,18 @@ use wharf_core::{Event, EventBus, EventKind};
 
 use crate::context::Context;
 
+/// Refuses to serve when the cluster's newest configuration does not apply here: serving
+/// with other policies than the rest of the cluster would be a silent difference, so the
+/// revision (or this node's file) is mended first.
+fn refuse_divergence(ctx: &Context) -> Result<()> {
+    match &ctx.cluster_refused {
+        Some(why) => anyhow::bail!(
+            "the cluster configuration does not apply on this node, which therefore does not start:\n{why}"
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Runs the server; as a standby (`--standby`), only once it takes over.
 pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> Result<ExitCode> {
     if !config_path.exists() {
@@ -23,14 +35,8 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         let (path, password) = crate::init::init(dir, &Default::default()).await?;
         crate::init::announce(&path, password.as_deref());
     }
-    let ctx = Context::open(config_path).await?;
-    if let Some(why) = &ctx.cluster_refused {
-        // Serving with other policies than the rest of the cluster would be a silent
-        // difference: the revision is mended (or this node's file) first.
-        anyhow::bail!(
-            "the cluster configuration does not apply on this node, which therefore does not start:\n{why}"
-        );
-    }
+    let mut ctx = Context::open(config_path).await?;
+    refuse_divergence(&ctx)?;
     let takeover = if standby {
         match crate::standby::wait(&ctx, active).await? {
             Some(takeover) => Some(takeover),
@@ -42,6 +48,12 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     } else {
         None
     };
+    if takeover.is_some() {
+        // A standby may have waited through several revisions: it serves the newest.
+        let file = crate::config::Loaded::load(config_path)?;
+        (ctx.loaded, ctx.cluster_refused) = crate::context::with_cluster(file, &ctx.store).await;
+        refuse_divergence(&ctx)?;
+    }
     let own_name = takeover
         .as_ref()
         .is_some_and(|t| t.active == ctx.loaded.config.server.name);
@@ -140,12 +152,12 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     let operations = crate::manager::operations(&ctx.loaded, &ctx.store, &bus);
     // The Manager's configuration page asks the loop below to reload, as SIGHUP does.
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::manager::ReloadRequest>(4);
-    let cluster_seen = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
-        ctx.loaded.cluster.as_ref().map_or(0, |c| c.revision),
+    let in_force = std::sync::Arc::new(crate::reload::InForce::new(
+        ctx.loaded.cluster.as_ref().map(|c| c.as_revision()),
     ));
     let follower = tokio::spawn(crate::reload::follow_cluster(
         ctx.store.clone(),
-        cluster_seen.clone(),
+        in_force.clone(),
         reload_tx.clone(),
         stop_rx.clone(),
     ));
@@ -220,7 +232,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
             }
             Some(answer) = reload_rx.recv() => {
                 // The Manager's apply, or a new cluster configuration revision.
-                let outcome = crate::reload::reload(config_path, &ctx.store, &cluster_seen, &mut supervisor, &mut handlers, &operations, &bus).await;
+                let outcome = crate::reload::reload(config_path, &ctx.store, &in_force, &mut supervisor, &mut handlers, &operations, &bus).await;
                 if let Ok(line) = &outcome {
                     eprintln!("wharf: configuration reloaded: {line}");
                 }
@@ -229,7 +241,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
             _ = hup.recv() => {
                 // Accounts, groups and administrators are read from the store; the file's
                 // services, certificate, handlers and password policy are applied here.
-                match crate::reload::reload(config_path, &ctx.store, &cluster_seen, &mut supervisor, &mut handlers, &operations, &bus).await {
+                match crate::reload::reload(config_path, &ctx.store, &in_force, &mut supervisor, &mut handlers, &operations, &bus).await {
                     Ok(line) => eprintln!("wharf: configuration reloaded: {line}"),
                     Err(why) => eprintln!("wharf: configuration not reloaded, the running one stays:\n{why}"),
                 }

@@ -431,7 +431,12 @@ async fn refused_requests_answer_in_json_too() {
             r#"{"nope": 1}"#,
         ),
         ("PUT", "/api/v1/configuration", "application/toml", &huge),
-        ("PUT", "/api/v1/cluster/configuration", "application/toml", &huge),
+        (
+            "PUT",
+            "/api/v1/cluster/configuration",
+            "application/toml",
+            &huge,
+        ),
         (
             "POST",
             "/api/v1/cluster/configuration/check",

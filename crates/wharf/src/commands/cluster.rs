@@ -76,13 +76,43 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<ExitCode> {
     }
 }
 
+/// The first line `show` writes before a revision's text.
+const HEADER: &str = "# cluster configuration revision ";
+
+/// FILE's text, refused past [`crate::config::shared::MAX_TEXT`] before more is read.
+fn read_bounded(file: &std::path::Path) -> Result<String> {
+    use std::io::Read as _;
+    let max = crate::config::shared::MAX_TEXT;
+    let opened = std::fs::File::open(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let mut bytes = Vec::new();
+    opened
+        .take(u64::try_from(max).unwrap_or(u64::MAX) + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    if bytes.len() > max {
+        bail!("{}: at most {} KiB", file.display(), max / 1024);
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8", file.display()))
+}
+
 async fn configuration(ctx: &Context, command: ClusterConfigurationCommand) -> Result<ExitCode> {
     let ops = ctx.ops();
     let actor = ctx.actor();
     match command {
         ClusterConfigurationCommand::Show { revision } => {
             match ops.cluster_configuration(&actor, revision).await? {
-                Some(found) => print!("{}", found.text),
+                Some(found) => {
+                    // A comment TOML ignores, which `publish` reads back as the revision the
+                    // edit started from.
+                    println!(
+                        "{HEADER}{} (published by {} at {})",
+                        found.revision,
+                        found.admin,
+                        time_of(found.published_us)
+                    );
+                    print!("{}", found.text);
+                }
                 None if revision.is_some() => bail!(
                     "no revision {} was published; see `wharf cluster configuration history`",
                     revision.unwrap_or_default()
@@ -117,20 +147,28 @@ async fn configuration(ctx: &Context, command: ClusterConfigurationCommand) -> R
             }
             Ok(ExitCode::SUCCESS)
         }
-        ClusterConfigurationCommand::Publish { file } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            if text.len() > crate::config::shared::MAX_TEXT {
-                bail!(
-                    "{}: at most {} KiB",
-                    file.display(),
-                    crate::config::shared::MAX_TEXT / 1024
-                );
-            }
-            let head = ctx.store.cluster_configuration_head().await?;
-            if let Err(issues) =
-                crate::config::shared::check_revision(&ctx.loaded.path, head + 1, &text)
-            {
+        ClusterConfigurationCommand::Publish { file, head } => {
+            let text = read_bounded(&file)?;
+            // The line `show` wrote first names the revision the edit started from; it is
+            // not part of the revision.
+            let (shown, text) = match text.strip_prefix(HEADER) {
+                Some(rest) => {
+                    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+                    let number = line.split_whitespace().next().and_then(|n| n.parse().ok());
+                    (number, body.to_owned())
+                }
+                None => (None, text),
+            };
+            let head = match head.or(shown) {
+                Some(head) if head >= 0 => head,
+                Some(head) => bail!("--head {head}: give the revision FILE was edited from"),
+                None => ctx.store.cluster_configuration_head().await?,
+            };
+            if let Err(issues) = crate::config::shared::check_revision(
+                &ctx.loaded.path,
+                head.saturating_add(1),
+                &text,
+            ) {
                 eprintln!("{issues}");
                 eprintln!("nothing published");
                 return Ok(ExitCode::FAILURE);

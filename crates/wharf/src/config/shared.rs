@@ -77,6 +77,20 @@ pub struct Source {
     pub admin: String,
     /// Its text.
     pub text: String,
+    /// When it was published.
+    pub published_us: i64,
+}
+
+impl Source {
+    /// The revision again, as the store holds it.
+    pub fn as_revision(&self) -> ClusterRevision {
+        ClusterRevision {
+            revision: self.revision,
+            text: self.text.clone(),
+            admin: self.admin.clone(),
+            published_us: self.published_us,
+        }
+    }
 }
 
 /// How problems of revision `number` name their origin.
@@ -92,7 +106,9 @@ impl Loaded {
         let text = revision.text.as_str();
         let shared: Shared = toml::from_str(text).map_err(|e| {
             let mut issue = crate::config::parse_issue(&file, text, &e);
-            if e.message().starts_with("unknown field") {
+            // Only an unknown section, not an unknown key inside a known one.
+            if e.message().starts_with("unknown field") && e.message().contains("`password_policy`")
+            {
                 issue.message = format!(
                     "{}; a cluster revision holds only [[authentication]], [ban], \
                      [password_policy] and [[handler]]: a node's own sections stay in its wharf.toml",
@@ -117,6 +133,7 @@ impl Loaded {
             revision: revision.revision,
             admin: revision.admin.clone(),
             text: revision.text.clone(),
+            published_us: revision.published_us,
         });
         let checked = self.check_shared(&file, text);
         if checked.is_err() {
@@ -174,7 +191,9 @@ impl Loaded {
         let list = match &self.cluster {
             Some(source) => table(&source.text).and_then(|t| t.get("handler").cloned()),
             None => file.as_ref().and_then(|t| t.get("handler").cloned()),
-        };
+        }
+        // `handler = []` and no handler at all are the same handlers.
+        .filter(|v| v.as_array().is_none_or(|a| !a.is_empty()));
         let queue = file.as_ref().and_then(|t| t.get("handlers").cloned());
         format!(
             "{:?}{:?}",
