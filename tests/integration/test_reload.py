@@ -89,6 +89,16 @@ path = "/inbox/*"
             break
         time.sleep(0.2)
     assert "before.txt" in names and any(n.endswith("-after.txt") and len(n) == 36 + 1 + 9 for n in names), names
+    # The handler removed again: the next upload keeps its name, as it commits and after.
+    config.write_text(changed[:changed.index("[[handler]]")])
+    out = reload(server)
+    assert out.returncode == 0 and "handlers replaced" in out.stdout, out.stdout + out.stderr
+    with sftp.open("inbox/later.txt", "w") as f:
+        f.write("written once the handler was gone\n")
+    server.wait_event("upload.finished", path="/inbox/later.txt")
+    time.sleep(1)
+    assert "later.txt" in sftp.listdir("inbox"), sftp.listdir("inbox")
+    assert not [e for e in server.events() if e["name"] == "file.prefixed" and "later" in e["path"]]
     sftp.close()
     client.close()
     reloaded = server.wait_event("configuration.reloaded")
