@@ -213,6 +213,18 @@ def test_required_by_group_or_account_and_managed_by_the_cli(server):
     human = server.wharf("account", "totp", "enable", "vic", check=True).stdout
     assert "▀" in human or "█" in human or "▄" in human
     assert "Recovery codes" in human
+    # Each change went through the account operations: one record each, naming the
+    # operator, with the before and after views, and never the secret or a code.
+    secret = human.split("secret: ", 1)[1].split()[0]
+    changes = [e for e in server.events()
+               if e["name"] == "account.updated" and e.get("account") == "vic"
+               and ("second factor" in e.get("message", "") or "recovery codes" in e.get("message", ""))]
+    assert [e["message"] for e in changes][-4:] == [
+        "second factor (TOTP) enrolled", "recovery codes replaced", "second factor removed",
+        "second factor (TOTP) enrolled"], [e["message"] for e in changes]
+    for e in changes:
+        assert e["attrs"]["operator"] and '"second_factor":' in e["attrs"]["after"], e
+        assert secret not in json.dumps(e) and fresh[1] not in json.dumps(e)
 
 
 def test_web_client_asks_for_the_code_in_a_second_step(server):

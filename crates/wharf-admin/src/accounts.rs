@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use wharf_auth::SecondFactor;
 use wharf_core::{EventKind, Rule, RuleSet};
 use wharf_store::AccountRecord;
 use wharf_types::{AccountName, AddressRules};
@@ -35,6 +36,10 @@ pub enum AccountChange {
     Rules(Vec<Rule>),
     /// Removes the enrolled one-time codes (a lost phone).
     ResetSecondFactor,
+    /// Enrols one-time codes (replacing any): the factor made and shown once by the caller.
+    EnrolSecondFactor(Box<SecondFactor>),
+    /// Replaces the enrolled factor's recovery codes (their digests) with new ones.
+    ReplaceRecoveryCodes(Vec<String>),
     /// Where it may log in from, when it stops working, whether logins need a one-time
     /// code, and the largest file it may make: all four at once, as `wharf account set`
     /// gives them.
@@ -60,9 +65,16 @@ impl AccountChange {
             AccountChange::RemoveKey(key) => format!("key removed {key}"),
             AccountChange::Rules(rules) => format!("rules replaced ({} rules)", rules.len()),
             AccountChange::ResetSecondFactor => "second factor removed".into(),
+            AccountChange::EnrolSecondFactor(_) => "second factor (TOTP) enrolled".into(),
+            AccountChange::ReplaceRecoveryCodes(_) => "recovery codes replaced".into(),
             AccountChange::Access { .. } => "access and limits changed".into(),
         }
     }
+}
+
+/// A factor as the store keeps it.
+fn stored_factor(factor: &SecondFactor) -> Result<String, AdminError> {
+    serde_json::to_string(factor).map_err(|e| AdminError::invalid(e.to_string()))
 }
 
 fn fingerprint(line: &str) -> String {
@@ -200,6 +212,23 @@ impl Operations {
                             "{name} has no second factor enrolled"
                         )));
                     }
+                }
+                AccountChange::EnrolSecondFactor(factor) => {
+                    record.second_factor = Some(stored_factor(factor)?);
+                }
+                AccountChange::ReplaceRecoveryCodes(digests) => {
+                    let Some(stored) = &record.second_factor else {
+                        return Err(AdminError::invalid(format!(
+                            "{name} has no second factor enrolled; enrol one first"
+                        )));
+                    };
+                    let mut factor: SecondFactor = serde_json::from_str(stored).map_err(|_| {
+                        AdminError::invalid(format!(
+                            "{name}'s stored second factor is unreadable; enrol it again"
+                        ))
+                    })?;
+                    factor.recovery = digests.clone();
+                    record.second_factor = Some(stored_factor(&factor)?);
                 }
                 AccountChange::Access {
                     addresses,

@@ -1,12 +1,13 @@
-//! `wharf account totp ...`: enrolment of one-time codes (RFC 6238) and recovery codes.
-//! The secret and the codes are shown once, here, and stored only in the store (the
-//! recovery codes as digests).
+//! `wharf account totp ...`: enrolment of one-time codes (RFC 6238) and recovery codes,
+//! through the same account operation the Manager uses (one validation, one record). The
+//! secret and the codes are shown once, here, and stored only in the store (the recovery
+//! codes as digests).
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
+use wharf_admin::AccountChange;
 use wharf_auth::SecondFactor;
-use wharf_core::EventKind;
 
 use crate::cli::TotpCommand;
 use crate::context::Context;
@@ -17,19 +18,14 @@ fn issuer(ctx: &Context) -> String {
 
 /// Runs one `wharf account totp` command.
 pub async fn run(ctx: &Context, command: TotpCommand) -> Result<()> {
+    let ops = ctx.ops();
+    let actor = ctx.actor();
     match command {
         TotpCommand::Enable { name, json } => {
-            let mut record = super::accounts::load(ctx, &name).await?;
             let (factor, codes) = SecondFactor::enrol().map_err(anyhow::Error::msg)?;
             let uri = factor.uri(&issuer(ctx), &name);
-            record.second_factor = Some(serde_json::to_string(&factor)?);
-            ctx.store.update_account(&record).await?;
-            ctx.record(
-                EventKind::AccountUpdated,
-                &name,
-                "second factor (TOTP) enrolled",
-            )
-            .await?;
+            let change = AccountChange::EnrolSecondFactor(Box::new(factor.clone()));
+            ops.change_account(&actor, &name, vec![change]).await?;
             if json {
                 println!(
                     "{}",
@@ -63,30 +59,14 @@ pub async fn run(ctx: &Context, command: TotpCommand) -> Result<()> {
             );
         }
         TotpCommand::Disable { name } => {
-            let mut record = super::accounts::load(ctx, &name).await?;
-            if record.second_factor.take().is_none() {
-                bail!("{name} has no second factor enrolled");
-            }
-            ctx.store.update_account(&record).await?;
-            ctx.record(EventKind::AccountUpdated, &name, "second factor removed")
+            ops.change_account(&actor, &name, vec![AccountChange::ResetSecondFactor])
                 .await?;
             println!("second factor removed from {name}");
         }
         TotpCommand::RecoveryCodes { name } => {
-            let mut record = super::accounts::load(ctx, &name).await?;
-            let Some(stored) = &record.second_factor else {
-                bail!(
-                    "{name} has no second factor enrolled; use `wharf account totp enable {name}`"
-                );
-            };
-            let mut factor: SecondFactor =
-                serde_json::from_str(stored).context("the stored second factor is unreadable")?;
             let (fresh, codes) = SecondFactor::enrol().map_err(anyhow::Error::msg)?;
-            factor.recovery = fresh.recovery;
-            record.second_factor = Some(serde_json::to_string(&factor)?);
-            ctx.store.update_account(&record).await?;
-            ctx.record(EventKind::AccountUpdated, &name, "recovery codes replaced")
-                .await?;
+            let change = AccountChange::ReplaceRecoveryCodes(fresh.recovery);
+            ops.change_account(&actor, &name, vec![change]).await?;
             println!("New recovery codes for {name} (the old ones no longer work):");
             for code in &codes {
                 println!("  {code}");
