@@ -34,6 +34,8 @@ def token(server, name, admin, role):
 
 
 def test_first_run_administrator_logs_in_to_the_console(server):
+    # The first run says where the Manager is (the fixture moves its port afterwards).
+    assert "Manager: https://localhost:9443/" in server.admin_output, server.admin_output
     server.start()
     browser = Browser(server)
     status, headers, page = browser.login("admin", "not the password")

@@ -321,4 +321,22 @@ pub fn announce(config: &Path, admin_password: Option<&str>) {
         eprintln!("Manager administrator: admin");
         eprintln!("Password (shown once, stored only as a hash): {password}");
     }
+    // Where to open it: the generated file's Manager, from this machine.
+    let managers: Vec<u16> = crate::config::Loaded::load(config)
+        .map(|loaded| {
+            loaded
+                .config
+                .services
+                .iter()
+                .filter(|s| matches!(s.kind, crate::config::ServiceKind::Manager { .. }))
+                .map(|s| s.port())
+                .collect()
+        })
+        .unwrap_or_default();
+    for port in managers {
+        eprintln!(
+            "Manager: https://localhost:{port}/ (from another machine, this one's name or address; \
+             the generated certificate is self-signed, so the browser asks before it trusts it)"
+        );
+    }
 }
