@@ -37,7 +37,9 @@ type Hook = Box<dyn FnOnce() + Send>;
 struct CutInner {
     pulled: AtomicBool,
     notify: tokio::sync::Notify,
-    hooks: Mutex<Vec<Hook>>,
+    /// Each with the name it was given: a hook given again under the same name replaces
+    /// the one before, so a front-end that hooks a session at every re-login keeps one.
+    hooks: Mutex<Vec<(String, Hook)>>,
 }
 
 impl Cut {
@@ -50,20 +52,22 @@ impl Cut {
             std::mem::take(&mut *hooks)
         };
         self.0.notify.notify_waiters();
-        for hook in hooks {
+        for (_, hook) in hooks {
             hook();
         }
     }
 
     /// Runs `hook` once when the switch is pulled (at once if it already was): for a
     /// front-end that keeps a session beyond its connections (HTTP logins), to end it.
-    pub fn when_pulled(&self, hook: impl FnOnce() + Send + 'static) {
+    /// A hook named `name` replaces an earlier hook of that name.
+    pub fn when_pulled(&self, name: &str, hook: impl FnOnce() + Send + 'static) {
         let mut hooks = self.0.hooks.lock().unwrap_or_else(|p| p.into_inner());
         if self.0.pulled.load(Ordering::SeqCst) {
             drop(hooks);
             hook();
         } else {
-            hooks.push(Box::new(hook));
+            hooks.retain(|(kept, _)| kept != name);
+            hooks.push((name.to_owned(), Box::new(hook)));
         }
     }
 
@@ -403,13 +407,18 @@ mod tests {
                 runs.fetch_add(1, Ordering::SeqCst);
             }
         };
-        cut.when_pulled(counted(&runs));
+        // Given again under one name, it is kept once.
+        for _ in 0..100 {
+            cut.when_pulled("login", counted(&runs));
+        }
+        cut.when_pulled("other", counted(&runs));
+        assert_eq!(cut.0.hooks.lock().map(|h| h.len()).unwrap_or(0), 2);
         assert_eq!(runs.load(Ordering::SeqCst), 0);
         cut.pull();
         cut.pull();
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
-        // A hook given after the pull runs at once.
-        cut.when_pulled(counted(&runs));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // A hook given after the pull runs at once.
+        cut.when_pulled("late", counted(&runs));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 }

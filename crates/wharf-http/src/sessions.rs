@@ -472,7 +472,7 @@ impl Sessions {
         let entries = Arc::downgrade(&self.entries);
         let store = Arc::clone(&self.store);
         let key = key.to_owned();
-        session.info().cut.when_pulled(move || {
+        session.info().cut.when_pulled(&format!("web login {key}"), move || {
             let removed = entries
                 .upgrade()
                 .and_then(|entries| entries.lock().ok().and_then(|mut e| e.remove(&key)));
