@@ -472,7 +472,8 @@ impl Sessions {
         let entries = Arc::downgrade(&self.entries);
         let store = Arc::clone(&self.store);
         let key = key.to_owned();
-        session.info().cut.when_pulled(&format!("web login {key}"), move || {
+        let name = format!("web login {key}");
+        session.info().cut.when_pulled(&name, move || {
             let removed = entries
                 .upgrade()
                 .and_then(|entries| entries.lock().ok().and_then(|mut e| e.remove(&key)));
