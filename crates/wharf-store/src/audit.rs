@@ -342,7 +342,21 @@ impl Store {
             .await?;
             let (mut node_seq, mut prev) = match last {
                 Some(row) => (row.int("node_seq")?, row.text("hash")?),
-                None => (0, GENESIS.to_owned()),
+                None => {
+                    // A chain whose records were all archived (its newest is kept, so only
+                    // after a deletion) goes on from its checkpoint, never from the start.
+                    let checkpoint = sqlx::query(
+                        "SELECT last_seq, last_hash FROM audit_checkpoints WHERE node = $1 \
+                         ORDER BY first_seq DESC LIMIT 1",
+                    )
+                    .bind(node)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match checkpoint {
+                        Some(row) => (row.int("last_seq")?, row.text("last_hash")?),
+                        None => (0, GENESIS.to_owned()),
+                    }
+                }
             };
             // Drawn under the chain's lock, so one node's `seq` grow in commit order.
             let seqs: Vec<i64> = if postgres {
@@ -609,9 +623,11 @@ impl Store {
     /// The nodes that have a chain, by name.
     pub async fn chain_nodes(&self) -> Result<Vec<String>, StoreError> {
         on_pool!(self, pool => {
-            Ok(sqlx::query_scalar("SELECT DISTINCT node FROM events ORDER BY node")
-                .fetch_all(pool)
-                .await?)
+            Ok(sqlx::query_scalar(
+                "SELECT node FROM events UNION SELECT node FROM audit_checkpoints ORDER BY node",
+            )
+            .fetch_all(pool)
+            .await?)
         })
     }
 
@@ -662,6 +678,23 @@ impl Store {
             None => (GENESIS.to_owned(), 1),
         };
         on_pool!(self, pool => {
+            if start > 1 {
+                // Archived records have no place in the store: one found there (put back,
+                // or never deleted) would be read by searches but checked by nothing.
+                let stray: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(node_seq) FROM events WHERE node = $1 AND node_seq < $2",
+                )
+                .bind(node)
+                .bind(start)
+                .fetch_one(pool)
+                .await?;
+                if let Some(at) = stray {
+                    return Ok(Err((
+                        at,
+                        "record is in the store though its archive holds it".to_owned(),
+                    )));
+                }
+            }
             let mut prev = start_prev.clone();
             let mut expected = start;
             loop {
@@ -674,6 +707,10 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
                 if rows.is_empty() {
+                    // The newest record always stays in the store after an archive.
+                    if expected == start && start > 1 {
+                        return Ok(Err((start, format!("record {start} is missing"))));
+                    }
                     return Ok(Ok(expected - 1));
                 }
                 for row in &rows {

@@ -104,7 +104,9 @@ impl Store {
     }
 
     /// Up to `limit` of `node`'s oldest records in the store, in chain order, each written
-    /// before `before_us`, without a gap, and never its newest record.
+    /// before `before_us`, without a gap, and never its newest record, nor one the event
+    /// handlers still need: past the node's handler cursor (not yet looked at), or the
+    /// event of a job queued or running.
     pub async fn archivable_records(
         &self,
         node: &str,
@@ -120,6 +122,9 @@ impl Store {
                 "SELECT node_seq, time_us, record_json FROM events \
                  WHERE node = $1 AND node_seq >= $2 \
                  AND node_seq < (SELECT MAX(node_seq) FROM events WHERE node = $1) \
+                 AND seq <= COALESCE((SELECT seq FROM handler_cursors WHERE node = $1), seq) \
+                 AND seq < COALESCE((SELECT MIN(event_seq) FROM handler_jobs \
+                     WHERE state IN ('queued', 'running')), seq + 1) \
                  ORDER BY node_seq ASC LIMIT $3",
             )
             .bind(node)
@@ -180,7 +185,8 @@ impl Store {
                 "SELECT COUNT(*) AS n, \
                  (SELECT hash FROM events WHERE node = $1 AND node_seq = $3) AS last_hash, \
                  (SELECT prev FROM events WHERE node = $1 AND node_seq = $2) AS first_prev, \
-                 (SELECT MAX(node_seq) FROM events WHERE node = $1) AS head \
+                 (SELECT MAX(node_seq) FROM events WHERE node = $1) AS head, \
+                 (SELECT prev FROM events WHERE node = $1 AND node_seq = $3 + 1) AS next_prev \
                  FROM events WHERE node = $1 AND node_seq BETWEEN $2 AND $3",
             )
             .bind(node)
@@ -192,7 +198,10 @@ impl Store {
                 && checkpoint.records == checkpoint.last_seq - checkpoint.first_seq + 1
                 && row.opt_text("last_hash")?.as_deref() == Some(checkpoint.last_hash.as_str())
                 && row.opt_text("first_prev")?.as_deref() == Some(checkpoint.first_prev.as_str())
-                && row.opt_int("head")?.is_some_and(|head| head > checkpoint.last_seq);
+                && row.opt_int("head")?.is_some_and(|head| head > checkpoint.last_seq)
+                // The record after the archive follows it: a break just past the archive
+                // would otherwise be sealed in.
+                && row.opt_text("next_prev")?.as_deref() == Some(checkpoint.last_hash.as_str());
             if !same {
                 return Ok(Err(ArchiveRefusal::Differs(format!(
                     "node {node}'s records {}-{} in the store are not the archive's",
@@ -310,6 +319,23 @@ mod tests {
             assert_eq!(more[0].node_seq, 7, "{}", t.name);
             assert_eq!(s.audit_checkpoints("n1").await.unwrap().len(), 1);
             assert_eq!(s.checkpointed_nodes().await.unwrap(), ["n1"], "{}", t.name);
+            // An archived record put back in the store is found, not skipped.
+            s.execute_raw(
+                "INSERT INTO events (seq, id, name, time_us, account, record_json, prev, hash, node, node_seq, protocol, outcome) \
+                 SELECT seq + 1000, id, name, time_us, 'mallory', record_json, prev, hash, node, 2, protocol, outcome \
+                 FROM events WHERE node = 'n1' AND node_seq = 4",
+            )
+            .await;
+            let n1 = s
+                .verify_chains()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.node == "n1")
+                .unwrap();
+            assert_eq!(n1.broken.map(|b| b.0), Some(2), "{}", t.name);
+            s.execute_raw("DELETE FROM events WHERE node = 'n1' AND node_seq = 2")
+                .await;
             // A record deleted after the checkpoint is still found missing.
             s.execute_raw("DELETE FROM events WHERE node = 'n1' AND node_seq = 5")
                 .await;
@@ -321,6 +347,78 @@ mod tests {
                 .find(|r| r.node == "n1")
                 .unwrap();
             assert_eq!(n1.broken.map(|b| b.0), Some(5), "{}", t.name);
+            // Every record of the store's part gone: found, and the next append goes on
+            // from the checkpoint rather than from the start.
+            s.execute_raw("DELETE FROM events WHERE node = 'n1'").await;
+            let n1 = s
+                .verify_chains()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.node == "n1")
+                .unwrap();
+            assert_eq!(n1.broken.map(|b| b.0), Some(4), "{}", t.name);
+            let next = s.append_events("n1", &events[..1]).await.unwrap();
+            assert_eq!(
+                (next[0].node_seq, next[0].prev.as_str()),
+                (4, old[2].hash.as_str()),
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_archive_never_seals_a_break_just_past_it() {
+        for t in crate::testing::backends().await {
+            let s = &t.store;
+            let events: Vec<Event> = (0..5)
+                .map(|i| Event::new(EventKind::FileDeleted).path(format!("/g{i}")))
+                .collect();
+            s.append_events("n1", &events).await.unwrap();
+            let old = s.archivable_records("n1", i64::MAX, 100).await.unwrap();
+            // Record 4 given another hash: 1-4 would hold as a file, 5 no longer follows.
+            s.execute_raw("UPDATE events SET hash = 'forged' WHERE node = 'n1' AND node_seq = 4")
+                .await;
+            let mut forged = checkpoint("n1", &old[..4], GENESIS);
+            forged.last_hash = "forged".to_owned();
+            assert!(
+                matches!(
+                    s.commit_archive(&forged).await.unwrap(),
+                    Err(ArchiveRefusal::Differs(_))
+                ),
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn records_the_handlers_still_need_stay() {
+        for t in crate::testing::backends().await {
+            let s = &t.store;
+            let events: Vec<Event> = (0..6)
+                .map(|i| Event::new(EventKind::FileDeleted).path(format!("/h{i}")))
+                .collect();
+            let made = s.append_events("n1", &events).await.unwrap();
+            // The handlers looked up to record 4, and record 3's job is still queued.
+            s.handler_cursor("n1").await.unwrap();
+            let sql: &'static str = Box::leak(
+                format!(
+                    "UPDATE handler_cursors SET seq = {}; \
+                     INSERT INTO handler_jobs (node, handler, event_seq, state, due_us, created_us) \
+                     VALUES ('n1', 'scan', {}, 'queued', 0, 0)",
+                    made[3].seq, made[2].seq
+                )
+                .into_boxed_str(),
+            );
+            s.execute_raw(sql).await;
+            let old = s.archivable_records("n1", i64::MAX, 100).await.unwrap();
+            assert_eq!(old.len(), 2, "{}", t.name);
+            s.execute_raw("UPDATE handler_jobs SET state = 'done'")
+                .await;
+            let old = s.archivable_records("n1", i64::MAX, 100).await.unwrap();
+            assert_eq!(old.len(), 4, "{}", t.name);
         }
     }
 }

@@ -31,17 +31,28 @@ pub const BATCH: i64 = 100_000;
 /// How often a running server looks for records past their retention.
 pub const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// `node` as a file name's part.
+/// `node` as a file name's part: letters, digits, `-` and `_` as they are, every other
+/// byte as `%XX`, so two node names never make one file name (nor a path).
 fn safe(node: &str) -> String {
-    node.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
+    node.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                char::from(b).to_string()
             } else {
-                '_'
+                format!("%{b:02X}")
             }
         })
         .collect()
+}
+
+/// Whether `file` is a name an archive could have: one plain name, no folder.
+fn plain(file: &str) -> bool {
+    !file.is_empty()
+        && !file.starts_with('.')
+        && !file.contains(['/', '\\'])
+        && std::path::Path::new(file)
+            .file_name()
+            .is_some_and(|n| n == file)
 }
 
 /// The name of the file holding `node`'s records `first..=last`.
@@ -63,8 +74,12 @@ fn sha256_of(path: &Path) -> Result<String> {
     Ok(wharf_types::hex(context.finish().as_ref()))
 }
 
-/// Where archive `file` is: the first of `dirs` holding it.
+/// Where archive `file` is: the first of `dirs` holding it (never a name that would lead
+/// out of them: the name comes from the store).
 pub fn locate(dirs: &[PathBuf], file: &str) -> Option<PathBuf> {
+    if !plain(file) {
+        return None;
+    }
     dirs.iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
 
@@ -108,27 +123,65 @@ fn write_archive(dir: &Path, name: &str, records: &[AuditRecord]) -> Result<Stri
         bail!("{} did not read back as written", temporary.display());
     }
     let digest = sha256_of(&temporary)?;
-    fs::rename(&temporary, &path)?;
+    // Never over another file: a link fails when the name is taken. The same records
+    // written again (a run cut off before the store took the first) make the same bytes.
+    match fs::hard_link(&temporary, &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if sha256_of(&path)? != digest {
+                let _ = fs::remove_file(&temporary);
+                bail!(
+                    "{} exists and holds other records: nothing is archived over it",
+                    path.display()
+                );
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    fs::remove_file(&temporary)?;
     File::open(dir)?.sync_all()?;
     Ok(digest)
 }
 
+/// Where an archive run's records go (the bus of a running server, or a command's writer).
+#[async_trait::async_trait]
+pub trait Recorder: Send + Sync {
+    /// Records `event`.
+    async fn record(&self, event: Event) -> Result<()>;
+}
+
 /// Moves `node`'s records written before `before_us` into archive files in `dir`; the
-/// checkpoints made. Records a `audit.archived` event per file through `record`.
+/// checkpoints made. Records an `audit.archived` event per file as soon as the store took it.
 pub async fn archive(
     store: &Store,
     node: &str,
     dir: &Path,
     before_us: i64,
-    record: &(dyn Fn(Event) + Send + Sync),
+    record: &dyn Recorder,
 ) -> Result<Vec<Checkpoint>> {
     fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
     let lock = File::create(dir.join(format!(".{}.archiving", safe(node))))?;
     // One archiver per folder: the server's schedule and `wharf audit archive` take turns.
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await??;
+    // What a run cut off (kill -9) left half written: never a file the store names.
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name
+            .strip_prefix(&format!(".{}-", safe(node)))
+            .filter(|rest| name.ends_with(".jsonl.gz.partial") && rest.len() > 13)
+            .is_some_and(|rest| {
+                rest.as_bytes()[..12].iter().all(u8::is_ascii_digit) && rest.as_bytes()[12] == b'-'
+            });
+        if ours {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    // The run's own `audit.archived` records come after this head: never archived by it.
+    let head = store.chain_head(node).await?.map_or(0, |r| r.chain_seq());
     let mut made = Vec::new();
     loop {
-        let records = store.archivable_records(node, before_us, BATCH).await?;
+        let mut records = store.archivable_records(node, before_us, BATCH).await?;
+        records.retain(|r| r.chain_seq() < head);
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             break;
         };
@@ -170,17 +223,19 @@ pub async fn archive(
                 checkpoint.file
             );
         }
-        record(
-            Event::new(EventKind::AuditArchived)
-                .message(format!(
-                    "records {first_seq}-{last_seq} moved to {}",
-                    checkpoint.file
-                ))
-                .attr("file", checkpoint.file.clone())
-                .attr("first", first_seq.to_string())
-                .attr("last", last_seq.to_string())
-                .attr("sha256", checkpoint.sha256.clone()),
-        );
+        record
+            .record(
+                Event::new(EventKind::AuditArchived)
+                    .message(format!(
+                        "records {first_seq}-{last_seq} moved to {}",
+                        checkpoint.file
+                    ))
+                    .attr("file", checkpoint.file.clone())
+                    .attr("first", first_seq.to_string())
+                    .attr("last", last_seq.to_string())
+                    .attr("sha256", checkpoint.sha256.clone()),
+            )
+            .await?;
         made.push(checkpoint);
     }
     drop(lock);
@@ -206,10 +261,17 @@ pub async fn run(
         wait = EVERY;
         let age = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
         let before_us = now_us().saturating_sub(age);
-        let emit = |event: Event| bus.emit(event);
-        if let Err(e) = archive(&store, &node, &dir, before_us, &emit).await {
+        if let Err(e) = archive(&store, &node, &dir, before_us, &bus).await {
             bus.emit(Event::new(EventKind::AuditArchiveFailed).failed(format!("{e:#}")));
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Recorder for wharf_core::EventBus {
+    async fn record(&self, event: Event) -> Result<()> {
+        self.emit(event);
+        Ok(())
     }
 }
 
@@ -346,5 +408,27 @@ impl ArchivedHashes {
                 .ok()
                 .and_then(|i| hashes.get(i).cloned())
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{file_name, plain, safe};
+
+    #[test]
+    fn node_names_make_distinct_plain_file_names() {
+        let names = ["eu:1", "eu/1", "eu_1", "eu%3A1", "eu.1", "wharf-1"];
+        let made: std::collections::HashSet<String> = names.iter().map(|n| safe(n)).collect();
+        assert_eq!(made.len(), names.len(), "{made:?}");
+        for n in names {
+            assert!(plain(&file_name(n, 1, 2)), "{}", file_name(n, 1, 2));
+        }
+        assert_eq!(
+            file_name("wharf-1", 1, 8),
+            "wharf-1-000000000001-000000000008.jsonl.gz"
+        );
+        for bad in ["/tmp/x", "../x", "a/b", ".hidden", ""] {
+            assert!(!plain(bad), "{bad}");
+        }
     }
 }

@@ -148,6 +148,16 @@ impl Archives {
     }
 }
 
+/// A command's archive records, written as it goes.
+struct CommandRecorder<'a>(&'a Context);
+
+#[async_trait::async_trait]
+impl crate::audit_archive::Recorder for CommandRecorder<'_> {
+    async fn record(&self, event: wharf_core::Event) -> Result<()> {
+        self.0.record_event(event).await
+    }
+}
+
 /// `wharf audit archive`: this node's records past their retention, into archive files.
 pub async fn archive(ctx: &Context, older_than: Option<&str>) -> Result<ExitCode> {
     let before_us = match older_than {
@@ -166,18 +176,14 @@ pub async fn archive(ctx: &Context, older_than: Option<&str>) -> Result<ExitCode
         }
     };
     let dir = ctx.loaded.resolve(&ctx.loaded.config.audit.archive_dir);
-    let events = std::sync::Mutex::new(Vec::new());
-    let made =
-        crate::audit_archive::archive(&ctx.store, &ctx.audit.node, &dir, before_us, &|event| {
-            if let Ok(mut kept) = events.lock() {
-                kept.push(event);
-            }
-        })
-        .await;
-    let recorded = events.into_inner().unwrap_or_default();
-    for event in recorded {
-        ctx.record_event(event).await?;
-    }
+    let made = crate::audit_archive::archive(
+        &ctx.store,
+        &ctx.audit.node,
+        &dir,
+        before_us,
+        &CommandRecorder(ctx),
+    )
+    .await;
     let made = match made {
         Ok(made) => made,
         Err(e) => {
@@ -290,6 +296,18 @@ pub async fn verify(
         }
     }
     if !intact {
+        let now: usize = {
+            let mut n = 0;
+            for node in ctx.store.checkpointed_nodes().await? {
+                n += ctx.store.audit_checkpoints(&node).await?.len();
+            }
+            n
+        };
+        if now != archives.checkpoints.values().map(Vec::len).sum::<usize>() {
+            eprintln!(
+                "records were archived while this check ran, which can look like a break: check again"
+            );
+        }
         return Ok(ExitCode::FAILURE);
     }
     println!(
