@@ -200,10 +200,23 @@ login_grace_time = 10
                 raise AssertionError(f"wharf exited: {self.log.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                self._wait_for_every_service()
                 return self
             except OSError:
                 time.sleep(0.1)
         raise AssertionError(f"wharf did not listen: {self.log.read_text()}")
+
+    def _wait_for_every_service(self, seconds=10):
+        """The SSH service listens first; the others (an FTP service a test added last)
+        may take a moment more on a loaded machine. Waits until the log names as many
+        services listening as the file has, or a while (a test may make one fail)."""
+        wanted = len(re.findall(r"^\[\[service\]\]", (self.root / "wharf.toml").read_text(), re.M))
+        started = re.compile(r"^wharf: \S+ \((ssh|ftp|ftps-implicit|http|https|manager):", re.M)
+        deadline = time.time() + seconds
+        while time.time() < deadline and self.proc.poll() is None:
+            if len(started.findall(self.log.read_text())) >= wanted:
+                return
+            time.sleep(0.05)
 
     def start_standby(self, active=None):
         """Starts `serve --standby [--for ACTIVE]` and waits until it stands by (listening
