@@ -107,6 +107,19 @@ impl ConfigFile {
 
 use wharf_manager::ConfigIssue;
 
+/// The configuration's problems as the Manager shows them (line, key, message).
+fn shown(issues: crate::config::Issues) -> Vec<ConfigIssue> {
+    issues
+        .0
+        .into_iter()
+        .map(|i| ConfigIssue {
+            line: i.line,
+            key: i.key,
+            message: i.message,
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl wharf_manager::Configuration for ConfigFile {
     fn text(&self) -> Result<String, String> {
@@ -129,15 +142,7 @@ impl wharf_manager::Configuration for ConfigFile {
                 Ok(_) => Vec::new(),
                 Err(e) => vec![ConfigFile::issue("handler", format!("{e:#}"))],
             },
-            Err(issues) => issues
-                .0
-                .into_iter()
-                .map(|i| ConfigIssue {
-                    line: i.line,
-                    key: i.key,
-                    message: i.message,
-                })
-                .collect(),
+            Err(issues) => shown(issues),
         };
         let _ = std::fs::remove_file(&trial);
         issues
@@ -146,15 +151,7 @@ impl wharf_manager::Configuration for ConfigFile {
     fn check_shared(&self, number: i64, text: &str) -> Vec<ConfigIssue> {
         match crate::config::shared::check_revision(&self.path, number, text) {
             Ok(()) => Vec::new(),
-            Err(issues) => issues
-                .0
-                .into_iter()
-                .map(|i| ConfigIssue {
-                    line: i.line,
-                    key: i.key,
-                    message: i.message,
-                })
-                .collect(),
+            Err(issues) => shown(issues),
         }
     }
 
