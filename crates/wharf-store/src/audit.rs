@@ -321,19 +321,8 @@ impl Store {
         let postgres = matches!(self.backend(), crate::Backend::Postgres);
         let count = i64::try_from(records.len()).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
-            let mut tx = if postgres {
-                // Only this node's chain is locked: other nodes append meanwhile.
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(chain_lock_key(node))
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            } else {
-                // IMMEDIATE takes the write lock before reading the chain's head, so a CLI
-                // command and the server appending at once cannot both claim a number.
-                pool.begin_write("events").await?
-            };
+            // Only this node's chain is locked: other nodes append meanwhile.
+            let mut tx = pool.begin_chain(node).await?;
             let last = sqlx::query(
                 "SELECT node_seq, hash FROM events WHERE node = $1 ORDER BY node_seq DESC LIMIT 1",
             )
@@ -345,10 +334,7 @@ impl Store {
                 None => {
                     // A chain whose records were all archived (its newest is kept, so only
                     // after a deletion) goes on from its checkpoint, never from the start.
-                    let checkpoint = sqlx::query(
-                        "SELECT last_seq, last_hash FROM audit_checkpoints WHERE node = $1 \
-                         ORDER BY first_seq DESC LIMIT 1",
-                    )
+                    let checkpoint = sqlx::query(crate::audit_archive::LAST_CHECKPOINT)
                     .bind(node)
                     .fetch_optional(&mut *tx)
                     .await?;

@@ -63,6 +63,10 @@ fn checkpoint(row: &impl Fetch) -> Result<Checkpoint, StoreError> {
     })
 }
 
+/// Where a node's archived records end: its newest checkpoint's last number and hash.
+pub(crate) const LAST_CHECKPOINT: &str = "SELECT last_seq, last_hash FROM audit_checkpoints \
+     WHERE node = $1 ORDER BY first_seq DESC LIMIT 1";
+
 const COLUMNS: &str =
     "node, first_seq, last_seq, first_prev, last_hash, records, file, sha256, made_us";
 
@@ -151,23 +155,10 @@ impl Store {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<Result<(), ArchiveRefusal>, StoreError> {
-        let postgres = matches!(self.backend(), crate::Backend::Postgres);
         let node = checkpoint.node.as_str();
         on_pool!(self, pool => {
-            let mut tx = if postgres {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(crate::audit::chain_lock_key(node))
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            } else {
-                pool.begin_write("events").await?
-            };
-            let last = sqlx::query(
-                "SELECT last_seq, last_hash FROM audit_checkpoints WHERE node = $1 \
-                 ORDER BY first_seq DESC LIMIT 1",
-            )
+            let mut tx = pool.begin_chain(node).await?;
+            let last = sqlx::query(LAST_CHECKPOINT)
             .bind(node)
             .fetch_optional(&mut *tx)
             .await?;

@@ -46,6 +46,13 @@ pub(crate) trait Backing {
         &self,
         table: &'static str,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// Starts a transaction holding `node`'s audit chain lock: on PostgreSQL an advisory
+    /// lock of that chain alone (other nodes append meanwhile), on SQLite the one writer.
+    fn begin_chain(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
 }
 
 impl Backing for SqlitePool {
@@ -57,6 +64,10 @@ impl Backing for SqlitePool {
     ) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         // IMMEDIATE takes SQLite's one write lock before the first read.
         self.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn begin_chain(&self, _node: &str) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_write("events").await
     }
 }
 
@@ -73,6 +84,15 @@ impl Backing for PgPool {
         let lock = format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE");
         // `table` is one of the store's own table names, a compile-time constant.
         sqlx::query(sqlx::AssertSqlSafe(lock))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    async fn begin_chain(&self, node: &str) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(crate::audit::chain_lock_key(node))
             .execute(&mut *tx)
             .await?;
         Ok(tx)
