@@ -1,7 +1,8 @@
 //! Wharf's store: identities (accounts and groups, `identities.rs`; Manager administrators
 //! with their roles, second factor and API tokens, `admins.rs`), the configuration a cluster
 //! shares (`cluster_configuration.rs`) and runtime state (the
-//! numbered, hash-chained audit trail; bans; handler jobs; WebDAV locks) in SQLite on one
+//! numbered, hash-chained audit trail; bans; handler jobs; WebDAV locks; client transfers'
+//! leases, runs and per-file progress) in SQLite on one
 //! machine, or in PostgreSQL shared by every node of a cluster: one set of operations over
 //! both backends (`backend.rs`).
 //!
@@ -29,6 +30,7 @@ mod migrate;
 mod nodes;
 #[cfg(test)]
 mod testing;
+mod transfers;
 mod web_sessions;
 
 use std::path::Path;
@@ -42,6 +44,7 @@ pub use connect::{Backend, Connect, check_url, redacted};
 pub use handler_queue::{HandlerJob, JobState};
 pub use identities::{AccountRecord, GroupRecord};
 pub use nodes::{Claim, NodeRecord, NodeService, NodeState};
+pub use transfers::{FileState, FileStep, LeaseView, TransferFile, TransferLease, TransferRun};
 
 use backend::{Pool, on_pool};
 

@@ -51,6 +51,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         18,
         include_str!("migrations/sqlite/0018_audit_checkpoints.sql"),
     ),
+    (19, include_str!("migrations/sqlite/0019_transfers.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -114,6 +115,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         18,
         include_str!("migrations/postgres/0018_audit_checkpoints.sql"),
     ),
+    (19, include_str!("migrations/postgres/0019_transfers.sql")),
 ];
 
 /// The advisory lock key every Wharf node takes while migrating ("wharf" in ASCII).

@@ -17,6 +17,8 @@ mod tests;
 mod auth;
 
 mod cert;
+// Wharf: a client's `check_server_key` takes this type, so it must be nameable outside.
+pub use cert::PublicKeyOrCertificate;
 /// Cipher names
 pub mod cipher;
 /// Compression algorithm names

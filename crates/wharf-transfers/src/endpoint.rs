@@ -1,0 +1,122 @@
+//! What a run asks of a location, whatever its protocol: list, read, write, rename, remove,
+//! and a digest where the peer offers one.
+//!
+//! Paths are absolute and '/'-separated on the location (for a local folder, inside it).
+//! Writes go to the name given and nowhere else: choosing temporary names and renaming is
+//! the run's work, so every protocol delivers the same way.
+
+use async_trait::async_trait;
+
+/// What kind of failure a location operation met: it decides what the run does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The path does not exist.
+    Missing,
+    /// The destination name is taken.
+    Exists,
+    /// The location cannot be used at all: unreachable, the login refused, a host key or
+    /// certificate that is not the trusted one. The run stops and is tried again later.
+    Location,
+    /// This operation failed; another attempt may work.
+    Retry,
+    /// Another attempt would fail the same way.
+    Permanent,
+}
+
+/// A location operation's failure; its message never holds a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct EndpointError {
+    /// What kind.
+    pub kind: Failure,
+    /// What happened.
+    pub message: String,
+}
+
+impl EndpointError {
+    /// A failure of `kind`.
+    pub fn new(kind: Failure, message: impl Into<String>) -> EndpointError {
+        EndpointError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A failure worth another attempt.
+    pub fn retry(message: impl Into<String>) -> EndpointError {
+        EndpointError::new(Failure::Retry, message)
+    }
+
+    /// The location cannot be used.
+    pub fn location(message: impl Into<String>) -> EndpointError {
+        EndpointError::new(Failure::Location, message)
+    }
+}
+
+/// A file found by a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its path below the listed folder (`a.xml`, `sub/b.xml`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, µs since the Unix epoch (whole seconds on most servers).
+    pub mtime_us: i64,
+}
+
+/// What a listing found.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The regular files (links and special files are not listed).
+    pub files: Vec<Entry>,
+    /// False when the listing stopped at its limit: files past it were not seen.
+    pub complete: bool,
+}
+
+/// A file being read, from its start.
+#[async_trait]
+pub trait Download: Send {
+    /// The next bytes, at most about `max`; empty at the end of the file.
+    async fn read(&mut self, max: usize) -> Result<Vec<u8>, EndpointError>;
+}
+
+/// A file being written. Nothing is kept of it unless [`Upload::finish`] succeeds.
+#[async_trait]
+pub trait Upload: Send {
+    /// Appends `data`.
+    async fn write(&mut self, data: &[u8]) -> Result<(), EndpointError>;
+    /// Makes everything written durable and closes the file.
+    async fn finish(self: Box<Self>) -> Result<(), EndpointError>;
+    /// Gives the file up: what was written is removed where the location allows it.
+    async fn abort(self: Box<Self>);
+}
+
+/// One connection (or handle) to a location.
+#[async_trait]
+pub trait Endpoint: Send + Sync {
+    /// The regular files in `folder` (and below it when `recursive`), at most `limit`.
+    async fn list(
+        &self,
+        folder: &str,
+        recursive: bool,
+        limit: usize,
+    ) -> Result<Listing, EndpointError>;
+    /// The file at `path`, or `None` when nothing is there.
+    async fn stat(&self, path: &str) -> Result<Option<Entry>, EndpointError>;
+    /// Opens `path` for reading from its start.
+    async fn open_read(&self, path: &str) -> Result<Box<dyn Download>, EndpointError>;
+    /// Creates (or empties) `path` for writing.
+    async fn create(&self, path: &str) -> Result<Box<dyn Upload>, EndpointError>;
+    /// Renames `from` to `to`; without `replace`, fails with [`Failure::Exists`] when `to`
+    /// exists.
+    async fn rename(&self, from: &str, to: &str, replace: bool) -> Result<(), EndpointError>;
+    /// Removes the file `path` ([`Failure::Missing`] when it is not there).
+    async fn remove(&self, path: &str) -> Result<(), EndpointError>;
+    /// Creates `folder` and its missing parents.
+    async fn make_folders(&self, folder: &str) -> Result<(), EndpointError>;
+    /// The SHA-256 of the file at `path` as the location computes it, with how it was
+    /// asked (`check-file`, `sha256sum`, `local`...); `None` when it offers no digest.
+    async fn sha256(&self, path: &str) -> Result<Option<(String, &'static str)>, EndpointError>;
+    /// Ends the connection politely.
+    async fn close(&self) {}
+}
