@@ -58,6 +58,20 @@ def reader_files(body, folder):
                                  capture_output=True, check=True).stdout
             path.write_bytes(subprocess.run(["openssl", "pkey", "-pubout"], input=key, capture_output=True,
                                             check=True).stdout)
+    for key in re.findall(r'^key = "([\w./-]+)"', body, re.M):
+        path = folder / key
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    for known in re.findall(r'^known_hosts = "([\w./-]+)"', body, re.M):
+        path = folder / known
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    for local in re.findall(r'^folder = "(/[^"]+)"', body, re.M):
+        if not Path(local).is_dir():
+            stand_in = folder / "folders" / Path(local).name
+            stand_in.mkdir(parents=True, exist_ok=True)
+            body = body.replace(f'"{local}"', f'"{stand_in}"')
     for program in re.findall(r'^program = "(/[^"]+)"', body, re.M):
         if not Path(program).exists():
             stand_in = folder / "programs" / Path(program).name

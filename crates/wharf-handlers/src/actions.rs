@@ -26,6 +26,8 @@ pub(crate) enum Step {
 /// Everything an attempt knows about its job.
 pub(crate) struct Job<'a> {
     pub handler: &'a Handler,
+    /// The store (a transfer's run is asked for there).
+    pub store: &'a wharf_store::Store,
     pub record: &'a AuditRecord,
     /// Fixed per handler and event: `${UUID}`, quarantine names, the webhook delivery id.
     pub uuid: String,
@@ -355,6 +357,18 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
                     .attr("program", exec.program.to_string_lossy())
                     .message(crate::exec::excerpt(&out)),
             ]))
+        }
+        Action::RunTransfer(transfer) => {
+            let event =
+                wharf_core::EventKind::from_id(job.record.id).map_or("an event", |k| k.name());
+            job.store
+                .request_transfer_run(transfer, &format!("event {} ({event})", job.record.seq))
+                .await
+                .map_err(|e| {
+                    ActionError::retry(format!("cannot ask for the transfer's run: {e}"))
+                })?;
+            // The run records itself (`transfer.run.started` names this event).
+            Ok(Step::Done(Vec::new()))
         }
         Action::Webhook(hook) => {
             let status =

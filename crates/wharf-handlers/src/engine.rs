@@ -552,6 +552,7 @@ async fn run_job<R: Recorder>(shared: Arc<Shared<R>>, job: HandlerJob, since: In
     };
     let context = Job {
         handler,
+        store,
         record: &record,
         uuid: job_uuid(&handler.name, &record),
     };

@@ -161,6 +161,9 @@ pub enum Action {
     Exec(ExecAction),
     /// POSTs the event.
     Webhook(WebhookAction),
+    /// Asks for a run of the client-side transfer of this name (`[[transfer]]` with `on`);
+    /// whichever node holds the transfer's lease runs it.
+    RunTransfer(String),
 }
 
 impl Action {
@@ -173,12 +176,16 @@ impl Action {
             Action::UuidPrefix => "uuid-prefix",
             Action::Exec(_) => "exec",
             Action::Webhook(_) => "webhook",
+            Action::RunTransfer(_) => "transfer",
         }
     }
 
     /// Whether the action needs a file to act on (and so ignores events without one).
     pub fn needs_file(&self) -> bool {
-        !matches!(self, Action::Exec(_) | Action::Webhook(_))
+        !matches!(
+            self,
+            Action::Exec(_) | Action::Webhook(_) | Action::RunTransfer(_)
+        )
     }
 }
 

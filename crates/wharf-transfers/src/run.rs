@@ -500,20 +500,25 @@ impl<R: Recorder> Worker<'_, R> {
                     totals.lock().await.skipped += 1;
                     self.watch.ended(&name, "skipped");
                 }
+                Err(Stop::Again(e)) if e.kind == Failure::Location => {
+                    // A location that cannot be used stops the run: the other files would
+                    // meet it too. No file's attempts are spent on it (the run is tried
+                    // again as a whole); the rows stay as they are.
+                    let which = conns.failed.unwrap_or(&self.transfer.destination);
+                    let mut t = totals.lock().await;
+                    if t.stopped.is_none() {
+                        location_failed(self.emit, which, &e).await?;
+                        t.stopped = Some(format!("{}: {}", which.name, e.message));
+                    }
+                    conns.close().await;
+                    self.watch.ended(&name, "stopped");
+                }
                 Err(Stop::Again(e)) => {
-                    let location = e.kind == Failure::Location;
                     let given_up = self.failed(&file, &e).await?;
                     let mut t = totals.lock().await;
                     t.failures += 1;
                     if given_up {
                         t.given_up += 1;
-                    }
-                    if location {
-                        // A location that cannot be used stops the run: the other files
-                        // would meet it too. Their rows stay as they are.
-                        let which = conns.failed.unwrap_or(&self.transfer.destination);
-                        location_failed(self.emit, which, &e).await?;
-                        t.stopped = Some(format!("{}: {}", which.name, e.message));
                     }
                     // A broken connection is opened again for the next file.
                     conns.close().await;

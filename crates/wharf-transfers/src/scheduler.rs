@@ -231,9 +231,11 @@ impl<R: Recorder> Scheduler<R> {
             .iter()
             .take_while(|r| r.state == "failure" && r.message.is_some() && r.trigger != "hand")
             .count();
-        if let (Some(last), true) = (runs.first(), stopped > 0)
-            && stopped < transfer.attempts as usize
-        {
+        // While a location cannot be used, nothing but the wait (or a run asked for)
+        // starts the transfer again: its open files would otherwise make it due at once,
+        // every second, against a server that refuses it.
+        let mut resume = true;
+        if let (Some(last), true) = (runs.first(), stopped > 0) {
             let wait = transfer
                 .retry_wait
                 .saturating_mul(1 << (stopped - 1).min(20) as u32)
@@ -242,11 +244,17 @@ impl<R: Recorder> Scheduler<R> {
                 .finished_us
                 .unwrap_or(last.started_us)
                 .saturating_add(micros(wait));
-            if now >= at {
+            if now < at {
+                return Ok(None);
+            }
+            if stopped < transfer.attempts as usize {
                 return Ok(Some("retry".to_owned()));
             }
+            // Its attempts spent: only its schedule starts it again.
+            resume = false;
         }
-        if let Some(due) = store.next_transfer_file_due(&transfer.name).await?
+        if resume
+            && let Some(due) = store.next_transfer_file_due(&transfer.name).await?
             && due <= now
         {
             return Ok(Some("resume".to_owned()));

@@ -88,6 +88,9 @@ pub enum Command {
     /// Event handlers' queue.
     #[command(subcommand)]
     Handler(HandlerCommand),
+    /// Client-side transfers: list them, run one now, see what their runs did.
+    #[command(subcommand)]
+    Transfer(TransferCommand),
     /// The store as a whole.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -237,6 +240,40 @@ pub enum HandlerCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `wharf transfer ...`.
+#[derive(Debug, Subcommand)]
+pub enum TransferCommand {
+    /// The configured transfers: where from, where to, when, and their last run.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one transfer now, in this process (a bar per file on a terminal, a line per
+    /// file otherwise); exits non-zero when a file failed.
+    Run {
+        /// The transfer's name.
+        name: String,
+        /// Seconds to wait when a node is running it now.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
+    },
+    /// A transfer's runs (newest first), or with --files its files and where each stands.
+    History {
+        /// The transfer's name.
+        name: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// List files rather than runs.
+        #[arg(long)]
+        files: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -169,7 +169,7 @@ impl Context {
 
 /// The operating-system user running the command: the one who ran `sudo`, else the
 /// process's own user as the password database names it, else its number.
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     if let Ok(user) = std::env::var("SUDO_USER")
         && !user.is_empty()
     {

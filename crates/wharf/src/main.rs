@@ -21,6 +21,7 @@ mod reload;
 mod serve;
 mod standby;
 mod supervisor;
+mod transfers;
 
 use std::process::ExitCode;
 

@@ -124,6 +124,16 @@ impl InForce {
     }
 }
 
+/// What a reload replaces: the services, the event handlers and the transfers.
+pub struct Running<'a> {
+    /// The services.
+    pub supervisor: &'a mut Supervisor,
+    /// The event handlers' engine.
+    pub handlers: &'a mut Handlers,
+    /// The transfers' scheduler.
+    pub transfers: &'a crate::transfers::Transfers,
+}
+
 /// How long a reload waits for the store to name the newest revision before it lays the
 /// one in force again.
 const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -135,11 +145,15 @@ pub async fn reload(
     path: &Path,
     store: &Store,
     in_force: &InForce,
-    supervisor: &mut Supervisor,
-    handlers: &mut Handlers,
+    running: Running<'_>,
     operations: &wharf_admin::Operations,
     bus: &EventBus,
 ) -> Result<String, String> {
+    let Running {
+        supervisor,
+        handlers,
+        transfers,
+    } = running;
     let refused = |why: String, revision: Option<&ClusterRevision>| {
         let mut event = Event::new(EventKind::ConfigurationRefused).failed(why.clone());
         if let Some(r) = revision {
@@ -175,6 +189,11 @@ pub async fn reload(
     if let Err(e) = crate::config::handler::handlers(&loaded) {
         return refused(format!("{}: {e:#}", path.display()));
     }
+    // Built (secrets read) before anything is applied.
+    let new_transfers = match crate::transfers::Transfers::build(&loaded) {
+        Ok(list) => list,
+        Err(e) => return refused(format!("{}: [[transfer]]: {e:#}", path.display())),
+    };
     // Built before anything is applied: a chain that cannot be built changes nothing.
     let chain = match crate::config::auth::methods(&loaded) {
         Ok(chain) => chain,
@@ -198,6 +217,7 @@ pub async fn reload(
         Ok(replaced) => replaced,
         Err(e) => return refused(format!("handlers: {e:#}")),
     };
+    let transfer_count = transfers.replace(new_transfers);
     operations.set_settings(crate::context::admin_settings(&loaded));
     supervisor.authenticator().set_methods(chain);
     let replaced_sinks = sinks.is_some();
@@ -214,7 +234,7 @@ pub async fn reload(
         )
     });
     let line = format!(
-        "{}; handlers {}; audit sinks {}; certificate read again; authentication chain {}; ban policy applied{revision}",
+        "{}; handlers {}; audit sinks {}; {transfer_count} transfer(s); certificate read again; authentication chain {}; ban policy applied{revision}",
         applied.describe(),
         if replaced_handlers {
             "replaced"

@@ -99,6 +99,8 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         written,
         &bus,
     )?;
+    let mut transfers =
+        crate::transfers::Transfers::start(&ctx.loaded, ctx.store.clone(), audit.clone())?;
     let writer = tokio::spawn(audit.run(receiver, bus.writer_progress()));
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(crate::leftovers::run(
@@ -232,7 +234,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
             }
             Some(answer) = reload_rx.recv() => {
                 // The Manager's apply, or a new cluster configuration revision.
-                let outcome = crate::reload::reload(config_path, &ctx.store, &in_force, &mut supervisor, &mut handlers, &operations, &bus).await;
+                let outcome = crate::reload::reload(config_path, &ctx.store, &in_force, crate::reload::Running { supervisor: &mut supervisor, handlers: &mut handlers, transfers: &transfers }, &operations, &bus).await;
                 if let Ok(line) = &outcome {
                     eprintln!("wharf: configuration reloaded: {line}");
                 }
@@ -241,7 +243,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
             _ = hup.recv() => {
                 // Accounts, groups and administrators are read from the store; the file's
                 // services, certificate, handlers and password policy are applied here.
-                match crate::reload::reload(config_path, &ctx.store, &in_force, &mut supervisor, &mut handlers, &operations, &bus).await {
+                match crate::reload::reload(config_path, &ctx.store, &in_force, crate::reload::Running { supervisor: &mut supervisor, handlers: &mut handlers, transfers: &transfers }, &operations, &bus).await {
                     Ok(line) => eprintln!("wharf: configuration reloaded: {line}"),
                     Err(why) => eprintln!("wharf: configuration not reloaded, the running one stays:\n{why}"),
                 }
@@ -258,6 +260,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
     if let Some(archiver) = archiver {
         let _ = archiver.await;
     }
+    transfers.stop().await;
     handlers.stop().await;
     let _ = heartbeat.await;
     for name in names {

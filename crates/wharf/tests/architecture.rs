@@ -92,6 +92,12 @@ fn the_crate_graph_keeps_its_layers() {
             broken.push(format!("wharf-admin depends on {dep}"));
         }
     }
+    // Transfers are a worker like the handlers: they serve no client.
+    for dep in &graph["wharf-transfers"] {
+        if FRONT_ENDS.contains(&dep.as_str()) || dep == "wharf-admin" {
+            broken.push(format!("wharf-transfers depends on {dep}"));
+        }
+    }
     let core: Vec<_> = graph["wharf-core"]
         .iter()
         .filter(|d| d.starts_with("wharf") && *d != "wharf-types")
@@ -149,6 +155,23 @@ fn front_ends_touch_no_file_and_no_store_but_through_the_core() {
     for file in front_end_sources() {
         let source = non_test_source(&file);
         for forbidden in ["std::fs", "tokio::fs", "wharf_store"] {
+            if source.contains(forbidden) {
+                broken.push(format!("{}: uses {forbidden}", file.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn transfers_reach_local_files_only_through_the_core_jail() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates/wharf-transfers/src"), &mut files);
+    assert!(!files.is_empty(), "wharf-transfers has no sources");
+    let mut broken = Vec::new();
+    for file in files {
+        let source = non_test_source(&file);
+        for forbidden in ["std::fs", "tokio::fs", "std::path::Path::new"] {
             if source.contains(forbidden) {
                 broken.push(format!("{}: uses {forbidden}", file.display()));
             }

@@ -14,6 +14,7 @@ mod reload;
 mod size;
 mod store;
 mod totp;
+mod transfers;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(command) => admins::run(&Context::open(&cli.config).await?, command).await,
         Command::Handler(command) => {
             handlers::run(&Context::open(&cli.config).await?, command).await
+        }
+        Command::Transfer(command) => {
+            transfers::run(&Context::open(&cli.config).await?, command).await
         }
         Command::Store(crate::cli::StoreCommand::Copy {
             to,

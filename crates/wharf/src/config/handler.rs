@@ -255,7 +255,7 @@ pub struct WebhookSection {
 /// A problem: where, which key, what.
 type Problem = (Range<usize>, String, String);
 
-fn event_id(event: &EventRef) -> Option<u32> {
+pub(crate) fn event_id(event: &EventRef) -> Option<u32> {
     let kind = match event {
         EventRef::Name(name) => EventKind::ALL.iter().find(|k| k.name() == name),
         EventRef::Id(id) => EventKind::ALL.iter().find(|k| k.id() == *id),
@@ -636,9 +636,10 @@ pub fn validate_list(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String
     }
 }
 
-/// The configured handlers (the configuration was validated when it loaded).
+/// The configured handlers (the configuration was validated when it loaded), and those
+/// that start transfers on events (see [`crate::config::transfer::event_handlers`]).
 pub fn handlers(loaded: &Loaded) -> anyhow::Result<Vec<Handler>> {
-    loaded
+    let mut all = loaded
         .config
         .handlers
         .iter()
@@ -648,5 +649,7 @@ pub fn handlers(loaded: &Loaded) -> anyhow::Result<Vec<Handler>> {
                 .build(i, loaded, true)
                 .map_err(|(_, key, message)| anyhow::anyhow!("{key}: {message}"))
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    all.extend(crate::config::transfer::event_handlers(loaded));
+    Ok(all)
 }

@@ -3,7 +3,7 @@
 //! Unknown keys are errors, and every error names the file, the line and the key, with what
 //! to do about it. Relative paths are relative to the folder holding the configuration file.
 //! Each section's own module (`service`, `auth`, `handler`, `health`, `policy`, `sink`,
-//! `store`) owns its keys and checks; this one reads the file and gathers their issues.
+//! `store`, `transfer`) owns its keys and checks; this one reads the file and gathers their issues.
 //! Loading never opens a socket, writes a file or changes the store: it only reads and
 //! checks.
 
@@ -25,6 +25,7 @@ pub mod service;
 pub mod shared;
 pub mod sink;
 pub mod store;
+pub mod transfer;
 
 pub use service::{FtpTls, ManagerKeys, Service, ServiceKind};
 
@@ -68,6 +69,12 @@ pub struct Config {
     /// `[backup]`: backups the server takes on a schedule.
     #[serde(default)]
     pub backup: Option<crate::config::backup::BackupSection>,
+    /// `[[location]]`: where client-side transfers take files from and deliver them to.
+    #[serde(default, rename = "location")]
+    pub locations: Vec<crate::config::transfer::LocationSection>,
+    /// `[[transfer]]`: client-side transfers.
+    #[serde(default, rename = "transfer")]
+    pub transfers: Vec<crate::config::transfer::TransferSection>,
 }
 
 /// `[server]`.
@@ -377,6 +384,7 @@ impl Loaded {
             crate::config::auth::validate(&self.config.authentication, &mut issue);
             crate::config::handler::validate(self, &mut issue);
             crate::config::sink::validate(self, &mut issue);
+            crate::config::transfer::validate(self, &mut issue);
             let retention = &self.config.audit.retention_days;
             if *retention.get_ref() > MAX_RETENTION_DAYS {
                 issue(

@@ -195,10 +195,13 @@ impl Loaded {
         // `handler = []` and no handler at all are the same handlers.
         .filter(|v| v.as_array().is_none_or(|a| !a.is_empty()));
         let queue = file.as_ref().and_then(|t| t.get("handlers").cloned());
+        // Transfers started by events add handlers of their own.
+        let transfers = file.as_ref().and_then(|t| t.get("transfer").cloned());
         format!(
-            "{:?}{:?}",
+            "{:?}{:?}{:?}",
             list.map(|v| v.to_string()),
-            queue.map(|v| v.to_string())
+            queue.map(|v| v.to_string()),
+            transfers.map(|v| v.to_string())
         )
     }
 }

@@ -1,0 +1,767 @@
+//! `[[location]]` and `[[transfer]]` in `wharf.toml`: where client-side transfers take files
+//! from and deliver them to, and when. Everything is checked at load (names, types, keys
+//! that belong to the type, patterns, cron expressions, key files), so a server never
+//! starts with a transfer it cannot describe; secrets are read only when the server or a
+//! command builds the transfers. This module never connects anywhere: wharf-transfers does.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use wharf_core::PathPattern;
+use wharf_handlers::{Action, Filter, Handler};
+use wharf_transfers::cron::Schedule;
+use wharf_transfers::{
+    After, Existing, HostKeys, Location, LocationKind, SftpLogin, Transfer, Trigger, Verify,
+};
+
+use crate::config::Loaded;
+use crate::config::handler::{EventRef, event_id};
+
+type Problem = (Range<usize>, String, String);
+
+/// A value given once or as a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn list(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// One `[[location]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSection {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    #[serde(default)]
+    folder: Option<Spanned<String>>,
+    #[serde(default)]
+    host: Option<Spanned<String>>,
+    #[serde(default)]
+    port: Option<Spanned<u16>>,
+    #[serde(default)]
+    username: Option<Spanned<String>>,
+    #[serde(default)]
+    password: Option<Spanned<String>>,
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    key_passphrase: Option<Spanned<String>>,
+    #[serde(default)]
+    host_key: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    known_hosts: Option<Spanned<String>>,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: Spanned<u64>,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout: Spanned<u64>,
+    #[serde(default = "default_keepalive")]
+    keepalive: Spanned<u64>,
+}
+
+fn default_connect_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+
+fn default_idle_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+
+fn default_keepalive() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+
+/// One `[[transfer]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSection {
+    name: Spanned<String>,
+    source: Spanned<String>,
+    #[serde(default = "root")]
+    source_folder: Spanned<String>,
+    #[serde(default)]
+    files: Option<Spanned<String>>,
+    #[serde(default)]
+    recursive: bool,
+    destination: Spanned<String>,
+    #[serde(default = "root")]
+    destination_folder: Spanned<String>,
+    #[serde(default)]
+    interval: Option<Spanned<u64>>,
+    #[serde(default)]
+    cron: Option<Spanned<String>>,
+    #[serde(default)]
+    on: Option<Spanned<Vec<EventRef>>>,
+    #[serde(default)]
+    on_path: Option<Spanned<String>>,
+    #[serde(default)]
+    on_accounts: Vec<String>,
+    #[serde(default = "default_existing")]
+    existing: Spanned<String>,
+    #[serde(default = "default_verify")]
+    verify: Spanned<String>,
+    #[serde(default = "default_after")]
+    after: Spanned<String>,
+    #[serde(default)]
+    move_to: Option<Spanned<String>>,
+    #[serde(default = "default_attempts")]
+    attempts: Spanned<u32>,
+    #[serde(default = "default_retry_wait")]
+    retry_wait: Spanned<u64>,
+    #[serde(default = "default_parallel")]
+    parallel: Spanned<u64>,
+    #[serde(default = "zero")]
+    rate: Spanned<u64>,
+    #[serde(default = "default_min_age")]
+    min_age: Spanned<u64>,
+    #[serde(default = "default_max_files")]
+    max_files: Spanned<u64>,
+}
+
+fn zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+fn root() -> Spanned<String> {
+    Spanned::new(0..0, "/".to_owned())
+}
+fn default_existing() -> Spanned<String> {
+    Spanned::new(0..0, "fail".to_owned())
+}
+fn default_verify() -> Spanned<String> {
+    Spanned::new(0..0, "auto".to_owned())
+}
+fn default_after() -> Spanned<String> {
+    Spanned::new(0..0, "keep".to_owned())
+}
+fn default_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 5)
+}
+fn default_retry_wait() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+fn default_parallel() -> Spanned<u64> {
+    Spanned::new(0..0, 4)
+}
+fn default_min_age() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_max_files() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
+}
+
+const TYPES: &[&str] = &["local", "sftp"];
+const PARALLEL: std::ops::RangeInclusive<u64> = 1..=64;
+const MAX_FILES: std::ops::RangeInclusive<u64> = 1..=100_000;
+
+fn check_name(name: &Spanned<String>, key: String) -> Result<(), Problem> {
+    let n = name.get_ref();
+    if n.is_empty()
+        || n.len() > 64
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err((
+            name.span(),
+            key,
+            "use 1 to 64 letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn folder_path(value: &Spanned<String>, key: String) -> Result<String, Problem> {
+    let v = value.get_ref();
+    if !v.starts_with('/') || v.split('/').any(|part| part == "..") || v.contains('\0') {
+        return Err((
+            value.span(),
+            key,
+            format!(
+                "{v:?}: give an absolute folder on the location, such as \"/outbox\", without \"..\""
+            ),
+        ));
+    }
+    Ok(v.clone())
+}
+
+impl LocationSection {
+    fn kind_problem(&self, key: &dyn Fn(&str) -> String) -> Option<Problem> {
+        let kind = self.kind.get_ref().as_str();
+        if !TYPES.contains(&kind) {
+            return Some((
+                self.kind.span(),
+                key("type"),
+                format!("{kind:?} is not a location type; use {}", TYPES.join(", ")),
+            ));
+        }
+        let given: [(&str, bool); 8] = [
+            ("folder", self.folder.is_some()),
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("key", self.key.is_some()),
+            ("host_key", self.host_key.is_some()),
+            ("known_hosts", self.known_hosts.is_some()),
+        ];
+        let allowed: &[&str] = match kind {
+            "local" => &["folder"],
+            _ => &[
+                "host",
+                "port",
+                "username",
+                "password",
+                "key",
+                "host_key",
+                "known_hosts",
+            ],
+        };
+        given
+            .iter()
+            .find(|(k, set)| *set && !allowed.contains(k))
+            .map(|(k, _)| {
+                (
+                    self.kind.span(),
+                    key(k),
+                    format!("does not apply to a {kind} location; remove it"),
+                )
+            })
+    }
+
+    fn build(&self, i: usize, loaded: &Loaded, resolve_secrets: bool) -> Result<Location, Problem> {
+        let key = |k: &str| format!("location[{i}].{k}");
+        check_name(&self.name, key("name"))?;
+        if let Some(problem) = self.kind_problem(&key) {
+            return Err(problem);
+        }
+        for (k, v) in [
+            ("connect_timeout", &self.connect_timeout),
+            ("idle_timeout", &self.idle_timeout),
+            ("keepalive", &self.keepalive),
+        ] {
+            if !(1..=86_400).contains(v.get_ref()) {
+                return Err((v.span(), key(k), "give 1 to 86400 seconds".into()));
+            }
+        }
+        let kind = match self.kind.get_ref().as_str() {
+            "local" => {
+                let Some(folder) = &self.folder else {
+                    return Err((
+                        self.name.span(),
+                        key("folder"),
+                        "a local location needs the folder it stands for".into(),
+                    ));
+                };
+                let path = loaded.resolve(folder.get_ref());
+                if !path.is_dir() {
+                    return Err((
+                        folder.span(),
+                        key("folder"),
+                        format!("{} is not a folder; create it", path.display()),
+                    ));
+                }
+                LocationKind::Local {
+                    folder: std::path::absolute(&path).unwrap_or(path),
+                }
+            }
+            _ => self.sftp(&key, loaded, resolve_secrets)?,
+        };
+        Ok(Location {
+            name: self.name.get_ref().clone(),
+            kind,
+            connect_timeout: Duration::from_secs(*self.connect_timeout.get_ref()),
+            idle_timeout: Duration::from_secs(*self.idle_timeout.get_ref()),
+            keepalive: Duration::from_secs(*self.keepalive.get_ref()),
+        })
+    }
+
+    fn sftp(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        loaded: &Loaded,
+        resolve_secrets: bool,
+    ) -> Result<LocationKind, Problem> {
+        let span = self.name.span();
+        let host = self
+            .host
+            .as_ref()
+            .map(|h| {
+                h.get_ref()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            })
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                (
+                    span.clone(),
+                    key("host"),
+                    "give the server's host name, IPv4 or IPv6 address".into(),
+                )
+            })?;
+        let username = self
+            .username
+            .as_ref()
+            .map(|u| u.get_ref().clone())
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                (
+                    span.clone(),
+                    key("username"),
+                    "give the account's name on the server".into(),
+                )
+            })?;
+        if self.password.is_none() && self.key.is_none() {
+            return Err((
+                span.clone(),
+                key("password"),
+                "give a password (env:NAME or file:PATH), a key file, or both".into(),
+            ));
+        }
+        let mut problems = Vec::new();
+        crate::config::auth::secret_spec(&self.password, &key("password"), &mut |s, k, m| {
+            problems.push((s, k, m))
+        });
+        crate::config::auth::secret_spec(
+            &self.key_passphrase,
+            &key("key_passphrase"),
+            &mut |s, k, m| problems.push((s, k, m)),
+        );
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(problem);
+        }
+        let host_keys = match (&self.host_key, &self.known_hosts) {
+            (Some(pins), None) => {
+                let list = pins.get_ref().list();
+                if let Some(bad) = list
+                    .iter()
+                    .find(|f| !f.starts_with("SHA256:") || f.len() < 20)
+                {
+                    return Err((
+                        pins.span(),
+                        key("host_key"),
+                        format!(
+                            "{bad:?} is not a SHA-256 fingerprint; give it as `ssh-keygen -lf` prints it (SHA256:…)"
+                        ),
+                    ));
+                }
+                HostKeys::Fingerprints(list)
+            }
+            (None, Some(file)) => {
+                let path = loaded.resolve(file.get_ref());
+                if !path.is_file() {
+                    return Err((
+                        file.span(),
+                        key("known_hosts"),
+                        format!("{} does not exist", path.display()),
+                    ));
+                }
+                HostKeys::KnownHosts(path)
+            }
+            _ => {
+                return Err((
+                    span,
+                    key("host_key"),
+                    "give the server's host key fingerprint(s) (host_key) or a known_hosts file, not both: unknown host keys are refused".into(),
+                ));
+            }
+        };
+        let password = match (&self.password, resolve_secrets) {
+            (Some(p), true) => Some(
+                crate::config::auth::secret(loaded, p.get_ref())
+                    .map_err(|e| (p.span(), key("password"), e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let key_file = match &self.key {
+            None => None,
+            Some(k) => {
+                let path = loaded.resolve(k.get_ref());
+                if !path.is_file() {
+                    return Err((
+                        k.span(),
+                        key("key"),
+                        format!("{} does not exist", path.display()),
+                    ));
+                }
+                if resolve_secrets {
+                    let passphrase = match &self.key_passphrase {
+                        Some(p) => Some(
+                            crate::config::auth::secret(loaded, p.get_ref())
+                                .map_err(|e| (p.span(), key("key_passphrase"), e.to_string()))?,
+                        ),
+                        None => None,
+                    };
+                    let private = russh::keys::load_secret_key(&path, passphrase.as_deref())
+                        .map_err(|e| {
+                            (
+                                k.span(),
+                                key("key"),
+                                format!(
+                                    "{}: not a private key this server can use: {e}",
+                                    path.display()
+                                ),
+                            )
+                        })?;
+                    Some(Arc::new(private))
+                } else {
+                    None
+                }
+            }
+        };
+        Ok(LocationKind::Sftp {
+            host,
+            port: self.port.as_ref().map_or(22, |p| *p.get_ref()),
+            login: SftpLogin {
+                username,
+                password,
+                key: key_file,
+            },
+            host_keys,
+        })
+    }
+}
+
+fn choice<T: Copy>(
+    value: &Spanned<String>,
+    key: String,
+    options: &[(&str, T)],
+) -> Result<T, Problem> {
+    options
+        .iter()
+        .find(|(name, _)| name == value.get_ref())
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            (
+                value.span(),
+                key,
+                format!(
+                    "{:?} is not one of {}",
+                    value.get_ref(),
+                    options
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+}
+
+impl TransferSection {
+    fn build(
+        &self,
+        i: usize,
+        locations: &HashMap<String, Arc<Location>>,
+    ) -> Result<Transfer, Problem> {
+        let key = |k: &str| format!("transfer[{i}].{k}");
+        check_name(&self.name, key("name"))?;
+        let location = |name: &Spanned<String>, k: &str| {
+            locations.get(name.get_ref()).cloned().ok_or_else(|| {
+                (
+                    name.span(),
+                    key(k),
+                    format!("no [[location]] is named {:?}", name.get_ref()),
+                )
+            })
+        };
+        let source = location(&self.source, "source")?;
+        let destination = location(&self.destination, "destination")?;
+        let source_folder = folder_path(&self.source_folder, key("source_folder"))?;
+        let destination_folder = folder_path(&self.destination_folder, key("destination_folder"))?;
+        if source.name == destination.name
+            && (destination_folder == source_folder
+                || destination_folder
+                    .starts_with(&format!("{}/", source_folder.trim_end_matches('/')))
+                    && self.recursive)
+        {
+            return Err((
+                self.destination_folder.span(),
+                key("destination_folder"),
+                "the destination is inside the source: delivered files would be taken again".into(),
+            ));
+        }
+        let files = self
+            .files
+            .as_ref()
+            .map(|p| {
+                PathPattern::new(p.get_ref()).map_err(|e| (p.span(), key("files"), e.to_string()))
+            })
+            .transpose()?;
+        let mut triggers = Vec::new();
+        if let Some(every) = &self.interval {
+            if !(1..=31 * 86_400).contains(every.get_ref()) {
+                return Err((
+                    every.span(),
+                    key("interval"),
+                    "give 1 second to 31 days, in seconds".into(),
+                ));
+            }
+            triggers.push(Trigger::Interval(Duration::from_secs(*every.get_ref())));
+        }
+        if let Some(cron) = &self.cron {
+            let schedule = Schedule::parse(cron.get_ref())
+                .map_err(|e| (cron.span(), key("cron"), e.to_string()))?;
+            triggers.push(Trigger::Cron(schedule));
+        }
+        if self.on.is_some() {
+            self.event_filter(&key)?;
+            triggers.push(Trigger::Event);
+        } else if self.on_path.is_some() || !self.on_accounts.is_empty() {
+            return Err((
+                self.name.span(),
+                key("on"),
+                "on_path and on_accounts narrow `on`: name the events too, such as on = [\"upload.finished\"]".into(),
+            ));
+        }
+        let existing = choice(
+            &self.existing,
+            key("existing"),
+            &[
+                ("skip", Existing::Skip),
+                ("replace", Existing::Replace),
+                ("rename", Existing::Rename),
+                ("fail", Existing::Fail),
+            ],
+        )?;
+        let verify = choice(
+            &self.verify,
+            key("verify"),
+            &[
+                ("auto", Verify::Auto),
+                ("size", Verify::Size),
+                ("sha256", Verify::Sha256),
+            ],
+        )?;
+        let after = match (self.after.get_ref().as_str(), &self.move_to) {
+            ("keep", None) => After::Keep,
+            ("delete", None) => After::Delete,
+            ("move", Some(to)) => After::Move(folder_path(to, key("move_to"))?),
+            ("move", None) => {
+                return Err((
+                    self.after.span(),
+                    key("move_to"),
+                    "after = \"move\" needs move_to, the folder on the source location".into(),
+                ));
+            }
+            ("keep" | "delete", Some(to)) => {
+                return Err((
+                    to.span(),
+                    key("move_to"),
+                    "only with after = \"move\"".into(),
+                ));
+            }
+            (other, _) => {
+                return Err((
+                    self.after.span(),
+                    key("after"),
+                    format!("{other:?} is not one of keep, delete, move"),
+                ));
+            }
+        };
+        if *self.attempts.get_ref() == 0 || *self.attempts.get_ref() > 100 {
+            return Err((
+                self.attempts.span(),
+                key("attempts"),
+                "give 1 to 100".into(),
+            ));
+        }
+        if !(1..=86_400).contains(self.retry_wait.get_ref()) {
+            return Err((
+                self.retry_wait.span(),
+                key("retry_wait"),
+                "give 1 to 86400 seconds".into(),
+            ));
+        }
+        if !PARALLEL.contains(self.parallel.get_ref()) {
+            return Err((
+                self.parallel.span(),
+                key("parallel"),
+                format!(
+                    "give {} to {} files at once",
+                    PARALLEL.start(),
+                    PARALLEL.end()
+                ),
+            ));
+        }
+        if !MAX_FILES.contains(self.max_files.get_ref()) {
+            return Err((
+                self.max_files.span(),
+                key("max_files"),
+                format!(
+                    "give {} to {} files per listing",
+                    MAX_FILES.start(),
+                    MAX_FILES.end()
+                ),
+            ));
+        }
+        if *self.min_age.get_ref() > 30 * 86_400 {
+            return Err((
+                self.min_age.span(),
+                key("min_age"),
+                "give 0 to 30 days, in seconds".into(),
+            ));
+        }
+        Ok(Transfer {
+            name: self.name.get_ref().clone(),
+            source,
+            source_folder,
+            files,
+            recursive: self.recursive,
+            destination,
+            destination_folder,
+            triggers,
+            existing,
+            verify,
+            after,
+            attempts: *self.attempts.get_ref(),
+            retry_wait: Duration::from_secs(*self.retry_wait.get_ref()),
+            parallel: *self.parallel.get_ref() as usize,
+            rate: Some(*self.rate.get_ref()).filter(|r| *r > 0),
+            min_age: Duration::from_secs(*self.min_age.get_ref()),
+            max_files: *self.max_files.get_ref() as usize,
+        })
+    }
+
+    /// The event ids and filter of `on`.
+    fn event_filter(&self, key: &dyn Fn(&str) -> String) -> Result<(Vec<u32>, Filter), Problem> {
+        let Some(on) = &self.on else {
+            return Ok((Vec::new(), Filter::default()));
+        };
+        let mut ids = Vec::new();
+        for event in on.get_ref() {
+            match event_id(event) {
+                Some(id) => ids.push(id),
+                None => {
+                    return Err((
+                        on.span(),
+                        key("on"),
+                        "name events of the catalogue (docs/events.md), such as \"upload.finished\" or 30002".into(),
+                    ));
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Err((on.span(), key("on"), "name at least one event".into()));
+        }
+        if ids.iter().any(|id| (60_000..70_000).contains(id)) {
+            return Err((
+                on.span(),
+                key("on"),
+                "a transfer is not started by transfer events (it would start itself)".into(),
+            ));
+        }
+        let path = self
+            .on_path
+            .as_ref()
+            .map(|p| {
+                PathPattern::new(p.get_ref()).map_err(|e| (p.span(), key("on_path"), e.to_string()))
+            })
+            .transpose()?;
+        Ok((
+            ids,
+            Filter {
+                accounts: self.on_accounts.clone(),
+                path,
+                ..Filter::default()
+            },
+        ))
+    }
+}
+
+/// The locations, by name.
+fn locations(
+    loaded: &Loaded,
+    resolve_secrets: bool,
+) -> Result<HashMap<String, Arc<Location>>, Problem> {
+    let mut all = HashMap::new();
+    for (i, section) in loaded.config.locations.iter().enumerate() {
+        let location = section.build(i, loaded, resolve_secrets)?;
+        if all
+            .insert(location.name.clone(), Arc::new(location))
+            .is_some()
+        {
+            return Err((
+                section.name.span(),
+                format!("location[{i}].name"),
+                format!("duplicate location name {:?}", section.name.get_ref()),
+            ));
+        }
+    }
+    Ok(all)
+}
+
+/// Reports what is wrong with `[[location]]` and `[[transfer]]`.
+pub fn validate(loaded: &Loaded, issue: &mut dyn FnMut(Range<usize>, String, String)) {
+    let locations = match locations(loaded, false) {
+        Ok(locations) => locations,
+        Err((span, key, message)) => return issue(span, key, message),
+    };
+    let mut names = std::collections::HashSet::new();
+    for (i, section) in loaded.config.transfers.iter().enumerate() {
+        if !names.insert(section.name.get_ref().as_str()) {
+            issue(
+                section.name.span(),
+                format!("transfer[{i}].name"),
+                format!("duplicate transfer name {:?}", section.name.get_ref()),
+            );
+        }
+        if let Err((span, key, message)) = section.build(i, &locations) {
+            issue(span, key, message);
+        }
+    }
+}
+
+/// The configured transfers, secrets read (the configuration was validated when it loaded).
+pub fn transfers(loaded: &Loaded) -> anyhow::Result<Vec<Arc<Transfer>>> {
+    let problem = |(_, key, message): Problem| anyhow::anyhow!("{key}: {message}");
+    let locations = locations(loaded, true).map_err(problem)?;
+    loaded
+        .config
+        .transfers
+        .iter()
+        .enumerate()
+        .map(|(i, section)| section.build(i, &locations).map(Arc::new).map_err(problem))
+        .collect()
+}
+
+/// The handlers that ask for the runs of transfers started by events (`on`): they go on
+/// the durable handler queue like any other, so an event is never missed, and the run
+/// goes to whichever node holds the transfer's lease. Their names (`transfer:NAME`) hold a
+/// character no configured handler's name may, so they never collide.
+pub fn event_handlers(loaded: &Loaded) -> Vec<Handler> {
+    loaded
+        .config
+        .transfers
+        .iter()
+        .filter_map(|section| {
+            let (on, filter) = section.event_filter(&|k| k.to_owned()).ok()?;
+            (!on.is_empty()).then(|| Handler {
+                name: format!("transfer:{}", section.name.get_ref()),
+                on,
+                filter,
+                attempts: 10,
+                retry_wait: Duration::from_secs(2),
+                delay: Duration::ZERO,
+                timeout: Duration::from_secs(30),
+                action: Action::RunTransfer(section.name.get_ref().clone()),
+            })
+        })
+        .collect()
+}

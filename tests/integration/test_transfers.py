@@ -1,0 +1,564 @@
+"""Client-side transfers against real peers: OpenSSH's sshd and a second Wharf over SFTP,
+local folders, over 127.0.0.1 and ::1.
+
+Each test writes `[[location]]` and `[[transfer]]` sections into one Wharf's configuration
+and runs the transfer with `wharf transfer run`, or lets `wharf serve` run it on its own
+(interval, event). What arrived is compared by SHA-256 with what was sent, and the audit
+trail is read back for the 6xxxx events.
+"""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import WharfServer, free_port, random_file, sha256
+
+
+def fingerprint(public_key: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-lf", str(public_key)], capture_output=True, text=True, check=True)
+    return out.stdout.split()[1]
+
+
+class Sshd:
+    """OpenSSH's sshd on a free port of 127.0.0.1 and ::1, letting in this machine's user
+    with the test's key only (no password), SFTP by internal-sftp, commands by the shell."""
+
+    def __init__(self, root: Path, authorized: Path):
+        if os.geteuid() != 0:
+            pytest.skip("sshd needs root to start as a server for this machine's user")
+        self.root = root
+        self.port = free_port()
+        etc = root / "sshd"
+        etc.mkdir()
+        self.host_key = etc / "host_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+        (etc / "authorized_keys").write_text(authorized.read_text())
+        config = etc / "sshd_config"
+        config.write_text(f"""Port {self.port}
+ListenAddress 127.0.0.1
+ListenAddress ::1
+HostKey {self.host_key}
+PidFile {etc}/sshd.pid
+AuthorizedKeysFile {etc}/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+LogLevel ERROR
+Subsystem sftp internal-sftp
+""")
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self.log = etc / "sshd.log"
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"sshd did not listen: {self.log.read_text()}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sshd(tmp_path, server):
+    s = Sshd(tmp_path, Path(str(server.key) + ".pub"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def peer(tmp_path):
+    """A second Wharf: the partner's SFTP server."""
+    (tmp_path / "peer").mkdir()
+    p = WharfServer(tmp_path / "peer")
+    yield p
+    p.stop()
+
+
+def wharf_fingerprint(peer: WharfServer) -> str:
+    return fingerprint(peer.root / "wharf-data" / "keys" / "ssh_host_ed25519_key.pub")
+
+
+def configure(server: WharfServer, text: str):
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write(text)
+    check = server.wharf("check-config")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def run_transfer(server: WharfServer, name: str, ok=True):
+    result = server.wharf("transfer", "run", name)
+    if ok:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def names(folder: Path):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def transfer_events(server: WharfServer, name: str):
+    return [e for e in server.events() if e["name"].startswith("transfer.")]
+
+
+def make_files(folder: Path, count: int, size: int, age: int = 3600):
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for i in range(count):
+        path = random_file(folder / f"f{i:03}.bin", size + i)
+        sums[path.name] = sha256(path)
+        old = time.time() - age
+        os.utime(path, (old, old))
+    return sums
+
+
+def test_local_folders_every_file_once_sources_moved_and_names_kept(server, tmp_path):
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    sums = make_files(out / "sub", 3, 1000)
+    sums.update(make_files(out, 2, 5000))
+    inbox.mkdir()
+    (inbox / "f000.bin").write_bytes(b"taken")
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "local"
+source = "out"
+destination = "in"
+destination_folder = "/"
+recursive = true
+files = "*.bin"
+existing = "rename"
+after = "move"
+move_to = "/sent"
+min_age = 0
+""")
+    run_transfer(server, "local")
+    assert names(inbox) == ["f000.1.bin", "f000.bin", "f001.bin", "sub/f000.bin", "sub/f001.bin", "sub/f002.bin"]
+    assert (inbox / "f000.bin").read_bytes() == b"taken"
+    assert sha256(inbox / "f000.1.bin") == sums["f000.bin"] or sha256(inbox / "f000.1.bin") == sha256(out / "sent" / "f000.bin")
+    assert names(out) == ["sent/f000.bin", "sent/f001.bin", "sent/sub/f000.bin", "sent/sub/f001.bin", "sent/sub/f002.bin"]
+    for rel in names(inbox):
+        if rel != "f000.bin":
+            sent = rel.replace("f000.1.bin", "f000.bin")
+            assert sha256(inbox / rel) == sha256(out / "sent" / sent), rel
+    # A second run finds nothing new: nothing is sent twice.
+    run_transfer(server, "local")
+    assert len(names(inbox)) == 6
+    events = transfer_events(server, "local")
+    copied = [e for e in events if e["name"] == "transfer.file.copied"]
+    assert len(copied) == 5
+    assert all(e["sha256"] and e["bytes"] for e in copied)
+    assert {e["path2"] for e in copied} >= {"in:/f000.1.bin", "in:/sub/f002.bin"}
+    verified = [e for e in events if e["name"] == "transfer.file.verified"]
+    assert {e["attrs"]["method"] for e in verified} == {"sha256 (local)"}
+    handled = [e for e in events if e["name"] == "transfer.source.handled"]
+    assert len(handled) == 5 and all(e["attrs"]["action"] == "moved" for e in handled)
+    finished = [e for e in events if e["name"] == "transfer.run.finished"]
+    assert [e["attrs"]["files"] for e in finished] == ["5", "0"]
+    history = server.wharf("transfer", "history", "local", check=True).stdout
+    assert "5 files" in history and "hand (" in history
+    listed = server.wharf("transfer", "list", check=True).stdout
+    assert "local" in listed and "idle" in listed
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_pull_from_openssh_and_push_to_a_second_wharf(server, sshd, peer, tmp_path, host):
+    """Pull from OpenSSH (verified by running sha256sum there), push to Wharf (verified by
+    check-file), over IPv4 and IPv6 literals; every file's SHA-256 compared."""
+    remote = tmp_path / "bank-outbox"
+    sums = make_files(remote, 6, 300_000)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    peer.add_account("finance")
+    peer.start()
+    known_hosts = tmp_path / "known_hosts"
+    scan = subprocess.run(["ssh-keyscan", "-p", str(sshd.port), host], capture_output=True, text=True, timeout=30)
+    known_hosts.write_text(scan.stdout)
+    assert scan.stdout.strip(), scan.stderr
+    configure(server, f"""
+[[location]]
+name = "bank"
+type = "sftp"
+host = "{host}"
+port = {sshd.port}
+username = "{os.environ.get('USER') or 'root'}"
+key = "{server.key}"
+known_hosts = "{known_hosts}"
+
+[[location]]
+name = "landing"
+type = "local"
+folder = "{landing}"
+
+[[location]]
+name = "finance"
+type = "sftp"
+host = "{host}"
+port = {peer.port}
+username = "finance"
+key = "{peer.key}"
+host_key = "{wharf_fingerprint(peer)}"
+
+[[transfer]]
+name = "pull"
+source = "bank"
+source_folder = "{remote}"
+destination = "landing"
+files = "re:\\\\.bin$"
+after = "delete"
+verify = "sha256"
+min_age = 0
+
+[[transfer]]
+name = "push"
+source = "landing"
+destination = "finance"
+destination_folder = "/incoming/invoices"
+verify = "sha256"
+min_age = 0
+""")
+    run_transfer(server, "pull")
+    assert {p: sha256(landing / p) for p in names(landing)} == sums
+    assert names(remote) == []
+    run_transfer(server, "push")
+    delivered = peer.homes / "finance" / "incoming" / "invoices"
+    assert {p: sha256(delivered / p) for p in names(delivered)} == sums
+    events = transfer_events(server, "push")
+    methods = {(e["attrs"]["transfer"], e["attrs"]["method"]) for e in events if e["name"] == "transfer.file.verified"}
+    assert methods == {("pull", "sha256 (local)"), ("push", "sha256 (check-file)")}
+    # The partner's own trail shows the uploads as any client's.
+    assert len([e for e in peer.events() if e["name"] == "upload.finished"]) == 6
+
+
+def test_push_to_openssh_verifies_by_sha256sum(server, sshd, tmp_path):
+    outbox = tmp_path / "outbox"
+    sums = make_files(outbox, 3, 70_000)
+    remote = tmp_path / "partner-in"
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "partner"
+type = "sftp"
+host = "::1"
+port = {sshd.port}
+username = "{os.environ.get('USER') or 'root'}"
+key = "{server.key}"
+host_key = ["SHA256:not-this-one-0000000000000000", "{fingerprint(Path(str(sshd.host_key) + '.pub'))}"]
+
+[[transfer]]
+name = "push"
+source = "outbox"
+destination = "partner"
+destination_folder = "{remote}/deep/er"
+min_age = 0
+""")
+    run_transfer(server, "push")
+    assert {p: sha256(remote / "deep" / "er" / p) for p in names(remote / "deep" / "er")} == sums
+    verified = [e for e in server.events() if e["name"] == "transfer.file.verified"]
+    assert {e["attrs"]["method"] for e in verified} == {"sha256 (sha256sum)"}
+    # Sources kept (the default), and never sent again.
+    assert len(names(outbox)) == 3
+    run_transfer(server, "push")
+    assert len([e for e in server.events() if e["name"] == "transfer.file.copied"]) == 3
+
+
+def test_a_changed_or_unknown_host_key_is_refused_before_any_login(server, sshd, tmp_path):
+    outbox = tmp_path / "outbox"
+    make_files(outbox, 1, 100)
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known_hosts = tmp_path / "known_hosts"
+    # The known_hosts file names the host with another key: the server's key CHANGED.
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {Path(str(other) + '.pub').read_text().split()[0]} "
+                           f"{Path(str(other) + '.pub').read_text().split()[1]}\n")
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "pinned"
+type = "sftp"
+host = "127.0.0.1"
+port = {sshd.port}
+username = "root"
+key = "{server.key}"
+host_key = "{fingerprint(Path(str(other) + '.pub'))}"
+
+[[location]]
+name = "known"
+type = "sftp"
+host = "127.0.0.1"
+port = {sshd.port}
+username = "root"
+key = "{server.key}"
+known_hosts = "{known_hosts}"
+
+[[transfer]]
+name = "to-pinned"
+source = "outbox"
+destination = "pinned"
+destination_folder = "{tmp_path}/never"
+min_age = 0
+
+[[transfer]]
+name = "to-known"
+source = "outbox"
+destination = "known"
+destination_folder = "{tmp_path}/never"
+min_age = 0
+""")
+    for name, says in [("to-pinned", "is not a pinned one"), ("to-known", "CHANGED")]:
+        result = run_transfer(server, name, ok=False)
+        assert result.returncode != 0
+        failed = [e for e in server.events() if e["name"] == "transfer.location.failed" and e["attrs"]["transfer"] == name]
+        assert failed and says in failed[-1]["message"], failed
+    assert not (tmp_path / "never").exists()
+    # Refused before authentication: sshd never saw a login.
+    assert "Accepted" not in sshd.log.read_text()
+
+
+def test_a_refused_login_is_a_clear_failure_and_the_run_is_tried_again(server, peer, tmp_path):
+    outbox = tmp_path / "outbox"
+    make_files(outbox, 2, 1000)
+    peer.add_account("finance", password="the-right-password-1")
+    peer.start()
+    (tmp_path / "secret").write_text("a-wrong-password\n")
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "finance"
+type = "sftp"
+host = "127.0.0.1"
+port = {peer.port}
+username = "finance"
+password = "file:{tmp_path}/secret"
+host_key = "{wharf_fingerprint(peer)}"
+
+[[transfer]]
+name = "push"
+source = "outbox"
+destination = "finance"
+interval = 3600
+retry_wait = 1
+attempts = 3
+min_age = 0
+""")
+    server.start()
+    failed = server.wait_event("transfer.location.failed", timeout=20)
+    assert "refused the login" in failed["message"] and "a-wrong-password" not in str(failed)
+    # Tried again on its own after the wait, and refused again.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        runs = [e for e in server.events() if e["name"] == "transfer.run.started"]
+        if any(e["attrs"]["trigger"] == "retry" for e in runs):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"no retry: {[e['attrs'] for e in runs]}")
+    # Mended: the right password, a reload, and the next retry delivers.
+    (tmp_path / "secret").write_text("the-right-password-1\n")
+    server.wharf("reload", check=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and len(names(peer.homes / "finance")) < 2:
+        time.sleep(0.3)
+    assert len(names(peer.homes / "finance")) == 2
+    server.stop()
+
+
+def test_a_file_still_growing_is_not_taken_before_its_age(server, tmp_path):
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    out.mkdir()
+    inbox.mkdir()
+    fresh = out / "growing.csv"
+    fresh.write_text("a,b\n")
+    old = random_file(out / "old.csv", 100)
+    os.utime(old, (time.time() - 600, time.time() - 600))
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "aged"
+source = "out"
+destination = "in"
+min_age = 60
+""")
+    run_transfer(server, "aged")
+    assert names(inbox) == ["old.csv"]
+    with open(fresh, "a") as f:
+        f.write("c,d\n")
+    os.utime(fresh, (time.time() - 120, time.time() - 120))
+    run_transfer(server, "aged")
+    assert names(inbox) == ["growing.csv", "old.csv"]
+    assert (inbox / "growing.csv").read_text() == "a,b\nc,d\n"
+
+
+def test_an_upload_triggers_a_push_and_an_interval_fires(server, peer, tmp_path):
+    peer.add_account("partner")
+    peer.start()
+    home = server.add_account("alice")
+    (home / "outgoing").mkdir(parents=True)
+    elsewhere = tmp_path / "spool"
+    elsewhere.mkdir()
+    configure(server, f"""
+[[location]]
+name = "alice-outgoing"
+type = "local"
+folder = "{home / 'outgoing'}"
+
+[[location]]
+name = "spool"
+type = "local"
+folder = "{elsewhere}"
+
+[[location]]
+name = "partner"
+type = "sftp"
+host = "::1"
+port = {peer.port}
+username = "partner"
+key = "{peer.key}"
+host_key = "{wharf_fingerprint(peer)}"
+
+[[transfer]]
+name = "on-upload"
+source = "alice-outgoing"
+destination = "partner"
+destination_folder = "/from-alice"
+on = ["upload.finished"]
+on_path = "/outgoing/*"
+on_accounts = ["alice"]
+after = "delete"
+min_age = 0
+
+[[transfer]]
+name = "every-two-seconds"
+source = "spool"
+destination = "partner"
+destination_folder = "/spool"
+interval = 2
+min_age = 0
+""")
+    server.start()
+    data = random_file(tmp_path / "report.pdf", 200_000)
+    server.sftp("alice", f"put {data} /outgoing/report.pdf\n")
+    deadline = time.time() + 20
+    target = peer.homes / "partner" / "from-alice" / "report.pdf"
+    while time.time() < deadline and not target.exists():
+        time.sleep(0.2)
+    assert target.exists() and sha256(target) == sha256(data)
+    started = [e for e in server.events()
+               if e["name"] == "transfer.run.started" and e["attrs"]["transfer"] == "on-upload"]
+    assert any(e["attrs"]["trigger"].startswith("event ") and "upload.finished" in e["attrs"]["trigger"]
+               for e in started), [e["attrs"] for e in started]
+    deadline = time.time() + 10
+    while time.time() < deadline and (home / "outgoing" / "report.pdf").exists():
+        time.sleep(0.2)
+    assert not (home / "outgoing" / "report.pdf").exists()
+    # The interval: a file dropped in the spool arrives on its own.
+    dropped = random_file(elsewhere / "late.txt", 1000)
+    os.utime(dropped, (time.time() - 5, time.time() - 5))
+    late = peer.homes / "partner" / "spool" / "late.txt"
+    deadline = time.time() + 20
+    while time.time() < deadline and not late.exists():
+        time.sleep(0.2)
+    assert late.exists() and sha256(late) == sha256(dropped)
+    server.stop()
+
+
+def test_kill_9_mid_transfer_of_200_files_then_every_file_arrives_once(server, peer, tmp_path):
+    outbox = tmp_path / "outbox"
+    sums = make_files(outbox, 200, 20_000)
+    peer.add_account("finance")
+    peer.start()
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "finance"
+type = "sftp"
+host = "127.0.0.1"
+port = {peer.port}
+username = "finance"
+key = "{peer.key}"
+host_key = "{wharf_fingerprint(peer)}"
+
+[[transfer]]
+name = "bulk"
+source = "outbox"
+destination = "finance"
+destination_folder = "/in"
+interval = 3600
+after = "delete"
+parallel = 4
+rate = 1000000
+retry_wait = 1
+min_age = 0
+""")
+    server.start()
+    delivered = peer.homes / "finance" / "in"
+    deadline = time.time() + 30
+    while time.time() < deadline and len(names(delivered)) < 40:
+        time.sleep(0.05)
+    assert 0 < len(names(delivered)) < 200, "the kill must land mid-run"
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    server.start()
+    deadline = time.time() + 90
+    while time.time() < deadline and (len(names(outbox)) > 0 or len([n for n in names(delivered) if not n.startswith(".")]) < 200):
+        time.sleep(0.3)
+    arrived = names(delivered)
+    assert arrived == sorted(sums), f"{len(arrived)} files: {[n for n in arrived if n not in sums][:5]}"
+    assert {p: sha256(delivered / p) for p in arrived} == sums
+    assert names(outbox) == []
+    # Each file was delivered once: one upload of each final name at the partner.
+    uploads = [e for e in peer.events() if e["name"] == "upload.finished"]
+    finals = [e["path"] for e in uploads if not e["path"].rsplit("/", 1)[-1].startswith(".")]
+    assert finals == [], "files are written under temporary names and renamed"
+    renames = [e for e in peer.events() if e["name"] == "entry.renamed" and e.get("path2", "").startswith("/in/f")]
+    assert sorted(e["path2"] for e in renames) == sorted(f"/in/{n}" for n in sums)
+    runs = server.wharf("transfer", "history", "bulk", check=True).stdout
+    assert "cut off" in runs
+    server.stop()
