@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import WharfServer, free_port, random_file, sha256
+from tls_certs import make_ca_and_leaf
 
 
 def fingerprint(public_key: Path) -> str:
@@ -562,3 +563,289 @@ min_age = 0
     runs = server.wharf("transfer", "history", "bulk", check=True).stdout
     assert "cut off" in runs
     server.stop()
+
+
+# -- FTPS ---------------------------------------------------------------------------------
+
+FTP_USER = "wharftransfer"
+FTP_PASSWORD = "transfer-peer-Pw1"
+
+
+def consecutive_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (a passive range)."""
+    for _ in range(50):
+        first = free_port()
+        if all(free_port() == first + i for i in range(1, count)):
+            return first
+    raise RuntimeError("no consecutive free ports")
+
+
+class Vsftpd:
+    """vsftpd on a free port of 127.0.0.1 or ::1: explicit FTPS required for logins and
+    data, TLS sessions resumed on data connections (require_ssl_reuse), a system user of
+    its own whose files live in a folder of the test's."""
+
+    def __init__(self, family: str):
+        if os.geteuid() != 0:
+            pytest.skip("vsftpd needs root to log a system user in")
+        import tempfile
+        self.scratch = Path(tempfile.mkdtemp(prefix="wharf-vsftpd-"))
+        os.chmod(self.scratch, 0o755)
+        self.files = self.scratch / "files"
+        self.files.mkdir()
+        os.chmod(self.files, 0o777)
+        # vsftpd enters the user's home before `local_root`: "/" always exists.
+        if subprocess.run(["id", FTP_USER], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--no-create-home", "--home-dir", "/", "--shell", "/bin/sh",
+                            FTP_USER], capture_output=True)
+        subprocess.run(["chpasswd"], input=f"{FTP_USER}:{FTP_PASSWORD}\n", text=True, check=True)
+        make_ca_and_leaf(self.scratch, sans="DNS:localhost,IP:127.0.0.1,IP:::1")
+        self.ca, self.cert, key = self.scratch / "ca.pem", self.scratch / "leaf.pem", self.scratch / "leaf.key"
+        self.port = free_port()
+        low = consecutive_ports(8)
+        listen = ("listen=YES\nlisten_address=127.0.0.1" if family == "127.0.0.1"
+                  else "listen=NO\nlisten_ipv6=YES\nlisten_address6=::1")
+        config = self.scratch / "vsftpd.conf"
+        config.write_text(f"""{listen}
+listen_port={self.port}
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+local_root={self.files}
+pasv_enable=YES
+pasv_min_port={low}
+pasv_max_port={low + 7}
+seccomp_sandbox=NO
+pam_service_name=vsftpd
+xferlog_enable=NO
+ssl_enable=YES
+rsa_cert_file={self.cert}
+rsa_private_key_file={key}
+allow_anon_ssl=NO
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+require_ssl_reuse=YES
+ssl_ciphers=HIGH
+""")
+        Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
+        self.log = self.scratch / "vsftpd.log"
+        self.proc = subprocess.Popen(["/usr/sbin/vsftpd", str(config)], stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT)
+        import socket
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection((family, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"vsftpd did not listen: {self.log.read_text()}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        import shutil
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def certificate_sha256(pem: Path) -> str:
+    out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(pem)],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().split("=", 1)[1]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_push_to_and_pull_from_vsftpd_over_explicit_ftps(server, tmp_path, host):
+    vsftpd = Vsftpd(host)
+    try:
+        outbox, back = tmp_path / "outbox", tmp_path / "back"
+        sums = make_files(outbox, 5, 150_000)
+        back.mkdir()
+        (tmp_path / "ftp-password").write_text(FTP_PASSWORD + "\n")
+        configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "back"
+type = "local"
+folder = "{back}"
+
+[[location]]
+name = "partner"
+type = "ftps"
+host = "{host}"
+port = {vsftpd.port}
+username = "{FTP_USER}"
+password = "file:{tmp_path}/ftp-password"
+ca = "{vsftpd.ca}"
+
+[[transfer]]
+name = "push"
+source = "outbox"
+destination = "partner"
+destination_folder = "{vsftpd.files}/in/box"
+min_age = 0
+
+[[transfer]]
+name = "pull"
+source = "partner"
+source_folder = "{vsftpd.files}/in/box"
+destination = "back"
+after = "delete"
+min_age = 0
+""")
+        run_transfer(server, "push")
+        delivered = vsftpd.files / "in" / "box"
+        assert {p: sha256(delivered / p) for p in names(delivered)} == sums
+        run_transfer(server, "pull")
+        assert {p: sha256(back / p) for p in names(back)} == sums
+        assert names(delivered) == []
+        verified = [e for e in server.events() if e["name"] == "transfer.file.verified"]
+        # vsftpd offers no digest: size; the local folder is read back.
+        assert {(e["attrs"]["transfer"], e["attrs"]["method"]) for e in verified} == {
+            ("push", "size"), ("pull", "sha256 (local)")}
+        copied = [e for e in server.events() if e["name"] == "transfer.file.copied"]
+        assert {e["protocol"] for e in copied} == {"ftps"}
+        assert FTP_PASSWORD not in (server.root / "wharf-data" / "audit.jsonl").read_text()
+    finally:
+        vsftpd.stop()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_explicit_and_implicit_ftps_to_a_second_wharf_verified_by_hash(server, peer, tmp_path, host):
+    outbox, back = tmp_path / "outbox", tmp_path / "back"
+    sums = make_files(outbox, 4, 90_000)
+    back.mkdir()
+    peer.add_account("finance", password="Quay-7-lantern-Pw")
+    peer.start()
+    (tmp_path / "pw").write_text("Quay-7-lantern-Pw\n")
+    pin = certificate_sha256(peer.root / "wharf-data" / "tls" / "certificate.pem")
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "back"
+type = "local"
+folder = "{back}"
+
+[[location]]
+name = "explicit"
+type = "ftps"
+host = "{host}"
+port = {peer.ftps_port}
+username = "finance"
+password = "file:{tmp_path}/pw"
+certificate_sha256 = "{pin}"
+
+[[location]]
+name = "implicit"
+type = "ftps"
+tls = "implicit"
+host = "{host}"
+port = {peer.implicit_port}
+username = "finance"
+password = "file:{tmp_path}/pw"
+certificate_sha256 = ["{'00' * 32}", "{pin}"]
+
+[[transfer]]
+name = "push"
+source = "outbox"
+destination = "explicit"
+destination_folder = "/drop"
+verify = "sha256"
+min_age = 0
+
+[[transfer]]
+name = "pull"
+source = "implicit"
+source_folder = "/drop"
+destination = "back"
+min_age = 0
+""")
+    run_transfer(server, "push")
+    drop = peer.homes / "finance" / "drop"
+    assert {p: sha256(drop / p) for p in names(drop)} == sums
+    run_transfer(server, "pull")
+    assert {p: sha256(back / p) for p in names(back)} == sums
+    verified = [e for e in server.events() if e["name"] == "transfer.file.verified"]
+    assert {(e["attrs"]["transfer"], e["attrs"]["method"]) for e in verified} == {
+        ("push", "sha256 (HASH)"), ("pull", "sha256 (local)")}
+
+
+def test_an_ftps_certificate_not_pinned_or_not_vouched_for_is_refused(server, peer, tmp_path):
+    outbox = tmp_path / "outbox"
+    make_files(outbox, 1, 100)
+    peer.add_account("finance", password="Quay-7-lantern-Pw")
+    peer.add_ftp_service(tls="off")
+    peer.start()
+    (tmp_path / "pw").write_text("Quay-7-lantern-Pw\n")
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "wrong-pin"
+type = "ftps"
+host = "127.0.0.1"
+port = {peer.ftps_port}
+username = "finance"
+password = "file:{tmp_path}/pw"
+certificate_sha256 = "{'ab' * 32}"
+
+[[location]]
+name = "system-cas"
+type = "ftps"
+host = "127.0.0.1"
+port = {peer.ftps_port}
+username = "finance"
+password = "file:{tmp_path}/pw"
+
+[[location]]
+name = "plain"
+type = "ftp"
+host = "127.0.0.1"
+port = {peer.ftp_port}
+username = "finance"
+password = "file:{tmp_path}/pw"
+
+[[transfer]]
+name = "to-wrong-pin"
+source = "outbox"
+destination = "wrong-pin"
+min_age = 0
+
+[[transfer]]
+name = "to-system-cas"
+source = "outbox"
+destination = "system-cas"
+min_age = 0
+
+[[transfer]]
+name = "to-plain"
+source = "outbox"
+destination = "plain"
+destination_folder = "/plain"
+min_age = 0
+""")
+    for name, says in [("to-wrong-pin", "is not a pinned one"), ("to-system-cas", "certificate")]:
+        assert run_transfer(server, name, ok=False).returncode != 0
+        failed = [e for e in server.events() if e["name"] == "transfer.location.failed" and e["attrs"]["transfer"] == name]
+        assert failed and says in failed[-1]["message"], failed
+    # Plain FTP works when a location names it so.
+    run_transfer(server, "to-plain")
+    assert names(peer.homes / "finance" / "plain") == ["f000.bin"]
+    # A TLS key on a plain location is refused at load, with its line.
+    with open(server.root / "wharf.toml", "a") as f:
+        f.write('\n[[location]]\nname = "odd"\ntype = "ftp"\nhost = "127.0.0.1"\nusername = "x"\npassword = "env:X"\ntls = "implicit"\n')
+    check = server.wharf("check-config")
+    assert check.returncode == 1 and 'location[4].tls: does not apply to type = "ftp"' in check.stderr

@@ -22,16 +22,19 @@
 
 pub mod cron;
 mod endpoint;
+mod ftp;
 mod local;
 mod pace;
 pub mod run;
 pub mod scheduler;
 mod sftp;
 pub mod spec;
+pub mod tls;
 
 pub use endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
 pub use spec::{
-    After, Existing, HostKeys, Location, LocationKind, SftpLogin, Transfer, Trigger, Verify,
+    After, Existing, FtpSecurity, HostKeys, Location, LocationKind, SftpLogin, Transfer, Trigger,
+    Verify,
 };
 
 /// The path `rel` below `folder` on a location (both '/'-separated; the result absolute).

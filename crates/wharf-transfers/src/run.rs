@@ -127,6 +127,11 @@ fn protocol_of(location: &Location) -> Option<Protocol> {
     match location.kind {
         LocationKind::Local { .. } => None,
         LocationKind::Sftp { .. } => Some(Protocol::Sftp),
+        LocationKind::Ftp {
+            security: crate::spec::FtpSecurity::Plain,
+            ..
+        } => Some(Protocol::Ftp),
+        LocationKind::Ftp { .. } => Some(Protocol::Ftps),
     }
 }
 

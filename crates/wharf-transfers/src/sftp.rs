@@ -109,7 +109,17 @@ fn keepalive(stream: &tokio::net::TcpStream, idle: Duration) {
     }
 }
 
-async fn tcp(
+/// The first address `host` resolves to.
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<std::net::SocketAddr, EndpointError> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| EndpointError::location(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| EndpointError::location(format!("{host} resolves to no address")))
+}
+
+/// A TCP connection to `host`, tried on each address it resolves to, with keep-alive.
+pub(crate) async fn tcp(
     location: &Location,
     host: &str,
     port: u16,

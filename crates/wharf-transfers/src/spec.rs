@@ -44,6 +44,16 @@ pub enum HostKeys {
     KnownHosts(PathBuf),
 }
 
+/// How an FTP location's connection is protected.
+pub enum FtpSecurity {
+    /// `AUTH TLS` on the plain port, then `PROT P` (type `ftps`, the default).
+    Explicit(crate::tls::Trust),
+    /// TLS from the first byte (type `ftps` with `tls = "implicit"`).
+    Implicit(crate::tls::Trust),
+    /// None at all: the password and files in the clear (type `ftp`, only when named).
+    Plain,
+}
+
 /// What a location is.
 pub enum LocationKind {
     /// A folder on this machine: the root of a jail that no path leaves.
@@ -62,6 +72,19 @@ pub enum LocationKind {
         /// Which host keys are trusted.
         host_keys: HostKeys,
     },
+    /// An FTP server (FTPS unless plain FTP was asked for).
+    Ftp {
+        /// Host name, IPv4 or IPv6 literal.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// The account's name on the server.
+        username: String,
+        /// Its password (read from `env:`/`file:`).
+        password: String,
+        /// TLS, and how the server is trusted.
+        security: FtpSecurity,
+    },
 }
 
 impl LocationKind {
@@ -70,6 +93,11 @@ impl LocationKind {
         match self {
             LocationKind::Local { .. } => "local",
             LocationKind::Sftp { .. } => "sftp",
+            LocationKind::Ftp {
+                security: FtpSecurity::Plain,
+                ..
+            } => "ftp",
+            LocationKind::Ftp { .. } => "ftps",
         }
     }
 
@@ -86,6 +114,19 @@ impl LocationKind {
                     host.clone()
                 };
                 format!("sftp://{}@{host}:{port}", login.username)
+            }
+            LocationKind::Ftp {
+                host,
+                port,
+                username,
+                ..
+            } => {
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                format!("{}://{username}@{host}:{port}", self.type_name())
             }
         }
     }
@@ -110,6 +151,7 @@ impl Location {
             LocationKind::Sftp { .. } => {
                 Ok(Box::new(crate::sftp::SftpEndpoint::connect(self).await?))
             }
+            LocationKind::Ftp { .. } => Ok(Box::new(crate::ftp::FtpEndpoint::connect(self).await?)),
         }
     }
 }

@@ -15,7 +15,8 @@ use wharf_core::PathPattern;
 use wharf_handlers::{Action, Filter, Handler};
 use wharf_transfers::cron::Schedule;
 use wharf_transfers::{
-    After, Existing, HostKeys, Location, LocationKind, SftpLogin, Transfer, Trigger, Verify,
+    After, Existing, FtpSecurity, HostKeys, Location, LocationKind, SftpLogin, Transfer, Trigger,
+    Verify,
 };
 
 use crate::config::Loaded;
@@ -67,6 +68,12 @@ pub struct LocationSection {
     host_key: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     known_hosts: Option<Spanned<String>>,
+    #[serde(default)]
+    tls: Option<Spanned<String>>,
+    #[serde(default)]
+    ca: Option<Spanned<String>>,
+    #[serde(default)]
+    certificate_sha256: Option<Spanned<OneOrMany>>,
     #[serde(default = "default_connect_timeout")]
     connect_timeout: Spanned<u64>,
     #[serde(default = "default_idle_timeout")]
@@ -165,7 +172,7 @@ fn default_max_files() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
 }
 
-const TYPES: &[&str] = &["local", "sftp"];
+const TYPES: &[&str] = &["local", "sftp", "ftps", "ftp"];
 const PARALLEL: std::ops::RangeInclusive<u64> = 1..=64;
 const MAX_FILES: std::ops::RangeInclusive<u64> = 1..=100_000;
 
@@ -210,7 +217,7 @@ impl LocationSection {
                 format!("{kind:?} is not a location type; use {}", TYPES.join(", ")),
             ));
         }
-        let given: [(&str, bool); 8] = [
+        let given: [(&str, bool); 11] = [
             ("folder", self.folder.is_some()),
             ("host", self.host.is_some()),
             ("port", self.port.is_some()),
@@ -219,9 +226,22 @@ impl LocationSection {
             ("key", self.key.is_some()),
             ("host_key", self.host_key.is_some()),
             ("known_hosts", self.known_hosts.is_some()),
+            ("tls", self.tls.is_some()),
+            ("ca", self.ca.is_some()),
+            ("certificate_sha256", self.certificate_sha256.is_some()),
         ];
         let allowed: &[&str] = match kind {
             "local" => &["folder"],
+            "ftps" => &[
+                "host",
+                "port",
+                "username",
+                "password",
+                "tls",
+                "ca",
+                "certificate_sha256",
+            ],
+            "ftp" => &["host", "port", "username", "password"],
             _ => &[
                 "host",
                 "port",
@@ -239,7 +259,7 @@ impl LocationSection {
                 (
                     self.kind.span(),
                     key(k),
-                    format!("does not apply to a {kind} location; remove it"),
+                    format!("does not apply to type = \"{kind}\"; remove it"),
                 )
             })
     }
@@ -280,6 +300,7 @@ impl LocationSection {
                     folder: std::path::absolute(&path).unwrap_or(path),
                 }
             }
+            "ftps" | "ftp" => self.ftp(&key, loaded, resolve_secrets)?,
             _ => self.sftp(&key, loaded, resolve_secrets)?,
         };
         Ok(Location {
@@ -288,6 +309,141 @@ impl LocationSection {
             connect_timeout: Duration::from_secs(*self.connect_timeout.get_ref()),
             idle_timeout: Duration::from_secs(*self.idle_timeout.get_ref()),
             keepalive: Duration::from_secs(*self.keepalive.get_ref()),
+        })
+    }
+
+    fn host(&self, key: &dyn Fn(&str) -> String) -> Result<String, Problem> {
+        self.host
+            .as_ref()
+            .map(|h| {
+                h.get_ref()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            })
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                (
+                    self.name.span(),
+                    key("host"),
+                    "give the server's host name, IPv4 or IPv6 address".into(),
+                )
+            })
+    }
+
+    fn username(&self, key: &dyn Fn(&str) -> String) -> Result<String, Problem> {
+        self.username
+            .as_ref()
+            .map(|u| u.get_ref().clone())
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                (
+                    self.name.span(),
+                    key("username"),
+                    "give the account's name on the server".into(),
+                )
+            })
+    }
+
+    /// How a TLS location's server is trusted: pinned certificates, a CA file, or the
+    /// system's CAs.
+    fn trust(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        loaded: &Loaded,
+    ) -> Result<wharf_transfers::tls::Trust, Problem> {
+        match (&self.certificate_sha256, &self.ca) {
+            (Some(_), Some(ca)) => Err((
+                ca.span(),
+                key("ca"),
+                "give certificate_sha256 (pinned) or ca (verified), not both".into(),
+            )),
+            (Some(pins), None) => {
+                let mut list = Vec::new();
+                for pin in pins.get_ref().list() {
+                    match wharf_transfers::tls::normalise_pin(&pin) {
+                        Some(hex) => list.push(hex),
+                        None => {
+                            return Err((
+                                pins.span(),
+                                key("certificate_sha256"),
+                                format!(
+                                    "{pin:?} is not a SHA-256 fingerprint; give it as `openssl x509 -noout -fingerprint -sha256` prints it"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Ok(wharf_transfers::tls::Trust::Pinned(list))
+            }
+            (None, Some(ca)) => {
+                let path = loaded.resolve(ca.get_ref());
+                let pem = std::fs::read(&path).map_err(|e| {
+                    (
+                        ca.span(),
+                        key("ca"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                wharf_net::post::client_config(Some(&pem))
+                    .map_err(|e| (ca.span(), key("ca"), e.to_string()))?;
+                Ok(wharf_transfers::tls::Trust::Authority(Some(pem)))
+            }
+            (None, None) => Ok(wharf_transfers::tls::Trust::Authority(None)),
+        }
+    }
+
+    fn ftp(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        loaded: &Loaded,
+        resolve_secrets: bool,
+    ) -> Result<LocationKind, Problem> {
+        let host = self.host(key)?;
+        let username = self.username(key)?;
+        let Some(password_spec) = &self.password else {
+            return Err((
+                self.name.span(),
+                key("password"),
+                "give the password as env:NAME or file:PATH".into(),
+            ));
+        };
+        let mut problems = Vec::new();
+        crate::config::auth::secret_spec(&self.password, &key("password"), &mut |s, k, m| {
+            problems.push((s, k, m))
+        });
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(problem);
+        }
+        let (security, default_port) = if self.kind.get_ref() == "ftp" {
+            (FtpSecurity::Plain, 21)
+        } else {
+            let trust = self.trust(key, loaded)?;
+            match self.tls.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("explicit") => (FtpSecurity::Explicit(trust), 21),
+                Some("implicit") => (FtpSecurity::Implicit(trust), 990),
+                Some(other) => {
+                    let span = self.tls.as_ref().map_or(0..0, |t| t.span());
+                    return Err((
+                        span,
+                        key("tls"),
+                        format!("{other:?} is not explicit or implicit"),
+                    ));
+                }
+            }
+        };
+        let password = if resolve_secrets {
+            crate::config::auth::secret(loaded, password_spec.get_ref())
+                .map_err(|e| (password_spec.span(), key("password"), e.to_string()))?
+        } else {
+            String::new()
+        };
+        Ok(LocationKind::Ftp {
+            host,
+            port: self.port.as_ref().map_or(default_port, |p| *p.get_ref()),
+            username,
+            password,
+            security,
         })
     }
 
