@@ -849,3 +849,70 @@ min_age = 0
         f.write('\n[[location]]\nname = "odd"\ntype = "ftp"\nhost = "127.0.0.1"\nusername = "x"\npassword = "env:X"\ntls = "implicit"\n')
     check = server.wharf("check-config")
     assert check.returncode == 1 and 'location[4].tls: does not apply to type = "ftp"' in check.stderr
+
+
+# -- HTTPS (WebDAV) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_push_to_and_pull_from_a_second_wharf_over_webdav(server, peer, tmp_path, host):
+    outbox, back = tmp_path / "outbox", tmp_path / "back"
+    sums = make_files(outbox / "q1", 3, 400_000)
+    sums = {f"q1/{k}": v for k, v in sums.items()}
+    back.mkdir()
+    peer.add_account("finance", password="Quay-7-lantern-Pw")
+    peer.start()
+    (tmp_path / "pw").write_text("Quay-7-lantern-Pw\n")
+    pin = certificate_sha256(peer.root / "wharf-data" / "tls" / "certificate.pem")
+    configure(server, f"""
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "back"
+type = "local"
+folder = "{back}"
+
+[[location]]
+name = "dav"
+type = "https"
+url = "https://{host}:{peer.https_port}/dav/"
+username = "finance"
+password = "file:{tmp_path}/pw"
+certificate_sha256 = "{pin}"
+
+[[transfer]]
+name = "push"
+source = "outbox"
+destination = "dav"
+destination_folder = "/reports"
+recursive = true
+min_age = 0
+
+[[transfer]]
+name = "pull"
+source = "dav"
+source_folder = "/reports"
+recursive = true
+destination = "back"
+after = "move"
+move_to = "/archive"
+min_age = 0
+""")
+    run_transfer(server, "push")
+    landed = peer.homes / "finance" / "reports"
+    assert {p: sha256(landed / p) for p in names(landed)} == sums
+    run_transfer(server, "pull")
+    assert {p: sha256(back / p) for p in names(back)} == sums
+    assert names(landed) == []
+    assert len(names(peer.homes / "finance" / "archive")) == 3
+    copied = [e for e in server.events() if e["name"] == "transfer.file.copied"]
+    assert {e["protocol"] for e in copied} == {"webdav"} and len(copied) == 6
+    # A wrong password is a clear refusal.
+    (tmp_path / "pw").write_text("not-it\n")
+    (outbox / "late.txt").write_text("x")
+    os.utime(outbox / "late.txt", (time.time() - 60, time.time() - 60))
+    assert run_transfer(server, "push", ok=False).returncode != 0
+    failed = [e for e in server.events() if e["name"] == "transfer.location.failed"]
+    assert failed and "refused the login" in failed[-1]["message"]

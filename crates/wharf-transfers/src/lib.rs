@@ -30,11 +30,12 @@ pub mod scheduler;
 mod sftp;
 pub mod spec;
 pub mod tls;
+mod webdav;
 
 pub use endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
 pub use spec::{
-    After, Existing, FtpSecurity, HostKeys, Location, LocationKind, SftpLogin, Transfer, Trigger,
-    Verify,
+    After, DavLogin, Existing, FtpSecurity, HostKeys, Location, LocationKind, SftpLogin, Transfer,
+    Trigger, Verify,
 };
 
 /// The path `rel` below `folder` on a location (both '/'-separated; the result absolute).

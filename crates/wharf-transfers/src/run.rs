@@ -132,6 +132,7 @@ fn protocol_of(location: &Location) -> Option<Protocol> {
             ..
         } => Some(Protocol::Ftp),
         LocationKind::Ftp { .. } => Some(Protocol::Ftps),
+        LocationKind::Https { .. } => Some(Protocol::Webdav),
     }
 }
 

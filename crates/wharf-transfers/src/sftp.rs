@@ -101,7 +101,8 @@ pub struct SftpEndpoint {
     idle: Duration,
 }
 
-fn keepalive(stream: &tokio::net::TcpStream, idle: Duration) {
+/// Turns TCP keep-alive on, probing after `idle` of silence.
+pub(crate) fn keepalive(stream: &tokio::net::TcpStream, idle: Duration) {
     let set = rustix::net::sockopt::set_socket_keepalive(stream, true)
         .and_then(|()| rustix::net::sockopt::set_tcp_keepidle(stream, idle));
     if let Err(e) = set {

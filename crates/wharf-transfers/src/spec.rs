@@ -54,6 +54,19 @@ pub enum FtpSecurity {
     Plain,
 }
 
+/// How a WebDAV server is logged into.
+pub enum DavLogin {
+    /// HTTP Basic.
+    Basic {
+        /// The account.
+        username: String,
+        /// Its password.
+        password: String,
+    },
+    /// `Authorization: Bearer`.
+    Bearer(String),
+}
+
 /// What a location is.
 pub enum LocationKind {
     /// A folder on this machine: the root of a jail that no path leaves.
@@ -85,6 +98,15 @@ pub enum LocationKind {
         /// TLS, and how the server is trusted.
         security: FtpSecurity,
     },
+    /// A WebDAV server over HTTPS.
+    Https {
+        /// The base URL (`https://host:port/dav/`); paths are below it.
+        url: url::Url,
+        /// How to log in.
+        login: DavLogin,
+        /// How the server's certificate is trusted.
+        trust: crate::tls::Trust,
+    },
 }
 
 impl LocationKind {
@@ -98,6 +120,7 @@ impl LocationKind {
                 ..
             } => "ftp",
             LocationKind::Ftp { .. } => "ftps",
+            LocationKind::Https { .. } => "https",
         }
     }
 
@@ -128,6 +151,7 @@ impl LocationKind {
                 };
                 format!("{}://{username}@{host}:{port}", self.type_name())
             }
+            LocationKind::Https { url, .. } => url.to_string(),
         }
     }
 }
@@ -152,6 +176,9 @@ impl Location {
                 Ok(Box::new(crate::sftp::SftpEndpoint::connect(self).await?))
             }
             LocationKind::Ftp { .. } => Ok(Box::new(crate::ftp::FtpEndpoint::connect(self).await?)),
+            LocationKind::Https { .. } => {
+                Ok(Box::new(crate::webdav::DavEndpoint::connect(self).await?))
+            }
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct LocationSection {
     #[serde(default)]
     tls: Option<Spanned<String>>,
     #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    token: Option<Spanned<String>>,
+    #[serde(default)]
     ca: Option<Spanned<String>>,
     #[serde(default)]
     certificate_sha256: Option<Spanned<OneOrMany>>,
@@ -172,7 +176,7 @@ fn default_max_files() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
 }
 
-const TYPES: &[&str] = &["local", "sftp", "ftps", "ftp"];
+const TYPES: &[&str] = &["local", "sftp", "ftps", "ftp", "https"];
 const PARALLEL: std::ops::RangeInclusive<u64> = 1..=64;
 const MAX_FILES: std::ops::RangeInclusive<u64> = 1..=100_000;
 
@@ -217,7 +221,7 @@ impl LocationSection {
                 format!("{kind:?} is not a location type; use {}", TYPES.join(", ")),
             ));
         }
-        let given: [(&str, bool); 11] = [
+        let given: [(&str, bool); 13] = [
             ("folder", self.folder.is_some()),
             ("host", self.host.is_some()),
             ("port", self.port.is_some()),
@@ -229,6 +233,8 @@ impl LocationSection {
             ("tls", self.tls.is_some()),
             ("ca", self.ca.is_some()),
             ("certificate_sha256", self.certificate_sha256.is_some()),
+            ("url", self.url.is_some()),
+            ("token", self.token.is_some()),
         ];
         let allowed: &[&str] = match kind {
             "local" => &["folder"],
@@ -242,6 +248,14 @@ impl LocationSection {
                 "certificate_sha256",
             ],
             "ftp" => &["host", "port", "username", "password"],
+            "https" => &[
+                "url",
+                "username",
+                "password",
+                "token",
+                "ca",
+                "certificate_sha256",
+            ],
             _ => &[
                 "host",
                 "port",
@@ -301,6 +315,7 @@ impl LocationSection {
                 }
             }
             "ftps" | "ftp" => self.ftp(&key, loaded, resolve_secrets)?,
+            "https" => self.https(&key, loaded, resolve_secrets)?,
             _ => self.sftp(&key, loaded, resolve_secrets)?,
         };
         Ok(Location {
@@ -391,6 +406,73 @@ impl LocationSection {
             }
             (None, None) => Ok(wharf_transfers::tls::Trust::Authority(None)),
         }
+    }
+
+    fn https(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        loaded: &Loaded,
+        resolve_secrets: bool,
+    ) -> Result<LocationKind, Problem> {
+        let Some(written) = &self.url else {
+            return Err((
+                self.name.span(),
+                key("url"),
+                "give the WebDAV folder's URL, such as \"https://dav.example.com/dav/\"".into(),
+            ));
+        };
+        let url = url::Url::parse(written.get_ref())
+            .map_err(|e| (written.span(), key("url"), format!("not a URL: {e}")))?;
+        if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+            return Err((
+                written.span(),
+                key("url"),
+                "give an https:// URL with a host: credentials never travel in the clear".into(),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+            return Err((
+                written.span(),
+                key("url"),
+                "no credentials or query in the URL: use username and password, or token".into(),
+            ));
+        }
+        let mut problems = Vec::new();
+        for (value, k) in [(&self.password, "password"), (&self.token, "token")] {
+            crate::config::auth::secret_spec(value, &key(k), &mut |s, k, m| {
+                problems.push((s, k, m))
+            });
+        }
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(problem);
+        }
+        let read = |spec: &Spanned<String>, k: &str| -> Result<String, Problem> {
+            if resolve_secrets {
+                crate::config::auth::secret(loaded, spec.get_ref())
+                    .map_err(|e| (spec.span(), key(k), e.to_string()))
+            } else {
+                Ok(String::new())
+            }
+        };
+        let login = match (&self.username, &self.password, &self.token) {
+            (Some(user), Some(password), None) => wharf_transfers::DavLogin::Basic {
+                username: user.get_ref().clone(),
+                password: read(password, "password")?,
+            },
+            (None, None, Some(token)) => wharf_transfers::DavLogin::Bearer(read(token, "token")?),
+            _ => {
+                return Err((
+                    self.name.span(),
+                    key("username"),
+                    "give username and password (HTTP Basic), or token (Bearer)".into(),
+                ));
+            }
+        };
+        Ok(LocationKind::Https {
+            url,
+            login,
+            trust: self.trust(key, loaded)?,
+        })
     }
 
     fn ftp(
