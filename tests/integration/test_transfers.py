@@ -171,7 +171,7 @@ min_age = 0
     copied = [e for e in events if e["name"] == "transfer.file.copied"]
     assert len(copied) == 5
     assert all(e["sha256"] and e["bytes"] for e in copied)
-    assert {e["path2"] for e in copied} >= {"in:/f000.1.bin", "in:/sub/f002.bin"}
+    assert {e["path2"] for e in copied} >= {"/f000.1.bin", "/sub/f002.bin"}
     verified = [e for e in events if e["name"] == "transfer.file.verified"]
     assert {e["attrs"]["method"] for e in verified} == {"sha256 (local)"}
     handled = [e for e in events if e["name"] == "transfer.source.handled"]
@@ -916,3 +916,134 @@ min_age = 0
     assert run_transfer(server, "push", ok=False).returncode != 0
     failed = [e for e in server.events() if e["name"] == "transfer.location.failed"]
     assert failed and "refused the login" in failed[-1]["message"]
+
+
+# -- The whole chain ----------------------------------------------------------------------
+
+def rsa_key(folder: Path, name: str):
+    private = folder / f"{name}.key"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", str(private)], check=True, capture_output=True)
+    public = folder / f"{name}.pub.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True)
+    return private, public
+
+
+def pss_sign(private: Path, path: Path):
+    digest = path.with_name(path.name + ".sha256")
+    subprocess.run(["openssl", "dgst", "-sha256", "-binary", "-out", str(digest), str(path)], check=True)
+    subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", str(private), "-in", str(digest),
+                    "-out", str(path) + ".sig", "-pkeyopt", "digest:sha256",
+                    "-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "rsa_pss_saltlen:digest"], check=True)
+    digest.unlink()
+
+
+def test_invoices_pulled_from_the_bank_checked_and_valid_ones_delivered_to_finance(server, sshd, tmp_path):
+    """The administrator's sentence: every night pull invoices from the bank's SFTP server,
+    check their signatures, deliver the valid ones to the finance FTPS server, once each."""
+    vsftpd = Vsftpd("127.0.0.1")
+    try:
+        bank_out = tmp_path / "bank-out"
+        bank_out.mkdir()
+        bank_key, bank_pub = rsa_key(tmp_path, "bank")
+        forger_key, _ = rsa_key(tmp_path, "forger")
+        invoices = {}
+        for name, key in [("INV-1001.xml", bank_key), ("INV-1002.xml", bank_key), ("INV-1003.xml", forger_key)]:
+            path = bank_out / name
+            path.write_text(f"<invoice id='{name}'>{os.urandom(8).hex()}</invoice>\n")
+            pss_sign(key, path)
+            invoices[name] = sha256(path)
+        old = time.time() - 600
+        for p in bank_out.iterdir():
+            os.utime(p, (old, old))
+        incoming, valid, quarantine = tmp_path / "incoming", tmp_path / "valid", tmp_path / "quarantine"
+        for folder in (incoming, valid):
+            folder.mkdir()
+        (tmp_path / "ftp-password").write_text(FTP_PASSWORD + "\n")
+        configure(server, f"""
+[[location]]
+name = "bank"
+type = "sftp"
+host = "127.0.0.1"
+port = {sshd.port}
+username = "root"
+key = "{server.key}"
+host_key = "{fingerprint(Path(str(sshd.host_key) + '.pub'))}"
+
+[[location]]
+name = "incoming"
+type = "local"
+folder = "{incoming}"
+
+[[location]]
+name = "valid"
+type = "local"
+folder = "{valid}"
+
+[[location]]
+name = "finance"
+type = "ftps"
+host = "127.0.0.1"
+port = {vsftpd.port}
+username = "{FTP_USER}"
+password = "file:{tmp_path}/ftp-password"
+ca = "{vsftpd.ca}"
+
+[[transfer]]
+name = "bank-invoices"
+source = "bank"
+source_folder = "{bank_out}"
+files = "re:/INV-\\\\d+\\\\.xml(\\\\.sig)?$"
+destination = "incoming"
+cron = "0 2 * * *"
+after = "delete"
+verify = "sha256"
+
+[[handler]]
+name = "check-invoices"
+on = ["transfer.file.copied"]
+transfers = ["bank-invoices"]
+path = "*.xml"
+
+[handler.verify-signature]
+keys = ["{bank_pub}"]
+wait = 30
+move_to = "{valid}/${{NAME}}"
+quarantine = "{quarantine}"
+
+[[transfer]]
+name = "to-finance"
+source = "valid"
+files = "*.xml"
+destination = "finance"
+destination_folder = "{vsftpd.files}/invoices"
+on = ["signature.valid"]
+after = "delete"
+min_age = 0
+""")
+        server.start()
+        # The night comes early: the nightly transfer, run by hand while the server runs.
+        run_transfer(server, "bank-invoices")
+        delivered = vsftpd.files / "invoices"
+        deadline = time.time() + 40
+        while time.time() < deadline and len(names(delivered)) < 2:
+            time.sleep(0.3)
+        assert names(delivered) == ["INV-1001.xml", "INV-1002.xml"]
+        for name in names(delivered):
+            assert sha256(delivered / name) == invoices[name]
+        assert list(bank_out.iterdir()) == []
+        server.wait_event("file.quarantined", timeout=20)
+        assert [p for p in quarantine.rglob("*INV-1003.xml") if p.is_file()], list(quarantine.rglob("*"))
+        events = server.events()
+        assert len([e for e in events if e["name"] == "signature.valid"]) == 2
+        invalid = [e for e in events if e["name"] == "signature.invalid"]
+        assert len(invalid) == 1 and invalid[0]["path"].endswith("INV-1003.xml")
+        to_finance = [e for e in events if e["name"] == "transfer.file.copied" and e["attrs"]["transfer"] == "to-finance"]
+        assert sorted(e["path"] for e in to_finance) == ["/INV-1001.xml", "/INV-1002.xml"]
+        # Once each, however many runs the two valid signatures started.
+        time.sleep(2)
+        assert len([e for e in server.events() if e["name"] == "transfer.file.copied"
+                    and e["attrs"]["transfer"] == "to-finance"]) == 2
+        server.stop()
+    finally:
+        vsftpd.stop()

@@ -41,6 +41,8 @@ pub struct Filter {
     pub protocols: Vec<String>,
     /// Service names.
     pub services: Vec<String>,
+    /// Client-side transfers' names (`attrs.transfer` of their events).
+    pub transfers: Vec<String>,
     /// A pattern on the client-visible path, with the permission rules' syntax.
     pub path: Option<PathPattern>,
     /// Smallest size in bytes.
@@ -66,6 +68,7 @@ pub struct Facts<'a> {
     account: Option<&'a str>,
     protocol: Option<&'a str>,
     service: Option<&'a str>,
+    transfer: Option<&'a str>,
     groups: Vec<&'a str>,
     size: Option<u64>,
 }
@@ -77,6 +80,7 @@ impl<'a> Facts<'a> {
             account: record.account.as_deref(),
             protocol: record.protocol.as_deref(),
             service: record.service.as_deref(),
+            transfer: record.attrs.get("transfer").map(String::as_str),
             groups: groups_of(record),
             size: record
                 .bytes
@@ -90,6 +94,7 @@ impl<'a> Facts<'a> {
             account: event.account.as_deref(),
             protocol: event.protocol.map(|p| p.as_str()),
             service: event.service.as_deref(),
+            transfer: event.attrs.get("transfer").map(String::as_str),
             groups: split_groups(event.attrs.get("groups")),
             size: event
                 .bytes
@@ -113,6 +118,7 @@ impl Filter {
         if !one_of(&self.accounts, facts.account)
             || !one_of(&self.protocols, facts.protocol)
             || !one_of(&self.services, facts.service)
+            || !one_of(&self.transfers, facts.transfer)
         {
             return false;
         }

@@ -28,8 +28,10 @@ use wharf_types::{VirtualPath, hex};
 
 use crate::ActionError;
 
-/// Events whose file is at `path2` (the destination) rather than `path`.
-const AT_PATH2: &[u32] = &[30021, 30026];
+/// Events whose file is at `path2` (the destination) rather than `path`: renames, copies,
+/// and a client-side transfer's delivery (`transfer.file.copied`, whose `attrs.file` and
+/// `attrs.root` name the delivered file when its destination is a local folder).
+const AT_PATH2: &[u32] = &[30021, 30026, 60010];
 
 /// The file an event is about, where it is now.
 #[derive(Debug, Clone)]

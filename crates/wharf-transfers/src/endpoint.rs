@@ -117,6 +117,23 @@ pub trait Endpoint: Send + Sync {
     /// The SHA-256 of the file at `path` as the location computes it, with how it was
     /// asked (`check-file`, `sha256sum`, `local`...); `None` when it offers no digest.
     async fn sha256(&self, path: &str) -> Result<Option<(String, &'static str)>, EndpointError>;
+    /// Where `path` is on this machine, when the location is a local folder: what event
+    /// handlers need to act on a delivered file.
+    async fn local_place(&self, _path: &str) -> Option<LocalPlace> {
+        None
+    }
     /// Ends the connection politely.
     async fn close(&self) {}
+}
+
+/// A file of a local location, as event handlers find it (`attrs.root`, `attrs.file`,
+/// `attrs.inode` of `transfer.file.copied`).
+#[derive(Debug, Clone)]
+pub struct LocalPlace {
+    /// The location's folder.
+    pub root: std::path::PathBuf,
+    /// The file's path on this machine.
+    pub file: std::path::PathBuf,
+    /// `DEVICE:INODE`.
+    pub inode: Option<String>,
 }

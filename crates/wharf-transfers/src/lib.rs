@@ -32,7 +32,9 @@ pub mod spec;
 pub mod tls;
 mod webdav;
 
-pub use endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
+pub use endpoint::{
+    Download, Endpoint, EndpointError, Entry, Failure, Listing, LocalPlace, Upload,
+};
 pub use spec::{
     After, DavLogin, Existing, FtpSecurity, HostKeys, Location, LocationKind, SftpLogin, Transfer,
     Trigger, Verify,

@@ -7,11 +7,14 @@ use wharf_core::vfs::{FileKind, LocalFs, OpenWrite, ReadFile, Vfs, WriteFile, Wr
 use wharf_core::{CoreError, ErrorKind};
 use wharf_types::VirtualPath;
 
-use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
+use crate::endpoint::{
+    Download, Endpoint, EndpointError, Entry, Failure, Listing, LocalPlace, Upload,
+};
 
 /// A local folder, open.
 pub struct LocalEndpoint {
     fs: LocalFs,
+    folder: std::path::PathBuf,
 }
 
 fn failed(e: CoreError) -> EndpointError {
@@ -35,7 +38,10 @@ impl LocalEndpoint {
     /// Opens `folder` as the location's root.
     pub fn open(folder: &std::path::Path) -> Result<LocalEndpoint, EndpointError> {
         LocalFs::open(folder)
-            .map(|fs| LocalEndpoint { fs })
+            .map(|fs| LocalEndpoint {
+                fs,
+                folder: folder.to_owned(),
+            })
             .map_err(|e| EndpointError::location(format!("cannot open {}: {e}", folder.display())))
     }
 }
@@ -150,6 +156,16 @@ impl Endpoint for LocalEndpoint {
             }
         }
         Ok(())
+    }
+
+    async fn local_place(&self, p: &str) -> Option<LocalPlace> {
+        let rel = path(p).ok()?;
+        let meta = self.fs.stat(&rel, false).await.ok()?;
+        Some(LocalPlace {
+            root: self.folder.clone(),
+            file: self.folder.join(rel.relative()),
+            inode: meta.identity,
+        })
     }
 
     async fn sha256(&self, p: &str) -> Result<Option<(String, &'static str)>, EndpointError> {

@@ -153,18 +153,17 @@ impl<R: Recorder> Emitter<'_, R> {
         event
     }
 
+    /// An event about `file`: `path` its path on the source location, `path2` on the
+    /// destination (once chosen), the locations' names in `attrs.source` and
+    /// `attrs.destination`.
     fn file_event(&self, kind: EventKind, file: &TransferFile) -> Event {
-        let mut event = self.event(kind).path(format!(
-            "{}:{}",
-            self.transfer.source.name,
-            join(&self.transfer.source_folder, &file.source)
-        ));
+        let mut event = self
+            .event(kind)
+            .path(join(&self.transfer.source_folder, &file.source))
+            .attr("source", &self.transfer.source.name)
+            .attr("destination", &self.transfer.destination.name);
         if let Some(dest) = &file.destination {
-            event = event.path2(format!(
-                "{}:{}",
-                self.transfer.destination.name,
-                join(&self.transfer.destination_folder, dest)
-            ));
+            event = event.path2(join(&self.transfer.destination_folder, dest));
         }
         event
     }
@@ -693,6 +692,15 @@ impl<R: Recorder> Worker<'_, R> {
                         }
                     }
                     let mut event = self.emit.file_event(EventKind::TransferFileCopied, &file);
+                    // A file delivered to a local folder: where event handlers find it.
+                    if let Some(place) = conns.destination().await?.local_place(&dest).await {
+                        event = event
+                            .attr("root", place.root.to_string_lossy())
+                            .attr("file", place.file.to_string_lossy());
+                        if let Some(inode) = place.inode {
+                            event = event.attr("inode", inode);
+                        }
+                    }
                     event.bytes = Some(file.size as u64);
                     event.sha256 = file.sha256.clone();
                     if let Some(at) = copied_at {
@@ -968,7 +976,7 @@ impl<R: Recorder> Worker<'_, R> {
             .emit
             .file_event(EventKind::TransferSourceHandled, file)
             .attr("action", action);
-        event.path2 = to.map(|to| format!("{}:{to}", self.transfer.source.name));
+        event.path2 = to;
         self.emit.record(event).await?;
         Ok(())
     }

@@ -117,6 +117,8 @@ pub struct HandlerSection {
     #[serde(default)]
     services: Vec<String>,
     #[serde(default)]
+    transfers: Vec<String>,
+    #[serde(default)]
     path: Option<Spanned<String>>,
     #[serde(default)]
     min_size: Option<u64>,
@@ -298,6 +300,7 @@ impl HandlerSection {
             groups: self.groups.clone(),
             protocols: self.protocols.clone(),
             services: self.services.clone(),
+            transfers: self.transfers.clone(),
             path: pattern(&self.path, &key("path"))?,
             min_size: self.min_size,
             max_size: self.max_size,
