@@ -1047,3 +1047,70 @@ min_age = 0
         server.stop()
     finally:
         vsftpd.stop()
+
+
+# -- A cluster -------------------------------------------------------------------------
+
+def test_in_a_cluster_one_node_runs_a_transfer_and_another_takes_it_over_when_it_dies(cluster, peer, tmp_path):
+    outbox = tmp_path / "shared-outbox"
+    sums = make_files(outbox, 120, 30_000)
+    peer.add_account("finance")
+    peer.start()
+    nodes = [cluster.node("a"), cluster.node("b")]
+    for node in nodes:
+        configure(node, f"""
+[handlers]
+lease = 3
+
+[[location]]
+name = "outbox"
+type = "local"
+folder = "{outbox}"
+
+[[location]]
+name = "finance"
+type = "sftp"
+host = "::1"
+port = {peer.port}
+username = "finance"
+key = "{peer.key}"
+host_key = "{wharf_fingerprint(peer)}"
+
+[[transfer]]
+name = "bulk"
+source = "outbox"
+destination = "finance"
+destination_folder = "/in"
+interval = 3600
+after = "delete"
+parallel = 2
+rate = 600000
+retry_wait = 1
+min_age = 0
+""")
+    for node in nodes:
+        node.start()
+    delivered = peer.homes / "finance" / "in"
+    deadline = time.time() + 30
+    while time.time() < deadline and len(names(delivered)) < 20:
+        time.sleep(0.05)
+    listed = nodes[0].wharf("transfer", "list", "--json", check=True).stdout
+    import json
+    state = json.loads(listed.splitlines()[0])["state"]
+    assert state.startswith("running on "), state
+    holder = state.removeprefix("running on ")
+    dying = cluster.nodes[holder]
+    other = next(n for name, n in cluster.nodes.items() if name != holder)
+    assert 0 < len(names(delivered)) < 120
+    dying.proc.send_signal(signal.SIGKILL)
+    dying.proc.wait()
+    deadline = time.time() + 90
+    while time.time() < deadline and (names(outbox) or len([n for n in names(delivered) if not n.startswith(".")]) < 120):
+        time.sleep(0.3)
+    assert {p: sha256(delivered / p) for p in names(delivered)} == sums
+    assert names(outbox) == []
+    renames = [e for e in peer.events() if e["name"] == "entry.renamed" and e.get("path2", "").startswith("/in/f")]
+    assert sorted(e["path2"] for e in renames) == sorted(f"/in/{n}" for n in sums)
+    runs = other.wharf("transfer", "history", "bulk", "--json", check=True).stdout
+    by_node = {json.loads(line)["node"] for line in runs.splitlines()}
+    assert by_node == {holder, other.root.name}, by_node
