@@ -1114,3 +1114,67 @@ min_age = 0
     runs = other.wharf("transfer", "history", "bulk", "--json", check=True).stdout
     by_node = {json.loads(line)["node"] for line in runs.splitlines()}
     assert by_node == {holder, other.root.name}, by_node
+
+
+# -- The Manager ---------------------------------------------------------------------------
+
+def test_the_manager_lists_transfers_and_runs_one_on_demand(server, tmp_path):
+    from manager_client import Browser, api
+    from test_manager import PASSWORD, add_admin, token
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    make_files(out, 2, 500)
+    inbox.mkdir()
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "nightly"
+source = "out"
+destination = "in"
+cron = "0 2 * * *"
+min_age = 0
+""")
+    add_admin(server, "opie", "operator")
+    add_admin(server, "audi", "auditor")
+    operator = token(server, "opie-ci", "opie", "operator")
+    auditor = token(server, "audi-ci", "audi", "auditor")
+    server.start()
+    status, body = api(server, "GET", "/api/v1/transfers", auditor)
+    assert status == 200, body
+    [nightly] = body["transfers"]
+    assert nightly["name"] == "nightly" and nightly["when"] == 'cron "0 2 * * *"'
+    assert nightly["state"] == "idle" and nightly["last_run"] is None
+    assert api(server, "POST", "/api/v1/transfers/nightly/run", auditor)[0] == 403
+    assert api(server, "POST", "/api/v1/transfers/nosuch/run", operator)[0] == 404
+    status, body = api(server, "POST", "/api/v1/transfers/nightly/run", operator)
+    assert status == 200, body
+    requested = server.wait_event("transfer.run.requested")
+    assert requested["attrs"]["admin"] == "opie" and requested["attrs"]["target"] == "nightly"
+    started = server.wait_event("transfer.run.started")
+    assert started["attrs"]["trigger"] == "manager (opie)"
+    server.wait_event("transfer.run.finished")
+    assert names(inbox) == ["f000.bin", "f001.bin"]
+    status, body = api(server, "GET", "/api/v1/transfers/nightly/runs", auditor)
+    assert status == 200 and body["runs"][0]["files"] == 2 and body["runs"][0]["trigger"] == "manager (opie)"
+    # The console: the table, and the operator's button.
+    browser = Browser(server)
+    browser.login("opie", PASSWORD)
+    status, _, page, _ = browser.request("GET", "/transfers")
+    assert status == 200 and "nightly" in page and "run now" in page and "manager (opie)" in page
+    (out / "late.bin").write_bytes(b"late")
+    os.utime(out / "late.bin", (time.time() - 60, time.time() - 60))
+    status, _, _, _ = browser.request("POST", "/transfers", form={"name": "nightly", "csrf": browser.csrf})
+    assert status == 303
+    deadline = time.time() + 15
+    while time.time() < deadline and "late.bin" not in names(inbox):
+        time.sleep(0.2)
+    assert "late.bin" in names(inbox)
+    server.stop()

@@ -27,6 +27,7 @@ mod nodes;
 mod role;
 mod sessions;
 mod tokens;
+mod transfers;
 mod views;
 
 pub use accounts::{AccountChange, NewAccount, RuleVerdict, account_name};
@@ -43,6 +44,7 @@ pub use nodes::node_view;
 pub use role::{Need, Role};
 pub use sessions::session_view;
 pub use tokens::{MAX_TOKEN_DAYS, NewToken, TokenIdentity, TokenMade};
+pub use transfers::{MAX_RUNS, TransferInfo, transfer_run_view};
 pub use views::{account_view, admin_view, ban_view, token_view};
 /// An authenticator enrolment as drafted and confirmed.
 pub use wharf_auth::SecondFactor;

@@ -721,6 +721,62 @@ impl JobQuery {
     }
 }
 
+/// The limit of `GET /api/v1/transfers/{name}/runs`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunsQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/transfers`.
+pub(crate) async fn transfers(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let catalog = shared.configuration.transfers();
+    match shared.ops.transfers(&caller.actor, &catalog).await {
+        Ok(list) => ok(json!({ "transfers": list })),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /api/v1/transfers/{name}/runs`.
+pub(crate) async fn transfer_runs(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(name): Segment<String>,
+    Params(query): Params<RunsQuery>,
+) -> Response {
+    let catalog = shared.configuration.transfers();
+    match shared
+        .ops
+        .transfer_runs(&caller.actor, &name, &catalog, query.limit.unwrap_or(20))
+        .await
+    {
+        Ok(list) => {
+            ok(json!({"runs": list.iter().map(wharf_admin::transfer_run_view).collect::<Vec<_>>()}))
+        }
+        Err(e) => failure(e),
+    }
+}
+
+/// `POST /api/v1/transfers/{name}/run`.
+pub(crate) async fn transfer_run(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Segment(name): Segment<String>,
+) -> Response {
+    let catalog = shared.configuration.transfers();
+    match shared
+        .ops
+        .run_transfer(&caller.actor, &name, &catalog)
+        .await
+    {
+        Ok(()) => ok(json!({"transfer": name, "state": "asked for"})),
+        Err(e) => failure(e),
+    }
+}
+
 /// `GET /api/v1/sessions`.
 pub(crate) async fn sessions(
     State(shared): State<Arc<Shared>>,

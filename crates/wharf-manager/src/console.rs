@@ -22,8 +22,10 @@ use crate::server::Shared;
 
 mod groups;
 mod sessions;
+mod transfers;
 pub(crate) use groups::{group, group_add, group_change, groups};
 pub(crate) use sessions::{sessions, sessions_change};
+pub(crate) use transfers::{transfers, transfers_run};
 
 const CSS: &str = include_str!("static/manager.css");
 const JS: &str = include_str!("static/manager.js");

@@ -68,6 +68,7 @@ pub(crate) fn page(caller: &Caller, current: &str, title: &str, body: &str) -> R
     links.push(("/sessions", "Sessions"));
     links.push(("/bans", "Bans"));
     links.push(("/jobs", "Jobs"));
+    links.push(("/transfers", "Transfers"));
     links.push(("/admins", "Administrators"));
     if role.may(Need::Administer) {
         links.push(("/configuration", "Configuration"));

@@ -96,6 +96,10 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("GET", READ), ("POST", OPERATE)],
     },
     Route {
+        path: "/transfers",
+        methods: &[("GET", READ), ("POST", OPERATE)],
+    },
+    Route {
         path: "/admins",
         methods: &[("GET", READ), ("POST", ADMINISTER)],
     },
@@ -193,6 +197,18 @@ pub(crate) const ROUTES: &[Route] = &[
         methods: &[("POST", OPERATE)],
     },
     Route {
+        path: "/api/v1/transfers",
+        methods: &[("GET", READ)],
+    },
+    Route {
+        path: "/api/v1/transfers/{name}/runs",
+        methods: &[("GET", READ)],
+    },
+    Route {
+        path: "/api/v1/transfers/{name}/run",
+        methods: &[("POST", OPERATE)],
+    },
+    Route {
         path: "/api/v1/sessions",
         methods: &[("GET", READ)],
     },
@@ -266,6 +282,11 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/jobs", "GET") => get(api::jobs),
         ("/api/v1/jobs/{id}/retry", "POST") => post(api::job_retry),
         ("/api/v1/jobs/{id}/cancel", "POST") => post(api::job_cancel),
+        ("/transfers", "GET") => get(console::transfers),
+        ("/transfers", "POST") => post(console::transfers_run),
+        ("/api/v1/transfers", "GET") => get(api::transfers),
+        ("/api/v1/transfers/{name}/runs", "GET") => get(api::transfer_runs),
+        ("/api/v1/transfers/{name}/run", "POST") => post(api::transfer_run),
         ("/sessions", "GET") => get(console::sessions),
         ("/sessions", "POST") => post(console::sessions_change),
         ("/api/v1/sessions", "GET") => get(api::sessions),

@@ -229,6 +229,26 @@ pub enum After {
     Move(String),
 }
 
+impl Transfer {
+    /// When it runs on its own, for people: `every 300 s, cron "0 2 * * *"`, or `by hand`.
+    pub fn when(&self) -> String {
+        let parts: Vec<String> = self
+            .triggers
+            .iter()
+            .map(|t| match t {
+                Trigger::Interval(every) => format!("every {} s", every.as_secs()),
+                Trigger::Cron(schedule) => format!("cron {:?}", schedule.text()),
+                Trigger::Event => "on events".to_owned(),
+            })
+            .collect();
+        if parts.is_empty() {
+            "by hand".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 /// One `[[transfer]]`.
 pub struct Transfer {
     /// Unique name.

@@ -139,7 +139,10 @@ impl wharf_manager::Configuration for ConfigFile {
         }
         let issues = match Loaded::load(&trial) {
             Ok(loaded) => match crate::config::handler::handlers(&loaded) {
-                Ok(_) => Vec::new(),
+                Ok(_) => match crate::config::transfer::transfers(&loaded) {
+                    Ok(_) => Vec::new(),
+                    Err(e) => vec![ConfigFile::issue("transfer", format!("{e:#}"))],
+                },
                 Err(e) => vec![ConfigFile::issue("handler", format!("{e:#}"))],
             },
             Err(issues) => shown(issues),
@@ -157,6 +160,12 @@ impl wharf_manager::Configuration for ConfigFile {
 
     fn shared_of_file(&self) -> String {
         crate::config::shared::sections_of_file(&self.path)
+    }
+
+    fn transfers(&self) -> Vec<wharf_admin::TransferInfo> {
+        Loaded::load(&self.path)
+            .map(|loaded| crate::config::transfer::catalog(&loaded))
+            .unwrap_or_default()
     }
 
     async fn reload(&self) -> Result<String, String> {

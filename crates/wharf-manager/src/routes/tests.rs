@@ -63,6 +63,14 @@ impl crate::Configuration for Remembered {
     async fn reload(&self) -> Result<String, String> {
         Ok("reloaded".to_owned())
     }
+    fn transfers(&self) -> Vec<wharf_admin::TransferInfo> {
+        vec![wharf_admin::TransferInfo {
+            name: "nightly".into(),
+            source: "bank:/out".into(),
+            destination: "finance:/in".into(),
+            when: "cron \"0 2 * * *\"".into(),
+        }]
+    }
 }
 
 #[derive(Debug)]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use wharf_store::{TransferFile, TransferRun};
+use wharf_transfers::Transfer;
 use wharf_transfers::run::{Context as RunContext, Watch};
-use wharf_transfers::{Transfer, Trigger};
 
 use crate::cli::TransferCommand;
 use crate::context::Context;
@@ -23,22 +23,6 @@ fn time_of(us: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     wharf_types::rfc3339::format_micros(t)
-}
-
-fn when(transfer: &Transfer) -> String {
-    let mut parts: Vec<String> = transfer
-        .triggers
-        .iter()
-        .map(|t| match t {
-            Trigger::Interval(every) => format!("every {} s", every.as_secs()),
-            Trigger::Cron(schedule) => format!("cron {:?}", schedule.text()),
-            Trigger::Event => "on events".to_owned(),
-        })
-        .collect();
-    if parts.is_empty() {
-        parts.push("by hand".to_owned());
-    }
-    parts.join(", ")
 }
 
 fn run_json(run: &TransferRun) -> serde_json::Value {
@@ -142,7 +126,7 @@ async fn list(ctx: &Context, transfers: &[Arc<Transfer>], json: bool) -> Result<
                     "name": transfer.name,
                     "source": format!("{}:{}", transfer.source.name, transfer.source_folder),
                     "destination": format!("{}:{}", transfer.destination.name, transfer.destination_folder),
-                    "when": when(transfer),
+                    "when": transfer.when(),
                     "state": state,
                     "last_run": last.as_ref().map(run_json),
                 })
@@ -164,7 +148,7 @@ async fn list(ctx: &Context, transfers: &[Arc<Transfer>], json: bool) -> Result<
                 transfer.source_folder,
                 transfer.destination.name,
                 transfer.destination_folder,
-                when(transfer)
+                transfer.when()
             );
         }
     }

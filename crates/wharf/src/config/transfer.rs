@@ -979,6 +979,26 @@ pub fn transfers(loaded: &Loaded) -> anyhow::Result<Vec<Arc<Transfer>>> {
         .collect()
 }
 
+/// The configured transfers as the Manager lists them (no secret read).
+pub fn catalog(loaded: &Loaded) -> Vec<wharf_admin::TransferInfo> {
+    let Ok(locations) = locations(loaded, false) else {
+        return Vec::new();
+    };
+    loaded
+        .config
+        .transfers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, section)| section.build(i, &locations).ok())
+        .map(|t| wharf_admin::TransferInfo {
+            source: format!("{}:{}", t.source.name, t.source_folder),
+            destination: format!("{}:{}", t.destination.name, t.destination_folder),
+            when: t.when(),
+            name: t.name,
+        })
+        .collect()
+}
+
 /// The handlers that ask for the runs of transfers started by events (`on`): they go on
 /// the durable handler queue like any other, so an event is never missed, and the run
 /// goes to whichever node holds the transfer's lease. Their names (`transfer:NAME`) hold a
