@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WharfServer, free_port, random_file, sha256
+from conftest import BIN, WharfServer, free_port, random_file, sha256
 from tls_certs import make_ca_and_leaf
 
 
@@ -190,8 +190,9 @@ def test_pull_from_openssh_and_push_to_a_second_wharf(server, sshd, peer, tmp_pa
     check-file), over IPv4 and IPv6 literals; every file's SHA-256 compared."""
     remote = tmp_path / "bank-outbox"
     sums = make_files(remote, 6, 300_000)
-    landing = tmp_path / "landing"
+    landing, returned = tmp_path / "landing", tmp_path / "returned"
     landing.mkdir()
+    returned.mkdir()
     peer.add_account("finance")
     peer.start()
     known_hosts = tmp_path / "known_hosts"
@@ -239,6 +240,18 @@ destination = "finance"
 destination_folder = "/incoming/invoices"
 verify = "sha256"
 min_age = 0
+
+[[location]]
+name = "returned"
+type = "local"
+folder = "{returned}"
+
+[[transfer]]
+name = "pull-back"
+source = "finance"
+source_folder = "/incoming/invoices"
+destination = "returned"
+min_age = 0
 """)
     run_transfer(server, "pull")
     assert {p: sha256(landing / p) for p in names(landing)} == sums
@@ -246,9 +259,13 @@ min_age = 0
     run_transfer(server, "push")
     delivered = peer.homes / "finance" / "incoming" / "invoices"
     assert {p: sha256(delivered / p) for p in names(delivered)} == sums
+    # And back from the partner's Wharf: a pull over SFTP too.
+    run_transfer(server, "pull-back")
+    assert {p: sha256(returned / p) for p in names(returned)} == sums
     events = transfer_events(server, "push")
     methods = {(e["attrs"]["transfer"], e["attrs"]["method"]) for e in events if e["name"] == "transfer.file.verified"}
-    assert methods == {("pull", "sha256 (local)"), ("push", "sha256 (check-file)")}
+    assert methods == {("pull", "sha256 (local)"), ("push", "sha256 (check-file)"),
+                       ("pull-back", "sha256 (local)")}
     # The partner's own trail shows the uploads as any client's.
     assert len([e for e in peer.events() if e["name"] == "upload.finished"]) == 6
 
@@ -396,6 +413,52 @@ min_age = 0
         time.sleep(0.3)
     assert len(names(peer.homes / "finance")) == 2
     server.stop()
+
+
+@pytest.mark.parametrize("existing", ["skip", "replace", "fail"])
+def test_a_name_taken_at_the_destination_follows_the_existing_rule(server, tmp_path, existing):
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    sums = make_files(out, 2, 1000)
+    inbox.mkdir()
+    (inbox / "f000.bin").write_bytes(b"already here")
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "t"
+source = "out"
+destination = "in"
+existing = "{existing}"
+min_age = 0
+""")
+    result = run_transfer(server, "t", ok=existing != "fail")
+    assert sha256(inbox / "f001.bin") == sums["f001.bin"]
+    events = server.events()
+    if existing == "skip":
+        assert (inbox / "f000.bin").read_bytes() == b"already here"
+        [skipped] = [e for e in events if e["name"] == "transfer.file.skipped"]
+        assert skipped["path"] == "/f000.bin" and "exists at the destination" in skipped["message"]
+    elif existing == "replace":
+        assert sha256(inbox / "f000.bin") == sums["f000.bin"]
+    else:
+        assert result.returncode != 0
+        assert (inbox / "f000.bin").read_bytes() == b"already here"
+        [failed] = [e for e in events if e["name"] == "transfer.file.failed"]
+        assert failed["attrs"]["given_up"] == "true" and "exists" in failed["message"]
+    assert names(inbox) == ["f000.bin", "f001.bin"]
+    # Either way, a second run does nothing more.
+    before = len(server.events())
+    run_transfer(server, "t")
+    later = [e["name"] for e in server.events()[before:]]
+    assert later == ["transfer.run.started", "transfer.run.finished"], later
 
 
 def test_a_file_still_growing_is_not_taken_before_its_age(server, tmp_path):
@@ -1114,6 +1177,17 @@ min_age = 0
     runs = other.wharf("transfer", "history", "bulk", "--json", check=True).stdout
     by_node = {json.loads(line)["node"] for line in runs.splitlines()}
     assert by_node == {holder, other.root.name}, by_node
+    # The dead node's run is marked cut off by the living one once its lease ran out.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        runs = [json.loads(line) for line in
+                other.wharf("transfer", "history", "bulk", "--json", check=True).stdout.splitlines()]
+        dead = [r for r in runs if r["node"] == holder]
+        if dead and all(r["state"] == "failure" and "cut off" in (r["message"] or "") for r in dead):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(runs)
 
 
 # -- The Manager ---------------------------------------------------------------------------
@@ -1178,3 +1252,175 @@ min_age = 0
         time.sleep(0.2)
     assert "late.bin" in names(inbox)
     server.stop()
+
+
+def test_on_a_terminal_each_file_gets_a_progress_bar(server, tmp_path):
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    make_files(out, 3, 300_000)
+    inbox.mkdir()
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "t"
+source = "out"
+destination = "in"
+parallel = 2
+min_age = 0
+""")
+    import shlex
+    command = shlex.join([str(BIN), "--config", str(server.root / "wharf.toml"), "transfer", "run", "t"])
+    # `script` gives the command a terminal, as an operator's shell would.
+    shown = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stdout
+    assert "100%" in shown.stdout and "[#" in shown.stdout and "\x1b[" in shown.stdout
+    assert shown.stdout.count("copied ") == 3
+    # Not a terminal: one plain line per file.
+    random_file(out / "new.bin", 1000)
+    os.utime(out / "new.bin", (time.time() - 60, time.time() - 60))
+    plain = server.wharf("transfer", "run", "t")
+    assert "\x1b[" not in plain.stdout and plain.stdout.splitlines()[0].split() == ["copied", "new.bin"]
+
+
+# -- Hostile peers -------------------------------------------------------------------------
+
+def test_a_hostile_peer_s_names_never_lead_outside_the_destination_folder(server, tmp_path):
+    """A server listing `../../escape.txt`, `sub/slash.txt` (not recursive), a newline and an
+    overlong name: only the plain name is delivered, the others are refused by name, shown
+    escaped, and nothing is written or removed outside the destination folder."""
+    import sys
+    host_key = tmp_path / "hostile_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    port = free_port()
+    log = tmp_path / "hostile.log"
+    hostile = subprocess.Popen([sys.executable, str(Path(__file__).with_name("hostile_sftp.py")), str(port),
+                                str(host_key), str(server.key) + ".pub"], stdout=subprocess.PIPE,
+                               stderr=open(log, "w"), text=True)
+    try:
+        assert hostile.stdout.readline().strip() == "listening"
+        landing = tmp_path / "partners" / "acme"
+        landing.mkdir(parents=True)
+        (tmp_path / "partners" / "other").mkdir()
+        (tmp_path / "partners" / "other" / "keep.txt").write_text("another partner's file\n")
+        configure(server, f"""
+[[location]]
+name = "hostile"
+type = "sftp"
+host = "127.0.0.1"
+port = {port}
+username = "x"
+key = "{server.key}"
+host_key = "{fingerprint(Path(str(host_key) + '.pub'))}"
+
+[[location]]
+name = "landing"
+type = "local"
+folder = "{landing}"
+
+[[transfer]]
+name = "pull"
+source = "hostile"
+source_folder = "/out"
+destination = "landing"
+existing = "replace"
+after = "delete"
+min_age = 0
+""")
+        run_transfer(server, "pull")
+        assert names(landing) == ["ok.txt"]
+        assert (tmp_path / "partners" / "other" / "keep.txt").read_text() == "another partner's file\n"
+        assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "partners" / "escape.txt").exists()
+        refused = [e for e in server.events() if e["name"] == "transfer.file.skipped" and "refused" in e["message"]]
+        assert len(refused) == 5, [e["message"] for e in refused]
+        assert all("\n" not in e["message"] for e in refused)
+        finished = server.wait_event("transfer.run.finished")
+        assert finished["attrs"]["refused"] == "5"
+        # Only the delivered file's source was removed at the peer.
+        removed = [line for line in log.read_text().splitlines() if line.startswith("REMOVE")]
+        assert removed == ["REMOVE '/out/ok.txt'"], removed
+    finally:
+        hostile.terminate()
+        hostile.wait(timeout=10)
+
+
+def test_a_source_replaced_during_its_copy_is_never_removed_undelivered(server, tmp_path):
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    out.mkdir()
+    inbox.mkdir()
+    first = random_file(out / "a.bin", 1_500_000)
+    os.utime(first, (time.time() - 600, time.time() - 600))
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "t"
+source = "out"
+destination = "in"
+existing = "replace"
+after = "delete"
+rate = 500000
+retry_wait = 1
+min_age = 0
+""")
+    run = subprocess.Popen([str(BIN), "--config", str(server.root / "wharf.toml"), "transfer", "run", "t"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)
+    # A new upload under the same name while the first is being copied.
+    second = random_file(tmp_path / "second.bin", 40_000)
+    os.utime(second, (time.time() - 300, time.time() - 300))
+    os.rename(second, out / "a.bin")
+    second_sum = sha256(out / "a.bin")
+    run.wait(timeout=60)
+    # The second version is never removed before it is delivered: run until it is.
+    for _ in range(5):
+        if (inbox / "a.bin").exists() and sha256(inbox / "a.bin") == second_sum:
+            break
+        assert (out / "a.bin").exists(), "the new version was removed undelivered"
+        server.wharf("transfer", "run", "t")
+    assert sha256(inbox / "a.bin") == second_sum
+    assert names(out) == []
+    copied = [e for e in server.events() if e["name"] == "transfer.file.copied"]
+    assert [e["sha256"] for e in copied] == [second_sum]
+
+
+def test_max_files_takes_new_files_in_turn_and_starves_none(server, tmp_path):
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    sums = make_files(out, 10, 100)
+    inbox.mkdir()
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+name = "t"
+source = "out"
+destination = "in"
+max_files = 3
+min_age = 0
+""")
+    for _ in range(4):
+        run_transfer(server, "t")
+    assert {p: sha256(inbox / p) for p in names(inbox)} == sums

@@ -406,8 +406,9 @@ impl Store {
         })
     }
 
-    /// Ends runs left `running` by `node` (its process stopped under them).
-    pub async fn end_cut_transfer_runs(&self, node: &str) -> Result<u64, StoreError> {
+    /// Ends runs left `running` by `node`'s earlier process (a node's name is its own among
+    /// live nodes: at its start, none of its runs goes on).
+    pub async fn end_transfer_runs_of(&self, node: &str) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
             let done = sqlx::query(
                 "UPDATE transfer_runs SET state = 'failure', finished_us = $2,
@@ -415,6 +416,27 @@ impl Store {
                   WHERE node = $1 AND state = 'running'",
             )
             .bind(node)
+            .bind(crate::now_us())
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Ends the runs left `running` by a runner that no longer holds its transfer's lease at
+    /// `now_us` (store clock): its process was killed, or its node died and another took
+    /// the transfer over. A live run renews its lease, so it is never ended here.
+    pub async fn end_cut_transfer_runs(&self, now_us: i64) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE transfer_runs SET state = 'failure', finished_us = $2,
+                        message = 'cut off: the process running it stopped'
+                  WHERE state = 'running' AND NOT EXISTS (
+                        SELECT 1 FROM transfer_leases l
+                         WHERE l.transfer = transfer_runs.transfer AND l.owner = transfer_runs.node
+                           AND l.lease_until_us >= $1)",
+            )
+            .bind(now_us)
             .bind(crate::now_us())
             .execute(pool)
             .await?;
@@ -775,12 +797,11 @@ mod tests {
             assert_eq!(runs[0].id, later);
             assert_eq!(runs[0].state, "success");
             assert_eq!(runs[1].state, "running");
-            assert_eq!(
-                s.end_cut_transfer_runs("n1").await.unwrap(),
-                1,
-                "{}",
-                t.name
-            );
+            // Its runner still holds the lease: not cut off. Once the lease runs out, it is.
+            let now = s.clock_us().await.unwrap();
+            assert_eq!(s.end_cut_transfer_runs(now).await.unwrap(), 0, "{}", t.name);
+            s.renew_transfer_lease(&lease, now - 1).await.unwrap();
+            assert_eq!(s.end_cut_transfer_runs(now).await.unwrap(), 1, "{}", t.name);
             s.release_transfer(&lease).await.unwrap();
             assert!(
                 s.claim_transfer("push", "n2", now, now + 1)

@@ -64,6 +64,19 @@ pub struct Entry {
     pub mtime_us: i64,
 }
 
+/// One entry of a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Its name, as the location gives it (checked by the listing and the run).
+    pub name: String,
+    /// A folder (else a regular file).
+    pub folder: bool,
+    /// Size in bytes (files).
+    pub size: u64,
+    /// Last modification, µs since the Unix epoch.
+    pub mtime_us: i64,
+}
+
 /// What a listing found.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
@@ -94,13 +107,72 @@ pub trait Upload: Send {
 /// One connection (or handle) to a location.
 #[async_trait]
 pub trait Endpoint: Send + Sync {
-    /// The regular files in `folder` (and below it when `recursive`), at most `limit`.
+    /// The entries of one folder (its regular files and subfolders; links and special
+    /// files left out), at most `cap`.
+    async fn read_folder(&self, folder: &str, cap: usize) -> Result<Vec<Item>, EndpointError>;
+    /// The regular files in `folder` (and below it when `recursive`, at most
+    /// [`crate::run::MAX_DEPTH`] deep), at most `limit`. A subfolder that cannot be read
+    /// is left out (the listing is then not complete); the folder itself must be read.
     async fn list(
         &self,
         folder: &str,
         recursive: bool,
         limit: usize,
-    ) -> Result<Listing, EndpointError>;
+    ) -> Result<Listing, EndpointError> {
+        let mut listing = Listing {
+            files: Vec::new(),
+            complete: true,
+        };
+        let mut pending = vec![(folder.to_owned(), String::new(), 0usize)];
+        while let Some((dir, prefix, depth)) = pending.pop() {
+            let room = limit.saturating_sub(listing.files.len()).saturating_add(1);
+            let items = match self.read_folder(&dir, room.max(1024)).await {
+                Ok(items) => items,
+                Err(e) if depth == 0 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(folder = %dir, error = %e, "a subfolder could not be listed");
+                    listing.complete = false;
+                    continue;
+                }
+            };
+            for item in items {
+                if item.name.is_empty()
+                    || item.name == "."
+                    || item.name == ".."
+                    || item.name.contains('/')
+                {
+                    // Kept as it is: the run refuses it by name (see `refused_name`).
+                    if !item.folder {
+                        listing.files.push(Entry {
+                            path: format!("{prefix}{}", item.name),
+                            size: item.size,
+                            mtime_us: item.mtime_us,
+                        });
+                    }
+                    continue;
+                }
+                let rel = format!("{prefix}{}", item.name);
+                if item.folder {
+                    if recursive && depth < crate::run::MAX_DEPTH {
+                        pending.push((crate::join(&dir, &item.name), format!("{rel}/"), depth + 1));
+                    } else if recursive {
+                        listing.complete = false;
+                    }
+                    continue;
+                }
+                if listing.files.len() >= limit {
+                    listing.complete = false;
+                    return Ok(listing);
+                }
+                listing.files.push(Entry {
+                    path: rel,
+                    size: item.size,
+                    mtime_us: item.mtime_us,
+                });
+            }
+        }
+        Ok(listing)
+    }
     /// The file at `path`, or `None` when nothing is there.
     async fn stat(&self, path: &str) -> Result<Option<Entry>, EndpointError>;
     /// Opens `path` for reading from its start.

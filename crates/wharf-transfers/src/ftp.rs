@@ -20,7 +20,7 @@ use suppaftp::{FtpError, Mode, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
+use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Item, Upload};
 use crate::spec::{FtpSecurity, Location, LocationKind};
 
 /// A connected, logged-in FTP server.
@@ -175,53 +175,23 @@ impl FtpEndpoint {
     }
 }
 
-/// Whether a name from a listing can be used as one path component.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0', '\r', '\n'])
-}
-
 #[async_trait]
 impl Endpoint for FtpEndpoint {
-    async fn list(
-        &self,
-        folder: &str,
-        recursive: bool,
-        limit: usize,
-    ) -> Result<Listing, EndpointError> {
-        let mut listing = Listing {
-            files: Vec::new(),
-            complete: true,
-        };
-        let mut pending = vec![(folder.to_owned(), String::new())];
-        while let Some((dir, prefix)) = pending.pop() {
-            for entry in self.entries(&dir).await? {
-                let name = entry.name().to_owned();
-                if !plain_name(&name) {
-                    continue;
-                }
-                let rel = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                if entry.is_directory() {
-                    if recursive {
-                        pending.push((crate::join(&dir, &name), rel));
-                    }
-                } else if entry.is_file() {
-                    if listing.files.len() >= limit {
-                        listing.complete = false;
-                        return Ok(listing);
-                    }
-                    listing.files.push(Entry {
-                        path: rel,
-                        size: entry.size() as u64,
-                        mtime_us: mtime_us(entry.modified()),
-                    });
-                }
-            }
-        }
-        Ok(listing)
+    async fn read_folder(&self, folder: &str, cap: usize) -> Result<Vec<Item>, EndpointError> {
+        let mut items: Vec<Item> = self
+            .entries(folder)
+            .await?
+            .into_iter()
+            .filter(|e| e.is_file() || e.is_directory())
+            .map(|e| Item {
+                name: e.name().to_owned(),
+                folder: e.is_directory(),
+                size: e.size() as u64,
+                mtime_us: mtime_us(e.modified()),
+            })
+            .collect();
+        items.truncate(cap);
+        Ok(items)
     }
 
     async fn stat(&self, path: &str) -> Result<Option<Entry>, EndpointError> {

@@ -33,7 +33,7 @@ pub mod tls;
 mod webdav;
 
 pub use endpoint::{
-    Download, Endpoint, EndpointError, Entry, Failure, Listing, LocalPlace, Upload,
+    Download, Endpoint, EndpointError, Entry, Failure, Item, Listing, LocalPlace, Upload,
 };
 pub use spec::{
     After, DavLogin, Existing, FtpSecurity, HostKeys, Location, LocationKind, SftpLogin, Transfer,

@@ -8,7 +8,7 @@ use wharf_core::{CoreError, ErrorKind};
 use wharf_types::VirtualPath;
 
 use crate::endpoint::{
-    Download, Endpoint, EndpointError, Entry, Failure, Listing, LocalPlace, Upload,
+    Download, Endpoint, EndpointError, Entry, Failure, Item, LocalPlace, Upload,
 };
 
 /// A local folder, open.
@@ -51,52 +51,28 @@ const DIR_BATCH: usize = 100_000;
 
 #[async_trait]
 impl Endpoint for LocalEndpoint {
-    async fn list(
-        &self,
-        folder: &str,
-        recursive: bool,
-        limit: usize,
-    ) -> Result<Listing, EndpointError> {
-        let root = path(folder)?;
-        let mut listing = Listing {
-            files: Vec::new(),
-            complete: true,
-        };
-        let mut pending = vec![(root, String::new())];
-        while let Some((dir, prefix)) = pending.pop() {
-            let entries = self.fs.read_dir(&dir, DIR_BATCH).await.map_err(failed)?;
-            if entries.len() >= DIR_BATCH {
-                listing.complete = false;
-            }
-            for entry in entries {
-                let rel = if prefix.is_empty() {
-                    entry.name.clone()
-                } else {
-                    format!("{prefix}/{}", entry.name)
+    async fn read_folder(&self, folder: &str, cap: usize) -> Result<Vec<Item>, EndpointError> {
+        let entries = self
+            .fs
+            .read_dir(&path(folder)?, cap.min(DIR_BATCH))
+            .await
+            .map_err(failed)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let folder = match entry.metadata.kind {
+                    FileKind::File => false,
+                    FileKind::Dir => true,
+                    _ => return None,
                 };
-                match entry.metadata.kind {
-                    FileKind::File => {
-                        if listing.files.len() >= limit {
-                            listing.complete = false;
-                            return Ok(listing);
-                        }
-                        listing.files.push(Entry {
-                            path: rel,
-                            size: entry.metadata.size,
-                            mtime_us: entry.metadata.mtime.saturating_mul(1_000_000),
-                        });
-                    }
-                    FileKind::Dir if recursive => {
-                        let below = dir
-                            .join(&entry.name)
-                            .map_err(|e| EndpointError::new(Failure::Permanent, e.to_string()))?;
-                        pending.push((below, rel));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(listing)
+                Some(Item {
+                    name: entry.name,
+                    folder,
+                    size: entry.metadata.size,
+                    mtime_us: entry.metadata.mtime.saturating_mul(1_000_000),
+                })
+            })
+            .collect())
     }
 
     async fn stat(&self, p: &str) -> Result<Option<Entry>, EndpointError> {

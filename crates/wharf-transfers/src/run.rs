@@ -43,6 +43,13 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
 /// Names tried by `existing = "rename"` before the file fails.
 const MAX_RENAMES: u32 = 999;
 
+/// Refused names a run records one by one; the rest are counted in its end.
+const MAX_REFUSALS_SHOWN: usize = 10;
+
+/// Times a final name may be found taken at the rename, then free, before the attempt fails
+/// (a destination that answers both ways must not hold a worker in a loop).
+const MAX_RENAME_ROUNDS: u32 = 3;
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -55,10 +62,47 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The temporary name a file's copy is written under: beside its final name, hidden,
 /// and the row's own.
 pub fn temporary(final_path: &str, id: i64) -> String {
+    // Within a name's 255 bytes: a long name is cut (the row's id keeps it its own).
+    let name = file_name(final_path);
+    let room = 255usize.saturating_sub(format!("..{id}.wharf-part").len());
+    let mut cut = name.len().min(room);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
     join(
         parent(final_path),
-        &format!(".{}.{id}.wharf-part", file_name(final_path)),
+        &format!(".{}.{id}.wharf-part", &name[..cut]),
     )
+}
+
+/// Most entries one listing reads, whatever `max_files` says: what a run takes on is
+/// bounded by `max_files`; this bounds what reading the source costs.
+pub const LISTING_CAP: usize = 100_000;
+
+/// Most folders below the source folder a recursive listing descends.
+pub const MAX_DEPTH: usize = 32;
+
+/// Why a listed path cannot be used as one, if it cannot: a peer's names become paths on
+/// the destination, so only plain names are taken (no empty, `.` or `..` part, no control
+/// character, at most 255 bytes each), and one name alone unless the transfer is recursive.
+pub fn refused_name(path: &str, recursive: bool) -> Option<&'static str> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Some("an empty, \".\" or \"..\" part");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("a control character");
+    }
+    if parts.iter().any(|p| p.len() > 255) {
+        return Some("a name longer than 255 bytes");
+    }
+    if !recursive && parts.len() > 1 {
+        return Some("a \"/\" in a name (the transfer is not recursive)");
+    }
+    None
 }
 
 fn is_temporary(path: &str) -> bool {
@@ -119,6 +163,8 @@ pub struct Summary {
     pub failures: u64,
     /// Files given up for good.
     pub given_up: u64,
+    /// Listed names refused (see [`refused_name`]).
+    pub refused: u64,
     /// What stopped the run as a whole (a location that cannot be used), if anything.
     pub stopped: Option<String>,
 }
@@ -263,12 +309,15 @@ fn now_us() -> i64 {
 }
 
 /// Runs `transfer` once under `lease`; `trigger` says what started it.
+/// `lost` turns true when the lease is lost: the run then stops between files (and between
+/// pieces of a copy), and still records its end.
 pub async fn run<R: Recorder>(
     transfer: &Transfer,
     lease: &TransferLease,
     ctx: &Context<R>,
     trigger: &str,
     watch: Arc<dyn Watch>,
+    lost: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let run_id = ctx
@@ -291,7 +340,7 @@ pub async fn run<R: Recorder>(
         run: run_id,
         ..Summary::default()
     };
-    let outcome = files(transfer, lease, ctx, &emit, &mut summary, watch).await;
+    let outcome = files(transfer, lease, ctx, &emit, &mut summary, watch, &lost).await;
     let stopped = match &outcome {
         Ok(()) => summary.stopped.clone(),
         Err(e) => Some(e.to_string()),
@@ -324,6 +373,9 @@ pub async fn run<R: Recorder>(
         .attr("failures", summary.failures.to_string());
     if summary.given_up > 0 {
         event = event.attr("given_up", summary.given_up.to_string());
+    }
+    if summary.refused > 0 {
+        event = event.attr("refused", summary.refused.to_string());
     }
     event.bytes = Some(summary.bytes);
     event.duration_ms = Some(started.elapsed().as_millis() as u64);
@@ -361,30 +413,27 @@ async fn files<R: Recorder>(
     emit: &Emitter<'_, R>,
     summary: &mut Summary,
     watch: Arc<dyn Watch>,
+    lost: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RunError> {
-    // The listing.
-    let mut lister = Connections {
+    // The listing; its connection is the first worker's.
+    let mut first = Connections {
         transfer,
         source: None,
         destination: None,
         failed: None,
     };
-    let listing = match lister.source().await {
+    let listing = match first.source().await {
         Ok(source) => {
             source
-                .list(
-                    &transfer.source_folder,
-                    transfer.recursive,
-                    transfer.max_files,
-                )
+                .list(&transfer.source_folder, transfer.recursive, LISTING_CAP)
                 .await
         }
         Err(e) => Err(e),
     };
-    lister.close().await;
     let listing = match listing {
         Ok(listing) => listing,
         Err(e) => {
+            first.close().await;
             location_failed(emit, &transfer.source, &e).await?;
             summary.stopped = Some(format!("{}: {}", transfer.source.name, e.message));
             return Ok(());
@@ -398,10 +447,27 @@ async fn files<R: Recorder>(
     let min_age = i64::try_from(transfer.min_age.as_micros()).unwrap_or(i64::MAX);
     let mut listed = HashSet::new();
     let mut eligible = Vec::new();
+    let mut refused = 0usize;
     for entry in &listing.files {
         let size = i64::try_from(entry.size).unwrap_or(i64::MAX);
         listed.insert((entry.path.clone(), size, entry.mtime_us));
         if is_temporary(&entry.path) {
+            continue;
+        }
+        if let Some(why) = refused_name(&entry.path, transfer.recursive) {
+            // Shown escaped: a peer's name never reaches a terminal or the trail raw.
+            refused += 1;
+            if refused <= MAX_REFUSALS_SHOWN {
+                emit.record(
+                    emit.event(EventKind::TransferFileSkipped)
+                        .attr("source", &transfer.source.name)
+                        .message(format!(
+                            "the name {:?} was refused: it holds {why}",
+                            entry.path
+                        )),
+                )
+                .await?;
+            }
             continue;
         }
         if let Some(folder) = &moved_to
@@ -419,6 +485,7 @@ async fn files<R: Recorder>(
         }
         eligible.push((entry.path.clone(), size, entry.mtime_us));
     }
+    summary.refused = refused as u64;
     ctx.store.note_transfer_files(lease, &eligible).await?;
     if listing.complete {
         ctx.store
@@ -430,8 +497,18 @@ async fn files<R: Recorder>(
         .open_transfer_files(&transfer.name, now_us(), transfer.max_files as i64)
         .await?;
     if open.is_empty() {
+        first.close().await;
         return Ok(());
     }
+    // One login at the destination before the workers start: a destination that refuses
+    // it stops the run here, after one attempt rather than one per worker.
+    if let Err(e) = first.destination().await {
+        first.close().await;
+        location_failed(emit, &transfer.destination, &e).await?;
+        summary.stopped = Some(format!("{}: {}", transfer.destination.name, e.message));
+        return Ok(());
+    }
+    let first = std::sync::Mutex::new(Some(first));
     let queue = Mutex::new(open.into_iter().collect::<VecDeque<_>>());
     let totals = Mutex::new(Summary::default());
     let pace = Pace::new(transfer.rate);
@@ -444,10 +521,12 @@ async fn files<R: Recorder>(
         pace: &pace,
         watch: &*watch,
         run: summary.run,
+        lost,
     };
     let mut all = Vec::new();
     for _ in 0..workers {
-        all.push(shared.work(&queue, &totals));
+        let given = first.lock().ok().and_then(|mut f| f.take());
+        all.push(shared.work(&queue, &totals, given));
     }
     let results = futures_util::future::join_all(all).await;
     let totals = totals.into_inner();
@@ -457,6 +536,7 @@ async fn files<R: Recorder>(
     summary.failures = totals.failures;
     summary.given_up = totals.given_up;
     summary.stopped = totals.stopped;
+    summary.refused = refused as u64;
     for result in results {
         result?;
     }
@@ -471,6 +551,7 @@ struct Worker<'a, R: Recorder> {
     pace: &'a Pace,
     watch: &'a dyn Watch,
     run: i64,
+    lost: &'a tokio::sync::watch::Receiver<bool>,
 }
 
 impl<R: Recorder> Worker<'_, R> {
@@ -478,14 +559,18 @@ impl<R: Recorder> Worker<'_, R> {
         &self,
         queue: &Mutex<VecDeque<TransferFile>>,
         totals: &Mutex<Summary>,
+        given: Option<Connections<'_>>,
     ) -> Result<(), RunError> {
-        let mut conns = Connections {
+        let mut conns = given.unwrap_or(Connections {
             transfer: self.transfer,
             source: None,
             destination: None,
             failed: None,
-        };
+        });
         let result = loop {
+            if *self.lost.borrow() {
+                break Err(RunError::LeaseLost);
+            }
             let Some(file) = queue.lock().await.pop_front() else {
                 break Ok(());
             };
@@ -520,6 +605,13 @@ impl<R: Recorder> Worker<'_, R> {
                 }
                 Err(Stop::Again(e)) => {
                     let given_up = self.failed(&file, &e).await?;
+                    if given_up && let Some(dest) = &file.destination {
+                        // Nothing of a file given up stays at the destination.
+                        let temp = temporary(&self.final_path(dest), file.id);
+                        if let Ok(end) = conns.destination().await {
+                            let _ = end.remove(&temp).await;
+                        }
+                    }
                     let mut t = totals.lock().await;
                     t.failures += 1;
                     if given_up {
@@ -631,6 +723,7 @@ impl<R: Recorder> Worker<'_, R> {
         conns: &mut Connections<'_>,
     ) -> Result<FileEnd, Stop> {
         let mut copied_at: Option<Instant> = None;
+        let mut rename_rounds = 0;
         loop {
             match file.state {
                 FileState::Seen => {
@@ -671,6 +764,13 @@ impl<R: Recorder> Worker<'_, R> {
                             match end.rename(&temp, &dest, replace).await {
                                 Ok(()) => {}
                                 Err(e) if e.kind == Failure::Exists => {
+                                    rename_rounds += 1;
+                                    if rename_rounds > MAX_RENAME_ROUNDS {
+                                        return Err(EndpointError::retry(format!(
+                                            "{dest} was said to be taken at the rename, then free, {MAX_RENAME_ROUNDS} times"
+                                        ))
+                                        .into());
+                                    }
                                     match self.taken_at_rename(&mut file, &temp, conns).await? {
                                         Some(end) => return Ok(end),
                                         None => continue,
@@ -863,6 +963,9 @@ impl<R: Recorder> Worker<'_, R> {
                 if chunk.is_empty() {
                     return Ok(());
                 }
+                if *self.lost.borrow() {
+                    return Err(EndpointError::retry("the transfer's lease was lost"));
+                }
                 self.pace.take(chunk.len()).await;
                 context.update(&chunk);
                 writer.write(&chunk).await?;
@@ -892,6 +995,11 @@ impl<R: Recorder> Worker<'_, R> {
             .into());
         }
         writer.finish().await?;
+        // The source read whole: still the version listed, or the copy may be torn.
+        if self.obsolete(file, conns).await?.is_some() {
+            let _ = conns.destination().await?.remove(&temp).await;
+            return Err(EndpointError::retry("the source changed while it was read").into());
+        }
         let sha = hex(context.finish().as_ref());
         let end = conns.destination().await?;
         let written = end.stat(&temp).await?.map(|e| e.size);
@@ -942,6 +1050,29 @@ impl<R: Recorder> Worker<'_, R> {
         conns: &mut Connections<'_>,
     ) -> Result<(), Stop> {
         let from = self.source_path(file);
+        if self.transfer.after == After::Keep {
+            return Ok(());
+        }
+        // Only the version that was delivered is deleted or moved: a file put in its place
+        // since (a new upload under the same name) is left for its own delivery. Gone
+        // already: handled before a cut, or by someone else.
+        match conns.source().await?.stat(&from).await? {
+            None => return Ok(()),
+            Some(now) if now.size != file.size as u64 || now.mtime_us != file.mtime_us => {
+                self.emit
+                    .record(
+                        self.emit
+                            .file_event(EventKind::TransferSourceHandled, file)
+                            .attr("action", "kept")
+                            .message(
+                                "changed at the source since it was copied: left in place, taken as a new file",
+                            ),
+                    )
+                    .await?;
+                return Ok(());
+            }
+            Some(_) => {}
+        }
         let (action, to) = match &self.transfer.after {
             After::Keep => return Ok(()),
             After::Delete => {
@@ -1019,5 +1150,32 @@ mod tests {
         assert_eq!(numbered("sub/a.xml", 2), "sub/a.2.xml");
         assert_eq!(numbered("README", 1), "README.1");
         assert_eq!(numbered(".profile", 1), ".profile.1");
+        // A name near the limit keeps its temporary name within 255 bytes.
+        let long = format!("/in/{}", "é".repeat(127));
+        let temp = temporary(&long, 123_456);
+        assert!(file_name(&temp).len() <= 255, "{}", file_name(&temp).len());
+        assert!(is_temporary(&temp));
+    }
+
+    #[test]
+    fn only_plain_names_are_taken_from_a_listing() {
+        for ok in ["a.xml", "sub/a.xml", ".hidden", "a b", "ü.txt"] {
+            assert_eq!(refused_name(ok, true), None, "{ok}");
+        }
+        assert_eq!(refused_name("a.xml", false), None);
+        for (bad, recursive) in [
+            ("../escape.txt", true),
+            ("a/../../b", true),
+            ("./a", true),
+            ("a//b", true),
+            ("/abs", true),
+            ("", true),
+            ("nl\nname", true),
+            ("esc\u{1b}[2J", true),
+            ("sub/slash.txt", false),
+        ] {
+            assert!(refused_name(bad, recursive).is_some(), "{bad:?}");
+        }
+        assert!(refused_name(&"L".repeat(256), false).is_some());
     }
 }

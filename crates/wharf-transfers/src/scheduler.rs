@@ -43,7 +43,7 @@ pub async fn run_held<R: Recorder>(
 ) -> Result<Summary, RunError> {
     let store = ctx.store.clone();
     let renewing = lease.clone();
-    let (lost_tx, mut lost) = watch::channel(false);
+    let (lost_tx, lost) = watch::channel(false);
     let renewer = tokio::spawn(async move {
         loop {
             tokio::time::sleep(hold / 3).await;
@@ -62,9 +62,12 @@ pub async fn run_held<R: Recorder>(
             }
         }
     });
-    let outcome = tokio::select! {
-        outcome = run::run(transfer, &lease, ctx, trigger, watch) => outcome,
-        _ = lost.wait_for(|l| *l) => Err(RunError::LeaseLost),
+    // The run sees the loss itself and stops between steps, recording its end; its
+    // writes are fenced by the claim meanwhile.
+    let outcome = run::run(transfer, &lease, ctx, trigger, watch, lost.clone()).await;
+    let outcome = match (outcome, *lost.borrow()) {
+        (Ok(_), true) => Err(RunError::LeaseLost),
+        (outcome, _) => outcome,
     };
     renewer.abort();
     if let Err(e) = ctx.store.release_transfer(&lease).await {
@@ -108,7 +111,7 @@ impl<R: Recorder> Scheduler<R> {
     /// Runs until `stop` turns true; runs in progress are then cut off (their files
     /// resume from the store) and their leases released.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        match self.ctx.store.end_cut_transfer_runs(&self.ctx.node).await {
+        match self.ctx.store.end_transfer_runs_of(&self.ctx.node).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 runs = n,
@@ -117,6 +120,7 @@ impl<R: Recorder> Scheduler<R> {
             Err(e) => tracing::warn!(error = %e, "cannot mark cut-off transfer runs"),
         }
         let mut running: HashMap<String, Running> = HashMap::new();
+        let mut ticks = 0u64;
         let mut seen: HashMap<String, Seen> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,6 +134,18 @@ impl<R: Recorder> Scheduler<R> {
             let Ok(now) = self.ctx.store.clock_us().await else {
                 continue;
             };
+            // Runs whose runner died (a command, another node) are marked as cut off once
+            // their lease has run out; every tenth tick is soon enough.
+            ticks += 1;
+            if ticks.is_multiple_of(10) {
+                match self.ctx.store.end_cut_transfer_runs(now).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(runs = n, "transfer runs cut off by a stop marked failed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot mark cut-off transfer runs"),
+                }
+            }
             let requested: HashMap<String, String> = match self.ctx.store.transfer_leases().await {
                 Ok(views) => views
                     .into_iter()
@@ -145,10 +161,16 @@ impl<R: Recorder> Scheduler<R> {
                     .entry(transfer.name.clone())
                     .or_insert(Seen { since_us: now })
                     .since_us;
-                let trigger = match requested.get(&transfer.name) {
-                    Some(by) => Some(by.clone()),
-                    None => match self.due(transfer, now, since).await {
-                        Ok(trigger) => trigger,
+                let asked = requested.get(&transfer.name);
+                let trigger = match asked {
+                    // An administrator's request goes at once, waiting or not.
+                    Some(by) if !by.starts_with("event ") => Some(by.clone()),
+                    _ => match self.due(transfer, now, since).await {
+                        Ok(Due::Now(trigger)) => Some(trigger),
+                        // An event's request waits with the rest while a location is
+                        // failing (it stays asked for until then).
+                        Ok(Due::Waiting) => None,
+                        Ok(Due::No) => asked.cloned(),
                         Err(e) => {
                             tracing::warn!(transfer = %transfer.name, error = %e, "cannot tell whether the transfer is due");
                             None
@@ -222,14 +244,19 @@ impl<R: Recorder> Scheduler<R> {
         transfer: &Transfer,
         now: i64,
         since: i64,
-    ) -> Result<Option<String>, wharf_store::StoreError> {
+    ) -> Result<Due, wharf_store::StoreError> {
+        // A transfer run by hand only is started by hand only (or the Manager): its files
+        // left mid-way resume at its next run.
+        if transfer.triggers.is_empty() {
+            return Ok(Due::No);
+        }
         let store = &self.ctx.store;
         let runs = store.transfer_runs(&transfer.name, 16).await?;
         let last_start = runs.first().map(|r| r.started_us);
         // A run that could not use a location: tried again after a doubling wait.
         let stopped = runs
             .iter()
-            .take_while(|r| r.state == "failure" && r.message.is_some() && r.trigger != "hand")
+            .take_while(|r| r.state == "failure" && r.message.is_some())
             .count();
         // While a location cannot be used, nothing but the wait (or a run asked for)
         // starts the transfer again: its open files would otherwise make it due at once,
@@ -245,10 +272,10 @@ impl<R: Recorder> Scheduler<R> {
                 .unwrap_or(last.started_us)
                 .saturating_add(micros(wait));
             if now < at {
-                return Ok(None);
+                return Ok(Due::Waiting);
             }
             if stopped < transfer.attempts as usize {
-                return Ok(Some("retry".to_owned()));
+                return Ok(Due::Now("retry".to_owned()));
             }
             // Its attempts spent: only its schedule starts it again.
             resume = false;
@@ -257,14 +284,14 @@ impl<R: Recorder> Scheduler<R> {
             && let Some(due) = store.next_transfer_file_due(&transfer.name).await?
             && due <= now
         {
-            return Ok(Some("resume".to_owned()));
+            return Ok(Due::Now("resume".to_owned()));
         }
         for trigger in &transfer.triggers {
             match trigger {
                 Trigger::Interval(every) => {
                     let due = last_start.is_none_or(|l| now >= l.saturating_add(micros(*every)));
                     if due {
-                        return Ok(Some("interval".to_owned()));
+                        return Ok(Due::Now("interval".to_owned()));
                     }
                 }
                 Trigger::Cron(schedule) => {
@@ -275,12 +302,22 @@ impl<R: Recorder> Scheduler<R> {
                     if let Some(next) = schedule.next_after(from)
                         && (next.unix_timestamp_nanos() / 1000) as i64 <= now
                     {
-                        return Ok(Some("cron".to_owned()));
+                        return Ok(Due::Now("cron".to_owned()));
                     }
                 }
                 Trigger::Event => {}
             }
         }
-        Ok(None)
+        Ok(Due::No)
     }
+}
+
+/// Whether a transfer is due.
+enum Due {
+    /// Yes, for this reason.
+    Now(String),
+    /// No: a location failed, and its wait is not over.
+    Waiting,
+    /// No.
+    No,
 }

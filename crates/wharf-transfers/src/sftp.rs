@@ -19,7 +19,7 @@ use russh_sftp::client::{RawSftpSession, SftpSession};
 use russh_sftp::protocol::{Packet, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
+use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Item, Upload};
 use crate::spec::{HostKeys, Location, LocationKind, SftpLogin};
 
 /// The SSH client's side: checks the host key, and remembers why it refused one.
@@ -57,16 +57,19 @@ impl Client {
                 }
             }
             HostKeysShared::KnownHosts(path) => {
-                match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
-                    Ok(true) => true,
-                    Ok(false) => self.refuse(format!(
-                        "the server's host key {fingerprint} is not in {}",
-                        path.display()
-                    )),
-                    Err(russh::keys::Error::KeyChanged { line }) => self.refuse(format!(
-                        "the server's host key {fingerprint} is not the one {}:{line} names: it CHANGED",
-                        path.display()
-                    )),
+                // Every line naming the host counts (a key being rotated is listed twice).
+                match russh::keys::known_hosts::known_host_keys_path(&self.host, self.port, path) {
+                    Ok(known) if known.iter().any(|(_, k)| k == key) => true,
+                    Ok(known) => match known.iter().find(|(_, k)| k.algorithm() == key.algorithm()) {
+                        Some((line, _)) => self.refuse(format!(
+                            "the server's host key {fingerprint} is not the one {}:{line} names: it CHANGED",
+                            path.display()
+                        )),
+                        None => self.refuse(format!(
+                            "the server's host key {fingerprint} is not in {}",
+                            path.display()
+                        )),
+                    },
                     Err(e) => self.refuse(format!("cannot read {}: {e}", path.display())),
                 }
             }
@@ -94,7 +97,9 @@ impl russh::client::Handler for Client {
 pub struct SftpEndpoint {
     handle: russh::client::Handle<Client>,
     files: SftpSession,
-    control: RawSftpSession,
+    /// The second channel, for what the streaming client does not ask; `None` when the
+    /// server allows one channel only.
+    control: Option<RawSftpSession>,
     extensions: HashMap<String, String>,
     /// Whether `sha256sum` answered once (`None`: not tried yet).
     sha256sum: Mutex<Option<bool>>,
@@ -141,6 +146,24 @@ pub(crate) async fn tcp(
         }
     }
     Err(EndpointError::location(last))
+}
+
+/// The second SFTP channel, initialised; with the server's extensions.
+async fn open_control(
+    handle: &russh::client::Handle<Client>,
+    config: russh_sftp::client::Config,
+) -> Result<(RawSftpSession, HashMap<String, String>), String> {
+    let channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| e.to_string())?;
+    let control = RawSftpSession::new_with_config(channel.into_stream(), config);
+    let version = control.init().await.map_err(|e| e.to_string())?;
+    Ok((control, version.extensions))
 }
 
 fn sftp_failed(e: SftpError) -> EndpointError {
@@ -240,21 +263,23 @@ impl SftpEndpoint {
         let files = SftpSession::new_with_config(channel.into_stream(), sftp_config())
             .await
             .map_err(|e| EndpointError::location(format!("SFTP: {e}")))?;
-        let channel = handle.channel_open_session().await.map_err(ssh_failed)?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(ssh_failed)?;
-        let control = RawSftpSession::new_with_config(channel.into_stream(), sftp_config());
-        let version = control
-            .init()
-            .await
-            .map_err(|e| EndpointError::location(format!("SFTP: {e}")))?;
+        let control = match open_control(&handle, sftp_config()).await {
+            Ok(control) => Some(control),
+            Err(e) => {
+                tracing::info!(error = %e, "one SFTP channel only: listings read whole folders, no check-file");
+                None
+            }
+        };
+        let extensions = match &control {
+            Some((_, version)) => version.clone(),
+            None => HashMap::new(),
+        };
+        let control = control.map(|(control, _)| control);
         Ok(SftpEndpoint {
             handle,
             files,
             control,
-            extensions: version.extensions,
+            extensions,
             sha256sum: Mutex::new(None),
             idle,
         })
@@ -271,8 +296,10 @@ impl SftpEndpoint {
         data.extend_from_slice(&0u64.to_be_bytes());
         data.extend_from_slice(&0u64.to_be_bytes());
         data.extend_from_slice(&0u32.to_be_bytes());
-        let reply = self
-            .control
+        let Some(control) = &self.control else {
+            return Ok(None);
+        };
+        let reply = control
             .extended("check-file-name", data)
             .await
             .map_err(sftp_failed)?;
@@ -312,15 +339,17 @@ impl SftpEndpoint {
     }
 
     async fn exec_sha256sum(&self, path: &str) -> Result<Option<String>, EndpointError> {
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(ssh_failed)?;
-        channel
+        // A server that allows no further channel, or no command, offers no digest.
+        let Ok(mut channel) = self.handle.channel_open_session().await else {
+            return Ok(None);
+        };
+        if channel
             .exec(true, format!("sha256sum -- {}", quoted(path)))
             .await
-            .map_err(ssh_failed)?;
+            .is_err()
+        {
+            return Ok(None);
+        }
         let mut out = Vec::new();
         let mut status = None;
         while let Some(message) = channel.wait().await {
@@ -388,58 +417,62 @@ async fn log_in(
     if done { Ok(()) } else { Err(refused()) }
 }
 
+/// A folder entry, when it is a regular file or a folder.
+fn item(name: String, attrs: &russh_sftp::protocol::FileAttributes) -> Option<Item> {
+    (attrs.is_dir() || attrs.is_regular()).then(|| Item {
+        name,
+        folder: attrs.is_dir(),
+        size: attrs.size.unwrap_or(0),
+        mtime_us: mtime_us(attrs),
+    })
+}
+
 fn mtime_us(attrs: &russh_sftp::protocol::FileAttributes) -> i64 {
     i64::from(attrs.mtime.unwrap_or(0)) * 1_000_000
 }
 
 #[async_trait]
 impl Endpoint for SftpEndpoint {
-    async fn list(
-        &self,
-        folder: &str,
-        recursive: bool,
-        limit: usize,
-    ) -> Result<Listing, EndpointError> {
-        let mut listing = Listing {
-            files: Vec::new(),
-            complete: true,
+    async fn read_folder(&self, folder: &str, cap: usize) -> Result<Vec<Item>, EndpointError> {
+        let Some(control) = &self.control else {
+            // One channel only (the server allows no second): the streaming client's
+            // listing, which reads the whole folder.
+            let entries = self.files.read_dir(folder).await.map_err(sftp_failed)?;
+            return Ok(entries
+                .filter_map(|e| item(e.file_name(), &e.metadata()))
+                .take(cap)
+                .collect());
         };
-        let mut pending = vec![(folder.to_owned(), String::new())];
-        while let Some((dir, prefix)) = pending.pop() {
-            let entries = self
-                .files
-                .read_dir(dir.clone())
-                .await
-                .map_err(sftp_failed)?;
-            for entry in entries {
-                let name = entry.file_name();
-                if name == "." || name == ".." {
-                    continue;
-                }
-                let rel = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                let attrs = entry.metadata();
-                if attrs.is_dir() {
-                    if recursive {
-                        pending.push((crate::join(&dir, &name), rel));
-                    }
-                } else if attrs.is_regular() {
-                    if listing.files.len() >= limit {
-                        listing.complete = false;
-                        return Ok(listing);
-                    }
-                    listing.files.push(Entry {
-                        path: rel,
-                        size: attrs.size.unwrap_or(0),
-                        mtime_us: mtime_us(&attrs),
-                    });
-                }
+        // Read reply by reply, and no further than `cap`: a folder's size, or a server that
+        // never says "end", costs no more than that.
+        let handle = control.opendir(folder).await.map_err(sftp_failed)?.handle;
+        let mut items = Vec::new();
+        let outcome = loop {
+            if items.len() >= cap {
+                break Ok(());
             }
-        }
-        Ok(listing)
+            match control.readdir(handle.as_str()).await {
+                Ok(name) => {
+                    if name.files.is_empty() {
+                        break Ok(());
+                    }
+                    items.extend(
+                        name.files
+                            .into_iter()
+                            .filter(|f| f.filename != "." && f.filename != "..")
+                            .filter_map(|f| item(f.filename, &f.attrs)),
+                    );
+                }
+                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
+                    break Ok(());
+                }
+                Err(e) => break Err(sftp_failed(e)),
+            }
+        };
+        let _ = control.close(handle).await;
+        outcome?;
+        items.truncate(cap);
+        Ok(items)
     }
 
     async fn stat(&self, path: &str) -> Result<Option<Entry>, EndpointError> {
@@ -471,12 +504,14 @@ impl Endpoint for SftpEndpoint {
     }
 
     async fn rename(&self, from: &str, to: &str, replace: bool) -> Result<(), EndpointError> {
-        if replace && self.offers("posix-rename@openssh.com") {
+        if replace
+            && self.offers("posix-rename@openssh.com")
+            && let Some(control) = &self.control
+        {
             let mut data = Vec::new();
             put_string(&mut data, from.as_bytes());
             put_string(&mut data, to.as_bytes());
-            let reply = self
-                .control
+            let reply = control
                 .extended("posix-rename@openssh.com", data)
                 .await
                 .map_err(sftp_failed)?;

@@ -23,6 +23,9 @@ pub struct Location {
     pub idle_timeout: Duration,
     /// TCP keep-alive probes' idle time.
     pub keepalive: Duration,
+    /// Why it cannot be used (a secret that could not be read when the configuration was
+    /// loaded): every connection fails with this, and nothing else is affected.
+    pub unusable: Option<String>,
 }
 
 /// How an SFTP server is logged into. At least one is set; a password and a key both set
@@ -168,6 +171,9 @@ impl std::fmt::Debug for Location {
 impl Location {
     /// Opens a connection (logged in, host key checked).
     pub async fn connect(&self) -> Result<Box<dyn Endpoint>, EndpointError> {
+        if let Some(why) = &self.unusable {
+            return Err(EndpointError::location(why.clone()));
+        }
         match &self.kind {
             LocationKind::Local { folder } => {
                 Ok(Box::new(crate::local::LocalEndpoint::open(folder)?))

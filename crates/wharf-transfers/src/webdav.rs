@@ -21,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Listing, Upload};
+use crate::endpoint::{Download, Endpoint, EndpointError, Entry, Failure, Item, Upload};
 use crate::spec::{DavLogin, Location, LocationKind};
 
 /// The largest `PROPFIND` answer read (about 100,000 entries).
@@ -380,58 +380,30 @@ impl DavEndpoint {
 
 #[async_trait]
 impl Endpoint for DavEndpoint {
-    async fn list(
-        &self,
-        folder: &str,
-        recursive: bool,
-        limit: usize,
-    ) -> Result<Listing, EndpointError> {
-        let mut listing = Listing {
-            files: Vec::new(),
-            complete: true,
+    async fn read_folder(&self, folder: &str, cap: usize) -> Result<Vec<Item>, EndpointError> {
+        let base = self.url(folder)?.path().trim_end_matches('/').to_owned();
+        let base = decode(&base).unwrap_or(base);
+        let Some(found) = self.propfind(folder, "1").await? else {
+            return Err(EndpointError::new(
+                Failure::Missing,
+                format!("{folder} does not exist"),
+            ));
         };
-        let mut pending = vec![(folder.to_owned(), String::new())];
-        while let Some((dir, prefix)) = pending.pop() {
-            let base = self.url(&dir)?.path().trim_end_matches('/').to_owned();
-            let base = decode(&base).unwrap_or(base);
-            let Some(found) = self.propfind(&dir, "1").await? else {
-                return Err(EndpointError::new(
-                    Failure::Missing,
-                    format!("{dir} does not exist"),
-                ));
-            };
-            for entry in found {
-                let Some(rest) = entry.path.trim_end_matches('/').strip_prefix(&base) else {
-                    continue;
-                };
-                let name = rest.trim_start_matches('/');
-                // The folder itself, and anything not one plain name below it.
-                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                    continue;
-                }
-                let rel = if prefix.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                if entry.folder {
-                    if recursive {
-                        pending.push((crate::join(&dir, name), rel));
-                    }
-                } else {
-                    if listing.files.len() >= limit {
-                        listing.complete = false;
-                        return Ok(listing);
-                    }
-                    listing.files.push(Entry {
-                        path: rel,
-                        size: entry.size,
-                        mtime_us: entry.mtime_us,
-                    });
-                }
-            }
-        }
-        Ok(listing)
+        Ok(found
+            .into_iter()
+            .filter_map(|entry| {
+                let rest = entry.path.trim_end_matches('/').strip_prefix(&base)?;
+                let name = rest.strip_prefix('/')?;
+                // The folder itself is its own first answer.
+                (!name.is_empty()).then(|| Item {
+                    name: name.to_owned(),
+                    folder: entry.folder,
+                    size: entry.size,
+                    mtime_us: entry.mtime_us,
+                })
+            })
+            .take(cap)
+            .collect())
     }
 
     async fn stat(&self, path: &str) -> Result<Option<Entry>, EndpointError> {

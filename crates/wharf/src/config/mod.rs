@@ -265,6 +265,18 @@ fn line_of(text: &str, offset: usize) -> Option<usize> {
     Some(text[..offset.min(text.len())].matches('\n').count() + 1)
 }
 
+/// `:LINE` of `span` in `loaded`'s file (read again), or nothing when it is not known.
+pub(crate) fn collector_line(loaded: &Loaded, span: std::ops::Range<usize>) -> String {
+    if span == (0..0) {
+        return String::new();
+    }
+    std::fs::read_to_string(&loaded.path)
+        .ok()
+        .and_then(|text| line_of(&text, span.start))
+        .map(|line| format!(":{line}"))
+        .unwrap_or_default()
+}
+
 /// A file the TOML parser or a section's struct refused, as an issue.
 pub(crate) fn parse_issue(path: &Path, text: &str, e: &toml::de::Error) -> Issue {
     Issue {

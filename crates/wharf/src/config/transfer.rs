@@ -221,13 +221,14 @@ impl LocationSection {
                 format!("{kind:?} is not a location type; use {}", TYPES.join(", ")),
             ));
         }
-        let given: [(&str, bool); 13] = [
+        let given: [(&str, bool); 14] = [
             ("folder", self.folder.is_some()),
             ("host", self.host.is_some()),
             ("port", self.port.is_some()),
             ("username", self.username.is_some()),
             ("password", self.password.is_some()),
             ("key", self.key.is_some()),
+            ("key_passphrase", self.key_passphrase.is_some()),
             ("host_key", self.host_key.is_some()),
             ("known_hosts", self.known_hosts.is_some()),
             ("tls", self.tls.is_some()),
@@ -262,6 +263,7 @@ impl LocationSection {
                 "username",
                 "password",
                 "key",
+                "key_passphrase",
                 "host_key",
                 "known_hosts",
             ],
@@ -324,6 +326,7 @@ impl LocationSection {
             connect_timeout: Duration::from_secs(*self.connect_timeout.get_ref()),
             idle_timeout: Duration::from_secs(*self.idle_timeout.get_ref()),
             keepalive: Duration::from_secs(*self.keepalive.get_ref()),
+            unusable: None,
         })
     }
 
@@ -587,6 +590,13 @@ impl LocationSection {
         let host_keys = match (&self.host_key, &self.known_hosts) {
             (Some(pins), None) => {
                 let list = pins.get_ref().list();
+                if list.is_empty() {
+                    return Err((
+                        pins.span(),
+                        key("host_key"),
+                        "name at least one fingerprint".into(),
+                    ));
+                }
                 if let Some(bad) = list
                     .iter()
                     .find(|f| !f.starts_with("SHA256:") || f.len() < 20)
@@ -608,6 +618,17 @@ impl LocationSection {
                         file.span(),
                         key("known_hosts"),
                         format!("{} does not exist", path.display()),
+                    ));
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.lines().any(|l| l.trim_start().starts_with('@')) {
+                    return Err((
+                        file.span(),
+                        key("known_hosts"),
+                        format!(
+                            "{}: markers (@revoked, @cert-authority) are not supported; list the trusted keys only",
+                            path.display()
+                        ),
                     ));
                 }
                 HostKeys::KnownHosts(path)
@@ -637,6 +658,30 @@ impl LocationSection {
                         key("key"),
                         format!("{} does not exist", path.display()),
                     ));
+                }
+                // A key is checked at load; an encrypted one opens with its passphrase
+                // when the server or a command reads the secrets.
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                match russh::keys::decode_secret_key(&text, None) {
+                    Ok(_) => {}
+                    Err(russh::keys::Error::KeyIsEncrypted) if self.key_passphrase.is_some() => {}
+                    Err(russh::keys::Error::KeyIsEncrypted) => {
+                        return Err((
+                            k.span(),
+                            key("key"),
+                            format!(
+                                "{} is encrypted: give key_passphrase (env:NAME or file:PATH)",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        return Err((
+                            k.span(),
+                            key("key"),
+                            format!("{}: not an OpenSSH or PEM private key: {e}", path.display()),
+                        ));
+                    }
                 }
                 if resolve_secrets {
                     let passphrase = match &self.key_passphrase {
@@ -723,16 +768,18 @@ impl TransferSection {
         let destination = location(&self.destination, "destination")?;
         let source_folder = folder_path(&self.source_folder, key("source_folder"))?;
         let destination_folder = folder_path(&self.destination_folder, key("destination_folder"))?;
-        if source.name == destination.name
-            && (destination_folder == source_folder
-                || destination_folder
-                    .starts_with(&format!("{}/", source_folder.trim_end_matches('/')))
-                    && self.recursive)
-        {
+        if overlap(
+            &source,
+            &source_folder,
+            &destination,
+            &destination_folder,
+            self.recursive,
+        ) {
             return Err((
                 self.destination_folder.span(),
                 key("destination_folder"),
-                "the destination is inside the source: delivered files would be taken again".into(),
+                "the destination is the source, or inside it: delivered files would be taken again"
+                    .into(),
             ));
         }
         let files = self
@@ -756,6 +803,16 @@ impl TransferSection {
         if let Some(cron) = &self.cron {
             let schedule = Schedule::parse(cron.get_ref())
                 .map_err(|e| (cron.span(), key("cron"), e.to_string()))?;
+            if schedule
+                .next_after(time::OffsetDateTime::now_utc())
+                .is_none()
+            {
+                return Err((
+                    cron.span(),
+                    key("cron"),
+                    format!("{:?} never fires (no such day)", cron.get_ref()),
+                ));
+            }
             triggers.push(Trigger::Cron(schedule));
         }
         if self.on.is_some() {
@@ -790,7 +847,22 @@ impl TransferSection {
         let after = match (self.after.get_ref().as_str(), &self.move_to) {
             ("keep", None) => After::Keep,
             ("delete", None) => After::Delete,
-            ("move", Some(to)) => After::Move(folder_path(to, key("move_to"))?),
+            ("move", Some(to)) => {
+                let folder = folder_path(to, key("move_to"))?;
+                let inside = |a: &str, b: &str| {
+                    a.trim_end_matches('/') == b.trim_end_matches('/')
+                        || a.starts_with(&format!("{}/", b.trim_end_matches('/')))
+                };
+                if inside(&source_folder, &folder) {
+                    return Err((
+                        to.span(),
+                        key("move_to"),
+                        "move_to is the source folder or holds it: every file would be left out"
+                            .into(),
+                    ));
+                }
+                After::Move(folder)
+            }
             ("move", None) => {
                 return Err((
                     self.after.span(),
@@ -923,6 +995,32 @@ impl TransferSection {
     }
 }
 
+/// Whether a transfer's destination folder is its source folder, or inside it (recursive):
+/// on one location, or on two local ones over the same folders.
+fn overlap(
+    source: &Location,
+    source_folder: &str,
+    destination: &Location,
+    destination_folder: &str,
+    recursive: bool,
+) -> bool {
+    let place = |location: &Location, folder: &str| match &location.kind {
+        LocationKind::Local { folder: root } => {
+            let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            format!(
+                "local:{}",
+                wharf_transfers::join(&root.to_string_lossy(), folder)
+            )
+        }
+        _ => format!("{}:{folder}", location.name),
+    };
+    let from = place(source, source_folder);
+    let to = place(destination, destination_folder);
+    let from = from.trim_end_matches('/');
+    let to = to.trim_end_matches('/');
+    to == from || (recursive && to.starts_with(&format!("{from}/")))
+}
+
 /// The locations, by name.
 fn locations(
     loaded: &Loaded,
@@ -930,7 +1028,20 @@ fn locations(
 ) -> Result<HashMap<String, Arc<Location>>, Problem> {
     let mut all = HashMap::new();
     for (i, section) in loaded.config.locations.iter().enumerate() {
-        let location = section.build(i, loaded, resolve_secrets)?;
+        // A secret that cannot be read (an unset variable, a missing file) makes this
+        // location unusable, not the server: its transfers fail with the reason, the
+        // other services and transfers go on.
+        let location = match section.build(i, loaded, resolve_secrets) {
+            Ok(location) => location,
+            Err((span, key, message)) if resolve_secrets => {
+                let mut location = section.build(i, loaded, false)?;
+                let line = crate::config::collector_line(loaded, span);
+                location.unusable =
+                    Some(format!("{}{line}: {key}: {message}", loaded.path.display()));
+                location
+            }
+            Err(problem) => return Err(problem),
+        };
         if all
             .insert(location.name.clone(), Arc::new(location))
             .is_some()
