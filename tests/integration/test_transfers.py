@@ -1424,3 +1424,21 @@ min_age = 0
     for _ in range(4):
         run_transfer(server, "t")
     assert {p: sha256(inbox / p) for p in names(inbox)} == sums
+
+
+def test_a_copy_cut_off_in_a_local_destination_is_swept_at_start(server, tmp_path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    left = inbox / ".wharf-part-0123456789abcdef"
+    left.write_bytes(b"half a copy")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    configure(server, f"""
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+""")
+    server.start()
+    swept = server.wait_event("upload.leftover_swept", timeout=20)
+    assert swept["attrs"]["root"] == str(inbox) and not left.exists()
+    server.stop()

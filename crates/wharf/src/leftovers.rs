@@ -3,11 +3,13 @@
 //! every folder homes can be in, and each removal is recorded.
 //!
 //! Where homes are: the data folder's `homes`, every account's own home, and the fixed part
-//! of every group's home template (what comes before `${USER}`). The walk itself, and what
+//! of every group's home template (what comes before `${USER}`). Local folders that
+//! client-side transfers deliver to are swept too (a transfer killed mid-copy leaves the
+//! same kind of file). The walk itself, and what
 //! it may remove, is `wharf_core::vfs::leftovers`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,9 +27,14 @@ const IDLE: Duration = Duration::from_secs(3600);
 const BUDGET: usize = 2_000_000;
 
 /// Sweeps now and every 10 minutes until `stop` says so.
-pub async fn run(store: Store, homes: PathBuf, bus: EventBus, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    store: Store,
+    fixed: Vec<PathBuf>,
+    bus: EventBus,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
-        let roots = roots(&store, &homes).await;
+        let roots = roots(&store, &fixed).await;
         let swept = tokio::task::spawn_blocking(move || sweep_all(&roots)).await;
         for leftover in swept.unwrap_or_default() {
             bus.emit(record(&leftover));
@@ -64,8 +71,8 @@ fn record(leftover: &Leftover) -> Event {
 }
 
 /// The folders to sweep, without one inside another.
-async fn roots(store: &Store, homes: &Path) -> BTreeSet<PathBuf> {
-    let mut all = vec![homes.to_path_buf()];
+async fn roots(store: &Store, fixed: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let mut all = fixed.to_vec();
     if let Ok(accounts) = store.accounts().await {
         all.extend(
             accounts

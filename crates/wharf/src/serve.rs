@@ -103,11 +103,15 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         crate::transfers::Transfers::start(&ctx.loaded, ctx.store.clone(), audit.clone())?;
     let writer = tokio::spawn(audit.run(receiver, bus.writer_progress()));
     let ban_keeper = tokio::spawn(bans.clone().run(bus.clone(), stop_rx.clone()));
-    let sweeper = tokio::spawn(crate::leftovers::run(
-        ctx.store.clone(),
+    let mut swept = vec![
         ctx.loaded
             .resolve(&ctx.loaded.config.server.data_dir)
             .join("homes"),
+    ];
+    swept.extend(crate::config::transfer::local_folders(&ctx.loaded));
+    let sweeper = tokio::spawn(crate::leftovers::run(
+        ctx.store.clone(),
+        swept,
         bus.clone(),
         stop_rx.clone(),
     ));

@@ -1090,6 +1090,21 @@ pub fn transfers(loaded: &Loaded) -> anyhow::Result<Vec<Arc<Transfer>>> {
         .collect()
 }
 
+/// The folders of the local locations (absolute), for the sweep of leftover uploads.
+pub fn local_folders(loaded: &Loaded) -> Vec<std::path::PathBuf> {
+    loaded
+        .config
+        .locations
+        .iter()
+        .filter(|l| l.kind.get_ref() == "local")
+        .filter_map(|l| l.folder.as_ref())
+        .map(|f| {
+            let path = loaded.resolve(f.get_ref());
+            std::path::absolute(&path).unwrap_or(path)
+        })
+        .collect()
+}
+
 /// The configured transfers as the Manager lists them (no secret read).
 pub fn catalog(loaded: &Loaded) -> Vec<wharf_admin::TransferInfo> {
     let Ok(locations) = locations(loaded, false) else {
