@@ -916,7 +916,7 @@ min_age = 0
 
 # -- HTTPS (WebDAV) ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "localhost"])
 def test_push_to_and_pull_from_a_second_wharf_over_webdav(server, peer, tmp_path, host):
     outbox, back = tmp_path / "outbox", tmp_path / "back"
     sums = make_files(outbox / "q1", 3, 400_000)
