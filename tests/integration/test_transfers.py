@@ -100,6 +100,31 @@ def configure(server: WharfServer, text: str):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def local(name: str, folder: Path) -> str:
+    """A `[[location]]` of type local named `name` over `folder`."""
+    return f'[[location]]\nname = "{name}"\ntype = "local"\nfolder = "{folder}"\n'
+
+
+def local_pair(server: WharfServer, out: Path, inbox: Path, transfer: str):
+    """Locations `out` and `in` over the two folders, and one `[[transfer]]` from the first
+    to the second whose other keys `transfer` gives."""
+    configure(server, f"""
+[[location]]
+name = "out"
+type = "local"
+folder = "{out}"
+
+[[location]]
+name = "in"
+type = "local"
+folder = "{inbox}"
+
+[[transfer]]
+source = "out"
+destination = "in"
+{transfer}""")
+
+
 def run_transfer(server: WharfServer, name: str, ok=True):
     result = server.wharf("transfer", "run", name)
     if ok:
@@ -132,21 +157,7 @@ def test_local_folders_every_file_once_sources_moved_and_names_kept(server, tmp_
     sums.update(make_files(out, 2, 5000))
     inbox.mkdir()
     (inbox / "f000.bin").write_bytes(b"taken")
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "local"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "local"
 destination_folder = "/"
 recursive = true
 files = "*.bin"
@@ -209,11 +220,7 @@ username = "{os.environ.get('USER') or 'root'}"
 key = "{server.key}"
 known_hosts = "{known_hosts}"
 
-[[location]]
-name = "landing"
-type = "local"
-folder = "{landing}"
-
+{local('landing', landing)}
 [[location]]
 name = "finance"
 type = "sftp"
@@ -241,11 +248,7 @@ destination_folder = "/incoming/invoices"
 verify = "sha256"
 min_age = 0
 
-[[location]]
-name = "returned"
-type = "local"
-folder = "{returned}"
-
+{local('returned', returned)}
 [[transfer]]
 name = "pull-back"
 source = "finance"
@@ -275,11 +278,7 @@ def test_push_to_openssh_verifies_by_sha256sum(server, sshd, tmp_path):
     sums = make_files(outbox, 3, 70_000)
     remote = tmp_path / "partner-in"
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
+{local('outbox', outbox)}
 [[location]]
 name = "partner"
 type = "sftp"
@@ -316,11 +315,7 @@ def test_a_changed_or_unknown_host_key_is_refused_before_any_login(server, sshd,
     known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {Path(str(other) + '.pub').read_text().split()[0]} "
                            f"{Path(str(other) + '.pub').read_text().split()[1]}\n")
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
+{local('outbox', outbox)}
 [[location]]
 name = "pinned"
 type = "sftp"
@@ -370,11 +365,7 @@ def test_a_refused_login_is_a_clear_failure_and_the_run_is_tried_again(server, p
     peer.start()
     (tmp_path / "secret").write_text("a-wrong-password\n")
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
+{local('outbox', outbox)}
 [[location]]
 name = "finance"
 type = "sftp"
@@ -421,21 +412,7 @@ def test_a_name_taken_at_the_destination_follows_the_existing_rule(server, tmp_p
     sums = make_files(out, 2, 1000)
     inbox.mkdir()
     (inbox / "f000.bin").write_bytes(b"already here")
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "t"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "t"
 existing = "{existing}"
 min_age = 0
 """)
@@ -469,21 +446,7 @@ def test_a_file_still_growing_is_not_taken_before_its_age(server, tmp_path):
     fresh.write_text("a,b\n")
     old = random_file(out / "old.csv", 100)
     os.utime(old, (time.time() - 600, time.time() - 600))
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "aged"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "aged"
 min_age = 60
 """)
     run_transfer(server, "aged")
@@ -504,16 +467,8 @@ def test_an_upload_triggers_a_push_and_an_interval_fires(server, peer, tmp_path)
     elsewhere = tmp_path / "spool"
     elsewhere.mkdir()
     configure(server, f"""
-[[location]]
-name = "alice-outgoing"
-type = "local"
-folder = "{home / 'outgoing'}"
-
-[[location]]
-name = "spool"
-type = "local"
-folder = "{elsewhere}"
-
+{local('alice-outgoing', home / 'outgoing')}
+{local('spool', elsewhere)}
 [[location]]
 name = "partner"
 type = "sftp"
@@ -575,11 +530,7 @@ def test_kill_9_mid_transfer_of_200_files_then_every_file_arrives_once(server, p
     peer.add_account("finance")
     peer.start()
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
+{local('outbox', outbox)}
 [[location]]
 name = "finance"
 type = "sftp"
@@ -728,16 +679,8 @@ def test_push_to_and_pull_from_vsftpd_over_explicit_ftps(server, tmp_path, host)
         back.mkdir()
         (tmp_path / "ftp-password").write_text(FTP_PASSWORD + "\n")
         configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
-[[location]]
-name = "back"
-type = "local"
-folder = "{back}"
-
+{local('outbox', outbox)}
+{local('back', back)}
 [[location]]
 name = "partner"
 type = "ftps"
@@ -789,16 +732,8 @@ def test_explicit_and_implicit_ftps_to_a_second_wharf_verified_by_hash(server, p
     (tmp_path / "pw").write_text("Quay-7-lantern-Pw\n")
     pin = certificate_sha256(peer.root / "wharf-data" / "tls" / "certificate.pem")
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
-[[location]]
-name = "back"
-type = "local"
-folder = "{back}"
-
+{local('outbox', outbox)}
+{local('back', back)}
 [[location]]
 name = "explicit"
 type = "ftps"
@@ -851,11 +786,7 @@ def test_an_ftps_certificate_not_pinned_or_not_vouched_for_is_refused(server, pe
     peer.start()
     (tmp_path / "pw").write_text("Quay-7-lantern-Pw\n")
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
+{local('outbox', outbox)}
 [[location]]
 name = "wrong-pin"
 type = "ftps"
@@ -927,16 +858,8 @@ def test_push_to_and_pull_from_a_second_wharf_over_webdav(server, peer, tmp_path
     (tmp_path / "pw").write_text("Quay-7-lantern-Pw\n")
     pin = certificate_sha256(peer.root / "wharf-data" / "tls" / "certificate.pem")
     configure(server, f"""
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
-[[location]]
-name = "back"
-type = "local"
-folder = "{back}"
-
+{local('outbox', outbox)}
+{local('back', back)}
 [[location]]
 name = "dav"
 type = "https"
@@ -1033,16 +956,8 @@ username = "root"
 key = "{server.key}"
 host_key = "{fingerprint(Path(str(sshd.host_key) + '.pub'))}"
 
-[[location]]
-name = "incoming"
-type = "local"
-folder = "{incoming}"
-
-[[location]]
-name = "valid"
-type = "local"
-folder = "{valid}"
-
+{local('incoming', incoming)}
+{local('valid', valid)}
 [[location]]
 name = "finance"
 type = "ftps"
@@ -1125,11 +1040,7 @@ def test_in_a_cluster_one_node_runs_a_transfer_and_another_takes_it_over_when_it
 [handlers]
 lease = 3
 
-[[location]]
-name = "outbox"
-type = "local"
-folder = "{outbox}"
-
+{local('outbox', outbox)}
 [[location]]
 name = "finance"
 type = "sftp"
@@ -1198,21 +1109,7 @@ def test_the_manager_lists_transfers_and_runs_one_on_demand(server, tmp_path):
     out, inbox = tmp_path / "out", tmp_path / "in"
     make_files(out, 2, 500)
     inbox.mkdir()
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "nightly"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "nightly"
 cron = "0 2 * * *"
 min_age = 0
 """)
@@ -1258,21 +1155,7 @@ def test_on_a_terminal_each_file_gets_a_progress_bar(server, tmp_path):
     out, inbox = tmp_path / "out", tmp_path / "in"
     make_files(out, 3, 300_000)
     inbox.mkdir()
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "t"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "t"
 parallel = 2
 min_age = 0
 """)
@@ -1320,11 +1203,7 @@ username = "x"
 key = "{server.key}"
 host_key = "{fingerprint(Path(str(host_key) + '.pub'))}"
 
-[[location]]
-name = "landing"
-type = "local"
-folder = "{landing}"
-
+{local('landing', landing)}
 [[transfer]]
 name = "pull"
 source = "hostile"
@@ -1357,21 +1236,7 @@ def test_a_source_replaced_during_its_copy_is_never_removed_undelivered(server, 
     inbox.mkdir()
     first = random_file(out / "a.bin", 1_500_000)
     os.utime(first, (time.time() - 600, time.time() - 600))
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "t"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "t"
 existing = "replace"
 after = "delete"
 rate = 500000
@@ -1403,21 +1268,7 @@ def test_max_files_takes_new_files_in_turn_and_starves_none(server, tmp_path):
     out, inbox = tmp_path / "out", tmp_path / "in"
     sums = make_files(out, 10, 100)
     inbox.mkdir()
-    configure(server, f"""
-[[location]]
-name = "out"
-type = "local"
-folder = "{out}"
-
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-
-[[transfer]]
-name = "t"
-source = "out"
-destination = "in"
+    local_pair(server, out, inbox, f"""name = "t"
 max_files = 3
 min_age = 0
 """)
@@ -1433,11 +1284,7 @@ def test_a_copy_cut_off_in_a_local_destination_is_swept_at_start(server, tmp_pat
     left.write_bytes(b"half a copy")
     os.utime(left, (time.time() - 7200, time.time() - 7200))
     configure(server, f"""
-[[location]]
-name = "in"
-type = "local"
-folder = "{inbox}"
-""")
+{local('in', inbox)}""")
     server.start()
     swept = server.wait_event("upload.leftover_swept", timeout=20)
     assert swept["attrs"]["root"] == str(inbox) and not left.exists()
