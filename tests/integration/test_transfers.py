@@ -1289,3 +1289,51 @@ def test_a_copy_cut_off_in_a_local_destination_is_swept_at_start(server, tmp_pat
     swept = server.wait_event("upload.leftover_swept", timeout=20)
     assert swept["attrs"]["root"] == str(inbox) and not left.exists()
     server.stop()
+
+
+@pytest.mark.parametrize("mode", ["deep", "stall"])
+def test_a_hostile_webdav_server_neither_crashes_nor_holds_a_run(server, tmp_path, mode):
+    """Thousands of nested XML levels in a listing (the parser would overflow its stack),
+    or a download that never sends its body: the run fails cleanly, within idle_timeout."""
+    import sys
+    make_ca_and_leaf(tmp_path, sans="IP:127.0.0.1")
+    port = free_port()
+    hostile = subprocess.Popen([sys.executable, str(Path(__file__).with_name("hostile_dav.py")), str(port),
+                                str(tmp_path / "leaf.pem"), str(tmp_path / "leaf.key"), mode],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert hostile.stdout.readline().strip() == "listening"
+        inbox = tmp_path / "in"
+        inbox.mkdir()
+        (tmp_path / "token").write_text("a-token\n")
+        configure(server, f"""
+{local('in', inbox)}
+[[location]]
+name = "hostile"
+type = "https"
+url = "https://127.0.0.1:{port}/dav/"
+token = "file:{tmp_path}/token"
+certificate_sha256 = "{certificate_sha256(tmp_path / 'leaf.pem')}"
+idle_timeout = 3
+
+[[transfer]]
+name = "pull"
+source = "hostile"
+source_folder = "/out"
+destination = "in"
+min_age = 0
+""")
+        started = time.time()
+        result = server.wharf("transfer", "run", "pull")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "overflow" not in result.stderr and time.time() - started < 30
+        if mode == "deep":
+            failed = server.wait_event("transfer.location.failed")
+            assert "nested more than" in failed["message"]
+        else:
+            failed = server.wait_event("transfer.file.failed")
+            assert "idle_timeout" in failed["message"] and "retry_in" in failed["attrs"]
+        assert names(inbox) == []
+    finally:
+        hostile.terminate()
+        hostile.wait(timeout=10)

@@ -155,13 +155,9 @@ impl FtpEndpoint {
         })
     }
 
-    async fn entries(&self, folder: &str) -> Result<Vec<Listed>, EndpointError> {
-        let mut control = self.control.lock().await;
-        let lines = if self.mlsd {
-            control.mlsd(Some(folder)).await.map_err(failed)?
-        } else {
-            control.list(Some(folder)).await.map_err(failed)?
-        };
+    async fn entries(&self, folder: &str, cap: usize) -> Result<Vec<Listed>, EndpointError> {
+        let command = if self.mlsd { "MLSD" } else { "LIST" };
+        let lines = self.lines(&format!("{command} {folder}"), cap).await?;
         Ok(lines
             .iter()
             .filter_map(|line| {
@@ -173,13 +169,76 @@ impl FtpEndpoint {
             })
             .collect())
     }
+
+    /// The lines a listing command's data connection carries, at most `cap` of them, each
+    /// at most [`MAX_LINE`] bytes, [`MAX_LISTING`] bytes in all: a server's listing costs
+    /// no more, however long it goes on.
+    async fn lines(&self, command: &str, cap: usize) -> Result<Vec<String>, EndpointError> {
+        let mut control = self.control.lock().await;
+        let (_, mut stream) = control
+            .custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen])
+            .await
+            .map_err(failed)?;
+        let mut lines = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let outcome = loop {
+            let n = match stream.read(&mut chunk).await {
+                Ok(0) => break Ok(true),
+                Ok(n) => n,
+                Err(e) => break Err(EndpointError::retry(format!("FTP listing: {e}"))),
+            };
+            total += n;
+            pending.extend_from_slice(&chunk[..n]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line);
+                lines.push(text.trim_end_matches(['\r', '\n']).to_owned());
+            }
+            if pending.len() > MAX_LINE {
+                break Err(EndpointError::retry(format!(
+                    "a listing line longer than {MAX_LINE} bytes"
+                )));
+            }
+            if lines.len() >= cap || total > MAX_LISTING {
+                break Ok(false);
+            }
+        };
+        let whole = match outcome {
+            Ok(whole) => whole,
+            Err(e) => {
+                let _ = control.abort(stream).await;
+                return Err(e);
+            }
+        };
+        if whole {
+            stream.finish().await.map_err(failed)?;
+        } else {
+            // Enough read: the server is told to stop sending the rest.
+            let _ = control.abort(stream).await;
+            if lines.len() < cap {
+                return Err(EndpointError::retry(format!(
+                    "a listing longer than {MAX_LISTING} bytes"
+                )));
+            }
+            lines.truncate(cap);
+        }
+        Ok(lines)
+    }
 }
+
+/// Longest listing line read.
+const MAX_LINE: usize = 8 * 1024;
+
+/// Most bytes one listing reads.
+const MAX_LISTING: usize = 64 * 1024 * 1024;
 
 #[async_trait]
 impl Endpoint for FtpEndpoint {
     async fn read_folder(&self, folder: &str, cap: usize) -> Result<Vec<Item>, EndpointError> {
         let mut items: Vec<Item> = self
-            .entries(folder)
+            .entries(folder, cap)
             .await?
             .into_iter()
             .filter(|e| e.is_file() || e.is_directory())
@@ -206,13 +265,14 @@ impl Endpoint for FtpEndpoint {
                 Err(e) => return Err(failed(e)),
             }
         } else {
-            match control.list(Some(path)).await {
+            drop(control);
+            match self.lines(&format!("LIST {path}"), 16).await {
                 Ok(lines) => lines
                     .iter()
                     .filter_map(|l| l.parse::<Listed>().ok())
                     .find(|f| f.name() == crate::file_name(path) || f.name() == path),
-                Err(e) if is_missing(&e) => None,
-                Err(e) => return Err(failed(e)),
+                Err(e) if e.kind == Failure::Missing => None,
+                Err(e) => return Err(e),
             }
         };
         Ok(found.filter(|f| f.is_file()).map(|f| Entry {

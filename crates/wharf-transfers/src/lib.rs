@@ -29,6 +29,7 @@ pub mod run;
 pub mod scheduler;
 mod sftp;
 pub mod spec;
+pub mod timed;
 pub mod tls;
 mod webdav;
 

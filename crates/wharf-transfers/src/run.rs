@@ -296,7 +296,9 @@ impl Connections<'_> {
 
 async fn connect(location: &Location) -> Result<Box<dyn Endpoint>, EndpointError> {
     match tokio::time::timeout(location.connect_timeout, location.connect()).await {
-        Ok(result) => result,
+        Ok(result) => result.map(|inner| {
+            Box::new(crate::timed::Timed::new(inner, location.idle_timeout)) as Box<dyn Endpoint>
+        }),
         Err(_) => Err(EndpointError::location(format!(
             "no connection and login within {} s",
             location.connect_timeout.as_secs()

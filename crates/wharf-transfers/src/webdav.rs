@@ -132,7 +132,46 @@ fn decode(path: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn multistatus(xml: &[u8]) -> Result<Vec<Found>, EndpointError> {
+/// Most levels of elements a listing may nest: a multistatus needs six; the parser
+/// recurses once per level, so a deeper document is refused before it is parsed.
+const MAX_XML_DEPTH: usize = 32;
+
+/// How deep `xml`'s elements nest, counted on its tags (comments, declarations and
+/// processing instructions aside); stops counting past `limit`.
+fn xml_depth(xml: &[u8], limit: usize) -> usize {
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while i < xml.len() {
+        if xml[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let Some(end) = xml[i..].iter().position(|b| *b == b'>') else {
+            break;
+        };
+        let tag = &xml[i + 1..i + end];
+        match tag.first() {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(b'?' | b'!') | None => {}
+            Some(_) if tag.last() == Some(&b'/') => {}
+            Some(_) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+        }
+        i += end + 1;
+    }
+    deepest
+}
+
+fn multistatus(xml: &[u8], base: &url::Url) -> Result<Vec<Found>, EndpointError> {
+    if xml_depth(xml, MAX_XML_DEPTH) > MAX_XML_DEPTH {
+        return Err(EndpointError::retry(format!(
+            "a listing nested more than {MAX_XML_DEPTH} levels deep was refused"
+        )));
+    }
     let root = xmltree::Element::parse(xml)
         .map_err(|e| EndpointError::retry(format!("a listing that is not XML: {e}")))?;
     let mut found = Vec::new();
@@ -147,7 +186,9 @@ fn multistatus(xml: &[u8]) -> Result<Vec<Found>, EndpointError> {
         };
         // An absolute URL or an absolute path.
         let path = match url::Url::parse(&href) {
-            Ok(url) => url.path().to_owned(),
+            // An absolute URL names this server's resource only when it is on this server.
+            Ok(url) if url.origin() == base.origin() => url.path().to_owned(),
+            Ok(_) => continue,
             Err(_) => href.clone(),
         };
         let Some(path) = decode(&path) else { continue };
@@ -361,7 +402,7 @@ impl DavEndpoint {
             .await
             .map_err(|e| EndpointError::retry(format!("listing not read: {e}")))?
             .to_bytes();
-        Ok(Some(multistatus(&xml)?))
+        Ok(Some(multistatus(&xml, &self.base)?))
     }
 
     /// Sends a request with no body and reads its answer's status.
@@ -632,5 +673,28 @@ impl Upload for DavWrite {
                 .send(Err(std::io::Error::other("the copy was given up")))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_nested_too_deep_is_refused_before_it_is_parsed() {
+        let base = url::Url::parse("https://dav.example/dav/").unwrap();
+        let deep = format!("{}{}", "<a>".repeat(5000), "</a>".repeat(5000));
+        assert!(multistatus(deep.as_bytes(), &base).is_err());
+        let listing = r#"<?xml version="1.0"?><!-- x --><D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/dav/in/a.txt</D:href><D:propstat><D:prop><D:resourcetype/>
+<D:getcontentlength>3</D:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>
+<D:response><D:href>https://evil.example/dav/in/b.txt</D:href></D:response>
+<D:response><D:href>https://dav.example/dav/in/c.txt</D:href></D:response>
+</D:multistatus>"#;
+        assert!(xml_depth(listing.as_bytes(), 64) <= 6);
+        let found = multistatus(listing.as_bytes(), &base).unwrap();
+        let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["/dav/in/a.txt", "/dav/in/c.txt"]);
+        assert_eq!(found[0].size, 3);
     }
 }

@@ -54,6 +54,12 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn,sqlx=warn"));
+    // The FTP client traces every command it sends, `PASS` and its password among them:
+    // never below info, whatever WHARF_LOG asks.
+    let filter = match "suppaftp=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

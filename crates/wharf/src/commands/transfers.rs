@@ -25,6 +25,21 @@ fn time_of(us: i64) -> String {
     wharf_types::rfc3339::format_micros(t)
 }
 
+/// Text from a peer (a server's answer in a failure), as a terminal may show it: control
+/// characters escaped, so no escape sequence of a partner's server reaches the operator's
+/// terminal.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn run_json(run: &TransferRun) -> serde_json::Value {
     serde_json::json!({
         "run": run.id,
@@ -178,7 +193,7 @@ async fn history(
                     file.attempts,
                     file.last_error
                         .as_deref()
-                        .map(|e| format!("  ({e})"))
+                        .map(|e| format!("  ({})", shown(e)))
                         .unwrap_or_default()
                 );
             }
@@ -206,7 +221,7 @@ async fn history(
                 run.failures,
                 run.message
                     .as_deref()
-                    .map(|m| format!(" ({m})"))
+                    .map(|m| format!(" ({})", shown(m)))
                     .unwrap_or_default()
             );
         }
@@ -282,7 +297,7 @@ async fn run_one(ctx: &Context, transfer: &Arc<Transfer>, wait: Duration) -> Res
         summary
             .stopped
             .as_deref()
-            .map(|s| format!("; stopped: {s}"))
+            .map(|s| format!("; stopped: {}", shown(s)))
             .unwrap_or_default()
     );
     Ok(if summary.failures == 0 && summary.stopped.is_none() {
