@@ -906,24 +906,6 @@ min_age = 0
 
 # -- The whole chain ----------------------------------------------------------------------
 
-def rsa_key(folder: Path, name: str):
-    private = folder / f"{name}.key"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                    "-out", str(private)], check=True, capture_output=True)
-    public = folder / f"{name}.pub.pem"
-    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True)
-    return private, public
-
-
-def pss_sign(private: Path, path: Path):
-    digest = path.with_name(path.name + ".sha256")
-    subprocess.run(["openssl", "dgst", "-sha256", "-binary", "-out", str(digest), str(path)], check=True)
-    subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", str(private), "-in", str(digest),
-                    "-out", str(path) + ".sig", "-pkeyopt", "digest:sha256",
-                    "-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "rsa_pss_saltlen:digest"], check=True)
-    digest.unlink()
-
-
 def test_invoices_pulled_from_the_bank_checked_and_valid_ones_delivered_to_finance(server, sshd, tmp_path):
     """The administrator's sentence: every night pull invoices from the bank's SFTP server,
     check their signatures, deliver the valid ones to the finance FTPS server, once each."""
@@ -931,13 +913,16 @@ def test_invoices_pulled_from_the_bank_checked_and_valid_ones_delivered_to_finan
     try:
         bank_out = tmp_path / "bank-out"
         bank_out.mkdir()
-        bank_key, bank_pub = rsa_key(tmp_path, "bank")
-        forger_key, _ = rsa_key(tmp_path, "forger")
+        from test_handlers import make_key, sign
+        (tmp_path / "bank").mkdir()
+        (tmp_path / "forger").mkdir()
+        bank_key, bank_pub = make_key(tmp_path / "bank")
+        forger_key, _ = make_key(tmp_path / "forger")
         invoices = {}
         for name, key in [("INV-1001.xml", bank_key), ("INV-1002.xml", bank_key), ("INV-1003.xml", forger_key)]:
             path = bank_out / name
             path.write_text(f"<invoice id='{name}'>{os.urandom(8).hex()}</invoice>\n")
-            pss_sign(key, path)
+            sign(key, path, Path(str(path) + ".sig"))
             invoices[name] = sha256(path)
         old = time.time() - 600
         for p in bank_out.iterdir():

@@ -130,7 +130,7 @@ pub trait Endpoint: Send + Sync {
                 Ok(items) => items,
                 Err(e) if depth == 0 => return Err(e),
                 Err(e) => {
-                    tracing::warn!(folder = %dir, error = %e, "a subfolder could not be listed");
+                    tracing::warn!(folder = ?dir, error = ?e.message, "a subfolder could not be listed");
                     listing.complete = false;
                     continue;
                 }
@@ -140,6 +140,7 @@ pub trait Endpoint: Send + Sync {
                     || item.name == "."
                     || item.name == ".."
                     || item.name.contains('/')
+                    || item.name.chars().any(char::is_control)
                 {
                     // Kept as it is: the run refuses it by name (see `refused_name`).
                     if !item.folder {
