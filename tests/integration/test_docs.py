@@ -67,6 +67,10 @@ def reader_files(body, folder):
         path = folder / known
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
+    for words in re.findall(r'^words = "([\w./-]+)"', body, re.M):
+        path = folder / words
+        if not path.exists():
+            path.write_text("# a dictionary\nProject Falcon\n")
     for local in re.findall(r'^folder = "(/[^"]+)"', body, re.M):
         if not Path(local).is_dir():
             stand_in = folder / "folders" / Path(local).name

@@ -348,6 +348,8 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
             ]))
         }
         Action::UuidPrefix => uuid_prefix(job).await,
+        Action::ContentCheck(check) => crate::content::content_check(job, check).await,
+        Action::Antivirus(scan) => crate::antivirus::antivirus(job, scan, handler.timeout).await,
         Action::Exec(exec) => {
             let subject = subject::subject(job.record);
             let vars = job.vars(subject.as_ref());

@@ -261,6 +261,13 @@ pub fn move_file(
     Ok(Placed::Now)
 }
 
+/// Removes the checked file `held` (named `what` in messages), if it is unchanged and
+/// still at its name.
+pub fn remove_file(held: &Held, what: &str) -> Result<(), ActionError> {
+    held.unchanged(what)?;
+    remove_source(held, what)
+}
+
 /// Gives the moved file its own inode when it still has another name (a hard link the
 /// account made), unless it stayed in its folder: through that name the account could
 /// otherwise change the delivered file after its check.

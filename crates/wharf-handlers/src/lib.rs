@@ -24,6 +24,8 @@
 #![forbid(unsafe_code)]
 
 mod actions;
+pub mod antivirus;
+pub mod content;
 mod engine;
 mod exec;
 pub mod files;
@@ -36,6 +38,8 @@ pub mod template;
 mod verify;
 mod webhook;
 
+pub use antivirus::{AntivirusAction, Clamd, WhenInfected, WhenUnreachable};
+pub use content::{ContentAction, WhenUnscannable};
 pub use engine::{Engine, RecordError, Recorder, Settings};
 pub use naming::UniqueUploadNames;
 pub use signature::{PssDigest, SaltLength, Verifier};

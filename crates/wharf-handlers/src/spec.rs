@@ -167,6 +167,10 @@ pub enum Action {
     Exec(ExecAction),
     /// POSTs the event.
     Webhook(WebhookAction),
+    /// Checks the file's content against rules; a match tags, quarantines or removes it.
+    ContentCheck(crate::content::ContentAction),
+    /// Has ClamAV's daemon scan the file; an infected one is quarantined or removed.
+    Antivirus(crate::antivirus::AntivirusAction),
     /// Asks for a run of the client-side transfer of this name (`[[transfer]]` with `on`);
     /// whichever node holds the transfer's lease runs it.
     RunTransfer(String),
@@ -182,6 +186,8 @@ impl Action {
             Action::UuidPrefix => "uuid-prefix",
             Action::Exec(_) => "exec",
             Action::Webhook(_) => "webhook",
+            Action::ContentCheck(_) => "content-check",
+            Action::Antivirus(_) => "antivirus",
             Action::RunTransfer(_) => "transfer",
         }
     }

@@ -273,6 +273,12 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         bus.emit(event);
     }
     bus.emit(Event::new(EventKind::ServerStopped).message("signal"));
+    // Everything that holds the bus lets it go, so the writer ends as soon as the last
+    // record is written rather than after the wait below.
+    if let Some(backups) = backups {
+        let _ = backups.await;
+    }
+    drop(operations);
     drop(bus);
     drop(auth);
     // Sessions still running hold bus clones; give them a moment, then flush what we have.

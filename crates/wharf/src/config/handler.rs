@@ -3,8 +3,9 @@
 //!
 //! `[[handler]]` in `wharf.toml`: event handlers. Each entry has a trigger (`on`), filters,
 //! retry settings, and exactly one action table (`[handler.verify-signature]`,
-//! `[handler.dispatch]`, `[handler.quarantine]`, `[handler.uuid-prefix]`, `[handler.exec]`
-//! or `[handler.webhook]`). Everything is checked at load, keys and secrets included, so a
+//! `[handler.dispatch]`, `[handler.quarantine]`, `[handler.uuid-prefix]`, `[handler.exec]`,
+//! `[handler.webhook]`, or one of those that look inside files, `[handler.content-check]` and
+//! `[handler.antivirus]` (see [`crate::config::inspect`]). Everything is checked at load, keys and secrets included, so a
 //! server never starts with a handler it cannot run. It never runs an action itself: the
 //! engine in wharf-handlers does.
 
@@ -144,6 +145,10 @@ pub struct HandlerSection {
     exec: Option<ExecSection>,
     #[serde(default)]
     webhook: Option<WebhookSection>,
+    #[serde(default, rename = "content-check")]
+    content_check: Option<crate::config::inspect::ContentSection>,
+    #[serde(default)]
+    antivirus: Option<crate::config::inspect::AntivirusSection>,
 }
 
 fn default_attempts() -> Spanned<u32> {
@@ -332,13 +337,16 @@ impl HandlerSection {
             self.uuid_prefix.is_some(),
             self.exec.is_some(),
             self.webhook.is_some(),
+            self.content_check.is_some(),
+            self.antivirus.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err((
                 self.name.span(),
                 key("action"),
                 "give exactly one action table: [handler.verify-signature], [handler.dispatch], \
-                 [handler.quarantine], [handler.uuid-prefix], [handler.exec] or [handler.webhook]"
+                 [handler.quarantine], [handler.uuid-prefix], [handler.exec], [handler.webhook], \
+                 [handler.content-check] or [handler.antivirus]"
                     .into(),
             ));
         }
@@ -473,6 +481,16 @@ impl HandlerSection {
         }
         if self.uuid_prefix.is_some() {
             return Ok(Action::UuidPrefix);
+        }
+        if let Some(c) = &self.content_check {
+            let quarantine = folder(c.quarantine());
+            return c
+                .build(loaded, self.name.span(), key, quarantine)
+                .map(Action::ContentCheck);
+        }
+        if let Some(a) = &self.antivirus {
+            let quarantine = folder(a.quarantine());
+            return a.build(loaded, key, quarantine).map(Action::Antivirus);
         }
         if let Some(x) = &self.exec {
             let key = |k: &str| key(&format!("exec.{k}"));

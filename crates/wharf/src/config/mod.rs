@@ -19,6 +19,7 @@ pub mod auth;
 pub mod backup;
 pub mod handler;
 pub mod health;
+pub mod inspect;
 mod keys;
 pub mod policy;
 pub mod service;

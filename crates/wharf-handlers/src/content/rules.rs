@@ -1,0 +1,392 @@
+//! What a `content-check` looks for: its rules, and the built-in detectors that check a
+//! candidate's own checksum (Luhn for payment cards, ISO 13616 for IBANs, the national
+//! identifiers' check digits), so a number that merely looks like one is not counted.
+//!
+//! Matching is on bytes, so text in any ASCII-compatible encoding is seen; what a rule
+//! matched is counted, never kept.
+
+use regex::bytes::Regex;
+
+/// A match longer than this is not guaranteed to be seen whole (the scanner keeps this
+/// much of the previous window).
+pub const MAX_MATCH: usize = 1024;
+
+/// A built-in detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// Payment card numbers (13 to 19 digits, spaces or dashes allowed, Luhn-checked).
+    CardNumber,
+    /// International bank account numbers (ISO 13616, mod-97 checked).
+    Iban,
+    /// Spanish DNI and NIE (check letter).
+    EsDni,
+    /// French social security numbers (NIR, key mod 97).
+    FrNir,
+    /// Dutch citizen service numbers (BSN, eleven test).
+    NlBsn,
+}
+
+impl Builtin {
+    /// Every detector with its configuration name.
+    pub const ALL: &'static [(&'static str, Builtin)] = &[
+        ("card-number", Builtin::CardNumber),
+        ("iban", Builtin::Iban),
+        ("es-dni", Builtin::EsDni),
+        ("fr-nir", Builtin::FrNir),
+        ("nl-bsn", Builtin::NlBsn),
+    ];
+
+    /// The detector of this configuration name.
+    pub fn parse(name: &str) -> Option<Builtin> {
+        Builtin::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
+    }
+
+    /// The candidates' shape; [`Builtin::accepts`] checks each one.
+    fn pattern(self) -> &'static str {
+        match self {
+            Builtin::CardNumber => r"(?-u)\b[2-6](?:[ -]?[0-9]){12,18}\b",
+            Builtin::Iban => r"(?-u)\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b",
+            Builtin::EsDni => r"(?-u)\b[0-9XYZxyz][0-9]{7}[ -]?[A-Za-z]\b",
+            Builtin::FrNir => {
+                r"(?-u)\b[12378] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[ABab]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}\b"
+            }
+            Builtin::NlBsn => r"(?-u)\b[0-9]{9}\b",
+        }
+    }
+
+    /// Whether a candidate passes the detector's checksum.
+    fn accepts(self, candidate: &[u8]) -> bool {
+        let kept: Vec<u8> = candidate
+            .iter()
+            .copied()
+            .filter(|b| !matches!(b, b' ' | b'-'))
+            .collect();
+        match self {
+            Builtin::CardNumber => (13..=19).contains(&kept.len()) && luhn(&kept),
+            Builtin::Iban => iban(&kept),
+            Builtin::EsDni => es_dni(&kept),
+            Builtin::FrNir => fr_nir(&kept),
+            Builtin::NlBsn => nl_bsn(&kept),
+        }
+    }
+}
+
+fn digit(b: u8) -> Option<u32> {
+    b.is_ascii_digit().then(|| u32::from(b - b'0'))
+}
+
+/// The Luhn check of a string of ASCII digits.
+pub fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0;
+    for (i, b) in digits.iter().rev().enumerate() {
+        let Some(mut d) = digit(*b) else {
+            return false;
+        };
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+/// The ISO 13616 check: the country and check digits moved to the end, letters as
+/// 10 to 35, the whole number mod 97 is 1.
+pub fn iban(text: &[u8]) -> bool {
+    if !(15..=34).contains(&text.len()) || !text.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let (head, tail) = text.split_at(4);
+    let mut rest = 0u32;
+    for b in tail.iter().chain(head) {
+        let b = b.to_ascii_uppercase();
+        let value = if b.is_ascii_digit() {
+            u32::from(b - b'0')
+        } else {
+            u32::from(b - b'A') + 10
+        };
+        rest = if value < 10 {
+            (rest * 10 + value) % 97
+        } else {
+            (rest * 100 + value) % 97
+        };
+    }
+    rest == 1
+}
+
+fn es_dni(text: &[u8]) -> bool {
+    const LETTERS: &[u8; 23] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+    let [first, middle @ .., letter] = text else {
+        return false;
+    };
+    if middle.len() != 7 {
+        return false;
+    }
+    let lead = match first.to_ascii_uppercase() {
+        b'X' => 0,
+        b'Y' => 1,
+        b'Z' => 2,
+        b => match digit(b) {
+            Some(d) => d,
+            None => return false,
+        },
+    };
+    let mut number = lead;
+    for b in middle {
+        let Some(d) = digit(*b) else { return false };
+        number = number * 10 + d;
+    }
+    LETTERS[(number % 23) as usize] == letter.to_ascii_uppercase()
+}
+
+fn fr_nir(text: &[u8]) -> bool {
+    if text.len() != 15 {
+        return false;
+    }
+    // Corsica's departments 2A and 2B count as 19 and 18 less a million and two million.
+    let (body, key) = text.split_at(13);
+    let mut number: u64 = 0;
+    let mut correction: u64 = 0;
+    for (i, b) in body.iter().enumerate() {
+        let d = match (i, b.to_ascii_uppercase()) {
+            (6, b'A') => {
+                correction = 1_000_000;
+                0
+            }
+            (6, b'B') => {
+                correction = 2_000_000;
+                0
+            }
+            (_, b) => match digit(b) {
+                Some(d) => u64::from(d),
+                None => return false,
+            },
+        };
+        number = number * 10 + d;
+    }
+    let Some(number) = number.checked_sub(correction) else {
+        return false;
+    };
+    let (Some(k1), Some(k2)) = (digit(key[0]), digit(key[1])) else {
+        return false;
+    };
+    u64::from(k1 * 10 + k2) == 97 - number % 97
+}
+
+fn nl_bsn(text: &[u8]) -> bool {
+    if text.len() != 9 || text.iter().all(|b| *b == b'0') {
+        return false;
+    }
+    let mut sum: i64 = 0;
+    for (i, b) in text.iter().enumerate() {
+        let Some(d) = digit(*b) else { return false };
+        let weight = if i == 8 { -1 } else { 9 - i as i64 };
+        sum += weight * i64::from(d);
+    }
+    sum % 11 == 0
+}
+
+/// What a rule looks for.
+pub enum Detector {
+    /// A built-in detector (a shape, then its checksum).
+    Builtin(Builtin, Regex),
+    /// An administrator's regular expression.
+    Pattern(Regex),
+    /// Words from a dictionary, whole and in any case (one expression of alternatives).
+    Words(Regex),
+}
+
+impl Detector {
+    /// The detector of a built-in.
+    pub fn builtin(builtin: Builtin) -> Detector {
+        // The patterns are constants, tested below.
+        let regex = Regex::new(builtin.pattern()).unwrap_or_else(|_| never_matches());
+        Detector::Builtin(builtin, regex)
+    }
+
+    /// A detector from an administrator's regular expression (bytes, Unicode classes on).
+    pub fn pattern(text: &str) -> Result<Detector, regex::Error> {
+        bounded(regex::bytes::RegexBuilder::new(text)).map(Detector::Pattern)
+    }
+
+    /// A detector for dictionary words: one word or phrase a line, `#` starts a comment.
+    pub fn words(text: &str) -> Result<Detector, String> {
+        let words: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(regex::escape)
+            .collect();
+        if words.is_empty() {
+            return Err("the dictionary holds no words".into());
+        }
+        if words.len() > MAX_WORDS {
+            return Err(format!("the dictionary holds more than {MAX_WORDS} words"));
+        }
+        let text = format!(r"(?i)\b(?:{})\b", words.join("|"));
+        bounded(regex::bytes::RegexBuilder::new(&text))
+            .map(Detector::Words)
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn regex(&self) -> &Regex {
+        match self {
+            Detector::Builtin(_, r) | Detector::Pattern(r) | Detector::Words(r) => r,
+        }
+    }
+
+    pub(crate) fn accepts(&self, candidate: &[u8]) -> bool {
+        match self {
+            Detector::Builtin(b, _) => b.accepts(candidate),
+            Detector::Pattern(_) | Detector::Words(_) => true,
+        }
+    }
+}
+
+/// Dictionary words a rule may hold.
+pub const MAX_WORDS: usize = 100_000;
+
+/// Compiled expressions are bounded so one rule cannot take the server's memory.
+fn bounded(mut builder: regex::bytes::RegexBuilder) -> Result<Regex, regex::Error> {
+    builder
+        .size_limit(64 << 20)
+        .dfa_size_limit(16 << 20)
+        .build()
+}
+
+fn never_matches() -> Regex {
+    #[allow(clippy::unwrap_used)]
+    Regex::new(r"[^\x00-\x{10FFFF}]").unwrap()
+}
+
+/// What a rule's match does to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Tag it (an extended attribute, and `attrs.tags` in the event) and let it be.
+    Tag,
+    /// Move it to quarantine.
+    Quarantine,
+    /// Remove it.
+    Deny,
+}
+
+impl Outcome {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Tag => "tag",
+            Outcome::Quarantine => "quarantine",
+            Outcome::Deny => "deny",
+        }
+    }
+
+    /// The outcome of a configuration word.
+    pub fn parse(word: &str) -> Option<Outcome> {
+        [Outcome::Tag, Outcome::Quarantine, Outcome::Deny]
+            .into_iter()
+            .find(|o| o.as_str() == word)
+    }
+}
+
+/// One `[[handler.content-check.rule]]`.
+pub struct Rule {
+    /// Its name: the tag it gives, and what events say matched.
+    pub name: String,
+    /// What it looks for.
+    pub detector: Detector,
+    /// Matches needed before the rule counts as matched.
+    pub min_matches: u64,
+    /// What a match does.
+    pub outcome: Outcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(b: Builtin, text: &str) -> Vec<String> {
+        let d = Detector::builtin(b);
+        d.regex()
+            .find_iter(text.as_bytes())
+            .filter(|m| d.accepts(m.as_bytes()))
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn card_numbers_are_luhn_checked() {
+        assert_eq!(
+            found(
+                Builtin::CardNumber,
+                "visa 4111 1111 1111 1111, mc 5500-0000-0000-0004; amex 340000000000009"
+            ),
+            [
+                "4111 1111 1111 1111",
+                "5500-0000-0000-0004",
+                "340000000000009"
+            ]
+        );
+        assert!(
+            found(
+                Builtin::CardNumber,
+                "4111 1111 1111 1112 and 1234567890123456"
+            )
+            .is_empty()
+        );
+        // Longer digit runs (an account number, a timestamp in ns) are not cut into cards.
+        assert!(found(Builtin::CardNumber, "41111111111111110000000").is_empty());
+    }
+
+    #[test]
+    fn ibans_are_mod97_checked() {
+        assert_eq!(
+            found(
+                Builtin::Iban,
+                "pay GB82 WEST 1234 5698 7654 32 or DE89370400440532013000."
+            ),
+            ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"]
+        );
+        assert!(found(Builtin::Iban, "GB82 WEST 1234 5698 7654 33").is_empty());
+    }
+
+    #[test]
+    fn national_identifiers_have_their_check_digits() {
+        assert_eq!(
+            found(Builtin::EsDni, "dni 12345678Z, x 12345678A"),
+            ["12345678Z"]
+        );
+        assert_eq!(found(Builtin::EsDni, "nie X1234567L"), ["X1234567L"]);
+        assert_eq!(
+            found(
+                Builtin::FrNir,
+                "nir 2 55 08 14 168 025 38 / 255081416802539"
+            ),
+            ["2 55 08 14 168 025 38"]
+        );
+        assert_eq!(
+            found(Builtin::FrNir, "corse 1 78 05 2A 123 456 85"),
+            ["1 78 05 2A 123 456 85"]
+        );
+        assert_eq!(
+            found(Builtin::NlBsn, "bsn 111222333 or 111222334"),
+            ["111222333"]
+        );
+    }
+
+    #[test]
+    fn dictionary_words_are_whole_and_any_case() {
+        let d = Detector::words("# secrets\nProject Falcon\nmerger\n").expect("words");
+        let n = d
+            .regex()
+            .find_iter(b"PROJECT FALCON and the Merger; mergers")
+            .count();
+        assert_eq!(n, 2);
+        assert!(Detector::words("# nothing\n\n").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! What text a file holds, fed to the [`Scanner`]: the file's own bytes, or, for a ZIP
+//! archive (DOCX, XLSX and ODT are ZIP archives of XML parts), the text of each entry,
+//! nested archives included, within [`Limits`].
+//!
+//! An archive is recognised by its content, never by its name. Whatever the limits stop
+//! (an archive that expands too far or too fast, too many entries, too deep a nesting,
+//! entries that share their compressed data, an encrypted entry, a compression method
+//! not read here) makes the file [`Unscannable`]: what could not be read could hold
+//! anything, and the handler decides what that means. Memory stays bounded: entries are
+//! streamed, and a nested archive is held in memory only up to [`Limits::nested`] bytes.
+
+use std::io::{Cursor, Read, Seek};
+
+use zip::ZipArchive;
+
+use super::scan::{CHUNK, Scanner};
+use super::xml::Stripper;
+
+/// How far a content check follows a file's content.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of text read in all, entries of archives included.
+    pub max_bytes: u64,
+    /// Entries of archives, all levels together.
+    pub max_entries: u64,
+    /// How many times an entry may expand (bytes out for a byte in).
+    pub max_ratio: u64,
+    /// Archives within archives (1: a ZIP file's entries are read, a ZIP inside is not).
+    pub max_depth: u32,
+    /// Largest nested archive (held in memory to be read).
+    pub nested: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bytes: 1 << 30,
+            max_entries: 10_000,
+            max_ratio: 100,
+            max_depth: 2,
+            nested: 16 << 20,
+        }
+    }
+}
+
+/// Why a file's content could not be read whole.
+#[derive(Debug)]
+pub struct Unscannable(pub String);
+
+/// Why a walk stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// The content is beyond the limits or unreadable as what it claims to be.
+    Unscannable(Unscannable),
+    /// Reading the file itself failed (worth trying again).
+    Io(std::io::Error),
+}
+
+impl From<Unscannable> for Stop {
+    fn from(u: Unscannable) -> Stop {
+        Stop::Unscannable(u)
+    }
+}
+
+fn unscannable(reason: impl Into<String>) -> Stop {
+    Stop::Unscannable(Unscannable(reason.into()))
+}
+
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+
+/// A walk over one file.
+pub struct Walk<'s, 'r> {
+    scanner: &'s mut Scanner<'r>,
+    limits: Limits,
+    bytes: u64,
+    entries: u64,
+}
+
+impl<'s, 'r> Walk<'s, 'r> {
+    /// A walk feeding `scanner` within `limits`.
+    pub fn new(scanner: &'s mut Scanner<'r>, limits: Limits) -> Walk<'s, 'r> {
+        Walk {
+            scanner,
+            limits,
+            bytes: 0,
+            entries: 0,
+        }
+    }
+
+    /// Walks a whole file (read from its start).
+    pub fn file<R: Read + Seek>(&mut self, mut file: R) -> Result<(), Stop> {
+        let mut head = [0u8; 4];
+        let n = read_up_to(&mut file, &mut head).map_err(Stop::Io)?;
+        file.rewind().map_err(Stop::Io)?;
+        if head[..n] == *ZIP_MAGIC && self.limits.max_depth > 0 {
+            return self.archive(file, 1);
+        }
+        self.text(&mut file, None, false)
+    }
+
+    /// Feeds a stream's text to the scanner; `ratio_of` bounds its expansion.
+    fn text(
+        &mut self,
+        reader: &mut dyn Read,
+        ratio_of: Option<u64>,
+        xml: bool,
+    ) -> Result<(), Stop> {
+        let mut buffer = vec![0u8; CHUNK];
+        let mut stripper = xml.then(Stripper::default);
+        let mut stripped = Vec::new();
+        let mut read = 0u64;
+        loop {
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if ratio_of.is_some() => {
+                    return Err(unscannable(format!("an archive entry cannot be read: {e}")));
+                }
+                Err(e) => return Err(Stop::Io(e)),
+            };
+            read += n as u64;
+            self.count(n as u64, read, ratio_of)?;
+            match &mut stripper {
+                Some(s) => {
+                    stripped.clear();
+                    s.feed(&buffer[..n], &mut stripped);
+                    self.scanner.feed(&stripped);
+                }
+                None => self.scanner.feed(&buffer[..n]),
+            }
+        }
+        self.scanner.end_stream();
+        Ok(())
+    }
+
+    fn count(&mut self, n: u64, entry_read: u64, ratio_of: Option<u64>) -> Result<(), Stop> {
+        self.bytes += n;
+        if self.bytes > self.limits.max_bytes {
+            return Err(unscannable(format!(
+                "the content expands past {} bytes (the check's max_bytes)",
+                self.limits.max_bytes
+            )));
+        }
+        if let Some(compressed) = ratio_of
+            && entry_read > compressed.max(4096).saturating_mul(self.limits.max_ratio)
+        {
+            return Err(unscannable(format!(
+                "an archive entry expands more than {} times (the check's max_ratio): a \
+                 compression bomb",
+                self.limits.max_ratio
+            )));
+        }
+        Ok(())
+    }
+
+    fn archive<R: Read + Seek>(&mut self, reader: R, depth: u32) -> Result<(), Stop> {
+        let mut archive = ZipArchive::new(reader)
+            .map_err(|e| unscannable(format!("not a readable ZIP archive: {e}")))?;
+        if self.entries.saturating_add(archive.len() as u64) > self.limits.max_entries {
+            return Err(unscannable(format!(
+                "the archives hold more than {} entries (the check's max_entries)",
+                self.limits.max_entries
+            )));
+        }
+        self.entries += archive.len() as u64;
+        if archive
+            .has_overlapping_files()
+            .map_err(|e| unscannable(format!("not a readable ZIP archive: {e}")))?
+        {
+            return Err(unscannable(
+                "archive entries share their compressed data: a compression bomb",
+            ));
+        }
+        for index in 0..archive.len() {
+            let mut entry = archive
+                .by_index(index)
+                .map_err(|e| unscannable(format!("archive entry {index} cannot be read: {e}")))?;
+            if entry.is_dir() {
+                continue;
+            }
+            if entry.encrypted() {
+                return Err(unscannable(format!("archive entry {index} is encrypted")));
+            }
+            let compressed = entry.compressed_size();
+            let xml = entry.name_raw().ends_with(b".xml") || entry.name_raw().ends_with(b".rels");
+            let mut head = [0u8; 4];
+            let n = read_up_to(&mut entry, &mut head)
+                .map_err(|e| unscannable(format!("archive entry {index} cannot be read: {e}")))?;
+            if head[..n] == *ZIP_MAGIC {
+                if depth >= self.limits.max_depth {
+                    return Err(unscannable(format!(
+                        "archives nested deeper than {} (the check's max_depth)",
+                        self.limits.max_depth
+                    )));
+                }
+                let mut inner = head[..n].to_vec();
+                let mut limited =
+                    (&mut entry).take(self.limits.nested.saturating_sub(n as u64) + 1);
+                limited.read_to_end(&mut inner).map_err(|e| {
+                    unscannable(format!("archive entry {index} cannot be read: {e}"))
+                })?;
+                if inner.len() as u64 > self.limits.nested {
+                    return Err(unscannable(format!(
+                        "a nested archive is larger than {} bytes",
+                        self.limits.nested
+                    )));
+                }
+                self.count(inner.len() as u64, inner.len() as u64, Some(compressed))?;
+                drop(entry);
+                self.archive(Cursor::new(inner), depth + 1)?;
+                continue;
+            }
+            let mut whole = Cursor::new(head[..n].to_vec()).chain(&mut entry);
+            self.text(&mut whole, Some(compressed), xml)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_up_to(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut len = 0;
+    while len < buffer.len() {
+        match reader.read(&mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use zip::write::SimpleFileOptions;
+
+    use super::super::rules::{Builtin, Detector, Outcome, Rule};
+    use super::*;
+
+    fn cards() -> Vec<Rule> {
+        vec![Rule {
+            name: "cards".into(),
+            detector: Detector::builtin(Builtin::CardNumber),
+            min_matches: 1,
+            outcome: Outcome::Quarantine,
+        }]
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut out);
+        for (name, data) in entries {
+            w.start_file(*name, SimpleFileOptions::default())
+                .expect("entry");
+            w.write_all(data).expect("write");
+        }
+        w.finish().expect("finish");
+        out.into_inner()
+    }
+
+    fn walk(data: Vec<u8>, limits: Limits) -> Result<Vec<u64>, String> {
+        let rules = cards();
+        let mut scanner = Scanner::new(&rules);
+        let result = Walk::new(&mut scanner, limits).file(Cursor::new(data));
+        match result {
+            Ok(()) => Ok(scanner.counts().to_vec()),
+            Err(Stop::Unscannable(u)) => Err(u.0),
+            Err(Stop::Io(e)) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn office_parts_and_nested_archives_are_read() {
+        let doc = zip_of(&[(
+            "word/document.xml",
+            b"<w:p><w:r><w:t>4111 1111 </w:t></w:r><w:r><w:t>1111 1111</w:t></w:r></w:p>",
+        )]);
+        assert_eq!(walk(doc.clone(), Limits::default()), Ok(vec![1]));
+        let outer = zip_of(&[("a.csv", b"5500 0000 0000 0004\n"), ("in.docx", &doc)]);
+        assert_eq!(walk(outer.clone(), Limits::default()), Ok(vec![2]));
+        let shallow = Limits {
+            max_depth: 1,
+            ..Limits::default()
+        };
+        assert!(walk(outer, shallow).is_err_and(|e| e.contains("nested deeper")));
+    }
+
+    #[test]
+    fn a_bomb_is_stopped_by_the_ratio() {
+        let zeros = vec![0u8; 8 << 20];
+        let bomb = zip_of(&[("zeros.txt", &zeros)]);
+        assert!(bomb.len() < 64 << 10);
+        let found = walk(bomb, Limits::default());
+        assert!(found.is_err_and(|e| e.contains("compression bomb")),);
+    }
+
+    #[test]
+    fn a_plain_file_is_its_own_text() {
+        assert_eq!(
+            walk(b"card 4111-1111-1111-1111".to_vec(), Limits::default()),
+            Ok(vec![1])
+        );
+        // Something that starts like an archive but is not one.
+        assert!(walk(b"PK\x03\x04garbage".to_vec(), Limits::default()).is_err());
+    }
+}
