@@ -566,6 +566,17 @@ async fn run_job<R: Recorder>(shared: Arc<Shared<R>>, job: HandlerJob, since: In
     };
     let recorder = &shared.recorder;
     let attempts = job.attempts + 1;
+    let counted = match &outcome {
+        Ok(Step::Done(_)) => Some("done"),
+        Ok(Step::WaitUntil(_)) => None,
+        Err(e) if e.refused && (e.permanent || attempts >= handler.attempts) => Some("refused"),
+        Err(e) if e.permanent || attempts >= handler.attempts => Some("failed"),
+        Err(_) => Some("retrying"),
+    };
+    if let Some(outcome) = counted {
+        metrics::counter!("wharf_handler_outcomes_total", "action" => handler.action.kind(), "outcome" => outcome)
+            .increment(1);
+    }
     let written = match outcome {
         Ok(Step::Done(events)) => match recorder.record(events).await {
             Ok(()) => {

@@ -22,6 +22,7 @@ mod console;
 mod extract;
 mod html;
 mod login;
+mod metrics;
 mod routes;
 mod server;
 

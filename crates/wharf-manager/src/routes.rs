@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use wharf_admin::Need;
 
 use crate::server::Shared;
-use crate::{api, cluster_configuration, configuration, console, login};
+use crate::{api, cluster_configuration, configuration, console, login, metrics};
 
 /// How a route's refusals look: JSON for the API, pages for the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,10 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         path: "/api/v1/me",
         methods: &[("GET", READ), ("PATCH", READ)],
+    },
+    Route {
+        path: "/api/v1/metrics",
+        methods: &[("GET", READ)],
     },
     Route {
         path: "/api/v1/services",
@@ -312,6 +316,7 @@ fn handler(path: &str, method: &str) -> Option<MethodRouter<Arc<Shared>>> {
         ("/api/v1/me", "GET") => get(api::me),
         ("/api/v1/me", "PATCH") => patch(api::me_change),
         ("/api/v1/services", "GET") => get(api::services),
+        ("/api/v1/metrics", "GET") => get(metrics::metrics),
         ("/api/v1/accounts", "GET") => get(api::accounts),
         ("/api/v1/accounts", "POST") => post(api::account_add),
         ("/api/v1/accounts/{name}", "GET") => get(api::account),

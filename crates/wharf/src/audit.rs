@@ -167,6 +167,7 @@ impl AuditSink {
     }
 
     async fn deliver(&self, records: &[AuditRecord]) {
+        crate::metrics::observe(records);
         let sinks = self.sinks.current();
         for sink in sinks.iter() {
             // Another copy failing never fails the trail: it is reported, and the
@@ -226,7 +227,9 @@ impl AuditSink {
                 }
             }
         }
+        let started = Instant::now();
         written.extend(bounded(wait, self.store.append_records(&self.node, rest)).await?);
+        crate::metrics::store_write(started.elapsed());
         if let Some(locked) = locked {
             // The store holds the records even when the file cannot be opened; the error
             // is reported after.

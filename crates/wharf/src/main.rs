@@ -17,6 +17,7 @@ mod health;
 mod init;
 mod leftovers;
 mod manager;
+mod metrics;
 mod reload;
 mod serve;
 mod standby;

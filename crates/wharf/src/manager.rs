@@ -168,6 +168,10 @@ impl wharf_manager::Configuration for ConfigFile {
             .unwrap_or_default()
     }
 
+    async fn metrics(&self) -> Option<String> {
+        crate::metrics::render().await
+    }
+
     async fn reload(&self) -> Result<String, String> {
         let (answer, answered) = tokio::sync::oneshot::channel();
         match self.reload.send(answer).await {

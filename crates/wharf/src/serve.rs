@@ -81,6 +81,7 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
         ctx.loaded.config.server.name.clone(),
     );
     bans.reload().await;
+    crate::metrics::install(ctx.store.clone());
     let (bus, receiver) = EventBus::with_observer(bans.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut audit = ctx.audit.clone();

@@ -63,6 +63,9 @@ impl crate::Configuration for Remembered {
     async fn reload(&self) -> Result<String, String> {
         Ok("reloaded".to_owned())
     }
+    async fn metrics(&self) -> Option<String> {
+        Some("# TYPE wharf_connections_total counter\nwharf_connections_total 0\n".to_owned())
+    }
     fn transfers(&self) -> Vec<wharf_admin::TransferInfo> {
         vec![wharf_admin::TransferInfo {
             name: "nightly".into(),
