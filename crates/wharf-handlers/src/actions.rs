@@ -131,6 +131,10 @@ impl Job<'_> {
             ("EVENT", record.name.clone()),
             ("SEQ", record.seq.to_string()),
             ("SHA256", record.sha256.clone().unwrap_or_default()),
+            ("MESSAGE", record.message.clone().unwrap_or_default()),
+            ("OUTCOME", record.outcome.clone()),
+            ("PROTOCOL", record.protocol.clone().unwrap_or_default()),
+            ("REMOTE", record.remote.clone().unwrap_or_default()),
         ]);
         if let Some(subject) = subject {
             vars.insert("NAME", subject.name.clone());
@@ -348,6 +352,8 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
             ]))
         }
         Action::UuidPrefix => uuid_prefix(job).await,
+        Action::OpenPgp(pgp) => crate::openpgp::openpgp(job, pgp).await,
+        Action::Email(mail) => crate::email::email(job, mail, handler.timeout).await,
         Action::ContentCheck(check) => crate::content::content_check(job, check).await,
         Action::Antivirus(scan) => crate::antivirus::antivirus(job, scan, handler.timeout).await,
         Action::Exec(exec) => {

@@ -380,6 +380,70 @@ pub fn copy_file(
     Ok(Placed::Now)
 }
 
+/// The extended attribute that names the handler job that made a file, so a retried job
+/// recognises its own output (an encryption is never the same bytes twice).
+const MADE_BY: &str = "user.wharf.made_by";
+
+/// Whether `dest` holds a file the job `marker` made.
+pub fn made_by(dest: &Dest, marker: &str) -> bool {
+    let Ok(Some(there)) = dest.open() else {
+        return false;
+    };
+    let mut buf = [0u8; 128];
+    rustix::fs::fgetxattr(&there.file, MADE_BY, &mut buf[..])
+        .is_ok_and(|n| buf.get(..n) == Some(marker.as_bytes()))
+}
+
+/// Makes a new file at `dest` from what `write` writes, through a hidden temporary name in
+/// its folder, flushed, marked as made by `marker`, then linked into place; an existing
+/// file at `dest` is never replaced. What `write` answers is answered.
+pub fn write_new<T>(
+    dest: &Dest,
+    marker: &str,
+    write: impl FnOnce(&mut File) -> Result<T, ActionError>,
+) -> Result<T, ActionError> {
+    let temp = temp_name();
+    let fd = rustix::fs::openat(
+        &dest.dir,
+        temp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o640),
+    )
+    .map_err(|e| sys(&format!("cannot write {}", dest.file.display()), e))?;
+    let result = (|| {
+        let mut file = File::from(fd);
+        let answer = write(&mut file)?;
+        // Where the filesystem keeps no extended attributes, a retry finds the name taken
+        // and says so rather than writing twice.
+        let _ = rustix::fs::fsetxattr(
+            &file,
+            MADE_BY,
+            marker.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        );
+        file.sync_all().map_err(|e| {
+            ActionError::retry(format!("cannot write {}: {e}", dest.file.display()))
+        })?;
+        match rustix::fs::linkat(
+            &dest.dir,
+            temp.as_str(),
+            &dest.dir,
+            dest.name.as_str(),
+            AtFlags::empty(),
+        ) {
+            Ok(()) => Ok(answer),
+            Err(Errno::EXIST) => Err(ActionError::permanent(format!(
+                "{} already exists; left as it is",
+                dest.file.display()
+            ))),
+            Err(e) => Err(sys(&format!("cannot write {}", dest.file.display()), e)),
+        }
+    })();
+    let _ = rustix::fs::unlinkat(&dest.dir, temp.as_str(), AtFlags::empty());
+    sync(&dest.dir);
+    result
+}
+
 /// Copies `from` (through its descriptor, from the start) to `to`, flushed; answers the
 /// SHA-256 of what was written.
 fn copy_bytes(from: &File, to: &mut File) -> Result<String, ActionError> {

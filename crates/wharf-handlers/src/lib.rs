@@ -26,10 +26,12 @@
 mod actions;
 pub mod antivirus;
 pub mod content;
+pub mod email;
 mod engine;
 mod exec;
 pub mod files;
 pub mod naming;
+pub mod openpgp;
 pub mod signature;
 pub mod sinks;
 pub mod spec;
@@ -40,8 +42,10 @@ mod webhook;
 
 pub use antivirus::{AntivirusAction, Clamd, WhenInfected, WhenUnreachable};
 pub use content::{ContentAction, WhenUnscannable};
+pub use email::{EmailAction, SmtpSecurity};
 pub use engine::{Engine, RecordError, Recorder, Settings};
 pub use naming::UniqueUploadNames;
+pub use openpgp::{OpenPgpAction, Operation as PgpOperation};
 pub use signature::{PssDigest, SaltLength, Verifier};
 pub use spec::{
     Action, DispatchAction, DispatchRule, ExecAction, Filter, Handler, QuarantineAction,

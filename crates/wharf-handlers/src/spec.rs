@@ -167,6 +167,10 @@ pub enum Action {
     Exec(ExecAction),
     /// POSTs the event.
     Webhook(WebhookAction),
+    /// Encrypts, decrypts, signs or verifies the file with OpenPGP.
+    OpenPgp(crate::openpgp::OpenPgpAction),
+    /// Sends an e-mail about the event (or, batched, about a window of events).
+    Email(crate::email::EmailAction),
     /// Checks the file's content against rules; a match tags, quarantines or removes it.
     ContentCheck(crate::content::ContentAction),
     /// Has ClamAV's daemon scan the file; an infected one is quarantined or removed.
@@ -186,6 +190,8 @@ impl Action {
             Action::UuidPrefix => "uuid-prefix",
             Action::Exec(_) => "exec",
             Action::Webhook(_) => "webhook",
+            Action::Email(_) => "email",
+            Action::OpenPgp(_) => "openpgp",
             Action::ContentCheck(_) => "content-check",
             Action::Antivirus(_) => "antivirus",
             Action::RunTransfer(_) => "transfer",
@@ -196,7 +202,7 @@ impl Action {
     pub fn needs_file(&self) -> bool {
         !matches!(
             self,
-            Action::Exec(_) | Action::Webhook(_) | Action::RunTransfer(_)
+            Action::Exec(_) | Action::Webhook(_) | Action::RunTransfer(_) | Action::Email(_)
         )
     }
 }

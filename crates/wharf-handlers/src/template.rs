@@ -29,6 +29,18 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SHA256", "the file's SHA-256 from the event, if any"),
     ("EVENT", "the event's name"),
     ("SEQ", "the event's sequence number"),
+    ("MESSAGE", "the event's message"),
+    ("OUTCOME", "the event's outcome (`success` or `failure`)"),
+    ("PROTOCOL", "the event's protocol"),
+    ("REMOTE", "the client's address and port"),
+    (
+        "EMAIL",
+        "the account's e-mail address (`email` handlers; empty when it has none)",
+    ),
+    (
+        "GROUP_EMAIL",
+        "the e-mail addresses of the account's groups, comma-separated (`email` handlers)",
+    ),
 ];
 
 /// Variables that hold a path; the others hold at most one name.

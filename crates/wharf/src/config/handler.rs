@@ -4,7 +4,9 @@
 //! `[[handler]]` in `wharf.toml`: event handlers. Each entry has a trigger (`on`), filters,
 //! retry settings, and exactly one action table (`[handler.verify-signature]`,
 //! `[handler.dispatch]`, `[handler.quarantine]`, `[handler.uuid-prefix]`, `[handler.exec]`,
-//! `[handler.webhook]`, or one of those that look inside files, `[handler.content-check]` and
+//! `[handler.webhook]`, `[handler.email]` (see [`crate::config::notify`]), `[handler.openpgp]`
+//! (see [`crate::config::openpgp`]), or one of those
+//! that look inside files, `[handler.content-check]` and
 //! `[handler.antivirus]` (see [`crate::config::inspect`]). Everything is checked at load, keys and secrets included, so a
 //! server never starts with a handler it cannot run. It never runs an action itself: the
 //! engine in wharf-handlers does.
@@ -149,6 +151,10 @@ pub struct HandlerSection {
     content_check: Option<crate::config::inspect::ContentSection>,
     #[serde(default)]
     antivirus: Option<crate::config::inspect::AntivirusSection>,
+    #[serde(default)]
+    email: Option<crate::config::notify::EmailSection>,
+    #[serde(default)]
+    openpgp: Option<crate::config::openpgp::OpenPgpSection>,
 }
 
 fn default_attempts() -> Spanned<u32> {
@@ -339,6 +345,8 @@ impl HandlerSection {
             self.webhook.is_some(),
             self.content_check.is_some(),
             self.antivirus.is_some(),
+            self.email.is_some(),
+            self.openpgp.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err((
@@ -346,7 +354,7 @@ impl HandlerSection {
                 key("action"),
                 "give exactly one action table: [handler.verify-signature], [handler.dispatch], \
                  [handler.quarantine], [handler.uuid-prefix], [handler.exec], [handler.webhook], \
-                 [handler.content-check] or [handler.antivirus]"
+                 [handler.content-check], [handler.antivirus], [handler.email] or [handler.openpgp]"
                     .into(),
             ));
         }
@@ -491,6 +499,15 @@ impl HandlerSection {
         if let Some(a) = &self.antivirus {
             let quarantine = folder(a.quarantine());
             return a.build(loaded, key, quarantine).map(Action::Antivirus);
+        }
+        if let Some(p) = &self.openpgp {
+            let quarantine = folder(p.quarantine());
+            return p
+                .build(loaded, key, resolve_secrets, quarantine)
+                .map(Action::OpenPgp);
+        }
+        if let Some(e) = &self.email {
+            return e.build(loaded, key, resolve_secrets).map(Action::Email);
         }
         if let Some(x) = &self.exec {
             let key = |k: &str| key(&format!("exec.{k}"));

@@ -21,6 +21,8 @@ pub mod handler;
 pub mod health;
 pub mod inspect;
 mod keys;
+pub mod notify;
+pub mod openpgp;
 pub mod policy;
 pub mod service;
 pub mod shared;

@@ -1,0 +1,195 @@
+"""E-mail handlers against a real SMTP server started here (Python's aiosmtpd): STARTTLS
+with authentication, implicit TLS, batching of a burst into one message, and recipients
+read from the accounts' addresses."""
+
+import email
+import email.policy
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from conftest import free_port
+from test_handlers import configure, handler_events, wait_for
+
+PASSWORD = "email-test-password-1"
+SMTP_PASSWORD = "smtp-pass-for-wharf-1"
+
+
+class Mailbox:
+    """What the SMTP server received."""
+
+    def __init__(self):
+        self.messages = []
+        self.logins = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append({
+                "from": envelope.mail_from,
+                "rcpt": sorted(envelope.rcpt_tos),
+                "tls": session.ssl is not None,
+                "message": email.message_from_bytes(envelope.original_content,
+                                                    policy=email.policy.default),
+            })
+        return "250 OK"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"wharf" and auth_data.password == SMTP_PASSWORD.encode()
+        with self.lock:
+            self.logins.append((mechanism, auth_data.login, ok, session.ssl is not None))
+        return AuthResult(success=ok)
+
+
+def certificate(root):
+    key, cert = root / "smtp.key", root / "smtp.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+@pytest.fixture
+def smtp(tmp_path):
+    """Two servers sharing one mailbox: STARTTLS required with AUTH, and implicit TLS."""
+    cert, context = certificate(tmp_path)
+    box = Mailbox()
+    starttls = Controller(box, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                          require_starttls=True, auth_required=True,
+                          authenticator=box.authenticate)
+    implicit = Controller(box, hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    starttls.start()
+    implicit.start()
+    box.cert, box.starttls_port, box.implicit_port = cert, starttls.port, implicit.port
+    yield box
+    starttls.stop()
+    implicit.stop()
+
+
+BATCHED = """
+[[handler]]
+name = "tell-partner"
+on = ["upload.finished"]
+path = "/in/*"
+
+[handler.email]
+server = "smtp://127.0.0.1:{port}"
+ca = "{ca}"
+username = "wharf"
+password = "file:{secret}"
+from = "Wharf <wharf@example.net>"
+to = ["ops@example.net", "${{EMAIL}}"]
+subject = "Received ${{NAME}} from ${{USER}}"
+body = "${{USER}} uploaded ${{PATH}} (SHA-256 ${{SHA256}})"
+batch = 4
+"""
+
+
+def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
+    secret = server.root / "smtp.secret"
+    secret.write_text(SMTP_PASSWORD + "\n")
+    server.add_account("acme", password=PASSWORD)
+    server.wharf("account", "set-email", "acme", "files@acme.example", check=True)
+    configure(server, BATCHED.format(port=smtp.starttls_port, ca=smtp.cert, secret=secret))
+    server.start()
+    outbox = server.root / "outbox"
+    outbox.mkdir()
+    for i in range(5):
+        (outbox / f"r{i}.csv").write_text(f"report {i}\n")
+    server.sftp("acme", "mkdir in\n" + "".join(f"put {outbox}/r{i}.csv in/r{i}.csv\n" for i in range(5)))
+    wait_for(lambda: handler_events(server, "email.sent"), timeout=30, what="email.sent")
+    time.sleep(3)  # every other job of the window finds itself covered: no second message
+    assert len(smtp.messages) == 1, [m["message"]["Subject"] for m in smtp.messages]
+    got = smtp.messages[0]
+    assert got["rcpt"] == ["files@acme.example", "ops@example.net"]
+    assert got["tls"]
+    assert got["from"] == "wharf@example.net"
+    message = got["message"]
+    assert message["Subject"].startswith("Received r") and message["Subject"].endswith("(and 4 more)")
+    body = message.get_content()
+    for i in range(5):
+        assert f"acme uploaded /in/r{i}.csv" in body
+    assert smtp.logins and all(ok and tls for _, _, ok, tls in smtp.logins)
+    sent = handler_events(server, "email.sent")
+    assert len(sent) == 1
+    assert sent[0]["attrs"]["events"] == "5"
+    assert sent[0]["attrs"]["to"] == "files@acme.example,ops@example.net"
+    assert sent[0]["attrs"]["message_id"] == message["Message-ID"]
+    assert SMTP_PASSWORD not in server.log.read_text()
+
+
+QUARANTINE_MAIL = """
+[[handler]]
+name = "pci"
+on = ["upload.finished"]
+
+[handler.content-check]
+[[handler.content-check.rule]]
+name = "cards"
+detect = "card-number"
+
+[[handler]]
+name = "tell-security"
+on = ["file.quarantined"]
+
+[handler.email]
+server = "smtps://127.0.0.1:{port}"
+ca = "{ca}"
+from = "wharf@example.net"
+to = ["security@example.net"]
+"""
+
+
+def test_a_quarantine_is_mailed_over_implicit_tls(server, smtp):
+    server.add_account("acme", password=PASSWORD)
+    configure(server, QUARANTINE_MAIL.format(port=smtp.implicit_port, ca=smtp.cert))
+    server.start()
+    card = server.root / "cards.csv"
+    card.write_text("name,card\nbob,4111 1111 1111 1111\n")
+    r = subprocess.run(["curl", "-sSk", "-u", f"acme:{PASSWORD}", "-T", str(card),
+                        f"https://127.0.0.1:{server.https_port}/api/v1/files/cards.csv"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: smtp.messages, timeout=30, what="a message")
+    message = smtp.messages[0]["message"]
+    assert smtp.messages[0]["rcpt"] == ["security@example.net"]
+    assert message["Subject"] == "[Wharf] file.quarantined: /cards.csv"
+    body = message.get_content()
+    assert "Account: acme" in body and "content rules matched: cards=1" in body
+    assert "4111" not in body
+    sent = server.wait_event("email.sent")
+    assert sent["attrs"]["handler"] == "tell-security"
+
+
+def test_email_configuration_errors_name_the_line(server):
+    configure(server, """
+[[handler]]
+name = "clear"
+on = ["upload.finished"]
+[handler.email]
+server = "smtp+plain://mail.example.net:25"
+from = "wharf@example.net"
+to = ["ops@example.net"]
+
+[[handler]]
+name = "literal"
+on = ["upload.finished"]
+[handler.email]
+server = "smtps://mail.example.net"
+username = "wharf"
+password = "hunter2"
+from = "wharf@example.net"
+to = ["${NOPE}"]
+""")
+    result = server.wharf("check-config")
+    assert result.returncode != 0
+    err = result.stderr
+    assert "handler[0].email.server" in err and "this machine" in err
+    assert "handler[1].email.password" in err and "env:NAME or file:PATH" in err
