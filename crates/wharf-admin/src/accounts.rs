@@ -53,6 +53,8 @@ pub enum AccountChange {
         /// Its own bound on file sizes, in bytes.
         max_file_size: Option<u64>,
     },
+    /// Where its notifications go, as given (checked here); `None` or empty: nowhere.
+    Email(Option<String>),
 }
 
 impl AccountChange {
@@ -68,6 +70,7 @@ impl AccountChange {
             AccountChange::EnrolSecondFactor(_) => "second factor (TOTP) enrolled".into(),
             AccountChange::ReplaceRecoveryCodes(_) => "recovery codes replaced".into(),
             AccountChange::Access { .. } => "access and limits changed".into(),
+            AccountChange::Email(email) => crate::email::described(email.as_deref()),
         }
     }
 }
@@ -129,6 +132,7 @@ impl Operations {
             wharf_auth::parse_public_key(key)
                 .map_err(|e| AdminError::invalid(format!("key: {e}")))?;
         }
+        record.email = crate::email::checked(record.email.as_deref())?;
         bounded(&record)?;
         record.password_hash = match &new.password {
             Some(password) => {
@@ -240,6 +244,9 @@ impl Operations {
                     record.expires_us = *expires_us;
                     record.require_second_factor = *require_second_factor;
                     record.max_file_size = *max_file_size;
+                }
+                AccountChange::Email(email) => {
+                    record.email = crate::email::checked(email.as_deref())?;
                 }
             }
         }

@@ -32,6 +32,9 @@ pub enum GroupChange {
     },
     /// The protocols members may use (empty: all).
     Protocols(Vec<Protocol>),
+    /// Where notifications about the group go, as given (checked here); `None` or empty:
+    /// nowhere.
+    Email(Option<String>),
 }
 
 impl GroupChange {
@@ -50,6 +53,7 @@ impl GroupChange {
                     }
                 )
             }
+            GroupChange::Email(email) => crate::email::described(email.as_deref()),
         }
     }
 }
@@ -100,9 +104,10 @@ impl Operations {
     pub async fn add_group(
         &self,
         actor: &Actor,
-        group: GroupRecord,
+        mut group: GroupRecord,
     ) -> Result<GroupRecord, AdminError> {
         actor.require(Need::Operate, "add groups")?;
+        group.email = crate::email::checked(group.email.as_deref())?;
         AccountName::new(&group.name)
             .map_err(|e| AdminError::invalid(format!("group name: {e}")))?;
         bounded(&group)?;
@@ -149,6 +154,9 @@ impl Operations {
                     group.max_file_size = *max_file_size;
                 }
                 GroupChange::Protocols(list) => group.protocols = list.clone(),
+                GroupChange::Email(email) => {
+                    group.email = crate::email::checked(email.as_deref())?;
+                }
             }
         }
         bounded(&group)?;

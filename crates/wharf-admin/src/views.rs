@@ -26,6 +26,7 @@ pub fn account_view(record: &AccountRecord) -> Value {
         "require_second_factor": record.require_second_factor,
         "expires": expiry(record.expires_us),
         "max_file_size": record.max_file_size,
+        "email": record.email,
     })
 }
 

@@ -157,6 +157,7 @@ mod tests {
             addresses: Default::default(),
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         }
     }
 

@@ -229,6 +229,7 @@ impl HttpMethod {
             second_factor: None,
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         })
     }
 }

@@ -611,6 +611,7 @@ impl LdapMethod {
             second_factor: None,
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         })))
     }
 }

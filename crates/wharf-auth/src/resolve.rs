@@ -207,6 +207,7 @@ mod tests {
             second_factor: None,
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         }
     }
 
@@ -221,6 +222,7 @@ mod tests {
             addresses,
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         }
     }
 

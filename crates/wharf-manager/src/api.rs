@@ -44,6 +44,17 @@ fn ok(value: Value) -> Response {
     Json(value).into_response()
 }
 
+/// Reads a field that a change may leave out (`None`: unchanged), set to null (`Some(None)`)
+/// or give (`Some(Some(value))`); with `#[serde(default)]`, serde alone would not tell the
+/// first two apart.
+fn given<'de, D, T>(from: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(from).map(Some)
+}
+
 fn created(value: Value) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
@@ -153,6 +164,9 @@ pub(crate) struct AccountBody {
     enabled: Option<bool>,
     #[serde(default)]
     require_second_factor: bool,
+    /// Where its notifications go; null or empty: nowhere.
+    #[serde(default)]
+    email: Option<String>,
 }
 
 /// Builds the account an API body or a console form describes.
@@ -177,6 +191,7 @@ pub(crate) fn new_account(body: AccountBody) -> Result<NewAccount, AdminError> {
             second_factor: None,
             require_second_factor: body.require_second_factor,
             max_file_size: None,
+            email: body.email,
         },
         password: body.password.filter(|p| !p.is_empty()),
     })
@@ -199,6 +214,7 @@ impl AccountBody {
             rules,
             enabled: None,
             require_second_factor: false,
+            email: None,
         }
     }
 }
@@ -235,6 +251,9 @@ pub(crate) struct AccountPatch {
     rules: Option<Vec<Rule>>,
     #[serde(default)]
     reset_second_factor: bool,
+    /// A new address; null or empty removes it.
+    #[serde(default, deserialize_with = "given")]
+    email: Option<Option<String>>,
 }
 
 /// `PATCH /api/v1/accounts/{name}`.
@@ -259,9 +278,12 @@ pub(crate) async fn account_change(
     if patch.reset_second_factor {
         changes.push(AccountChange::ResetSecondFactor);
     }
+    if let Some(email) = patch.email {
+        changes.push(AccountChange::Email(email));
+    }
     if changes.is_empty() {
         return failure(AdminError::Invalid(
-            "nothing to change: give enabled, password, add_keys, remove_keys, rules or reset_second_factor".into(),
+            "nothing to change: give enabled, password, add_keys, remove_keys, rules, reset_second_factor or email".into(),
         ));
     }
     match shared
@@ -909,6 +931,9 @@ pub(crate) struct GroupBody {
     require_second_factor: bool,
     #[serde(default)]
     max_file_size: Option<u64>,
+    /// Where notifications about it go; null or empty: nowhere.
+    #[serde(default)]
+    email: Option<String>,
 }
 
 /// `POST /api/v1/groups`.
@@ -927,6 +952,7 @@ pub(crate) async fn group_add(
         addresses: Default::default(),
         require_second_factor: body.require_second_factor,
         max_file_size: body.max_file_size,
+        email: body.email,
     };
     match shared.ops.add_group(&caller.actor, group).await {
         Ok(group) => created(wharf_admin::group_view(&group)),
@@ -942,6 +968,9 @@ pub(crate) struct GroupPatch {
     rules: Option<Vec<Rule>>,
     #[serde(default)]
     protocols: Option<Vec<wharf_types::Protocol>>,
+    /// A new address; null or empty removes it.
+    #[serde(default, deserialize_with = "given")]
+    email: Option<Option<String>>,
 }
 
 /// `PATCH /api/v1/groups/{name}`.
@@ -958,9 +987,12 @@ pub(crate) async fn group_change(
     if let Some(list) = patch.protocols {
         changes.push(wharf_admin::GroupChange::Protocols(list));
     }
+    if let Some(email) = patch.email {
+        changes.push(wharf_admin::GroupChange::Email(email));
+    }
     if changes.is_empty() {
         return failure(AdminError::Invalid(
-            "nothing to change: give rules or protocols".into(),
+            "nothing to change: give rules, protocols or email".into(),
         ));
     }
     match shared.ops.change_group(&caller.actor, &name, changes).await {

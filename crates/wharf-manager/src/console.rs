@@ -565,7 +565,7 @@ pub(crate) async fn account(
         "<h1>Account {}</h1><section><table>\
          <tr><th>state</th><td>{}</td></tr><tr><th>groups</th><td>{}</td></tr>\
          <tr><th>home</th><td>{}</td></tr><tr><th>password</th><td>{}</td></tr>\
-         <tr><th>one-time codes</th><td>{}</td></tr><tr><th>own rules</th><td><pre>{}</pre></td></tr></table></section>\
+         <tr><th>one-time codes</th><td>{}</td></tr><tr><th>e-mail</th><td>{}</td></tr><tr><th>own rules</th><td><pre>{}</pre></td></tr></table></section>\
          <section><h2>Keys</h2><table>{keys}</table></section>\
          <section><h2>Rule tester</h2><form method=\"get\" class=\"inline\">\
          <label>Verb <select name=\"verb\">{}</select></label>\
@@ -599,6 +599,7 @@ pub(crate) async fn account(
         } else {
             "none"
         },
+        escape(record.email.as_deref().unwrap_or("none")),
         escape(&rules_text.join("\n")),
         verb_options(&tester.verb),
         escape(&tester.path),

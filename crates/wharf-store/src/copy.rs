@@ -415,6 +415,7 @@ mod tests {
                 addresses: Default::default(),
                 require_second_factor: false,
                 max_file_size: Some(10),
+                email: Some("users@example.org".into()),
             })
             .await
             .unwrap();
@@ -431,6 +432,7 @@ mod tests {
             second_factor: Some("{\"secret\":\"x\"}".into()),
             require_second_factor: true,
             max_file_size: None,
+            email: Some("alice@example.org".into()),
         };
         source.create_account(&account).await.unwrap();
         source

@@ -35,6 +35,9 @@ pub struct AccountRecord {
     /// The largest file the account may make, in bytes; `None`: its groups' or the
     /// service's bound, or the default.
     pub max_file_size: Option<u64>,
+    /// Where notifications about the account go; `None`: nowhere. One plain address,
+    /// checked by the administrative operations before it is stored.
+    pub email: Option<String>,
 }
 
 /// A group as stored.
@@ -58,6 +61,8 @@ pub struct GroupRecord {
     pub require_second_factor: bool,
     /// The largest file a member may make, in bytes; `None`: no bound from this group.
     pub max_file_size: Option<u64>,
+    /// Where notifications about the group go; `None`: nowhere (checked like an account's).
+    pub email: Option<String>,
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -104,6 +109,7 @@ fn account_from_row(row: &impl Fetch) -> Result<AccountRecord, StoreError> {
         second_factor: row.opt_text("second_factor_json")?,
         require_second_factor: row.int("require_second_factor")? != 0,
         max_file_size: size_from_row(row, "accounts.max_file_size")?,
+        email: row.opt_text("email")?,
     })
 }
 
@@ -122,6 +128,7 @@ fn group_from_row(row: &impl Fetch) -> Result<GroupRecord, StoreError> {
         addresses: parse(&row.text("addresses_json")?, "groups.addresses")?,
         require_second_factor: row.int("require_second_factor")? != 0,
         max_file_size: size_from_row(row, "groups.max_file_size")?,
+        email: row.opt_text("email")?,
     })
 }
 
@@ -138,8 +145,8 @@ impl Store {
         on_pool!(self, pool => {
             let now = now_us();
             let result = sqlx::query(
-                "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, max_file_size, created_us, updated_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO accounts (name, password_hash, home, enabled, groups_json, keys_json, rules_json, addresses_json, expires_us, second_factor_json, require_second_factor, max_file_size, email, created_us, updated_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT (name) DO NOTHING",
             )
             .bind(account.name.as_str())
             .bind(&account.password_hash)
@@ -153,6 +160,7 @@ impl Store {
             .bind(&account.second_factor)
             .bind(i64::from(account.require_second_factor))
             .bind(size_column(account.max_file_size))
+            .bind(&account.email)
             .bind(now)
             .execute(pool)
             .await?;
@@ -170,7 +178,7 @@ impl Store {
                 "UPDATE accounts SET password_hash = $2, home = $3, enabled = $4, groups_json = $5, \
                  keys_json = $6, rules_json = $7, addresses_json = $8, expires_us = $9, \
                  second_factor_json = $10, require_second_factor = $11, max_file_size = $12, \
-                 updated_us = $13 WHERE name = $1",
+                 email = $13, updated_us = $14 WHERE name = $1",
             )
             .bind(account.name.as_str())
             .bind(&account.password_hash)
@@ -184,6 +192,7 @@ impl Store {
             .bind(&account.second_factor)
             .bind(i64::from(account.require_second_factor))
             .bind(size_column(account.max_file_size))
+            .bind(&account.email)
             .bind(now_us())
             .execute(pool)
             .await?;
@@ -254,8 +263,8 @@ impl Store {
         on_pool!(self, pool => {
             let now = now_us();
             let result = sqlx::query(
-                "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, max_file_size, created_us, updated_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO groups (name, home_template, create_home, rules_json, protocols_json, upload_mode, addresses_json, require_second_factor, max_file_size, email, created_us, updated_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (name) DO NOTHING",
             )
             .bind(&group.name)
             .bind(&group.home_template)
@@ -266,6 +275,7 @@ impl Store {
             .bind(json(&group.addresses))
             .bind(i64::from(group.require_second_factor))
             .bind(size_column(group.max_file_size))
+            .bind(&group.email)
             .bind(now)
             .execute(pool)
             .await?;
@@ -282,7 +292,7 @@ impl Store {
             let result = sqlx::query(
                 "UPDATE groups SET home_template = $2, create_home = $3, rules_json = $4, protocols_json = $5, \
                  upload_mode = $6, addresses_json = $7, require_second_factor = $8, max_file_size = $9, \
-                 updated_us = $10 WHERE name = $1",
+                 email = $10, updated_us = $11 WHERE name = $1",
             )
             .bind(&group.name)
             .bind(&group.home_template)
@@ -293,6 +303,7 @@ impl Store {
             .bind(json(&group.addresses))
             .bind(i64::from(group.require_second_factor))
             .bind(size_column(group.max_file_size))
+            .bind(&group.email)
             .bind(now_us())
             .execute(pool)
             .await?;
@@ -358,6 +369,7 @@ mod tests {
             addresses: AddressRules::default(),
             require_second_factor: false,
             max_file_size: Some(1 << 20),
+            email: None,
         };
         store.create_group(&group).await.unwrap();
         assert_eq!(store.group("g").await.unwrap().unwrap(), group);
@@ -378,6 +390,7 @@ mod tests {
             second_factor: None,
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         };
         store.create_account(&account).await.unwrap();
         assert_eq!(store.account("a").await.unwrap().unwrap(), account);
@@ -401,5 +414,59 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn email_is_stored_changed_and_cleared() {
+        for under_test in crate::testing::backends().await {
+            email_on(&under_test.store).await;
+        }
+    }
+
+    async fn email_on(store: &Store) {
+        let mut group = GroupRecord {
+            name: "partners".into(),
+            home_template: Some("/srv/${USER}".into()),
+            create_home: false,
+            rules: Vec::new(),
+            protocols: Vec::new(),
+            upload_mode: None,
+            addresses: AddressRules::default(),
+            require_second_factor: false,
+            max_file_size: None,
+            email: Some("partners@example.org".into()),
+        };
+        store.create_group(&group).await.unwrap();
+        assert_eq!(store.group("partners").await.unwrap().unwrap(), group);
+        group.email = None;
+        store.update_group(&group).await.unwrap();
+        assert_eq!(store.groups().await.unwrap(), [group]);
+
+        let mut account = AccountRecord {
+            name: AccountName::new("acme").unwrap(),
+            password_hash: None,
+            home: Some("/srv/acme".into()),
+            enabled: true,
+            groups: vec!["partners".into()],
+            keys: Vec::new(),
+            rules: Vec::new(),
+            addresses: AddressRules::default(),
+            expires_us: None,
+            second_factor: None,
+            require_second_factor: false,
+            max_file_size: Some(1 << 20),
+            email: Some("ops@acme.example".into()),
+        };
+        store.create_account(&account).await.unwrap();
+        assert_eq!(store.account("acme").await.unwrap().unwrap(), account);
+        account.email = Some("it@acme.example".into());
+        store.update_account(&account).await.unwrap();
+        assert_eq!(store.accounts().await.unwrap(), [account.clone()]);
+        account.email = None;
+        store.update_account(&account).await.unwrap();
+        // Clearing the address leaves the other columns as they were.
+        let stored = store.account("acme").await.unwrap().unwrap();
+        assert_eq!(stored, account);
+        assert_eq!(stored.max_file_size, Some(1 << 20));
     }
 }

@@ -52,6 +52,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0018_audit_checkpoints.sql"),
     ),
     (19, include_str!("migrations/sqlite/0019_transfers.sql")),
+    (20, include_str!("migrations/sqlite/0020_email.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -116,6 +117,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0018_audit_checkpoints.sql"),
     ),
     (19, include_str!("migrations/postgres/0019_transfers.sql")),
+    (20, include_str!("migrations/postgres/0020_email.sql")),
 ];
 
 /// The advisory lock key every Wharf node takes while migrating ("wharf" in ASCII).

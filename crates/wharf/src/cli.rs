@@ -465,11 +465,14 @@ pub enum AccountCommand {
         expiry: ExpiryArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        contact: ContactArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// Change where an account may log in from, when it expires, and its limits.
+    /// Change where an account may log in from, when it expires, its limits and its e-mail
+    /// address.
     Set {
         /// Account name.
         name: String,
@@ -481,6 +484,8 @@ pub enum AccountCommand {
         expiry: ExpiryArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        contact: ContactArgs,
     },
     /// List accounts.
     List {
@@ -596,6 +601,15 @@ pub struct LimitArgs {
     pub max_file_size: Option<String>,
 }
 
+/// Where notifications about an account or group go (another part of Wharf sends them).
+#[derive(Debug, Args, Default)]
+pub struct ContactArgs {
+    /// E-mail address for notifications: one bare address, such as ops@example.org; on
+    /// `set`, "" removes it.
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
+}
+
 /// `wharf group ...`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -625,8 +639,10 @@ pub enum GroupCommand {
         access: AccessArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        contact: ContactArgs,
     },
-    /// Change where members may log in from, and their limits.
+    /// Change where members may log in from, their limits and the group's e-mail address.
     Set {
         /// Group name.
         name: String,
@@ -636,6 +652,8 @@ pub enum GroupCommand {
         reset: ResetArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        contact: ContactArgs,
     },
     /// List groups.
     List {

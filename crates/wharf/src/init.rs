@@ -270,6 +270,7 @@ pub async fn init(dir: &Path, options: &InitOptions) -> Result<(PathBuf, Option<
                 addresses: Default::default(),
                 require_second_factor: false,
                 max_file_size: None,
+                email: None,
             })
             .await?;
     }

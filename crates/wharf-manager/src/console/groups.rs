@@ -142,6 +142,7 @@ pub(crate) async fn group_add(
             addresses: Default::default(),
             require_second_factor: false,
             max_file_size: None,
+            email: None,
         };
         shared.ops.add_group(&caller.actor, group).await
     };
@@ -202,7 +203,8 @@ pub(crate) async fn group(
     let body = format!(
         "<h1>Group {}</h1><section><dl>\
          <dt>Home template</dt><dd>{}</dd><dt>Create homes</dt><dd>{}</dd>\
-         <dt>One-time code required</dt><dd>{}</dd><dt>Largest file</dt><dd>{}</dd></dl>\
+         <dt>One-time code required</dt><dd>{}</dd><dt>Largest file</dt><dd>{}</dd>\
+         <dt>E-mail</dt><dd>{}</dd></dl>\
          <h2>Members</h2><ul id=\"members\">{}</ul></section>{edit}",
         escape(&group.name),
         escape(
@@ -216,6 +218,7 @@ pub(crate) async fn group(
         group
             .max_file_size
             .map_or_else(|| "no bound".to_owned(), |b| format!("{b} bytes")),
+        escape(group.email.as_deref().unwrap_or("none")),
         if members.is_empty() {
             "<li class=\"note\">No member.</li>".to_owned()
         } else {

@@ -53,7 +53,7 @@ fn show(record: &AccountRecord) -> String {
         .map(|k| wharf_auth::fingerprint(&k))
         .collect();
     format!(
-        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}\nsecond factor: {}\nmax file size: {}",
+        "name:     {}\nenabled:  {}\npassword: {}\nhome:     {}\ngroups:   {}\nkeys:     {}\nrules:    {}\nfrom:     {}\nexpires:  {}\nsecond factor: {}\nmax file size: {}\ne-mail:   {}",
         record.name,
         record.enabled,
         if record.password_hash.is_some() {
@@ -80,6 +80,7 @@ fn show(record: &AccountRecord) -> String {
             Some(size) => super::size::human(size),
             None => "none of its own (its groups' or the service's bound, or 64 GiB)".to_owned(),
         },
+        record.email.as_deref().unwrap_or("none"),
     )
 }
 
@@ -101,6 +102,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             access,
             expiry,
             limits,
+            contact,
             json,
         } => {
             let name = AccountName::new(&name)?;
@@ -147,6 +149,8 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                     .transpose()?
                     .flatten(),
                 max_file_size,
+                // Checked by the operation, as the Manager's are.
+                email: contact.email,
             };
             super::access::apply(&mut record.addresses, &access, false)?;
             let record = ctx
@@ -223,6 +227,7 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
             reset,
             expiry,
             limits,
+            contact,
         } => {
             let mut record = load(ctx, &name).await?;
             let mut changed =
@@ -239,30 +244,35 @@ pub async fn run(ctx: &Context, command: AccountCommand) -> Result<ExitCode> {
                 record.max_file_size = super::size::parse_bound(text)?;
                 changed = true;
             }
-            if !changed {
+            let mut changes = Vec::new();
+            // Only what was given is changed, so the event names only that.
+            if changed {
+                changes.push(AccountChange::Access {
+                    addresses: record.addresses,
+                    expires_us: record.expires_us,
+                    require_second_factor: record.require_second_factor,
+                    max_file_size: record.max_file_size,
+                });
+            }
+            if let Some(email) = contact.email {
+                changes.push(AccountChange::Email(Some(email)));
+            }
+            if changes.is_empty() {
                 bail!(
-                    "nothing to change: give --allow-from, --deny-from, --any-address, --expires, --require-second-factor or --max-file-size"
+                    "nothing to change: give --allow-from, --deny-from, --any-address, --expires, --require-second-factor, --max-file-size or --email"
                 );
             }
             let record = ctx
                 .ops()
-                .change_account(
-                    &ctx.actor(),
-                    &name,
-                    vec![AccountChange::Access {
-                        addresses: record.addresses,
-                        expires_us: record.expires_us,
-                        require_second_factor: record.require_second_factor,
-                        max_file_size: record.max_file_size,
-                    }],
-                )
+                .change_account(&ctx.actor(), &name, changes)
                 .await?;
             let what = format!(
-                "addresses: {}; expires: {}; second factor required: {}; max file size: {}",
+                "addresses: {}; expires: {}; second factor required: {}; max file size: {}; e-mail: {}",
                 super::access::describe(&record.addresses),
                 super::access::expiry_text(record.expires_us).unwrap_or_else(|| "never".into()),
                 record.require_second_factor,
-                super::size::describe(record.max_file_size)
+                super::size::describe(record.max_file_size),
+                record.email.as_deref().unwrap_or("none")
             );
             println!("{name}: {what}");
         }

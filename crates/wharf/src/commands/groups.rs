@@ -114,6 +114,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             upload_mode: mode,
             access,
             limits,
+            contact,
         } => {
             if let Some(t) = &home_template
                 && !t.starts_with('/')
@@ -138,6 +139,8 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                     .map(super::size::parse_bound)
                     .transpose()?
                     .flatten(),
+                // Checked by the operation, as the Manager's are.
+                email: contact.email,
             };
             let mut group = group;
             super::access::apply(&mut group.addresses, &access, false)?;
@@ -200,6 +203,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 );
                 println!("from:          {}", super::access::describe(&g.addresses));
                 println!("max file size: {}", super::size::describe(g.max_file_size));
+                println!("e-mail:        {}", g.email.as_deref().unwrap_or("none"));
                 println!(
                     "second factor: {}",
                     if g.require_second_factor {
@@ -224,6 +228,7 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
             access,
             reset,
             limits,
+            contact,
         } => {
             let mut group = ctx
                 .store
@@ -240,28 +245,30 @@ pub async fn run(ctx: &Context, command: GroupCommand) -> Result<ExitCode> {
                 group.max_file_size = super::size::parse_bound(text)?;
                 changed = true;
             }
-            if !changed {
+            let mut changes = Vec::new();
+            // Only what was given is changed, so the event names only that.
+            if changed {
+                changes.push(GroupChange::Access {
+                    addresses: group.addresses,
+                    require_second_factor: group.require_second_factor,
+                    max_file_size: group.max_file_size,
+                });
+            }
+            if let Some(email) = contact.email {
+                changes.push(GroupChange::Email(Some(email)));
+            }
+            if changes.is_empty() {
                 bail!(
-                    "nothing to change: give --allow-from, --deny-from, --any-address, --require-second-factor or --max-file-size"
+                    "nothing to change: give --allow-from, --deny-from, --any-address, --require-second-factor, --max-file-size or --email"
                 );
             }
-            let group = ctx
-                .ops()
-                .change_group(
-                    &ctx.actor(),
-                    &name,
-                    vec![GroupChange::Access {
-                        addresses: group.addresses,
-                        require_second_factor: group.require_second_factor,
-                        max_file_size: group.max_file_size,
-                    }],
-                )
-                .await?;
+            let group = ctx.ops().change_group(&ctx.actor(), &name, changes).await?;
             let what = format!(
-                "addresses: {}; second factor required: {}; max file size: {}",
+                "addresses: {}; second factor required: {}; max file size: {}; e-mail: {}",
                 super::access::describe(&group.addresses),
                 group.require_second_factor,
-                super::size::describe(group.max_file_size)
+                super::size::describe(group.max_file_size),
+                group.email.as_deref().unwrap_or("none")
             );
             println!("{name}: {what}");
         }

@@ -47,6 +47,9 @@ struct GroupEntry {
         skip_serializing_if = "Option::is_none"
     )]
     max_file_size: Option<u64>,
+    /// Where notifications go (one bare address); absent or empty: nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -90,6 +93,9 @@ struct AccountEntry {
         skip_serializing_if = "Option::is_none"
     )]
     max_file_size: Option<u64>,
+    /// Where notifications go (one bare address); absent or empty: nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     rules: Vec<Rule>,
 }
@@ -112,6 +118,14 @@ fn secret(spec: &str, base: &Path) -> Result<String> {
     bail!(
         "passwords must be given as env:NAME or file:PATH, or as password_hash; a literal password in a file is refused"
     )
+}
+
+/// An entry's address, checked as the commands and the Manager check one.
+fn checked_email(email: Option<&str>) -> Result<Option<String>, String> {
+    match email {
+        Some(text) => wharf_admin::email_address(text).map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
 }
 
 /// `wharf apply FILE`: every entry is checked (and new passwords hashed) before anything is
@@ -149,6 +163,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
             },
             require_second_factor: g.require_second_factor,
             max_file_size: g.max_file_size,
+            email: checked_email(g.email.as_deref()).map_err(&fail)?,
         });
     }
     // Accounts are checked against the groups as they will be: the store's, with the
@@ -215,6 +230,7 @@ pub async fn apply(ctx: &Context, file: &Path) -> Result<ExitCode> {
             second_factor,
             require_second_factor: a.require_second_factor,
             max_file_size: a.max_file_size,
+            email: checked_email(a.email.as_deref()).map_err(&fail)?,
             expires_us: match &a.expires {
                 Some(text) => super::access::parse_expiry(text).map_err(|e| fail(e.to_string()))?,
                 None => None,
@@ -308,6 +324,7 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 deny_from: g.addresses.deny,
                 require_second_factor: g.require_second_factor,
                 max_file_size: g.max_file_size,
+                email: g.email,
                 rules: g.rules,
             })
             .collect(),
@@ -329,6 +346,7 @@ pub async fn export(ctx: &Context) -> Result<ExitCode> {
                 expires: super::access::expiry_text(a.expires_us),
                 require_second_factor: a.require_second_factor,
                 max_file_size: a.max_file_size,
+                email: a.email,
                 rules: a.rules,
             })
             .collect(),
