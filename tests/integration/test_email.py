@@ -47,13 +47,20 @@ class Mailbox:
 
 
 def certificate(root):
-    key, cert = root / "smtp.key", root / "smtp.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    """A CA of the test, and the SMTP server's certificate for 127.0.0.1 signed by it."""
+    ca_key, ca, key, csr, cert = (root / n for n in ("ca.key", "ca.pem", "smtp.key", "smtp.csr", "smtp.pem"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+        "-days", "2", "-subj", "/CN=Wharf test mail CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", "/CN=127.0.0.1")
+    ext = root / "smtp.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(ext))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    return cert, context
+    return ca, context
 
 
 @pytest.fixture
@@ -96,7 +103,7 @@ def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
     secret = server.root / "smtp.secret"
     secret.write_text(SMTP_PASSWORD + "\n")
     server.add_account("acme", password=PASSWORD)
-    server.wharf("account", "set-email", "acme", "files@acme.example", check=True)
+    server.wharf("account", "set", "acme", "--email", "files@acme.example", check=True)
     configure(server, BATCHED.format(port=smtp.starttls_port, ca=smtp.cert, secret=secret))
     server.start()
     outbox = server.root / "outbox"

@@ -117,17 +117,10 @@ async fn vars_of(job: &Job<'_>, record: &AuditRecord) -> BTreeMap<&'static str, 
     if let Some(account) = &record.account
         && let Ok(Some(found)) = job.store.account(account).await
     {
-        email = {
-            let _ = &found;
-            String::new()
-        }; // EMAIL-TODO
+        email = found.email.clone().unwrap_or_default();
         for group in &found.groups {
             if let Ok(Some(g)) = job.store.group(group).await
-                && let Some(address) = {
-                    let _ = &g;
-                    None::<String>
-                }
-            // EMAIL-TODO
+                && let Some(address) = g.email
             {
                 group_emails.push(address);
             }
