@@ -13,7 +13,9 @@ brings (public keys, a CA, a program) are made for the check when a snippet name
 
 import os
 import re
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import BIN, ROOT
@@ -58,6 +60,19 @@ def reader_files(body, folder):
                                  capture_output=True, check=True).stdout
             path.write_bytes(subprocess.run(["openssl", "pkey", "-pubout"], input=key, capture_output=True,
                                             check=True).stdout)
+    pgp = [n for n in re.findall(r'"([\w./-]+\.asc)"', body) if not (folder / n).exists()]
+    if pgp:
+        home = f"/tmp/wharf-docs-gpg-{os.getpid()}-{time.time_ns()}"
+        os.makedirs(home, mode=0o700)
+        gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+        subprocess.run([*gpg, "--quick-gen-key", "Docs <docs@example.net>", "future-default", "default",
+                        "never"], check=True, capture_output=True)
+        for name in pgp:
+            export = "--export-secret-keys" if "secret" in name else "--export"
+            (folder / name).write_bytes(subprocess.run([*gpg, "--armor", export, "docs@example.net"],
+                                                       check=True, capture_output=True).stdout)
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
     for key in re.findall(r'^key = "([\w./-]+)"', body, re.M):
         path = folder / key
         if not path.exists():

@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wharf_core::EventKind;
 
@@ -85,48 +85,95 @@ struct NotScanned {
     reason: String,
 }
 
-fn connect(clamd: &Clamd, timeout: Duration) -> std::io::Result<Box<dyn ReadWrite>> {
-    Ok(match clamd {
-        Clamd::Unix(path) => {
-            let s = std::os::unix::net::UnixStream::connect(path)?;
-            s.set_read_timeout(Some(timeout))?;
-            s.set_write_timeout(Some(timeout))?;
-            Box::new(s)
-        }
-        Clamd::Tcp(addr) => {
-            let mut last = None;
-            let mut found = None;
-            for a in std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())? {
-                match std::net::TcpStream::connect_timeout(&a, timeout) {
-                    Ok(s) => {
-                        found = Some(s);
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            let s = found.ok_or_else(|| {
-                last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing"))
-            })?;
-            s.set_read_timeout(Some(timeout))?;
-            s.set_write_timeout(Some(timeout))?;
-            Box::new(s)
-        }
-    })
+/// A connection to clamd whose every read and write ends by one deadline.
+enum Conn {
+    Unix(std::os::unix::net::UnixStream),
+    Tcp(std::net::TcpStream),
 }
 
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
+impl Conn {
+    fn connect(clamd: &Clamd, deadline: Instant) -> std::io::Result<Conn> {
+        Ok(match clamd {
+            Clamd::Unix(path) => Conn::Unix(std::os::unix::net::UnixStream::connect(path)?),
+            Clamd::Tcp(addr) => {
+                let mut last = None;
+                for a in std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())? {
+                    match std::net::TcpStream::connect_timeout(&a, left(deadline)?) {
+                        Ok(s) => return Ok(Conn::Tcp(s)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                return Err(last
+                    .unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")));
+            }
+        })
+    }
 
-/// Streams the file to clamd and reads its answer.
+    /// Sets the time the next operation may take: what is left until `deadline`.
+    fn until(&mut self, deadline: Instant) -> std::io::Result<&mut Conn> {
+        let wait = Some(left(deadline)?);
+        match self {
+            Conn::Unix(s) => {
+                s.set_read_timeout(wait)?;
+                s.set_write_timeout(wait)?;
+            }
+            Conn::Tcp(s) => {
+                s.set_read_timeout(wait)?;
+                s.set_write_timeout(wait)?;
+            }
+        }
+        Ok(self)
+    }
+
+    fn write_all(&mut self, data: &[u8], deadline: Instant) -> std::io::Result<()> {
+        match self.until(deadline)? {
+            Conn::Unix(s) => s.write_all(data),
+            Conn::Tcp(s) => s.write_all(data),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8], deadline: Instant) -> std::io::Result<usize> {
+        match self.until(deadline)? {
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+fn left(deadline: Instant) -> std::io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer within the handler's timeout",
+            )
+        })
+}
+
+/// A signature name as it may be shown: no control or direction-changing characters.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(200)
+        .collect()
+}
+
+/// Streams the file to clamd and reads its answer, all within `timeout`.
 fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScanned> {
+    let deadline = Instant::now() + timeout;
     let unreachable = |e: std::io::Error| NotScanned {
         reason: format!("clamd at {clamd} cannot be reached: {e}"),
     };
-    let mut stream = connect(clamd, timeout).map_err(unreachable)?;
-    let mut sent = stream.write_all(b"zINSTREAM\0");
+    let mut conn = Conn::connect(clamd, deadline).map_err(unreachable)?;
+    let mut sent = conn.write_all(b"zINSTREAM\0", deadline);
     let mut buffer = vec![0u8; CHUNK + 4];
     let mut offset = 0u64;
+    let mut whole = false;
     while sent.is_ok() {
         let n = held
             .file
@@ -136,18 +183,28 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
             })?;
         let len = u32::try_from(n).unwrap_or(0);
         buffer[..4].copy_from_slice(&len.to_be_bytes());
-        sent = stream.write_all(&buffer[..4 + n]);
+        sent = conn.write_all(&buffer[..4 + n], deadline);
         if n == 0 {
+            whole = sent.is_ok();
             break;
         }
         offset += n as u64;
     }
     // clamd may stop reading early (a size limit) and say why: read its answer either way.
     let mut reply = Vec::new();
-    let read = Read::by_ref(&mut stream)
-        .take(MAX_REPLY as u64)
-        .read_to_end(&mut reply);
-    if reply.is_empty() {
+    let mut read = Ok(());
+    while reply.len() < MAX_REPLY && !reply.ends_with(b"\0") {
+        let mut piece = [0u8; 512];
+        match conn.read(&mut piece, deadline) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&piece[..n]),
+            Err(e) => {
+                read = Err(e);
+                break;
+            }
+        }
+    }
+    if reply.is_empty() || (read.is_err() && !reply.ends_with(b"\0")) {
         return Err(match (sent, read) {
             (Err(e), _) | (_, Err(e)) => unreachable(e),
             _ => NotScanned {
@@ -159,20 +216,20 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
     let line = text.trim_end_matches(['\0', '\n']).trim();
     let body = line.strip_prefix("stream:").unwrap_or(line).trim();
     if body == "OK" {
-        return Ok(Answer::Clean);
+        // Clean only for what clamd was given whole.
+        return if whole {
+            Ok(Answer::Clean)
+        } else {
+            Err(NotScanned {
+                reason: format!("clamd at {clamd} answered OK before it had the whole file"),
+            })
+        };
     }
     if let Some(name) = body.strip_suffix(" FOUND") {
-        let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        return Ok(Answer::Infected(name));
+        return Ok(Answer::Infected(printable(name)));
     }
     Err(NotScanned {
-        reason: format!(
-            "clamd could not scan the file: {}",
-            body.chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect::<String>()
-        ),
+        reason: format!("clamd could not scan the file: {}", printable(body)),
     })
 }
 
@@ -215,6 +272,7 @@ pub(crate) async fn antivirus(
         };
         let answer = scan(&clamd, &held, timeout);
         held.unchanged(&subject.path)?;
+        held.still_named(&subject.path)?;
         match answer {
             Ok(Answer::Clean) => Ok((q, Verdict::Clean(here))),
             Ok(Answer::Infected(signature)) => {

@@ -153,7 +153,7 @@ fn run(
     bound: u64,
 ) -> Result<Result<Option<String>, Refused>, ActionError> {
     let mut rng = rand08::thread_rng();
-    let refused = |what: &str, e: &dyn std::fmt::Display| Refused(format!("{what}: {e}"));
+    let refused = |what: &str, e: &dyn std::fmt::Display| Refused(format!("{what}: {}", brief(e)));
     match operation {
         Operation::Encrypt {
             recipients,
@@ -174,8 +174,9 @@ fn run(
                 };
                 done.map_err(|e| {
                     ActionError::permanent(format!(
-                        "cannot encrypt to {}: {e}",
-                        fingerprint(recipient)
+                        "cannot encrypt to {}: {}",
+                        fingerprint(recipient),
+                        brief(&e)
                     ))
                 })?;
             }
@@ -191,7 +192,7 @@ fn run(
             } else {
                 builder.to_writer(&mut rng, &mut *out)
             };
-            written.map_err(|e| ActionError::retry(format!("cannot encrypt: {e}")))?;
+            written.map_err(|e| ActionError::retry(format!("cannot encrypt: {}", brief(&e))))?;
             Ok(Ok(None))
         }
         Operation::Sign { key, passphrase } => {
@@ -206,7 +207,7 @@ fn run(
             } else {
                 builder.to_writer(&mut rng, &mut *out)
             };
-            written.map_err(|e| ActionError::retry(format!("cannot sign: {e}")))?;
+            written.map_err(|e| ActionError::retry(format!("cannot sign: {}", brief(&e))))?;
             Ok(Ok(None))
         }
         Operation::Decrypt {
@@ -467,16 +468,38 @@ fn dest_exists(dest: &Dest) -> bool {
     matches!(dest.open(), Ok(Some(_)))
 }
 
+/// An error of the OpenPGP library, short: some of its errors print the bytes they failed
+/// on, which are the file's content (or a key) and belong in no event or log.
+fn brief(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let cut = ["{ input", "input:", "["]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()
+        .unwrap_or(text.len());
+    let mut short: String = text[..cut]
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(160)
+        .collect();
+    short = short.trim_end_matches([' ', '(', ':']).to_owned();
+    if short.is_empty() {
+        "unreadable".to_owned()
+    } else {
+        short
+    }
+}
+
 /// Reads OpenPGP keys (armored or binary), checking their self-signatures.
 pub fn read_public_key(bytes: &[u8]) -> Result<SignedPublicKey, String> {
-    let (key, _) = SignedPublicKey::from_reader_single(bytes).map_err(|e| e.to_string())?;
-    key.verify_bindings().map_err(|e| e.to_string())?;
+    let (key, _) = SignedPublicKey::from_reader_single(bytes).map_err(|e| brief(&e))?;
+    key.verify_bindings().map_err(|e| brief(&e))?;
     Ok(key)
 }
 
 /// Reads a secret key (armored or binary), checking its self-signatures.
 pub fn read_secret_key(bytes: &[u8]) -> Result<SignedSecretKey, String> {
-    let (key, _) = SignedSecretKey::from_reader_single(bytes).map_err(|e| e.to_string())?;
-    key.verify_bindings().map_err(|e| e.to_string())?;
+    let (key, _) = SignedSecretKey::from_reader_single(bytes).map_err(|e| brief(&e))?;
+    key.verify_bindings().map_err(|e| brief(&e))?;
     Ok(key)
 }

@@ -377,6 +377,19 @@ impl Held {
         }
     }
 
+    /// Fails when its name no longer leads to it (renamed over, or removed, while it was
+    /// read): what was checked is then not what the name holds, and an event saying it
+    /// was checked would send the handlers that follow to another file.
+    pub(crate) fn still_named(&self, what: &str) -> Result<(), ActionError> {
+        if Held::id_at(&self.dir, &self.name) == Some(self.id) {
+            Ok(())
+        } else {
+            Err(ActionError::refused(format!(
+                "{what} was replaced or removed while it was checked; left alone"
+            )))
+        }
+    }
+
     /// Whether its size and modification time are still those it was checked with (a link
     /// made by the handler moves only its change time).
     pub(crate) fn content_unchanged(&self) -> bool {

@@ -78,7 +78,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // A handler's file work still running on the blocking pool (a large file being checked)
+    // does not hold the exit: its job was not marked done, so it runs again after its lease.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wharf: {e:#}");

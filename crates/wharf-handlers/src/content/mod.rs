@@ -129,6 +129,7 @@ pub(crate) async fn content_check(
         let mut scanner = scan::Scanner::new(&rules);
         let walked = walk::Walk::new(&mut scanner, limits).file(&held.file);
         held.unchanged(&subject.path)?;
+        held.still_named(&subject.path)?;
         let reason = match walked {
             Ok(()) => None,
             Err(walk::Stop::Io(e)) => {

@@ -241,12 +241,56 @@ impl Detector {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn accepts(&self, candidate: &[u8]) -> bool {
-        match self {
-            Detector::Builtin(b, _) => b.accepts(candidate),
-            Detector::Pattern(_) | Detector::Words(_) => true,
-        }
+        matches!(self.judge(candidate), Judged::Valid(_))
     }
+
+    /// Whether `candidate` (a match of the detector's shape) holds a valid number.
+    ///
+    /// The shapes are greedy: a card followed by its expiry date (`4111 1111 1111 1111
+    /// 12/27`), or an IBAN followed by a word (`... 7654 32 BIC`), is one longer candidate
+    /// that fails its checksum. So the candidate is also tried shortened to each earlier
+    /// group boundary (longest first); and when none is valid, the search goes on from its
+    /// second group, so a number that starts inside it (`2024-01-15 4111 1111 ...`) is
+    /// still found.
+    pub(crate) fn judge(&self, candidate: &[u8]) -> Judged {
+        let builtin = match self {
+            Detector::Builtin(b, _) => *b,
+            Detector::Pattern(_) | Detector::Words(_) => return Judged::Valid(candidate.len()),
+        };
+        if !matches!(builtin, Builtin::CardNumber | Builtin::Iban) {
+            return if builtin.accepts(candidate) {
+                Judged::Valid(candidate.len())
+            } else {
+                Judged::Invalid(candidate.len())
+            };
+        }
+        // Group ends: where a separator follows, and the candidate's end.
+        let mut ends: Vec<usize> = candidate
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| matches!(b, b' ' | b'-'))
+            .map(|(i, _)| i)
+            .collect();
+        let second = ends.first().map_or(candidate.len(), |i| i + 1);
+        ends.push(candidate.len());
+        for end in ends.into_iter().rev() {
+            if builtin.accepts(&candidate[..end]) {
+                return Judged::Valid(end);
+            }
+        }
+        Judged::Invalid(second)
+    }
+}
+
+/// What a candidate held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Judged {
+    /// A valid number in its first this-many bytes.
+    Valid(usize),
+    /// None; look again from this offset in it.
+    Invalid(usize),
 }
 
 /// Dictionary words a rule may hold.
@@ -341,6 +385,51 @@ mod tests {
         );
         // Longer digit runs (an account number, a timestamp in ns) are not cut into cards.
         assert!(found(Builtin::CardNumber, "41111111111111110000000").is_empty());
+    }
+
+    /// Every valid number in `text`, as the scanner finds them.
+    fn all(b: Builtin, text: &str) -> Vec<String> {
+        let d = Detector::builtin(b);
+        let bytes = text.as_bytes();
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some(m) = d.regex().find_at(bytes, at) {
+            match d.judge(m.as_bytes()) {
+                Judged::Valid(end) => {
+                    found.push(text[m.start()..m.start() + end].to_owned());
+                    at = m.start() + end;
+                }
+                Judged::Invalid(next) => at = m.start() + next.max(1),
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn numbers_beside_other_numbers_are_found() {
+        for text in [
+            "card 4111 1111 1111 1111 12/27",
+            "card 4111 1111 1111 1111 123",
+            "2024-01-15 4111 1111 1111 1111",
+            "qty 5 4111 1111 1111 1111",
+        ] {
+            assert_eq!(
+                all(Builtin::CardNumber, text),
+                ["4111 1111 1111 1111"],
+                "{text}"
+            );
+        }
+        for text in [
+            "IBAN GB82 WEST 1234 5698 7654 32 BIC NWBKGB2L",
+            "IBAN: GB82 WEST 1234 5698 7654 32 EUR",
+        ] {
+            assert_eq!(
+                all(Builtin::Iban, text),
+                ["GB82 WEST 1234 5698 7654 32"],
+                "{text}"
+            );
+        }
+        assert!(all(Builtin::CardNumber, "41111111111111110000000").is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! last match ended, so nothing is counted twice. A few bytes before the window are kept
 //! too, so a word boundary at its start is judged as in the whole text.
 
-use super::rules::{MAX_MATCH, Rule};
+use super::rules::{Judged, MAX_MATCH, Rule};
 
 /// Bytes added to the window before it is searched.
 pub const CHUNK: usize = 64 * 1024;
@@ -82,11 +82,14 @@ impl<'r> Scanner<'r> {
                 if m.start() >= limit {
                     break;
                 }
-                if rule.detector.accepts(m.as_bytes()) {
-                    self.counts[i] += 1;
-                }
                 // An empty match moves on by one byte.
-                at = m.end().max(m.start() + 1);
+                at = match rule.detector.judge(m.as_bytes()) {
+                    Judged::Valid(end) => {
+                        self.counts[i] += 1;
+                        m.start() + end.max(1)
+                    }
+                    Judged::Invalid(next) => m.start() + next.max(1),
+                };
             }
             self.next[i] = self.base + at.max(limit) as u64;
         }

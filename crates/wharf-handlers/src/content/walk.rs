@@ -9,7 +9,7 @@
 //! anything, and the handler decides what that means. Memory stays bounded: entries are
 //! streamed, and a nested archive is held in memory only up to [`Limits::nested`] bytes.
 
-use std::io::{Cursor, Read, Seek};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 
 use zip::ZipArchive;
 
@@ -89,13 +89,26 @@ impl<'s, 'r> Walk<'s, 'r> {
 
     /// Walks a whole file (read from its start).
     pub fn file<R: Read + Seek>(&mut self, mut file: R) -> Result<(), Stop> {
-        let mut head = [0u8; 4];
+        let mut head = [0u8; 6];
         let n = read_up_to(&mut file, &mut head).map_err(Stop::Io)?;
+        let head = &head[..n];
+        let is_zip = head.starts_with(ZIP_MAGIC) || directory_end(&mut file)?.is_some();
         file.rewind().map_err(Stop::Io)?;
-        if head[..n] == *ZIP_MAGIC && self.limits.max_depth > 0 {
+        if is_zip && self.limits.max_depth > 0 {
             return self.archive(file, 1);
         }
-        self.text(&mut file, None, false)
+        if head.starts_with(GZIP_MAGIC) {
+            let compressed = file.seek(SeekFrom::End(0)).map_err(Stop::Io)?;
+            file.rewind().map_err(Stop::Io)?;
+            let mut unzipped = flate2::read::MultiGzDecoder::new(file);
+            return self.text(&mut unzipped, Some(compressed), false);
+        }
+        if let Some(format) = unread_format(head) {
+            return Err(unscannable(format!(
+                "{format} content is not read by content checks"
+            )));
+        }
+        self.text(&mut file, None, head.starts_with(b"<?xml"))
     }
 
     /// Feeds a stream's text to the scanner; `ratio_of` bounds its expansion.
@@ -154,7 +167,19 @@ impl<'s, 'r> Walk<'s, 'r> {
         Ok(())
     }
 
-    fn archive<R: Read + Seek>(&mut self, reader: R, depth: u32) -> Result<(), Stop> {
+    fn archive<R: Read + Seek>(&mut self, mut reader: R, depth: u32) -> Result<(), Stop> {
+        // The directory is read whole by the ZIP reader: its declared size and count are
+        // checked first, so a directory of millions of entries is refused before it is read.
+        if let Some((entries, size)) = directory_end(&mut reader)? {
+            let room = self.limits.max_entries.saturating_sub(self.entries);
+            if entries > room || size > room.saturating_mul(MAX_DIRECTORY_RECORD) {
+                return Err(unscannable(format!(
+                    "the archives hold more than {} entries (the check's max_entries)",
+                    self.limits.max_entries
+                )));
+            }
+        }
+        reader.rewind().map_err(Stop::Io)?;
         let mut archive = ZipArchive::new(reader)
             .map_err(|e| unscannable(format!("not a readable ZIP archive: {e}")))?;
         if self.entries.saturating_add(archive.len() as u64) > self.limits.max_entries {
@@ -164,6 +189,11 @@ impl<'s, 'r> Walk<'s, 'r> {
             )));
         }
         self.entries += archive.len() as u64;
+        if archive.has_duplicate_names() {
+            // Tools disagree on which of two same-named entries they extract: all are read
+            // or none.
+            return Err(unscannable("archive entries share a name"));
+        }
         if archive
             .has_overlapping_files()
             .map_err(|e| unscannable(format!("not a readable ZIP archive: {e}")))?
@@ -176,18 +206,18 @@ impl<'s, 'r> Walk<'s, 'r> {
             let mut entry = archive
                 .by_index(index)
                 .map_err(|e| unscannable(format!("archive entry {index} cannot be read: {e}")))?;
-            if entry.is_dir() {
-                continue;
-            }
+            // Folders are read too: a name the reader takes for a folder (`x\\`) may
+            // still hold data that other tools extract.
             if entry.encrypted() {
                 return Err(unscannable(format!("archive entry {index} is encrypted")));
             }
             let compressed = entry.compressed_size();
-            let xml = entry.name_raw().ends_with(b".xml") || entry.name_raw().ends_with(b".rels");
-            let mut head = [0u8; 4];
+            let name = entry.name_raw().to_ascii_lowercase();
+            let named_xml = name.ends_with(b".xml") || name.ends_with(b".rels");
+            let mut head = [0u8; 5];
             let n = read_up_to(&mut entry, &mut head)
                 .map_err(|e| unscannable(format!("archive entry {index} cannot be read: {e}")))?;
-            if head[..n] == *ZIP_MAGIC {
+            if head[..n].starts_with(ZIP_MAGIC) {
                 if depth >= self.limits.max_depth {
                     return Err(unscannable(format!(
                         "archives nested deeper than {} (the check's max_depth)",
@@ -211,11 +241,86 @@ impl<'s, 'r> Walk<'s, 'r> {
                 self.archive(Cursor::new(inner), depth + 1)?;
                 continue;
             }
+            let xml = named_xml || head[..n].starts_with(b"<?xml") || head[..n].starts_with(b"<");
             let mut whole = Cursor::new(head[..n].to_vec()).chain(&mut entry);
             self.text(&mut whole, Some(compressed), xml)?;
         }
         Ok(())
     }
+}
+
+const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+
+/// Bytes a central directory record takes at most on average before the directory is too
+/// large for its declared entries (a record is 46 bytes and its name, extra and comment).
+const MAX_DIRECTORY_RECORD: u64 = 1024;
+
+/// Compressed or archive formats not read here: their content is unknown.
+fn unread_format(head: &[u8]) -> Option<&'static str> {
+    [
+        (&b"BZh"[..], "bzip2"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"7z\xbc\xaf\x27\x1c", "7-Zip"),
+        (b"Rar!\x1a\x07", "RAR"),
+    ]
+    .iter()
+    .find(|(magic, _)| head.starts_with(magic))
+    .map(|(_, name)| *name)
+}
+
+/// The end of a ZIP archive's central directory, wherever the archive starts in the file
+/// (a self-extracting program or a script may come first): the entries and directory
+/// size it declares, the ZIP64 ones when it has them.
+fn directory_end<R: Read + Seek>(file: &mut R) -> Result<Option<(u64, u64)>, Stop> {
+    const SIGNATURE: &[u8] = b"PK\x05\x06";
+    let len = file.seek(SeekFrom::End(0)).map_err(Stop::Io)?;
+    let tail_len = len.min(22 + 65_535);
+    file.seek(SeekFrom::Start(len - tail_len))
+        .map_err(Stop::Io)?;
+    let mut tail = vec![0u8; usize::try_from(tail_len).unwrap_or(0)];
+    file.read_exact(&mut tail).map_err(Stop::Io)?;
+    let Some(at) = tail.windows(4).rposition(|w| w == SIGNATURE) else {
+        return Ok(None);
+    };
+    let record = &tail[at..];
+    if record.len() < 22 {
+        return Ok(None);
+    }
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([record[i], record[i + 1]]));
+    let u32_at = |i: usize| {
+        u64::from(u32::from_le_bytes([
+            record[i],
+            record[i + 1],
+            record[i + 2],
+            record[i + 3],
+        ]))
+    };
+    let (mut entries, mut size) = (u16_at(10), u32_at(12));
+    // ZIP64: the locator just before points at the larger record.
+    if (entries == 0xFFFF || size == 0xFFFF_FFFF) && at >= 20 {
+        let locator = &tail[at - 20..at];
+        if locator.starts_with(b"PK\x06\x07") {
+            let mut offset = [0u8; 8];
+            offset.copy_from_slice(&locator[8..16]);
+            let offset = u64::from_le_bytes(offset);
+            let mut zip64 = [0u8; 56];
+            if offset.saturating_add(56) <= len {
+                file.seek(SeekFrom::Start(offset)).map_err(Stop::Io)?;
+                file.read_exact(&mut zip64).map_err(Stop::Io)?;
+                if zip64.starts_with(b"PK\x06\x06") {
+                    let u64_at = |i: usize| {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&zip64[i..i + 8]);
+                        u64::from_le_bytes(b)
+                    };
+                    entries = u64_at(32);
+                    size = u64_at(40);
+                }
+            }
+        }
+    }
+    Ok(Some((entries, size)))
 }
 
 fn read_up_to(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<usize> {
@@ -295,6 +400,39 @@ mod tests {
         assert!(bomb.len() < 64 << 10);
         let found = walk(bomb, Limits::default());
         assert!(found.is_err_and(|e| e.contains("compression bomb")),);
+    }
+
+    #[test]
+    fn archives_that_hide_entries_are_unscannable() {
+        // A script before the archive: still read as one.
+        let mut prefixed = b"#!/bin/sh\nexit 0\n".to_vec();
+        prefixed.extend(zip_of(&[("cards.csv", b"4111 1111 1111 1111\n")]));
+        assert_eq!(walk(prefixed, Limits::default()), Ok(vec![1]));
+        // A name the reader takes for a folder still has its data read.
+        let folder_named = zip_of(&[("cards.csv\\", b"4111 1111 1111 1111\n")]);
+        assert_eq!(walk(folder_named, Limits::default()), Ok(vec![1]));
+        // More entries declared than allowed: refused before the directory is read.
+        let many: Vec<(String, Vec<u8>)> = (0..30).map(|i| (format!("f{i}"), Vec::new())).collect();
+        let many: Vec<(&str, &[u8])> = many
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        let few = Limits {
+            max_entries: 20,
+            ..Limits::default()
+        };
+        assert!(walk(zip_of(&many), few).is_err_and(|e| e.contains("more than 20 entries")));
+    }
+
+    #[test]
+    fn gzip_is_read_and_other_compressors_are_not() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"card 4111 1111 1111 1111\n").expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        assert_eq!(walk(gz, Limits::default()), Ok(vec![1]));
+        assert!(
+            walk(b"BZh91AY&SY...".to_vec(), Limits::default()).is_err_and(|e| e.contains("bzip2"))
+        );
     }
 
     #[test]

@@ -25,16 +25,19 @@ const BREAKS: &[&[u8]] = &[
 ];
 
 const MAX_NAME: usize = 32;
-const MAX_ENTITY: usize = 12;
+const MAX_ENTITY: usize = 32;
 
 #[derive(Default)]
 enum State {
     #[default]
     Text,
-    /// Inside `<...>`, reading the name while `naming`.
-    Tag { naming: bool },
+    /// Inside `<...>`, reading the name while `naming`; `quote` is the quote of an
+    /// attribute value being read (a `>` there does not end the tag).
+    Tag { naming: bool, quote: Option<u8> },
     /// Inside `&...;`.
     Entity,
+    /// Inside `<![CDATA[...]]>`: text as it is; `closing` counts the `]` seen.
+    CData { closing: u8 },
 }
 
 /// Turns XML bytes into text bytes, a piece at a time.
@@ -53,7 +56,10 @@ impl Stripper {
                 State::Text => match b {
                     b'<' => {
                         self.name.clear();
-                        self.state = State::Tag { naming: true };
+                        self.state = State::Tag {
+                            naming: true,
+                            quote: None,
+                        };
                     }
                     b'&' => {
                         self.entity.clear();
@@ -61,19 +67,58 @@ impl Stripper {
                     }
                     _ => out.push(b),
                 },
-                State::Tag { naming } => match b {
+                State::Tag {
+                    naming: false,
+                    quote: Some(q),
+                } => {
+                    if b == q {
+                        self.state = State::Tag {
+                            naming: false,
+                            quote: None,
+                        };
+                    }
+                }
+                State::Tag { naming, .. } => match b {
                     b'>' => {
                         if self.breaks() {
                             out.push(b'\n');
                         }
                         self.state = State::Text;
                     }
+                    b'"' | b'\'' if !naming => {
+                        self.state = State::Tag {
+                            naming: false,
+                            quote: Some(b),
+                        };
+                    }
                     b' ' | b'\t' | b'\r' | b'\n' | b'/' if naming && !self.name.is_empty() => {
-                        self.state = State::Tag { naming: false };
+                        self.state = State::Tag {
+                            naming: false,
+                            quote: None,
+                        };
                     }
                     b'/' | b'?' | b'!' if naming && self.name.is_empty() => {}
-                    _ if naming && self.name.len() < MAX_NAME => self.name.push(b),
+                    _ if naming && self.name.len() < MAX_NAME => {
+                        self.name.push(b);
+                        if self.name == b"[CDATA[" {
+                            self.state = State::CData { closing: 0 };
+                        }
+                    }
                     _ => {}
+                },
+                State::CData { closing } => match (b, closing) {
+                    (b']', 0 | 1) => {
+                        self.state = State::CData {
+                            closing: closing + 1,
+                        }
+                    }
+                    (b']', _) => out.push(b']'),
+                    (b'>', 2) => self.state = State::Text,
+                    _ => {
+                        out.extend(std::iter::repeat_n(b']', usize::from(closing)));
+                        out.push(b);
+                        self.state = State::CData { closing: 0 };
+                    }
                 },
                 State::Entity => {
                     if b == b';' {
@@ -151,6 +196,14 @@ mod tests {
         // Byte by byte, the same.
         let bytes: Vec<&[u8]> = doc.chunks(1).collect();
         assert_eq!(strip(&bytes), whole);
+    }
+
+    #[test]
+    fn cdata_quoted_brackets_and_long_entities_keep_their_text() {
+        let doc: &[u8] = br#"<a t="x > y"><![CDATA[4111 1111]]></a><b>&#00000000000052;]]</b>"#;
+        assert_eq!(strip(&[doc]), "4111 1111\u{0}4]]".replace('\u{0}', ""));
+        let bytes: Vec<&[u8]> = doc.chunks(1).collect();
+        assert_eq!(strip(&bytes), strip(&[doc]));
     }
 
     #[test]
