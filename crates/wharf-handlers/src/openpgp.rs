@@ -187,13 +187,7 @@ fn run(
                     HashAlgorithm::Sha256,
                 );
             }
-            let written = if armor {
-                builder.to_armored_writer(&mut rng, Default::default(), &mut *out)
-            } else {
-                builder.to_writer(&mut rng, &mut *out)
-            };
-            written.map_err(|e| ActionError::retry(format!("cannot encrypt: {}", brief(&e))))?;
-            Ok(Ok(None))
+            write_out(builder, armor, out, "encrypt")
         }
         Operation::Sign { key, passphrase } => {
             let mut builder = MessageBuilder::from_reader(name.to_owned(), BufReader::new(source));
@@ -202,13 +196,7 @@ fn run(
                 Password::from(passphrase.as_str()),
                 HashAlgorithm::Sha256,
             );
-            let written = if armor {
-                builder.to_armored_writer(&mut rng, Default::default(), &mut *out)
-            } else {
-                builder.to_writer(&mut rng, &mut *out)
-            };
-            written.map_err(|e| ActionError::retry(format!("cannot sign: {}", brief(&e))))?;
-            Ok(Ok(None))
+            write_out(builder, armor, out, "sign")
         }
         Operation::Decrypt {
             key,
@@ -275,6 +263,23 @@ fn run(
             }
         }
     }
+}
+
+/// Writes a message built for encryption or signing, armored or not.
+fn write_out<R: std::io::Read, E: pgp::composed::Encryption>(
+    builder: MessageBuilder<'_, R, E>,
+    armor: bool,
+    out: &mut File,
+    what: &str,
+) -> Result<Result<Option<String>, Refused>, ActionError> {
+    let mut rng = rand08::thread_rng();
+    let written = if armor {
+        builder.to_armored_writer(&mut rng, Default::default(), &mut *out)
+    } else {
+        builder.to_writer(&mut rng, &mut *out)
+    };
+    written.map_err(|e| ActionError::retry(format!("cannot {what}: {}", brief(&e))))?;
+    Ok(Ok(None))
 }
 
 enum Verdict {

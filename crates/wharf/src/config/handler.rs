@@ -585,12 +585,7 @@ impl HandlerSection {
     fn build(&self, i: usize, loaded: &Loaded, resolve_secrets: bool) -> Result<Handler, Problem> {
         let key = |k: &str| format!("handler[{i}].{k}");
         let name = self.name.get_ref();
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !plain_name(name) {
             return Err((
                 self.name.span(),
                 key("name"),
@@ -648,6 +643,14 @@ impl HandlerSection {
             action: self.action(loaded, &key, resolve_secrets)?,
         })
     }
+}
+
+/// A name for a handler or one of its parts: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub(crate) fn plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Reports what is wrong with the handlers through `issue(span, key, message)`.

@@ -99,12 +99,7 @@ fn word<T: Copy>(
 impl ContentRuleSection {
     fn build(&self, loaded: &Loaded, key: &dyn Fn(&str) -> String) -> Result<Rule, Problem> {
         let name = self.name.get_ref();
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !crate::config::handler::plain_name(name) {
             return Err((
                 self.name.span(),
                 key("name"),
