@@ -1,5 +1,5 @@
 """Handlers that look inside files, with real clients: content checks (card numbers, IBANs,
-dictionaries, office documents, ZIP bombs) over SFTP and HTTPS, and antivirus scanning by
+dictionaries, office documents, PDF, ZIP bombs) over SFTP and HTTPS, and antivirus scanning by
 ClamAV's own daemon, started here with a signature database the test writes."""
 
 import json
@@ -69,6 +69,30 @@ def docx_with(text_runs):
     }
 
 
+def pdf_with(line):
+    """A minimal PDF document (one page, Helvetica) showing one line of text."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({line}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def write_zip(path, entries, compression=zipfile.ZIP_DEFLATED):
     with zipfile.ZipFile(path, "w", compression) as z:
         for name, data in entries.items():
@@ -91,6 +115,8 @@ def outbox_files(root):
         (outbox / name).write_text(text)
     write_zip(outbox / "report.docx", docx_with(["Card: 4111 1111 ", "1111 1111 thanks"]))
     write_zip(outbox / "clean.docx", docx_with(["Nothing ", "to see"]))
+    (outbox / "statement.pdf").write_bytes(pdf_with("Card on file: 5500 0000 0000 0004"))
+    (outbox / "brochure.pdf").write_bytes(pdf_with("Nothing to declare"))
     # 200 MiB of zeros in a few hundred KiB: far past the default 100:1 ratio.
     with zipfile.ZipFile(outbox / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
         with z.open("zeros.csv", "w", force_zip64=True) as entry:
@@ -127,22 +153,24 @@ def test_content_rules_tag_quarantine_and_deny_without_naming_the_data(server, p
                 + [e for e in handler_events(server, "content.matched") if e["attrs"]["outcome"] != "tag"])
         return len(done) >= len(uploads)
     wait_for(settled, timeout=60, what="every upload checked")
-    wait_for(lambda: len(handler_events(server, "file.dispatched")) >= 5, what="dispatches")
+    wait_for(lambda: len(handler_events(server, "file.dispatched")) >= 6, what="dispatches")
 
     matched = {e["path"]: e for e in handler_events(server, "content.matched")}
     assert matched["/upload/cards.csv"]["attrs"]["matches"] == "cards=3"
     assert matched["/upload/cards.csv"]["attrs"]["outcome"] == "quarantine"
     assert matched["/upload/report.docx"]["attrs"]["matches"] == "cards=1"
+    assert matched["/upload/statement.pdf"]["attrs"]["matches"] == "cards=1"
     assert matched["/upload/iban.txt"]["attrs"]["outcome"] == "tag"
     assert matched["/upload/twice.txt"]["attrs"]["matches"] == "codenames=2"
     assert matched["/upload/slip.txt"]["attrs"]["outcome"] == "deny"
     assert set(matched) == {"/upload/cards.csv", "/upload/report.docx", "/upload/iban.txt",
-                            "/upload/twice.txt", "/upload/slip.txt"}
+                            "/upload/twice.txt", "/upload/slip.txt", "/upload/statement.pdf"}
     for e in matched.values():
         assert e["account"] == "acme" and e["protocol"] == protocol
 
     # Passed files went on; tagged ones carry their tags on the file itself.
-    assert names(out / "acme") == ["clean.docx", "iban.txt", "lookalikes.csv", "once.txt", "twice.txt"]
+    assert names(out / "acme") == ["brochure.pdf", "clean.docx", "iban.txt", "lookalikes.csv", "once.txt",
+                                   "twice.txt"]
     assert os.getxattr(out / "acme" / "iban.txt", "user.wharf.tags") == b"ibans"
     assert os.getxattr(out / "acme" / "twice.txt", "user.wharf.tags") == b"codenames"
     with pytest.raises(OSError):
@@ -153,7 +181,8 @@ def test_content_rules_tag_quarantine_and_deny_without_naming_the_data(server, p
     assert len(bomb) == 1 and "compression bomb" in bomb[0]["message"], bomb
     quarantine = server.root / "wharf-data" / "quarantine"
     held = [n for n in names(quarantine) if not n.endswith(".json")]
-    assert sorted(n.split("-", 5)[-1] for n in held) == ["bomb.zip", "cards.csv", "report.docx"]
+    assert sorted(n.split("-", 5)[-1] for n in held) == ["bomb.zip", "cards.csv", "report.docx",
+                                                         "statement.pdf"]
     removed = handler_events(server, "file.removed")
     assert [e["path"] for e in removed] == ["/upload/slip.txt"]
     assert names(home / "upload") == []

@@ -1,6 +1,7 @@
-//! What text a file holds, fed to the [`Scanner`]: the file's own bytes, or, for a ZIP
+//! What text a file holds, fed to the [`Scanner`]: the file's own bytes; for a ZIP
 //! archive (DOCX, XLSX and ODT are ZIP archives of XML parts), the text of each entry,
-//! nested archives included, within [`Limits`].
+//! nested archives included; for gzip, what it holds; for a PDF document, its text (read
+//! by the pdf-extract crate, up to 32 MiB); all within [`Limits`].
 //!
 //! An archive is recognised by its content, never by its name. Whatever the limits stop
 //! (an archive that expands too far or too fast, too many entries, too deep a nesting,
@@ -103,6 +104,14 @@ impl<'s, 'r> Walk<'s, 'r> {
             let mut unzipped = flate2::read::MultiGzDecoder::new(file);
             return self.text(&mut unzipped, Some(compressed), false);
         }
+        if head.starts_with(PDF_MAGIC) {
+            let mut pdf = Vec::new();
+            (&mut file)
+                .take(MAX_PDF + 1)
+                .read_to_end(&mut pdf)
+                .map_err(Stop::Io)?;
+            return self.pdf(&pdf);
+        }
         if let Some(format) = unread_format(head) {
             return Err(unscannable(format!(
                 "{format} content is not read by content checks"
@@ -145,6 +154,30 @@ impl<'s, 'r> Walk<'s, 'r> {
         }
         self.scanner.end_stream();
         Ok(())
+    }
+
+    /// Feeds the text of a PDF document (read whole: the PDF format is not read as a
+    /// stream) to the scanner.
+    fn pdf(&mut self, pdf: &[u8]) -> Result<(), Stop> {
+        if pdf.len() as u64 > MAX_PDF {
+            return Err(unscannable(format!(
+                "a PDF document is larger than {MAX_PDF} bytes"
+            )));
+        }
+        // The PDF reader is another's code meeting hostile input: a panic in it is a
+        // document that cannot be read, not a stopped job.
+        let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(pdf))
+            .map_err(|_| unscannable("a PDF document cannot be read"))?
+            .map_err(|e| {
+                let reason: String = e
+                    .to_string()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(120)
+                    .collect();
+                unscannable(format!("a PDF document cannot be read: {reason}"))
+            })?;
+        self.text(&mut Cursor::new(text.into_bytes()), None, false)
     }
 
     fn count(&mut self, n: u64, entry_read: u64, ratio_of: Option<u64>) -> Result<(), Stop> {
@@ -241,6 +274,18 @@ impl<'s, 'r> Walk<'s, 'r> {
                 self.archive(Cursor::new(inner), depth + 1)?;
                 continue;
             }
+            if head[..n].starts_with(PDF_MAGIC) {
+                let mut pdf = head[..n].to_vec();
+                (&mut entry)
+                    .take(MAX_PDF + 1)
+                    .read_to_end(&mut pdf)
+                    .map_err(|e| {
+                        unscannable(format!("archive entry {index} cannot be read: {e}"))
+                    })?;
+                self.count(pdf.len() as u64, pdf.len() as u64, Some(compressed))?;
+                self.pdf(&pdf)?;
+                continue;
+            }
             let xml = named_xml || head[..n].starts_with(b"<?xml") || head[..n].starts_with(b"<");
             let mut whole = Cursor::new(head[..n].to_vec()).chain(&mut entry);
             self.text(&mut whole, Some(compressed), xml)?;
@@ -250,6 +295,10 @@ impl<'s, 'r> Walk<'s, 'r> {
 }
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+const PDF_MAGIC: &[u8] = b"%PDF-";
+
+/// Largest PDF document read (it is held in memory to be read).
+const MAX_PDF: u64 = 32 << 20;
 
 /// Bytes a central directory record takes at most on average before the directory is too
 /// large for its declared entries (a record is 46 bytes and its name, extra and comment).
@@ -441,7 +490,11 @@ mod tests {
             walk(b"card 4111-1111-1111-1111".to_vec(), Limits::default()),
             Ok(vec![1])
         );
-        // Something that starts like an archive but is not one.
+        // Something that starts like an archive, or a PDF, but is not one.
         assert!(walk(b"PK\x03\x04garbage".to_vec(), Limits::default()).is_err());
+        assert!(
+            walk(b"%PDF-1.4\n4111 1111 1111 1111".to_vec(), Limits::default())
+                .is_err_and(|e| e.contains("PDF"))
+        );
     }
 }
