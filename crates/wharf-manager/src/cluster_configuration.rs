@@ -62,7 +62,10 @@ async fn publish(shared: &Shared, caller: &Caller, head: i64, text: &str) -> Pub
         .publish_cluster_configuration(&caller.actor, head, text)
         .await
     {
-        Ok(revision) => Published::Done(revision, shared.configuration.reload().await),
+        Ok(revision) => Published::Done(
+            revision,
+            shared.configuration.apply_revision(revision).await,
+        ),
         Err(e) => Published::Failed(e),
     }
 }

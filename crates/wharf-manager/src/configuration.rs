@@ -55,6 +55,9 @@ pub trait Configuration: Send + Sync {
     fn shared_of_file(&self) -> String;
     /// Has the running server apply its configuration (file and newest revision) now.
     async fn reload(&self) -> Result<String, String>;
+    /// Has the running server apply cluster configuration revision `revision`, unless a
+    /// reload already put it (or a newer one) in force.
+    async fn apply_revision(&self, revision: i64) -> Result<String, String>;
     /// The node's metrics in Prometheus's text format (`None`: none are recorded).
     async fn metrics(&self) -> Option<String>;
     /// The client-side transfers the file configures (no secret read).

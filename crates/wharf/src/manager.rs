@@ -62,8 +62,16 @@ pub fn config(
     }
 }
 
-/// What the Manager asks of the serve loop: apply the file again, and answer how it went.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+/// What the Manager or the cluster follower asks of the serve loop: apply the file again,
+/// and answer how it went.
+pub struct ReloadRequest {
+    /// Where the answer goes.
+    pub answer: tokio::sync::oneshot::Sender<Result<String, String>>,
+    /// For the cluster follower: the revision it saw. The serve loop skips the reload when
+    /// that revision is already in force (the publishing node applies its own revision
+    /// while its follower may have seen it too), so one revision is one reload.
+    pub for_revision: Option<i64>,
+}
 
 /// The node's configuration file, for the Manager's configuration page: checked exactly as
 /// `wharf check-config` checks it, written only once it checks (the one before kept as
@@ -94,6 +102,21 @@ impl ConfigFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "wharf.toml".to_owned());
         self.path.with_file_name(format!(".{name}.{what}"))
+    }
+
+    /// Has the serve loop reload, unless `for_revision` is already in force.
+    async fn ask(&self, for_revision: Option<i64>) -> Result<String, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let request = ReloadRequest {
+            answer,
+            for_revision,
+        };
+        match self.reload.send(request).await {
+            Ok(()) => answered
+                .await
+                .unwrap_or_else(|_| Err("the server is stopping".to_owned())),
+            Err(_) => Err("the server is stopping".to_owned()),
+        }
     }
 
     fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
@@ -173,13 +196,11 @@ impl wharf_manager::Configuration for ConfigFile {
     }
 
     async fn reload(&self) -> Result<String, String> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        match self.reload.send(answer).await {
-            Ok(()) => answered
-                .await
-                .unwrap_or_else(|_| Err("the server is stopping".to_owned())),
-            Err(_) => Err("the server is stopping".to_owned()),
-        }
+        self.ask(None).await
+    }
+
+    async fn apply_revision(&self, revision: i64) -> Result<String, String> {
+        self.ask(Some(revision)).await
     }
 
     async fn apply(&self, text: &str) -> Result<String, Vec<ConfigIssue>> {

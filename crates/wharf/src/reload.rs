@@ -118,6 +118,12 @@ impl InForce {
         }
     }
 
+    /// Whether a follower's request for `revision` is already met (by a reload that
+    /// applied it, or a newer one, since the follower saw it).
+    pub fn covers(&self, revision: Option<i64>) -> bool {
+        revision.is_some_and(|wanted| self.number() >= wanted)
+    }
+
     /// Its number (0: none).
     pub fn number(&self) -> i64 {
         self.get().map_or(0, |r| r.revision)
@@ -309,7 +315,11 @@ pub async fn follow_cluster(
             _ => std::time::Duration::from_secs(2),
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
-        if reload.send(answer).await.is_err() {
+        let request = crate::manager::ReloadRequest {
+            answer,
+            for_revision: Some(now),
+        };
+        if reload.send(request).await.is_err() {
             return;
         }
         // The loop may be stopping with this request unread: never wait past the stop.

@@ -237,13 +237,17 @@ pub async fn serve(config_path: &Path, standby: bool, active: Option<&str>) -> R
                 exit = ExitCode::FAILURE;
                 break;
             }
-            Some(answer) = reload_rx.recv() => {
+            Some(request) = reload_rx.recv() => {
                 // The Manager's apply, or a new cluster configuration revision.
+                if in_force.covers(request.for_revision) {
+                    let _ = request.answer.send(Ok(format!("cluster configuration revision {} already in force", in_force.number())));
+                    continue;
+                }
                 let outcome = crate::reload::reload(config_path, &ctx.store, &in_force, crate::reload::Running { supervisor: &mut supervisor, handlers: &mut handlers, transfers: &transfers }, &operations, &bus).await;
                 if let Ok(line) = &outcome {
                     eprintln!("wharf: configuration reloaded: {line}");
                 }
-                let _ = answer.send(outcome);
+                let _ = request.answer.send(outcome);
             }
             _ = hup.recv() => {
                 // Accounts, groups and administrators are read from the store; the file's

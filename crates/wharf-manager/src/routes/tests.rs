@@ -63,6 +63,9 @@ impl crate::Configuration for Remembered {
     async fn reload(&self) -> Result<String, String> {
         Ok("reloaded".to_owned())
     }
+    async fn apply_revision(&self, _: i64) -> Result<String, String> {
+        Ok("reloaded".to_owned())
+    }
     async fn metrics(&self) -> Option<String> {
         Some("# TYPE wharf_connections_total counter\nwharf_connections_total 0\n".to_owned())
     }
