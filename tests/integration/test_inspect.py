@@ -72,14 +72,33 @@ def docx_with(text_runs):
 def pdf_with(line):
     """A minimal PDF document (one page, Helvetica) showing one line of text."""
     stream = f"BT /F1 12 Tf 72 720 Td ({line}) Tj ET".encode()
-    objects = [
+    return pdf_of([
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-    ]
+    ])
+
+
+def pdf_drawing_itself():
+    """A hostile PDF document of a few hundred bytes: its page draws a form that draws
+    itself, so a reader without a depth limit recurses until its stack overflows."""
+    draw = b"/X1 Do"
+    return pdf_of([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 5 0 R "
+        b"/Resources << /XObject << /X1 4 0 R >> >> >>",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources << /XObject << /X1 4 0 R >> >> "
+        b"/Length %d >>\nstream\n" % len(draw) + draw + b"\nendstream",
+        b"<< /Length %d >>\nstream\n" % len(draw) + draw + b"\nendstream",
+    ])
+
+
+def pdf_of(objects):
+    """A PDF document of these objects (numbered from 1, the first the catalog)."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, body in enumerate(objects, 1):
@@ -117,6 +136,15 @@ def outbox_files(root):
     write_zip(outbox / "clean.docx", docx_with(["Nothing ", "to see"]))
     (outbox / "statement.pdf").write_bytes(pdf_with("Card on file: 5500 0000 0000 0004"))
     (outbox / "brochure.pdf").write_bytes(pdf_with("Nothing to declare"))
+    (outbox / "loop.pdf").write_bytes(pdf_drawing_itself())
+    # Card rows with a small ZIP archive appended: a CSV reader still reads every row.
+    with open(outbox / "appended.csv", "wb") as f:
+        f.write(("id,card\n" + "".join(f"{i},4111 1111 1111 1111\n" for i in range(20))).encode())
+        write_zip(outbox / "tail.zip", {"readme.txt": "hello"})
+        f.write((outbox / "tail.zip").read_bytes())
+    (outbox / "tail.zip").unlink()
+    # A card number in an attribute of plain XML.
+    (outbox / "customers.xml").write_text('<?xml version="1.0"?><rows><row pan="5500 0000 0000 0004"/></rows>')
     # 200 MiB of zeros in a few hundred KiB: far past the default 100:1 ratio.
     with zipfile.ZipFile(outbox / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
         with z.open("zeros.csv", "w", force_zip64=True) as entry:
@@ -160,11 +188,14 @@ def test_content_rules_tag_quarantine_and_deny_without_naming_the_data(server, p
     assert matched["/upload/cards.csv"]["attrs"]["outcome"] == "quarantine"
     assert matched["/upload/report.docx"]["attrs"]["matches"] == "cards=1"
     assert matched["/upload/statement.pdf"]["attrs"]["matches"] == "cards=1"
+    assert matched["/upload/appended.csv"]["attrs"]["matches"] == "cards=20"
+    assert matched["/upload/customers.xml"]["attrs"]["matches"] == "cards=1"
     assert matched["/upload/iban.txt"]["attrs"]["outcome"] == "tag"
     assert matched["/upload/twice.txt"]["attrs"]["matches"] == "codenames=2"
     assert matched["/upload/slip.txt"]["attrs"]["outcome"] == "deny"
     assert set(matched) == {"/upload/cards.csv", "/upload/report.docx", "/upload/iban.txt",
-                            "/upload/twice.txt", "/upload/slip.txt", "/upload/statement.pdf"}
+                            "/upload/twice.txt", "/upload/slip.txt", "/upload/statement.pdf",
+                            "/upload/appended.csv", "/upload/customers.xml"}
     for e in matched.values():
         assert e["account"] == "acme" and e["protocol"] == protocol
 
@@ -179,9 +210,14 @@ def test_content_rules_tag_quarantine_and_deny_without_naming_the_data(server, p
     # The bomb was stopped by the limits, with an event, and quarantined.
     bomb = handler_events(server, "content.unscannable", "/upload/bomb.zip")
     assert len(bomb) == 1 and "compression bomb" in bomb[0]["message"], bomb
+    # The PDF document that draws itself ended its reader's process, not the server's.
+    loop = handler_events(server, "content.unscannable", "/upload/loop.pdf")
+    assert len(loop) == 1 and "PDF document cannot be read" in loop[0]["message"], loop
+    assert server.proc.poll() is None
     quarantine = server.root / "wharf-data" / "quarantine"
     held = [n for n in names(quarantine) if not n.endswith(".json")]
-    assert sorted(n.split("-", 5)[-1] for n in held) == ["bomb.zip", "cards.csv", "report.docx",
+    assert sorted(n.split("-", 5)[-1] for n in held) == ["appended.csv", "bomb.zip", "cards.csv",
+                                                         "customers.xml", "loop.pdf", "report.docx",
                                                          "statement.pdf"]
     removed = handler_events(server, "file.removed")
     assert [e["path"] for e in removed] == ["/upload/slip.txt"]
@@ -242,7 +278,7 @@ class Clamd:
     """ClamAV's daemon on a unix socket of this test, with one signature the test wrote
     (EICAR's test string); no database is downloaded."""
 
-    def __init__(self, root):
+    def __init__(self, root, limits=""):
         self.dir = root / "clamd"
         (self.dir / "db").mkdir(parents=True)
         # A unix socket's path must stay short: keep it under /tmp.
@@ -251,7 +287,7 @@ class Clamd:
         (self.dir / "db" / "wharf-test.ndb").write_text(f"Wharf.Test.EICAR:0:*:{sig}\n")
         (self.dir / "clamd.conf").write_text(
             f"LocalSocket {self.socket}\nDatabaseDirectory {self.dir / 'db'}\nForeground yes\n"
-            f"LogFile {self.dir / 'clamd.log'}\nTemporaryDirectory {self.dir}\n")
+            f"LogFile {self.dir / 'clamd.log'}\nTemporaryDirectory {self.dir}\n{limits}")
         self.proc = None
 
     def start(self):
@@ -331,3 +367,32 @@ def test_eicar_is_quarantined_and_nothing_is_dispatched_while_clamd_is_down(serv
     assert (quarantine / held[0]).read_bytes() == EICAR
     sidecar = json.loads((quarantine / (held[0] + ".json")).read_text())
     assert sidecar["reason"] == "infected: Wharf.Test.EICAR.UNOFFICIAL"
+
+
+def test_a_file_clamd_refuses_is_quarantined_even_when_unscanned_files_may_pass(server, tmp_path):
+    """A file padded past clamd's StreamMaxLength must not skip the scan."""
+    small = Clamd(tmp_path, limits="StreamMaxLength 1M\n")
+    small.start()
+    try:
+        server.add_account("acme", password=PASSWORD)
+        out = server.root / "out"
+        configure(server, ANTIVIRUS.format(socket=small.socket, out=out).replace(
+            'clamd = "unix:', 'unreachable = "pass"\nclamd = "unix:').replace(
+            'on = ["antivirus.clean"]', 'on = ["antivirus.clean", "antivirus.unscanned"]'))
+        server.start()
+        outbox = server.root / "outbox"
+        outbox.mkdir()
+        (outbox / "padded.bin").write_bytes(EICAR + bytes(2 << 20))
+        (outbox / "small.csv").write_bytes(b"id,amount\n1,100\n")
+        server.sftp("acme", f"put {outbox / 'padded.bin'}\nput {outbox / 'small.csv'}\n")
+        wait_for(lambda: handler_events(server, "antivirus.refused"), timeout=60, what="refused")
+        wait_for(lambda: handler_events(server, "file.dispatched"), timeout=60, what="dispatch")
+        refused = handler_events(server, "antivirus.refused")
+        assert [e["path"] for e in refused] == ["/padded.bin"]
+        assert "size limit" in refused[0]["message"], refused
+        assert not handler_events(server, "antivirus.unscanned")
+        assert names(out) == ["small.csv"]
+        quarantine = server.root / "wharf-data" / "quarantine"
+        assert [n for n in names(quarantine) if n.endswith("-padded.bin")]
+    finally:
+        small.stop()

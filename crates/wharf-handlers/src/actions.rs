@@ -354,7 +354,9 @@ pub(crate) async fn attempt(job: &Job<'_>) -> Result<Step, ActionError> {
         Action::UuidPrefix => uuid_prefix(job).await,
         Action::OpenPgp(pgp) => crate::openpgp::openpgp(job, pgp).await,
         Action::Email(mail) => crate::email::email(job, mail, handler.timeout).await,
-        Action::ContentCheck(check) => crate::content::content_check(job, check).await,
+        Action::ContentCheck(check) => {
+            crate::content::content_check(job, check, handler.timeout).await
+        }
         Action::Antivirus(scan) => crate::antivirus::antivirus(job, scan, handler.timeout).await,
         Action::Exec(exec) => {
             let subject = subject::subject(job.record);

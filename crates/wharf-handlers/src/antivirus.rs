@@ -83,6 +83,9 @@ enum Answer {
 /// Why a scan did not happen.
 struct NotScanned {
     reason: String,
+    /// clamd answered, and refused this file (a size limit, a file it cannot read): trying
+    /// again gives the same answer, and passing it would let a padded file skip the scan.
+    refused: bool,
 }
 
 /// A connection to clamd whose every read and write ends by one deadline.
@@ -168,6 +171,7 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
     let deadline = Instant::now() + timeout;
     let unreachable = |e: std::io::Error| NotScanned {
         reason: format!("clamd at {clamd} cannot be reached: {e}"),
+        refused: false,
     };
     let mut conn = Conn::connect(clamd, deadline).map_err(unreachable)?;
     let mut sent = conn.write_all(b"zINSTREAM\0", deadline);
@@ -180,6 +184,7 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
             .read_at(&mut buffer[4..], offset)
             .map_err(|e| NotScanned {
                 reason: format!("cannot read the file: {e}"),
+                refused: false,
             })?;
         let len = u32::try_from(n).unwrap_or(0);
         buffer[..4].copy_from_slice(&len.to_be_bytes());
@@ -209,6 +214,7 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
             (Err(e), _) | (_, Err(e)) => unreachable(e),
             _ => NotScanned {
                 reason: format!("clamd at {clamd} closed the connection without an answer"),
+                refused: false,
             },
         });
     }
@@ -222,6 +228,7 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
         } else {
             Err(NotScanned {
                 reason: format!("clamd at {clamd} answered OK before it had the whole file"),
+                refused: true,
             })
         };
     }
@@ -230,6 +237,7 @@ fn scan(clamd: &Clamd, held: &Held, timeout: Duration) -> Result<Answer, NotScan
     }
     Err(NotScanned {
         reason: format!("clamd could not scan the file: {}", printable(body)),
+        refused: true,
     })
 }
 
@@ -240,6 +248,10 @@ enum Verdict {
         left: Option<Left>,
     },
     Unscanned {
+        reason: String,
+        left: Left,
+    },
+    Refused {
         reason: String,
         left: Left,
     },
@@ -301,6 +313,21 @@ pub(crate) async fn antivirus(
                     }
                 }
             }
+            Err(not) if not.refused => {
+                // Whatever `unreachable` says: this file's scan would fail again.
+                let q = Quarantine {
+                    reason: format!("not scanned: {}", not.reason),
+                    ..q
+                };
+                let left = q.held(&subject, &held, &[])?;
+                Ok((
+                    q,
+                    Verdict::Refused {
+                        reason: not.reason,
+                        left,
+                    },
+                ))
+            }
             Err(not) => match unreachable {
                 WhenUnreachable::Hold => Err(ActionError::retry(format!(
                     "{}; the file waits for its scan",
@@ -327,6 +354,13 @@ pub(crate) async fn antivirus(
             job.event_at(EventKind::AntivirusUnscanned, &left)
                 .attr("scanner", scanner)
                 .message(format!("{reason}; passed unscanned as configured")),
+        ],
+        Verdict::Refused { reason, left } => vec![
+            job.event(EventKind::AntivirusRefused)
+                .attr("scanner", scanner)
+                .attr("quarantine", left.file.to_string_lossy())
+                .failed(reason),
+            q.event(job, &left),
         ],
         Verdict::WasQuarantined(left) => vec![q.event(job, &left)],
         Verdict::Infected { signature, left } => {

@@ -58,6 +58,10 @@ pub enum Command {
     },
     /// Validate the configuration; errors name file, line and key.
     CheckConfig,
+    /// Write the text of the PDF document on standard input to standard output (what
+    /// content checks run, in a process of its own with its memory and CPU time capped).
+    #[command(hide = true)]
+    PdfText,
     /// Make this node's running server apply its configuration file again (as SIGHUP does):
     /// services started, retired or replaced, the certificate read again, handlers replaced.
     Reload,

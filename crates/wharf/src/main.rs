@@ -50,6 +50,10 @@ fn end_quietly_when_the_reader_leaves() {
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::PdfText) {
+        // Before any thread, log or runtime: this process only reads one document.
+        return commands::pdf_text::run();
+    }
     if !matches!(cli.command, cli::Command::Serve { .. }) {
         end_quietly_when_the_reader_leaves();
     }

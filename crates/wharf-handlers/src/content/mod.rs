@@ -9,6 +9,7 @@
 //! opened and checked like every handler's (see [`crate::subject`]), and only if it was not
 //! written to while it was read is anything done to it.
 
+pub mod pdf;
 pub mod rules;
 pub mod scan;
 pub mod walk;
@@ -21,6 +22,7 @@ use wharf_core::{Event, EventKind};
 use crate::ActionError;
 use crate::actions::{Job, Left, Quarantine, Step, blocking};
 use crate::files;
+pub use pdf::PdfReader;
 pub use rules::{Builtin, Detector, Outcome, Rule};
 pub use walk::Limits;
 
@@ -46,6 +48,8 @@ pub struct ContentAction {
     pub unscannable: WhenUnscannable,
     /// The quarantine folder.
     pub quarantine: PathBuf,
+    /// What reads PDF documents' text (none: a PDF document is unscannable).
+    pub pdf: Option<PdfReader>,
 }
 
 enum Verdict {
@@ -108,11 +112,13 @@ fn summary(counts: &[(String, u64)]) -> String {
 pub(crate) async fn content_check(
     job: &Job<'_>,
     check: &ContentAction,
+    timeout: std::time::Duration,
 ) -> Result<Step, ActionError> {
     let subject = job.subject()?;
     let record = job.record.clone();
     let q = Quarantine::new(job, &check.quarantine, "");
     let (rules, limits, when) = (check.rules.clone(), check.limits, check.unscannable);
+    let pdf = check.pdf.clone();
     let (q, verdict, tagged) = blocking(move || {
         let Some(held) = subject.open()? else {
             if let Some(left) = q.done_before(&subject)? {
@@ -127,7 +133,13 @@ pub(crate) async fn content_check(
             id: Some(held.id),
         };
         let mut scanner = scan::Scanner::new(&rules);
-        let walked = walk::Walk::new(&mut scanner, limits).file(&held.file);
+        // The whole check ends within the handler's timeout: a file that would take longer
+        // (a large dictionary over much text, a PDF document that is slow to read) is one
+        // that could not be read whole, not a job that holds the engine.
+        let walked = walk::Walk::new(&mut scanner, limits)
+            .reading_pdf(pdf.as_ref())
+            .within(timeout)
+            .file(&held.file);
         held.unchanged(&subject.path)?;
         held.still_named(&subject.path)?;
         let reason = match walked {

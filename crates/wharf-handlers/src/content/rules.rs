@@ -198,7 +198,8 @@ pub enum Detector {
     Builtin(Builtin, Regex),
     /// An administrator's regular expression.
     Pattern(Regex),
-    /// Words from a dictionary, whole and in any case (one expression of alternatives).
+    /// Words from a dictionary, in any case (one expression of alternatives, longest
+    /// first); the scanner takes a match only as a whole word (see [`whole_word`]).
     Words(Regex),
 }
 
@@ -216,12 +217,15 @@ impl Detector {
     }
 
     /// A detector for dictionary words: one word or phrase a line, `#` starts a comment.
+    ///
+    /// The expression has no `\b`: a Unicode word boundary makes the regex engine leave
+    /// its fast automaton for a slow one on any non-ASCII byte, which with thousands of
+    /// words is seconds per 64 KiB. Word boundaries are checked on each match instead.
     pub fn words(text: &str) -> Result<Detector, String> {
-        let words: Vec<String> = text
+        let mut words: Vec<&str> = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(regex::escape)
             .collect();
         if words.is_empty() {
             return Err("the dictionary holds no words".into());
@@ -229,10 +233,24 @@ impl Detector {
         if words.len() > MAX_WORDS {
             return Err(format!("the dictionary holds more than {MAX_WORDS} words"));
         }
-        let text = format!(r"(?i)\b(?:{})\b", words.join("|"));
+        if let Some(long) = words.iter().find(|w| w.len() > MAX_WORD) {
+            let start: String = long.chars().take(20).collect();
+            return Err(format!(
+                "a dictionary line is longer than {MAX_WORD} bytes (\"{start}...\")"
+            ));
+        }
+        // Longest first: at one place, the longest word is tried before its prefixes.
+        words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+        let words: Vec<String> = words.into_iter().map(regex::escape).collect();
+        let text = format!(r"(?i)(?:{})", words.join("|"));
         bounded(regex::bytes::RegexBuilder::new(&text))
             .map(Detector::Words)
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether a match counts only as a whole word.
+    pub(crate) fn whole_words(&self) -> bool {
+        matches!(self, Detector::Words(_))
     }
 
     pub(crate) fn regex(&self) -> &Regex {
@@ -295,6 +313,22 @@ pub(crate) enum Judged {
 
 /// Dictionary words a rule may hold.
 pub const MAX_WORDS: usize = 100_000;
+
+/// Longest dictionary word or phrase, in bytes (well within [`MAX_MATCH`]).
+const MAX_WORD: usize = 256;
+
+/// Whether `text[start..end]` stands as a whole word: no letter, digit or `_` (in UTF-8,
+/// any script) right before or after it.
+pub(crate) fn whole_word(text: &[u8], start: usize, end: usize) -> bool {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let before = (start.saturating_sub(4)..start)
+        .find_map(|i| std::str::from_utf8(&text[i..start]).ok())
+        .and_then(|s| s.chars().next_back());
+    let after = (end + 1..=(end + 4).min(text.len()))
+        .find_map(|i| std::str::from_utf8(&text[end..i]).ok())
+        .and_then(|s| s.chars().next());
+    !before.is_some_and(is_word) && !after.is_some_and(is_word)
+}
 
 /// Compiled expressions are bounded so one rule cannot take the server's memory.
 fn bounded(mut builder: regex::bytes::RegexBuilder) -> Result<Regex, regex::Error> {
@@ -471,11 +505,15 @@ mod tests {
     #[test]
     fn dictionary_words_are_whole_and_any_case() {
         let d = Detector::words("# secrets\nProject Falcon\nmerger\n").expect("words");
-        let n = d
+        let text = "PROJECT FALCON and the Merger; mergers, émerger, «merger»".as_bytes();
+        let found: Vec<String> = d
             .regex()
-            .find_iter(b"PROJECT FALCON and the Merger; mergers")
-            .count();
-        assert_eq!(n, 2);
+            .find_iter(text)
+            .filter(|m| whole_word(text, m.start(), m.end()))
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+            .collect();
+        assert_eq!(found, ["PROJECT FALCON", "Merger", "merger"]);
         assert!(Detector::words("# nothing\n\n").is_err());
+        assert!(Detector::words(&"x".repeat(300)).is_err());
     }
 }

@@ -1,21 +1,26 @@
 //! What text a file holds, fed to the [`Scanner`]: the file's own bytes; for a ZIP
-//! archive (DOCX, XLSX and ODT are ZIP archives of XML parts), the text of each entry,
-//! nested archives included; for gzip, what it holds; for a PDF document, its text (read
-//! by the pdf-extract crate, up to 32 MiB); all within [`Limits`].
+//! archive (DOCX, XLSX and ODT are ZIP archives of XML parts), the text of each entry and
+//! every byte outside the entries (what comes before the archive, between entries, its
+//! comment); for gzip, what it holds; for a PDF document, its text (read by another
+//! process, see [`super::pdf`]); all within [`Limits`] and by the check's deadline.
 //!
-//! An archive is recognised by its content, never by its name. Whatever the limits stop
-//! (an archive that expands too far or too fast, too many entries, too deep a nesting,
-//! entries that share their compressed data, an encrypted entry, a compression method
-//! not read here) makes the file [`Unscannable`]: what could not be read could hold
-//! anything, and the handler decides what that means. Memory stays bounded: entries are
-//! streamed, and a nested archive is held in memory only up to [`Limits::nested`] bytes.
+//! What a stream is, is decided by its content, never by its name, at every level: a
+//! gzip stream or a PDF inside an archive is read as such, a ZIP inside gzip too. Whatever
+//! the limits stop (an archive that expands too far or too fast, too many entries, too
+//! deep a nesting, entries that share their compressed data, local entries the directory
+//! does not list, an encrypted entry, a format not read here, the deadline) makes the file
+//! [`Unscannable`]: what could not be read could hold anything, and the handler decides
+//! what that means. Memory stays bounded: entries are streamed, and a nested archive is
+//! held in memory only up to [`Limits::nested`] bytes.
 
 use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::time::{Duration, Instant};
 
 use zip::ZipArchive;
 
+use super::pdf::{MAX_PDF, PdfReader, Reading};
 use super::scan::{CHUNK, Scanner};
-use super::xml::Stripper;
+use super::xml::{Mode, Stripper};
 
 /// How far a content check follows a file's content.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +31,8 @@ pub struct Limits {
     pub max_entries: u64,
     /// How many times an entry may expand (bytes out for a byte in).
     pub max_ratio: u64,
-    /// Archives within archives (1: a ZIP file's entries are read, a ZIP inside is not).
+    /// Archives and compressed streams within one another (1: a ZIP file's entries are
+    /// read, a ZIP or gzip stream inside is not; 0: a ZIP or gzip file is unscannable).
     pub max_depth: u32,
     /// Largest nested archive (held in memory to be read).
     pub nested: u64,
@@ -69,115 +75,219 @@ fn unscannable(reason: impl Into<String>) -> Stop {
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 
+/// Bytes read to tell what a stream is.
+const HEAD: usize = 6;
+
 /// A walk over one file.
 pub struct Walk<'s, 'r> {
     scanner: &'s mut Scanner<'r>,
     limits: Limits,
     bytes: u64,
     entries: u64,
+    pdf: Option<&'s PdfReader>,
+    deadline: Instant,
+    timeout: Duration,
+    /// The file's size: what a gzip file's text may expand from.
+    file_len: u64,
 }
 
 impl<'s, 'r> Walk<'s, 'r> {
-    /// A walk feeding `scanner` within `limits`.
+    /// A walk feeding `scanner` within `limits`, with no deadline and no PDF reader.
     pub fn new(scanner: &'s mut Scanner<'r>, limits: Limits) -> Walk<'s, 'r> {
+        let timeout = Duration::from_secs(365 * 24 * 3600);
         Walk {
             scanner,
             limits,
             bytes: 0,
             entries: 0,
+            pdf: None,
+            deadline: Instant::now() + timeout,
+            timeout,
+            file_len: 0,
         }
+    }
+
+    /// Reads PDF documents with `reader`.
+    pub fn reading_pdf(mut self, reader: Option<&'s PdfReader>) -> Walk<'s, 'r> {
+        self.pdf = reader;
+        self
+    }
+
+    /// Stops, unscannable, once `timeout` has passed.
+    pub fn within(mut self, timeout: Duration) -> Walk<'s, 'r> {
+        self.deadline = Instant::now() + timeout;
+        self.timeout = timeout;
+        self
+    }
+
+    fn in_time(&self) -> Result<(), Stop> {
+        if Instant::now() > self.deadline {
+            return Err(unscannable(format!(
+                "the check ran past its timeout ({} s)",
+                self.timeout.as_secs()
+            )));
+        }
+        Ok(())
     }
 
     /// Walks a whole file (read from its start).
     pub fn file<R: Read + Seek>(&mut self, mut file: R) -> Result<(), Stop> {
-        let mut head = [0u8; 6];
+        let mut head = [0u8; HEAD];
         let n = read_up_to(&mut file, &mut head).map_err(Stop::Io)?;
-        let head = &head[..n];
-        let is_zip = head.starts_with(ZIP_MAGIC) || directory_end(&mut file)?.is_some();
+        let is_zip = head[..n].starts_with(ZIP_MAGIC) || directory_end(&mut file)?.is_some();
+        self.file_len = file.seek(SeekFrom::End(0)).map_err(Stop::Io)?;
         file.rewind().map_err(Stop::Io)?;
-        if is_zip && self.limits.max_depth > 0 {
+        if is_zip {
+            if self.limits.max_depth == 0 {
+                return Err(unscannable(
+                    "a ZIP archive is not read (the check's max_depth is 0)",
+                ));
+            }
             return self.archive(file, 1);
         }
+        let hint = Hint {
+            xml: head[..n].starts_with(b"<?xml"),
+            office: false,
+        };
+        self.stream(&mut file, None, 0, hint)
+    }
+
+    /// Walks one stream by what its first bytes say it is: a ZIP archive, gzip, a PDF
+    /// document, a format not read here, or text. `depth`: the archives and compressed
+    /// streams it is in; `ratio_of`: the compressed size its text may expand from.
+    fn stream(
+        &mut self,
+        reader: &mut dyn Read,
+        ratio_of: Option<u64>,
+        depth: u32,
+        hint: Hint,
+    ) -> Result<(), Stop> {
+        let mut head = [0u8; HEAD];
+        let n = read_up_to(reader, &mut head).map_err(|e| self.read_failed(e, ratio_of))?;
+        let head = &head[..n];
+        let mut whole = Cursor::new(head.to_vec()).chain(reader);
+        let nested = head.starts_with(ZIP_MAGIC) || head.starts_with(GZIP_MAGIC);
+        if nested && depth >= self.limits.max_depth {
+            return Err(unscannable(format!(
+                "archives nested deeper than {} (the check's max_depth)",
+                self.limits.max_depth
+            )));
+        }
+        if head.starts_with(ZIP_MAGIC) {
+            let inner = self.held(&mut whole, self.limits.nested, "a nested archive", ratio_of)?;
+            return self.archive(Cursor::new(inner), depth + 1);
+        }
         if head.starts_with(GZIP_MAGIC) {
-            let compressed = file.seek(SeekFrom::End(0)).map_err(Stop::Io)?;
-            file.rewind().map_err(Stop::Io)?;
-            let mut unzipped = flate2::read::MultiGzDecoder::new(file);
-            return self.text(&mut unzipped, Some(compressed), false);
+            let mut unzipped = flate2::read::MultiGzDecoder::new(whole);
+            let hint = Hint { xml: false, ..hint };
+            // Within compressed data, a read that fails is content that cannot be read.
+            let ratio_of = Some(ratio_of.unwrap_or(self.file_len));
+            return self.stream(&mut unzipped, ratio_of, depth + 1, hint);
         }
         if head.starts_with(PDF_MAGIC) {
-            let mut pdf = Vec::new();
-            (&mut file)
-                .take(MAX_PDF + 1)
-                .read_to_end(&mut pdf)
-                .map_err(Stop::Io)?;
-            return self.pdf(&pdf);
+            let pdf = self.held(&mut whole, MAX_PDF, "a PDF document", ratio_of)?;
+            return self.pdf(pdf);
         }
         if let Some(format) = unread_format(head) {
             return Err(unscannable(format!(
                 "{format} content is not read by content checks"
             )));
         }
-        self.text(&mut file, None, head.starts_with(b"<?xml"))
+        let xml = hint.xml || head.starts_with(b"<?xml") || (hint.office && head.starts_with(b"<"));
+        let mode = match (xml, hint.office) {
+            (false, _) => None,
+            (true, true) => Some(Mode::Office),
+            (true, false) => Some(Mode::Markup),
+        };
+        self.text(&mut whole, ratio_of, mode)
     }
 
-    /// Feeds a stream's text to the scanner; `ratio_of` bounds its expansion.
+    /// Reads a stream whole, up to `max` bytes (counted against the limits).
+    fn held(
+        &mut self,
+        reader: &mut dyn Read,
+        max: u64,
+        what: &str,
+        ratio_of: Option<u64>,
+    ) -> Result<Vec<u8>, Stop> {
+        let mut held = Vec::new();
+        reader
+            .take(max + 1)
+            .read_to_end(&mut held)
+            .map_err(|e| self.read_failed(e, ratio_of))?;
+        if held.len() as u64 > max {
+            return Err(unscannable(format!("{what} is larger than {max} bytes")));
+        }
+        self.count(held.len() as u64, held.len() as u64, ratio_of)?;
+        self.in_time()?;
+        Ok(held)
+    }
+
+    /// A failed read: within an archive or a compressed stream, content that cannot be
+    /// read; of the file itself, worth trying again.
+    fn read_failed(&self, e: std::io::Error, ratio_of: Option<u64>) -> Stop {
+        match ratio_of {
+            Some(_) => unscannable(format!("content cannot be read: {e}")),
+            None => Stop::Io(e),
+        }
+    }
+
+    /// Feeds a stream's text to the scanner (`mode`: XML, stripped so); `ratio_of` bounds
+    /// its expansion. Attribute values of XML are scanned as a stream of their own.
     fn text(
         &mut self,
         reader: &mut dyn Read,
         ratio_of: Option<u64>,
-        xml: bool,
+        mode: Option<Mode>,
     ) -> Result<(), Stop> {
         let mut buffer = vec![0u8; CHUNK];
-        let mut stripper = xml.then(Stripper::default);
-        let mut stripped = Vec::new();
+        let mut stripper = mode.map(Stripper::new);
+        let (mut stripped, mut values) = (Vec::new(), Vec::new());
+        let mut attributes = mode.map(|_| self.scanner.beside());
         let mut read = 0u64;
         loop {
+            self.in_time()?;
             let n = match reader.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if ratio_of.is_some() => {
-                    return Err(unscannable(format!("an archive entry cannot be read: {e}")));
-                }
-                Err(e) => return Err(Stop::Io(e)),
+                Err(e) => return Err(self.read_failed(e, ratio_of)),
             };
             read += n as u64;
             self.count(n as u64, read, ratio_of)?;
-            match &mut stripper {
-                Some(s) => {
+            match (&mut stripper, &mut attributes) {
+                (Some(s), Some(a)) => {
                     stripped.clear();
-                    s.feed(&buffer[..n], &mut stripped);
+                    values.clear();
+                    s.feed(&buffer[..n], &mut stripped, &mut values);
                     self.scanner.feed(&stripped);
+                    a.feed(&values);
                 }
-                None => self.scanner.feed(&buffer[..n]),
+                _ => self.scanner.feed(&buffer[..n]),
             }
         }
         self.scanner.end_stream();
+        if let Some(mut a) = attributes {
+            a.end_stream();
+            self.scanner.absorb(&a);
+        }
         Ok(())
     }
 
-    /// Feeds the text of a PDF document (read whole: the PDF format is not read as a
-    /// stream) to the scanner.
-    fn pdf(&mut self, pdf: &[u8]) -> Result<(), Stop> {
-        if pdf.len() as u64 > MAX_PDF {
-            return Err(unscannable(format!(
-                "a PDF document is larger than {MAX_PDF} bytes"
-            )));
-        }
-        // The PDF reader is another's code meeting hostile input: a panic in it is a
-        // document that cannot be read, not a stopped job.
-        let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(pdf))
-            .map_err(|_| unscannable("a PDF document cannot be read"))?
-            .map_err(|e| {
-                let reason: String = e
-                    .to_string()
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(120)
-                    .collect();
-                unscannable(format!("a PDF document cannot be read: {reason}"))
-            })?;
-        self.text(&mut Cursor::new(text.into_bytes()), None, false)
+    /// Feeds the text of a PDF document to the scanner, as the PDF reader writes it.
+    fn pdf(&mut self, pdf: Vec<u8>) -> Result<(), Stop> {
+        let Some(reader) = self.pdf else {
+            return Err(unscannable("PDF documents are not read here"));
+        };
+        let cannot = |why: String| unscannable(format!("a PDF document cannot be read: {why}"));
+        let mut reading = Reading::start(reader, pdf, self.deadline).map_err(cannot)?;
+        let fed = match reading.text() {
+            Some(text) => self.text(text, None, None),
+            None => Ok(()),
+        };
+        // What the reader wrote counts only when it read the whole document.
+        reading.finish().map_err(cannot)?;
+        fed
     }
 
     fn count(&mut self, n: u64, entry_read: u64, ratio_of: Option<u64>) -> Result<(), Stop> {
@@ -203,18 +313,21 @@ impl<'s, 'r> Walk<'s, 'r> {
     fn archive<R: Read + Seek>(&mut self, mut reader: R, depth: u32) -> Result<(), Stop> {
         // The directory is read whole by the ZIP reader: its declared size and count are
         // checked first, so a directory of millions of entries is refused before it is read.
-        if let Some((entries, size)) = directory_end(&mut reader)? {
+        let end = directory_end(&mut reader)?;
+        if let Some(end) = &end {
             let room = self.limits.max_entries.saturating_sub(self.entries);
-            if entries > room || size > room.saturating_mul(MAX_DIRECTORY_RECORD) {
+            if end.entries > room || end.size > room.saturating_mul(MAX_DIRECTORY_RECORD) {
                 return Err(unscannable(format!(
                     "the archives hold more than {} entries (the check's max_entries)",
                     self.limits.max_entries
                 )));
             }
         }
+        let len = reader.seek(SeekFrom::End(0)).map_err(Stop::Io)?;
         reader.rewind().map_err(Stop::Io)?;
-        let mut archive = ZipArchive::new(reader)
-            .map_err(|e| unscannable(format!("not a readable ZIP archive: {e}")))?;
+        let not_zip =
+            |e: zip::result::ZipError| unscannable(format!("not a readable ZIP archive: {e}"));
+        let mut archive = ZipArchive::new(reader).map_err(not_zip)?;
         if self.entries.saturating_add(archive.len() as u64) > self.limits.max_entries {
             return Err(unscannable(format!(
                 "the archives hold more than {} entries (the check's max_entries)",
@@ -227,15 +340,19 @@ impl<'s, 'r> Walk<'s, 'r> {
             // or none.
             return Err(unscannable("archive entries share a name"));
         }
-        if archive
-            .has_overlapping_files()
-            .map_err(|e| unscannable(format!("not a readable ZIP archive: {e}")))?
-        {
+        if archive.has_overlapping_files().map_err(not_zip)? {
             return Err(unscannable(
                 "archive entries share their compressed data: a compression bomb",
             ));
         }
+        // A local entry the directory does not list is extracted by streaming tools and
+        // would be read here only as compressed bytes.
+        archive.validate_header_consistency().map_err(|e| {
+            unscannable(format!("the archive's entries and directory disagree: {e}"))
+        })?;
+        let mut covered = Vec::with_capacity(archive.len() + 1);
         for index in 0..archive.len() {
+            self.in_time()?;
             let mut entry = archive
                 .by_index(index)
                 .map_err(|e| unscannable(format!("archive entry {index} cannot be read: {e}")))?;
@@ -245,60 +362,67 @@ impl<'s, 'r> Walk<'s, 'r> {
                 return Err(unscannable(format!("archive entry {index} is encrypted")));
             }
             let compressed = entry.compressed_size();
+            let data_start = entry.data_start().unwrap_or(entry.header_start());
+            covered.push((entry.header_start(), data_start.saturating_add(compressed)));
             let name = entry.name_raw().to_ascii_lowercase();
-            let named_xml = name.ends_with(b".xml") || name.ends_with(b".rels");
-            let mut head = [0u8; 5];
-            let n = read_up_to(&mut entry, &mut head)
-                .map_err(|e| unscannable(format!("archive entry {index} cannot be read: {e}")))?;
-            if head[..n].starts_with(ZIP_MAGIC) {
-                if depth >= self.limits.max_depth {
-                    return Err(unscannable(format!(
-                        "archives nested deeper than {} (the check's max_depth)",
-                        self.limits.max_depth
-                    )));
-                }
-                let mut inner = head[..n].to_vec();
-                let mut limited =
-                    (&mut entry).take(self.limits.nested.saturating_sub(n as u64) + 1);
-                limited.read_to_end(&mut inner).map_err(|e| {
-                    unscannable(format!("archive entry {index} cannot be read: {e}"))
-                })?;
-                if inner.len() as u64 > self.limits.nested {
-                    return Err(unscannable(format!(
-                        "a nested archive is larger than {} bytes",
-                        self.limits.nested
-                    )));
-                }
-                self.count(inner.len() as u64, inner.len() as u64, Some(compressed))?;
-                drop(entry);
-                self.archive(Cursor::new(inner), depth + 1)?;
-                continue;
-            }
-            if head[..n].starts_with(PDF_MAGIC) {
-                let mut pdf = head[..n].to_vec();
-                (&mut entry)
-                    .take(MAX_PDF + 1)
-                    .read_to_end(&mut pdf)
-                    .map_err(|e| {
-                        unscannable(format!("archive entry {index} cannot be read: {e}"))
-                    })?;
-                self.count(pdf.len() as u64, pdf.len() as u64, Some(compressed))?;
-                self.pdf(&pdf)?;
-                continue;
-            }
-            let xml = named_xml || head[..n].starts_with(b"<?xml") || head[..n].starts_with(b"<");
-            let mut whole = Cursor::new(head[..n].to_vec()).chain(&mut entry);
-            self.text(&mut whole, Some(compressed), xml)?;
+            let hint = Hint {
+                xml: name.ends_with(b".xml") || name.ends_with(b".rels"),
+                office: is_office_part(&name),
+            };
+            self.stream(&mut entry, Some(compressed), depth, hint)?;
+        }
+        // The directory and its end record; what is before, between and after (a prefix,
+        // gaps, the archive's comment) is read as it is.
+        let directory_start = archive.central_directory_start();
+        let directory_end = end.map_or(len, |e| e.at.saturating_add(22).min(len));
+        covered.push((directory_start.min(directory_end), directory_end));
+        let mut reader = archive.into_inner();
+        for (from, to) in uncovered(covered, len) {
+            reader.seek(SeekFrom::Start(from)).map_err(Stop::Io)?;
+            self.text(&mut (&mut reader).take(to - from), None, None)?;
         }
         Ok(())
     }
 }
 
+/// What a stream's container says of it.
+#[derive(Debug, Clone, Copy)]
+struct Hint {
+    /// Named as XML.
+    xml: bool,
+    /// A part of an office document, whose runs of text join (see [`Mode::Office`]).
+    office: bool,
+}
+
+/// Parts of DOCX, XLSX, PPTX (`word/`, `xl/`, `ppt/`) and OpenDocument files.
+fn is_office_part(name: &[u8]) -> bool {
+    [&b"word/"[..], b"xl/", b"ppt/"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || name == b"content.xml"
+        || name == b"styles.xml"
+}
+
+/// The parts of `0..len` that no range of `covered` holds.
+fn uncovered(mut covered: Vec<(u64, u64)>, len: u64) -> Vec<(u64, u64)> {
+    covered.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut at = 0;
+    for (from, to) in covered {
+        if from > at {
+            gaps.push((at, from.min(len)));
+        }
+        at = at.max(to);
+    }
+    if at < len {
+        gaps.push((at, len));
+    }
+    gaps.retain(|(from, to)| from < to);
+    gaps
+}
+
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 const PDF_MAGIC: &[u8] = b"%PDF-";
-
-/// Largest PDF document read (it is held in memory to be read).
-const MAX_PDF: u64 = 32 << 20;
 
 /// Bytes a central directory record takes at most on average before the directory is too
 /// large for its declared entries (a record is 46 bytes and its name, extra and comment).
@@ -318,10 +442,19 @@ fn unread_format(head: &[u8]) -> Option<&'static str> {
     .map(|(_, name)| *name)
 }
 
+/// The end record of a ZIP archive's central directory.
+struct DirectoryEnd {
+    /// The entries it declares (the ZIP64 figure when there is one).
+    entries: u64,
+    /// The directory's declared size.
+    size: u64,
+    /// Where the record is in the file.
+    at: u64,
+}
+
 /// The end of a ZIP archive's central directory, wherever the archive starts in the file
-/// (a self-extracting program or a script may come first): the entries and directory
-/// size it declares, the ZIP64 ones when it has them.
-fn directory_end<R: Read + Seek>(file: &mut R) -> Result<Option<(u64, u64)>, Stop> {
+/// (a self-extracting program or a script may come first).
+fn directory_end<R: Read + Seek>(file: &mut R) -> Result<Option<DirectoryEnd>, Stop> {
     const SIGNATURE: &[u8] = b"PK\x05\x06";
     let len = file.seek(SeekFrom::End(0)).map_err(Stop::Io)?;
     let tail_len = len.min(22 + 65_535);
@@ -369,7 +502,11 @@ fn directory_end<R: Read + Seek>(file: &mut R) -> Result<Option<(u64, u64)>, Sto
             }
         }
     }
-    Ok(Some((entries, size)))
+    Ok(Some(DirectoryEnd {
+        entries,
+        size,
+        at: len - tail_len + at as u64,
+    }))
 }
 
 fn read_up_to(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<usize> {
@@ -482,6 +619,81 @@ mod tests {
         assert!(
             walk(b"BZh91AY&SY...".to_vec(), Limits::default()).is_err_and(|e| e.contains("bzip2"))
         );
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(data).expect("gzip");
+        gz.finish().expect("gzip")
+    }
+
+    #[test]
+    fn bytes_outside_an_archives_entries_are_read() {
+        let rows = "4111 1111 1111 1111\n".repeat(200);
+        let mut prefixed = rows.clone().into_bytes();
+        prefixed.extend(zip_of(&[("readme.txt", b"hello")]));
+        assert_eq!(walk(prefixed, Limits::default()), Ok(vec![200]));
+        // The archive's comment too.
+        let mut commented = Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut commented);
+        w.start_file("a.txt", SimpleFileOptions::default())
+            .expect("entry");
+        w.write_all(b"nothing").expect("write");
+        w.set_comment("card 5500 0000 0000 0004").expect("comment");
+        w.finish().expect("finish");
+        assert_eq!(walk(commented.into_inner(), Limits::default()), Ok(vec![1]));
+        // A plain archive has nothing outside its entries to count.
+        let plain = zip_of(&[("a.txt", b"4111 1111 1111 1111"), ("b.txt", b"x")]);
+        assert_eq!(walk(plain, Limits::default()), Ok(vec![1]));
+    }
+
+    #[test]
+    fn what_a_stream_is_is_read_at_every_level() {
+        let cards = b"4111 1111 1111 1111\n";
+        // gzip in a ZIP, a ZIP in gzip.
+        let zipped_gz = zip_of(&[("cards.csv.gz", &gzip(cards))]);
+        assert_eq!(walk(zipped_gz, Limits::default()), Ok(vec![1]));
+        let gz_zip = gzip(&zip_of(&[("cards.csv", cards)]));
+        assert_eq!(walk(gz_zip, Limits::default()), Ok(vec![1]));
+        // Formats not read here are unscannable wherever they are.
+        let zipped_bz2 = zip_of(&[("cards.csv.bz2", b"BZh91AY&SY....")]);
+        assert!(walk(zipped_bz2, Limits::default()).is_err_and(|e| e.contains("bzip2")));
+        // With no depth, a ZIP file is not read as raw bytes: it is unscannable.
+        let flat = Limits {
+            max_depth: 0,
+            ..Limits::default()
+        };
+        let zipped = zip_of(&[("cards.csv", cards)]);
+        assert!(walk(zipped, flat).is_err_and(|e| e.contains("max_depth")));
+        assert!(walk(gzip(cards), flat).is_err_and(|e| e.contains("max_depth")));
+        // A PDF document with nothing to read it is unscannable, in an archive too.
+        let pdf = zip_of(&[("statement.pdf", b"%PDF-1.4\n...")]);
+        assert!(walk(pdf, Limits::default()).is_err_and(|e| e.contains("PDF")));
+    }
+
+    #[test]
+    fn xml_attributes_and_elements_are_read_apart() {
+        let doc = br#"<?xml version="1.0"?><rows><row pan="4111 1111 1111 1111"/><id>7</id><pan>5500000000000004</pan></rows>"#;
+        assert_eq!(walk(doc.to_vec(), Limits::default()), Ok(vec![2]));
+        let zipped = zip_of(&[("customers.xml", doc)]);
+        assert_eq!(walk(zipped, Limits::default()), Ok(vec![2]));
+        // An office part joins its runs, and its attributes are read too.
+        let docx = zip_of(&[(
+            "word/document.xml",
+            br#"<w:p><w:r><w:t>4111 1111 </w:t></w:r><w:r><w:t>1111 1111</w:t></w:r></w:p><wp:docPr descr="5500 0000 0000 0004"/>"#,
+        )]);
+        assert_eq!(walk(docx, Limits::default()), Ok(vec![2]));
+    }
+
+    #[test]
+    fn a_walk_ends_at_its_deadline() {
+        let rules = cards();
+        let mut scanner = Scanner::new(&rules);
+        let data = vec![b'1'; 4 * CHUNK];
+        let result = Walk::new(&mut scanner, Limits::default())
+            .within(Duration::ZERO)
+            .file(Cursor::new(data));
+        assert!(matches!(result, Err(Stop::Unscannable(u)) if u.0.contains("timeout")));
     }
 
     #[test]

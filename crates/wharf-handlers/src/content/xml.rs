@@ -1,10 +1,11 @@
-//! Text out of XML, streamed: what an office document's parts (DOCX, XLSX, ODT) hold
-//! between their tags, with the predefined and numeric entities decoded.
+//! Text out of XML, streamed: what is between the tags, with the predefined and numeric
+//! entities decoded, and the attribute values as a stream of their own.
 //!
-//! Tags that end a paragraph, a cell or a line become a line break, so words of two
-//! paragraphs do not run together; formatting tags become nothing, so a number split
-//! over runs of text (`<w:t>4111 </w:t><w:t>1111</w:t>`) reads whole. Memory is a
-//! few bytes of state whatever the input.
+//! In any XML, every tag separates text, so `<id>7</id><pan>4111...</pan>` reads as two
+//! numbers. In an office document's parts (DOCX, XLSX, ODT: [`Mode::Office`]) only tags
+//! that end a paragraph, a cell or a line separate; formatting tags become nothing, so a
+//! number split over runs of text (`<w:t>4111 </w:t><w:t>1111</w:t>`) reads whole, as the
+//! document shows it. Memory is a few bytes of state whatever the input.
 
 /// Local tag names (after any prefix) that separate text.
 const BREAKS: &[&[u8]] = &[
@@ -24,6 +25,15 @@ const BREAKS: &[&[u8]] = &[
     b"is",
 ];
 
+/// How tags separate text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every tag is a break.
+    Markup,
+    /// Only paragraph, cell and line tags are breaks (office documents' parts).
+    Office,
+}
+
 const MAX_NAME: usize = 32;
 const MAX_ENTITY: usize = 32;
 
@@ -34,23 +44,34 @@ enum State {
     /// Inside `<...>`, reading the name while `naming`; `quote` is the quote of an
     /// attribute value being read (a `>` there does not end the tag).
     Tag { naming: bool, quote: Option<u8> },
-    /// Inside `&...;`.
-    Entity,
+    /// Inside `&...;`; in an attribute value quoted so, when `quote` is set.
+    Entity { quote: Option<u8> },
     /// Inside `<![CDATA[...]]>`: text as it is; `closing` counts the `]` seen.
     CData { closing: u8 },
 }
 
 /// Turns XML bytes into text bytes, a piece at a time.
-#[derive(Default)]
 pub struct Stripper {
+    mode: Mode,
     state: State,
     name: Vec<u8>,
     entity: Vec<u8>,
 }
 
 impl Stripper {
-    /// Strips `input`, appending the text to `out`.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    /// A stripper separating text as `mode` says.
+    pub fn new(mode: Mode) -> Stripper {
+        Stripper {
+            mode,
+            state: State::Text,
+            name: Vec::new(),
+            entity: Vec::new(),
+        }
+    }
+
+    /// Strips `input`, appending the text to `out` and the attribute values (each
+    /// followed by a line break) to `values`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, values: &mut Vec<u8>) {
         for &b in input {
             match self.state {
                 State::Text => match b {
@@ -63,7 +84,7 @@ impl Stripper {
                     }
                     b'&' => {
                         self.entity.clear();
-                        self.state = State::Entity;
+                        self.state = State::Entity { quote: None };
                     }
                     _ => out.push(b),
                 },
@@ -72,10 +93,16 @@ impl Stripper {
                     quote: Some(q),
                 } => {
                     if b == q {
+                        values.push(b'\n');
                         self.state = State::Tag {
                             naming: false,
                             quote: None,
                         };
+                    } else if b == b'&' {
+                        self.entity.clear();
+                        self.state = State::Entity { quote: Some(q) };
+                    } else {
+                        values.push(b);
                     }
                 }
                 State::Tag { naming, .. } => match b {
@@ -120,18 +147,37 @@ impl Stripper {
                         self.state = State::CData { closing: 0 };
                     }
                 },
-                State::Entity => {
+                State::Entity { quote } => {
+                    let (target, back) = match quote {
+                        Some(q) => (
+                            &mut *values,
+                            State::Tag {
+                                naming: false,
+                                quote: Some(q),
+                            },
+                        ),
+                        None => (&mut *out, State::Text),
+                    };
                     if b == b';' {
-                        self.decode(out);
-                        self.state = State::Text;
-                    } else if self.entity.len() < MAX_ENTITY {
+                        self.decode(target);
+                        self.state = back;
+                    } else if self.entity.len() < MAX_ENTITY && Some(b) != quote {
                         self.entity.push(b);
                     } else {
                         // Not an entity after all: keep what was read as text.
-                        out.push(b'&');
-                        out.extend_from_slice(&self.entity);
-                        out.push(b);
-                        self.state = State::Text;
+                        target.push(b'&');
+                        target.extend_from_slice(&self.entity);
+                        self.state = back;
+                        if Some(b) == quote {
+                            // The quote ends the value (`target` is the values).
+                            target.push(b'\n');
+                            self.state = State::Tag {
+                                naming: false,
+                                quote: None,
+                            };
+                        } else {
+                            target.push(b);
+                        }
                     }
                 }
             }
@@ -139,6 +185,9 @@ impl Stripper {
     }
 
     fn breaks(&self) -> bool {
+        if self.mode == Mode::Markup {
+            return true;
+        }
         let local = match self.name.iter().rposition(|b| *b == b':') {
             Some(i) => &self.name[i + 1..],
             None => &self.name[..],
@@ -179,13 +228,36 @@ impl Stripper {
 mod tests {
     use super::*;
 
-    fn strip(pieces: &[&[u8]]) -> String {
-        let mut s = Stripper::default();
-        let mut out = Vec::new();
+    fn strip_as(mode: Mode, pieces: &[&[u8]]) -> (String, String) {
+        let mut s = Stripper::new(mode);
+        let (mut out, mut values) = (Vec::new(), Vec::new());
         for p in pieces {
-            s.feed(p, &mut out);
+            s.feed(p, &mut out, &mut values);
         }
-        String::from_utf8(out).expect("utf-8")
+        (
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(values).expect("utf-8"),
+        )
+    }
+
+    fn strip(pieces: &[&[u8]]) -> String {
+        strip_as(Mode::Office, pieces).0
+    }
+
+    #[test]
+    fn any_xml_separates_at_every_tag_and_keeps_attribute_values() {
+        let doc: &[u8] = br#"<?xml version="1.0"?><rows><row pan="4111 1111 &#49;111 1111" n='a&amp;b'/><id>7</id><pan>4111111111111111</pan></rows>"#;
+        let (text, values) = strip_as(Mode::Markup, &[doc]);
+        assert_eq!(
+            text.split_whitespace().collect::<Vec<_>>(),
+            ["7", "4111111111111111"]
+        );
+        assert_eq!(values, "1.0\n4111 1111 1111 1111\na&b\n");
+        let bytes: Vec<&[u8]> = doc.chunks(1).collect();
+        assert_eq!(strip_as(Mode::Markup, &bytes), (text, values));
+        // An ampersand that starts no entity, up to the closing quote.
+        let (_, values) = strip_as(Mode::Markup, &[br#"<a v="x & y&z"/>"#]);
+        assert_eq!(values, "x & y&z\n");
     }
 
     #[test]

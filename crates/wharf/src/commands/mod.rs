@@ -10,6 +10,7 @@ mod events;
 mod groups;
 mod handlers;
 mod io;
+pub mod pdf_text;
 mod reload;
 mod size;
 mod store;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::init::announce(&path, password.as_deref());
             Ok(ExitCode::SUCCESS)
         }
+        Command::PdfText => Ok(pdf_text::run()),
         Command::CheckConfig => match Loaded::load(&cli.config) {
             Ok(loaded) => {
                 // What only `serve` reads (handlers' secrets) is read here too.

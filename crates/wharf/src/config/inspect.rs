@@ -234,6 +234,12 @@ impl ContentSection {
                 key("unscannable"),
             )?,
             quarantine,
+            // PDF documents are read by this program in a process of its own, limited
+            // (`wharf pdf-text`); the running executable, even if replaced on disk since.
+            pdf: Some(wharf_handlers::content::PdfReader {
+                program: "/proc/self/exe".into(),
+                args: vec!["pdf-text".into()],
+            }),
         })
     }
 
