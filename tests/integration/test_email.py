@@ -4,6 +4,7 @@ read from the accounts' addresses."""
 
 import email
 import email.policy
+import json
 import ssl
 import subprocess
 import threading
@@ -27,15 +28,22 @@ class Mailbox:
         self.messages = []
         self.logins = []
         self.lock = threading.Lock()
+        self.refuse = 0  # how many of the next messages are answered 451 (try again later)
+        self.refused = []
 
     async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         with self.lock:
+            if self.refuse > 0:
+                self.refuse -= 1
+                self.refused.append({"at": time.time(), "message": message})
+                return "451 4.3.0 Try again later"
             self.messages.append({
+                "at": time.time(),
                 "from": envelope.mail_from,
                 "rcpt": sorted(envelope.rcpt_tos),
                 "tls": session.ssl is not None,
-                "message": email.message_from_bytes(envelope.original_content,
-                                                    policy=email.policy.default),
+                "message": message,
             })
         return "250 OK"
 
@@ -130,6 +138,53 @@ def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
     assert sent[0]["attrs"]["to"] == "files@acme.example,ops@example.net"
     assert sent[0]["attrs"]["message_id"] == message["Message-ID"]
     assert SMTP_PASSWORD not in server.log.read_text()
+
+
+def test_a_burst_is_one_message_when_the_first_send_is_refused_for_now(server, smtp):
+    """The earliest event's job is told 451 and waits 20 s to retry: the next job of the
+    window sends the whole burst at once, and the earliest job, retried, sends nothing."""
+    secret = server.root / "smtp.secret"
+    secret.write_text(SMTP_PASSWORD + "\n")
+    server.add_account("acme", password=PASSWORD)
+    server.wharf("account", "set", "acme", "--email", "files@acme.example", check=True)
+    config = BATCHED.format(port=smtp.starttls_port, ca=smtp.cert, secret=secret)
+    configure(server, config.replace('path = "/in/*"\n', 'path = "/in/*"\nretry_wait = 20\n'))
+    smtp.refuse = 1
+    server.start()
+    outbox = server.root / "outbox"
+    outbox.mkdir()
+    for i in range(5):
+        (outbox / f"r{i}.csv").write_text(f"report {i}\n")
+    server.sftp("acme", "mkdir in\n" + "".join(f"put {outbox}/r{i}.csv in/r{i}.csv\n" for i in range(5)))
+    wait_for(lambda: smtp.messages, timeout=30, what="a message")
+    [refused] = smtp.refused
+    # Well before the refused job's retry: another job of the window sent it.
+    assert smtp.messages[0]["at"] - refused["at"] < 12
+    retrying = handler_events(server, "handler.retrying")
+    assert len(retrying) == 1 and "451" in retrying[0]["message"]
+
+    def all_done():
+        out = server.wharf("handler", "jobs", "--json", check=True).stdout
+        jobs = [json.loads(line) for line in out.splitlines()]
+        return len(jobs) == 5 and all(j["state"] == "done" for j in jobs)
+    wait_for(all_done, timeout=60, what="every job done (the refused one retried)")
+    time.sleep(1)
+    assert len(smtp.messages) == 1, [m["message"]["Subject"] for m in smtp.messages]
+    message = smtp.messages[0]["message"]
+    body = message.get_content()
+    for i in range(5):
+        assert body.count(f"acme uploaded /in/r{i}.csv") == 1, body
+    # The same events make the same Message-ID, whichever job sends them.
+    assert message["Message-ID"] == refused["message"]["Message-ID"]
+    uploads = sorted(e["seq"] for e in handler_events(server, "upload.finished"))
+    [sent] = handler_events(server, "email.sent")
+    assert sent["attrs"]["events"] == "5"
+    listed = []
+    for run in sent["attrs"]["seqs"].split(","):
+        first, _, last = run.partition("-")
+        listed.extend(range(int(first), int(last or first) + 1))
+    assert listed == uploads
+    assert sent["attrs"]["trigger"] != str(uploads[0]), "sent by another job than the refused one"
 
 
 QUARANTINE_MAIL = """

@@ -2,13 +2,23 @@
 //! plain SMTP only to this machine), with templates for the recipients, subject and body.
 //!
 //! With a `batch` window, a burst of events becomes one message per window and recipient
-//! set: each event's job waits for its window to close, then the job of the window's
-//! earliest event (lowest `seq`) reads the window's events from the trail and sends them
-//! all; the `email.sent` it records names the window and the last `seq` it covered, and
-//! the other jobs of the window find themselves covered and send nothing. An event written
-//! to the trail after the message went (a node that was cut from the store) is not covered
-//! and gets a message of its own. Delivery is at least once: a message sent just before a
-//! crash is sent again, with the same `Message-ID`, which mail systems use to drop repeats.
+//! set. Each event's job waits for its window to close (and settle), then reads the
+//! window's `email.sent` records for its recipients: each names exactly the events its
+//! message listed (`attrs.seqs`) and where in the window it stopped reading
+//! (`attrs.through`). A job whose event is listed is done. Otherwise it reads the window,
+//! oldest first, after that point: the events to the same recipients not listed yet whose
+//! jobs are still to end, at most 200, are the next message's (a "stretch").
+//! The stretch is sent by the job of its first event, or, while that job waits to retry a
+//! failed send, by the next one that is alive, so a burst is one message even when the
+//! earliest job's send fails, and no job sends its own event alone meanwhile. A
+//! window with more events gets more messages, one stretch after another. An event behind
+//! a stretch already sent but not listed in it (written to the trail after the message
+//! went: a node that was cut from the store) gets a message of its own.
+//!
+//! Delivery is at least once: a message sent just before a crash, or by two jobs that each
+//! found the other stopped, is sent again with the same `Message-ID` (made from the events
+//! it lists), which mail systems use to drop repeats. A job run again after its message
+//! was recorded finds its event listed and sends nothing.
 //!
 //! Recipients come from templates; `${EMAIL}` and `${GROUP_EMAIL}` are read from the store
 //! when the message is made. Header values made from events lose their control characters,
@@ -23,11 +33,14 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use wharf_core::EventKind;
-use wharf_store::{AuditRecord, EventFilter};
+use wharf_store::AuditRecord;
 
 use crate::ActionError;
 use crate::actions::{Job, Step};
 use crate::template::Template;
+
+mod batch;
+use batch::{Batch, Group, Plan, Window, plan, poll_at};
 
 /// How the connection to the SMTP server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,15 +77,6 @@ pub struct EmailAction {
     pub batch: Option<Duration>,
 }
 
-/// Events a batched message lists at most (the rest are counted).
-const MAX_LISTED: usize = 200;
-/// Events of one window read from the trail at most.
-const MAX_WINDOW: i64 = 10_000;
-/// Time after a window closes for its last events to reach the trail.
-const SETTLE: Duration = Duration::from_secs(2);
-/// How long a job waits for the window's sender before sending on its own.
-const COVER_WAIT: Duration = Duration::from_secs(120);
-
 fn header_text(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -94,43 +98,104 @@ fn now_us() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-/// The variables of `record`'s message, with the addresses the store holds.
-async fn vars_of(job: &Job<'_>, record: &AuditRecord) -> BTreeMap<&'static str, String> {
-    let one = Job {
-        handler: job.handler,
-        store: job.store,
-        record,
-        uuid: job.uuid.clone(),
-    };
-    let subject = crate::subject::subject(record);
-    let mut vars = one.vars(subject.as_ref());
-    if subject.is_none()
-        && let Some(path) = &record.path
-    {
-        vars.insert(
-            "NAME",
-            path.rsplit('/').next().unwrap_or_default().to_owned(),
-        );
-    }
-    let mut email = String::new();
-    let mut group_emails = Vec::new();
-    if let Some(account) = &record.account
-        && let Ok(Some(found)) = job.store.account(account).await
-    {
-        email = found.email.clone().unwrap_or_default();
-        for group in &found.groups {
-            if let Ok(Some(g)) = job.store.group(group).await
-                && let Some(address) = g.email
-            {
-                group_emails.push(address);
-            }
-        }
-    }
-    vars.insert("EMAIL", email);
-    vars.insert("GROUP_EMAIL", group_emails.join(","));
-    vars
+/// An account's address and its groups' addresses (joined by commas).
+type Addresses = (String, String);
+
+/// Makes the variables and recipients of events, reading each account (and its groups)
+/// once per attempt: a window's events are mostly a few accounts'.
+struct Resolver<'a> {
+    job: &'a Job<'a>,
+    action: &'a EmailAction,
+    accounts: BTreeMap<String, Addresses>,
 }
 
+impl<'a> Resolver<'a> {
+    fn new(job: &'a Job<'a>, action: &'a EmailAction) -> Resolver<'a> {
+        Resolver {
+            job,
+            action,
+            accounts: BTreeMap::new(),
+        }
+    }
+
+    /// The addresses the store holds for `account`. A store that does not answer is worth
+    /// a retry: a message made meanwhile would miss the account's recipients.
+    async fn addresses(&mut self, account: &str) -> Result<Addresses, ActionError> {
+        if let Some(found) = self.accounts.get(account) {
+            return Ok(found.clone());
+        }
+        let store = self.job.store;
+        let failed = |e: wharf_store::StoreError| {
+            ActionError::retry(format!("cannot read the account's addresses: {e}"))
+        };
+        let mut email = String::new();
+        let mut group_emails = Vec::new();
+        if let Some(found) = store.account(account).await.map_err(failed)? {
+            email = found.email.clone().unwrap_or_default();
+            for group in &found.groups {
+                if let Some(address) = store
+                    .group(group)
+                    .await
+                    .map_err(failed)?
+                    .and_then(|g| g.email)
+                {
+                    group_emails.push(address);
+                }
+            }
+        }
+        let addresses = (email, group_emails.join(","));
+        self.accounts.insert(account.to_owned(), addresses.clone());
+        Ok(addresses)
+    }
+
+    /// The variables of `record`'s message, with the addresses the store holds.
+    async fn vars(
+        &mut self,
+        record: &AuditRecord,
+    ) -> Result<BTreeMap<&'static str, String>, ActionError> {
+        let one = Job {
+            handler: self.job.handler,
+            store: self.job.store,
+            record,
+            uuid: self.job.uuid.clone(),
+        };
+        let subject = crate::subject::subject(record);
+        let mut vars = one.vars(subject.as_ref());
+        if subject.is_none()
+            && let Some(path) = &record.path
+        {
+            vars.insert(
+                "NAME",
+                path.rsplit('/').next().unwrap_or_default().to_owned(),
+            );
+        }
+        let (email, group_emails) = match &record.account {
+            Some(account) => self.addresses(account).await?,
+            None => Addresses::default(),
+        };
+        vars.insert("EMAIL", email);
+        vars.insert("GROUP_EMAIL", group_emails);
+        Ok(vars)
+    }
+
+    /// Whether `record`'s message goes to exactly `to`. An event whose recipients cannot
+    /// be made (a bad address) does not: its own job fails on it.
+    async fn same_recipients(
+        &mut self,
+        record: &AuditRecord,
+        to: &BTreeSet<String>,
+    ) -> Result<bool, ActionError> {
+        let vars = self.vars(record).await?;
+        match recipients(self.action, &vars) {
+            Ok(found) => Ok(&found == to),
+            Err(e) if e.permanent => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+const NO_RECIPIENT: &str =
+    "no recipient: every `to` expanded to nothing (an account or group without an e-mail address?)";
 fn recipients(
     action: &EmailAction,
     vars: &BTreeMap<&'static str, String>,
@@ -163,29 +228,22 @@ fn letter(
     action: &EmailAction,
     to: BTreeSet<String>,
     parts: &[BTreeMap<&'static str, String>],
-    total: usize,
 ) -> Letter {
     let first = parts.first().cloned().unwrap_or_default();
     let mut subject = header_text(&action.subject.expand(&first));
-    if total > 1 {
-        subject.push_str(&format!(" (and {} more)", total - 1));
+    if parts.len() > 1 {
+        subject.push_str(&format!(" (and {} more)", parts.len() - 1));
     }
-    let mut body = parts
+    let body = parts
         .iter()
         .map(|v| action.body.expand(v))
         .collect::<Vec<_>>()
         .join("\n\n----\n\n");
-    if total > parts.len() {
-        body.push_str(&format!(
-            "\n\n----\n\n{} more events in this window are not listed; see the trail.\n",
-            total - parts.len()
-        ));
-    }
     Letter {
         to,
         subject,
         body,
-        events: total,
+        events: parts.len(),
     }
 }
 
@@ -258,112 +316,83 @@ pub(crate) async fn email(
     action: &EmailAction,
     timeout: Duration,
 ) -> Result<Step, ActionError> {
-    let Some(window) = action.batch else {
-        let vars = vars_of(job, job.record).await;
-        let to = recipients(action, &vars)?;
-        if to.is_empty() {
-            return Err(ActionError::permanent(
-                "no recipient: every `to` expanded to nothing (an account or group without an e-mail address?)",
-            ));
-        }
-        let letter = letter(action, to, &[vars], 1);
-        let id = format!("<{}@wharf>", job.uuid);
-        send(action, &letter, &id, timeout).await?;
-        return Ok(Step::Done(vec![sent(job, &letter, &id, None)]));
-    };
-    let width = micros(window).max(1);
-    let at = time_us(job.record);
-    let start = at - at.rem_euclid(width);
-    let end = start + width;
-    let now = now_us();
-    if now < end + micros(SETTLE) {
-        return Ok(Step::WaitUntil(end + micros(SETTLE)));
-    }
-    let store_error = |e: wharf_store::StoreError| ActionError::retry(format!("the trail: {e}"));
-    // Covered by a message already sent for this window?
-    let sent_before = job
-        .store
-        .events(&EventFilter {
-            id: Some(EventKind::EmailSent.id()),
-            since_us: Some(start),
-            limit: 1000,
-            ..EventFilter::default()
-        })
-        .await
-        .map_err(store_error)?;
-    let covered = sent_before.iter().any(|r| {
-        r.attrs.get("handler") == Some(&job.handler.name)
-            && r.attrs.get("window").and_then(|w| w.parse::<i64>().ok()) == Some(start)
-            && r.attrs
-                .get("last_seq")
-                .and_then(|s| s.parse::<i64>().ok())
-                .is_some_and(|last| last >= job.record.seq)
-    });
-    if covered {
-        return Ok(Step::Done(Vec::new()));
-    }
-    let (low, high) = job
-        .handler
-        .on
-        .iter()
-        .fold((u32::MAX, 0), |(l, h), id| (l.min(*id), h.max(*id)));
-    let mut window_events: Vec<AuditRecord> = job
-        .store
-        .events(&EventFilter {
-            since_us: Some(start),
-            id_range: Some((low, high)),
-            limit: MAX_WINDOW,
-            ..EventFilter::default()
-        })
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .filter(|r| time_us(r) < end && job.handler.wants(r))
-        .collect();
-    window_events.sort_by_key(|r| r.seq);
-    let earliest = window_events.first().map(|r| r.seq);
-    let mine = match earliest {
-        Some(seq) if seq == job.record.seq => window_events,
-        // Another event's job sends this window; wait for its `email.sent`, then, if it
-        // never comes, send this event alone.
-        Some(_) if now < end + micros(COVER_WAIT) => {
-            return Ok(Step::WaitUntil(now + micros(SETTLE)));
-        }
-        _ => vec![job.record.clone()],
-    };
-    let last_seq = mine.iter().map(|r| r.seq).max().unwrap_or(job.record.seq);
-    let mut by_recipients: BTreeMap<BTreeSet<String>, Vec<BTreeMap<&'static str, String>>> =
-        BTreeMap::new();
-    let mut counts: BTreeMap<BTreeSet<String>, usize> = BTreeMap::new();
-    for record in &mine {
-        let vars = vars_of(job, record).await;
-        let to = recipients(action, &vars)?;
-        if to.is_empty() {
-            continue;
-        }
-        *counts.entry(to.clone()).or_default() += 1;
-        let listed = by_recipients.entry(to).or_default();
-        if listed.len() < MAX_LISTED {
-            listed.push(vars);
+    match action.batch {
+        None => single(job, action, timeout).await,
+        Some(width) => {
+            let window = Window::of(time_us(job.record), width);
+            batched(job, action, window, timeout).await
         }
     }
-    if by_recipients.is_empty() {
-        return Err(ActionError::permanent(
-            "no recipient: every `to` expanded to nothing (an account or group without an e-mail address?)",
-        ));
-    }
-    let mut events = Vec::new();
-    for (i, (to, parts)) in by_recipients.into_iter().enumerate() {
-        let total = counts.get(&to).copied().unwrap_or(parts.len());
-        let letter = letter(action, to, &parts, total);
-        let id = format!("<{}.{i}@wharf>", job.uuid);
-        send(action, &letter, &id, timeout).await?;
-        events.push(sent(job, &letter, &id, Some((start, last_seq))));
-    }
-    Ok(Step::Done(events))
 }
 
-fn sent(job: &Job<'_>, letter: &Letter, id: &str, window: Option<(i64, i64)>) -> wharf_core::Event {
+/// The variables and recipients of the job's own event; an event with no recipient fails.
+async fn own_message(
+    resolver: &mut Resolver<'_>,
+    record: &AuditRecord,
+) -> Result<(BTreeMap<&'static str, String>, BTreeSet<String>), ActionError> {
+    let vars = resolver.vars(record).await?;
+    let to = recipients(resolver.action, &vars)?;
+    if to.is_empty() {
+        return Err(ActionError::permanent(NO_RECIPIENT));
+    }
+    Ok((vars, to))
+}
+
+/// A message about the event alone.
+async fn single(
+    job: &Job<'_>,
+    action: &EmailAction,
+    timeout: Duration,
+) -> Result<Step, ActionError> {
+    let mut resolver = Resolver::new(job, action);
+    let (vars, to) = own_message(&mut resolver, job.record).await?;
+    let letter = letter(action, to, &[vars]);
+    let id = format!("<{}@wharf>", job.uuid);
+    send(action, &letter, &id, timeout).await?;
+    Ok(Step::Done(vec![sent(job, &letter, &id, None)]))
+}
+
+/// The event's part in its window's messages: nothing yet, nothing at all, or a message.
+async fn batched(
+    job: &Job<'_>,
+    action: &EmailAction,
+    window: Window,
+    timeout: Duration,
+) -> Result<Step, ActionError> {
+    let now = now_us();
+    if now < window.settled() {
+        return Ok(Step::WaitUntil(window.settled()));
+    }
+    let mut resolver = Resolver::new(job, action);
+    let (_, to) = own_message(&mut resolver, job.record).await?;
+    let group = Group {
+        handler: &job.handler.name,
+        window,
+        to: &to,
+    };
+    let (listed, through) = match plan(job, &mut resolver, &group).await? {
+        Plan::Covered => return Ok(Step::Done(Vec::new())),
+        Plan::Wait => return Ok(Step::WaitUntil(poll_at(now, window))),
+        Plan::Send { listed, through } => (listed, through),
+    };
+    let mut parts = Vec::with_capacity(listed.len());
+    for record in &listed {
+        parts.push(resolver.vars(record).await?);
+    }
+    let mut seqs: Vec<i64> = listed.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    let letter = letter(action, to.clone(), &parts);
+    let id = group.message_id(&seqs);
+    send(action, &letter, &id, timeout).await?;
+    let batch = Batch {
+        window: window.start,
+        seqs,
+        through,
+    };
+    Ok(Step::Done(vec![sent(job, &letter, &id, Some(&batch))]))
+}
+
+fn sent(job: &Job<'_>, letter: &Letter, id: &str, batch: Option<&Batch>) -> wharf_core::Event {
     let mut event = job
         .event(EventKind::EmailSent)
         .attr(
@@ -373,10 +402,10 @@ fn sent(job: &Job<'_>, letter: &Letter, id: &str, window: Option<(i64, i64)>) ->
         .attr("message_id", id)
         .attr("events", letter.events.to_string())
         .message(letter.subject.clone());
-    if let Some((start, last_seq)) = window {
-        event = event
-            .attr("window", start.to_string())
-            .attr("last_seq", last_seq.to_string());
+    if let Some(batch) = batch {
+        for (key, value) in batch.attrs() {
+            event = event.attr(key, value);
+        }
     }
     event
 }

@@ -420,6 +420,34 @@ impl Store {
         })
     }
 
+    /// The jobs of `handler` on the records `event_seqs` that were queued (and not
+    /// forgotten), in no particular order. Read 500 at a time.
+    pub async fn handler_jobs_on(
+        &self,
+        handler: &str,
+        event_seqs: &[i64],
+    ) -> Result<Vec<HandlerJob>, StoreError> {
+        let mut found = Vec::new();
+        for part in event_seqs.chunks(500) {
+            // Only `$N` marks are put together here; every value is bound.
+            let marks: Vec<String> = (2..part.len() + 2).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT * FROM handler_jobs WHERE handler = $1 AND event_seq IN ({})",
+                marks.join(", ")
+            );
+            let rows = on_pool!(self, pool => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(handler);
+                for seq in part {
+                    query = query.bind(*seq);
+                }
+                let rows = query.fetch_all(pool).await?;
+                rows.iter().map(job).collect::<Result<Vec<_>, StoreError>>()
+            })?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// How many jobs are in `state`, counted up to `cap` (the dashboard's depth).
     pub async fn count_handler_jobs(&self, state: JobState, cap: i64) -> Result<i64, StoreError> {
         on_pool!(self, pool => {

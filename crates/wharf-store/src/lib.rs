@@ -36,7 +36,9 @@ mod web_sessions;
 use std::path::Path;
 
 pub use admins::{AdminRecord, AdminTokenRecord, AdminWrite};
-pub use audit::{AuditRecord, ChainReport, EventFilter, GENESIS, chain_hash, format_time};
+pub use audit::{
+    AuditRecord, ChainReport, EventFilter, GENESIS, TimeRange, chain_hash, format_time,
+};
 pub use audit_archive::{ArchiveRefusal, Checkpoint};
 pub use bans::{BanChange, BanClaim, BanRecord};
 pub use cluster_configuration::{ClusterRevision, Publish};

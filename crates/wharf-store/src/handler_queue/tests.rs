@@ -407,3 +407,33 @@ async fn jobs_running_before_leases_existed_are_claimable_after_the_upgrade() {
         );
     }
 }
+
+#[tokio::test]
+async fn jobs_are_found_by_their_handler_and_records() {
+    for t in crate::testing::backends().await {
+        let (store, name) = (&t.store, t.name);
+        let now = store.clock_us().await.unwrap();
+        queue(store, "a", "h", 1..4, now).await;
+        queue(store, "a", "other", 2..3, now).await;
+        let mut found: Vec<_> = store
+            .handler_jobs_on("h", &[2, 3, 9])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.handler, j.event_seq))
+            .collect();
+        found.sort();
+        assert_eq!(found, [("h".to_owned(), 2), ("h".to_owned(), 3)], "{name}");
+        assert!(
+            store.handler_jobs_on("h", &[]).await.unwrap().is_empty(),
+            "{name}"
+        );
+        // More than one statement's worth.
+        let many: Vec<i64> = (0..1200).collect();
+        assert_eq!(
+            store.handler_jobs_on("h", &many).await.unwrap().len(),
+            3,
+            "{name}"
+        );
+    }
+}
