@@ -9,6 +9,12 @@
 //! signed by nobody trusted) sends the source to quarantine, with the reason in the events.
 //! Decrypted output is bounded (`max_ratio` times the message, plus 1 MiB), so a
 //! compressed message cannot fill the disk.
+//!
+//! Partners' keys are used as their certificates say ([`keys`]): a message is encrypted to
+//! each subkey whose newest binding lets it encrypt now (neither revoked nor expired), or,
+//! when there is none, to the primary key if its own self-signature lets it; a signature
+//! counts when made by a signer's primary key or by a subkey bound for signing, neither
+//! revoked nor expired when the signature was made.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -26,6 +32,9 @@ use crate::ActionError;
 use crate::actions::{Job, Left, Quarantine, Step, blocking};
 use crate::files::{self, Dest};
 use crate::template::Template;
+
+mod keys;
+pub use keys::unusable_for_encryption;
 
 /// What an `openpgp` handler does.
 pub enum Operation {
@@ -127,20 +136,63 @@ fn fingerprint(key: &SignedPublicKey) -> String {
     format!("{:X}", key.fingerprint())
 }
 
-/// Which of `signers` verifies `message` (read whole first), by their primary keys or
-/// subkeys.
+/// Which of `signers` verifies `message` (read whole first): by its primary key, or by a
+/// subkey its certificate binds for signing; neither revoked, nor expired when the
+/// signature was made (see [`keys`]).
 fn signer(message: &Message<'_>, signers: &[SignedPublicKey]) -> Option<String> {
-    for key in signers {
-        if message.verify(key).is_ok()
-            || key
-                .public_subkeys
-                .iter()
-                .any(|sub| message.verify(&sub.key).is_ok())
-        {
-            return Some(fingerprint(key));
+    // A signature without its creation time is not a valid one.
+    let made = |sig: &pgp::packet::Signature| sig.created();
+    for cert in signers {
+        let by_primary = message
+            .verify(&cert.primary_key)
+            .ok()
+            .and_then(made)
+            .is_some_and(|at| keys::primary_may_sign(cert, at));
+        let by_subkey = || {
+            cert.public_subkeys.iter().any(|sub| {
+                message
+                    .verify(&sub.key)
+                    .ok()
+                    .and_then(made)
+                    .is_some_and(|at| keys::subkey_may_sign(cert, sub, at))
+            })
+        };
+        if by_primary || by_subkey() {
+            return Some(fingerprint(cert));
         }
     }
     None
+}
+
+/// Adds every key of `recipient` that may encrypt now to `builder`'s recipients.
+fn encrypt_to<R: std::io::Read>(
+    builder: &mut MessageBuilder<'_, R, pgp::composed::EncryptionSeipdV1>,
+    rng: &mut rand08::rngs::ThreadRng,
+    recipient: &SignedPublicKey,
+) -> Result<(), ActionError> {
+    let targets = keys::encryption_keys(recipient, keys::now());
+    if targets.is_empty() {
+        // It had one when the configuration was loaded: it expired or was revoked since.
+        return Err(ActionError::permanent(format!(
+            "cannot encrypt to {}: {}",
+            fingerprint(recipient),
+            keys::unusable_for_encryption(recipient).unwrap_or_default()
+        )));
+    }
+    for target in targets {
+        let done = match target {
+            keys::EncryptTo::Subkey(key) => builder.encrypt_to_key(&mut *rng, key).map(|_| ()),
+            keys::EncryptTo::Primary(key) => builder.encrypt_to_key(&mut *rng, key).map(|_| ()),
+        };
+        done.map_err(|e| {
+            ActionError::permanent(format!(
+                "cannot encrypt to {}: {}",
+                fingerprint(recipient),
+                brief(&e)
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs `operation` on `source`, writing to `out`; answers the signer that verified, if any.
@@ -162,23 +214,7 @@ fn run(
             let mut builder = MessageBuilder::from_reader(name.to_owned(), BufReader::new(source))
                 .seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
             for recipient in recipients {
-                let done = match recipient
-                    .public_subkeys
-                    .iter()
-                    .find(|sub| sub.key.algorithm().can_encrypt())
-                {
-                    Some(sub) => builder.encrypt_to_key(&mut rng, &sub.key).map(|_| ()),
-                    None => builder
-                        .encrypt_to_key(&mut rng, &recipient.primary_key)
-                        .map(|_| ()),
-                };
-                done.map_err(|e| {
-                    ActionError::permanent(format!(
-                        "cannot encrypt to {}: {}",
-                        fingerprint(recipient),
-                        brief(&e)
-                    ))
-                })?;
+                encrypt_to(&mut builder, &mut rng, recipient)?;
             }
             if let Some((key, passphrase)) = sign_with {
                 builder.sign(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
-use wharf_handlers::openpgp::{read_public_key, read_secret_key};
+use wharf_handlers::openpgp::{read_public_key, read_secret_key, unusable_for_encryption};
 use wharf_handlers::{OpenPgpAction, PgpOperation, Template};
 
 use crate::config::Loaded;
@@ -83,7 +83,10 @@ impl OpenPgpSection {
             std::fs::read(&path)
                 .map_err(|e| (span, key(k), format!("cannot read {}: {e}", path.display())))
         };
-        let publics = |list: &Option<Spanned<Vec<String>>>, k: &str| {
+        // Recipients' keys must hold a key to encrypt to now: a partner's certificate
+        // whose encryption subkeys all expired or were revoked is refused here, by name,
+        // not at the first file.
+        let publics = |list: &Option<Spanned<Vec<String>>>, k: &str, encrypt: bool| {
             let Some(list) = list else {
                 return Ok(Vec::new());
             };
@@ -91,13 +94,21 @@ impl OpenPgpSection {
                 .iter()
                 .map(|file| {
                     let bytes = read(file, list.span(), k)?;
-                    read_public_key(&bytes).map_err(|e| {
+                    let public = read_public_key(&bytes).map_err(|e| {
                         (
                             list.span(),
                             key(k),
                             format!("{file}: not an OpenPGP public key: {e}"),
                         )
-                    })
+                    })?;
+                    if encrypt && let Some(why) = unusable_for_encryption(&public) {
+                        return Err((
+                            list.span(),
+                            key(k),
+                            format!("{file}: cannot be encrypted to: {why}"),
+                        ));
+                    }
+                    Ok(public)
                 })
                 .collect::<Result<Vec<_>, Problem>>()
         };
@@ -148,7 +159,7 @@ impl OpenPgpSection {
         };
         let operation = match self.operation.get_ref().as_str() {
             "encrypt" => {
-                let recipients = publics(&self.recipients, "recipients")?;
+                let recipients = publics(&self.recipients, "recipients", true)?;
                 if recipients.is_empty() {
                     return Err((
                         self.operation.span(),
@@ -172,7 +183,7 @@ impl OpenPgpSection {
                 PgpOperation::Decrypt {
                     key: secret,
                     passphrase,
-                    signers: publics(&self.signers, "signers")?,
+                    signers: publics(&self.signers, "signers", false)?,
                 }
             }
             "sign" => {
@@ -189,7 +200,7 @@ impl OpenPgpSection {
                 }
             }
             "verify" => {
-                let signers = publics(&self.signers, "signers")?;
+                let signers = publics(&self.signers, "signers", false)?;
                 if signers.is_empty() {
                     return Err((
                         self.operation.span(),
