@@ -2,7 +2,8 @@
 
 Runs each measurement alternately on Wharf and on the peer (A B, then B A, ...), takes the
 median of the runs, and prints one markdown table of absolute figures and Wharf / peer
-ratios. Started by bench/run, which installs the peers and builds Wharf; see
+ratios. With --baseline, the peer of every row is another Wharf binary (an earlier commit,
+built by `bench/run --compare REV`), so a change's effect is one table. Started by bench/run, which installs the peers and builds Wharf; see
 docs/performance.md. Every process it starts is stopped, and its scratch folder removed,
 on the way out.
 """
@@ -51,6 +52,7 @@ class Row:
     cpu_target: float | None = None
     results: dict = field(default_factory=dict)  # server name -> Result
     subject: str = "wharf"  # the server measured against `peer`
+    limit: float | None = None  # a bound on the subject's own figure (≤ when lower is better)
 
 
 class Bench:
@@ -69,13 +71,20 @@ class Bench:
         s.create_user()
         s.make_keys()
         print(f"bench: writing {self.args.size_mib} MiB and {self.args.small} small files", file=sys.stderr)
-        s.make_files(self.args.size_mib, self.args.small)
+        many = "g" in set(self.args.only.split(","))
+        s.make_files(self.args.size_mib, self.args.small, self.args.many_mib if many else 0)
         self.servers["wharf"] = servers.start_wharf(s, Path(self.args.wharf))
-        s.share_big_file(s.peer_home, self.servers["wharf"].home)
-        s.hand_peer_home_to_user()
-        self.servers["openssh"] = servers.start_sshd(s)
-        self.servers["vsftpd"] = servers.start_vsftpd(s)
-        self.servers["nginx"] = servers.start_nginx(s)
+        if self.args.baseline:
+            # Only Wharf against Wharf: the peers would take memory and nothing else.
+            base = servers.start_wharf(s, Path(self.args.baseline), self.baseline_name())
+            self.servers[base.name] = base
+            s.share_big_file(self.servers["wharf"].home, base.home)
+        else:
+            s.share_big_file(s.peer_home, self.servers["wharf"].home)
+            s.hand_peer_home_to_user()
+            self.servers["openssh"] = servers.start_sshd(s)
+            self.servers["vsftpd"] = servers.start_vsftpd(s)
+            self.servers["nginx"] = servers.start_nginx(s)
         if "e" in set(self.args.only.split(",")):
             self.set_up_cluster()
         hosts = "".join(f"Host {name}\n  HostName 127.0.0.1\n  Port {srv.ports['ssh']}\n"
@@ -91,6 +100,12 @@ class Bench:
   Compression no
   ControlMaster no
 """)
+
+    def baseline_name(self):
+        return f"wharf-{self.args.baseline_rev}"
+
+    def is_wharf(self, server):
+        return getattr(self.servers[server], "kind", server) == "wharf"
 
     def set_up_cluster(self):
         """Group e: the same binary on a PostgreSQL store (one node, then two behind HAProxy)."""
@@ -123,7 +138,7 @@ class Bench:
     def transfer_cmd(self, proto, direction, server, cipher=None):
         """The client command for one 1-file transfer; uploads go to `up.bin`."""
         s = self.scratch
-        host = "wharf" if server == "wharf" else "openssh"
+        host = server if self.is_wharf(server) else "openssh"
         c = ["-c", cipher] if cipher else []
         up = direction == "up"
         if proto == "sftp":
@@ -145,8 +160,8 @@ class Bench:
             return ["curl", "-sS", "--fail", *tls, "-u", f"{USER}:{self.password}",
                     *(["-T", s.big] if up else ["-o", "/dev/null"]), url]
         if proto == "https":
-            if server == "wharf":
-                base = f"https://127.0.0.1:{self.port('wharf', 'https')}/api/v1/files/"
+            if self.is_wharf(server):
+                base = f"https://127.0.0.1:{self.port(server, 'https')}/api/v1/files/"
                 auth = ["-u", f"{USER}:{self.password}"]
             else:
                 base = f"https://127.0.0.1:{self.port('nginx', 'https')}/" + ("up/" if up else "")
@@ -158,7 +173,7 @@ class Bench:
 
     def uploaded_path(self, proto, server):
         home = self.servers[server].home
-        return home / "up" / "up.bin" if proto == "https" and server == "nginx" else home / "up.bin"
+        return home / "up" / "up.bin" if proto == "https" and not self.is_wharf(server) else home / "up.bin"
 
     def small_cmd(self, tool, server):
         s = self.scratch
@@ -191,6 +206,10 @@ class Bench:
             for path in [server.home / "up.bin", server.home / "up" / "up.bin"]:
                 path.unlink(missing_ok=True)
             shutil.rmtree(server.home / "smallup", ignore_errors=True)
+            for path in server.home.glob("many-*.bin"):
+                path.unlink()
+            for path in (server.home / "up").glob("many-*.bin"):
+                path.unlink()
         subprocess.run(["sync"])
 
     def measure_transfer(self, row, server, proto, direction, cipher):
@@ -214,6 +233,85 @@ class Bench:
         result = row.results.setdefault(server, Result())
         result.values.append(count / elapsed)
         result.cpu.append(cpu / count * 1000)
+
+    def many_cmd(self, proto, server, k):
+        """Client `k` of group g: download the 64 MiB file, then upload it as many-K.bin."""
+        s = self.scratch
+        if proto == "sftp":
+            batch = self.batch(f"many-{k}.batch", f"get mid.bin /dev/null\nput {s.mid} many-{k}.bin\n")
+            return ["sftp", "-q", "-F", self.ssh_config, "-b", batch, server if self.is_wharf(server) else "openssh"]
+        port = self.port(server, "ftp")
+        curl = ["curl", "-sS", "--fail", "--ssl-reqd", "-k", "--tls13-ciphers", TLS13_CIPHER,
+                "-u", f"{USER}:{self.password}"]
+        base = f"ftp://127.0.0.1:{port}/"
+        down = " ".join(curl + ["-o", "/dev/null", base + "mid.bin"])
+        up = " ".join(curl + ["-T", str(s.mid), base + f"many-{k}.bin"])
+        return ["sh", "-c", f"{down} && {up}"]
+
+    def measure_many(self, rows, server, proto, clients):
+        """Group g: `clients` clients at once, each downloading then uploading the 64 MiB file.
+        Fills rows (aggregate MB/s, slowest / median client time, peak KiB per transfer)."""
+        self.clean_uploads()
+        srv = self.servers[server]
+        time.sleep(1)
+        before = srv.pss_kib()
+        cpu0 = srv.cpu_seconds()
+        t0 = time.monotonic()
+        procs = [subprocess.Popen([str(c) for c in self.many_cmd(proto, server, k)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for k in range(clients)]
+        ended = {}
+        peak = before
+        while len(ended) < clients:
+            for k, proc in enumerate(procs):
+                if k not in ended and proc.poll() is not None:
+                    ended[k] = time.monotonic() - t0
+            peak = max(peak, srv.pss_kib())
+            if time.monotonic() - t0 > 1800:
+                for proc in procs:
+                    proc.kill()
+                raise RuntimeError(f"{server}: {clients} clients did not finish in 30 minutes")
+            time.sleep(0.2)
+        wall = max(ended.values())
+        time.sleep(0.3)
+        cpu = srv.cpu_seconds() - cpu0
+        failed = [p.stderr.read().strip() for p in procs if p.returncode != 0]
+        if failed:
+            raise RuntimeError(f"{server}: {len(failed)} of {clients} clients failed: {failed[0][-1000:]}")
+        size = self.scratch.mid.stat().st_size
+        for k in range(clients):
+            got = (srv.home / f"many-{k}.bin").stat().st_size
+            if got != size:
+                raise RuntimeError(f"{server}: client {k} uploaded {got} bytes of {size}")
+        moved = 2 * clients * size
+        aggregate, fairness, memory = rows
+        r = aggregate.results.setdefault(server, Result())
+        r.values.append(moved / wall / 1e6)
+        r.cpu.append(cpu / (moved / GIB))
+        fairness.results.setdefault(server, Result()).values.append(
+            max(ended.values()) / statistics.median(ended.values()))
+        memory.results.setdefault(server, Result()).values.append((peak - before) / clients)
+
+    def measure_burst(self, row, server, count, workers):
+        """Group g: `count` SFTP key logins from `workers` clients at once."""
+        port = self.port(server, "ssh")
+        cmd = ["python3", servers.BENCH / "inproc.py", "burst", "sftp", port, count, USER, self.scratch.key,
+               workers]
+        srv = self.servers[server]
+        cpu0 = srv.cpu_seconds()
+        done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900)
+        time.sleep(0.3)
+        cpu = srv.cpu_seconds() - cpu0
+        if done.returncode != 0:
+            raise RuntimeError(f"{server}: login burst failed: {done.stderr.strip()[-2000:]}")
+        fields = done.stdout.split()
+        logins, wall, times = int(fields[0]), float(fields[1]), sorted(float(t) for t in fields[2:])
+        if logins != count:
+            raise RuntimeError(f"{server}: {logins} logins of {count}")
+        result = row.results.setdefault(server, Result())
+        result.values.append(logins / wall)
+        result.cpu.append(cpu / logins * 1000)
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        result.extra.append(f"99th-percentile login {p99 * 1000:.0f} ms")
 
     def measure_logins(self, row, server, proto):
         secret = self.scratch.key if proto == "sftp" else self.password
@@ -319,6 +417,23 @@ class Bench:
                                                ("ftps", "idle FTPS session (PROT P)", "vsftpd", None)]:
                 row = Row("d", f"{label}, {self.args.idle} open", "KiB PSS/session", peer, False, target)
                 add(row, lambda srv, r=row, p=proto: self.measure_idle(r, srv, p))
+        if "g" in only:
+            for proto, label, peer in [("sftp", "SFTP", "openssh"), ("ftps", "FTPS (PROT P)", "vsftpd")]:
+                for clients in [int(n) for n in self.args.many_clients.split(",")]:
+                    what = f"{clients} clients, {label}, {self.args.many_mib} MiB down then up each"
+                    rows = (Row("g", f"{what}: aggregate", "MB/s", peer, True, 1.0, "s/GiB"),
+                            Row("g", f"{what}: slowest / median client", "×", peer, False, None, limit=2.0),
+                            Row("g", f"{what}: peak memory growth per client", "KiB PSS", peer, False, None,
+                                limit=1024.0))
+                    add(rows[0], lambda srv, rs=rows, p=proto, n=clients: self.measure_many(rs, srv, p, n))
+                    self.rows.extend(rows[1:])
+            row = Row("g", "1000 SFTP key logins from 50 clients at once (paramiko)", "logins/s", "openssh",
+                      True, None, "ms/login")
+            add(row, lambda srv, r=row: self.measure_burst(r, srv, 1000, 50))
+        if self.args.baseline:
+            for row in self.rows:
+                row.peer = self.baseline_name()
+                row.target = row.cpu_target = row.limit = None  # the targets are against the peers
         return plan
 
     def run(self):
@@ -332,7 +447,9 @@ class Bench:
 
     # -- report -------------------------------------------------------------
     def report(self) -> str:
-        lines = [f"Wharf benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+        title = "Wharf benchmark" if not self.args.baseline else \
+            f"Wharf benchmark: this tree against {self.baseline_name()}"
+        lines = [f"{title}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
                  *(f"- {line}" for line in getattr(self, "machine", None) or machine_lines()), "",
                  f"Runs per figure: {self.args.runs} (alternating Wharf and peer); medians [min-max]. "
                  f"File: {self.args.size_mib} MiB; small files: {self.args.small} x 4 KiB; "
@@ -350,6 +467,9 @@ class Bench:
             if row.target is not None:
                 met = ratio >= row.target if row.higher_is_better else ratio <= row.target
                 target = f"{'≥' if row.higher_is_better else '≤'} {row.target:g} {'met' if met else 'NOT met'}"
+            if row.limit is not None:
+                met = w.median() >= row.limit if row.higher_is_better else w.median() <= row.limit
+                target = f"Wharf {'≥' if row.higher_is_better else '≤'} {row.limit:g} {'met' if met else 'NOT met'}"
             cpu = cpu_ratio = ""
             if w.cpu and p.cpu:
                 wc, pc = statistics.median(w.cpu), statistics.median(p.cpu)
@@ -414,15 +534,25 @@ def main():
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--login-seconds", type=float, default=10)
     parser.add_argument("--login-workers", type=int, default=1)
+    parser.add_argument("--many-mib", type=int, default=64, help="group g: the file each client moves")
+    parser.add_argument("--many-clients", default="1,8,32,128", help="group g: the client counts")
     parser.add_argument("--only", default="a,b,c,d,e", help="groups to run: a (1 file), b (small files), "
-                        "c (logins), d (idle memory), e (store on PostgreSQL, nodes behind HAProxy)")
+                        "c (logins), d (idle memory), e (store on PostgreSQL, nodes behind HAProxy), "
+                        "g (many clients at once; not in the default run)")
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--scratch", help="scratch folder (default: a new one under the temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--baseline", help="another Wharf binary to measure against instead of the peers "
+                        "(bench/run --compare REV builds one)")
+    parser.add_argument("--baseline-rev", default="baseline", help="the baseline's name in the table")
     args = parser.parse_args()
+    if args.baseline and "e" in args.only.split(","):
+        sys.exit("bench: group e compares stores of one binary; it does not run with --baseline")
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a throwaway user for the peers)")
     args.scratch = args.scratch or tempfile.mkdtemp(prefix="wharf-bench-")
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
     bench = Bench(args)
     try:
         bench.set_up()

@@ -8,6 +8,9 @@ usage:
       prints the number of completed logins
   python3 inproc.py idle PROTOCOL PORT COUNT USER SECRET
       opens COUNT sessions, prints "ready N SECONDS", holds them until stdin closes
+  python3 inproc.py burst PROTOCOL PORT COUNT USER SECRET WORKERS
+      COUNT logins from WORKERS client processes at once; prints the logins, the wall time
+      and each login's time in seconds
 PROTOCOL is sftp (SECRET: private key file), ftp or ftps (SECRET: password).
 """
 
@@ -72,6 +75,28 @@ def logins(protocol, port, seconds, user, secret, workers):
         return sum(pool.starmap(login_loop, args))
 
 
+def timed_logins(protocol, port, count, user, secret, start_at):
+    """`count` logins one after the other, from `start_at` (so every worker begins together)."""
+    time.sleep(max(0.0, start_at - time.time()))
+    times = []
+    for _ in range(count):
+        t0 = time.monotonic()
+        Session(protocol, port, user, secret).close()
+        times.append(time.monotonic() - t0)
+    return times
+
+
+def burst(protocol, port, count, user, secret, workers):
+    share = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    start_at = time.time() + 2  # the pool's processes are up by then
+    with multiprocessing.Pool(workers) as pool:
+        args = [(protocol, port, n, user, secret, start_at) for n in share]
+        pending = pool.starmap_async(timed_logins, args)
+        times = [t for part in pending.get() for t in part]
+    wall = time.time() - start_at
+    print(len(times), f"{wall:.3f}", *(f"{t:.4f}" for t in times))
+
+
 def idle(protocol, port, count, user, secret):
     started = time.monotonic()
     sessions = [Session(protocol, port, user, secret) for _ in range(count)]
@@ -89,6 +114,9 @@ def main():
     if mode == "logins":
         seconds, user, secret, workers = float(sys.argv[4]), sys.argv[5], sys.argv[6], int(sys.argv[7])
         print(logins(protocol, port, seconds, user, secret, workers))
+    elif mode == "burst":
+        count, user, secret, workers = int(sys.argv[4]), sys.argv[5], sys.argv[6], int(sys.argv[7])
+        burst(protocol, port, count, user, secret, workers)
     elif mode == "idle":
         count, user, secret = int(sys.argv[4]), sys.argv[5], sys.argv[6]
         idle(protocol, port, count, user, secret)

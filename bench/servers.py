@@ -151,6 +151,7 @@ class Scratch:
         self.cert = path / "etc" / "cert.pem"
         self.cert_key = path / "etc" / "cert.key"
         self.big = path / "src" / "big.bin"
+        self.mid = path / "src" / "mid.bin"  # group g: what each of many clients moves
 
     def create_user(self):
         if subprocess.run(["id", USER], capture_output=True).returncode != 0:
@@ -173,20 +174,27 @@ class Scratch:
         ssh.mkdir(exist_ok=True)
         shutil.copy(f"{self.key}.pub", ssh / "authorized_keys")
 
-    def make_files(self, size_mib: int, small_count: int):
+    def make_files(self, size_mib: int, small_count: int, mid_mib: int = 0):
         with open(self.big, "wb") as f:
             for _ in range(size_mib):
                 f.write(os.urandom(1 << 20))
+        if mid_mib:
+            with open(self.mid, "wb") as f:
+                for _ in range(mid_mib):
+                    f.write(os.urandom(1 << 20))
         for i in range(small_count):
             (self.path / "src" / "small" / f"f{i:04d}").write_bytes(os.urandom(4096))
 
     def share_big_file(self, *homes):
         """The same inode in every home, so downloads read the same cached pages."""
-        for home in homes:
-            target = Path(home) / "big.bin"
-            if not target.exists():
-                os.link(self.big, target)
-        os.chmod(self.big, 0o644)
+        for source in [self.big, self.mid]:
+            if not source.exists():
+                continue
+            for home in homes:
+                target = Path(home) / source.name
+                if not target.exists():
+                    os.link(source, target)
+            os.chmod(source, 0o644)
 
     def hand_peer_home_to_user(self):
         run("chown", "-R", f"{USER}:{USER}", self.peer_home)
@@ -235,6 +243,7 @@ def start_wharf(scratch: Scratch, binary: Path, name="wharf", store=None, home=N
     for port in ports.values():
         server.wait_listening(port)
     server.home = home
+    server.kind = "wharf"
     return server
 
 
@@ -260,6 +269,7 @@ class OnStore:
         self.name = server.name
         self.home = server.home
         self.ports = server.ports
+        self.kind = "wharf"
 
     def cpu_seconds(self) -> float:
         return self.server.cpu_seconds() + tree_cpu_seconds(self.postmaster)
@@ -282,6 +292,7 @@ class Balanced:
 
     def __init__(self, name, scratch: Scratch, nodes):
         self.name = name
+        self.kind = "wharf"
         self.nodes = nodes
         self.home = nodes[0].home
         port = free_port()
@@ -349,7 +360,8 @@ Subsystem sftp internal-sftp
 
 def start_vsftpd(scratch: Scratch) -> Server:
     port = free_port()
-    low = 41000 + (os.getpid() % 200) * 100
+    # Group g holds up to 128 data connections at once: a thousand passive ports.
+    low = 20000 + (os.getpid() % 40) * 1000
     config = scratch.path / "etc" / "vsftpd.conf"
     config.write_text(f"""listen=YES
 listen_address=127.0.0.1
@@ -361,7 +373,7 @@ write_enable=YES
 local_umask=022
 pasv_enable=YES
 pasv_min_port={low}
-pasv_max_port={low + 99}
+pasv_max_port={low + 999}
 port_enable=YES
 seccomp_sandbox=NO
 pam_service_name=vsftpd
