@@ -103,8 +103,16 @@ from = "Wharf <wharf@example.net>"
 to = ["ops@example.net", "${{EMAIL}}"]
 subject = "Received ${{NAME}} from ${{USER}}"
 body = "${{USER}} uploaded ${{PATH}} (SHA-256 ${{SHA256}})"
-batch = 4
+batch = 6
 """
+
+BATCH = 6
+
+
+def at_a_window_start():
+    """Waits for the start of the next batching window (windows are aligned to the clock),
+    so that a burst of a few seconds falls in one window."""
+    time.sleep(BATCH - time.time() % BATCH + 0.05)
 
 
 def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
@@ -118,6 +126,7 @@ def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
     outbox.mkdir()
     for i in range(5):
         (outbox / f"r{i}.csv").write_text(f"report {i}\n")
+    at_a_window_start()
     server.sftp("acme", "mkdir in\n" + "".join(f"put {outbox}/r{i}.csv in/r{i}.csv\n" for i in range(5)))
     wait_for(lambda: handler_events(server, "email.sent"), timeout=30, what="email.sent")
     time.sleep(3)  # every other job of the window finds itself covered: no second message
@@ -155,6 +164,7 @@ def test_a_burst_is_one_message_when_the_first_send_is_refused_for_now(server, s
     outbox.mkdir()
     for i in range(5):
         (outbox / f"r{i}.csv").write_text(f"report {i}\n")
+    at_a_window_start()
     server.sftp("acme", "mkdir in\n" + "".join(f"put {outbox}/r{i}.csv in/r{i}.csv\n" for i in range(5)))
     wait_for(lambda: smtp.messages, timeout=30, what="a message")
     [refused] = smtp.refused

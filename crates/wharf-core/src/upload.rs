@@ -667,21 +667,16 @@ impl Upload {
                     format!("a write failed: {failure}"),
                 ));
             }
+            if let Some(done) = self.commit_in_one_trip().await? {
+                return Ok(done);
+            }
             self.flush_gathered().await?;
             let size = self.file.size().await?;
             self.refuse_holes(size)?;
             let sha256 = self.final_digest().await?;
-            let mut event = self.event(EventKind::UploadFinished);
-            event.bytes = Some(self.received.load(Ordering::SeqCst));
-            event.sha256 = Some(sha256.clone());
-            event = event
-                .attr("mode", self.recorded_mode)
-                .attr("size", size.to_string());
-            if let Some(identity) = self.file.identity().await {
-                event = event.attr("inode", identity);
-            }
+            let (mut event, unique) = self.finished_event(size, &sha256).await;
             self.file.remember_digest(&sha256).await;
-            let path = match self.unique_path(&event) {
+            let path = match unique {
                 Some(unique) => {
                     let name = unique.file_name().unwrap_or_default().to_owned();
                     self.file.commit_under(&name).await?;
@@ -694,16 +689,7 @@ impl Upload {
                     self.path()
                 }
             };
-            let continued = self.opened_size > 0;
-            Ok::<_, CoreError>((
-                UploadSummary {
-                    path,
-                    size,
-                    sha256,
-                    continued,
-                },
-                event,
-            ))
+            Ok::<_, CoreError>((self.summary(path, size, sha256), event))
         }
         .await;
         match result {
@@ -733,6 +719,72 @@ impl Upload {
                 self.emit_failed(&e.message, kept);
                 Err(e)
             }
+        }
+    }
+
+    /// The commit when every byte was hashed as it arrived, in order, to the end: the size
+    /// and digest are known without reading anything back, so the bytes still held, the
+    /// digest's attribute, the sync and the rename go to storage in one trip (a small
+    /// file's upload is mostly such trips). `None` when that does not hold (or the storage
+    /// finds another size): the caller commits step by step.
+    async fn commit_in_one_trip(&self) -> Result<Option<(UploadSummary, Event)>, CoreError> {
+        let end = self.end();
+        let sha256 = match self.hash.lock() {
+            Ok(state) if state.in_order && state.hashed_upto == end => {
+                hex(state.context.clone().finish().as_ref())
+            }
+            _ => return Ok(None),
+        };
+        self.refuse_holes(end)?;
+        let (mut event, unique) = self.finished_event(end, &sha256).await;
+        let name = unique
+            .as_ref()
+            .map(|u| u.file_name().unwrap_or_default().to_owned());
+        let _writing = self.writing.lock().await;
+        let held = std::mem::take(&mut *self.lock_gathered()?);
+        let last = (held.len > 0).then_some((held.at, held.pieces));
+        let finish = crate::vfs::Finish {
+            last,
+            size: end,
+            sha256: &sha256,
+            unique: name.as_deref(),
+        };
+        if !self.file.finish(finish).await? {
+            return Ok(None);
+        }
+        let path = match unique {
+            Some(unique) => {
+                event = event.attr("uploaded_as", self.path().to_string());
+                event.path = Some(unique.to_string());
+                unique
+            }
+            None => self.path(),
+        };
+        Ok(Some((self.summary(path, end, sha256), event)))
+    }
+
+    /// The `upload.finished` record of `size` bytes of digest `sha256`, and the unique
+    /// path it commits under when upload naming asks for one.
+    async fn finished_event(&self, size: u64, sha256: &str) -> (Event, Option<VirtualPath>) {
+        let mut event = self.event(EventKind::UploadFinished);
+        event.bytes = Some(self.received.load(Ordering::SeqCst));
+        event.sha256 = Some(sha256.to_owned());
+        event = event
+            .attr("mode", self.recorded_mode)
+            .attr("size", size.to_string());
+        if let Some(identity) = self.file.identity().await {
+            event = event.attr("inode", identity);
+        }
+        let unique = self.unique_path(&event);
+        (event, unique)
+    }
+
+    fn summary(&self, path: VirtualPath, size: u64, sha256: String) -> UploadSummary {
+        UploadSummary {
+            path,
+            size,
+            sha256,
+            continued: self.opened_size > 0,
         }
     }
 

@@ -862,6 +862,24 @@ impl WriteFile for LocalWrite {
                 .await;
     }
 
+    async fn finish(&self, finish: super::Finish<'_>) -> Result<bool, CoreError> {
+        let state = Arc::clone(&self.state);
+        let (last, size) = (finish.last, finish.size);
+        let (sha256, unique) = (finish.sha256.to_owned(), finish.unique.map(str::to_owned));
+        tokio::task::spawn_blocking(move || {
+            if let Some((at, pieces)) = &last {
+                write_all_vectored_at(&state.file, pieces, *at)?;
+            }
+            if state.file.metadata()?.len() != size {
+                return Ok(false);
+            }
+            super::digest_cache::remember(&state.file, None, &sha256);
+            state.commit_sync(unique.as_deref()).map(|()| true)
+        })
+        .await
+        .map_err(|e| CoreError::new(ErrorKind::Failure, e.to_string()))?
+    }
+
     async fn commit(&self) -> Result<(), CoreError> {
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || state.commit_sync(None))

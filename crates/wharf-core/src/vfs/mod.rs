@@ -249,6 +249,25 @@ pub trait WriteFile: Send + Sync {
             "this storage cannot choose an upload's name",
         ))
     }
+    /// Writes the last bytes, remembers the digest and commits, as
+    /// [`WriteFile::write_pieces_at`], [`WriteFile::remember_digest`] and
+    /// [`WriteFile::commit`] (or [`WriteFile::commit_under`]) would one after the other, in
+    /// one trip to storage where it allows. Returns `false`, having written the bytes and
+    /// committed nothing, when the file does not hold `finish.size` bytes.
+    async fn finish(&self, finish: Finish<'_>) -> Result<bool, CoreError> {
+        if let Some((at, pieces)) = finish.last {
+            self.write_pieces_at(at, pieces).await?;
+        }
+        if self.size().await? != finish.size {
+            return Ok(false);
+        }
+        self.remember_digest(finish.sha256).await;
+        match finish.unique {
+            Some(name) => self.commit_under(name).await?,
+            None => self.commit().await?,
+        }
+        Ok(true)
+    }
     /// Which file is being written (see [`Metadata::identity`]).
     async fn identity(&self) -> Option<String> {
         None
@@ -294,6 +313,18 @@ pub trait WriteFile: Send + Sync {
     /// Gives the upload up keeping nothing, whatever the target asked: a temporary file is
     /// removed (a file written in place stays as it is).
     async fn discard(&self) -> Result<(), CoreError>;
+}
+
+/// What [`WriteFile::finish`] does.
+pub struct Finish<'a> {
+    /// Consecutive pieces still to write, from an offset.
+    pub last: Option<(u64, Vec<Vec<u8>>)>,
+    /// The size the file must have once they are written.
+    pub size: u64,
+    /// The content's SHA-256, remembered with the file.
+    pub sha256: &'a str,
+    /// The name to commit under instead of the final one (see [`crate::naming`]).
+    pub unique: Option<&'a str>,
 }
 
 /// Storage for one account's home.
