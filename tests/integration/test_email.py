@@ -109,25 +109,31 @@ batch = 6
 BATCH = 6
 
 
-def at_a_window_start():
-    """Waits for the start of the next batching window (windows are aligned to the clock),
-    so that a burst of a few seconds falls in one window."""
-    time.sleep(BATCH - time.time() % BATCH + 0.05)
-
-
-def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
+def batched_server(server, smtp, edit=lambda config: config):
+    """A server with the batched handler (`edit` changes its configuration) and account acme,
+    whose e-mail address is set."""
     secret = server.root / "smtp.secret"
     secret.write_text(SMTP_PASSWORD + "\n")
     server.add_account("acme", password=PASSWORD)
     server.wharf("account", "set", "acme", "--email", "files@acme.example", check=True)
-    configure(server, BATCHED.format(port=smtp.starttls_port, ca=smtp.cert, secret=secret))
+    configure(server, edit(BATCHED.format(port=smtp.starttls_port, ca=smtp.cert, secret=secret)))
     server.start()
+
+
+def upload_a_burst(server):
+    """Five uploads by acme over one SFTP session, started at a batching window's start
+    (windows are aligned to the clock), so that the burst falls in one window."""
     outbox = server.root / "outbox"
     outbox.mkdir()
     for i in range(5):
         (outbox / f"r{i}.csv").write_text(f"report {i}\n")
-    at_a_window_start()
+    time.sleep(BATCH - time.time() % BATCH + 0.05)
     server.sftp("acme", "mkdir in\n" + "".join(f"put {outbox}/r{i}.csv in/r{i}.csv\n" for i in range(5)))
+
+
+def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
+    batched_server(server, smtp)
+    upload_a_burst(server)
     wait_for(lambda: handler_events(server, "email.sent"), timeout=30, what="email.sent")
     time.sleep(3)  # every other job of the window finds itself covered: no second message
     assert len(smtp.messages) == 1, [m["message"]["Subject"] for m in smtp.messages]
@@ -152,20 +158,9 @@ def test_a_burst_of_uploads_is_one_message_to_ops_and_the_account(server, smtp):
 def test_a_burst_is_one_message_when_the_first_send_is_refused_for_now(server, smtp):
     """The earliest event's job is told 451 and waits 20 s to retry: the next job of the
     window sends the whole burst at once, and the earliest job, retried, sends nothing."""
-    secret = server.root / "smtp.secret"
-    secret.write_text(SMTP_PASSWORD + "\n")
-    server.add_account("acme", password=PASSWORD)
-    server.wharf("account", "set", "acme", "--email", "files@acme.example", check=True)
-    config = BATCHED.format(port=smtp.starttls_port, ca=smtp.cert, secret=secret)
-    configure(server, config.replace('path = "/in/*"\n', 'path = "/in/*"\nretry_wait = 20\n'))
     smtp.refuse = 1
-    server.start()
-    outbox = server.root / "outbox"
-    outbox.mkdir()
-    for i in range(5):
-        (outbox / f"r{i}.csv").write_text(f"report {i}\n")
-    at_a_window_start()
-    server.sftp("acme", "mkdir in\n" + "".join(f"put {outbox}/r{i}.csv in/r{i}.csv\n" for i in range(5)))
+    batched_server(server, smtp, lambda c: c.replace('path = "/in/*"\n', 'path = "/in/*"\nretry_wait = 20\n'))
+    upload_a_burst(server)
     wait_for(lambda: smtp.messages, timeout=30, what="a message")
     [refused] = smtp.refused
     # Well before the refused job's retry: another job of the window sent it.
