@@ -253,7 +253,10 @@ fn spawn_lane(engine: &Arc<Engine>, tasks: &mut JoinSet<()>) -> mpsc::UnboundedS
     let engine = Arc::clone(engine);
     tasks.spawn(async move {
         while let Some(job) = rx.recv().await {
-            let response = ops::handle(&engine, job.request).await;
+            // Boxed while it runs: a lane waits far longer than it works, and the
+            // request's future (the largest of the session's) would otherwise stay in
+            // the lane's task all along, idle sessions included.
+            let response = Box::pin(ops::handle(&engine, job.request)).await;
             engine.reply(response).await;
         }
     });

@@ -740,7 +740,11 @@ impl Session {
                             std::mem::swap(&mut opening_cipher, &mut self.common.remote_to_local);
 
                             let kex_was_active = self.kex.active();
-                            match reply(&mut self, &mut handler, &mut pkt).await {
+                            // Boxed (Wharf): the reply future holds the handler's
+                            // futures (authentication, channel requests), tens of KiB
+                            // that an idle session would otherwise keep inside its
+                            // own task for as long as it lives.
+                            match Box::pin(reply(&mut self, &mut handler, &mut pkt)).await {
                                 Ok(_) => {},
                                 Err(e) => return Err(e),
                             }
