@@ -12,6 +12,7 @@ use wharf_types::{AccountName, Protocol};
 
 use crate::http_method::{HttpMethod, HttpVerdict};
 use crate::ldap_method::{LdapMethod, LdapVerdict};
+use crate::shared_accounts::SharedAccounts;
 use crate::totp::{CodeCheck, SecondFactor};
 use crate::{
     AuthFailure, BanEngine, Credential, HomeRoots, OpenConnections, Refusal, address_allowed,
@@ -138,7 +139,7 @@ impl Grant {
 
 /// An account that passed [`Authenticator::admit`].
 struct Resolved {
-    account: Account,
+    account: Arc<Account>,
     enrolled: bool,
     /// An external method's record, as it gave it.
     verdict: Option<Verdict>,
@@ -179,6 +180,8 @@ pub struct Authenticator {
     methods: Arc<std::sync::RwLock<Arc<Vec<Method>>>>,
     bans: Option<Arc<BanEngine>>,
     connections: OpenConnections,
+    /// Accounts in use, shared by the logins that resolve to them.
+    accounts: Arc<SharedAccounts>,
 }
 
 impl Authenticator {
@@ -189,6 +192,7 @@ impl Authenticator {
             methods: Arc::new(std::sync::RwLock::new(Arc::new(vec![Method::Local]))),
             bans: None,
             connections: OpenConnections::default(),
+            accounts: Arc::default(),
         }
     }
 
@@ -395,7 +399,7 @@ impl Authenticator {
             .await
             .map_err(decided)?;
         Ok(Authenticated {
-            account: Arc::new(account.account),
+            account: account.account,
             by: method.name().to_owned(),
             needs_code: account.enrolled && !code_used,
             code_used,
@@ -419,7 +423,9 @@ impl Authenticator {
         let groups = resolve::load_groups(&self.store, &record).await?;
         let enrolled = self.account_checks(&record, &groups, attempt)?;
         let record = confined(record, &groups, roots)?;
-        let account = resolve::resolve_account_with(&record, &groups)?;
+        let account = self
+            .accounts
+            .resolve(resolve::Resolution::of(&record, &groups)?)?;
         Ok(Resolved {
             account,
             enrolled,
@@ -588,7 +594,7 @@ impl Authenticator {
         let account = if current.is_some_and(|a| resolution.describes(a)) {
             None
         } else {
-            Some(Arc::new(resolution.compile().map_err(decided)?))
+            Some(self.accounts.resolve(resolution).map_err(decided)?)
         };
         if account.is_none() && renewed.is_none() {
             return Ok(None);

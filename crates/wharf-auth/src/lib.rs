@@ -31,6 +31,7 @@ mod ldap_method;
 mod password;
 mod policy;
 mod resolve;
+mod shared_accounts;
 mod totp;
 
 pub use ban::{

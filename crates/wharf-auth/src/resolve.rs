@@ -147,6 +147,11 @@ impl<'a> Resolution<'a> {
         })
     }
 
+    /// The account's name.
+    pub(crate) fn name(&self) -> &AccountName {
+        self.name
+    }
+
     /// True when `account` is what this resolution compiles to: same name, home, groups,
     /// rules (as written, in order), protocols, upload mode and limits.
     pub(crate) fn describes(&self, account: &Account) -> bool {

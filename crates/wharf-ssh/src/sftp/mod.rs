@@ -73,6 +73,8 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Open handles per session.
 pub const MAX_HANDLES: usize = 1024;
 
+/// Sent to a lane boxed: a channel allocates room for 32 messages up front, and every
+/// session keeps at least one (its path lane) for as long as it lives.
 struct Job {
     request: Request,
     _permit: OwnedSemaphorePermit,
@@ -181,7 +183,7 @@ async fn serve(engine: &Arc<Engine>, input: &mut Input) -> u32 {
     }
 
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut lanes: HashMap<Vec<u8>, mpsc::UnboundedSender<Job>> = HashMap::new();
+    let mut lanes: HashMap<Vec<u8>, mpsc::UnboundedSender<Box<Job>>> = HashMap::new();
     let mut tasks = JoinSet::new();
     let path_lane = spawn_lane(engine, &mut tasks);
     let mut status = 0;
@@ -216,10 +218,10 @@ async fn serve(engine: &Arc<Engine>, input: &mut Input) -> u32 {
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
-        let job = Job {
+        let job = Box::new(Job {
             request,
             _permit: permit,
-        };
+        });
         let lane = match handle_of(&job.request.body) {
             Some(handle) if engine.handles.contains(handle) => {
                 let closing = matches!(job.request.body, RequestBody::Close { .. });
@@ -248,8 +250,8 @@ async fn serve(engine: &Arc<Engine>, input: &mut Input) -> u32 {
     status
 }
 
-fn spawn_lane(engine: &Arc<Engine>, tasks: &mut JoinSet<()>) -> mpsc::UnboundedSender<Job> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+fn spawn_lane(engine: &Arc<Engine>, tasks: &mut JoinSet<()>) -> mpsc::UnboundedSender<Box<Job>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Box<Job>>();
     let engine = Arc::clone(engine);
     tasks.spawn(async move {
         while let Some(job) = rx.recv().await {
