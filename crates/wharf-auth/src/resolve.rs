@@ -187,7 +187,7 @@ impl<'a> Resolution<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use wharf_types::{AccountName, AddressRules};
 
@@ -198,7 +198,8 @@ mod tests {
         }
     }
 
-    fn account(addresses: AddressRules) -> AccountRecord {
+    /// An enabled account `a` of group `g` at `/srv/a`, allowed from `addresses`.
+    pub(crate) fn account(addresses: AddressRules) -> AccountRecord {
         AccountRecord {
             name: AccountName::new("a").unwrap(),
             password_hash: None,

@@ -36,10 +36,11 @@ impl SharedAccounts {
     /// The account `resolution` describes: one already in use, or compiled now.
     pub(crate) fn resolve(&self, resolution: Resolution<'_>) -> Result<Arc<Account>, AuthFailure> {
         let name = resolution.name().clone();
-        if let Some(account) = self.lock().by_name.get(&name).and_then(Weak::upgrade) {
-            if resolution.describes(&account) {
-                return Ok(account);
-            }
+        let in_use = self.lock().by_name.get(&name).and_then(Weak::upgrade);
+        if let Some(account) = in_use
+            && resolution.describes(&account)
+        {
+            return Ok(account);
         }
         // Compiled outside the lock: a large rule set must not hold up other logins.
         let account = Arc::new(resolution.compile()?);
@@ -70,11 +71,8 @@ mod tests {
     fn record(name: &str, rules: &[&str]) -> AccountRecord {
         AccountRecord {
             name: AccountName::new(name).unwrap(),
-            password_hash: None,
-            home: Some(format!("/srv/{name}").into()),
-            enabled: true,
+            home: Some(format!("/srv/{name}")),
             groups: Vec::new(),
-            keys: Vec::new(),
             rules: rules
                 .iter()
                 .map(|p| wharf_core::Rule {
@@ -83,12 +81,7 @@ mod tests {
                     deny: Vec::new(),
                 })
                 .collect(),
-            addresses: Default::default(),
-            expires_us: None,
-            second_factor: None,
-            require_second_factor: false,
-            max_file_size: None,
-            email: None,
+            ..crate::resolve::tests::account(Default::default())
         }
     }
 
