@@ -565,21 +565,7 @@ impl Store {
                  ORDER BY time_us ASC, seq ASC"
             )
         };
-        on_pool!(self, pool => {
-            // Only fixed text, catalogue ids and `$N` marks are put together above; every
-            // value from a caller is bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for value in &search.values {
-                query = match value {
-                    FilterValue::Int(v) => query.bind(*v),
-                    FilterValue::Text(v) => query.bind(v.clone()),
-                };
-            }
-            let rows = query.fetch_all(pool).await?;
-            rows.iter()
-                .map(|row| parse_record(&row.text("record_json")?))
-                .collect()
-        })
+        self.records_of(&sql, &search.values).await
     }
 
     /// Up to `limit` records with one of `ids`, timed in `[range.from_us, range.until_us)`,
@@ -635,11 +621,20 @@ impl Store {
              ORDER BY time_us ASC, seq ASC",
             parts.join(" UNION ALL ")
         );
+        self.records_of(&sql, &search.values).await
+    }
+
+    /// The records `sql` selects (`record_json` only), `values` bound to its `$N` marks in
+    /// order. Only fixed text, catalogue ids and `$N` marks may make up `sql`: every value
+    /// from a caller is bound.
+    async fn records_of(
+        &self,
+        sql: &str,
+        values: &[FilterValue],
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         on_pool!(self, pool => {
-            // Only fixed text, catalogue ids (numbers) and `$N` marks are put together
-            // above; every value from a caller is bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for value in &search.values {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+            for value in values {
                 query = match value {
                     FilterValue::Int(v) => query.bind(*v),
                     FilterValue::Text(v) => query.bind(v.clone()),

@@ -504,6 +504,20 @@ mod tests {
         plan(&job, &mut resolver, &group).await.unwrap()
     }
 
+    /// Every one of `records` finds itself listed by a message already sent.
+    async fn assert_all_covered(
+        store: &wharf_store::Store,
+        handler: &Handler,
+        records: &[AuditRecord],
+    ) {
+        for record in records {
+            assert!(matches!(
+                plan_of(store, handler, record).await,
+                Plan::Covered
+            ));
+        }
+    }
+
     /// Records the `email.sent` the job of `record` writes after sending `listed`.
     async fn record_sent(
         store: &wharf_store::Store,
@@ -746,12 +760,7 @@ mod tests {
         }
         record_sent(&store, &handler, &records[1], &listed, through).await;
         // Every job, the earliest's retry and the sender's own again, finds its event listed.
-        for record in &records {
-            assert!(matches!(
-                plan_of(&store, &handler, record).await,
-                Plan::Covered
-            ));
-        }
+        assert_all_covered(&store, &handler, &records).await;
     }
 
     /// A window with more events than a message lists gets a message per stretch; each
@@ -788,12 +797,7 @@ mod tests {
         let mut all: Vec<i64> = listed_by_messages.concat();
         all.sort_unstable();
         assert_eq!(all, seqs(&records), "each event once");
-        for record in &records {
-            assert!(matches!(
-                plan_of(&store, &handler, record).await,
-                Plan::Covered
-            ));
-        }
+        assert_all_covered(&store, &handler, &records).await;
     }
 
     /// An event that reached the trail after its window's message was made, placed before
